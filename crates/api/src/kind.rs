@@ -1,0 +1,226 @@
+//! The closed set of kinds and the [`Object`] enum that holds any of them.
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::ObjectMeta;
+use crate::node::Namespace;
+use crate::node::Node;
+use crate::pod::Pod;
+use crate::service::{Endpoints, HttpRoute, Service};
+use crate::workload::Deployment;
+
+/// Every kind this release knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// A namespace (cluster-scoped).
+    Namespace,
+    /// A worker node (cluster-scoped), registered by its agent.
+    Node,
+    /// A pod: components co-scheduled on one node.
+    Pod,
+    /// Keeps a number of pods of one template.
+    Deployment,
+    /// A stable name for the pods a selector matches.
+    Service,
+    /// The ready addresses of a service's pods (server-owned).
+    Endpoints,
+    /// Exposes services through the gateway by host and path.
+    #[serde(rename = "HTTPRoute")]
+    HttpRoute,
+}
+
+/// A kind name that is not one of [`Kind`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, Service, Endpoints, HTTPRoute"
+)]
+pub struct UnknownKind(pub String);
+
+impl Kind {
+    /// All kinds, in the order objects of a multi-kind apply are created.
+    pub const ALL: [Kind; 7] = [
+        Kind::Namespace,
+        Kind::Node,
+        Kind::Service,
+        Kind::Deployment,
+        Kind::Pod,
+        Kind::Endpoints,
+        Kind::HttpRoute,
+    ];
+
+    /// The name used in `kind:` fields.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Node => "Node",
+            Kind::Pod => "Pod",
+            Kind::Deployment => "Deployment",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
+            Kind::HttpRoute => "HTTPRoute",
+        }
+    }
+
+    /// The lowercase plural used in URLs (`/api/v1/namespaces/{ns}/pods`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Namespace => "namespaces",
+            Kind::Node => "nodes",
+            Kind::Pod => "pods",
+            Kind::Deployment => "deployments",
+            Kind::Service => "services",
+            Kind::Endpoints => "endpoints",
+            Kind::HttpRoute => "httproutes",
+        }
+    }
+
+    /// Whether objects of this kind live in a namespace.
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Kind::Namespace | Kind::Node)
+    }
+
+    /// Whether clients may create objects of this kind (others are written by Skiff itself).
+    pub fn user_writable(self) -> bool {
+        !matches!(self, Kind::Endpoints)
+    }
+
+    /// Parses a plural (`pods`), singular (`pod`), kind name (`Pod`) or short name (`po`, `deploy`,
+    /// `svc`, `ep`, `ns`, `no`, `route`), case-insensitively.
+    pub fn parse_any(s: &str) -> Result<Kind, UnknownKind> {
+        let l = s.to_ascii_lowercase();
+        let k = match l.as_str() {
+            "namespace" | "namespaces" | "ns" => Kind::Namespace,
+            "node" | "nodes" | "no" => Kind::Node,
+            "pod" | "pods" | "po" => Kind::Pod,
+            "deployment" | "deployments" | "deploy" => Kind::Deployment,
+            "service" | "services" | "svc" => Kind::Service,
+            "endpoints" | "endpoint" | "ep" => Kind::Endpoints,
+            "httproute" | "httproutes" | "route" | "routes" => Kind::HttpRoute,
+            _ => return Err(UnknownKind(s.to_owned())),
+        };
+        Ok(k)
+    }
+}
+
+impl FromStr for Kind {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Any stored object, tagged by `kind` on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "objects are boxed by their owners where it matters"
+)]
+pub enum Object {
+    /// A [`Namespace`].
+    Namespace(Namespace),
+    /// A [`Node`].
+    Node(Node),
+    /// A [`Pod`].
+    Pod(Pod),
+    /// A [`Deployment`].
+    Deployment(Deployment),
+    /// A [`Service`].
+    Service(Service),
+    /// An [`Endpoints`].
+    Endpoints(Endpoints),
+    /// An [`HttpRoute`].
+    #[serde(rename = "HTTPRoute")]
+    HttpRoute(HttpRoute),
+}
+
+macro_rules! each_variant {
+    ($self:expr, $o:ident => $e:expr) => {
+        match $self {
+            Object::Namespace($o) => $e,
+            Object::Node($o) => $e,
+            Object::Pod($o) => $e,
+            Object::Deployment($o) => $e,
+            Object::Service($o) => $e,
+            Object::Endpoints($o) => $e,
+            Object::HttpRoute($o) => $e,
+        }
+    };
+}
+
+impl Object {
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Namespace(_) => Kind::Namespace,
+            Object::Node(_) => Kind::Node,
+            Object::Pod(_) => Kind::Pod,
+            Object::Deployment(_) => Kind::Deployment,
+            Object::Service(_) => Kind::Service,
+            Object::Endpoints(_) => Kind::Endpoints,
+            Object::HttpRoute(_) => Kind::HttpRoute,
+        }
+    }
+
+    /// The object's metadata.
+    pub fn meta(&self) -> &ObjectMeta {
+        each_variant!(self, o => &o.metadata)
+    }
+
+    /// The object's metadata, mutably.
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+        each_variant!(self, o => &mut o.metadata)
+    }
+
+    /// The namespace the object lives in (`None` for cluster-scoped kinds).
+    pub fn namespace(&self) -> Option<&str> {
+        self.kind()
+            .namespaced()
+            .then(|| self.meta().namespace_or_default())
+    }
+
+    /// The JSON of the object's `spec` (or the whole object for kinds without one), used to tell a
+    /// spec change (which bumps `generation`) from a metadata-only change.
+    pub fn spec_json(&self) -> serde_json::Value {
+        let v = match self {
+            Object::Namespace(_) => serde_json::Value::Null,
+            Object::Node(n) => serde_json::to_value(&n.spec).unwrap_or_default(),
+            Object::Pod(p) => serde_json::to_value(&p.spec).unwrap_or_default(),
+            Object::Deployment(d) => serde_json::to_value(&d.spec).unwrap_or_default(),
+            Object::Service(s) => serde_json::to_value(&s.spec).unwrap_or_default(),
+            Object::Endpoints(e) => serde_json::to_value(&e.endpoints).unwrap_or_default(),
+            Object::HttpRoute(r) => serde_json::to_value(&r.spec).unwrap_or_default(),
+        };
+        v
+    }
+
+    /// Copies the server-owned status of `old` into `self` (clients cannot write status through a
+    /// plain replace; status has its own sub-resource).
+    pub fn keep_status_from(&mut self, old: &Object) {
+        match (self, old) {
+            (Object::Pod(n), Object::Pod(o)) => n.status = o.status.clone(),
+            (Object::Deployment(n), Object::Deployment(o)) => n.status = o.status.clone(),
+            (Object::Node(n), Object::Node(o)) => n.status = o.status.clone(),
+            _ => {}
+        }
+    }
+
+    /// `kind/namespace/name` (or `kind/name`), as used in messages.
+    pub fn describe(&self) -> String {
+        match self.namespace() {
+            Some(ns) => format!("{}/{}/{}", self.kind(), ns, self.meta().name),
+            None => format!("{}/{}", self.kind(), self.meta().name),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! # skiff-api: the resource model
+//!
+//! Every object Skiff stores, serves or sends is one of the plain data types in this crate. They are
+//! Kubernetes-shaped (`apiVersion`, `kind`, `metadata`, `spec`, server-owned `status`) and versioned
+//! under `apiVersion: skiff.dev/v1`. The crate knows nothing of storage, networking or runtimes.
+//!
+//! ```
+//! use skiff_api::{Object, Kind};
+//! let json = r#"{"apiVersion":"skiff.dev/v1","kind":"Namespace","metadata":{"name":"team-a"}}"#;
+//! let obj: Object = serde_json::from_str(json).unwrap();
+//! assert_eq!(obj.kind(), Kind::Namespace);
+//! assert_eq!(obj.meta().name, "team-a");
+//! obj.validate().unwrap();
+//! ```
+//!
+//! ## Core concepts
+//! - [`Object`]: one stored resource of any [`Kind`], tagged by `kind` on the wire.
+//! - [`ObjectMeta`]: name, namespace, labels and the server-assigned `resourceVersion` (the global
+//!   revision of the object's last change), `uid`, `generation` and owner references.
+//! - [`Pod`] runs one or more [`Component`]s on one node; a [`Deployment`] keeps `replicas` pods of a
+//!   template; a [`Service`] selects pods, whose ready addresses the server publishes as [`Endpoints`];
+//!   an [`HttpRoute`] exposes services through the gateway.
+//! - [`validate`](Object::validate) checks what serde cannot (names, labels, references, ranges) and
+//!   reports every problem with its field path, e.g. `spec.template.spec.components[0].wasm`.
+//! - [`WatchEvent`], [`ObjectList`] and [`ErrorBody`] are the API's envelopes.
+#![deny(missing_docs)]
+
+mod kind;
+mod meta;
+mod node;
+mod pod;
+mod quantity;
+mod selector;
+mod service;
+mod validate;
+mod wire;
+mod workload;
+
+pub use kind::{Kind, Object, UnknownKind};
+pub use meta::{API_VERSION, ApiVersion, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference};
+pub use node::{ARCH_LABEL, Namespace, Node, NodeCapacity, NodeSpec, NodeStatus};
+pub use pod::{
+    Component, EnvVar, POD_NAME_HEADER, Pod, PodPhase, PodSpec, PodStatus, Resources, RestartPolicy,
+    SchedulingStatus, WasmSpec, World,
+};
+pub use quantity::{ByteSize, DurationValue, QuantityError};
+pub use selector::{LabelSelector, SelectorError, SelectorTerm, map_matches};
+pub use service::{
+    BackendRef, EndpointAddress, Endpoints, HttpRoute, HttpRouteSpec, RouteRule, Service, ServicePort,
+    ServiceSpec,
+};
+pub use validate::{FieldError, ValidationErrors};
+pub use wire::{ErrorBody, EventType, ObjectList, WatchEvent};
+pub use workload::{
+    Deployment, DeploymentSpec, DeploymentStatus, LabelSelectorSpec, MatchLabels, PodTemplate, TemplateMeta,
+};

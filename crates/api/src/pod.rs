@@ -1,0 +1,214 @@
+//! [`Pod`]: one or more components co-scheduled on one node.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::{ApiVersion, ObjectMeta};
+use crate::quantity::{ByteSize, DurationValue};
+
+/// Header the gateway sets on a request it forwards to a worker's data plane: `namespace/name` of the
+/// pod that must serve it.
+pub const POD_NAME_HEADER: &str = "x-skiff-pod";
+
+/// A pod: the unit of scheduling.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pod {
+    /// Always `skiff.dev/v1`.
+    #[serde(default)]
+    pub api_version: ApiVersion,
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Desired state.
+    pub spec: PodSpec,
+    /// Observed state, written by the scheduler and the node's agent.
+    #[serde(default)]
+    pub status: PodStatus,
+}
+
+/// Desired state of a pod.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodSpec {
+    /// The components; at least one, names unique.
+    pub components: Vec<Component>,
+    /// The node the pod is bound to; set by the scheduler (or by the user to skip scheduling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// Labels a node must have to take this pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// What the agent does when a component stops.
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+}
+
+impl PodSpec {
+    /// Sum of the components' memory limits (the pod's scheduling request).
+    pub fn memory_request(&self) -> u64 {
+        self.components
+            .iter()
+            .map(|c| c.resources.memory_or_default().0)
+            .sum()
+    }
+}
+
+/// What happens when a component of a pod stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    /// Always restart (the default, and what a Deployment requires).
+    #[default]
+    Always,
+    /// Restart only after a failure.
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+/// One component of a pod.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Component {
+    /// Name, unique within the pod (a DNS label).
+    pub name: String,
+    /// The WebAssembly component to run. Required (the only runtime of this release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm: Option<WasmSpec>,
+    /// Environment variables the guest sees through wasi:cli.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Limits per instance.
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// Where a wasm component comes from and how it runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WasmSpec {
+    /// A local file, relative to the manifest. The CLI uploads it at apply time and replaces it by
+    /// its `digest`; the server never reads client paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `sha256:<64 hex>` of an artifact uploaded to the cluster's artifact store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// An `http://` or `https://` URL the node downloads the component from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The world the component targets.
+    #[serde(default)]
+    pub world: World,
+    /// Serve many requests from one instance instead of a fresh instance per request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instance_reuse: bool,
+}
+
+/// The world a wasm component targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    /// `wasi:http/proxy`: an HTTP handler, one instance per request.
+    #[default]
+    Http,
+}
+
+/// An environment variable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// Limits applied to each instance of a component.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    /// Maximum linear memory per instance (default 64Mi); also the pod's scheduling request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// Wall-clock deadline per request (default 30s); past it the request gets 504.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationValue>,
+    /// Optional fuel (instruction budget) per instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+}
+
+impl Resources {
+    /// Default memory limit per instance.
+    pub const DEFAULT_MEMORY: ByteSize = ByteSize(64 << 20);
+    /// Default deadline per request.
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// The memory limit, or [`Self::DEFAULT_MEMORY`].
+    pub fn memory_or_default(&self) -> ByteSize {
+        self.memory.unwrap_or(Self::DEFAULT_MEMORY)
+    }
+
+    /// The deadline, or [`Self::DEFAULT_TIMEOUT`].
+    pub fn timeout_or_default(&self) -> std::time::Duration {
+        self.timeout.map(|d| d.0).unwrap_or(Self::DEFAULT_TIMEOUT)
+    }
+}
+
+/// Lifecycle phase of a pod.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodPhase {
+    /// Accepted, not yet running (unscheduled, or loading on its node).
+    #[default]
+    Pending,
+    /// Bound to a node and serving.
+    Running,
+    /// All components ended successfully and will not restart.
+    Succeeded,
+    /// Ended with an error (see `reason` and `message`).
+    Failed,
+}
+
+/// Observed state of a pod.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodStatus {
+    /// Lifecycle phase.
+    #[serde(default)]
+    pub phase: PodPhase,
+    /// Whether the pod should receive traffic.
+    #[serde(default)]
+    pub ready: bool,
+    /// Short CamelCase reason for the phase (`Unschedulable`, `ArtifactNotFound`, `CompileError`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// RFC 3339 time the pod started running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// How many times the pod was restarted on its node.
+    #[serde(default)]
+    pub restarts: u32,
+    /// The scheduler's last decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling: Option<SchedulingStatus>,
+}
+
+/// What the scheduler decided for a pod, with a reason for every node it rejected.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchedulingStatus {
+    /// `Scheduled` or `Unschedulable`.
+    pub result: String,
+    /// Summary.
+    pub message: String,
+    /// Node name → why it could not take the pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rejected: BTreeMap<String, String>,
+    /// Node name → score of nodes that could.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scores: BTreeMap<String, i64>,
+}

@@ -1,0 +1,152 @@
+//! Quantities written the Kubernetes way: `64Mi`, `512Ki`, `2Gi`; durations as `30s`, `250ms`.
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A quantity or duration that did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    /// Not a byte quantity.
+    #[error(
+        "invalid byte quantity {0:?}: use a whole number of bytes or a number with Ki, Mi, Gi, K, M or G (e.g. 64Mi)"
+    )]
+    Bytes(String),
+    /// Not a duration.
+    #[error("invalid duration {0:?}: use a number with a unit, e.g. 500ms, 30s, 2m")]
+    Duration(String),
+}
+
+/// A number of bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = QuantityError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| QuantityError::Bytes(s.to_owned()))?;
+        let mul: u64 = match unit {
+            "" => 1,
+            "Ki" => 1 << 10,
+            "Mi" => 1 << 20,
+            "Gi" => 1 << 30,
+            "Ti" => 1 << 40,
+            "K" | "k" => 1_000,
+            "M" => 1_000_000,
+            "G" => 1_000_000_000,
+            _ => return Err(QuantityError::Bytes(s.to_owned())),
+        };
+        n.checked_mul(mul)
+            .map(ByteSize)
+            .ok_or_else(|| QuantityError::Bytes(s.to_owned()))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        for (unit, m) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+            if v >= m && v % m == 0 {
+                return write!(f, "{}{unit}", v / m);
+            }
+        }
+        write!(f, "{v}")
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte quantity such as 64Mi")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(QuantityError::Bytes(v.to_string())))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A duration written with a unit (`30s`, `250ms`, `2m`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DurationValue(pub Duration);
+
+impl FromStr for DurationValue {
+    type Err = QuantityError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if t.is_empty() || t.starts_with('-') {
+            return Err(QuantityError::Duration(s.to_owned()));
+        }
+        humantime::parse_duration(t)
+            .map(DurationValue)
+            .map_err(|_| QuantityError::Duration(s.to_owned()))
+    }
+}
+
+impl fmt::Display for DurationValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0)).map(|_| ())
+    }
+}
+
+impl Serialize for DurationValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.to_string().replace(' ', ""))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_parse_and_print() {
+        assert_eq!("64Mi".parse::<ByteSize>().unwrap(), ByteSize(64 << 20));
+        assert_eq!("1000".parse::<ByteSize>().unwrap(), ByteSize(1000));
+        assert_eq!("2K".parse::<ByteSize>().unwrap(), ByteSize(2000));
+        assert!("64MB".parse::<ByteSize>().is_err());
+        assert!("-1".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize(64 << 20).to_string(), "64Mi");
+        assert_eq!(ByteSize(1500).to_string(), "1500");
+    }
+
+    #[test]
+    fn durations_round_trip() {
+        let d: DurationValue = "1m30s".parse().unwrap();
+        assert_eq!(d.0, Duration::from_secs(90));
+        let json = serde_json::to_string(&d).unwrap();
+        let back: DurationValue = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, d);
+        assert!("-5s".parse::<DurationValue>().is_err());
+        assert!("soon".parse::<DurationValue>().is_err());
+    }
+}

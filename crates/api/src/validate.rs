@@ -1,0 +1,479 @@
+//! Checks serde cannot make: names, labels, references and ranges. Every problem is reported with
+//! the path of the field it is about, so a user can find it in their manifest.
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::kind::Object;
+use crate::meta::ObjectMeta;
+use crate::pod::PodSpec;
+use crate::pod::RestartPolicy;
+
+/// One invalid field.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `spec.template.spec.components[0].wasm`.
+    pub path: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in one object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// Largest memory limit a single component may ask for.
+const MAX_MEMORY: u64 = 4 << 30;
+/// Largest replica count a deployment may ask for.
+const MAX_REPLICAS: i64 = 10_000;
+
+struct Checker {
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn dns_label(&mut self, path: &str, value: &str, what: &str) {
+        if let Some(why) = dns_label_problem(value) {
+            self.err(path, format!("{what} {value:?} {why}"));
+        }
+    }
+
+    fn labels(&mut self, path: &str, labels: &BTreeMap<String, String>) {
+        for (k, v) in labels {
+            if let Some(why) = label_key_problem(k) {
+                self.err(format!("{path}[{k:?}]"), format!("label key {why}"));
+            }
+            if let Some(why) = label_value_problem(v) {
+                self.err(format!("{path}[{k:?}]"), format!("label value {v:?} {why}"));
+            }
+        }
+    }
+
+    fn meta(&mut self, obj: &Object) {
+        let m: &ObjectMeta = obj.meta();
+        if m.name.is_empty() {
+            self.err(
+                "metadata.name",
+                "is required: give the object a name (lowercase letters, digits and '-')",
+            );
+        } else {
+            self.dns_label("metadata.name", &m.name, "name");
+        }
+        match (&m.namespace, obj.kind().namespaced()) {
+            (Some(ns), true) => self.dns_label("metadata.namespace", ns, "namespace"),
+            (Some(_), false) => self.err(
+                "metadata.namespace",
+                format!("{} is cluster-scoped: remove the namespace", obj.kind()),
+            ),
+            (None, _) => {}
+        }
+        self.labels("metadata.labels", &m.labels);
+    }
+
+    fn pod_spec(&mut self, path: &str, spec: &PodSpec) {
+        if spec.components.is_empty() {
+            self.err(format!("{path}.components"), "must list at least one component");
+        }
+        let mut seen = BTreeSet::new();
+        for (i, c) in spec.components.iter().enumerate() {
+            let cp = format!("{path}.components[{i}]");
+            if c.name.is_empty() {
+                self.err(format!("{cp}.name"), "is required (a DNS label such as \"web\")");
+            } else {
+                self.dns_label(&format!("{cp}.name"), &c.name, "component name");
+                if !seen.insert(c.name.as_str()) {
+                    self.err(
+                        format!("{cp}.name"),
+                        format!("duplicate component name {:?}", c.name),
+                    );
+                }
+            }
+            match &c.wasm {
+                None => self.err(
+                    format!("{cp}.wasm"),
+                    "missing: every component needs a wasm artifact (wasm.path, wasm.digest or wasm.url)",
+                ),
+                Some(w) => {
+                    let set = [w.path.is_some(), w.digest.is_some(), w.url.is_some()];
+                    match set.iter().filter(|b| **b).count() {
+                        0 => self.err(
+                            format!("{cp}.wasm"),
+                            "no artifact: set one of path (a local .wasm file), digest (sha256:...) or url",
+                        ),
+                        1 => {}
+                        _ => self.err(
+                            format!("{cp}.wasm"),
+                            "set only one of path, digest and url: they are alternative artifact sources",
+                        ),
+                    }
+                    if let Some(d) = &w.digest
+                        && !is_sha256_digest(d)
+                    {
+                        self.err(
+                            format!("{cp}.wasm.digest"),
+                            format!(
+                                "{d:?} is not a digest: expected sha256: followed by 64 lowercase hex digits"
+                            ),
+                        );
+                    }
+                    if let Some(u) = &w.url
+                        && !(u.starts_with("http://") || u.starts_with("https://"))
+                    {
+                        self.err(
+                            format!("{cp}.wasm.url"),
+                            format!("{u:?} must be an http:// or https:// URL"),
+                        );
+                    }
+                    if let Some(p) = &w.path
+                        && p.trim().is_empty()
+                    {
+                        self.err(
+                            format!("{cp}.wasm.path"),
+                            "is empty: give the path of a .wasm file",
+                        );
+                    }
+                }
+            }
+            let mut env_seen = BTreeSet::new();
+            for (j, e) in c.env.iter().enumerate() {
+                if e.name.is_empty() || e.name.contains('=') || e.name.contains('\0') {
+                    self.err(
+                        format!("{cp}.env[{j}].name"),
+                        format!("{:?} is not a valid variable name", e.name),
+                    );
+                } else if !env_seen.insert(e.name.as_str()) {
+                    self.err(
+                        format!("{cp}.env[{j}].name"),
+                        format!("duplicate variable {:?}", e.name),
+                    );
+                }
+            }
+            if let Some(m) = c.resources.memory
+                && (m.0 == 0 || m.0 > MAX_MEMORY)
+            {
+                self.err(
+                    format!("{cp}.resources.memory"),
+                    format!("{m} is out of range: use 64Ki to 4Gi"),
+                );
+            }
+            if let Some(m) = c.resources.memory
+                && m.0 > 0
+                && m.0 < 64 << 10
+            {
+                self.err(
+                    format!("{cp}.resources.memory"),
+                    format!("{m} is below one wasm page: use at least 64Ki"),
+                );
+            }
+            if let Some(t) = c.resources.timeout
+                && t.0.is_zero()
+            {
+                self.err(format!("{cp}.resources.timeout"), "must be greater than zero");
+            }
+            if c.resources.fuel == Some(0) {
+                self.err(
+                    format!("{cp}.resources.fuel"),
+                    "must be greater than zero (omit it for no fuel limit)",
+                );
+            }
+        }
+        if let Some(n) = &spec.node_name {
+            self.dns_label(&format!("{path}.nodeName"), n, "node name");
+        }
+        self.labels(&format!("{path}.nodeSelector"), &spec.node_selector);
+    }
+
+    fn selector(&mut self, path: &str, sel: &BTreeMap<String, String>, what: &str) {
+        if sel.is_empty() {
+            self.err(
+                path,
+                format!("is empty: a {what} must select pods by at least one label, e.g. app: web"),
+            );
+        }
+        self.labels(path, sel);
+    }
+}
+
+fn is_sha256_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Why `s` is not a DNS label (RFC 1123), or `None` if it is one.
+pub(crate) fn dns_label_problem(s: &str) -> Option<String> {
+    if s.len() > 63 {
+        return Some(format!("is {} characters long: at most 63 are allowed", s.len()));
+    }
+    if s.is_empty() {
+        return Some("is empty".into());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Some(format!(
+            "contains {c:?}: use only lowercase letters, digits and '-'"
+        ));
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        return Some("must start and end with a letter or digit".into());
+    }
+    None
+}
+
+fn label_key_problem(k: &str) -> Option<String> {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    if let Some(p) = prefix
+        && (p.is_empty() || p.len() > 253 || p.split('.').any(|l| dns_label_problem(l).is_some()))
+    {
+        return Some(format!(
+            "{k:?} has an invalid prefix {p:?}: use a DNS name such as skiff.dev"
+        ));
+    }
+    if name.is_empty() || name.len() > 63 {
+        return Some(format!("{k:?} must have a name of 1 to 63 characters"));
+    }
+    label_value_problem(name).map(|w| format!("{k:?} {w}"))
+}
+
+fn label_value_problem(v: &str) -> Option<String> {
+    if v.len() > 63 {
+        return Some("is longer than 63 characters".into());
+    }
+    if v.is_empty() {
+        return None;
+    }
+    if let Some(c) = v
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
+    {
+        return Some(format!("contains {c:?}: use letters, digits, '-', '_' and '.'"));
+    }
+    let first = v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let last = v.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first || !last {
+        return Some("must start and end with a letter or digit".into());
+    }
+    None
+}
+
+impl Object {
+    /// Checks the object's fields. A `wasm.path` is allowed: the CLI resolves it before sending.
+    ///
+    /// # Errors
+    /// Every invalid field, with its path.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut c = Checker { errors: Vec::new() };
+        c.meta(self);
+        match self {
+            Object::Namespace(_) | Object::Node(_) | Object::Endpoints(_) => {}
+            Object::Pod(p) => c.pod_spec("spec", &p.spec),
+            Object::Deployment(d) => {
+                let s = &d.spec;
+                if s.replicas < 0 {
+                    c.err(
+                        "spec.replicas",
+                        format!("{} is negative: use 0 or more", s.replicas),
+                    );
+                } else if s.replicas > MAX_REPLICAS {
+                    c.err(
+                        "spec.replicas",
+                        format!("{} is too many: at most {MAX_REPLICAS}", s.replicas),
+                    );
+                }
+                c.selector(
+                    "spec.selector.matchLabels",
+                    &s.selector.match_labels,
+                    "deployment",
+                );
+                c.labels("spec.template.metadata.labels", &s.template.metadata.labels);
+                if !s.selector.match_labels.is_empty()
+                    && !crate::selector::map_matches(&s.selector.match_labels, &s.template.metadata.labels)
+                {
+                    c.err(
+                        "spec.selector.matchLabels",
+                        format!(
+                            "selector {} does not match the template's labels {}: the deployment would never \
+                             see its own pods; make spec.template.metadata.labels include every selector label",
+                            fmt_map(&s.selector.match_labels),
+                            fmt_map(&s.template.metadata.labels)
+                        ),
+                    );
+                }
+                if s.template.spec.restart_policy != RestartPolicy::Always {
+                    c.err(
+                        "spec.template.spec.restartPolicy",
+                        "a Deployment's pods must use restartPolicy Always",
+                    );
+                }
+                if s.template.spec.node_name.is_some() {
+                    c.err(
+                        "spec.template.spec.nodeName",
+                        "a Deployment's pods are placed by the scheduler: remove nodeName",
+                    );
+                }
+                c.pod_spec("spec.template.spec", &s.template.spec);
+            }
+            Object::Service(s) => {
+                c.selector("spec.selector", &s.spec.selector, "service");
+                for (i, p) in s.spec.ports.iter().enumerate() {
+                    if !(1..=65535).contains(&p.port) {
+                        c.err(
+                            format!("spec.ports[{i}].port"),
+                            format!("{} is not a port: use 1 to 65535", p.port),
+                        );
+                    }
+                }
+            }
+            Object::HttpRoute(r) => {
+                if r.spec.rules.is_empty() {
+                    c.err("spec.rules", "must list at least one rule");
+                }
+                for (i, h) in r.spec.hostnames.iter().enumerate() {
+                    if h.is_empty() || h.split('.').any(|l| l != "*" && dns_label_problem(l).is_some()) {
+                        c.err(
+                            format!("spec.hostnames[{i}]"),
+                            format!("{h:?} is not a host name (e.g. hello.example.com)"),
+                        );
+                    }
+                }
+                for (i, rule) in r.spec.rules.iter().enumerate() {
+                    let rp = format!("spec.rules[{i}]");
+                    if !rule.path_prefix.starts_with('/') {
+                        c.err(
+                            format!("{rp}.pathPrefix"),
+                            format!("{:?} must start with '/'", rule.path_prefix),
+                        );
+                    }
+                    if rule.backends.is_empty() {
+                        c.err(format!("{rp}.backends"), "must name at least one service");
+                    }
+                    for (j, b) in rule.backends.iter().enumerate() {
+                        c.dns_label(&format!("{rp}.backends[{j}].service"), &b.service, "service name");
+                        if b.weight < 0 {
+                            c.err(
+                                format!("{rp}.backends[{j}].weight"),
+                                format!("{} is negative: use 0 or more", b.weight),
+                            );
+                        }
+                    }
+                    if rule.backends.iter().all(|b| b.weight == 0) && !rule.backends.is_empty() {
+                        c.err(
+                            format!("{rp}.backends"),
+                            "every weight is 0: at least one backend must take traffic",
+                        );
+                    }
+                }
+            }
+        }
+        if c.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(c.errors))
+        }
+    }
+
+    /// [`validate`](Self::validate), and also rejects client-side `wasm.path`s, which only the CLI
+    /// can resolve: the server stores artifacts by digest.
+    ///
+    /// # Errors
+    /// Every invalid field, with its path.
+    pub fn validate_for_server(&self) -> Result<(), ValidationErrors> {
+        let mut errors = match self.validate() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.0,
+        };
+        let (prefix, spec) = match self {
+            Object::Pod(p) => ("spec", &p.spec),
+            Object::Deployment(d) => ("spec.template.spec", &d.spec.template.spec),
+            _ => {
+                return if errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(ValidationErrors(errors))
+                };
+            }
+        };
+        for (i, c) in spec.components.iter().enumerate() {
+            if c.wasm.as_ref().is_some_and(|w| w.path.is_some()) {
+                errors.push(FieldError {
+                    path: format!("{prefix}.components[{i}].wasm.path"),
+                    message: "local paths are resolved by `skiff apply`: upload the file \
+                              (POST /api/v1/artifacts) and set wasm.digest instead"
+                        .into(),
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(errors))
+        }
+    }
+}
+
+fn fmt_map(m: &BTreeMap<String, String>) -> String {
+    let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(json: &str) -> Object {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn names_must_be_dns_labels() {
+        let o = obj(r#"{"kind":"Namespace","apiVersion":"skiff.dev/v1","metadata":{"name":"Bad_Name"}}"#);
+        let e = o.validate().unwrap_err();
+        assert_eq!(e.0[0].path, "metadata.name");
+        assert!(e.0[0].message.contains("'B'"), "{e}");
+    }
+
+    #[test]
+    fn deployment_selector_must_match_template() {
+        let o = obj(
+            r#"{"kind":"Deployment","apiVersion":"skiff.dev/v1","metadata":{"name":"d"},
+            "spec":{"replicas":-1,"selector":{"matchLabels":{"app":"a"}},
+            "template":{"metadata":{"labels":{"app":"b"}},"spec":{"components":[{"name":"c"}]}}}}"#,
+        );
+        let e = o.validate().unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.replicas",
+                "spec.selector.matchLabels",
+                "spec.template.spec.components[0].wasm"
+            ]
+        );
+    }
+}
