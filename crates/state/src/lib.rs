@@ -1,2 +1,53 @@
-//! Skiff's deterministic replicated state machine: commands, apply, redb tables, revisions and watch events.
+//! # skiff-state: the replicated state machine
+//!
+//! Every change to Skiff's desired or observed state is a [`Command`]: a batch of [`Op`]s that is
+//! proposed through Raft and, once committed, applied by [`Machine::apply`] on every control node in
+//! log order. `apply` is deterministic: it reads no clock, no randomness and no environment — the
+//! time and the uids a command needs travel inside it — so every node computes the same tables.
+//!
+//! ```
+//! use skiff_state::{Command, Machine, Op, Reader};
+//! use skiff_api::Object;
+//! # let dir = tempfile::tempdir().unwrap();
+//! let db = std::sync::Arc::new(redb::Database::create(dir.path().join("s.redb")).unwrap());
+//! let mut machine = Machine::new(db.clone());
+//! let txn = db.begin_write().unwrap();
+//! machine.init(&txn).unwrap();
+//! let ns: Object = serde_json::from_str(
+//!     r#"{"kind":"Namespace","apiVersion":"skiff.dev/v1","metadata":{"name":"default"}}"#).unwrap();
+//! let cmd = Command::new("2026-01-01T00:00:00Z", vec![Op::Create { object: ns, uid: "u1".into() }]);
+//! let out = machine.apply(&txn, 1, &cmd.encode());
+//! txn.commit().unwrap();
+//! machine.committed();
+//! assert_eq!(out.unwrap()[0].meta().resource_version, Some(1));
+//! assert_eq!(Reader::new(db).revision().unwrap(), 1);
+//! ```
+//!
+//! ## Core concepts
+//! - [`Command`] — the versioned Raft log payload (not the public API type): a time stamp and a list
+//!   of [`Op`]s applied all-or-nothing. A command that fails changes nothing and uses no revision.
+//! - **Revision** — a global counter bumped by every object change. Each object's
+//!   `metadata.resourceVersion` is the revision of its last change; a write that names a stale
+//!   `resourceVersion` fails with [`StateError::Conflict`]. Writes that change nothing are no-ops and
+//!   keep the revision (level-triggered controllers rewrite status freely).
+//! - **Tables** (redb, in the same database file as the Raft log): `objects` (kind/namespace/name →
+//!   JSON), `events` (revision → watch event, the last [`EVENT_RETENTION`] kept for watch resume) and
+//!   `state_meta` (revision, compaction point).
+//! - [`Reader`] — read-only queries (get, list with label selectors, events since a revision) that
+//!   any thread may run on a redb read transaction.
+//! - Watch events are published on a `tokio::sync::broadcast` channel after the transaction that
+//!   wrote them commits ([`Machine::committed`]); a watcher replays history from the `events` table,
+//!   then follows the channel.
 #![deny(missing_docs)]
+
+mod command;
+mod error;
+mod machine;
+mod reader;
+mod tables;
+
+pub use command::{COMMAND_VERSION, Command, Op};
+pub use error::StateError;
+pub use machine::{Machine, StoredEvent};
+pub use reader::{Reader, object_key};
+pub use tables::EVENT_RETENTION;

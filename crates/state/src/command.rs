@@ -1,0 +1,102 @@
+//! The Raft log payload.
+use serde::{Deserialize, Serialize};
+use skiff_api::{Kind, Object};
+
+use crate::error::StateError;
+
+/// The version written into every encoded [`Command`]. A node refuses to apply a command of a newer
+/// version than it knows (it must be upgraded first) instead of guessing.
+pub const COMMAND_VERSION: u32 = 1;
+
+/// A batch of operations applied all-or-nothing at one point of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Payload version, [`COMMAND_VERSION`].
+    pub v: u32,
+    /// RFC 3339 time chosen by the proposer; `apply` uses it for timestamps instead of a clock.
+    pub now: String,
+    /// The operations, applied in order.
+    pub ops: Vec<Op>,
+}
+
+/// One change to one object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Op {
+    /// Create an object that must not exist yet.
+    Create {
+        /// The object; server-owned metadata is filled in.
+        object: Object,
+        /// The uid to give it (chosen by the proposer).
+        uid: String,
+    },
+    /// Create the object, or replace the spec, labels and annotations of the existing one (keeping its
+    /// status). A `resourceVersion` in the object must match the stored one.
+    Apply {
+        /// The desired object.
+        object: Object,
+        /// The uid to give it if it is created.
+        uid: String,
+    },
+    /// Replace an existing object's spec, labels and annotations (status is kept).
+    Replace {
+        /// The object; a `resourceVersion` in it must match the stored one.
+        object: Object,
+    },
+    /// Replace only the status of an existing object.
+    UpdateStatus {
+        /// The object whose status is taken; a `resourceVersion` in it must match the stored one.
+        object: Object,
+    },
+    /// Delete an object (a namespace takes everything in it along).
+    Delete {
+        /// Kind.
+        kind: Kind,
+        /// Namespace (for namespaced kinds).
+        namespace: Option<String>,
+        /// Name.
+        name: String,
+        /// Delete only if the stored object has this uid (it was not re-created meanwhile).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<String>,
+        /// Delete only if the stored object is at this revision.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource_version: Option<u64>,
+    },
+}
+
+impl Command {
+    /// A command of the current version.
+    pub fn new(now: impl Into<String>, ops: Vec<Op>) -> Self {
+        Command {
+            v: COMMAND_VERSION,
+            now: now.into(),
+            ops,
+        }
+    }
+
+    /// The bytes proposed to Raft.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses proposed bytes.
+    ///
+    /// # Errors
+    /// [`StateError::Decode`] for bytes that are not a command, or of a newer version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
+        let c: Command = serde_json::from_slice(bytes).map_err(|e| StateError::Decode {
+            message: e.to_string(),
+        })?;
+        if c.v > COMMAND_VERSION {
+            return Err(StateError::Decode {
+                message: format!(
+                    "command version {} is newer than this node understands ({COMMAND_VERSION}): upgrade this node",
+                    c.v
+                ),
+            });
+        }
+        Ok(c)
+    }
+}

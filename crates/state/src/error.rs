@@ -1,0 +1,82 @@
+//! Why a command was not applied.
+use serde::{Deserialize, Serialize};
+
+/// Why a command changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum StateError {
+    /// The object does not exist.
+    #[error("{kind} {name:?} not found{}", ns_suffix(namespace))]
+    NotFound {
+        /// Kind.
+        kind: String,
+        /// Namespace.
+        namespace: Option<String>,
+        /// Name.
+        name: String,
+    },
+    /// The object exists already.
+    #[error(
+        "{kind} {name:?} already exists{}: replace it, or delete it first",
+        ns_suffix(namespace)
+    )]
+    AlreadyExists {
+        /// Kind.
+        kind: String,
+        /// Namespace.
+        namespace: Option<String>,
+        /// Name.
+        name: String,
+    },
+    /// The write was based on a stale version of the object.
+    #[error(
+        "{kind} {name:?} was changed meanwhile: you sent resourceVersion {given}, it is now at {current}; read it again and retry"
+    )]
+    Conflict {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// The stored revision.
+        current: u64,
+        /// The revision the writer sent.
+        given: u64,
+    },
+    /// The namespace of a namespaced object does not exist.
+    #[error("namespace {namespace:?} not found: create it first (kind: Namespace)")]
+    NamespaceNotFound {
+        /// The missing namespace.
+        namespace: String,
+    },
+    /// The command is not applicable as written.
+    #[error("invalid command: {message}")]
+    Invalid {
+        /// What is wrong.
+        message: String,
+    },
+    /// The command bytes could not be decoded.
+    #[error("undecodable command: {message}")]
+    Decode {
+        /// Decoder message.
+        message: String,
+    },
+    /// The database failed.
+    #[error("state storage failed: {message}")]
+    Storage {
+        /// Storage message.
+        message: String,
+    },
+}
+
+fn ns_suffix(ns: &Option<String>) -> String {
+    ns.as_ref()
+        .map(|n| format!(" in namespace {n:?}"))
+        .unwrap_or_default()
+}
+
+impl StateError {
+    pub(crate) fn storage(e: impl std::fmt::Display) -> Self {
+        StateError::Storage {
+            message: e.to_string(),
+        }
+    }
+}

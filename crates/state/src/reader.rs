@@ -1,0 +1,167 @@
+//! Read-only queries.
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase};
+use skiff_api::{Kind, LabelSelector, Object, WatchEvent};
+
+use crate::error::StateError;
+use crate::tables::{COMPACTED, EVENTS, META, OBJECTS, REVISION};
+
+/// The key of an object in the `objects` table.
+pub fn object_key(kind: Kind, namespace: Option<&str>, name: &str) -> String {
+    format!(
+        "{}/{}/{}",
+        kind.as_str(),
+        if kind.namespaced() {
+            namespace.unwrap_or("default")
+        } else {
+            ""
+        },
+        name
+    )
+}
+
+/// Read access to the state tables from any thread.
+#[derive(Clone)]
+pub struct Reader {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
+    }
+}
+
+impl Reader {
+    /// A reader over `db`.
+    pub fn new(db: Arc<Database>) -> Self {
+        Reader { db }
+    }
+
+    /// The current revision.
+    ///
+    /// # Errors
+    /// [`StateError::Storage`].
+    pub fn revision(&self) -> Result<u64, StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        let Ok(meta) = txn.open_table(META) else {
+            return Ok(0);
+        };
+        Ok(meta
+            .get(REVISION)
+            .map_err(StateError::storage)?
+            .map(|g| g.value())
+            .unwrap_or(0))
+    }
+
+    /// One object.
+    ///
+    /// # Errors
+    /// [`StateError::NotFound`], [`StateError::Storage`].
+    pub fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Result<Object, StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        let not_found = || StateError::NotFound {
+            kind: kind.to_string(),
+            namespace: kind
+                .namespaced()
+                .then(|| namespace.unwrap_or("default").to_owned()),
+            name: name.to_owned(),
+        };
+        let Ok(t) = txn.open_table(OBJECTS) else {
+            return Err(not_found());
+        };
+        match t
+            .get(object_key(kind, namespace, name).as_str())
+            .map_err(StateError::storage)?
+        {
+            Some(v) => decode(v.value()),
+            None => Err(not_found()),
+        }
+    }
+
+    /// All objects of `kind` (in `namespace`, or in every namespace when `None`) matching `selector`,
+    /// with the revision they were read at.
+    ///
+    /// # Errors
+    /// [`StateError::Storage`].
+    pub fn list(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<(u64, Vec<Object>), StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        let rev = match txn.open_table(META) {
+            Ok(m) => m
+                .get(REVISION)
+                .map_err(StateError::storage)?
+                .map(|g| g.value())
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        let Ok(t) = txn.open_table(OBJECTS) else {
+            return Ok((rev, Vec::new()));
+        };
+        let prefix = match (kind.namespaced(), namespace) {
+            (true, Some(ns)) => format!("{}/{}/", kind.as_str(), ns),
+            _ => format!("{}/", kind.as_str()),
+        };
+        // Keys are `Kind/ns/name`; every key with the prefix sorts before prefix + '\u{10FFFF}'.
+        let end = format!("{prefix}\u{10FFFF}");
+        let mut out = Vec::new();
+        for item in t
+            .range(prefix.as_str()..end.as_str())
+            .map_err(StateError::storage)?
+        {
+            let (_, v) = item.map_err(StateError::storage)?;
+            let obj = decode(v.value())?;
+            if selector.matches(&obj.meta().labels) {
+                out.push(obj);
+            }
+        }
+        Ok((rev, out))
+    }
+
+    /// Watch events after revision `since`, oldest first.
+    ///
+    /// # Errors
+    /// [`StateError::Invalid`] when `since` is older than the retained history (the watcher must list
+    /// again), [`StateError::Storage`].
+    pub fn events_since(&self, since: u64) -> Result<Vec<(u64, WatchEvent)>, StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        let compacted = match txn.open_table(META) {
+            Ok(m) => m
+                .get(COMPACTED)
+                .map_err(StateError::storage)?
+                .map(|g| g.value())
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        if since < compacted {
+            return Err(StateError::Invalid {
+                message: format!(
+                    "resourceVersion {since} is too old: history starts after {compacted}; list again and watch from the list's resourceVersion"
+                ),
+            });
+        }
+        let Ok(t) = txn.open_table(EVENTS) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in t.range(since + 1..).map_err(StateError::storage)? {
+            let (k, v) = item.map_err(StateError::storage)?;
+            let ev: WatchEvent = serde_json::from_slice(v.value()).map_err(|e| StateError::Storage {
+                message: format!("corrupt event {}: {e}", k.value()),
+            })?;
+            out.push((k.value(), ev));
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Object, StateError> {
+    serde_json::from_slice(bytes).map_err(|e| StateError::Storage {
+        message: format!("corrupt object: {e}"),
+    })
+}

@@ -1,0 +1,17 @@
+//! The redb tables of the state machine.
+use redb::TableDefinition;
+
+/// `Kind/namespace/name` (namespace empty for cluster-scoped kinds) → object JSON.
+pub(crate) const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("state_objects");
+/// Revision → watch event JSON.
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("state_events");
+/// Counters: [`REVISION`], [`COMPACTED`].
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("state_meta");
+
+/// The current global revision.
+pub(crate) const REVISION: &str = "revision";
+/// Events at or below this revision have been dropped from [`EVENTS`].
+pub(crate) const COMPACTED: &str = "compacted";
+
+/// How many past revisions of watch events are kept for watchers that resume.
+pub const EVENT_RETENTION: u64 = 20_000;
