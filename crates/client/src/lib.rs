@@ -1,2 +1,29 @@
-//! Typed async client for Skiff's REST and watch API.
+//! # skiff-client: talk to a Skiff control node
+//!
+//! A typed async client for the REST and watch API, used by the `skiff` CLI, by agents and gateways
+//! (which are ordinary API clients), and by tests.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), skiff_client::ClientError> {
+//! use skiff_api::Kind;
+//! let client = skiff_client::Client::new("http://127.0.0.1:7070", "token")?;
+//! let pods = client.list(Kind::Pod, Some("default"), None).await?;
+//! println!("{} pods at revision {}", pods.items.len(), pods.resource_version);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Core concepts
+//! - [`Client`] — cheap to clone; one connection pool; every call carries the bearer token.
+//! - [`ClientError`] — distinguishes an unreachable server, a rejected token, an API error (with the
+//!   server's [`ErrorBody`](skiff_api::ErrorBody)) and a watch whose history is gone (relist).
+//! - [`Client::watch`] — a stream of [`WatchEvent`](skiff_api::WatchEvent)s from a revision; the
+//!   [`Informer`] builds on it to keep a local cache of a kind up to date across disconnects.
 #![deny(missing_docs)]
+
+mod client;
+mod error;
+mod informer;
+
+pub use client::{ApplyResult, Client, ListOptions};
+pub use error::ClientError;
+pub use informer::Informer;
