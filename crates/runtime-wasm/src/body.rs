@@ -1,0 +1,90 @@
+//! Request and response bodies at the boundary between the caller and the guest.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// The body of every response from [`crate::HttpHandler::handle`]: `Send`, `'static`,
+/// with [`BodyError`] as error, so it can be handed straight to hyper.
+pub type ResponseBody = UnsyncBoxBody<Bytes, BodyError>;
+
+/// The body a guest reads: the caller's body, bounded to the configured size.
+pub(crate) type RequestBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// A response body ended abnormally: the guest failed or was stopped while writing
+/// it, or it broke the HTTP framing it declared. The client sees a cut response.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("response body from the component failed: {message}")]
+pub struct BodyError {
+    message: String,
+}
+
+impl BodyError {
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// The `content-length` a request declares, if any and valid.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Bounds the body and makes sure the request names an authority, which
+/// `wasi:http` requires (origin-form requests without `host` get `localhost`).
+pub(crate) fn prepare_request<B>(req: http::Request<B>, max_body_bytes: usize) -> http::Request<RequestBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut parts, body) = req.into_parts();
+    if parts.uri.authority().is_none() && !parts.headers.contains_key(header::HOST) {
+        parts
+            .headers
+            .insert(header::HOST, HeaderValue::from_static("localhost"));
+    }
+    let body = Limited::new(body, max_body_bytes)
+        .map_err(move |error| {
+            if error.is::<LengthLimitError>() {
+                wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body_bytes as u64))
+            } else {
+                match error.downcast::<hyper::Error>() {
+                    Ok(hyper) => wasmtime_wasi_http::Error::Hyper(*hyper),
+                    Err(other) => wasmtime_wasi_http::Error::InternalError(Some(other.to_string())),
+                }
+            }
+        })
+        .boxed_unsync();
+    http::Request::from_parts(parts, body)
+}
+
+/// Adapts the guest's response body.
+pub(crate) fn from_guest(body: HyperOutgoingBody) -> ResponseBody {
+    body.map_err(|error| BodyError {
+        message: error.to_string(),
+    })
+    .boxed_unsync()
+}
+
+/// A short plain-text response made by the runtime itself.
+pub(crate) fn error_response(status: StatusCode, message: &str) -> http::Response<ResponseBody> {
+    let body = Full::new(Bytes::from(format!("{message}\n")))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,450 @@
+//! Serving `wasi:http/proxy` components: one request, one guest call, with limits.
+//!
+//! ```text
+//! handle(req) ──► size check ──► instance: fresh Store ─┐  or  idle pooled instance
+//!                                                        ▼
+//!                spawned task: arm deadline + fuel ─► instantiate (fresh only)
+//!                               ─► incoming-handler.handle(req, outparam)
+//!                                  │ response-outparam.set ──► response head to caller
+//!                                  ▼ returns: instance back to the idle pool (reuse)
+//!                                    traps / deadline / OOM: instance discarded
+//! ```
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::StatusCode;
+use tokio::sync::oneshot;
+use wasmtime::component::Resource;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
+
+use crate::body::{self, ResponseBody};
+use crate::logs::LogBuffer;
+use crate::state::HostState;
+
+/// How one component of one pod is served. Build with [`HandlerOptions::new`] and
+/// adjust the fields.
+#[derive(Debug, Clone)]
+pub struct HandlerOptions {
+    /// `namespace/pod/component`: names the handler in logs and error bodies.
+    pub name: String,
+    /// Environment variables the guest sees through `wasi:cli/environment`.
+    pub env: Vec<(String, String)>,
+    /// Largest linear memory of the guest, in bytes (per memory). Growing past it
+    /// fails inside the guest, which usually traps: that request gets 500.
+    pub memory_limit: u64,
+    /// Wall-clock deadline of one request, from the start of instantiation until the
+    /// guest's handler returns; past it the request gets 504.
+    pub timeout: Duration,
+    /// Fuel for one request (roughly, wasm instructions), or `None` for unmetered.
+    /// Needs [`crate::RuntimeConfig::fuel`].
+    pub fuel: Option<u64>,
+    /// Reuse instances between requests (one request at a time per instance) instead
+    /// of a fresh instance per request. Faster for guests with costly start-up, but
+    /// state leaks between requests.
+    pub instance_reuse: bool,
+    /// With `instance_reuse`, how many idle instances are kept.
+    pub max_idle_instances: usize,
+    /// Hosts (`host` or `host:port`) the guest may send outbound `wasi:http` requests
+    /// to. Empty (the default) denies every outbound request with
+    /// `HTTP-request-denied`.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Where guest stdout and stderr go; share one buffer per pod.
+    pub logs: Arc<LogBuffer>,
+}
+
+impl HandlerOptions {
+    /// Defaults: no env, 128 MiB memory, 30 s timeout, no fuel, fresh instance per
+    /// request, no outbound hosts, a private 1 MiB log buffer.
+    pub fn new(name: impl Into<String>) -> Self {
+        HandlerOptions {
+            name: name.into(),
+            env: Vec::new(),
+            memory_limit: 128 * 1024 * 1024,
+            timeout: Duration::from_secs(30),
+            fuel: None,
+            instance_reuse: false,
+            max_idle_instances: 4,
+            allowed_outbound_hosts: Vec::new(),
+            logs: Arc::new(LogBuffer::new(1024 * 1024)),
+        }
+    }
+}
+
+/// Serves HTTP requests with one loaded component. Cheap to clone; every clone shares
+/// the idle-instance pool (in reuse mode).
+#[derive(Clone)]
+pub struct HttpHandler {
+    inner: Arc<HandlerInner>,
+}
+
+impl std::fmt::Debug for HttpHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpHandler")
+            .field("name", &self.inner.name)
+            .field("component", &self.inner.digest)
+            .field("instance_reuse", &self.inner.idle.is_some())
+            .finish()
+    }
+}
+
+pub(crate) struct HandlerInner {
+    pub(crate) name: String,
+    pub(crate) digest: String,
+    pub(crate) engine: Engine,
+    pub(crate) pre: ProxyPre<HostState>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) memory_limit: usize,
+    pub(crate) timeout: Duration,
+    /// `Some` when the engine meters fuel: the fuel given to each request.
+    pub(crate) fuel: Option<u64>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) allowed_hosts: Arc<[String]>,
+    pub(crate) logs: Arc<LogBuffer>,
+    /// `Some` in reuse mode: idle instances.
+    pub(crate) idle: Option<Mutex<Vec<GuestInstance>>>,
+    pub(crate) max_idle: usize,
+    pub(crate) instances_created: AtomicU64,
+}
+
+impl HttpHandler {
+    pub(crate) fn from_inner(inner: HandlerInner) -> Self {
+        HttpHandler {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The handler's name (`namespace/pod/component`).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// How many guest instances this handler has created so far.
+    pub fn instances_created(&self) -> u64 {
+        self.inner.instances_created.load(Ordering::Relaxed)
+    }
+
+    /// Serves one request.
+    ///
+    /// Never fails: whatever the guest does, the caller gets a response. The guest's
+    /// own response is passed through (its body streams while the guest writes it);
+    /// failures become short plain-text responses naming the handler:
+    ///
+    /// | failure | status |
+    /// |---|---|
+    /// | request body larger than the limit (by `content-length`) | 413 |
+    /// | guest trapped (panic, `unreachable`, stack overflow, out of fuel) | 500 |
+    /// | guest exceeded its memory limit | 500 |
+    /// | guest returned without a response, or set an error code | 500 |
+    /// | deadline passed before the guest answered | 504 |
+    /// | no instance slot free in the pool | 503 |
+    ///
+    /// Only this request fails; the handler keeps serving. A request body that
+    /// exceeds the limit while streaming is cut, and the guest sees a body error.
+    pub async fn handle<B>(&self, req: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let inner = &self.inner;
+        if body::declared_length(req.headers()).is_some_and(|n| n > inner.max_body_bytes as u64) {
+            return body::error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "{}: request body larger than {} bytes",
+                    inner.name, inner.max_body_bytes
+                ),
+            );
+        }
+        let req = body::prepare_request(req, inner.max_body_bytes);
+        let (tx, rx) = oneshot::channel();
+        let pooled = inner.take_idle();
+        let task = tokio::spawn(serve(self.inner.clone(), pooled, req, tx));
+        wait_for_response(&self.inner.name, rx, task).await
+    }
+}
+
+/// Waits for the guest's response head, or for the guest to finish without one.
+async fn wait_for_response(
+    name: &str,
+    mut rx: oneshot::Receiver<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>,
+    mut task: tokio::task::JoinHandle<Result<(), Failure>>,
+) -> http::Response<ResponseBody> {
+    let outcome = tokio::select! {
+        biased;
+        response = &mut rx => match response {
+            Ok(response) => return guest_response(name, response),
+            // The outparam was dropped unset: the task tells why.
+            Err(_) => (&mut task).await,
+        },
+        outcome = &mut task => {
+            // The guest may have set the response just before returning.
+            if let Ok(response) = rx.try_recv() {
+                return guest_response(name, response);
+            }
+            outcome
+        }
+    };
+    match outcome {
+        Ok(Ok(())) => body::error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("{name}: the component returned without sending a response"),
+        ),
+        Ok(Err(failure)) => failure.response(name),
+        Err(join_error) => {
+            tracing::error!(handler = %name, error = %join_error, "wasm request task failed");
+            body::error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("{name}: internal error"),
+            )
+        }
+    }
+}
+
+fn guest_response(
+    name: &str,
+    response: Result<hyper::Response<HyperOutgoingBody>, ErrorCode>,
+) -> http::Response<ResponseBody> {
+    match response {
+        Ok(response) => response.map(body::from_guest),
+        Err(ErrorCode::HttpRequestBodySize(_)) => body::error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("{name}: request body too large"),
+        ),
+        Err(code) => {
+            tracing::info!(handler = %name, error = ?code, "component answered with an error code");
+            body::error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("{name}: the component failed the request"),
+            )
+        }
+    }
+}
+
+/// One live guest: its store and the bound exports.
+pub(crate) struct GuestInstance {
+    store: Store<HostState>,
+    proxy: Proxy,
+    memory_refused: Arc<AtomicBool>,
+}
+
+/// Why a request failed inside the guest or while preparing it.
+#[derive(Debug)]
+enum Failure {
+    /// The deadline passed (epoch interrupt, or blocked in the host too long).
+    Deadline(Duration),
+    /// A memory growth was refused and then the guest failed.
+    Memory(wasmtime::Error),
+    /// Fuel ran out.
+    Fuel,
+    /// The pool has no free slot.
+    PoolExhausted(wasmtime::Error),
+    /// Any other trap or host error.
+    Trap(wasmtime::Error),
+}
+
+impl Failure {
+    fn classify(error: wasmtime::Error, timeout: Duration, memory_refused: bool) -> Self {
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => return Failure::Deadline(timeout),
+            Some(Trap::OutOfFuel) => return Failure::Fuel,
+            _ => {}
+        }
+        if error.is::<wasmtime::PoolConcurrencyLimitError>() {
+            Failure::PoolExhausted(error)
+        } else if memory_refused {
+            Failure::Memory(error)
+        } else {
+            Failure::Trap(error)
+        }
+    }
+
+    fn response(&self, name: &str) -> http::Response<ResponseBody> {
+        let (status, what) = match self {
+            Failure::Deadline(timeout) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "did not answer within its {} deadline",
+                    humantime::format_duration(*timeout)
+                ),
+            ),
+            Failure::Memory(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exceeded its memory limit".to_string(),
+            ),
+            Failure::Fuel => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ran out of fuel".to_string(),
+            ),
+            Failure::PoolExhausted(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no instance slot free; retry later".to_string(),
+            ),
+            Failure::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "trapped".to_string()),
+        };
+        body::error_response(status, &format!("{name}: component {what}"))
+    }
+
+    fn log(&self, name: &str) {
+        match self {
+            Failure::Deadline(timeout) => {
+                tracing::warn!(handler = %name, timeout = ?timeout, "wasm request exceeded its deadline")
+            }
+            Failure::Fuel => tracing::warn!(handler = %name, "wasm request ran out of fuel"),
+            Failure::Memory(e) => {
+                tracing::warn!(handler = %name, error = %crate::error::chain(e), "wasm request exceeded its memory limit")
+            }
+            Failure::PoolExhausted(e) => {
+                tracing::warn!(handler = %name, error = %crate::error::chain(e), "no wasm instance slot free")
+            }
+            Failure::Trap(e) => {
+                tracing::warn!(handler = %name, error = %crate::error::chain(e), "wasm request trapped")
+            }
+        }
+    }
+}
+
+impl HandlerInner {
+    fn take_idle(&self) -> Option<GuestInstance> {
+        let idle = self.idle.as_ref()?;
+        idle.lock().unwrap_or_else(PoisonError::into_inner).pop()
+    }
+
+    fn put_idle(&self, instance: GuestInstance) {
+        if let Some(idle) = &self.idle {
+            let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < self.max_idle {
+                idle.push(instance);
+            }
+        }
+    }
+
+    /// A new store with this handler's environment, output and limits.
+    fn new_store(&self) -> (Store<HostState>, Arc<AtomicBool>) {
+        let state = HostState::new(
+            &self.env,
+            &self.logs,
+            self.memory_limit,
+            self.allowed_hosts.clone(),
+        );
+        let memory_refused = state.limits.memory_refused();
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        (store, memory_refused)
+    }
+
+    /// Arms the store for one request: a wall-clock deadline enforced on the epoch
+    /// (yielding to other tasks every tick meanwhile) and a fresh fuel budget.
+    fn arm(&self, store: &mut Store<HostState>, deadline: Instant) -> wasmtime::Result<()> {
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        if let Some(fuel) = self.fuel {
+            store.set_fuel(fuel)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one request in its own task: get an instance, call the handler, and return
+/// the instance to the idle pool when reuse is on and the call succeeded.
+async fn serve(
+    inner: Arc<HandlerInner>,
+    pooled: Option<GuestInstance>,
+    req: http::Request<body::RequestBody>,
+    tx: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + inner.timeout;
+    // The epoch interrupt stops a guest that computes past the deadline; this timer
+    // also stops one that is blocked in the host (sleeping, waiting on a stream).
+    let refused = Arc::new(AtomicBool::new(false));
+    let attempt = tokio::time::timeout(
+        inner.timeout,
+        call(&inner, pooled, req, tx, deadline, refused.clone()),
+    )
+    .await;
+    let result = match attempt {
+        Ok(Ok(instance)) => {
+            inner.put_idle(instance);
+            Ok(())
+        }
+        Ok(Err(error)) => Err(Failure::classify(
+            error,
+            inner.timeout,
+            refused.load(Ordering::Relaxed),
+        )),
+        Err(_elapsed) => Err(Failure::Deadline(inner.timeout)),
+    };
+    if let Err(failure) = &result {
+        failure.log(&inner.name);
+    }
+    result
+}
+
+async fn call(
+    inner: &HandlerInner,
+    pooled: Option<GuestInstance>,
+    req: http::Request<body::RequestBody>,
+    tx: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>,
+    deadline: Instant,
+    refused: Arc<AtomicBool>,
+) -> wasmtime::Result<GuestInstance> {
+    let mut instance = match pooled {
+        Some(mut instance) => {
+            instance.memory_refused.store(false, Ordering::Relaxed);
+            inner.arm(&mut instance.store, deadline)?;
+            instance
+        }
+        None => {
+            let (mut store, memory_refused) = inner.new_store();
+            inner.arm(&mut store, deadline)?;
+            inner.instances_created.fetch_add(1, Ordering::Relaxed);
+            let instantiated = inner.pre.instantiate_async(&mut store).await;
+            let proxy = instantiated.inspect_err(|_| {
+                refused.store(memory_refused.load(Ordering::Relaxed), Ordering::Relaxed);
+            })?;
+            GuestInstance {
+                store,
+                proxy,
+                memory_refused,
+            }
+        }
+    };
+    let (request, outparam) = resources(&mut instance.store, req, tx)?;
+    let called = instance
+        .proxy
+        .wasi_http_incoming_handler()
+        .call_handle(&mut instance.store, request, outparam)
+        .await;
+    refused.store(
+        instance.memory_refused.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
+    called?;
+    Ok(instance)
+}
+
+type Resources = (Resource<HostIncomingRequest>, Resource<HostResponseOutparam>);
+
+fn resources(
+    store: &mut Store<HostState>,
+    req: http::Request<body::RequestBody>,
+    tx: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>,
+) -> wasmtime::Result<Resources> {
+    let mut http = store.data_mut().http();
+    let request = http.new_incoming_request(Scheme::Http, req)?;
+    let outparam = http.new_response_outparam(tx)?;
+    Ok((request, outparam))
+}

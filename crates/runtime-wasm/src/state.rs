@@ -1,0 +1,188 @@
+//! What a [`wasmtime::Store`] holds for one guest instance: WASI and wasi:http
+//! contexts, the resource table, the outbound-HTTP policy and the resource limits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::logs::{GuestOutput, LogBuffer, Stream};
+
+/// Core instances, tables and memories one store may create: generous for
+/// interpreter-based components, small enough to stop a runaway.
+const MAX_STORE_OBJECTS: usize = 256;
+
+/// The data of one guest's [`wasmtime::Store`].
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    outbound: OutboundPolicy,
+    pub(crate) limits: GuestLimits,
+}
+
+impl HostState {
+    pub(crate) fn new(
+        env: &[(String, String)],
+        logs: &Arc<LogBuffer>,
+        memory_limit: usize,
+        allowed_hosts: Arc<[String]>,
+    ) -> Self {
+        let mut wasi = WasiCtx::builder();
+        wasi.envs(env)
+            .stdout(GuestOutput::new(Stream::Stdout, logs.clone()))
+            .stderr(GuestOutput::new(Stream::Stderr, logs.clone()))
+            // Sockets: no address is ever permitted, and no protocol or DNS either.
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        // No preopened directories: the guest sees an empty filesystem.
+        HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            outbound: OutboundPolicy { allowed_hosts },
+            limits: GuestLimits::new(memory_limit),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// Decides a guest's outbound `wasi:http` requests: denied (`HTTP-request-denied`)
+/// unless the request's host, or `host:port`, is in the allow-list.
+pub(crate) struct OutboundPolicy {
+    allowed_hosts: Arc<[String]>,
+}
+
+impl OutboundPolicy {
+    fn allows(&self, uri: &http::Uri) -> bool {
+        let (Some(host), Some(authority)) = (uri.host(), uri.authority()) else {
+            return false;
+        };
+        self.allowed_hosts.iter().any(|allowed| {
+            allowed.eq_ignore_ascii_case(host) || allowed.eq_ignore_ascii_case(authority.as_str())
+        })
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl wasmtime_wasi_http::WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        drop(fut);
+        if !self.allows(request.uri()) {
+            tracing::debug!(uri = %request.uri(), "guest outbound request denied");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// [`StoreLimits`] plus a record of whether a memory growth was refused, so a
+/// failing request can be reported as "memory limit exceeded".
+pub(crate) struct GuestLimits {
+    inner: StoreLimits,
+    memory_refused: Arc<AtomicBool>,
+}
+
+impl GuestLimits {
+    fn new(memory_limit: usize) -> Self {
+        GuestLimits {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .instances(MAX_STORE_OBJECTS)
+                .tables(MAX_STORE_OBJECTS)
+                .memories(MAX_STORE_OBJECTS)
+                .build(),
+            memory_refused: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A flag that turns true when a memory growth is refused.
+    pub(crate) fn memory_refused(&self) -> Arc<AtomicBool> {
+        self.memory_refused.clone()
+    }
+}
+
+impl ResourceLimiter for GuestLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if !allowed {
+            self.memory_refused.store(true, Ordering::Relaxed);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // The pool's slot is smaller than the requested size: also a memory limit.
+        self.memory_refused.store(true, Ordering::Relaxed);
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the wasm runtime with real components built from
+//! `examples/hello-http` and `tests/guests`, driven through `HttpHandler::handle`.
+
+mod cache;
+mod guests;
+mod hello;
+mod hostile;
+mod logs;
+mod pooling;

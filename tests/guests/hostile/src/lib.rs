@@ -1,0 +1,163 @@
+//! `hostile`: a `wasi:http/proxy` component that behaves well on `/` and badly on request.
+//!
+//! | path | behaviour |
+//! |---|---|
+//! | `/` | 200 `ok` |
+//! | `/count` | 200, the number of requests this instance has served |
+//! | `/trap` | panics (a trap: the module is built with `panic = "abort"`) |
+//! | `/loop` | spins forever without calling the host |
+//! | `/grow` | allocates memory without bound |
+//! | `/sleep?ms=N` | blocks in the host (`wasi:clocks`) for N milliseconds, then 200 |
+//! | `/env` | 200, the environment as `KEY=VALUE` lines |
+//! | `/print?n=N` | prints N numbered lines to stdout and one to stderr, then 200 |
+//! | `/echo` | 200, the request body read back (bounded by the host) |
+//! | `/outbound` | tries an outbound `wasi:http` request; 200 with the outcome |
+//! | `/fs` | tries to list `/`; 200 with the outcome |
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use wasi::exports::http::incoming_handler::Guest;
+use wasi::http::outgoing_handler;
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam,
+    Scheme,
+};
+
+/// Requests served by this instance.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+        let full = request.path_with_query().unwrap_or_default();
+        let (path, query) = full.split_once('?').unwrap_or((full.as_str(), ""));
+        match path {
+            "/" => respond(out, 200, b"ok\n"),
+            "/count" => respond(out, 200, format!("{calls}\n").as_bytes()),
+            "/trap" => panic!("hostile guest asked to trap"),
+            "/loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "/grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    // Touch every page so the memory is really used.
+                    hoard.push(vec![0xA5; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "/sleep" => {
+                let ms = param(query, "ms").unwrap_or(1000);
+                wasi::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+                respond(out, 200, b"slept\n");
+            }
+            "/env" => {
+                let mut body = String::new();
+                for (key, value) in std::env::vars() {
+                    body.push_str(&format!("{key}={value}\n"));
+                }
+                respond(out, 200, body.as_bytes());
+            }
+            "/print" => {
+                let n = param(query, "n").unwrap_or(1);
+                for i in 0..n {
+                    println!("line {i}");
+                }
+                eprintln!("printed {n} lines");
+                respond(out, 200, b"printed\n");
+            }
+            "/echo" => {
+                let body = read_body(&request);
+                match body {
+                    Ok(bytes) => respond(out, 200, &bytes),
+                    Err(message) => respond(out, 400, message.as_bytes()),
+                }
+            }
+            "/outbound" => {
+                let outcome = try_outbound();
+                respond(out, 200, outcome.as_bytes());
+            }
+            "/fs" => {
+                let outcome = match std::fs::read_dir("/") {
+                    Ok(_) => "listed /\n".to_string(),
+                    Err(e) => format!("denied: {e}\n"),
+                };
+                respond(out, 200, outcome.as_bytes());
+            }
+            _ => respond(out, 404, b"not found\n"),
+        }
+    }
+}
+
+/// Reads a numeric query parameter.
+fn param(query: &str, name: &str) -> Option<u64> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+/// Reads the whole request body.
+fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, String> {
+    let body = request.consume().map_err(|()| "body already consumed\n".to_string())?;
+    let stream = body.stream().map_err(|()| "no body stream\n".to_string())?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
+                return Err(format!("body read failed: {}\n", e.to_debug_string()));
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+/// Tries an outbound request and describes what happened.
+fn try_outbound() -> String {
+    let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some("example.com"));
+    let _ = request.set_path_with_query(Some("/"));
+    match outgoing_handler::handle(request, None) {
+        Err(code) => format!("outbound denied: {code:?}\n"),
+        Ok(future) => {
+            future.subscribe().block();
+            match future.get() {
+                Some(Ok(Ok(response))) => format!("outbound allowed: {}\n", response.status()),
+                Some(Ok(Err(code))) => format!("outbound denied: {code:?}\n"),
+                other => format!("outbound failed: {other:?}\n"),
+            }
+        }
+    }
+}
+
+/// Sends `status` with a plain-text `body`.
+fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
+    let headers = Fields::new();
+    let _ = headers.append(&"content-type".to_string(), &b"text/plain".to_vec());
+    let response = OutgoingResponse::new(headers);
+    let _ = response.set_status_code(status);
+    let Ok(outgoing) = response.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(response));
+    if let Ok(stream) = outgoing.write() {
+        for chunk in body.chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                return;
+            }
+        }
+        drop(stream);
+    }
+    let _ = OutgoingBody::finish(outgoing, None);
+}
+
+wasi::http::proxy::export!(Hostile);
