@@ -1,0 +1,111 @@
+//! Driver configuration.
+
+use std::time::Duration;
+
+use crate::RaftError;
+
+/// How a node runs its raft group.
+///
+/// [`RaftConfig::default`] is a one-member group (`id = 1`, `voters = [1]`) with a 100 ms tick,
+/// which is what `skiff up` runs; clusters set `id` and `voters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftConfig {
+    /// This node's raft id; never 0.
+    pub id: u64,
+    /// The initial voters, used only when the database is empty (bootstrap), e.g. `[1]`.
+    pub voters: Vec<u64>,
+    /// Length of one raft tick.
+    pub tick: Duration,
+    /// Ticks without a leader message before a follower campaigns (randomised up to twice this).
+    pub election_tick: usize,
+    /// Ticks between leader heartbeats; must be smaller than `election_tick`.
+    pub heartbeat_tick: usize,
+    /// Most proposals framed into one log entry (one durable commit).
+    pub max_batch: usize,
+    /// Largest single proposal in bytes; larger ones are refused with [`RaftError::TooLarge`].
+    pub max_proposal_bytes: usize,
+    /// Take a snapshot (and compact the log) every this many applied entries.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot so slightly lagging followers need no snapshot.
+    pub keep_entries: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            id: 1,
+            voters: vec![1],
+            tick: Duration::from_millis(100),
+            election_tick: 10,
+            heartbeat_tick: 2,
+            max_batch: 256,
+            max_proposal_bytes: 1024 * 1024,
+            snapshot_every: 10_000,
+            keep_entries: 1_000,
+        }
+    }
+}
+
+impl RaftConfig {
+    /// Checks the values before the driver starts.
+    ///
+    /// # Errors
+    ///
+    /// [`RaftError::InvalidConfig`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), RaftError> {
+        let bad = |what: &str| Err(RaftError::InvalidConfig(what.to_string()));
+        if self.id == 0 {
+            return bad("id must not be 0");
+        }
+        if self.voters.contains(&0) {
+            return bad("voters must not contain id 0");
+        }
+        if self.tick.is_zero() {
+            return bad("tick must be longer than zero");
+        }
+        if self.heartbeat_tick == 0 || self.election_tick <= self.heartbeat_tick {
+            return bad("heartbeat_tick must be at least 1 and election_tick larger than it");
+        }
+        if self.max_batch == 0 {
+            return bad("max_batch must be at least 1");
+        }
+        if self.max_proposal_bytes == 0 || self.max_proposal_bytes > u32::MAX as usize {
+            return bad("max_proposal_bytes must be between 1 and 4 GiB");
+        }
+        if self.snapshot_every == 0 {
+            return bad("snapshot_every must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// How many proposals and reads may wait in the driver's queue before callers are made to wait.
+    pub(crate) fn queue_capacity(&self) -> usize {
+        (self.max_batch * 8).max(1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_bad_values_are_named() {
+        assert_eq!(RaftConfig::default().validate(), Ok(()));
+        let c = RaftConfig {
+            id: 0,
+            ..RaftConfig::default()
+        };
+        assert!(matches!(c.validate(), Err(RaftError::InvalidConfig(m)) if m.contains("id")));
+        let c = RaftConfig {
+            election_tick: 2,
+            heartbeat_tick: 2,
+            ..RaftConfig::default()
+        };
+        assert!(c.validate().is_err());
+        let c = RaftConfig {
+            max_batch: 0,
+            ..RaftConfig::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

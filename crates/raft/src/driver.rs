@@ -1,0 +1,521 @@
+//! The driver thread: owns the `RawNode`, the state machine and the redb writes, and runs the
+//! Ready loop.
+
+mod apply;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use raft::eraftpb::Message;
+use raft::{RawNode, StateRole};
+use redb::{Database, ReadableDatabase};
+use tokio::sync::{Semaphore, watch};
+
+use crate::handle::{Cmd, Reply, Shared};
+use crate::storage::{LogWriter, RedbStorage};
+use crate::transport::{NoTransport, Transport};
+use crate::{RaftConfig, RaftError, RaftHandle, RaftStatus, StateMachine, batch};
+
+/// Extras for [`start_with`] beyond the [`RaftConfig`].
+#[derive(Clone)]
+pub struct StartOptions {
+    /// Where messages for other nodes go. [`start`] uses [`NoTransport`] (one-member groups).
+    pub transport: Arc<dyn Transport>,
+    /// Fault injection for tests: when set to `true`, the loop stops right after the next write
+    /// transaction that persisted new log entries, before applying them — as if the process had
+    /// crashed between "persist" and "apply". Pending proposals fail with [`RaftError::Stopped`].
+    pub crash_before_apply: Option<Arc<AtomicBool>>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            transport: Arc::new(NoTransport),
+            crash_before_apply: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for StartOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartOptions")
+            .field("crash_before_apply", &self.crash_before_apply)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the driver for a one-member group (no transport); see [`start_with`].
+///
+/// # Errors
+///
+/// As [`start_with`].
+pub fn start<SM: StateMachine>(
+    db: Arc<Database>,
+    sm: SM,
+    config: RaftConfig,
+) -> Result<RaftHandle<SM::Output>, RaftError> {
+    start_with(db, sm, config, StartOptions::default())
+}
+
+/// Opens (or bootstraps) the raft tables in `db`, initialises the state machine, and starts the
+/// driver thread. Blocks until the node is loaded.
+///
+/// # Errors
+///
+/// [`RaftError::InvalidConfig`], [`RaftError::Storage`] when the database cannot be read or
+/// written, [`RaftError::StateMachine`] when `init` fails.
+pub fn start_with<SM: StateMachine>(
+    db: Arc<Database>,
+    sm: SM,
+    config: RaftConfig,
+    options: StartOptions,
+) -> Result<RaftHandle<SM::Output>, RaftError> {
+    config.validate()?;
+    let (tx, rx) = mpsc::channel();
+    let shared = Arc::new(Shared {
+        id: config.id,
+        max_proposal_bytes: config.max_proposal_bytes,
+        status: watch::Sender::new(RaftStatus {
+            id: config.id,
+            ..RaftStatus::default()
+        }),
+        permits: Arc::new(Semaphore::new(config.queue_capacity())),
+        queued_steps: AtomicUsize::new(0),
+        thread: Mutex::new(None),
+    });
+    let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+    let thread_shared = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("skiff-raft-{}", config.id))
+        .spawn(
+            move || match Driver::boot(db, sm, config, options, thread_shared.clone(), rx) {
+                Ok(driver) => {
+                    // The starter waits on this; if it is gone nobody will use the node.
+                    if ready_tx.send(Ok(())).is_ok() {
+                        driver.run();
+                    }
+                }
+                Err(e) => {
+                    thread_shared.status.send_modify(|s| s.stopped = true);
+                    let _ = ready_tx.send(Err(e));
+                }
+            },
+        )
+        .map_err(|e| RaftError::Storage(format!("cannot spawn the raft thread: {e}")))?;
+    ready_rx.recv().map_err(|_| RaftError::Stopped)??;
+    *shared
+        .thread
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(thread);
+    Ok(RaftHandle { tx, shared })
+}
+
+/// Callers waiting for one proposed entry.
+struct Pending<O> {
+    term: u64,
+    batch: u64,
+    replies: Vec<Reply<O>>,
+}
+
+/// Replies to send once the transaction that produced them has committed.
+struct Outcomes<O> {
+    outputs: Vec<(Reply<O>, O)>,
+    failures: Vec<(Reply<O>, RaftError)>,
+}
+
+impl<O> Default for Outcomes<O> {
+    fn default() -> Self {
+        Outcomes {
+            outputs: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+}
+
+/// Why the loop ended.
+enum Exit {
+    Shutdown,
+    Crash,
+    Failed(RaftError),
+}
+
+pub(crate) struct Driver<SM: StateMachine> {
+    node: RawNode<RedbStorage>,
+    sm: SM,
+    db: Arc<Database>,
+    config: RaftConfig,
+    transport: Arc<dyn Transport>,
+    crash_before_apply: Option<Arc<AtomicBool>>,
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Cmd<SM::Output>>,
+    /// Proposals received this iteration, not yet framed into entries.
+    queued: Vec<(Vec<u8>, Reply<SM::Output>)>,
+    /// Proposed entries by log index.
+    pending: BTreeMap<u64, Pending<SM::Output>>,
+    next_batch: u64,
+    /// Reads waiting to be issued (no leader yet, or a fresh leader without a commit in its term).
+    reads_unsent: Vec<Reply<u64>>,
+    /// Reads issued to raft, by request context, with when they were issued.
+    reads_sent: HashMap<u64, (Instant, Vec<Reply<u64>>)>,
+    /// Reads confirmed by the leader, waiting for the local apply to reach their index.
+    reads_confirmed: Vec<(u64, Vec<Reply<u64>>)>,
+    next_read: u64,
+}
+
+impl<SM: StateMachine> Driver<SM> {
+    fn boot(
+        db: Arc<Database>,
+        mut sm: SM,
+        config: RaftConfig,
+        options: StartOptions,
+        shared: Arc<Shared>,
+        rx: mpsc::Receiver<Cmd<SM::Output>>,
+    ) -> Result<Self, RaftError> {
+        let storage = RedbStorage::open(db.clone(), &config.voters)?;
+        let txn = db.begin_write()?;
+        sm.init(&txn).map_err(RaftError::StateMachine)?;
+        txn.commit()?;
+        let state = storage.state().clone();
+        let rc = raft::Config {
+            id: config.id,
+            election_tick: config.election_tick,
+            heartbeat_tick: config.heartbeat_tick,
+            applied: state.applied,
+            pre_vote: true,
+            check_quorum: true,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            ..raft::Config::default()
+        };
+        rc.validate()
+            .map_err(|e| RaftError::InvalidConfig(e.to_string()))?;
+        let logger = crate::logger::raft_logger(config.id);
+        let mut node = RawNode::new(&rc, storage, &logger)
+            .map_err(|e| RaftError::Storage(format!("cannot load raft state: {e}")))?;
+        if state.conf_state.voters == [config.id] && state.conf_state.learners.is_empty() {
+            // Alone in the group: no need to wait an election timeout.
+            node.campaign()
+                .map_err(|e| RaftError::Storage(format!("cannot campaign: {e}")))?;
+        }
+        tracing::info!(
+            id = config.id,
+            term = state.hard_state.term,
+            commit = state.hard_state.commit,
+            applied = state.applied,
+            last_index = state.last_index,
+            "raft node loaded"
+        );
+        Ok(Driver {
+            node,
+            sm,
+            db,
+            config,
+            transport: options.transport,
+            crash_before_apply: options.crash_before_apply,
+            shared,
+            rx,
+            queued: Vec::new(),
+            pending: BTreeMap::new(),
+            next_batch: 1,
+            reads_unsent: Vec::new(),
+            reads_sent: HashMap::new(),
+            reads_confirmed: Vec::new(),
+            next_read: 1,
+        })
+    }
+
+    fn run(mut self) {
+        let tick = self.config.tick;
+        let mut next_tick = Instant::now() + tick;
+        let exit = loop {
+            match self.iteration(&mut next_tick, tick) {
+                Ok(None) => {}
+                Ok(Some(exit)) => break exit,
+                Err(e) => break Exit::Failed(e),
+            }
+        };
+        self.finish(exit);
+    }
+
+    /// One pass: take input, tick, process Ready, maybe snapshot, publish status.
+    fn iteration(&mut self, next_tick: &mut Instant, tick: Duration) -> Result<Option<Exit>, RaftError> {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        let mut shutdown = false;
+        match self.rx.recv_timeout(wait) {
+            Ok(cmd) => {
+                shutdown |= self.on_cmd(cmd);
+                // Drain what else is queued so it shares this iteration's durable commit.
+                for _ in 0..self.config.queue_capacity() + 1024 {
+                    match self.rx.try_recv() {
+                        Ok(cmd) => shutdown |= self.on_cmd(cmd),
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => {
+                            shutdown = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => shutdown = true,
+        }
+        self.flush_proposals();
+        if Instant::now() >= *next_tick {
+            self.node.tick();
+            *next_tick = Instant::now() + tick;
+        }
+        self.issue_reads();
+        if self.on_ready()? {
+            return Ok(Some(Exit::Crash));
+        }
+        self.maybe_snapshot()?;
+        self.resolve_reads();
+        self.publish_status(false);
+        Ok(shutdown.then_some(Exit::Shutdown))
+    }
+
+    /// Handles one request; returns `true` for shutdown.
+    fn on_cmd(&mut self, cmd: Cmd<SM::Output>) -> bool {
+        match cmd {
+            Cmd::Propose { data, reply, _permit } => {
+                if self.node.raft.state == StateRole::Leader {
+                    self.queued.push((data, reply));
+                } else {
+                    let _ = reply.send(Err(self.not_leader()));
+                }
+            }
+            Cmd::ReadIndex { reply, _permit } => {
+                if self.node.raft.leader_id == raft::INVALID_ID {
+                    let _ = reply.send(Err(RaftError::NotLeader { leader: None }));
+                } else {
+                    self.reads_unsent.push(reply);
+                }
+            }
+            Cmd::Step(msg) => {
+                self.shared.queued_steps.fetch_sub(1, Ordering::Relaxed);
+                let (from, kind) = (msg.from, msg.get_msg_type());
+                if let Err(e) = self.node.step(*msg) {
+                    tracing::debug!(id = self.config.id, from, ?kind, error = %e, "raft ignored a message");
+                }
+            }
+            Cmd::Shutdown => return true,
+        }
+        false
+    }
+
+    fn not_leader(&self) -> RaftError {
+        let leader = self.node.raft.leader_id;
+        RaftError::NotLeader {
+            leader: (leader != raft::INVALID_ID).then_some(leader),
+        }
+    }
+
+    /// Frames queued proposals into entries of at most `max_batch` proposals and proposes them.
+    fn flush_proposals(&mut self) {
+        while !self.queued.is_empty() {
+            let n = self.queued.len().min(self.config.max_batch);
+            let chunk: Vec<_> = self.queued.drain(..n).collect();
+            if self.node.raft.state != StateRole::Leader {
+                // A message stepped in this iteration deposed us; raft would forward the entry,
+                // and its callers could never be matched to it.
+                for (_, reply) in chunk {
+                    let _ = reply.send(Err(self.not_leader()));
+                }
+                continue;
+            }
+            let batch = self.next_batch;
+            self.next_batch += 1;
+            let data = batch::encode(chunk.iter().map(|(d, _)| d.as_slice()));
+            let replies: Vec<_> = chunk.into_iter().map(|(_, r)| r).collect();
+            match self.node.propose(batch::context(self.config.id, batch), data) {
+                Ok(()) => {
+                    let index = self.node.raft.raft_log.last_index();
+                    let term = self.node.raft.term;
+                    self.pending.insert(index, Pending { term, batch, replies });
+                }
+                Err(e) => {
+                    tracing::debug!(id = self.config.id, error = %e, "raft dropped a proposal");
+                    for reply in replies {
+                        let _ = reply.send(Err(RaftError::ProposalDropped));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Issues waiting reads as one ReadIndex request, and re-issues ones that got no answer.
+    fn issue_reads(&mut self) {
+        let timeout = self.config.tick * self.config.election_tick as u32;
+        let now = Instant::now();
+        let stale: Vec<u64> = self
+            .reads_sent
+            .iter()
+            .filter(|(_, (at, _))| now.duration_since(*at) > timeout)
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in stale {
+            // Raft drops reads silently (no leader, or a leader without a commit in its term).
+            if let Some((_, replies)) = self.reads_sent.remove(&ctx) {
+                self.reads_unsent.extend(replies);
+            }
+        }
+        let raft = &self.node.raft;
+        if self.reads_unsent.is_empty()
+            || raft.leader_id == raft::INVALID_ID
+            || (raft.state == StateRole::Leader && !raft.commit_to_current_term())
+        {
+            return;
+        }
+        let ctx = self.next_read;
+        self.next_read += 1;
+        self.node.read_index(ctx.to_le_bytes().to_vec());
+        self.reads_sent
+            .insert(ctx, (now, std::mem::take(&mut self.reads_unsent)));
+    }
+
+    /// Answers confirmed reads whose index this node has applied.
+    fn resolve_reads(&mut self) {
+        let applied = self.node.store().state().applied;
+        self.reads_confirmed.retain_mut(|(index, replies)| {
+            if *index > applied {
+                return true;
+            }
+            for reply in replies.drain(..) {
+                let _ = reply.send(Ok(*index));
+            }
+            false
+        });
+    }
+
+    fn on_read_state(&mut self, rs: raft::ReadState) {
+        let ctx = rs.request_ctx.as_slice().try_into().ok().map(u64::from_le_bytes);
+        if let Some((_, replies)) = ctx.and_then(|ctx| self.reads_sent.remove(&ctx)) {
+            self.reads_confirmed.push((rs.index, replies));
+        }
+    }
+
+    fn send(&self, msgs: Vec<Message>) {
+        if !msgs.is_empty() {
+            self.transport.send(msgs);
+        }
+    }
+
+    /// Takes a snapshot and compacts the log when enough entries were applied since the last one,
+    /// or when raft asked for a newer snapshot to send to a follower.
+    fn maybe_snapshot(&mut self) -> Result<(), RaftError> {
+        let wanted = self.node.store().take_snapshot_wanted();
+        let state = self.node.store().state().clone();
+        let due = state.applied >= state.snapshot_index + self.config.snapshot_every;
+        if !(due || wanted) || state.applied <= state.snapshot_index {
+            return Ok(());
+        }
+        let term = raft::Storage::term(self.node.store(), state.applied)
+            .map_err(|e| RaftError::Storage(format!("cannot read term of {}: {e}", state.applied)))?;
+        let data = {
+            let txn = self.db.begin_read()?;
+            self.sm.snapshot(&txn).map_err(RaftError::StateMachine)?
+        };
+        let mut snap = raft::eraftpb::Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = state.applied;
+        meta.term = term;
+        meta.set_conf_state(state.conf_state.clone());
+        let compact_to = state.applied.saturating_sub(self.config.keep_entries);
+        self.node.mut_store().write(|w| {
+            w.store_snapshot(&snap)?;
+            w.compact(compact_to)
+        })?;
+        tracing::info!(
+            id = self.config.id,
+            index = state.applied,
+            bytes = snap.data.len(),
+            compacted_to = compact_to.max(state.truncated_index),
+            "raft snapshot taken"
+        );
+        Ok(())
+    }
+
+    fn publish_status(&self, stopped: bool) {
+        let raft = &self.node.raft;
+        let state = self.node.store().state();
+        let mut voters = state.conf_state.voters.clone();
+        voters.sort_unstable();
+        let status = RaftStatus {
+            id: self.config.id,
+            role: raft.state.into(),
+            leader: (raft.leader_id != raft::INVALID_ID).then_some(raft.leader_id),
+            term: raft.term,
+            commit: raft.raft_log.committed,
+            applied: state.applied,
+            first_index: state.truncated_index + 1,
+            last_index: raft.raft_log.last_index(),
+            snapshot_index: state.snapshot_index,
+            voters,
+            stopped,
+        };
+        self.shared.status.send_if_modified(|s| {
+            let changed = *s != status;
+            if changed {
+                *s = status;
+            }
+            changed
+        });
+    }
+
+    /// Fails everything still waiting, closes the queue and marks the node stopped.
+    fn finish(mut self, exit: Exit) {
+        let err = match exit {
+            Exit::Shutdown => {
+                tracing::info!(id = self.config.id, "raft driver stopped");
+                RaftError::Stopped
+            }
+            Exit::Crash => {
+                tracing::warn!(
+                    id = self.config.id,
+                    "raft driver halted by the crash_before_apply hook"
+                );
+                RaftError::Stopped
+            }
+            Exit::Failed(e) => {
+                tracing::error!(id = self.config.id, error = %e, "raft driver stopped after an error");
+                e
+            }
+        };
+        self.shared.permits.close();
+        for (_, p) in std::mem::take(&mut self.pending) {
+            for reply in p.replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+        for (_, reply) in self.queued.drain(..) {
+            let _ = reply.send(Err(err.clone()));
+        }
+        let reads = self
+            .reads_unsent
+            .drain(..)
+            .chain(self.reads_sent.drain().flat_map(|(_, (_, r))| r))
+            .chain(self.reads_confirmed.drain(..).flat_map(|(_, r)| r));
+        for reply in reads {
+            let _ = reply.send(Err(err.clone()));
+        }
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Cmd::Propose { reply, .. } => drop(reply.send(Err(RaftError::Stopped))),
+                Cmd::ReadIndex { reply, .. } => drop(reply.send(Err(RaftError::Stopped))),
+                Cmd::Step(_) | Cmd::Shutdown => {}
+            }
+        }
+        self.publish_status(true);
+    }
+}
+
+/// Writes staged by one Ready step: the writer for the raft tables plus the callers to answer.
+struct Staged<'t, O> {
+    log: LogWriter<'t>,
+    outcomes: Outcomes<O>,
+}

@@ -1,0 +1,236 @@
+//! Ready processing: persisting, applying and answering, in raft-rs's documented order.
+
+use std::sync::atomic::Ordering;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
+use redb::WriteTransaction;
+
+use super::{Driver, Outcomes, Staged};
+use crate::storage::{LogState, LogWriter};
+use crate::{RaftError, StateMachine, batch};
+
+impl<SM: StateMachine> Driver<SM> {
+    /// Processes one Ready; returns `true` when the crash hook stopped it after persisting.
+    pub(super) fn on_ready(&mut self) -> Result<bool, RaftError> {
+        if !self.node.has_ready() {
+            return Ok(false);
+        }
+        let mut rd = self.node.ready();
+
+        // (1) A leader may send before persisting: followers persist in parallel (thesis 10.2.1).
+        self.send(rd.take_messages());
+        for rs in rd.take_read_states() {
+            self.on_read_state(rs);
+        }
+
+        // (2)-(5) Snapshot, committed entries, new entries and hard state: ONE write transaction.
+        let committed = rd.take_committed_entries();
+        let appended = !rd.entries().is_empty();
+        if !rd.snapshot().is_empty() || !committed.is_empty() || appended || rd.hs().is_some() {
+            let txn = self.db.begin_write()?;
+            let mut staged = Staged {
+                log: LogWriter::new(&txn, self.node.store().state().clone()),
+                outcomes: Outcomes::default(),
+            };
+            if !rd.snapshot().is_empty() {
+                self.restore_snapshot(&txn, &mut staged, rd.snapshot())?;
+            }
+            self.apply_entries(&txn, &mut staged, committed)?;
+            staged.log.append(rd.entries())?;
+            if let Some(hs) = rd.hs() {
+                // Never store a commit index below the applied index written just above.
+                let mut hs = hs.clone();
+                hs.commit = hs.commit.max(staged.log.state().applied);
+                staged.log.set_hard_state(hs)?;
+            }
+            let Staged { log, outcomes } = staged;
+            let state = log.into_state();
+            self.commit(txn, state, outcomes)?;
+        }
+        if appended
+            && self
+                .crash_before_apply
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::SeqCst))
+        {
+            return Ok(true);
+        }
+
+        // (6) Messages that promise persisted state (votes, append acks) go only now.
+        self.send(rd.take_persisted_messages());
+
+        // (7) Advance; the light ready carries what became committed by our own persist.
+        let mut light = self.node.advance(rd);
+        self.send(light.take_messages());
+        let committed = light.take_committed_entries();
+        if !committed.is_empty() || light.commit_index().is_some() {
+            let txn = self.db.begin_write()?;
+            let mut staged = Staged {
+                log: LogWriter::new(&txn, self.node.store().state().clone()),
+                outcomes: Outcomes::default(),
+            };
+            if let Some(commit) = light.commit_index() {
+                staged.log.set_commit(commit)?;
+            }
+            self.apply_entries(&txn, &mut staged, committed)?;
+            let Staged { log, outcomes } = staged;
+            let state = log.into_state();
+            self.commit(txn, state, outcomes)?;
+        }
+        self.node.advance_apply();
+        Ok(false)
+    }
+
+    /// Commits the transaction, then installs the new metadata, tells the machine, and answers.
+    fn commit(
+        &mut self,
+        txn: WriteTransaction,
+        state: LogState,
+        outcomes: Outcomes<SM::Output>,
+    ) -> Result<(), RaftError> {
+        txn.commit()?;
+        self.node.mut_store().install(state);
+        self.sm.committed();
+        // Publish first, so a caller that got its answer also sees it in `status()`.
+        self.publish_status(false);
+        // A caller that gave up (dropped its future) no longer wants the answer.
+        for (reply, output) in outcomes.outputs {
+            let _ = reply.send(Ok(output));
+        }
+        for (reply, err) in outcomes.failures {
+            let _ = reply.send(Err(err));
+        }
+        Ok(())
+    }
+
+    /// Applies committed entries in order and records the last one as applied.
+    fn apply_entries(
+        &mut self,
+        txn: &WriteTransaction,
+        staged: &mut Staged<'_, SM::Output>,
+        entries: Vec<Entry>,
+    ) -> Result<(), RaftError> {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Ok(());
+        };
+        for e in &entries {
+            match e.get_entry_type() {
+                EntryType::EntryNormal => self.apply_normal(txn, &mut staged.outcomes, e),
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&e.data)?;
+                    let result = self.node.apply_conf_change(&cc);
+                    self.conf_changed(&mut staged.log, e.index, result)?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&e.data)?;
+                    let result = self.node.apply_conf_change(&cc);
+                    self.conf_changed(&mut staged.log, e.index, result)?;
+                }
+            }
+        }
+        staged.log.set_applied(last)
+    }
+
+    /// Stores the membership a configuration change produced (in the apply transaction).
+    fn conf_changed(
+        &mut self,
+        log: &mut LogWriter<'_>,
+        index: u64,
+        result: raft::Result<raft::eraftpb::ConfState>,
+    ) -> Result<(), RaftError> {
+        match result {
+            Ok(cs) => {
+                tracing::info!(id = self.config.id, index, voters = ?cs.voters, learners = ?cs.learners, "raft membership changed");
+                log.set_conf_state(cs)
+            }
+            Err(e) => {
+                // Every member refuses the same change the same way, so skipping stays deterministic.
+                tracing::error!(id = self.config.id, index, error = %e, "raft refused a membership change; skipping it");
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies every proposal framed in one entry and settles the callers waiting for it.
+    fn apply_normal(&mut self, txn: &WriteTransaction, outcomes: &mut Outcomes<SM::Output>, e: &Entry) {
+        let mut outputs = Vec::new();
+        // An empty entry is the one a new leader appends; it carries nothing to apply.
+        if !e.data.is_empty() {
+            match batch::decode(&e.data) {
+                Ok(proposals) => {
+                    outputs.reserve(proposals.len());
+                    for p in proposals {
+                        outputs.push(self.sm.apply(txn, e.index, p));
+                    }
+                }
+                Err(msg) => {
+                    tracing::error!(id = self.config.id, index = e.index, error = %msg, "skipping a log entry with malformed framing");
+                }
+            }
+        }
+        self.settle(e.index, e.term, &e.context, outputs, outcomes);
+    }
+
+    /// Hands `outputs` to the callers of the entry at `index` if this node proposed it; fails
+    /// callers of earlier or overwritten entries with [`RaftError::ProposalDropped`].
+    fn settle(
+        &mut self,
+        index: u64,
+        term: u64,
+        context: &[u8],
+        outputs: Vec<SM::Output>,
+        outcomes: &mut Outcomes<SM::Output>,
+    ) {
+        let mut outputs = Some(outputs);
+        while let Some(entry) = self.pending.first_entry() {
+            let at = *entry.key();
+            if at > index {
+                break;
+            }
+            let p = entry.remove();
+            let mine = at == index
+                && p.term == term
+                && batch::parse_context(context) == Some((self.config.id, p.batch))
+                && outputs.as_ref().is_some_and(|o| o.len() == p.replies.len());
+            match outputs.take() {
+                Some(outputs) if mine => outcomes.outputs.extend(p.replies.into_iter().zip(outputs)),
+                other => {
+                    outputs = other;
+                    outcomes
+                        .failures
+                        .extend(p.replies.into_iter().map(|r| (r, RaftError::ProposalDropped)));
+                }
+            }
+        }
+    }
+
+    /// Installs a snapshot received from the leader: machine tables and raft log in one txn.
+    fn restore_snapshot(
+        &mut self,
+        txn: &WriteTransaction,
+        staged: &mut Staged<'_, SM::Output>,
+        snap: &Snapshot,
+    ) -> Result<(), RaftError> {
+        let index = snap.get_metadata().index;
+        self.sm
+            .restore(txn, &snap.data)
+            .map_err(RaftError::StateMachine)?;
+        staged.log.apply_snapshot(snap)?;
+        // Entries this node proposed up to the snapshot were replaced before it could apply them.
+        let later = self.pending.split_off(&(index + 1));
+        for (_, p) in std::mem::replace(&mut self.pending, later) {
+            staged
+                .outcomes
+                .failures
+                .extend(p.replies.into_iter().map(|r| (r, RaftError::OutcomeUnknown)));
+        }
+        tracing::info!(
+            id = self.config.id,
+            index,
+            bytes = snap.data.len(),
+            "raft snapshot installed"
+        );
+        Ok(())
+    }
+}

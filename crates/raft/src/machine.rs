@@ -1,0 +1,46 @@
+//! The contract between the driver and the replicated state machine.
+
+/// The replicated state machine the driver applies committed proposals to.
+///
+/// The driver owns the `redb::Database` and every write transaction; the machine only writes its own
+/// tables inside the transactions it is handed, so its state and the driver's applied index always
+/// change together.
+///
+/// Batching means several proposals can share one log `index`: they are applied in the order they
+/// were proposed, each with the same `index`. A machine that needs a per-change revision keeps its
+/// own counter in its tables.
+pub trait StateMachine: Send + 'static {
+    /// What applying one proposal returns to whoever proposed it.
+    type Output: Send + 'static;
+
+    /// Creates the machine's tables if missing (called once at start inside a write txn).
+    ///
+    /// # Errors
+    ///
+    /// A message saying what could not be created; the driver does not start.
+    fn init(&mut self, txn: &redb::WriteTransaction) -> Result<(), String>;
+
+    /// Applies one proposal (opaque bytes) committed at log `index`, inside `txn`; the driver records
+    /// the applied index in the SAME transaction and commits it, so a crash never applies an entry
+    /// twice or loses one. Must be deterministic and must not panic on bad bytes (return an error
+    /// Output).
+    fn apply(&mut self, txn: &redb::WriteTransaction, index: u64, proposal: &[u8]) -> Self::Output;
+
+    /// Called after the transaction holding applied entries has committed (the machine publishes
+    /// watch events here).
+    fn committed(&mut self);
+
+    /// Serializes the machine's tables for a raft snapshot.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what could not be read; the driver stops.
+    fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String>;
+
+    /// Replaces the machine's tables with a snapshot's content.
+    ///
+    /// # Errors
+    ///
+    /// A message saying why the snapshot could not be installed; the driver stops.
+    fn restore(&mut self, txn: &redb::WriteTransaction, data: &[u8]) -> Result<(), String>;
+}
