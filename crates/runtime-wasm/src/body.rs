@@ -1,7 +1,10 @@
 //! Request and response bodies at the boundary between the caller and the guest.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -28,20 +31,25 @@ impl BodyError {
     }
 }
 
-/// The `content-length` a request declares, if any and valid.
-pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// The smallest body size a request announces: its `content-length`, or the lower
+/// bound of its body's size hint.
+pub(crate) fn announced_length<B: http_body::Body>(req: &http::Request<B>) -> u64 {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    declared.max(req.body().size_hint().lower())
 }
 
 /// Bounds the body and makes sure the request names an authority, which
 /// `wasi:http` requires (origin-form requests without `host` get `localhost`).
-pub(crate) fn prepare_request<B>(req: http::Request<B>, max_body_bytes: usize) -> http::Request<RequestBody>
+/// The flag turns true if the body turns out larger than the limit.
+pub(crate) fn prepare_request<B>(
+    req: http::Request<B>,
+    max_body_bytes: usize,
+) -> (http::Request<RequestBody>, Arc<AtomicBool>)
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -52,9 +60,12 @@ where
             .headers
             .insert(header::HOST, HeaderValue::from_static("localhost"));
     }
+    let too_large = Arc::new(AtomicBool::new(false));
+    let flag = too_large.clone();
     let body = Limited::new(body, max_body_bytes)
         .map_err(move |error| {
             if error.is::<LengthLimitError>() {
+                flag.store(true, Ordering::Relaxed);
                 wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body_bytes as u64))
             } else {
                 match error.downcast::<hyper::Error>() {
@@ -64,7 +75,7 @@ where
             }
         })
         .boxed_unsync();
-    http::Request::from_parts(parts, body)
+    (http::Request::from_parts(parts, body), too_large)
 }
 
 /// Adapts the guest's response body.

@@ -109,12 +109,7 @@ impl DiskCache {
         Ok((component, Source::Compiled))
     }
 
-    fn read(
-        &self,
-        engine: &Engine,
-        artifact: &Path,
-        meta: &Path,
-    ) -> Result<Option<Component>, String> {
+    fn read(&self, engine: &Engine, artifact: &Path, meta: &Path) -> Result<Option<Component>, String> {
         let meta_text = match fs::read_to_string(meta) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -132,8 +127,7 @@ impl DiskCache {
         let Some(expected) = lines.next().and_then(|l| l.strip_prefix("artifact ")) else {
             return Err("sidecar lacks the artifact hash".to_string());
         };
-        let code =
-            fs::read(artifact).map_err(|e| format!("cannot read {}: {e}", artifact.display()))?;
+        let code = fs::read(artifact).map_err(|e| format!("cannot read {}: {e}", artifact.display()))?;
         if hex::encode(Sha256::digest(&code)) != expected {
             return Err("artifact does not match the hash in its sidecar".to_string());
         }

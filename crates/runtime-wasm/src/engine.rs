@@ -56,7 +56,9 @@ pub enum AllocatorKind {
 
 /// Builds the engine, trying the pooling allocator first.
 pub(crate) fn build(config: &RuntimeConfig) -> Result<(Engine, AllocatorKind), Error> {
-    match Engine::new(&base_config(config).allocation_strategy(pooling(config))) {
+    let mut pooled = base_config(config);
+    pooled.allocation_strategy(pooling(config));
+    match Engine::new(&pooled) {
         Ok(engine) => {
             tracing::info!(
                 max_instances = config.max_instances,
@@ -74,9 +76,7 @@ pub(crate) fn build(config: &RuntimeConfig) -> Result<(Engine, AllocatorKind), E
             );
             let mut fallback = base_config(config);
             fallback.allocation_strategy(InstanceAllocationStrategy::OnDemand);
-            let engine = Engine::new(&fallback).map_err(|e| Error::Engine {
-                reason: chain(&e),
-            })?;
+            let engine = Engine::new(&fallback).map_err(|e| Error::Engine { reason: chain(&e) })?;
             tracing::info!("wasm engine uses the on-demand allocator");
             Ok((engine, AllocatorKind::OnDemand))
         }

@@ -39,7 +39,9 @@ pub enum Error {
 
     /// The component imports something Skiff does not provide (only the WASI 0.2
     /// interfaces and `wasi:http` are available).
-    #[error("component {digest} cannot be linked: {reason}; only WASI 0.2.x and wasi:http imports are provided")]
+    #[error(
+        "component {digest} cannot be linked: {reason}; only WASI 0.2.x and wasi:http imports are provided"
+    )]
     Link {
         /// `sha256:<hex>` of the component.
         digest: String,

@@ -154,20 +154,26 @@ impl HttpHandler {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let inner = &self.inner;
-        if body::declared_length(req.headers()).is_some_and(|n| n > inner.max_body_bytes as u64) {
-            return body::error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "{}: request body larger than {} bytes",
-                    inner.name, inner.max_body_bytes
-                ),
-            );
+        if body::announced_length(&req) > inner.max_body_bytes as u64 {
+            return inner.too_large();
         }
-        let req = body::prepare_request(req, inner.max_body_bytes);
+        let (req, too_large) = body::prepare_request(req, inner.max_body_bytes);
         let (tx, rx) = oneshot::channel();
         let pooled = inner.take_idle();
         let task = tokio::spawn(serve(self.inner.clone(), pooled, req, tx));
-        wait_for_response(&self.inner.name, rx, task).await
+        let response = wait_for_response(&self.inner.name, rx, task).await;
+        // The guest saw a body error; whatever it answered, the client sent too much.
+        if too_large.load(Ordering::Relaxed) {
+            return inner.too_large();
+        }
+        response
+    }
+
+    /// Idle instances kept for reuse (always 0 without instance reuse).
+    pub fn idle_instances(&self) -> usize {
+        self.inner.idle.as_ref().map_or(0, |idle| {
+            idle.lock().unwrap_or_else(PoisonError::into_inner).len()
+        })
     }
 }
 
@@ -279,10 +285,7 @@ impl Failure {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "exceeded its memory limit".to_string(),
             ),
-            Failure::Fuel => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ran out of fuel".to_string(),
-            ),
+            Failure::Fuel => (StatusCode::INTERNAL_SERVER_ERROR, "ran out of fuel".to_string()),
             Failure::PoolExhausted(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no instance slot free; retry later".to_string(),
@@ -312,6 +315,16 @@ impl Failure {
 }
 
 impl HandlerInner {
+    fn too_large(&self) -> http::Response<ResponseBody> {
+        body::error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "{}: request body larger than {} bytes",
+                self.name, self.max_body_bytes
+            ),
+        )
+    }
+
     fn take_idle(&self) -> Option<GuestInstance> {
         let idle = self.idle.as_ref()?;
         idle.lock().unwrap_or_else(PoisonError::into_inner).pop()
@@ -428,10 +441,7 @@ async fn call(
         .wasi_http_incoming_handler()
         .call_handle(&mut instance.store, request, outparam)
         .await;
-    refused.store(
-        instance.memory_refused.load(Ordering::Relaxed),
-        Ordering::Relaxed,
-    );
+    refused.store(instance.memory_refused.load(Ordering::Relaxed), Ordering::Relaxed);
     called?;
     Ok(instance)
 }

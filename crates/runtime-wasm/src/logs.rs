@@ -132,8 +132,7 @@ impl LogBuffer {
             let mut inner = self.lock();
             inner.bytes += line.cost();
             inner.lines.push_back(line.clone());
-            while inner.lines.len() > 1
-                && (inner.bytes > self.max_bytes || inner.lines.len() > MAX_LOG_LINES)
+            while inner.lines.len() > 1 && (inner.bytes > self.max_bytes || inner.lines.len() > MAX_LOG_LINES)
             {
                 if let Some(old) = inner.lines.pop_front() {
                     inner.bytes -= old.cost();

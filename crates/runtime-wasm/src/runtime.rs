@@ -120,11 +120,9 @@ impl WasmRuntime {
             .map_err(|e| Error::Engine {
                 reason: format!("cannot link WASI: {}", chain(&e)),
             })?;
-        let disk = DiskCache::new(config.cache_dir.clone(), &engine).map_err(|source| {
-            Error::CacheDir {
-                path: config.cache_dir.clone(),
-                source,
-            }
+        let disk = DiskCache::new(config.cache_dir.clone(), &engine).map_err(|source| Error::CacheDir {
+            path: config.cache_dir.clone(),
+            source,
         })?;
         engine::start_epoch_ticker(&engine, config.epoch_tick)?;
         Ok(WasmRuntime {
@@ -278,14 +276,9 @@ impl WasmRuntime {
         }))
     }
 
-    fn lock_loaded(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<OnceCell<Arc<LoadedComponent>>>>> {
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<OnceCell<Arc<LoadedComponent>>>>> {
         // Plain map operations cannot leave it inconsistent.
-        self.inner
-            .loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.inner.loaded.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -293,24 +286,21 @@ impl Inner {
     /// Blocking: compile (or read from disk) and link.
     fn compile(&self, digest: String, bytes: Vec<u8>) -> Result<Arc<LoadedComponent>, Error> {
         let hex = digest.trim_start_matches("sha256:");
-        let (component, source) = self
-            .disk
-            .get_or_compile(&self.engine, hex, &bytes)
-            .map_err(|e| Error::InvalidComponent {
-                digest: digest.clone(),
-                reason: chain(&e),
-            })?;
+        let (component, source) =
+            self.disk
+                .get_or_compile(&self.engine, hex, &bytes)
+                .map_err(|e| Error::InvalidComponent {
+                    digest: digest.clone(),
+                    reason: chain(&e),
+                })?;
         match source {
             Source::Compiled => self.compiled.fetch_add(1, Ordering::Relaxed),
             Source::Disk => self.disk_hits.fetch_add(1, Ordering::Relaxed),
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| Error::Link {
-                digest: digest.clone(),
-                reason: chain(&e),
-            })?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| Error::Link {
+            digest: digest.clone(),
+            reason: chain(&e),
+        })?;
         let proxy = ProxyPre::new(pre.clone()).map_err(|e| chain(&e));
         if let Err(reason) = &proxy {
             tracing::info!(component = %digest, %reason, "component does not serve wasi:http");

@@ -9,7 +9,10 @@ async fn second_load_is_a_cache_hit_and_new_process_reads_disk() {
     let cache = tempfile::tempdir().unwrap();
     let bytes = guests::hello();
     let digest = WasmRuntime::digest(&bytes);
-    assert!(digest.starts_with("sha256:") && digest.len() == 7 + 64, "{digest}");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 7 + 64,
+        "{digest}"
+    );
 
     let runtime = guests::runtime(&cache);
     let first = runtime.load(bytes.clone()).await.unwrap();
@@ -25,7 +28,11 @@ async fn second_load_is_a_cache_hit_and_new_process_reads_disk() {
     assert!(std::sync::Arc::ptr_eq(&first, &second));
     assert_eq!(
         runtime.cache_stats(),
-        CacheStats { compiled: 1, disk_hits: 0, memory_hits: 1 }
+        CacheStats {
+            compiled: 1,
+            disk_hits: 0,
+            memory_hits: 1
+        }
     );
 
     // A new runtime on the same directory (a restarted agent) does not compile.
@@ -34,16 +41,25 @@ async fn second_load_is_a_cache_hit_and_new_process_reads_disk() {
     assert_eq!(third.digest(), digest);
     assert_eq!(
         restarted.cache_stats(),
-        CacheStats { compiled: 0, disk_hits: 1, memory_hits: 0 }
+        CacheStats {
+            compiled: 0,
+            disk_hits: 1,
+            memory_hits: 0
+        }
     );
-    assert_eq!(std::fs::metadata(&artifact).unwrap().modified().unwrap(), modified);
+    assert_eq!(
+        std::fs::metadata(&artifact).unwrap().modified().unwrap(),
+        modified
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_cache_entry_is_recompiled() {
     let cache = tempfile::tempdir().unwrap();
     let bytes = guests::hello();
-    let hex = WasmRuntime::digest(&bytes).trim_start_matches("sha256:").to_string();
+    let hex = WasmRuntime::digest(&bytes)
+        .trim_start_matches("sha256:")
+        .to_string();
     guests::runtime(&cache).load(bytes.clone()).await.unwrap();
     let artifact = cache.path().join(format!("{hex}.cwasm"));
     let mut code = std::fs::read(&artifact).unwrap();

@@ -105,3 +105,45 @@ pub(crate) async fn send(
     .await
     .expect("request finished within 30 s")
 }
+
+/// Polls `condition` every few milliseconds until it holds; panics after 10 s.
+pub(crate) async fn wait_until(mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Sends `POST path` with a body of `len` bytes streamed in 64 KiB chunks, with no
+/// `content-length` and no size hint.
+pub(crate) async fn send_streamed(handler: &HttpHandler, path: &str, len: usize) -> (StatusCode, String) {
+    let chunks: Vec<Result<http_body::Frame<Bytes>, std::convert::Infallible>> = (0..len)
+        .step_by(64 * 1024)
+        .map(|start| {
+            Ok(http_body::Frame::data(Bytes::from(vec![
+                b'z';
+                (len - start)
+                    .min(64 * 1024)
+            ])))
+        })
+        .collect();
+    let body = http_body_util::StreamBody::new(futures::stream::iter(chunks));
+    let request = http::Request::post(format!("http://test.local{path}"))
+        .body(body)
+        .expect("build request");
+    let response = tokio::time::timeout(Duration::from_secs(30), handler.handle(request))
+        .await
+        .expect("request finished within 30 s");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::StatusCode;
 use skiff_runtime_wasm::HandlerOptions;
 
-use crate::guests::{self, get};
+use crate::guests::{self, get, wait_until};
 
 fn options(name: &str, pod: &str) -> HandlerOptions {
     let mut opts = HandlerOptions::new(name);
@@ -65,6 +65,9 @@ async fn reuse_mode_reuses_instances() {
             get(&handler, "/count").await,
             (StatusCode::OK, format!("{expected}\n"))
         );
+        // The response can reach the client a moment before the guest's call
+        // returns and the instance goes back to the idle pool.
+        wait_until(|| handler.idle_instances() == 1).await;
     }
     assert_eq!(handler.instances_created(), 1);
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use skiff_runtime_wasm::{HandlerOptions, HttpHandler, WasmRuntime};
 
-use crate::guests::{self, get, send};
+use crate::guests::{self, get, send, send_streamed};
 
 const NAME: &str = "default/hostile-0/guest";
 
@@ -96,12 +96,15 @@ async fn hostile_requests_concurrent_with_good_ones() {
         }
         for task in tasks {
             let (path, (status, body)) = task.await.unwrap();
-            let expected = match path {
-                "/" | "/count" => StatusCode::OK,
-                "/loop" => StatusCode::GATEWAY_TIMEOUT,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            let expected: &[StatusCode] = match path {
+                "/" | "/count" => &[StatusCode::OK],
+                "/loop" => &[StatusCode::GATEWAY_TIMEOUT],
+                "/trap" => &[StatusCode::INTERNAL_SERVER_ERROR],
+                // Spinning neighbours share the two cores until their own deadline,
+                // so the bomb may run out of time before it runs out of memory.
+                _ => &[StatusCode::INTERNAL_SERVER_ERROR, StatusCode::GATEWAY_TIMEOUT],
             };
-            assert_eq!(status, expected, "{path}: {body}");
+            assert!(expected.contains(&status), "{path}: {status} {body}");
         }
         assert_healthy(&handler).await;
     }
@@ -117,7 +120,10 @@ async fn capabilities_are_denied_and_env_is_visible() {
     assert_eq!(body, "GREETING=hi\n");
     let (status, body) = get(&handler, "/outbound").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("outbound denied") && body.contains("HttpRequestDenied"), "{body}");
+    assert!(
+        body.contains("outbound denied") && body.contains("HttpRequestDenied"),
+        "{body}"
+    );
     let (status, body) = get(&handler, "/fs").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.starts_with("denied"), "{body}");
@@ -135,6 +141,9 @@ async fn request_bodies_are_bounded() {
     // The test runtime allows 1 MiB.
     let big = Bytes::from(vec![b'a'; 2 * 1024 * 1024]);
     let (status, _) = send(&handler, http::Method::POST, "/echo", big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A streamed body without a size announcement is cut at the limit.
+    let (status, _) = send_streamed(&handler, "/echo", 2 * 1024 * 1024).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_healthy(&handler).await;
 }

@@ -27,7 +27,11 @@ async fn guest_output_lands_in_the_log_buffer() {
     let texts: Vec<_> = lines.iter().map(|l| l.line.as_str()).collect();
     assert_eq!(texts, ["logs: / -> 200", "logs: /count -> 200"]);
     assert!(lines.iter().all(|l| l.stream == Stream::Stdout));
-    assert!(humantime::parse_rfc3339(&lines[0].time).is_ok(), "{}", lines[0].time);
+    assert!(
+        humantime::parse_rfc3339(&lines[0].time).is_ok(),
+        "{}",
+        lines[0].time
+    );
 
     let followed = tokio::time::timeout(Duration::from_secs(5), follow.recv())
         .await
@@ -53,6 +57,9 @@ async fn log_buffer_stays_bounded_with_a_chatty_guest() {
     assert!(logs.bytes() <= 8 * 1024, "{}", logs.bytes());
     assert!(logs.dropped() > 0);
     let last = lines.last().unwrap();
-    assert_eq!((last.stream, last.line.as_str()), (Stream::Stderr, "printed 2000 lines"));
+    assert_eq!(
+        (last.stream, last.line.as_str()),
+        (Stream::Stderr, "printed 2000 lines")
+    );
     assert!(lines.iter().any(|l| l.line == "line 1999"));
 }
