@@ -279,16 +279,16 @@ impl<SM: StateMachine> Driver<SM> {
     /// Handles one request; returns `true` for shutdown.
     fn on_cmd(&mut self, cmd: Cmd<SM::Output>) -> bool {
         match cmd {
-            Cmd::Propose { data, reply, _permit } => {
+            Cmd::Propose { data, reply } => {
                 if self.node.raft.state == StateRole::Leader {
                     self.queued.push((data, reply));
                 } else {
-                    let _ = reply.send(Err(self.not_leader()));
+                    reply.send(Err(self.not_leader()));
                 }
             }
-            Cmd::ReadIndex { reply, _permit } => {
+            Cmd::ReadIndex { reply } => {
                 if self.node.raft.leader_id == raft::INVALID_ID {
-                    let _ = reply.send(Err(RaftError::NotLeader { leader: None }));
+                    reply.send(Err(RaftError::NotLeader { leader: None }));
                 } else {
                     self.reads_unsent.push(reply);
                 }
@@ -321,7 +321,7 @@ impl<SM: StateMachine> Driver<SM> {
                 // A message stepped in this iteration deposed us; raft would forward the entry,
                 // and its callers could never be matched to it.
                 for (_, reply) in chunk {
-                    let _ = reply.send(Err(self.not_leader()));
+                    reply.send(Err(self.not_leader()));
                 }
                 continue;
             }
@@ -338,7 +338,7 @@ impl<SM: StateMachine> Driver<SM> {
                 Err(e) => {
                     tracing::debug!(id = self.config.id, error = %e, "raft dropped a proposal");
                     for reply in replies {
-                        let _ = reply.send(Err(RaftError::ProposalDropped));
+                        reply.send(Err(RaftError::ProposalDropped));
                     }
                 }
             }
@@ -383,7 +383,7 @@ impl<SM: StateMachine> Driver<SM> {
                 return true;
             }
             for reply in replies.drain(..) {
-                let _ = reply.send(Ok(*index));
+                reply.send(Ok(*index));
             }
             false
         });
@@ -489,11 +489,11 @@ impl<SM: StateMachine> Driver<SM> {
         self.shared.permits.close();
         for (_, p) in std::mem::take(&mut self.pending) {
             for reply in p.replies {
-                let _ = reply.send(Err(err.clone()));
+                reply.send(Err(err.clone()));
             }
         }
         for (_, reply) in self.queued.drain(..) {
-            let _ = reply.send(Err(err.clone()));
+            reply.send(Err(err.clone()));
         }
         let reads = self
             .reads_unsent
@@ -501,12 +501,12 @@ impl<SM: StateMachine> Driver<SM> {
             .chain(self.reads_sent.drain().flat_map(|(_, (_, r))| r))
             .chain(self.reads_confirmed.drain(..).flat_map(|(_, r)| r));
         for reply in reads {
-            let _ = reply.send(Err(err.clone()));
+            reply.send(Err(err.clone()));
         }
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
-                Cmd::Propose { reply, .. } => drop(reply.send(Err(RaftError::Stopped))),
-                Cmd::ReadIndex { reply, .. } => drop(reply.send(Err(RaftError::Stopped))),
+                Cmd::Propose { reply, .. } => reply.send(Err(RaftError::Stopped)),
+                Cmd::ReadIndex { reply, .. } => reply.send(Err(RaftError::Stopped)),
                 Cmd::Step(_) | Cmd::Shutdown => {}
             }
         }

@@ -70,19 +70,24 @@ pub struct RaftStatus {
     pub stopped: bool,
 }
 
-pub(crate) type Reply<T> = oneshot::Sender<Result<T, RaftError>>;
+/// Where the answer to one request goes. It holds the request's queue permit, so a request counts
+/// against the queue capacity until it is answered (backpressure covers entries in flight too).
+pub(crate) struct Reply<T> {
+    tx: oneshot::Sender<Result<T, RaftError>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<T> Reply<T> {
+    /// Answers the request; a caller that gave up (dropped its future) no longer wants it.
+    pub(crate) fn send(self, result: Result<T, RaftError>) {
+        let _ = self.tx.send(result);
+    }
+}
 
 /// A request to the driver thread.
 pub(crate) enum Cmd<O> {
-    Propose {
-        data: Vec<u8>,
-        reply: Reply<O>,
-        _permit: OwnedSemaphorePermit,
-    },
-    ReadIndex {
-        reply: Reply<u64>,
-        _permit: OwnedSemaphorePermit,
-    },
+    Propose { data: Vec<u8>, reply: Reply<O> },
+    ReadIndex { reply: Reply<u64> },
     Step(Box<Message>),
     Shutdown,
 }
@@ -142,13 +147,11 @@ impl<O: Send + 'static> RaftHandle<O> {
                 max,
             });
         }
-        let permit = self.permit().await?;
-        let (reply, rx) = oneshot::channel();
+        let (reply, rx) = self.reply().await?;
         self.tx
             .send(Cmd::Propose {
                 data: proposal,
                 reply,
-                _permit: permit,
             })
             .map_err(|_| RaftError::Stopped)?;
         rx.await.map_err(|_| RaftError::Stopped)?
@@ -167,13 +170,9 @@ impl<O: Send + 'static> RaftHandle<O> {
     /// [`RaftError::Stopped`] / [`RaftError::Storage`] when the driver stopped. If the leader is
     /// lost while waiting the read is re-issued, so callers bound the wait with a timeout.
     pub async fn read_index(&self) -> Result<u64, RaftError> {
-        let permit = self.permit().await?;
-        let (reply, rx) = oneshot::channel();
+        let (reply, rx) = self.reply().await?;
         self.tx
-            .send(Cmd::ReadIndex {
-                reply,
-                _permit: permit,
-            })
+            .send(Cmd::ReadIndex { reply })
             .map_err(|_| RaftError::Stopped)?;
         rx.await.map_err(|_| RaftError::Stopped)?
     }
@@ -295,12 +294,16 @@ impl<O: Send + 'static> RaftHandle<O> {
         }
     }
 
-    async fn permit(&self) -> Result<OwnedSemaphorePermit, RaftError> {
-        self.shared
+    /// Waits for queue space, then makes the reply channel of one request.
+    async fn reply<T>(&self) -> Result<(Reply<T>, oneshot::Receiver<Result<T, RaftError>>), RaftError> {
+        let permit = self
+            .shared
             .permits
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| RaftError::Stopped)
+            .map_err(|_| RaftError::Stopped)?;
+        let (tx, rx) = oneshot::channel();
+        Ok((Reply { tx, _permit: permit }, rx))
     }
 }

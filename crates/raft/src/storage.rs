@@ -470,3 +470,158 @@ impl<'t> LogWriter<'t> {
         self.store_snapshot(snap)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use raft::Storage as _;
+
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 100].into(),
+            ..Default::default()
+        }
+    }
+
+    fn ctx() -> raft::GetEntriesContext {
+        raft::GetEntriesContext::empty(false)
+    }
+
+    fn fresh() -> (tempfile::TempDir, RedbStorage) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("log.redb")).unwrap());
+        (dir, RedbStorage::open(db, &[1, 2, 3]).unwrap())
+    }
+
+    #[test]
+    fn bootstrap_writes_the_initial_membership_once() {
+        let (_dir, s) = fresh();
+        let init = s.initial_state().unwrap();
+        assert_eq!(init.conf_state.voters, vec![1, 2, 3]);
+        assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (1, 0));
+        assert_eq!(s.term(0), Ok(0));
+        let again = RedbStorage::open(s.db().clone(), &[9]).unwrap();
+        assert_eq!(
+            again.state().conf_state.voters,
+            vec![1, 2, 3],
+            "voters are used only at bootstrap"
+        );
+    }
+
+    #[test]
+    fn append_overwrites_a_conflicting_tail_and_refuses_gaps() {
+        let (_dir, mut s) = fresh();
+        s.append(&[entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)])
+            .unwrap();
+        s.append(&[entry(3, 2)]).unwrap();
+        assert_eq!(s.last_index().unwrap(), 3);
+        assert_eq!((s.term(2), s.term(3)), (Ok(1), Ok(2)));
+        assert_eq!(
+            s.entries(4, 5, None, ctx()),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        );
+        assert!(matches!(s.append(&[entry(5, 2)]), Err(RaftError::Storage(_))));
+        let reopened = RedbStorage::open(s.db().clone(), &[]).unwrap();
+        assert_eq!(reopened.state(), s.state());
+    }
+
+    #[test]
+    fn entries_respect_max_size_but_return_at_least_one() {
+        let (_dir, mut s) = fresh();
+        s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        let one = u64::from(entry(1, 1).compute_size());
+        assert_eq!(s.entries(1, 11, None, ctx()).unwrap().len(), 10);
+        assert_eq!(s.entries(1, 11, Some(0), ctx()).unwrap().len(), 1);
+        assert_eq!(s.entries(1, 11, Some(one * 3), ctx()).unwrap().len(), 3);
+        assert_eq!(s.entries(1, 11, Some(one * 3 + 1), ctx()).unwrap().len(), 3);
+        assert_eq!(
+            s.entries(4, 6, None, ctx())
+                .unwrap()
+                .iter()
+                .map(|e| e.index)
+                .collect::<Vec<_>>(),
+            vec![4, 5]
+        );
+    }
+
+    #[test]
+    fn compaction_answers_compacted_and_keeps_the_boundary_term() {
+        let (_dir, mut s) = fresh();
+        s.append(
+            &(1..=10)
+                .map(|i| entry(i, if i < 5 { 1 } else { 2 }))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert!(
+            matches!(s.compact(5), Err(RaftError::Storage(_))),
+            "cannot compact past applied"
+        );
+        s.write(|w| w.set_applied(8)).unwrap();
+        s.compact(5).unwrap();
+        let compacted = raft::Error::Store(StorageError::Compacted);
+        assert_eq!(s.first_index().unwrap(), 6);
+        assert_eq!(s.term(5), Ok(2));
+        assert_eq!(s.term(4), Err(raft::Error::Store(StorageError::Compacted)));
+        assert_eq!(s.entries(5, 7, None, ctx()), Err(compacted));
+        assert_eq!(s.entries(6, 11, None, ctx()).unwrap().len(), 5);
+        assert!(matches!(s.append(&[entry(5, 3)]), Err(RaftError::Storage(_))));
+        s.compact(3).unwrap();
+        assert_eq!(
+            s.first_index().unwrap(),
+            6,
+            "compacting to an older index changes nothing"
+        );
+        let reopened = RedbStorage::open(s.db().clone(), &[]).unwrap();
+        assert_eq!(reopened.state(), s.state());
+        assert_eq!(
+            reopened.state().hard_state.commit,
+            8,
+            "commit is kept at least at applied"
+        );
+    }
+
+    #[test]
+    fn snapshots_replace_the_log_and_are_served() {
+        let (_dir, mut s) = fresh();
+        assert_eq!(
+            s.snapshot(0, 2),
+            Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+        );
+        assert!(s.take_snapshot_wanted());
+        s.append(&(1..=3).map(|i| entry(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        let mut snap = Snapshot {
+            data: b"state".to_vec().into(),
+            ..Default::default()
+        };
+        snap.mut_metadata().index = 20;
+        snap.mut_metadata().term = 4;
+        snap.mut_metadata().mut_conf_state().voters = vec![1, 2];
+        s.write(|w| w.apply_snapshot(&snap)).unwrap();
+        let st = s.state().clone();
+        assert_eq!(
+            (
+                st.truncated_index,
+                st.last_index,
+                st.applied,
+                st.hard_state.commit
+            ),
+            (20, 20, 20, 20)
+        );
+        assert_eq!(s.term(20), Ok(4));
+        assert_eq!(s.first_index().unwrap(), 21);
+        assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1, 2]);
+        assert_eq!(s.snapshot(20, 2).unwrap(), snap);
+        assert!(
+            s.snapshot(21, 2).is_err(),
+            "a request past the stored snapshot waits for a new one"
+        );
+        s.append(&[entry(21, 4)]).unwrap();
+        assert_eq!(s.last_index().unwrap(), 21);
+    }
+}

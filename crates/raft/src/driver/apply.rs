@@ -96,10 +96,10 @@ impl<SM: StateMachine> Driver<SM> {
         self.publish_status(false);
         // A caller that gave up (dropped its future) no longer wants the answer.
         for (reply, output) in outcomes.outputs {
-            let _ = reply.send(Ok(output));
+            reply.send(Ok(output));
         }
         for (reply, err) in outcomes.failures {
-            let _ = reply.send(Err(err));
+            reply.send(Err(err));
         }
         Ok(())
     }
