@@ -1,2 +1,64 @@
-//! Skiff manifests: YAML and JSON documents turned into validated skiff-api objects, with located errors.
+//! # skiff-manifest: from YAML and JSON to validated objects
+//!
+//! `skiff apply -f` reads manifests with this crate. It turns YAML streams (documents separated by
+//! `---`) and JSON (one object or an array of objects) into [`skiff_api::Object`]s, checks them
+//! with [`Object::validate`](skiff_api::Object::validate), checks every local `wasm.path`, and
+//! reports **every** problem at once, each located by file, document and field path:
+//!
+//! ```text
+//! app.yaml: document 2: spec.template.spec.components[0].wasm.pth: unknown field "pth", expected one of path, digest, url, world, instanceReuse (did you mean "path"?)
+//! app.yaml: document 3: spec.selector: is empty: a service must select pods by at least one label, e.g. app: web
+//! ```
+//!
+//! ```
+//! use skiff_api::{Kind, Object};
+//!
+//! let yaml = "\
+//! apiVersion: skiff.dev/v1
+//! kind: Service
+//! metadata: {name: hello}
+//! spec:
+//!   selector: {app: hello}
+//! ---
+//! apiVersion: skiff.dev/v1
+//! kind: HTTPRoute
+//! metadata: {name: hello}
+//! spec:
+//!   rules: [{pathPrefix: /, backends: [{service: hello}]}]
+//! ";
+//! let docs = skiff_manifest::load_str(yaml, "<stdin>").unwrap();
+//! assert_eq!(docs.len(), 2);
+//! assert_eq!(docs[1].object.kind(), Kind::HttpRoute);
+//!
+//! let err = skiff_manifest::load_str("apiVersion: skiff.dev/v1\nkind: Service\nmetadata: {name: x}\nspec: {selector: {}}\n", "svc.yaml")
+//!     .unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "svc.yaml: document 1: spec.selector: is empty: a service must select pods by at least one label, e.g. app: web"
+//! );
+//! ```
+//!
+//! ## Core concepts
+//! - **Inputs**: [`load_path`] reads a file or a directory tree (sorted, `.yaml`/`.yml`/`.json`),
+//!   [`load_paths`] several as one apply, [`load_str`] / [`load_str_in`] text such as standard
+//!   input. Limits: [`MAX_FILE_BYTES`] per file and [`MAX_DOCUMENTS`] per load.
+//! - **Pipeline per document**: split (YAML markers / JSON array) → parse to a generic value →
+//!   check `apiVersion` and `kind` → deserialize the kind's type, keeping the field path of a
+//!   serde error → [`Object::validate`](skiff_api::Object::validate) → duplicate check → local
+//!   artifact check. Empty documents are skipped but still counted, so indexes match the file.
+//! - [`Document`]: a valid object with its file, 1-based index and the [`ArtifactRef`]s (absolute
+//!   paths of local `wasm.path` files) the CLI uploads; [`set_digest`] then swaps each path for the
+//!   uploaded digest.
+//! - [`ManifestErrors`]: every [`ManifestError`] of the load, one per line when displayed.
+//!   `Endpoints` and `Node` are written by Skiff itself and are refused in manifests.
 #![deny(missing_docs)]
+
+mod artifact;
+mod decode;
+mod error;
+mod load;
+mod split;
+
+pub use artifact::{ArtifactRef, set_digest};
+pub use error::{ManifestError, ManifestErrors, UnknownArtifactField};
+pub use load::{Document, MAX_DOCUMENTS, MAX_FILE_BYTES, load_path, load_paths, load_str, load_str_in};
