@@ -65,10 +65,8 @@ pub fn schedule(pod: &Pod, nodes: &[NodeInfo], seed: u64) -> Decision {
 
     // Stage 2 — score: each scorer rates each feasible node 0..=100 (normalized against the other
     // feasible nodes where it compares them); the total is the weighted sum.
-    let scored: Vec<(&NodeInfo, i64)> = feasible
-        .iter()
-        .map(|n| (*n, score::total(pod, n, &feasible)))
-        .collect();
+    let ctx = score::Context::new(pod, &feasible);
+    let scored: Vec<(&NodeInfo, i64)> = feasible.iter().map(|n| (*n, ctx.total(n))).collect();
     let scores: BTreeMap<String, i64> = scored.iter().map(|(n, s)| (n.name().to_owned(), *s)).collect();
 
     // Stage 3 — select: shuffle with the seed, then take the first node with the highest total, so
