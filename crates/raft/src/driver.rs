@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use raft::{RawNode, StateRole};
 use redb::{Database, ReadableDatabase};
 use tokio::sync::{Semaphore, watch};
@@ -162,6 +162,8 @@ pub(crate) struct Driver<SM: StateMachine> {
     /// Reads confirmed by the leader, waiting for the local apply to reach their index.
     reads_confirmed: Vec<(u64, Vec<Reply<u64>>)>,
     next_read: u64,
+    /// Followers a snapshot was sent to during the current Ready.
+    snapshots_sent: Vec<u64>,
 }
 
 impl<SM: StateMachine> Driver<SM> {
@@ -223,6 +225,7 @@ impl<SM: StateMachine> Driver<SM> {
             reads_sent: HashMap::new(),
             reads_confirmed: Vec::new(),
             next_read: 1,
+            snapshots_sent: Vec::new(),
         })
     }
 
@@ -396,9 +399,24 @@ impl<SM: StateMachine> Driver<SM> {
         }
     }
 
-    fn send(&self, msgs: Vec<Message>) {
-        if !msgs.is_empty() {
-            self.transport.send(msgs);
+    fn send(&mut self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        for m in &msgs {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.snapshots_sent.push(m.to);
+            }
+        }
+        self.transport.send(msgs);
+    }
+
+    /// Tells raft the snapshots handed to the transport were delivered. The transport gives no
+    /// feedback; if one was lost, the follower's next probe shows it still lags and raft sends
+    /// a snapshot again (without this, raft would wait for that follower forever).
+    fn report_snapshots(&mut self) {
+        for to in std::mem::take(&mut self.snapshots_sent) {
+            self.node.report_snapshot(to, raft::SnapshotStatus::Finish);
         }
     }
 

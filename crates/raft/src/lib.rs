@@ -1,4 +1,108 @@
 //! The raft-rs driver of Skiff's control plane: one Ready loop, redb log storage, proposals.
+//!
+//! `skiff-raft` turns a deterministic [`StateMachine`] into a replicated one. It runs a
+//! [raft-rs](raft) `RawNode` on a thread of its own, keeps the raft log, hard state, membership,
+//! snapshot and applied index in the **same redb file** as the machine's tables, and gives callers a
+//! cloneable async [`RaftHandle`]: [`propose`](RaftHandle::propose) bytes and get the machine's
+//! output back once the entry is applied, or ask for a linearizable
+//! [`read_index`](RaftHandle::read_index) barrier before reading local state.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # fn demo<SM: skiff_raft::StateMachine>(sm: SM) -> Result<(), Box<dyn std::error::Error>> {
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! let db = Arc::new(redb::Database::create("state.redb")?);
+//! let raft = skiff_raft::start(db, sm, skiff_raft::RaftConfig::default())?; // a one-member group
+//! rt.block_on(async {
+//!     raft.wait_leader(std::time::Duration::from_secs(5)).await?;
+//!     let _output = raft.propose(b"an encoded command".to_vec()).await?;
+//!     raft.read_index().await?; // local reads now see every acknowledged write
+//!     Ok::<_, skiff_raft::RaftError>(())
+//! })?;
+//! raft.shutdown();
+//! # Ok(()) }
+//! ```
+//!
+//! # Core concepts
+//!
+//! - [`StateMachine`]: the replicated logic (Skiff's `state` crate). It writes its tables only inside
+//!   transactions the driver hands it, so its state and the applied index move together.
+//! - [`start`] / [`start_with`]: open or bootstrap the node and spawn its thread (one per node, for
+//!   the process lifetime). On an empty file the initial membership is [`RaftConfig::voters`]; on
+//!   restart everything comes from the file.
+//! - [`RaftHandle`]: cheap to clone; every call is a message to the thread. Requests queue with
+//!   backpressure: a bounded number may be queued or in flight, later callers wait.
+//! - [`storage::RedbStorage`]: raft-rs's `Storage` over redb, including the compacted range.
+//! - [`transport::Transport`]: where messages for other nodes go; inbound ones come back through
+//!   [`RaftHandle::step`]. [`transport::MemNetwork`] joins nodes inside one process for tests.
+//!
+//! # The Ready loop
+//!
+//! One thread owns the `RawNode`, the state machine and every redb write. Each pass:
+//!
+//! ```text
+//!  handles ──► queue ──► [drain] proposals ─► frame ≤ max_batch per entry ─► RawNode::propose
+//!                        │        steps ─────────────────────────────────────► RawNode::step
+//!                        │        reads ─► one ReadIndex request per pass ──► RawNode::read_index
+//!                        ▼
+//!                 [tick] RawNode::tick every `tick`
+//!                        ▼
+//!        has_ready? ──no──► snapshot/compact if due ─► answer reads ─► publish status ─► loop
+//!                        │yes
+//!                        ▼
+//!  (1) messages ─────────────────────────────► transport (a leader sends before persisting)
+//!      read states ──────────────────────────► reads wait for the local apply to reach them
+//!  (2-5) ┌ write txn A ──────────────────────────────────────────────────────────────┐
+//!        │ received snapshot → StateMachine::restore + log reset                     │
+//!        │ committed entries → StateMachine::apply each proposal, applied index      │
+//!        │ new entries → append (overwriting a conflicting tail)                     │
+//!        │ hard state (term, vote, commit ≥ applied)                                 │
+//!        └ commit (fsync) ─► StateMachine::committed ─► answer the proposers ────────┘
+//!  (6) persisted messages (votes, append acks) ──► transport  — only after txn A
+//!  (7) advance ─► light ready: messages ─► transport
+//!        ┌ write txn B: commit index, committed entries → apply, applied index ──────┐
+//!        └ commit (fsync) ─► StateMachine::committed ─► answer the proposers ────────┘
+//!      advance_apply ──► loop
+//! ```
+//!
+//! # Durability
+//!
+//! Everything lives in one redb file, and each transaction is all-or-nothing:
+//!
+//! - **Log entries and hard state** are written in one transaction (A) that commits *before* any
+//!   message promising them (a vote, an append acknowledgement) leaves the node, and before an entry
+//!   of a single-node group can count as committed. A crash loses only entries nobody was told of.
+//! - **Applying** happens in a transaction that also writes the applied index (and a commit index
+//!   at least as high). A crash before it commits loses both the machine's changes and the applied
+//!   index, so on restart raft hands the same committed entries out again and they are applied
+//!   exactly once; a crash after it commits keeps both, so they are not applied again.
+//! - **Callers are answered only after** the transaction that applied their entry committed, so an
+//!   acknowledged write is in the file.
+//! - **Snapshots** are written with their metadata in one transaction that then compacts the log
+//!   (keeping [`RaftConfig::keep_entries`] behind it); a received snapshot replaces the machine's
+//!   tables and resets the log in transaction A.
+//!
+//! A storage or state-machine error never panics the loop: it fails every waiting caller with
+//! [`RaftError::Storage`] (or [`RaftError::StateMachine`]), logs, and stops; the handle then answers
+//! [`RaftError::Stopped`].
+//!
+//! # Batching
+//!
+//! The loop drains everything queued before it processes a Ready, and frames up to
+//! [`RaftConfig::max_batch`] proposals into one log entry (`[count][len][bytes]…`, with the batch id
+//! in the entry context). All entries of a pass persist in one transaction, so a burst of writes
+//! costs one or two fsyncs, not one per command. When the entry is applied, the n-th proposal's
+//! [`StateMachine::Output`] goes to the n-th caller; the entry's index and term identify it, so a
+//! leader change that overwrites it fails its callers with [`RaftError::ProposalDropped`] instead
+//! of handing them someone else's result. Proposals over [`RaftConfig::max_proposal_bytes`] are
+//! refused before they are queued.
+//!
+//! # Trust
+//!
+//! Raft messages are decoded ([`RaftHandle::step_bytes`], at most [`MAX_MESSAGE_BYTES`]) only
+//! from authenticated members of the group: raft believes what peers say about terms and logs.
+//! Proposals never arrive from peers; a follower answers [`RaftError::NotLeader`] and the caller
+//! goes to the leader.
 #![deny(missing_docs)]
 
 mod batch;

@@ -10,7 +10,7 @@
 //! | `skiff_raft_meta` | `applied` | the last applied index (`u64` LE) |
 //!
 //! [`RedbStorage`] keeps a copy of the small metadata ([`LogState`]) in memory and reads entries
-//! from redb on demand. Every change goes through a [`LogWriter`] bound to one write transaction;
+//! from redb on demand. Every change goes through a `LogWriter` bound to one write transaction;
 //! the new [`LogState`] is installed only after that transaction committed, so memory never runs
 //! ahead of the file.
 

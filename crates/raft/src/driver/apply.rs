@@ -79,6 +79,7 @@ impl<SM: StateMachine> Driver<SM> {
             self.commit(txn, state, outcomes)?;
         }
         self.node.advance_apply();
+        self.report_snapshots();
         Ok(false)
     }
 
