@@ -5,5 +5,7 @@ mod cache;
 mod guests;
 mod hello;
 mod hostile;
+mod limits;
 mod logs;
+mod outbound;
 mod pooling;

@@ -11,7 +11,7 @@
 //! | `/env` | 200, the environment as `KEY=VALUE` lines |
 //! | `/print?n=N` | prints N numbered lines to stdout and one to stderr, then 200 |
 //! | `/echo` | 200, the request body read back (bounded by the host) |
-//! | `/outbound` | tries an outbound `wasi:http` request; 200 with the outcome |
+//! | `/outbound?to=HOST:PORT` | tries an outbound `GET http://HOST:PORT/` (default `example.com`); 200 with the outcome |
 //! | `/fs` | tries to list `/`; 200 with the outcome |
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,7 +79,8 @@ impl Guest for Hostile {
                 }
             }
             "/outbound" => {
-                let outcome = try_outbound();
+                let authority = text_param(query, "to").unwrap_or("example.com");
+                let outcome = try_outbound(authority);
                 respond(out, 200, outcome.as_bytes());
             }
             "/fs" => {
@@ -96,11 +97,7 @@ impl Guest for Hostile {
 
 /// Reads a numeric query parameter.
 fn param(query: &str, name: &str) -> Option<u64> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| *key == name)
-        .and_then(|(_, value)| value.parse().ok())
+    text_param(query, name).and_then(|value| value.parse().ok())
 }
 
 /// Reads the whole request body.
@@ -120,11 +117,20 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// Tries an outbound request and describes what happened.
-fn try_outbound() -> String {
+/// Reads a text query parameter.
+fn text_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// Tries an outbound `GET http://<authority>/` and describes what happened.
+fn try_outbound(authority: &str) -> String {
     let request = OutgoingRequest::new(Fields::new());
     let _ = request.set_scheme(Some(&Scheme::Http));
-    let _ = request.set_authority(Some("example.com"));
+    let _ = request.set_authority(Some(authority));
     let _ = request.set_path_with_query(Some("/"));
     match outgoing_handler::handle(request, None) {
         Err(code) => format!("outbound denied: {code:?}\n"),

@@ -1,0 +1,102 @@
+//! Fuel, pool exhaustion, handler options, components that cannot serve HTTP.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use skiff_runtime_wasm::{Error, HandlerOptions, RuntimeConfig, WasmRuntime};
+
+use crate::guests::{self, get};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_stops_a_spinning_guest_with_500() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(RuntimeConfig {
+        fuel: true,
+        ..guests::config(&cache)
+    })
+    .unwrap();
+    let component = runtime.load(guests::hostile()).await.unwrap();
+    let mut opts = HandlerOptions::new("default/fuel/guest");
+    opts.fuel = Some(50_000_000);
+    opts.timeout = Duration::from_secs(20);
+    let handler = runtime.handler(component, opts).unwrap();
+    let (status, body) = get(&handler, "/loop").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("ran out of fuel"), "{body}");
+    // Every request gets a fresh budget.
+    for _ in 0..3 {
+        assert_eq!(get(&handler, "/").await.0, StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_handler_options_are_refused() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = guests::runtime(&cache);
+    let component = runtime.load(guests::hello()).await.unwrap();
+
+    let mut fuel = HandlerOptions::new("default/p/fuel");
+    fuel.fuel = Some(1000);
+    let mut memory = HandlerOptions::new("default/p/memory");
+    memory.memory_limit = runtime.config().max_memory_per_instance + 1;
+    let mut timeout = HandlerOptions::new("default/p/timeout");
+    timeout.timeout = Duration::ZERO;
+    for opts in [fuel, memory, timeout] {
+        let name = opts.name.clone();
+        match runtime.handler(component.clone(), opts) {
+            Err(Error::InvalidOptions { name: n, .. }) => assert_eq!(n, name),
+            other => panic!("{name}: expected InvalidOptions, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_without_http_export_cannot_get_a_handler() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = guests::runtime(&cache);
+    // The `wat` feature accepts the text format: an empty component.
+    let component = runtime.load(b"(component)".to_vec()).await.unwrap();
+    assert!(!component.is_http());
+    let result = runtime.handler(component, HandlerOptions::new("default/p/empty"));
+    assert!(matches!(result, Err(Error::NotHttp { .. })), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_imports_are_a_link_error() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = guests::runtime(&cache);
+    let wat = br#"(component (import "acme:secret/vault@1.0.0" (instance (export "get" (func)))))"#;
+    let result = runtime.load(wat.to_vec()).await;
+    match result {
+        Err(Error::Link { reason, .. }) => assert!(reason.contains("acme:secret/vault"), "{reason}"),
+        other => panic!("expected a link error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_pool_is_503_for_the_extra_request_only() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(RuntimeConfig {
+        max_instances: 2,
+        ..guests::config(&cache)
+    })
+    .unwrap();
+    let component = runtime.load(guests::hostile()).await.unwrap();
+    let mut opts = HandlerOptions::new("default/pool/guest");
+    opts.timeout = Duration::from_secs(10);
+    let handler = runtime.handler(component, opts).unwrap();
+    let sleepers: Vec<_> = (0..2)
+        .map(|_| {
+            let handler = handler.clone();
+            tokio::spawn(async move { get(&handler, "/sleep?ms=1500").await.0 })
+        })
+        .collect();
+    // Both slots are taken once both sleepers have been instantiated.
+    guests::wait_until(|| handler.instances_created() == 2).await;
+    let (status, body) = get(&handler, "/").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    for sleeper in sleepers {
+        assert_eq!(sleeper.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(get(&handler, "/").await.0, StatusCode::OK);
+}
