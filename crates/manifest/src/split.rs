@@ -103,6 +103,12 @@ fn parse_yaml_chunk(chunk: &Chunk<'_>) -> Result<Option<Value>, String> {
                         Some((head, _)) => format!("{head}: each key may appear only once in a mapping"),
                         None => what.to_owned(),
                     };
+                    let what = match what.strip_prefix("budget breached: ") {
+                        Some(limit) => format!(
+                            "the document exceeds the parser's limits ({limit}): avoid huge documents and aliases that expand exponentially"
+                        ),
+                        None => what,
+                    };
                     let line = chunk.first_line + loc.line() as usize - 1;
                     format!("invalid YAML at line {line}, column {}: {what}", loc.column())
                 }

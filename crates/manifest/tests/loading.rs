@@ -214,3 +214,33 @@ fn error_display_has_one_line_per_error() {
     assert!(lines[0].starts_with("app.yaml: document 1: metadata.name: name \"Bad\""));
     assert!(lines[1].starts_with("app.yaml: document 2: metadata.name: name \"also_bad\""));
 }
+
+#[test]
+fn hostile_yaml_is_refused_not_followed() {
+    // Deep nesting.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let err = load_str(&format!("a: {deep}\n"), "deep.yaml").unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert_eq!(
+        err.to_string(),
+        "deep.yaml: document 1: invalid YAML at line 1, column 259: recursion limit exceeded"
+    );
+    // Aliases that expand exponentially ("billion laughs").
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let prev = format!("*a{}", i - 1);
+        bomb.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+    }
+    let err = load_str(&bomb, "bomb.yaml").unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert!(
+        err.0[0]
+            .message
+            .starts_with("invalid YAML at line 6, column 15: the document exceeds the parser's limits"),
+        "{err}"
+    );
+    // Deep JSON.
+    let err = load_str(&format!("{{\"a\": {deep}}}"), "deep.json").unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert_eq!(err.0[0].document, None);
+}
