@@ -94,7 +94,14 @@ pub fn start_with<SM: StateMachine>(
                 Ok(driver) => {
                     // The starter waits on this; if it is gone nobody will use the node.
                     if ready_tx.send(Ok(())).is_ok() {
-                        driver.run();
+                        let run = std::panic::AssertUnwindSafe(|| driver.run());
+                        if std::panic::catch_unwind(run).is_err() {
+                            // raft-rs panics on broken invariants; the callers waiting on the
+                            // dropped replies already see `Stopped`, the rest learn it here.
+                            tracing::error!("the raft driver thread panicked; the node is stopped");
+                            thread_shared.permits.close();
+                            thread_shared.status.send_modify(|s| s.stopped = true);
+                        }
                     }
                 }
                 Err(e) => {

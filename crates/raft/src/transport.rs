@@ -53,6 +53,9 @@ impl MemNetwork {
     }
 
     /// Makes `handle` reachable as node `id`.
+    ///
+    /// The network keeps a clone of the handle, so the node runs until it is
+    /// [unregistered](MemNetwork::unregister) or [shut down](crate::RaftHandle::shutdown).
     pub fn register<O: Send + 'static>(&self, id: u64, handle: crate::RaftHandle<O>) {
         let inbox: Inbox = Arc::new(move |m| {
             // A stopped or overloaded node loses the message, as a real network would.

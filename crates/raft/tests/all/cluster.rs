@@ -1,5 +1,6 @@
 //! Three in-process nodes over the in-memory transport.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use skiff_raft::transport::MemNetwork;
@@ -22,6 +23,7 @@ async fn three_nodes_elect_a_leader_replicate_and_fail_over() {
     let voters = [1, 2, 3];
     let mut dbs = Vec::new();
     let mut nodes: Vec<Node> = Vec::new();
+    let mut restores = Vec::new();
     for id in voters {
         let db = open_db(&dir.path().join(format!("node{id}.redb")));
         // Snapshots every few entries so the lagging node below catches up through one.
@@ -34,7 +36,9 @@ async fn three_nodes_elect_a_leader_replicate_and_fail_over() {
             transport: net.transport(id),
             ..StartOptions::default()
         };
-        let node = start_with(db.clone(), Counters::default(), cfg, options).unwrap();
+        let sm = Counters::default();
+        restores.push(sm.restores.clone());
+        let node = start_with(db.clone(), sm, cfg, options).unwrap();
         net.register(id, node.clone());
         dbs.push(db);
         nodes.push(node);
@@ -96,6 +100,11 @@ async fn three_nodes_elect_a_leader_replicate_and_fail_over() {
     .await;
     assert_eq!(counter(&dbs[l], "a"), 25);
     assert_ne!(nodes[l].status().role, Role::Leader);
+    assert!(
+        restores[l].load(Ordering::Relaxed) >= 1,
+        "the old leader caught up through a snapshot"
+    );
+    assert!(nodes[l].status().snapshot_index > 0);
     for node in &nodes {
         node.shutdown();
     }

@@ -19,6 +19,8 @@ pub(crate) const APPLIES: TableDefinition<&str, u64> = TableDefinition::new("tes
 pub(crate) struct Counters {
     /// How often `committed` was called.
     pub(crate) commits: Arc<AtomicUsize>,
+    /// How often `restore` was called (a snapshot received from the leader).
+    pub(crate) restores: Arc<AtomicUsize>,
     /// When set, `snapshot` fails (to test that the driver stops cleanly).
     pub(crate) fail_snapshot: bool,
 }
@@ -77,6 +79,7 @@ impl StateMachine for Counters {
     }
 
     fn restore(&mut self, txn: &redb::WriteTransaction, data: &[u8]) -> Result<(), String> {
+        self.restores.fetch_add(1, Ordering::Relaxed);
         let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;
         let mut counters = txn.open_table(COUNTERS).map_err(|e| e.to_string())?;
         let mut applies = txn.open_table(APPLIES).map_err(|e| e.to_string())?;
