@@ -147,7 +147,12 @@ impl HttpHandler {
     /// | no instance slot free in the pool | 503 |
     ///
     /// Only this request fails; the handler keeps serving. A request body that
-    /// exceeds the limit while streaming is cut, and the guest sees a body error.
+    /// exceeds the limit while streaming is cut, the guest sees a body error and the
+    /// client gets 413.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime (the guest runs in a spawned task).
     pub async fn handle<B>(&self, req: http::Request<B>) -> http::Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,

@@ -79,14 +79,25 @@ impl LogLine {
 /// oldest lines are dropped first. Readers take a snapshot with [`LogBuffer::lines`]
 /// or follow new lines with [`LogBuffer::subscribe`]. Share one buffer (in an
 /// `Arc`) between every handler of a pod.
-#[derive(Debug)]
 pub struct LogBuffer {
     max_bytes: usize,
     inner: Mutex<Lines>,
     follow: broadcast::Sender<LogLine>,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for LogBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("LogBuffer")
+            .field("max_bytes", &self.max_bytes)
+            .field("lines", &inner.lines.len())
+            .field("bytes", &inner.bytes)
+            .field("dropped", &inner.dropped)
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct Lines {
     lines: VecDeque<LogLine>,
     bytes: usize,

@@ -39,6 +39,19 @@ async fn trap_is_500_naming_the_component_and_handler_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stack_overflow_is_500_and_handler_keeps_serving() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = guests::runtime(&cache);
+    for reuse in [false, true] {
+        let handler = handler(&runtime, reuse).await;
+        let (status, body) = get(&handler, "/recurse").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert!(body.contains("trapped"), "{body}");
+        assert_healthy(&handler).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infinite_loop_is_504_within_the_deadline() {
     let cache = tempfile::tempdir().unwrap();
     let runtime = guests::runtime(&cache);

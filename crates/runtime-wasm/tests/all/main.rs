@@ -9,3 +9,4 @@ mod limits;
 mod logs;
 mod outbound;
 mod pooling;
+mod serve;

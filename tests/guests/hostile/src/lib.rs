@@ -7,6 +7,7 @@
 //! | `/trap` | panics (a trap: the module is built with `panic = "abort"`) |
 //! | `/loop` | spins forever without calling the host |
 //! | `/grow` | allocates memory without bound |
+//! | `/recurse` | recurses without bound (stack overflow) |
 //! | `/sleep?ms=N` | blocks in the host (`wasi:clocks`) for N milliseconds, then 200 |
 //! | `/env` | 200, the environment as `KEY=VALUE` lines |
 //! | `/print?n=N` | prints N numbered lines to stdout and one to stderr, then 200 |
@@ -42,6 +43,10 @@ impl Guest for Hostile {
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
+            }
+            "/recurse" => {
+                let depth = recurse(std::hint::black_box(1));
+                respond(out, 200, format!("{depth}\n").as_bytes());
             }
             "/grow" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
@@ -115,6 +120,13 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, String> {
         }
     }
     Ok(bytes)
+}
+
+/// Recurses without end: a stack overflow.
+#[allow(unconditional_recursion, reason = "the point is to overflow the stack")]
+fn recurse(n: u64) -> u64 {
+    let deeper = recurse(std::hint::black_box(n + 1));
+    std::hint::black_box(deeper) + 1
 }
 
 /// Reads a text query parameter.
