@@ -343,7 +343,11 @@ impl<SM: StateMachine> Driver<SM> {
                 Ok(()) => {
                     let index = self.node.raft.raft_log.last_index();
                     let term = self.node.raft.term;
-                    self.pending.insert(index, Pending { term, batch, replies });
+                    let stale = self.pending.insert(index, Pending { term, batch, replies });
+                    // An older proposal at this index was cut off when our log was truncated.
+                    for reply in stale.into_iter().flat_map(|p| p.replies) {
+                        reply.send(Err(RaftError::ProposalDropped));
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(id = self.config.id, error = %e, "raft dropped a proposal");
@@ -357,7 +361,8 @@ impl<SM: StateMachine> Driver<SM> {
 
     /// Issues waiting reads as one ReadIndex request, and re-issues ones that got no answer.
     fn issue_reads(&mut self) {
-        let timeout = self.config.tick * self.config.election_tick as u32;
+        let ticks = u32::try_from(self.config.election_tick).unwrap_or(u32::MAX);
+        let timeout = self.config.tick.saturating_mul(ticks);
         let now = Instant::now();
         let stale: Vec<u64> = self
             .reads_sent
@@ -432,7 +437,7 @@ impl<SM: StateMachine> Driver<SM> {
     fn maybe_snapshot(&mut self) -> Result<(), RaftError> {
         let wanted = self.node.store().take_snapshot_wanted();
         let state = self.node.store().state().clone();
-        let due = state.applied >= state.snapshot_index + self.config.snapshot_every;
+        let due = state.applied >= state.snapshot_index.saturating_add(self.config.snapshot_every);
         if !(due || wanted) || state.applied <= state.snapshot_index {
             return Ok(());
         }
