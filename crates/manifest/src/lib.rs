@@ -51,6 +51,20 @@
 //!   uploaded digest.
 //! - [`ManifestErrors`]: every [`ManifestError`] of the load, one per line when displayed.
 //!   `Endpoints` and `Node` are written by Skiff itself and are refused in manifests.
+//!
+//! ## Decisions
+//! - `apiVersion: skiff.dev/v1` is required in manifests (as `kubectl` requires it), although the
+//!   API types default it: a manifest without it is more likely written for another system.
+//! - serde stops at the first type or unknown-field error of a document, so such a document
+//!   reports one of those (plus nothing from validation); documents are independent, so every
+//!   other document still reports all of its problems.
+//! - Documents are cut at `---` / `...` marker lines before parsing (YAML forbids such lines
+//!   inside scalars), so a syntax error in one document does not hide the others, and indexes
+//!   count empty documents as the file shows them.
+//! - A local `wasm.path` must exist, be readable and start with the wasm magic `\0asm`, so a
+//!   typo is caught before anything is uploaded.
+//! - An object may appear once per load (kind, namespace defaulting to `default`, name); the later
+//!   one is the error, naming where the first is.
 #![deny(missing_docs)]
 
 mod artifact;

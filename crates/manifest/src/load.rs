@@ -58,8 +58,8 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, ManifestErrors> {
 }
 
 /// Reads manifests from text (standard input, a request body). `origin` names it in errors (use
-/// `<stdin>` for standard input); an `origin` ending in `.json`, or text starting with `{` or `[`,
-/// is read as JSON, anything else as YAML. `wasm.path`s resolve against the current directory.
+/// `<stdin>` for standard input); an `origin` ending in `.json`, or text that is valid JSON, is
+/// read as JSON (one object or an array of objects), anything else as YAML. `wasm.path`s resolve against the current directory.
 ///
 /// # Errors
 /// Every problem of every document, located.
@@ -77,7 +77,11 @@ pub fn load_str_in(text: &str, origin: &str, base_dir: &Path) -> Result<Vec<Docu
     if text.len() as u64 > MAX_FILE_BYTES {
         loader.errors.push(too_big(origin, text.len() as u64));
     } else {
-        let json = origin.ends_with(".json") || split::looks_like_json(text);
+        // YAML is a superset of JSON, but JSON read as YAML would turn an array of objects into
+        // one list document: read valid JSON as JSON, everything else (flow-style YAML such as
+        // `{kind: Pod, ...}` too) as YAML.
+        let json = origin.ends_with(".json")
+            || (split::looks_like_json(text) && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok());
         loader.text(text, origin, base_dir, json);
     }
     loader.finish(origin)

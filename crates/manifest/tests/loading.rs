@@ -112,10 +112,25 @@ fn stdin_yaml_and_json() {
     let docs = load_str(json, "<stdin>").unwrap();
     assert_eq!(docs[0].object.kind(), Kind::Namespace);
 
+    let array = format!("[{json}, {}]", json.replace("\"a\"", "\"b\""));
+    assert_eq!(load_str(&array, "<stdin>").unwrap().len(), 2);
+
+    // Flow-style YAML is not JSON, and is read as YAML.
+    let flow = "{apiVersion: skiff.dev/v1, kind: Namespace, metadata: {name: a}}";
+    assert_eq!(
+        load_str(flow, "<stdin>").unwrap()[0].object.describe(),
+        "Namespace/a"
+    );
+
     let err = load_str("[1, 2", "<stdin>").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "<stdin>: invalid JSON at line 1, column 5: EOF while parsing a list"
+        "<stdin>: document 1: invalid YAML at line 1, column 1: unclosed bracket '['"
+    );
+    let err = load_str("[1, 2", "app.json").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "app.json: invalid JSON at line 1, column 5: EOF while parsing a list"
     );
 }
 

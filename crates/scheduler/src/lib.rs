@@ -58,6 +58,16 @@
 //!   placement before the next, so N replicas on N equal nodes land one per node.
 //! - [`Decision`] holds the chosen node, every rejection and score, and a Kubernetes-style summary;
 //!   [`Decision::to_status`] turns it into a pod's `status.scheduling`.
+//!
+//! ## Decisions
+//! - Nodes are sorted by name before anything else, so the input order never changes a decision;
+//!   the seed alone breaks ties (Fisher–Yates with SplitMix64, no `rand`).
+//! - A node is rejected by the *first* filter it fails, and the summary counts those, like
+//!   kube-scheduler. A pod with `spec.nodeName` only fits that node.
+//! - Capacities are taken literally: a node reporting `capacity.pods: 0` or no memory takes no pod.
+//! - Spread weighs twice the others: losing one node should lose as few replicas as possible. A
+//!   cached artifact counts as much as free memory, because compiling a large component can take
+//!   seconds.
 #![deny(missing_docs)]
 
 mod filter;
