@@ -32,6 +32,20 @@
 //! # }
 //! ```
 //!
+//! Behind hyper, as the worker's data plane does (the response body,
+//! [`ResponseBody`], goes to hyper as it is):
+//!
+//! ```no_run
+//! # async fn serve(handler: skiff_runtime_wasm::HttpHandler, stream: tokio::net::TcpStream) {
+//! let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+//!     let handler = handler.clone();
+//!     async move { Ok::<_, std::convert::Infallible>(handler.handle(req).await) }
+//! });
+//! let io = hyper_util::rt::TokioIo::new(stream);
+//! let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+//! # }
+//! ```
+//!
 //! # Core concepts
 //!
 //! ```text
@@ -68,9 +82,20 @@
 //!   [`HandlerOptions::allowed_outbound_hosts`] (none by default).
 //! * **Handler** — [`HttpHandler::handle`] gives each request a fresh instance in a
 //!   new store (microseconds with the pooling allocator), or, with
-//!   [`HandlerOptions::instance_reuse`], one from a small idle pool: each instance
-//!   serves one request at a time and goes back to the pool after a clean return;
-//!   an instance that trapped or timed out is discarded.
+//!   [`HandlerOptions::instance_reuse`], one from a small idle pool. A WASI 0.2
+//!   `incoming-handler.handle` export may be called again on the same instance once
+//!   the previous call has returned (the generated bindings finish each call,
+//!   post-return included), but never concurrently, and never after a trap, which
+//!   leaves the instance unusable. So each instance serves one request at a time,
+//!   goes back to the idle pool only after a clean return, and is dropped after a
+//!   trap or a deadline. (Concurrent calls into one instance need the component-model
+//!   async ABI, which WASI 0.2 guests do not use.) The guest call runs in its own
+//!   task: the response head is returned as soon as the guest sets it, and the body
+//!   streams while the guest writes it.
+//! * **Response body** — [`ResponseBody`] is `UnsyncBoxBody<Bytes, BodyError>`:
+//!   `Send + 'static`, no `anyhow` or wasmtime type in its signature, and accepted
+//!   by hyper's server as it is. It is not `Sync` because the guest's body stream is
+//!   not.
 //! * **Limits** — per handler: linear memory ([`HandlerOptions::memory_limit`],
 //!   enforced by a store limiter), wall-clock deadline per request
 //!   ([`HandlerOptions::timeout`], via epochs; a computing guest also yields to other
