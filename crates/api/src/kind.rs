@@ -193,7 +193,7 @@ impl Object {
     /// The JSON of the object's `spec` (or the whole object for kinds without one), used to tell a
     /// spec change (which bumps `generation`) from a metadata-only change.
     pub fn spec_json(&self) -> serde_json::Value {
-        let v = match self {
+        match self {
             Object::Namespace(_) => serde_json::Value::Null,
             Object::Node(n) => serde_json::to_value(&n.spec).unwrap_or_default(),
             Object::Pod(p) => serde_json::to_value(&p.spec).unwrap_or_default(),
@@ -201,8 +201,7 @@ impl Object {
             Object::Service(s) => serde_json::to_value(&s.spec).unwrap_or_default(),
             Object::Endpoints(e) => serde_json::to_value(&e.endpoints).unwrap_or_default(),
             Object::HttpRoute(r) => serde_json::to_value(&r.spec).unwrap_or_default(),
-        };
-        v
+        }
     }
 
     /// Copies the server-owned status of `old` into `self` (clients cannot write status through a
