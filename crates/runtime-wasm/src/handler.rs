@@ -126,6 +126,11 @@ impl HttpHandler {
         &self.inner.name
     }
 
+    /// `sha256:<hex>` of the component it serves.
+    pub fn component_digest(&self) -> &str {
+        &self.inner.digest
+    }
+
     /// How many guest instances this handler has created so far.
     pub fn instances_created(&self) -> u64 {
         self.inner.instances_created.load(Ordering::Relaxed)

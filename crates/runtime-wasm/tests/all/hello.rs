@@ -20,6 +20,13 @@ async fn hello_answers_with_pod_name_from_env() {
     let runtime = guests::runtime(&cache);
     let component = runtime.load(guests::hello()).await.expect("load hello");
     assert!(component.is_http());
+    assert!(
+        component
+            .exports()
+            .contains(&"wasi:http/incoming-handler@0.2.12".to_string()),
+        "{:?}",
+        component.exports()
+    );
     let handler = runtime
         .handler(component.clone(), options("default/web-a/hello", "web-a"))
         .unwrap();
