@@ -1,2 +1,79 @@
-//! The `skiff` command.
-fn main() {}
+//! The `skiff` command: `skiff up` runs a one-node cluster; the other verbs are API clients.
+mod config;
+mod output;
+mod up;
+mod verbs;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Skiff: a lightweight, WebAssembly-first orchestrator.
+#[derive(Parser, Debug)]
+#[command(name = "skiff", version, about, propagate_version = true)]
+struct Cli {
+    /// API server URL (default: from the config file, else http://127.0.0.1:7070).
+    #[arg(long, global = true, env = "SKIFF_SERVER")]
+    server: Option<String>,
+    /// Bearer token (default: from the config file).
+    #[arg(long, global = true, env = "SKIFF_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Client config file with `server:` and `token:` (default: ./.skiff/client.yaml, then
+    /// ~/.skiff/client.yaml).
+    #[arg(long, global = true, env = "SKIFF_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a one-node cluster (control plane + worker + gateway) in this process.
+    Up(up::UpArgs),
+    /// Create or update the objects in manifests (all or nothing).
+    Apply(verbs::ApplyArgs),
+    /// List objects, or show one.
+    Get(verbs::GetArgs),
+    /// Show one object in detail, with its status and related objects.
+    Describe(verbs::DescribeArgs),
+    /// Delete objects named on the command line or in manifests.
+    Delete(verbs::DeleteArgs),
+    /// Print the captured output of a pod.
+    Logs(verbs::LogsArgs),
+    /// Change the number of replicas of a deployment.
+    Scale(verbs::ScaleArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let conn = config::Connection {
+            server: cli.server,
+            token: cli.token,
+            config: cli.config,
+        };
+        match cli.command {
+            Command::Up(a) => up::run(a).await,
+            Command::Apply(a) => verbs::apply(&conn, a).await,
+            Command::Get(a) => verbs::get(&conn, a).await,
+            Command::Describe(a) => verbs::describe(&conn, a).await,
+            Command::Delete(a) => verbs::delete(&conn, a).await,
+            Command::Logs(a) => verbs::logs(&conn, a).await,
+            Command::Scale(a) => verbs::scale(&conn, a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,2 +1,47 @@
-//! The Skiff control node: REST and watch API, controllers, scheduler loop and artifact store.
+//! # skiff-control: the control node
+//!
+//! A control node keeps the cluster's state in a Raft group ([`skiff_raft`]) whose state machine is
+//! [`skiff_state::Machine`], serves the REST + watch API over it, stores artifacts, and — while it
+//! leads — runs the controllers and the scheduler loop.
+//!
+//! ```text
+//!  HTTP ──► router ──► validate ──► Command ──► raft propose ──► commit ──► Machine::apply
+//!                                                                            │ watch events
+//!  controllers + scheduler (leader) ◄── broadcast ◄─────────────────────────┘
+//!        └── reconcile (pure: state snapshot → ops) ──► propose
+//! ```
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), skiff_control::ControlError> {
+//! let plane = skiff_control::ControlPlane::open(skiff_control::ControlConfig::new("./.skiff")).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7070").await.unwrap();
+//! let (_tx, shutdown) = tokio::sync::watch::channel(false);
+//! plane.spawn_controllers(shutdown.clone());
+//! axum::serve(listener, plane.router()).await.unwrap();
+//! # Ok(()) }
+//! ```
+//!
+//! ## Core concepts
+//! - [`ControlPlane`] — cheap to clone; owns the Raft handle, a state [`Reader`](skiff_state::Reader),
+//!   the watch event channel, the [`ArtifactStore`] and the admin token.
+//! - **Writes** become one [`skiff_state::Command`] each (a multi-object apply is one command, so it
+//!   is stored all-or-nothing); the API answers after the command is applied.
+//! - **Reads** wait for a Raft read index first (linearizable), unless `?consistency=stale`.
+//! - **Controllers** ([`reconcile`]) are pure functions from a [`reconcile::Snapshot`] to ops; a
+//!   level-triggered loop runs them after every change and once a second.
 #![deny(missing_docs)]
+
+mod api;
+mod artifacts;
+mod auth;
+mod controllers;
+mod error;
+mod ids;
+mod plane;
+pub mod reconcile;
+mod replicated;
+mod watch;
+
+pub use artifacts::ArtifactStore;
+pub use error::{ApiError, ControlError};
+pub use plane::{ControlConfig, ControlPlane};

@@ -1,2 +1,41 @@
-//! Skiff's ingress gateway: routes HTTP by host and path to services' ready endpoints.
+//! # skiff-gateway: ingress
+//!
+//! The gateway turns HTTP requests from outside into requests for pods. It keeps the cluster's
+//! [`HttpRoute`](skiff_api::HttpRoute)s and [`Endpoints`](skiff_api::Endpoints) in memory (list +
+//! watch through the ordinary API), and for each request:
+//!
+//! ```text
+//! request ──► route table: host + longest path prefix ──► rule ──► weighted backend service
+//!         ──► ready endpoints ──► least outstanding requests ──► node data plane (x-skiff-pod)
+//!                                                              └─ in-process when the node is local
+//! ```
+//!
+//! | outcome | status |
+//! |---|---|
+//! | no route for the host and path | 404 |
+//! | route, but no ready endpoint | 503 |
+//! | the rule's deadline passed | 504 |
+//! | the endpoint's node could not be reached | 502 (after trying the others) |
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), skiff_gateway::GatewayError> {
+//! let gw = skiff_gateway::Gateway::start(skiff_gateway::GatewayConfig::new("http://127.0.0.1:7070", "TOKEN"))?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
+//! let (_tx, shutdown) = tokio::sync::watch::channel(false);
+//! gw.run(listener, shutdown).await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Core concepts
+//! - [`RouteTable`] — an immutable snapshot rebuilt whenever routes or endpoints change; requests
+//!   read the current one without locks held across awaits.
+//! - **Balancing** — per endpoint in-flight counters; the endpoint with the fewest outstanding
+//!   requests wins, ties broken at random.
+//! - [`LocalUpstream`] — a node's data plane in the same process (`skiff up`), called directly.
 #![deny(missing_docs)]
+
+mod gateway;
+mod table;
+
+pub use gateway::{BoxError, Gateway, GatewayBody, GatewayConfig, GatewayError, LocalUpstream, RequestBody};
+pub use table::{Backend, RouteTable, Selected};

@@ -1,0 +1,216 @@
+//! [`Agent`]: registration, heartbeat and the run loop.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_api::{ARCH_LABEL, Kind, Node, NodeCapacity, NodeStatus, Object, ObjectMeta};
+use skiff_client::{Client, Informer, ListOptions};
+use skiff_runtime_wasm::{RuntimeConfig, WasmRuntime};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::dataplane::{self, DataPlane};
+use crate::error::AgentError;
+use crate::pods::PodTable;
+
+/// How a worker joins and what it offers.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Node name (a DNS label).
+    pub node_name: String,
+    /// API server URL.
+    pub server: String,
+    /// Bearer token for the API.
+    pub token: String,
+    /// Local state: artifact and compiled-code caches.
+    pub data_dir: PathBuf,
+    /// Schedulable capacity.
+    pub capacity: NodeCapacity,
+    /// Extra node labels.
+    pub labels: BTreeMap<String, String>,
+    /// How often the heartbeat is written.
+    pub heartbeat: Duration,
+}
+
+impl AgentConfig {
+    /// Defaults: 1 GiB and 110 pods of capacity, heartbeat every 5 s.
+    pub fn new(node_name: &str, server: &str, token: &str, data_dir: impl Into<PathBuf>) -> Self {
+        AgentConfig {
+            node_name: node_name.to_owned(),
+            server: server.to_owned(),
+            token: token.to_owned(),
+            data_dir: data_dir.into(),
+            capacity: NodeCapacity {
+                memory: skiff_api::ByteSize(1 << 30),
+                pods: 110,
+            },
+            labels: BTreeMap::new(),
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A running worker (cheap to clone).
+#[derive(Clone)]
+pub struct Agent {
+    pub(crate) config: Arc<AgentConfig>,
+    pub(crate) client: Client,
+    pub(crate) pods: Arc<PodTable>,
+    address: String,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("node", &self.config.node_name)
+            .finish()
+    }
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+impl Agent {
+    /// Creates the runtime and registers the node, advertising `address` (the data plane's base URL).
+    ///
+    /// # Errors
+    /// [`AgentError`] when the runtime cannot start or the API refuses the node.
+    pub async fn start(config: AgentConfig, address: String) -> Result<Self, AgentError> {
+        let client = Client::new(&config.server, &config.token)?;
+        let runtime = WasmRuntime::new(RuntimeConfig {
+            cache_dir: config.data_dir.join("compiled"),
+            ..RuntimeConfig::default()
+        })?;
+        tracing::info!(node = %config.node_name, allocator = ?runtime.allocator(), "wasm runtime ready");
+        let artifacts = config.data_dir.join("artifacts");
+        std::fs::create_dir_all(&artifacts).map_err(|e| AgentError::Storage {
+            path: artifacts.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let pods = Arc::new(PodTable::new(
+            runtime,
+            client.clone(),
+            config.node_name.clone(),
+            artifacts,
+        ));
+        let agent = Agent {
+            config: Arc::new(config),
+            client,
+            pods,
+            address,
+        };
+        agent.register().await?;
+        Ok(agent)
+    }
+
+    /// The node name.
+    pub fn node_name(&self) -> &str {
+        &self.config.node_name
+    }
+
+    /// The in-process data plane (for a gateway in the same process).
+    pub fn data_plane(&self) -> DataPlane {
+        DataPlane::new(self.pods.clone(), self.config.token.clone())
+    }
+
+    fn node_status(&self) -> NodeStatus {
+        let mut info = BTreeMap::new();
+        info.insert("os".into(), std::env::consts::OS.into());
+        info.insert("agentVersion".into(), env!("CARGO_PKG_VERSION").into());
+        NodeStatus {
+            address: self.address.clone(),
+            ready: true,
+            capacity: self.config.capacity.clone(),
+            runtimes: vec!["wasm".into()],
+            last_heartbeat: Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
+            cached_artifacts: self.pods.cached_artifacts(),
+            info,
+        }
+    }
+
+    async fn register(&self) -> Result<(), AgentError> {
+        let mut labels = self.config.labels.clone();
+        labels.insert(ARCH_LABEL.into(), arch().into());
+        labels.insert("skiff.dev/hostname".into(), self.config.node_name.clone());
+        let node = Object::Node(Node {
+            metadata: ObjectMeta {
+                name: self.config.node_name.clone(),
+                labels,
+                ..Default::default()
+            },
+            status: self.node_status(),
+            ..Default::default()
+        });
+        match self.client.create(&node).await {
+            Ok(_) => tracing::info!(node = %self.config.node_name, "node registered"),
+            Err(e) if e.is_conflict() => {
+                self.client.update_status(&node).await?;
+                tracing::info!(node = %self.config.node_name, "node re-registered");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&self) -> Result<(), AgentError> {
+        let node = match self.client.get(Kind::Node, None, &self.config.node_name).await {
+            Ok(Object::Node(n)) => n,
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_not_found() => return self.register().await,
+            Err(e) => return Err(e.into()),
+        };
+        let mut next = node;
+        next.status = self.node_status();
+        next.metadata.resource_version = None;
+        self.client.update_status(&Object::Node(next)).await?;
+        Ok(())
+    }
+
+    /// Serves the data plane on `listener` and keeps the node's pods in sync until `shutdown`.
+    pub async fn run(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        let informer = Informer::start(
+            self.client.clone(),
+            Kind::Pod,
+            None,
+            ListOptions {
+                field_selector: Some(format!("spec.nodeName={}", self.config.node_name)),
+                ..Default::default()
+            },
+        );
+        let server = tokio::spawn(dataplane::serve(listener, self.data_plane(), shutdown.clone()));
+        let mut changes = informer.changed();
+        let mut beat = tokio::time::interval(self.config.heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resync = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() { break; }
+                }
+                _ = beat.tick() => {
+                    if let Err(e) = self.heartbeat().await {
+                        tracing::warn!(node = %self.config.node_name, error = %e, "heartbeat failed");
+                    }
+                }
+                r = changes.changed() => {
+                    if r.is_err() { break; }
+                    if *changes.borrow() > 0 {
+                        self.pods.sync(informer.snapshot()).await;
+                    }
+                }
+                _ = resync.tick() => {
+                    if *changes.borrow() > 0 {
+                        self.pods.sync(informer.snapshot()).await;
+                    }
+                }
+            }
+        }
+        let _ = server.await;
+    }
+}

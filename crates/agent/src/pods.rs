@@ -1,0 +1,270 @@
+//! The pods of this node: start, stop and report, keyed by uid.
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use sha2::{Digest, Sha256};
+use skiff_api::{Object, Pod, PodPhase, PodStatus};
+use skiff_client::Client;
+use skiff_runtime_wasm::{HandlerOptions, HttpHandler, LogBuffer, WasmRuntime};
+
+/// Per-pod log buffer size.
+const LOG_BYTES: usize = 1 << 20;
+/// Largest artifact downloaded from a URL.
+const MAX_URL_ARTIFACT: usize = 64 << 20;
+
+/// A pod serving on this node.
+pub(crate) struct RunningPod {
+    pub(crate) uid: String,
+    pub(crate) handler: HttpHandler,
+    pub(crate) logs: Arc<LogBuffer>,
+}
+
+pub(crate) struct PodTable {
+    runtime: WasmRuntime,
+    client: Client,
+    node: String,
+    artifacts_dir: PathBuf,
+    http: reqwest::Client,
+    running: RwLock<HashMap<String, Arc<RunningPod>>>,
+    /// Uids being started or that failed to start (not retried: the controller replaces them).
+    busy: Mutex<HashSet<String>>,
+    cached: Mutex<BTreeSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn key(p: &Pod) -> String {
+    format!("{}/{}", p.metadata.namespace_or_default(), p.metadata.name)
+}
+
+struct StartError {
+    reason: &'static str,
+    message: String,
+}
+
+impl PodTable {
+    pub(crate) fn new(runtime: WasmRuntime, client: Client, node: String, artifacts_dir: PathBuf) -> Self {
+        PodTable {
+            runtime,
+            client,
+            node,
+            artifacts_dir,
+            http: reqwest::Client::new(),
+            running: RwLock::new(HashMap::new()),
+            busy: Mutex::new(HashSet::new()),
+            cached: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<RunningPod>> {
+        self.running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub(crate) fn cached_artifacts(&self) -> Vec<String> {
+        lock(&self.cached).iter().cloned().collect()
+    }
+
+    /// Makes the running set match `pods` (this node's pods as the API has them).
+    pub(crate) async fn sync(self: &Arc<Self>, pods: Vec<Object>) {
+        let desired: HashMap<String, Pod> = pods
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Pod(p) if !matches!(p.status.phase, PodPhase::Failed | PodPhase::Succeeded) => {
+                    Some((key(&p), p))
+                }
+                _ => None,
+            })
+            .collect();
+        // Stop what is no longer wanted (deleted, or re-created under a new uid).
+        {
+            let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
+            running.retain(|k, r| {
+                let keep = desired
+                    .get(k)
+                    .is_some_and(|p| p.metadata.uid.as_deref() == Some(r.uid.as_str()));
+                if !keep {
+                    tracing::info!(pod = %k, node = %self.node, "pod stopped");
+                }
+                keep
+            });
+        }
+        for (k, pod) in desired {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if let Some(r) = self.get(&k)
+                && r.uid == uid
+            {
+                // Running: make sure the API knows (e.g. after a status write was lost).
+                if pod.status.phase != PodPhase::Running || !pod.status.ready {
+                    let this = self.clone();
+                    tokio::spawn(async move { this.report_running(&pod).await });
+                }
+                continue;
+            }
+            if !lock(&self.busy).insert(uid.clone()) {
+                continue;
+            }
+            let this = self.clone();
+            tokio::spawn(async move {
+                match this.start(&pod).await {
+                    Ok(running) => {
+                        this.running
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(key(&pod), Arc::new(running));
+                        lock(&this.busy).remove(&uid);
+                        tracing::info!(pod = %key(&pod), node = %this.node, "pod running");
+                        this.report_running(&pod).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(pod = %key(&pod), node = %this.node, reason = e.reason, error = %e.message, "pod failed to start");
+                        let status = PodStatus {
+                            phase: PodPhase::Failed,
+                            ready: false,
+                            reason: Some(e.reason.into()),
+                            message: Some(e.message),
+                            ..pod.status.clone()
+                        };
+                        this.report(&pod, status).await;
+                    }
+                }
+            });
+        }
+    }
+
+    async fn report_running(&self, pod: &Pod) {
+        let status = PodStatus {
+            phase: PodPhase::Running,
+            ready: true,
+            reason: None,
+            message: None,
+            start_time: pod.status.start_time.clone().or_else(|| {
+                Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string())
+            }),
+            ..pod.status.clone()
+        };
+        self.report(pod, status).await;
+    }
+
+    async fn report(&self, pod: &Pod, status: PodStatus) {
+        let mut next = pod.clone();
+        next.status = status;
+        next.metadata.resource_version = None;
+        if let Err(e) = self.client.update_status(&Object::Pod(next)).await {
+            tracing::warn!(pod = %key(pod), error = %e, "status report failed; the next sync retries");
+        }
+    }
+
+    async fn start(&self, pod: &Pod) -> Result<RunningPod, StartError> {
+        let logs = Arc::new(LogBuffer::new(LOG_BYTES));
+        let mut handlers = Vec::new();
+        for c in &pod.spec.components {
+            let Some(wasm) = &c.wasm else {
+                return Err(StartError {
+                    reason: "InvalidSpec",
+                    message: format!("component {} has no wasm artifact", c.name),
+                });
+            };
+            let bytes = self.artifact(wasm).await?;
+            let component = self.runtime.load(bytes).await.map_err(|e| StartError {
+                reason: "CompileError",
+                message: format!("component {}: {e}", c.name),
+            })?;
+            lock(&self.cached).insert(component.digest().to_owned());
+            let mut opts = HandlerOptions::new(format!("{}/{}", key(pod), c.name));
+            opts.env = c.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect();
+            opts.env
+                .push(("SKIFF_POD_NAME".into(), pod.metadata.name.clone()));
+            opts.env.push((
+                "SKIFF_POD_NAMESPACE".into(),
+                pod.metadata.namespace_or_default().into(),
+            ));
+            opts.env.push(("SKIFF_NODE_NAME".into(), self.node.clone()));
+            opts.memory_limit = c.resources.memory_or_default().0;
+            opts.timeout = c.resources.timeout_or_default();
+            opts.fuel = c.resources.fuel;
+            opts.instance_reuse = wasm.instance_reuse;
+            opts.logs = logs.clone();
+            let h = self.runtime.handler(component, opts).map_err(|e| StartError {
+                reason: "InstantiateError",
+                message: format!("component {}: {e}", c.name),
+            })?;
+            handlers.push(h);
+        }
+        // The first component serves the pod's HTTP traffic.
+        let handler = handlers.into_iter().next().ok_or(StartError {
+            reason: "InvalidSpec",
+            message: "pod has no components".into(),
+        })?;
+        Ok(RunningPod {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            handler,
+            logs,
+        })
+    }
+
+    /// The component bytes: from the local cache, the cluster's artifact store, or a URL.
+    async fn artifact(&self, wasm: &skiff_api::WasmSpec) -> Result<Vec<u8>, StartError> {
+        if let Some(digest) = &wasm.digest {
+            let hex = digest.trim_start_matches("sha256:");
+            let path = self.artifacts_dir.join(hex);
+            if let Ok(bytes) = tokio::fs::read(&path).await
+                && hex::encode(Sha256::digest(&bytes)) == hex
+            {
+                return Ok(bytes);
+            }
+            let bytes = self.client.artifact(digest).await.map_err(|e| StartError {
+                reason: "ArtifactNotFound",
+                message: format!("cannot fetch {digest} from the control plane: {e}"),
+            })?;
+            if hex::encode(Sha256::digest(&bytes)) != hex {
+                return Err(StartError {
+                    reason: "ArtifactCorrupt",
+                    message: format!("downloaded bytes do not match {digest}"),
+                });
+            }
+            let tmp = path.with_extension("tmp");
+            if tokio::fs::write(&tmp, &bytes).await.is_ok() {
+                let _ = tokio::fs::rename(&tmp, &path).await;
+            }
+            return Ok(bytes.to_vec());
+        }
+        if let Some(url) = &wasm.url {
+            let fail = |m: String| StartError {
+                reason: "ArtifactNotFound",
+                message: m,
+            };
+            let resp = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| fail(format!("cannot download {url}: {e}")))?;
+            if !resp.status().is_success() {
+                return Err(fail(format!("downloading {url}: HTTP {}", resp.status())));
+            }
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| fail(format!("downloading {url}: {e}")))?;
+            if bytes.len() > MAX_URL_ARTIFACT {
+                return Err(fail(format!(
+                    "{url} is {} bytes, more than {MAX_URL_ARTIFACT}",
+                    bytes.len()
+                )));
+            }
+            return Ok(bytes.to_vec());
+        }
+        Err(StartError {
+            reason: "InvalidSpec",
+            message: "wasm.path must be uploaded by `skiff apply`; the node needs wasm.digest or wasm.url"
+                .into(),
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! Where the client finds the server and its token: flags, environment, then a config file.
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use skiff_client::Client;
+
+/// The file `skiff up` writes into its state dir, and the client reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClientFile {
+    /// API server URL.
+    pub(crate) server: String,
+    /// Bearer token.
+    pub(crate) token: String,
+}
+
+/// Connection settings from the command line.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection {
+    pub(crate) server: Option<String>,
+    pub(crate) token: Option<String>,
+    pub(crate) config: Option<PathBuf>,
+}
+
+/// Default API address.
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+
+fn read_file(path: &Path) -> Result<ClientFile> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading client config {}", path.display()))?;
+    serde_saphyr::from_str(&text).with_context(|| {
+        format!(
+            "client config {} must have `server:` and `token:` keys",
+            path.display()
+        )
+    })
+}
+
+impl Connection {
+    /// A client, or an error saying which setting is missing and where it can come from.
+    pub(crate) fn client(&self) -> Result<Client> {
+        let file = match &self.config {
+            Some(p) => Some(read_file(p)?),
+            None => {
+                let mut candidates = vec![PathBuf::from(".skiff/client.yaml")];
+                if let Some(home) = std::env::var_os("HOME") {
+                    candidates.push(Path::new(&home).join(".skiff/client.yaml"));
+                }
+                match candidates.into_iter().find(|p| p.exists()) {
+                    Some(p) => Some(read_file(&p)?),
+                    None => None,
+                }
+            }
+        };
+        let server = self
+            .server
+            .clone()
+            .or_else(|| file.as_ref().map(|f| f.server.clone()))
+            .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+        let token = self.token.clone().or_else(|| file.as_ref().map(|f| f.token.clone())).context(
+            "no API token: pass --token, set SKIFF_TOKEN, or run where `skiff up` wrote .skiff/client.yaml",
+        )?;
+        Ok(Client::new(&server, &token)?)
+    }
+}
+
+/// Writes the client file (owner-only permissions).
+pub(crate) fn write_client_file(path: &Path, file: &ClientFile) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = serde_saphyr::to_string(file).context("encoding client config")?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! Tables, YAML and JSON for `get` and `describe`.
+use std::fmt::Write;
+use std::time::SystemTime;
+
+use anyhow::Result;
+use clap::ValueEnum;
+use skiff_api::{Kind, Object};
+
+/// Output formats of `skiff get`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    /// Columns.
+    Table,
+    /// More columns.
+    Wide,
+    /// YAML documents.
+    Yaml,
+    /// JSON (a list when there are several).
+    Json,
+}
+
+/// `kind/name`, as kubectl prints it.
+pub(crate) fn ref_of(o: &Object) -> String {
+    format!("{}/{}", o.kind().as_str().to_lowercase(), o.meta().name)
+}
+
+fn age(o: &Object) -> String {
+    let Some(t) = o
+        .meta()
+        .creation_timestamp
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    else {
+        return "-".into();
+    };
+    let secs = SystemTime::now()
+        .duration_since(t)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
+    let mut c = match kind {
+        Kind::Pod => vec!["NAME", "READY", "STATUS", "RESTARTS", "NODE", "AGE"],
+        Kind::Deployment => vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        Kind::Service => vec!["NAME", "SELECTOR", "AGE"],
+        Kind::Endpoints => vec!["NAME", "ENDPOINTS", "AGE"],
+        Kind::HttpRoute => vec!["NAME", "HOSTNAMES", "PATHS", "BACKENDS", "AGE"],
+        Kind::Node => vec!["NAME", "STATUS", "ARCH", "AGE"],
+        Kind::Namespace => vec!["NAME", "AGE"],
+    };
+    if wide {
+        match kind {
+            Kind::Pod => c.extend(["REASON", "UID"]),
+            Kind::Node => c.extend(["ADDRESS", "MEMORY", "RUNTIMES"]),
+            _ => {}
+        }
+    }
+    c
+}
+
+fn row(o: &Object, wide: bool) -> Vec<String> {
+    let name = o.meta().name.clone();
+    let mut r = match o {
+        Object::Pod(p) => {
+            let status = match (&p.status.reason, p.status.phase) {
+                (Some(r), skiff_api::PodPhase::Pending | skiff_api::PodPhase::Failed) => r.clone(),
+                (_, phase) => format!("{phase:?}"),
+            };
+            vec![
+                name,
+                format!("{}/1", u8::from(p.status.ready)),
+                status,
+                p.status.restarts.to_string(),
+                p.spec.node_name.clone().unwrap_or_else(|| "<none>".into()),
+                age(o),
+            ]
+        }
+        Object::Deployment(d) => vec![
+            name,
+            format!("{}/{}", d.status.ready_replicas, d.spec.replicas),
+            d.status.updated_replicas.to_string(),
+            d.status.ready_replicas.to_string(),
+            age(o),
+        ],
+        Object::Service(s) => {
+            let sel: Vec<String> = s.spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            vec![name, sel.join(","), age(o)]
+        }
+        Object::Endpoints(e) => {
+            let eps: Vec<String> = e
+                .endpoints
+                .iter()
+                .map(|a| format!("{}@{}{}", a.pod, a.node, if a.ready { "" } else { "(not ready)" }))
+                .collect();
+            vec![
+                name,
+                if eps.is_empty() {
+                    "<none>".into()
+                } else {
+                    eps.join(",")
+                },
+                age(o),
+            ]
+        }
+        Object::HttpRoute(r) => {
+            let hosts = if r.spec.hostnames.is_empty() {
+                "*".into()
+            } else {
+                r.spec.hostnames.join(",")
+            };
+            let paths: Vec<&str> = r.spec.rules.iter().map(|x| x.path_prefix.as_str()).collect();
+            let backends: Vec<String> = r
+                .spec
+                .rules
+                .iter()
+                .flat_map(|x| x.backends.iter().map(|b| format!("{}:{}", b.service, b.weight)))
+                .collect();
+            vec![name, hosts, paths.join(","), backends.join(","), age(o)]
+        }
+        Object::Node(n) => vec![
+            name,
+            if n.status.ready {
+                "Ready".into()
+            } else {
+                "NotReady".into()
+            },
+            n.metadata
+                .labels
+                .get(skiff_api::ARCH_LABEL)
+                .cloned()
+                .unwrap_or_default(),
+            age(o),
+        ],
+        Object::Namespace(_) => vec![name, age(o)],
+    };
+    if wide {
+        match o {
+            Object::Pod(p) => r.extend([
+                p.status.message.clone().unwrap_or_else(|| "-".into()),
+                p.metadata.uid.clone().unwrap_or_default(),
+            ]),
+            Object::Node(n) => r.extend([
+                n.status.address.clone(),
+                n.status.capacity.memory.to_string(),
+                n.status.runtimes.join(","),
+            ]),
+            _ => {}
+        }
+    }
+    r
+}
+
+fn table(header: Vec<String>, rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&header).chain(rows.iter()) {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("   ").trim_end());
+    }
+    out
+}
+
+/// Renders objects of one kind.
+pub(crate) fn render(kind: Kind, items: &[Object], format: Format, with_ns: bool) -> Result<String> {
+    Ok(match format {
+        Format::Json if items.len() == 1 => serde_json::to_string_pretty(&items[0])? + "\n",
+        Format::Json => serde_json::to_string_pretty(items)? + "\n",
+        Format::Yaml => {
+            let docs: Result<Vec<String>, _> = items.iter().map(serde_saphyr::to_string).collect();
+            docs?.join("---\n")
+        }
+        Format::Table | Format::Wide => {
+            if items.is_empty() {
+                return Ok(String::new());
+            }
+            let wide = matches!(format, Format::Wide);
+            let ns_col = with_ns && kind.namespaced();
+            let mut header: Vec<String> = columns(kind, wide).into_iter().map(String::from).collect();
+            if ns_col {
+                header.insert(0, "NAMESPACE".into());
+            }
+            let rows = items
+                .iter()
+                .map(|o| {
+                    let mut r = row(o, wide);
+                    if ns_col {
+                        r.insert(0, o.namespace().unwrap_or("").to_owned());
+                    }
+                    r
+                })
+                .collect();
+            table(header, rows)
+        }
+    })
+}
+
+/// `skiff describe`: the object as YAML, then what relates to it.
+pub(crate) fn describe(o: &Object, related: &[Object]) -> Result<String> {
+    let mut out = String::new();
+    let _ = writeln!(out, "Name:       {}", o.meta().name);
+    if let Some(ns) = o.namespace() {
+        let _ = writeln!(out, "Namespace:  {ns}");
+    }
+    let _ = writeln!(out, "Kind:       {}", o.kind());
+    if let Object::Pod(p) = o {
+        let _ = writeln!(
+            out,
+            "Node:       {}",
+            p.spec.node_name.as_deref().unwrap_or("<none>")
+        );
+        let _ = writeln!(out, "Phase:      {:?}", p.status.phase);
+        if let Some(r) = &p.status.reason {
+            let _ = writeln!(out, "Reason:     {r}");
+        }
+        if let Some(m) = &p.status.message {
+            let _ = writeln!(out, "Message:    {m}");
+        }
+        if let Some(s) = &p.status.scheduling {
+            let _ = writeln!(out, "Scheduling: {} — {}", s.result, s.message);
+            for (node, why) in &s.rejected {
+                let _ = writeln!(out, "  rejected {node}: {why}");
+            }
+            for (node, score) in &s.scores {
+                let _ = writeln!(out, "  score    {node}: {score}");
+            }
+        }
+    }
+    let _ = writeln!(out, "---");
+    out.push_str(&serde_saphyr::to_string(o)?);
+    if !related.is_empty() {
+        let _ = writeln!(out, "---\nRelated:");
+        for r in related {
+            let _ = writeln!(out, "  {}", ref_of(r));
+            if let Object::Endpoints(e) = r {
+                for a in &e.endpoints {
+                    let _ = writeln!(
+                        out,
+                        "    {} on {} ({}) ready={}",
+                        a.pod, a.node, a.address, a.ready
+                    );
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,285 @@
+//! Client verbs: apply, get, describe, delete, logs, scale.
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use skiff_api::{DEFAULT_NAMESPACE, Kind, Object};
+use skiff_client::ListOptions;
+
+use crate::config::Connection;
+use crate::output::{self, Format};
+
+/// `skiff apply`.
+#[derive(Args, Debug)]
+pub(crate) struct ApplyArgs {
+    /// Manifest file, directory, or `-` for standard input (repeatable).
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+}
+
+/// `skiff get`.
+#[derive(Args, Debug)]
+pub(crate) struct GetArgs {
+    /// Kind: pods (po), deployments (deploy), services (svc), endpoints (ep), httproutes (route),
+    /// nodes (no), namespaces (ns).
+    kind: String,
+    /// Name of one object.
+    name: Option<String>,
+    /// Namespace.
+    #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// All namespaces.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Label selector (app=web,tier!=db).
+    #[arg(short = 'l', long)]
+    selector: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+}
+
+/// `skiff describe`.
+#[derive(Args, Debug)]
+pub(crate) struct DescribeArgs {
+    /// Kind.
+    kind: String,
+    /// Name.
+    name: String,
+    /// Namespace.
+    #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+}
+
+/// `skiff delete`.
+#[derive(Args, Debug)]
+pub(crate) struct DeleteArgs {
+    /// Kind (with NAME).
+    kind: Option<String>,
+    /// Name.
+    name: Option<String>,
+    /// Delete the objects in these manifests instead.
+    #[arg(short = 'f', long = "filename", conflicts_with_all = ["kind", "name"])]
+    files: Vec<PathBuf>,
+    /// Namespace.
+    #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+}
+
+/// `skiff logs`.
+#[derive(Args, Debug)]
+pub(crate) struct LogsArgs {
+    /// Pod name.
+    pod: String,
+    /// Namespace.
+    #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+}
+
+/// `skiff scale`.
+#[derive(Args, Debug)]
+pub(crate) struct ScaleArgs {
+    /// `deployment/NAME`, or `deployment` followed by NAME.
+    target: String,
+    /// Name, when the target is just the kind.
+    name: Option<String>,
+    /// Desired replicas.
+    #[arg(long)]
+    replicas: i64,
+    /// Namespace.
+    #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+}
+
+fn parse_kind(s: &str) -> Result<Kind> {
+    Kind::parse_any(s).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn load(files: &[PathBuf]) -> Result<Vec<skiff_manifest::Document>> {
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    let (stdin, paths): (Vec<&PathBuf>, Vec<&PathBuf>) = files.iter().partition(|p| p.as_os_str() == "-");
+    if !stdin.is_empty() {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading manifests from standard input")?;
+        match skiff_manifest::load_str(&text, "<stdin>") {
+            Ok(d) => docs.extend(d),
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    let paths: Vec<PathBuf> = paths.into_iter().cloned().collect();
+    if !paths.is_empty() {
+        match skiff_manifest::load_paths(&paths) {
+            Ok(d) => docs.extend(d),
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}\nnothing was applied", skiff_manifest::ManifestErrors(errors));
+    }
+    Ok(docs)
+}
+
+pub(crate) async fn apply(conn: &Connection, a: ApplyArgs) -> Result<()> {
+    apply_paths(conn, &a.files).await
+}
+
+/// Loads manifests, uploads local artifacts, and applies everything in one transaction.
+pub(crate) async fn apply_paths(conn: &Connection, files: &[PathBuf]) -> Result<()> {
+    let docs = load(files)?;
+    let client = conn.client()?;
+    let mut objects = Vec::new();
+    for mut d in docs {
+        for a in &d.artifacts {
+            let bytes = std::fs::read(&a.path)
+                .with_context(|| format!("{}: reading {}", d.file, a.path.display()))?;
+            let digest = client.upload_artifact(bytes).await.with_context(|| {
+                format!("{}: document {}: uploading {}", d.file, d.index, a.path.display())
+            })?;
+            skiff_manifest::set_digest(&mut d.object, &a.field_path, digest)?;
+        }
+        objects.push(d.object);
+    }
+    let stored = client
+        .apply(&objects)
+        .await
+        .context("apply rejected; nothing was stored")?;
+    for o in stored {
+        println!(
+            "{} applied (resourceVersion {})",
+            output::ref_of(&o),
+            o.meta().resource_version.unwrap_or(0)
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn get(conn: &Connection, a: GetArgs) -> Result<()> {
+    let kind = parse_kind(&a.kind)?;
+    let client = conn.client()?;
+    let ns = (!a.all_namespaces).then_some(a.namespace.as_str());
+    let items = match &a.name {
+        Some(name) => vec![client.get(kind, ns, name).await?],
+        None => {
+            let opts = ListOptions {
+                label_selector: a.selector.clone(),
+                field_selector: None,
+            };
+            client.list(kind, ns, Some(&opts)).await?.items
+        }
+    };
+    print!("{}", output::render(kind, &items, a.output, a.all_namespaces)?);
+    if items.is_empty() && matches!(a.output, Format::Table | Format::Wide) {
+        eprintln!(
+            "no {} found{}",
+            kind.plural(),
+            ns.map(|n| format!(" in namespace {n}")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn describe(conn: &Connection, a: DescribeArgs) -> Result<()> {
+    let kind = parse_kind(&a.kind)?;
+    let client = conn.client()?;
+    let obj = client.get(kind, Some(&a.namespace), &a.name).await?;
+    let mut related = Vec::new();
+    match &obj {
+        Object::Deployment(d) => {
+            let uid = d.metadata.uid.clone().unwrap_or_default();
+            let pods = client.list(Kind::Pod, Some(&a.namespace), None).await?.items;
+            related.extend(
+                pods.into_iter()
+                    .filter(|p| p.meta().controller().is_some_and(|o| o.uid == uid)),
+            );
+        }
+        Object::Service(_) => {
+            if let Ok(e) = client.get(Kind::Endpoints, Some(&a.namespace), &a.name).await {
+                related.push(e);
+            }
+        }
+        _ => {}
+    }
+    print!("{}", output::describe(&obj, &related)?);
+    Ok(())
+}
+
+pub(crate) async fn delete(conn: &Connection, a: DeleteArgs) -> Result<()> {
+    let client = conn.client()?;
+    let targets: Vec<(Kind, Option<String>, String)> = if !a.files.is_empty() {
+        load(&a.files)?
+            .into_iter()
+            .map(|d| {
+                (
+                    d.object.kind(),
+                    d.object.namespace().map(str::to_owned),
+                    d.object.meta().name.clone(),
+                )
+            })
+            .collect()
+    } else {
+        let (Some(kind), Some(name)) = (&a.kind, &a.name) else {
+            bail!("say what to delete: `skiff delete KIND NAME` or `skiff delete -f FILE`");
+        };
+        vec![(parse_kind(kind)?, Some(a.namespace.clone()), name.clone())]
+    };
+    let mut failed = 0;
+    for (kind, ns, name) in targets {
+        match client.delete(kind, ns.as_deref(), &name).await {
+            Ok(o) => println!("{} deleted", output::ref_of(&o)),
+            Err(e) if e.is_not_found() => {
+                eprintln!("{}/{name}: not found", kind.as_str().to_lowercase());
+                failed += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} object(s) were not found");
+    }
+    Ok(())
+}
+
+pub(crate) async fn logs(conn: &Connection, a: LogsArgs) -> Result<()> {
+    let client = conn.client()?;
+    print!("{}", client.logs(&a.namespace, &a.pod).await?);
+    Ok(())
+}
+
+pub(crate) async fn scale(conn: &Connection, a: ScaleArgs) -> Result<()> {
+    let (kind, name) = match a.target.split_once('/') {
+        Some((k, n)) => (k.to_owned(), n.to_owned()),
+        None => (
+            a.target.clone(),
+            a.name
+                .clone()
+                .context("give the deployment name: `skiff scale deployment NAME --replicas N`")?,
+        ),
+    };
+    if parse_kind(&kind)? != Kind::Deployment {
+        bail!("only deployments can be scaled, not {kind}");
+    }
+    if a.replicas < 0 {
+        bail!("--replicas {} is negative: use 0 or more", a.replicas);
+    }
+    let client = conn.client()?;
+    // Read-modify-write with the resourceVersion; a concurrent change gets a retry.
+    for _ in 0..5 {
+        let mut obj = client.get(Kind::Deployment, Some(&a.namespace), &name).await?;
+        if let Object::Deployment(d) = &mut obj {
+            d.spec.replicas = a.replicas;
+        }
+        match client.replace(&obj).await {
+            Ok(_) => {
+                println!("deployment/{name} scaled to {}", a.replicas);
+                return Ok(());
+            }
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("deployment/{name} kept changing underneath; try again")
+}

@@ -1,0 +1,187 @@
+//! Starting `skiff up`, polling with deadlines, and running CLI verbs.
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root (for examples/ and tests/guests/).
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// A free loopback port (bound, then released for the child to take).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A `skiff up` process with its own state dir and ports.
+pub(crate) struct Skiff {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) api: u16,
+    pub(crate) gateway: u16,
+    pub(crate) data_plane: u16,
+    child: Option<Child>,
+    http: reqwest::blocking::Client,
+}
+
+impl Skiff {
+    /// Starts `skiff up` in a new temp dir and waits until its API is ready.
+    pub(crate) fn start() -> Skiff {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Skiff {
+            dir,
+            api: free_port(),
+            gateway: free_port(),
+            data_plane: free_port(),
+            child: None,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client"),
+        };
+        s.spawn();
+        s
+    }
+
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// (Re)starts the process on the same state dir and ports.
+    pub(crate) fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("skiff.log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("up")
+            .arg("--dir")
+            .arg(self.state_dir())
+            .args(["--api", &format!("127.0.0.1:{}", self.api)])
+            .args(["--gateway", &format!("127.0.0.1:{}", self.gateway)])
+            .args(["--data-plane", &format!("127.0.0.1:{}", self.data_plane)])
+            .env("RUST_LOG", "info,skiff_control=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn skiff up");
+        self.child = Some(child);
+        let api = format!("http://127.0.0.1:{}/readyz", self.api);
+        self.wait_until("the API answers /readyz", Duration::from_secs(60), || {
+            self.http
+                .get(&api)
+                .send()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        });
+    }
+
+    /// Kills the process (SIGKILL: nothing gets to flush).
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().map(|s| s.is_none()).unwrap_or(false))
+    }
+
+    /// The process log so far (for failure messages).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("skiff.log")).unwrap_or_default()
+    }
+
+    /// Runs a CLI verb against this cluster.
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(args)
+            .arg("--config")
+            .arg(self.state_dir().join("client.yaml"))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run skiff")
+    }
+
+    /// Runs a CLI verb that must succeed; returns stdout.
+    pub(crate) fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "skiff {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// GET through the gateway: (status, body), or None when the connection failed.
+    pub(crate) fn gateway_get(&self, path: &str) -> Option<(u16, String)> {
+        let r = self
+            .http
+            .get(format!("http://127.0.0.1:{}{path}", self.gateway))
+            .send()
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().unwrap_or_default()))
+    }
+
+    /// Polls `f` until it is true, or panics after `limit` with the process log.
+    pub(crate) fn wait_until(&self, what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        let mut pause = Duration::from_millis(20);
+        while Instant::now() < deadline {
+            if f() {
+                return;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+        panic!(
+            "timed out after {limit:?} waiting until {what}\n--- skiff log ---\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Skiff {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Builds the hostile guest component (wasm32-wasip2) once and returns its path.
+pub(crate) fn hostile_wasm() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = repo_root().join("tests/guests");
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+                .current_dir(&dir)
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("RUSTFLAGS")
+                .status()
+                .expect("run cargo for the guest");
+            assert!(
+                status.success(),
+                "building tests/guests failed (is the wasm32-wasip2 target installed?)"
+            );
+            dir.join("target/wasm32-wasip2/release/hostile.wasm")
+        })
+        .clone()
+}

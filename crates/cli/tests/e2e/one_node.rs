@@ -1,0 +1,98 @@
+//! The demo app on `skiff up`: apply, both replicas answer, delete → 404, restart serves again.
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::harness::{Skiff, repo_root};
+
+fn replicas_answering(s: &Skiff, want: usize) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    s.wait_until(
+        &format!("{want} distinct replicas answer through the gateway"),
+        Duration::from_secs(90),
+        || {
+            for _ in 0..20 {
+                if let Some((200, body)) = s.gateway_get("/") {
+                    // "hello from <pod> ..." names the replica that answered.
+                    if let Some(pod) = body.split_whitespace().find(|w| w.starts_with("hello-")) {
+                        seen.insert(
+                            pod.trim_matches(|c: char| !c.is_alphanumeric() && c != '-')
+                                .to_owned(),
+                        );
+                    }
+                }
+            }
+            seen.len() >= want
+        },
+    );
+    seen
+}
+
+#[test]
+fn demo_app_serves_through_the_gateway_and_survives_restart() {
+    let mut s = Skiff::start();
+    let app = repo_root().join("examples/hello-http/app.yaml");
+    let app = app.to_str().expect("utf-8 path");
+
+    // Before anything is applied, the gateway has no route.
+    assert_eq!(s.gateway_get("/").map(|r| r.0), Some(404));
+
+    let out = s.cli_ok(&["apply", "-f", app]);
+    assert!(out.contains("deployment/hello applied"), "{out}");
+    let pods = replicas_answering(&s, 2);
+    assert_eq!(pods.len(), 2, "{pods:?}");
+
+    let table = s.cli_ok(&["get", "pods"]);
+    assert_eq!(
+        table.lines().filter(|l| l.contains("Running")).count(),
+        2,
+        "{table}"
+    );
+    let deploy = s.cli_ok(&["get", "deploy", "hello", "-o", "json"]);
+    assert!(deploy.contains("\"readyReplicas\": 2"), "{deploy}");
+
+    // Guest output is captured per pod.
+    let pod = pods.iter().next().expect("a pod").clone();
+    s.wait_until(
+        "the pod's log has the request lines",
+        Duration::from_secs(20),
+        || String::from_utf8_lossy(&s.cli(&["logs", &pod]).stdout).contains(": / -> 200"),
+    );
+
+    // Delete → the route is gone → 404.
+    s.cli_ok(&["delete", "-f", app]);
+    s.wait_until(
+        "the gateway answers 404 after delete",
+        Duration::from_secs(30),
+        || s.gateway_get("/").map(|r| r.0) == Some(404),
+    );
+    s.wait_until("the pods are garbage-collected", Duration::from_secs(30), || {
+        !s.cli_ok(&["get", "pods"]).contains("hello-")
+    });
+
+    // Apply again, then kill -9 and restart on the same state dir: served without re-applying.
+    s.cli_ok(&["apply", "-f", app]);
+    replicas_answering(&s, 2);
+    s.kill();
+    s.spawn();
+    let again = replicas_answering(&s, 2);
+    assert_eq!(again.len(), 2);
+    assert!(s.alive());
+}
+
+#[test]
+fn scale_changes_the_number_of_pods() {
+    let s = Skiff::start();
+    let app = repo_root().join("examples/hello-http/app.yaml");
+    s.cli_ok(&["apply", "-f", app.to_str().expect("utf-8")]);
+    replicas_answering(&s, 2);
+    s.cli_ok(&["scale", "deployment/hello", "--replicas", "3"]);
+    replicas_answering(&s, 3);
+    s.cli_ok(&["scale", "deployment", "hello", "--replicas", "1"]);
+    s.wait_until("one pod is left", Duration::from_secs(30), || {
+        s.cli_ok(&["get", "pods"])
+            .lines()
+            .filter(|l| l.starts_with("hello-"))
+            .count()
+            == 1
+    });
+}

@@ -1,0 +1,665 @@
+//! The REST API: routes, request parsing and answers.
+use std::collections::BTreeSet;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use skiff_api::{Kind, LabelSelector, Object, ObjectList};
+use skiff_state::Op;
+
+use crate::error::ApiError;
+use crate::ids;
+use crate::plane::ControlPlane;
+use crate::watch;
+
+/// Largest JSON body accepted (objects and multi-object applies).
+const MAX_JSON_BODY: usize = 4 << 20;
+/// Most objects in one apply.
+const MAX_APPLY_OBJECTS: usize = 1000;
+
+impl ControlPlane {
+    /// The API router (no socket: tests call it directly).
+    pub fn router(&self) -> Router {
+        let objects = Router::new()
+            .route("/api/v1/namespaces", get(list_cluster_ns).post(create_cluster_ns))
+            .route(
+                "/api/v1/namespaces/{name}",
+                get(get_ns).put(replace_ns).delete(delete_ns),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/{plural}",
+                get(list_namespaced).post(create_namespaced),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/{plural}/{name}",
+                get(get_namespaced)
+                    .put(replace_namespaced)
+                    .delete(delete_namespaced),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/{plural}/{name}/{sub}",
+                get(get_sub).put(put_sub),
+            )
+            .route("/api/v1/{plural}", get(list_cluster).post(create_cluster))
+            .route(
+                "/api/v1/{plural}/{name}",
+                get(get_cluster).put(replace_cluster).delete(delete_cluster),
+            )
+            .route(
+                "/api/v1/{plural}/{name}/status",
+                axum::routing::put(status_cluster),
+            )
+            .route("/api/v1/apply", post(apply_many))
+            .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+        let artifacts = Router::new()
+            .route("/api/v1/artifacts", post(upload_artifact))
+            .route("/api/v1/artifacts/{digest}", get(download_artifact))
+            .layer(DefaultBodyLimit::max(self.inner.artifacts.max_bytes()));
+        Router::new()
+            .merge(objects)
+            .merge(artifacts)
+            .route("/api/v1/cluster", get(cluster))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .fallback(|| async { ApiError::not_found("no such API path: see docs/api.md for the routes") })
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                crate::auth::require_token,
+            ))
+            .with_state(self.clone())
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    pub(crate) label_selector: Option<String>,
+    #[serde(default)]
+    pub(crate) field_selector: Option<String>,
+    #[serde(default)]
+    pub(crate) watch: Option<bool>,
+    #[serde(default)]
+    pub(crate) resource_version: Option<u64>,
+    #[serde(default)]
+    pub(crate) consistency: Option<String>,
+}
+
+/// A parsed field selector: only the fields the server indexes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FieldSelector {
+    node_name: Option<String>,
+    name: Option<String>,
+}
+
+impl FieldSelector {
+    fn parse(s: Option<&str>) -> Result<Self, ApiError> {
+        let mut f = FieldSelector::default();
+        for term in s.unwrap_or("").split(',').filter(|t| !t.trim().is_empty()) {
+            match term.trim().split_once('=') {
+                Some(("spec.nodeName", v)) => f.node_name = Some(v.to_owned()),
+                Some(("metadata.name", v)) => f.name = Some(v.to_owned()),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "unsupported field selector {term:?}: supported are spec.nodeName=NAME and metadata.name=NAME"
+                    )));
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    pub(crate) fn matches(&self, o: &Object) -> bool {
+        if let Some(n) = &self.name
+            && &o.meta().name != n
+        {
+            return false;
+        }
+        if let Some(n) = &self.node_name {
+            let node = match o {
+                Object::Pod(p) => p.spec.node_name.as_deref(),
+                _ => None,
+            };
+            if node != Some(n.as_str()) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Everything a list or watch filters by.
+#[derive(Debug, Clone)]
+pub(crate) struct Filter {
+    pub(crate) kind: Kind,
+    pub(crate) namespace: Option<String>,
+    pub(crate) labels: LabelSelector,
+    pub(crate) fields: FieldSelector,
+}
+
+impl Filter {
+    pub(crate) fn matches(&self, o: &Object) -> bool {
+        o.kind() == self.kind
+            && (self.namespace.is_none() || o.namespace() == self.namespace.as_deref())
+            && self.labels.matches(&o.meta().labels)
+            && self.fields.matches(o)
+    }
+}
+
+fn kind_from_plural(plural: &str) -> Result<Kind, ApiError> {
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.plural() == plural)
+        .ok_or_else(|| {
+            let all: Vec<&str> = Kind::ALL.iter().map(|k| k.plural()).collect();
+            ApiError::not_found(format!(
+                "unknown resource type {plural:?}: expected one of {}",
+                all.join(", ")
+            ))
+        })
+}
+
+fn namespaced_kind(plural: &str) -> Result<Kind, ApiError> {
+    let k = kind_from_plural(plural)?;
+    if !k.namespaced() {
+        return Err(ApiError::not_found(format!(
+            "{k} is cluster-scoped: use /api/v1/{plural} without a namespace"
+        )));
+    }
+    Ok(k)
+}
+
+fn cluster_kind(plural: &str) -> Result<Kind, ApiError> {
+    kind_from_plural(plural)
+}
+
+fn parse_object(
+    body: &[u8],
+    kind: Kind,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<Object, ApiError> {
+    let mut o: Object = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("request body is not a valid skiff.dev/v1 {kind}: {e}"))
+    })?;
+    if o.kind() != kind {
+        return Err(ApiError::bad_request(format!(
+            "body is a {}, but the URL is for {kind}",
+            o.kind()
+        )));
+    }
+    if let Some(ns) = namespace {
+        match &o.meta().namespace {
+            Some(b) if b != ns => {
+                return Err(ApiError::bad_request(format!(
+                    "body is in namespace {b:?}, but the URL is for namespace {ns:?}"
+                )));
+            }
+            _ => o.meta_mut().namespace = Some(ns.to_owned()),
+        }
+    }
+    if let Some(n) = name
+        && o.meta().name != n
+    {
+        return Err(ApiError::bad_request(format!(
+            "body names {:?}, but the URL is for {n:?}",
+            o.meta().name
+        )));
+    }
+    o.validate_for_server()
+        .map_err(|e| ApiError::invalid(&o.describe(), &e))?;
+    Ok(o)
+}
+
+fn check_writable(kind: Kind) -> Result<(), ApiError> {
+    if kind.user_writable() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("{kind} objects are written by Skiff itself"),
+        ))
+    }
+}
+
+async fn read_gate(plane: &ControlPlane, q: &ListQuery) -> Result<(), ApiError> {
+    match q.consistency.as_deref() {
+        None | Some("linearizable") => plane.read_barrier().await,
+        Some("stale") => Ok(()),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unknown consistency {other:?}: use linearizable (default) or stale"
+        ))),
+    }
+}
+
+async fn list_or_watch(
+    plane: ControlPlane,
+    kind: Kind,
+    namespace: Option<String>,
+    q: ListQuery,
+) -> Result<Response, ApiError> {
+    let labels: LabelSelector = q
+        .label_selector
+        .as_deref()
+        .unwrap_or("")
+        .parse()
+        .map_err(|e: skiff_api::SelectorError| ApiError::bad_request(e.to_string()))?;
+    let filter = Filter {
+        kind,
+        namespace,
+        labels,
+        fields: FieldSelector::parse(q.field_selector.as_deref())?,
+    };
+    if q.watch.unwrap_or(false) {
+        return watch::serve(plane, filter, q.resource_version).await;
+    }
+    read_gate(&plane, &q).await?;
+    let (rev, items) = plane
+        .inner
+        .reader
+        .list(kind, filter.namespace.as_deref(), &filter.labels)?;
+    let items = items.into_iter().filter(|o| filter.fields.matches(o)).collect();
+    Ok(Json(ObjectList {
+        resource_version: rev,
+        items,
+    })
+    .into_response())
+}
+
+async fn get_object(
+    plane: ControlPlane,
+    kind: Kind,
+    ns: Option<&str>,
+    name: &str,
+    q: ListQuery,
+) -> Result<Json<Object>, ApiError> {
+    read_gate(&plane, &q).await?;
+    Ok(Json(plane.inner.reader.get(kind, ns, name)?))
+}
+
+async fn create_object(
+    plane: ControlPlane,
+    kind: Kind,
+    ns: Option<&str>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    check_writable(kind)?;
+    let o = parse_object(body, kind, ns, None)?;
+    let out = plane
+        .propose(vec![Op::Create {
+            object: o,
+            uid: ids::uid(),
+        }])
+        .await?;
+    Ok((StatusCode::CREATED, Json(first(out)?)).into_response())
+}
+
+async fn replace_object(
+    plane: ControlPlane,
+    kind: Kind,
+    ns: Option<&str>,
+    name: &str,
+    body: &[u8],
+) -> Result<Json<Object>, ApiError> {
+    check_writable(kind)?;
+    let o = parse_object(body, kind, ns, Some(name))?;
+    Ok(Json(first(
+        plane.propose(vec![Op::Replace { object: o }]).await?,
+    )?))
+}
+
+async fn status_object(
+    plane: ControlPlane,
+    kind: Kind,
+    ns: Option<&str>,
+    name: &str,
+    body: &[u8],
+) -> Result<Json<Object>, ApiError> {
+    let o = parse_object(body, kind, ns, Some(name))?;
+    Ok(Json(first(
+        plane.propose(vec![Op::UpdateStatus { object: o }]).await?,
+    )?))
+}
+
+async fn delete_object(
+    plane: ControlPlane,
+    kind: Kind,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Json<Object>, ApiError> {
+    check_writable(kind)?;
+    let op = Op::Delete {
+        kind,
+        namespace: ns.map(str::to_owned),
+        name: name.to_owned(),
+        uid: None,
+        resource_version: None,
+    };
+    Ok(Json(first(plane.propose(vec![op]).await?)?))
+}
+
+fn first(mut v: Vec<Object>) -> Result<Object, ApiError> {
+    v.pop()
+        .ok_or_else(|| ApiError::internal("command applied without output"))
+}
+
+// --- route adapters -------------------------------------------------------------------------
+
+async fn list_cluster_ns(
+    State(p): State<ControlPlane>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    list_or_watch(p, Kind::Namespace, None, q).await
+}
+async fn create_cluster_ns(State(p): State<ControlPlane>, body: Bytes) -> Result<Response, ApiError> {
+    create_object(p, Kind::Namespace, None, &body).await
+}
+async fn get_ns(
+    State(p): State<ControlPlane>,
+    Path(name): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Object>, ApiError> {
+    get_object(p, Kind::Namespace, None, &name, q).await
+}
+async fn replace_ns(
+    State(p): State<ControlPlane>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Object>, ApiError> {
+    replace_object(p, Kind::Namespace, None, &name, &body).await
+}
+async fn delete_ns(
+    State(p): State<ControlPlane>,
+    Path(name): Path<String>,
+) -> Result<Json<Object>, ApiError> {
+    delete_object(p, Kind::Namespace, None, &name).await
+}
+async fn list_namespaced(
+    State(p): State<ControlPlane>,
+    Path((ns, plural)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    list_or_watch(p, namespaced_kind(&plural)?, Some(ns), q).await
+}
+async fn create_namespaced(
+    State(p): State<ControlPlane>,
+    Path((ns, plural)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    create_object(p, namespaced_kind(&plural)?, Some(&ns), &body).await
+}
+async fn get_namespaced(
+    State(p): State<ControlPlane>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Object>, ApiError> {
+    get_object(p, namespaced_kind(&plural)?, Some(&ns), &name, q).await
+}
+async fn replace_namespaced(
+    State(p): State<ControlPlane>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Json<Object>, ApiError> {
+    replace_object(p, namespaced_kind(&plural)?, Some(&ns), &name, &body).await
+}
+async fn delete_namespaced(
+    State(p): State<ControlPlane>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+) -> Result<Json<Object>, ApiError> {
+    delete_object(p, namespaced_kind(&plural)?, Some(&ns), &name).await
+}
+async fn get_sub(
+    State(p): State<ControlPlane>,
+    Path((ns, plural, name, sub)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = namespaced_kind(&plural)?;
+    match (kind, sub.as_str()) {
+        (Kind::Pod, "log") => pod_log(p, &ns, &name).await,
+        (_, "status") => Ok(get_object(p, kind, Some(&ns), &name, ListQuery::default())
+            .await?
+            .into_response()),
+        _ => Err(ApiError::not_found(format!(
+            "{kind} has no sub-resource {sub:?} (pods have log; all have status)"
+        ))),
+    }
+}
+async fn put_sub(
+    State(p): State<ControlPlane>,
+    Path((ns, plural, name, sub)): Path<(String, String, String, String)>,
+    body: Bytes,
+) -> Result<Json<Object>, ApiError> {
+    let kind = namespaced_kind(&plural)?;
+    if sub != "status" {
+        return Err(ApiError::not_found(format!(
+            "cannot write sub-resource {sub:?}: only status is writable"
+        )));
+    }
+    status_object(p, kind, Some(&ns), &name, &body).await
+}
+async fn list_cluster(
+    State(p): State<ControlPlane>,
+    Path(plural): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    list_or_watch(p, cluster_kind(&plural)?, None, q).await
+}
+async fn create_cluster(
+    State(p): State<ControlPlane>,
+    Path(plural): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let kind = cluster_kind(&plural)?;
+    if kind.namespaced() {
+        return Err(ApiError::not_found(format!(
+            "{kind} is namespaced: POST to /api/v1/namespaces/{{namespace}}/{plural}"
+        )));
+    }
+    create_object(p, kind, None, &body).await
+}
+async fn get_cluster(
+    State(p): State<ControlPlane>,
+    Path((plural, name)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Object>, ApiError> {
+    let kind = cluster_only(&plural)?;
+    get_object(p, kind, None, &name, q).await
+}
+async fn replace_cluster(
+    State(p): State<ControlPlane>,
+    Path((plural, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Object>, ApiError> {
+    replace_object(p, cluster_only(&plural)?, None, &name, &body).await
+}
+async fn delete_cluster(
+    State(p): State<ControlPlane>,
+    Path((plural, name)): Path<(String, String)>,
+) -> Result<Json<Object>, ApiError> {
+    delete_object(p, cluster_only(&plural)?, None, &name).await
+}
+async fn status_cluster(
+    State(p): State<ControlPlane>,
+    Path((plural, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Object>, ApiError> {
+    status_object(p, cluster_only(&plural)?, None, &name, &body).await
+}
+
+fn cluster_only(plural: &str) -> Result<Kind, ApiError> {
+    let kind = cluster_kind(plural)?;
+    if kind.namespaced() {
+        return Err(ApiError::not_found(format!(
+            "{kind} is namespaced: use /api/v1/namespaces/{{namespace}}/{plural}/{{name}}"
+        )));
+    }
+    Ok(kind)
+}
+
+// --- apply, artifacts, logs, health -----------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyBody {
+    objects: Vec<serde_json::Value>,
+}
+
+/// Creates or updates many objects in ONE command: all are stored, or none.
+async fn apply_many(State(p): State<ControlPlane>, body: Bytes) -> Result<Response, ApiError> {
+    let body: ApplyBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("apply body must be {{\"objects\": [...]}}: {e}")))?;
+    if body.objects.len() > MAX_APPLY_OBJECTS {
+        return Err(ApiError::bad_request(format!(
+            "{} objects in one apply: at most {MAX_APPLY_OBJECTS}",
+            body.objects.len()
+        )));
+    }
+    let mut ops = Vec::new();
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, v) in body.objects.into_iter().enumerate() {
+        let o: Object = match serde_json::from_value(v) {
+            Ok(o) => o,
+            Err(e) => {
+                problems.push(format!("objects[{i}]: {e}"));
+                continue;
+            }
+        };
+        if !o.kind().user_writable() {
+            problems.push(format!(
+                "objects[{i}]: {} objects are written by Skiff itself",
+                o.kind()
+            ));
+            continue;
+        }
+        if let Err(e) = o.validate_for_server() {
+            problems.push(format!("objects[{i}] ({}): {e}", o.describe()));
+            continue;
+        }
+        if !seen.insert(o.describe()) {
+            problems.push(format!(
+                "objects[{i}]: {} appears twice in one apply",
+                o.describe()
+            ));
+            continue;
+        }
+        ops.push(Op::Apply {
+            object: o,
+            uid: ids::uid(),
+        });
+    }
+    if !problems.is_empty() {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("nothing was applied: {}", problems.join("; ")),
+        );
+        e.body.details = Some(serde_json::json!(problems));
+        return Err(e);
+    }
+    // Namespaces first, so objects in a namespace created by the same apply find it.
+    ops.sort_by_key(|op| match op {
+        Op::Apply { object, .. } => Kind::ALL
+            .iter()
+            .position(|k| *k == object.kind())
+            .unwrap_or(usize::MAX),
+        _ => usize::MAX,
+    });
+    let objects = p.propose(ops).await?;
+    Ok(Json(serde_json::json!({ "objects": objects })).into_response())
+}
+
+async fn upload_artifact(State(p): State<ControlPlane>, body: Bytes) -> Result<Response, ApiError> {
+    let digest = p.inner.artifacts.put(&body).await.map_err(artifact_error)?;
+    tracing::info!(%digest, size = body.len(), "artifact stored");
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "digest": digest, "size": body.len() })),
+    )
+        .into_response())
+}
+
+async fn download_artifact(
+    State(p): State<ControlPlane>,
+    Path(digest): Path<String>,
+) -> Result<Response, ApiError> {
+    let bytes = p.inner.artifacts.get(&digest).await.map_err(artifact_error)?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
+}
+
+fn artifact_error(e: crate::artifacts::ArtifactError) -> ApiError {
+    use crate::artifacts::ArtifactError as A;
+    match e {
+        A::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "TooLarge", e.to_string()),
+        A::NotWasm | A::BadDigest(_) => ApiError::bad_request(e.to_string()),
+        A::NotFound(_) => ApiError::not_found(e.to_string()),
+        A::Io(io) => ApiError::internal(io),
+    }
+}
+
+/// Fetches a pod's captured output from the agent of its node.
+async fn pod_log(p: ControlPlane, ns: &str, name: &str) -> Result<Response, ApiError> {
+    let pod = match p.inner.reader.get(Kind::Pod, Some(ns), name)? {
+        Object::Pod(pod) => pod,
+        _ => return Err(ApiError::internal("pod key holds another kind")),
+    };
+    let Some(node_name) = pod.spec.node_name.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "NotScheduled",
+            format!(
+                "pod {ns}/{name} is not scheduled yet, so it has no logs: see `skiff describe pod {name}`"
+            ),
+        ));
+    };
+    let address = match p.inner.reader.get(Kind::Node, None, &node_name)? {
+        Object::Node(n) => n.status.address,
+        _ => return Err(ApiError::internal("node key holds another kind")),
+    };
+    let url = format!("{}/skiff/pods/{ns}/{name}/log", address.trim_end_matches('/'));
+    let resp = p
+        .inner
+        .http
+        .get(&url)
+        .bearer_auth(&p.inner.admin_token)
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(format!(
+                "node {node_name} at {address} did not answer for logs: {e}"
+            ))
+        })?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("reading logs from node {node_name}: {e}")))?;
+    if !status.is_success() {
+        return Err(ApiError::new(
+            status,
+            "NodeError",
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn cluster(State(p): State<ControlPlane>) -> Json<serde_json::Value> {
+    Json(p.cluster_info())
+}
+
+async fn readyz(State(p): State<ControlPlane>) -> Result<&'static str, ApiError> {
+    if p.inner.raft.status().leader.is_some() {
+        Ok("ok")
+    } else {
+        Err(ApiError::unavailable("no raft leader yet"))
+    }
+}

@@ -1,0 +1,99 @@
+//! Content-addressed artifact store: uploaded components live under `sha256/<hex>`.
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Stores uploaded components by their sha256 digest. Writes go to a temporary file and are
+/// renamed into place, so a crash never leaves a partial artifact under a digest.
+#[derive(Debug, Clone)]
+pub struct ArtifactStore {
+    dir: PathBuf,
+    max_bytes: usize,
+}
+
+/// Why an upload or download failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ArtifactError {
+    #[error("artifact is {size} bytes, more than the limit of {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error(
+        "artifact is not a WebAssembly binary (it does not start with \\0asm): upload a compiled .wasm component"
+    )]
+    NotWasm,
+    #[error("{0:?} is not a digest: expected sha256: followed by 64 lowercase hex digits")]
+    BadDigest(String),
+    #[error("artifact {0} not found: upload it first (skiff apply does this for wasm.path)")]
+    NotFound(String),
+    #[error("artifact storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ArtifactStore {
+    /// Opens (creating) the store in `dir`.
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn open(dir: PathBuf, max_bytes: usize) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir.join("sha256"))?;
+        Ok(ArtifactStore { dir, max_bytes })
+    }
+
+    /// Largest accepted artifact.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    fn path_of(&self, digest: &str) -> Result<PathBuf, ArtifactError> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| {
+                h.len() == 64
+                    && h.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            })
+            .ok_or_else(|| ArtifactError::BadDigest(digest.to_owned()))?;
+        Ok(self.dir.join("sha256").join(hex))
+    }
+
+    /// Stores `bytes`, returning `sha256:<hex>` (idempotent).
+    pub(crate) async fn put(&self, bytes: &[u8]) -> Result<String, ArtifactError> {
+        if bytes.len() > self.max_bytes {
+            return Err(ArtifactError::TooLarge {
+                size: bytes.len(),
+                max: self.max_bytes,
+            });
+        }
+        if !bytes.starts_with(b"\0asm") {
+            return Err(ArtifactError::NotWasm);
+        }
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let path = self.path_of(&digest)?;
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(digest);
+        }
+        let tmp = tmp_path(&path);
+        tokio::fs::write(&tmp, bytes).await?;
+        let f = tokio::fs::File::open(&tmp).await?;
+        f.sync_all().await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        Ok(digest)
+    }
+
+    /// Reads an artifact.
+    pub(crate) async fn get(&self, digest: &str) -> Result<Vec<u8>, ArtifactError> {
+        let path = self.path_of(digest)?;
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(ArtifactError::NotFound(digest.to_owned()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".tmp{}", std::process::id()));
+    PathBuf::from(p)
+}

@@ -1,0 +1,98 @@
+//! The level-triggered controller loop (leader only).
+use std::time::{Duration, SystemTime};
+
+use skiff_api::{Kind, LabelSelector};
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+use crate::plane::ControlPlane;
+use crate::reconcile::{self, RandomIds, Snapshot};
+
+/// Longest pause between two passes when nothing changes.
+const RESYNC: Duration = Duration::from_secs(1);
+/// Quiet period that batches a burst of changes into one pass.
+const DEBOUNCE: Duration = Duration::from_millis(5);
+
+impl ControlPlane {
+    /// Runs the controllers and the scheduler until `shutdown` turns true. They act only while this
+    /// node leads; every pass reads the whole state, so a restart or a new leader simply continues.
+    pub fn spawn_controllers(&self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let plane = self.clone();
+        tokio::spawn(async move {
+            let mut events = plane.inner.events.subscribe();
+            let mut pass: u64 = 0;
+            loop {
+                if *shutdown.borrow() {
+                    return;
+                }
+                if plane.is_leader() {
+                    pass += 1;
+                    if let Err(e) = plane.reconcile_once(pass).await {
+                        tracing::warn!(error = %e.body.message, "controller pass failed; retrying");
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.changed() => {}
+                    _ = tokio::time::sleep(RESYNC) => {}
+                    r = events.recv() => {
+                        if r.is_ok() {
+                            tokio::time::sleep(DEBOUNCE).await;
+                        }
+                        // Drain what queued up meanwhile: one pass covers it all.
+                        while events.try_recv().is_ok() {}
+                    }
+                }
+            }
+        })
+    }
+
+    /// One pass of every controller over the current state. Each controller's changes are proposed as
+    /// their own command, so one conflict (a pod changed meanwhile) does not hold back the others;
+    /// the next pass retries from fresh state.
+    ///
+    /// # Errors
+    /// Reading the state failed.
+    pub async fn reconcile_once(&self, pass: u64) -> Result<(), ApiError> {
+        let snapshot = self.snapshot()?;
+        let mut commands: Vec<(&str, Vec<skiff_state::Op>)> = Vec::new();
+        for ops in reconcile::deployments(&snapshot, &mut RandomIds) {
+            commands.push(("deployment", ops));
+        }
+        commands.push(("garbage", reconcile::garbage(&snapshot)));
+        commands.push((
+            "node-health",
+            reconcile::node_health(&snapshot, self.inner.config.node_grace),
+        ));
+        commands.push(("scheduler", reconcile::schedule(&snapshot, pass)));
+        commands.push(("endpoints", reconcile::endpoints(&snapshot)));
+        for (controller, ops) in commands {
+            if ops.is_empty() {
+                continue;
+            }
+            let n = ops.len();
+            match self.propose(ops).await {
+                Ok(_) => tracing::debug!(controller, ops = n, "reconciled"),
+                Err(e) if e.status.as_u16() == 409 || e.status.as_u16() == 404 => {
+                    tracing::debug!(controller, error = %e.body.message, "raced with another write; next pass retries")
+                }
+                Err(e) => tracing::warn!(controller, error = %e.body.message, "reconcile failed"),
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, ApiError> {
+        let all = LabelSelector::default();
+        let mut objects = Vec::new();
+        for kind in [
+            Kind::Node,
+            Kind::Pod,
+            Kind::Deployment,
+            Kind::Service,
+            Kind::Endpoints,
+        ] {
+            objects.extend(self.inner.reader.list(kind, None, &all)?.1);
+        }
+        Ok(Snapshot::from_objects(SystemTime::now(), objects))
+    }
+}

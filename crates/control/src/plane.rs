@@ -1,0 +1,236 @@
+//! [`ControlPlane`]: opening the state, starting Raft, and the shared handle the API and the
+//! controllers use.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_api::{Kind, LabelSelector, Object, ObjectMeta};
+use skiff_raft::{RaftConfig, RaftHandle};
+use skiff_state::{Command, Machine, Op, Reader, StateError, StoredEvent};
+use tokio::sync::broadcast;
+
+use crate::artifacts::ArtifactStore;
+use crate::error::{ApiError, ControlError};
+use crate::ids;
+use crate::replicated::Replicated;
+
+/// Where and how a control node runs.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// State directory: `state.redb`, `artifacts/`, `admin.token`.
+    pub data_dir: PathBuf,
+    /// This node's Raft id.
+    pub raft_id: u64,
+    /// Largest artifact accepted by upload.
+    pub max_artifact_bytes: usize,
+    /// How long a node may miss heartbeats before it is marked not ready.
+    pub node_grace: Duration,
+}
+
+impl ControlConfig {
+    /// Defaults for a single control node with state under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ControlConfig {
+            data_dir: data_dir.into(),
+            raft_id: 1,
+            max_artifact_bytes: 64 << 20,
+            node_grace: Duration::from_secs(40),
+        }
+    }
+}
+
+pub(crate) type Output = Result<Vec<Object>, StateError>;
+
+pub(crate) struct Inner {
+    pub(crate) config: ControlConfig,
+    pub(crate) raft: RaftHandle<Output>,
+    pub(crate) reader: Reader,
+    pub(crate) events: broadcast::Sender<Arc<StoredEvent>>,
+    pub(crate) artifacts: ArtifactStore,
+    pub(crate) admin_token: String,
+    pub(crate) http: reqwest::Client,
+}
+
+/// A running control node (cheap to clone).
+#[derive(Clone)]
+pub struct ControlPlane {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish()
+    }
+}
+
+impl ControlPlane {
+    /// Opens (or initialises) the state in `config.data_dir`, starts Raft and waits until this node
+    /// leads, then makes sure the `default` namespace exists.
+    ///
+    /// # Errors
+    /// [`ControlError`] when the directory or database cannot be used or Raft does not start.
+    pub async fn open(config: ControlConfig) -> Result<Self, ControlError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| state_dir(dir, e))?;
+        let db_path = dir.join("state.redb");
+        let db = redb::Database::create(&db_path).map_err(|e| ControlError::Database {
+            path: db_path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let db = Arc::new(db);
+        let machine = Machine::new(db.clone());
+        let events = machine.event_sender();
+        let raft_config = RaftConfig {
+            id: config.raft_id,
+            voters: vec![config.raft_id],
+            ..RaftConfig::default()
+        };
+        let raft = skiff_raft::start(db.clone(), Replicated(machine), raft_config)
+            .map_err(|e| ControlError::Raft(e.to_string()))?;
+        raft.wait_leader(Duration::from_secs(30))
+            .await
+            .map_err(|e| ControlError::Raft(e.to_string()))?;
+        let admin_token = load_or_create_token(&dir.join("admin.token"))?;
+        let artifacts = ArtifactStore::open(dir.join("artifacts"), config.max_artifact_bytes)
+            .map_err(|e| state_dir(dir, e))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| ControlError::Raft(e.to_string()))?;
+        let plane = ControlPlane {
+            inner: Arc::new(Inner {
+                config,
+                raft,
+                reader: Reader::new(db),
+                events,
+                artifacts,
+                admin_token,
+                http,
+            }),
+        };
+        plane.ensure_namespace(skiff_api::DEFAULT_NAMESPACE).await?;
+        Ok(plane)
+    }
+
+    async fn ensure_namespace(&self, name: &str) -> Result<(), ControlError> {
+        if self.inner.reader.get(Kind::Namespace, None, name).is_ok() {
+            return Ok(());
+        }
+        let ns = Object::Namespace(skiff_api::Namespace {
+            metadata: ObjectMeta::named(name, None),
+            ..Default::default()
+        });
+        match self
+            .propose(vec![Op::Create {
+                object: ns,
+                uid: ids::uid(),
+            }])
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.body.code == "AlreadyExists" => Ok(()),
+            Err(e) => Err(ControlError::Raft(e.body.message)),
+        }
+    }
+
+    /// The admin bearer token (also in `<data_dir>/admin.token`).
+    pub fn admin_token(&self) -> &str {
+        &self.inner.admin_token
+    }
+
+    /// The state reader.
+    pub fn reader(&self) -> &Reader {
+        &self.inner.reader
+    }
+
+    /// Whether this node currently leads the Raft group.
+    pub fn is_leader(&self) -> bool {
+        let s = self.inner.raft.status();
+        s.leader == Some(s.id)
+    }
+
+    /// Proposes `ops` as one command and waits until it is applied.
+    ///
+    /// # Errors
+    /// The state machine's or Raft's error, as an [`ApiError`].
+    pub async fn propose(&self, ops: Vec<Op>) -> Result<Vec<Object>, ApiError> {
+        let cmd = Command::new(ids::now(), ops);
+        let out = self.inner.raft.propose(cmd.encode()).await?;
+        Ok(out?)
+    }
+
+    /// Waits until reads on this node reflect every write committed before the call.
+    ///
+    /// # Errors
+    /// Raft's error as an [`ApiError`].
+    pub async fn read_barrier(&self) -> Result<(), ApiError> {
+        self.inner.raft.read_index().await?;
+        Ok(())
+    }
+
+    /// Lists objects (read locally).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<Vec<Object>, ApiError> {
+        Ok(self
+            .inner
+            .reader
+            .list(kind, namespace, &LabelSelector::default())?
+            .1)
+    }
+
+    /// Raft status as JSON, for `/api/v1/cluster`.
+    pub(crate) fn cluster_info(&self) -> serde_json::Value {
+        let s = self.inner.raft.status();
+        serde_json::json!({
+            "raft": {
+                "id": s.id, "leader": s.leader, "term": s.term, "commit": s.commit,
+                "applied": s.applied, "voters": s.voters,
+            },
+            "revision": self.inner.reader.revision().unwrap_or(0),
+            "version": env!("CARGO_PKG_VERSION"),
+        })
+    }
+
+    /// Stops Raft (the API answers 503 afterwards).
+    pub fn shutdown(&self) {
+        self.inner.raft.shutdown();
+    }
+}
+
+fn state_dir(dir: &Path, e: impl std::fmt::Display) -> ControlError {
+    ControlError::StateDir {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn load_or_create_token(path: &Path) -> Result<String, ControlError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(state_dir(path, e)),
+    }
+    let token = ids::token();
+    let tmp = path.with_extension("tmp");
+    write_private(&tmp, &token).map_err(|e| state_dir(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| state_dir(path, e))?;
+    Ok(token)
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()
+}

@@ -1,0 +1,30 @@
+//! Binds the state machine to the Raft driver.
+use skiff_api::Object;
+use skiff_state::{Machine, StateError};
+
+/// [`Machine`] as the Raft driver's state machine.
+pub(crate) struct Replicated(pub(crate) Machine);
+
+impl skiff_raft::StateMachine for Replicated {
+    type Output = Result<Vec<Object>, StateError>;
+
+    fn init(&mut self, txn: &redb::WriteTransaction) -> Result<(), String> {
+        self.0.init(txn)
+    }
+
+    fn apply(&mut self, txn: &redb::WriteTransaction, index: u64, proposal: &[u8]) -> Self::Output {
+        self.0.apply(txn, index, proposal)
+    }
+
+    fn committed(&mut self) {
+        self.0.committed();
+    }
+
+    fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
+        self.0.snapshot(txn)
+    }
+
+    fn restore(&mut self, txn: &redb::WriteTransaction, data: &[u8]) -> Result<(), String> {
+        self.0.restore(txn, data)
+    }
+}

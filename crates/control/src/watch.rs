@@ -1,0 +1,127 @@
+//! Watch streams: newline-delimited JSON events from a revision, history first, then live.
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use skiff_api::{ErrorBody, EventType, WatchEvent};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::api::Filter;
+use crate::error::ApiError;
+use crate::plane::ControlPlane;
+
+/// How often an idle stream sends a blank line, so dead clients are noticed.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// Starts a watch. With `from`, replays history after that revision (410 when it is compacted);
+/// without, sends every current object as `ADDED`, then follows live changes.
+pub(crate) async fn serve(
+    plane: ControlPlane,
+    filter: Filter,
+    from: Option<u64>,
+) -> Result<Response, ApiError> {
+    // Subscribe before reading history, so nothing falls between the two.
+    let mut rx = plane.inner.events.subscribe();
+    let reader = plane.inner.reader.clone();
+    let mut initial: Vec<WatchEvent> = Vec::new();
+    let mut last = match from {
+        Some(rev) => {
+            let mut last = rev;
+            for (r, ev) in reader.events_since(rev)? {
+                last = r;
+                if filter.matches(&ev.object) {
+                    initial.push(ev);
+                }
+            }
+            last
+        }
+        None => {
+            let (rev, items) = reader.list(filter.kind, filter.namespace.as_deref(), &filter.labels)?;
+            initial.extend(
+                items
+                    .into_iter()
+                    .filter(|o| filter.fields.matches(o))
+                    .map(|object| WatchEvent {
+                        event_type: EventType::Added,
+                        object,
+                    }),
+            );
+            rev
+        }
+    };
+    let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
+    tokio::spawn(async move {
+        for ev in initial {
+            if tx.send(Ok(line(&ev))).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let next = tokio::time::timeout(KEEPALIVE, rx.recv()).await;
+            match next {
+                Err(_) => {
+                    if tx.send(Ok(Bytes::from_static(b"\n"))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Ok(ev)) => {
+                    if ev.revision <= last {
+                        continue;
+                    }
+                    last = ev.revision;
+                    if filter.matches(&ev.event.object) && tx.send(Ok(line(&ev.event))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Err(RecvError::Lagged(_))) => {
+                    // Fell behind the channel: catch up from the table.
+                    match reader.events_since(last) {
+                        Ok(evs) => {
+                            for (r, ev) in evs {
+                                last = r;
+                                if filter.matches(&ev.object) && tx.send(Ok(line(&ev))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let body = ErrorBody {
+                                code: "Gone".into(),
+                                message: e.to_string(),
+                                details: None,
+                            };
+                            let _ = tx.send(Ok(json_line(&body))).await;
+                            return;
+                        }
+                    }
+                }
+                Ok(Err(RecvError::Closed)) => return,
+            }
+        }
+    });
+    let stream = futures::stream::unfold(
+        body_rx,
+        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+    );
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+fn line(ev: &WatchEvent) -> Bytes {
+    json_line(ev)
+}
+
+fn json_line<T: serde::Serialize>(v: &T) -> Bytes {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}

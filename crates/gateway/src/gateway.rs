@@ -1,0 +1,369 @@
+//! The gateway service: informers, the table, balancing and forwarding.
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::Rng;
+use skiff_api::{EndpointAddress, Kind, POD_NAME_HEADER};
+use skiff_client::{Client, Informer, ListOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::table::{RouteTable, Selected};
+
+/// Error type of gateway response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every gateway response.
+pub type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
+/// The body of every request the gateway forwards.
+pub type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A node's data plane living in the gateway's process: called directly instead of over HTTP.
+pub type LocalUpstream = Arc<
+    dyn Fn(Request<RequestBody>) -> Pin<Box<dyn Future<Output = Response<GatewayBody>> + Send>> + Send + Sync,
+>;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The API client could not be built.
+    #[error("gateway: {0}")]
+    Client(#[from] skiff_client::ClientError),
+}
+
+/// Gateway settings.
+#[derive(Clone)]
+pub struct GatewayConfig {
+    /// API server URL.
+    pub server: String,
+    /// Bearer token.
+    pub token: String,
+    /// Deadline of a request whose rule sets none.
+    pub default_timeout: Duration,
+    /// Data planes in this process, by node name.
+    pub local: HashMap<String, LocalUpstream>,
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+impl GatewayConfig {
+    /// Defaults: 30 s deadline, no local data planes.
+    pub fn new(server: &str, token: &str) -> Self {
+        GatewayConfig {
+            server: server.into(),
+            token: token.into(),
+            default_timeout: Duration::from_secs(30),
+            local: HashMap::new(),
+        }
+    }
+}
+
+struct Inner {
+    config: GatewayConfig,
+    routes: Informer,
+    endpoints: Informer,
+    table: RwLock<Arc<RouteTable>>,
+    inflight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    http: HttpClient<HttpConnector, RequestBody>,
+}
+
+/// A running gateway (cheap to clone).
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gateway")
+    }
+}
+
+fn text(status: StatusCode, msg: String) -> Response<GatewayBody> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(msg))
+            .map_err(|e: Infallible| match e {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert("x-skiff-gateway", HeaderValue::from_static("1"));
+    r
+}
+
+/// Counts a request against an endpoint while alive.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Gateway {
+    /// Starts watching routes and endpoints.
+    ///
+    /// # Errors
+    /// [`GatewayError`] for a bad server URL.
+    pub fn start(config: GatewayConfig) -> Result<Self, GatewayError> {
+        let client = Client::new(&config.server, &config.token)?;
+        let routes = Informer::start(client.clone(), Kind::HttpRoute, None, ListOptions::default());
+        let endpoints = Informer::start(client, Kind::Endpoints, None, ListOptions::default());
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let http = HttpClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                config,
+                routes,
+                endpoints,
+                table: RwLock::new(Arc::new(RouteTable::default())),
+                inflight: Mutex::new(HashMap::new()),
+                http,
+            }),
+        })
+    }
+
+    /// The current table.
+    pub fn table(&self) -> Arc<RouteTable> {
+        self.inner.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn rebuild(&self) {
+        let t = RouteTable::build(
+            &self.inner.routes.snapshot(),
+            &self.inner.endpoints.snapshot(),
+            self.inner.config.default_timeout,
+        );
+        *self.inner.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(t);
+    }
+
+    /// Serves `listener` until `shutdown`, rebuilding the table on every change.
+    pub async fn run(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        let this = self.clone();
+        let mut r = self.inner.routes.changed();
+        let mut e = self.inner.endpoints.changed();
+        let mut stop = shutdown.clone();
+        let rebuilder = tokio::spawn(async move {
+            loop {
+                this.rebuild();
+                tokio::select! {
+                    x = r.changed() => if x.is_err() { return },
+                    x = e.changed() => if x.is_err() { return },
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.changed() => break,
+                r = listener.accept() => match r {
+                    Ok(s) => s,
+                    Err(e) => { tracing::warn!(error = %e, "gateway accept failed"); continue; }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let gw = self.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let gw = gw.clone();
+                    async move { Ok::<_, Infallible>(gw.handle(req, peer.ip().to_string()).await) }
+                });
+                let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Err(e) = conn.serve_connection(TokioIo::new(stream), svc).await {
+                    tracing::debug!(error = %e, "gateway connection ended");
+                }
+            });
+        }
+        rebuilder.abort();
+    }
+
+    /// Routes one request.
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: String) -> Response<GatewayBody> {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().host())
+            .unwrap_or("")
+            .to_owned();
+        let path = req.uri().path().to_owned();
+        let Some(sel) = self.table().select(&host, &path) else {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("no route for host {host:?} and path {path:?}: create an HTTPRoute that matches\n"),
+            );
+        };
+        if let Ok(v) = HeaderValue::from_str(&peer) {
+            req.headers_mut().insert("x-forwarded-for", v);
+        }
+        let timeout = sel.timeout;
+        match tokio::time::timeout(timeout, self.forward(req, &sel)).await {
+            Ok(resp) => resp,
+            Err(_) => text(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "route {} did not answer within {}ms (rule timeout)\n",
+                    sel.route,
+                    timeout.as_millis()
+                ),
+            ),
+        }
+    }
+
+    fn pick(&self, sel: &Selected, exclude: &[String]) -> Option<(String, EndpointAddress)> {
+        let candidates: Vec<_> = sel
+            .backends
+            .iter()
+            .filter(|b| b.weight > 0 && b.endpoints.iter().any(|e| !exclude.contains(&e.pod)))
+            .collect();
+        let total: u64 = candidates.iter().map(|b| b.weight).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut rng = rand::rng();
+        let mut roll = rng.random_range(0..total);
+        let backend = candidates.iter().find(|b| {
+            if roll < b.weight {
+                true
+            } else {
+                roll -= b.weight;
+                false
+            }
+        })?;
+        let inflight = self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let load = |e: &EndpointAddress| {
+            inflight
+                .get(&endpoint_key(e))
+                .map(|c| c.load(Ordering::Relaxed))
+                .unwrap_or(0)
+        };
+        let eps: Vec<&EndpointAddress> = backend
+            .endpoints
+            .iter()
+            .filter(|e| !exclude.contains(&e.pod))
+            .collect();
+        let min = eps.iter().map(|e| load(e)).min()?;
+        let best: Vec<&&EndpointAddress> = eps.iter().filter(|e| load(e) == min).collect();
+        let chosen = best[rng.random_range(0..best.len())];
+        Some((backend.service.clone(), (*chosen).clone()))
+    }
+
+    fn track(&self, e: &EndpointAddress) -> InFlight {
+        let mut m = self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let c = m.entry(endpoint_key(e)).or_default().clone();
+        c.fetch_add(1, Ordering::Relaxed);
+        InFlight(c)
+    }
+
+    async fn forward(&self, req: Request<Incoming>, sel: &Selected) -> Response<GatewayBody> {
+        // Bodyless requests can be retried on another endpoint when a node is unreachable.
+        let retryable = req.headers().get(header::CONTENT_LENGTH).is_none_or(|v| v == "0")
+            && !req.headers().contains_key(header::TRANSFER_ENCODING);
+        let (parts, body) = req.into_parts();
+        let mut body: Option<RequestBody> = Some(body.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+        let mut tried: Vec<String> = Vec::new();
+        let mut last_error = String::new();
+        loop {
+            let Some((service, ep)) = self.pick(sel, &tried) else {
+                if tried.is_empty() {
+                    let services: Vec<&str> = sel.backends.iter().map(|b| b.service.as_str()).collect();
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "no ready endpoint for {} (route {}): its pods are not running or not ready; see `skiff get pods`\n",
+                            services.join(", "),
+                            sel.route
+                        ),
+                    );
+                }
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "no endpoint of route {} could be reached: {last_error}\n",
+                        sel.route
+                    ),
+                );
+            };
+            let b = match body.take() {
+                Some(b) => b,
+                None if retryable => Full::new(Bytes::new())
+                    .map_err(|e: Infallible| match e {})
+                    .boxed_unsync(),
+                None => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!("endpoint unreachable: {last_error}\n"),
+                    );
+                }
+            };
+            let mut req = Request::from_parts(parts.clone(), b);
+            let pod_id = format!("{}/{}", service.split('/').next().unwrap_or("default"), ep.pod);
+            match HeaderValue::from_str(&pod_id) {
+                Ok(v) => {
+                    req.headers_mut().insert(POD_NAME_HEADER, v);
+                }
+                Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "invalid pod name\n".into()),
+            }
+            let _guard = self.track(&ep);
+            if let Some(local) = self.inner.config.local.get(&ep.node) {
+                return local(req).await;
+            }
+            let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let uri = format!("{}{}", ep.address.trim_end_matches('/'), path);
+            match uri.parse() {
+                Ok(u) => *req.uri_mut() = u,
+                Err(_) => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!("endpoint address {:?} is not a URL\n", ep.address),
+                    );
+                }
+            }
+            match self.inner.http.request(req).await {
+                Ok(resp) => return resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
+                Err(e) => {
+                    last_error = format!("{} ({}): {e}", ep.pod, ep.address);
+                    tracing::warn!(pod = %ep.pod, node = %ep.node, error = %e, "endpoint unreachable");
+                    if !(retryable && e.is_connect()) {
+                        return text(
+                            StatusCode::BAD_GATEWAY,
+                            format!("endpoint failed: {last_error}\n"),
+                        );
+                    }
+                    tried.push(ep.pod.clone());
+                }
+            }
+        }
+    }
+}
+
+fn endpoint_key(e: &EndpointAddress) -> String {
+    format!("{}@{}", e.pod, e.node)
+}
