@@ -56,7 +56,11 @@ impl Client {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
-        Ok(Client { base, token: token.to_owned(), http })
+        Ok(Client {
+            base,
+            token: token.to_owned(),
+            http,
+        })
     }
 
     /// The server base URL.
@@ -76,14 +80,29 @@ impl Client {
         format!("{}/{name}", self.collection_url(kind, Some(ns)))
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: &str) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<T, ClientError> {
         let resp = self.send_raw(req, url).await?;
         let bytes = resp.bytes().await.map_err(|e| unreachable(url, &e))?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url: url.to_owned(), message: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })
     }
 
-    async fn send_raw(&self, req: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response, ClientError> {
-        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| unreachable(&self.base, &e))?;
+    async fn send_raw(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.base, &e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -95,8 +114,13 @@ impl Client {
             details: None,
         });
         Err(match status.as_u16() {
-            401 | 403 => ClientError::Unauthorized { url: self.base.clone(), message: body.message },
-            410 => ClientError::Gone { message: body.message },
+            401 | 403 => ClientError::Unauthorized {
+                url: self.base.clone(),
+                message: body.message,
+            },
+            410 => ClientError::Gone {
+                message: body.message,
+            },
             s => ClientError::Api { status: s, body },
         })
     }
@@ -114,7 +138,12 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn list(&self, kind: Kind, namespace: Option<&str>, opts: Option<&ListOptions>) -> Result<ObjectList, ClientError> {
+    pub async fn list(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        opts: Option<&ListOptions>,
+    ) -> Result<ObjectList, ClientError> {
         let url = self.collection_url(kind, namespace);
         let mut req = self.http.get(&url);
         if let Some(o) = opts {
@@ -146,7 +175,10 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn update_status(&self, object: &Object) -> Result<Object, ClientError> {
-        let url = format!("{}/status", self.object_url(object.kind(), object.namespace(), &object.meta().name));
+        let url = format!(
+            "{}/status",
+            self.object_url(object.kind(), object.namespace(), &object.meta().name)
+        );
         self.send(self.http.put(&url).json(object), &url).await
     }
 
@@ -154,7 +186,12 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError`]; 404 when missing.
-    pub async fn delete(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Result<Object, ClientError> {
+    pub async fn delete(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Object, ClientError> {
         let url = self.object_url(kind, namespace, name);
         self.send(self.http.delete(&url), &url).await
     }
@@ -254,7 +291,10 @@ impl Client {
                         match serde_json::from_slice::<ErrorBody>(line) {
                             Ok(b) if b.code == "Gone" => ClientError::Gone { message: b.message },
                             Ok(b) => ClientError::Api { status: 500, body: b },
-                            Err(_) => ClientError::Decode { url: url.clone(), message: e.to_string() },
+                            Err(_) => ClientError::Decode {
+                                url: url.clone(),
+                                message: e.to_string(),
+                            },
                         }
                     });
                     let stop = item.is_err();
@@ -286,7 +326,10 @@ fn unreachable(url: &str, e: &reqwest::Error) -> ClientError {
         message = format!("{message}: {s}");
         src = s.source();
     }
-    ClientError::Unreachable { url: url.to_owned(), message }
+    ClientError::Unreachable {
+        url: url.to_owned(),
+        message,
+    }
 }
 
 /// Turns a producer task into a stream through an unbounded channel (the producer is paced by the

@@ -5,7 +5,9 @@ use skiff_api::ErrorBody;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No connection to the server.
-    #[error("cannot reach the Skiff server at {url}: {message} (is it running? check --server / SKIFF_SERVER)")]
+    #[error(
+        "cannot reach the Skiff server at {url}: {message} (is it running? check --server / SKIFF_SERVER)"
+    )]
     Unreachable {
         /// The server URL.
         url: String,
@@ -13,7 +15,9 @@ pub enum ClientError {
         message: String,
     },
     /// The token was rejected.
-    #[error("the server at {url} rejected the token: {message} (check --token / SKIFF_TOKEN, or the admin token in the state dir)")]
+    #[error(
+        "the server at {url} rejected the token: {message} (check --token / SKIFF_TOKEN, or the admin token in the state dir)"
+    )]
     Unauthorized {
         /// The server URL.
         url: String,

@@ -22,7 +22,9 @@ pub struct Informer {
 
 impl std::fmt::Debug for Informer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Informer").field("revision", &*self.version.borrow()).finish()
+        f.debug_struct("Informer")
+            .field("revision", &*self.version.borrow())
+            .finish()
     }
 }
 
