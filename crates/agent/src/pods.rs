@@ -82,6 +82,14 @@ impl PodTable {
                 _ => None,
             })
             .collect();
+        // Forget start failures of pods that are gone or terminal (they are not retried).
+        {
+            let uids: HashSet<&str> = desired
+                .values()
+                .filter_map(|p| p.metadata.uid.as_deref())
+                .collect();
+            lock(&self.busy).retain(|u| uids.contains(u.as_str()));
+        }
         // Stop what is no longer wanted (deleted, or re-created under a new uid).
         {
             let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
@@ -129,6 +137,9 @@ impl PodTable {
                             ready: false,
                             reason: Some(e.reason.into()),
                             message: Some(e.message),
+                            finished_at: Some(
+                                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                            ),
                             ..pod.status.clone()
                         };
                         this.report(&pod, status).await;

@@ -189,6 +189,9 @@ pub struct PodStatus {
     /// RFC 3339 time the pod started running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
+    /// RFC 3339 time the pod reached `Succeeded` or `Failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
     /// How many times the pod was restarted on its node.
     #[serde(default)]
     pub restarts: u32,

@@ -19,6 +19,10 @@ use skiff_api::{
 };
 use skiff_state::Op;
 
+/// How long a failed pod of a deployment stays (and holds its slot) before it is replaced, so a pod
+/// that cannot start does not spin.
+pub const FAILED_POD_BACKOFF: Duration = Duration::from_secs(10);
+
 /// Label carrying the hash of the template a pod was made from.
 pub const TEMPLATE_HASH_LABEL: &str = "skiff.dev/template-hash";
 
@@ -123,9 +127,26 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
             .filter(|p| ns_of(&p.metadata) == ns && p.metadata.controller().is_some_and(|o| o.uid == uid))
             .collect();
         let mut ops = Vec::new();
-        // Failed pods are replaced: delete them, and they stop counting.
+        // Failed pods are replaced once their backoff is over: deleted, and they stop counting.
+        // Until then they hold their slot.
+        let backoff_over = |p: &Pod| {
+            let finished = p
+                .status
+                .finished_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+            match (s.now, finished) {
+                (Some(now), Some(t)) => now.duration_since(t).unwrap_or_default() >= FAILED_POD_BACKOFF,
+                _ => true,
+            }
+        };
+        let mut waiting_failed = 0;
         for p in owned.iter().filter(|p| is_terminal(p)) {
-            ops.push(delete_op(Kind::Pod, &p.metadata));
+            if backoff_over(p) {
+                ops.push(delete_op(Kind::Pod, &p.metadata));
+            } else {
+                waiting_failed += 1;
+            }
         }
         let live: Vec<&Pod> = owned.iter().copied().filter(|p| !is_terminal(p)).collect();
         let (mut current, mut old): (Vec<&Pod>, Vec<&Pod>) = live
@@ -141,14 +162,14 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
         };
         current.sort_by_key(rank);
         old.sort_by_key(rank);
-        if current.len() < desired {
-            for _ in current.len()..desired {
+        if current.len() + waiting_failed < desired {
+            for _ in current.len() + waiting_failed..desired {
                 ops.push(Op::Create {
                     object: Object::Pod(new_pod(d, &hash, ids)),
                     uid: ids.uid(),
                 });
             }
-        } else {
+        } else if current.len() > desired {
             for p in &current[..current.len() - desired] {
                 ops.push(delete_op(Kind::Pod, &p.metadata));
             }

@@ -31,7 +31,9 @@ apiVersion: skiff.dev/v1
 kind: HTTPRoute
 metadata: {{name: hostile}}
 spec:
-  rules: [{{pathPrefix: /, backends: [{{service: hostile}}]}}]
+  rules:
+    - {{pathPrefix: /, backends: [{{service: hostile}}]}}
+    - {{pathPrefix: /sleep, backends: [{{service: hostile}}], timeout: 200ms}}
 "#,
         wasm = wasm.display()
     );
@@ -48,6 +50,12 @@ spec:
         let (status, body) = s.gateway_get("/").expect("gateway answered");
         assert_eq!((status, body.as_str()), (200, "ok\n"), "after {path}");
     }
+    // The route's own deadline: the gateway gives up first.
+    let (status, body) = s.gateway_get("/sleep?ms=400").expect("gateway answered");
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("rule timeout"), "{body}");
+    assert_eq!(s.gateway_get("/").map(|r| r.0), Some(200));
+
     // Bad requests interleaved with good ones from other threads.
     std::thread::scope(|scope| {
         let bad = scope.spawn(|| {

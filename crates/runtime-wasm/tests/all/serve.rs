@@ -58,6 +58,8 @@ async fn serves_over_hyper_with_keep_alive() {
             .header("host", "served.local")
             .body(Empty::<Bytes>::new())
             .unwrap();
+        // The connection takes the next request only once it is ready again.
+        sender.ready().await.unwrap();
         let response = sender.send_request(request).await.unwrap();
         assert_eq!(response.status(), expected, "{path}");
         let body = response.into_body().collect().await.unwrap().to_bytes();

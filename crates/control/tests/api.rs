@@ -1,0 +1,319 @@
+//! The API router called directly (no socket), over a real control plane in a temp dir.
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use skiff_control::{ControlConfig, ControlPlane};
+use tower::ServiceExt;
+
+struct Api {
+    _dir: tempfile::TempDir,
+    plane: ControlPlane,
+}
+
+impl Api {
+    async fn new() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let plane = ControlPlane::open(ControlConfig::new(dir.path())).await.unwrap();
+        Api { _dir: dir, plane }
+    }
+
+    async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_with(method, uri, body, Some(self.plane.admin_token()))
+            .await
+    }
+
+    async fn call_with(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
+            .body(
+                body.map(|b| Body::from(b.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .unwrap();
+        let resp = self.plane.router().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, v)
+    }
+}
+
+fn service(name: &str, app: &str) -> Value {
+    json!({"apiVersion":"skiff.dev/v1","kind":"Service","metadata":{"name":name,"labels":{"app":app}},"spec":{"selector":{"app":app}}})
+}
+
+#[tokio::test]
+async fn crud_with_optimistic_concurrency_and_json_errors() {
+    let api = Api::new().await;
+    let (s, created) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(service("web", "web")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let rv = created["metadata"]["resourceVersion"].as_u64().unwrap();
+    assert!(created["metadata"]["uid"].is_string());
+
+    let (s, e) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(service("web", "web")),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("AlreadyExists")),
+        "{e}"
+    );
+
+    // Replace at the current revision works; at the old one it conflicts.
+    let mut next = created.clone();
+    next["spec"]["selector"]["tier"] = json!("front");
+    let (s, replaced) = api
+        .call(
+            "PUT",
+            "/api/v1/namespaces/default/services/web",
+            Some(next.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{replaced}");
+    assert!(replaced["metadata"]["resourceVersion"].as_u64().unwrap() > rv);
+    assert_eq!(replaced["metadata"]["generation"], 2);
+    let (s, e) = api
+        .call("PUT", "/api/v1/namespaces/default/services/web", Some(next))
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("Conflict")),
+        "{e}"
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("read it again and retry"),
+        "{e}"
+    );
+
+    // List with a label selector.
+    api.call(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some(service("db", "db")),
+    )
+    .await;
+    let (_, list) = api
+        .call(
+            "GET",
+            "/api/v1/namespaces/default/services?labelSelector=app%3Ddb",
+            None,
+        )
+        .await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["db"]);
+
+    // 422 with field details, 400 for bad JSON, 404s.
+    let (s, e) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(service("Bad_Name", "x")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["details"][0]["path"], "metadata.name");
+    let (s, e) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(json!({"kind":"Service","bogus":1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(e["code"], "BadRequest");
+    let (s, _) = api
+        .call("GET", "/api/v1/namespaces/default/services/nope", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, e) = api.call("GET", "/api/v1/namespaces/default/widgets", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        e["message"].as_str().unwrap().contains("unknown resource type"),
+        "{e}"
+    );
+    let (s, e) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/nowhere/services",
+            Some(service("x", "x")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("namespace \"nowhere\" not found"),
+        "{e}"
+    );
+
+    // The server never reads client paths.
+    let pod = json!({"apiVersion":"skiff.dev/v1","kind":"Pod","metadata":{"name":"p"},
+        "spec":{"components":[{"name":"c","wasm":{"path":"./x.wasm"}}]}});
+    let (s, e) = api
+        .call("POST", "/api/v1/namespaces/default/pods", Some(pod))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["details"][0]["path"], "spec.components[0].wasm.path");
+
+    // Delete, then it is gone.
+    let (s, _) = api
+        .call("DELETE", "/api/v1/namespaces/default/services/web", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api
+        .call("DELETE", "/api/v1/namespaces/default/services/web", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn auth_is_required_and_endpoints_are_server_owned() {
+    let api = Api::new().await;
+    let (s, e) = api.call_with("GET", "/api/v1/namespaces", None, None).await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("Unauthorized"))
+    );
+    let (s, _) = api
+        .call_with("GET", "/api/v1/namespaces", None, Some("wrong"))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = api.call_with("GET", "/healthz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let ep = json!({"apiVersion":"skiff.dev/v1","kind":"Endpoints","metadata":{"name":"x"}});
+    let (s, _) = api
+        .call("POST", "/api/v1/namespaces/default/endpoints", Some(ep))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn apply_is_all_or_nothing() {
+    let api = Api::new().await;
+    let bad = json!({"objects":[service("ok", "ok"), service("also-ok", "x"), service("ok", "dup")]});
+    let (s, e) = api.call("POST", "/api/v1/apply", Some(bad)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("appears twice"), "{e}");
+    let (_, list) = api.call("GET", "/api/v1/namespaces/default/services", None).await;
+    assert!(
+        list["items"].as_array().unwrap().is_empty(),
+        "nothing stored: {list}"
+    );
+
+    // A namespace and an object in it, in one apply.
+    let ns = json!({"apiVersion":"skiff.dev/v1","kind":"Namespace","metadata":{"name":"team"}});
+    let mut svc = service("api", "api");
+    svc["metadata"]["namespace"] = json!("team");
+    let (s, out) = api
+        .call("POST", "/api/v1/apply", Some(json!({"objects":[svc, ns]})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{out}");
+    assert_eq!(out["objects"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn watch_replays_from_a_revision_then_follows() {
+    let api = Api::new().await;
+    let (_, a) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(service("a", "a")),
+        )
+        .await;
+    let rv = a["metadata"]["resourceVersion"].as_u64().unwrap();
+    api.call(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some(service("b", "b")),
+    )
+    .await;
+
+    let req = Request::get(format!(
+        "/api/v1/namespaces/default/services?watch=true&resourceVersion={rv}"
+    ))
+    .header("authorization", format!("Bearer {}", api.plane.admin_token()))
+    .body(Body::empty())
+    .unwrap();
+    let resp = api.plane.router().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    api.call("DELETE", "/api/v1/namespaces/default/services/a", None)
+        .await;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while text.lines().count() < 2 {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .expect("watch events in time");
+        let frame = frame.expect("stream open").unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "b");
+    assert_eq!(events[1]["type"], "DELETED");
+    assert_eq!(events[1]["object"]["metadata"]["name"], "a");
+}
+
+#[tokio::test]
+async fn state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let token;
+    {
+        let plane = ControlPlane::open(ControlConfig::new(dir.path())).await.unwrap();
+        token = plane.admin_token().to_owned();
+        let api = Api {
+            _dir: tempfile::tempdir().unwrap(),
+            plane,
+        };
+        let (s, _) = api
+            .call(
+                "POST",
+                "/api/v1/namespaces/default/services",
+                Some(service("keep", "k")),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        api.plane.shutdown();
+    }
+    let plane = ControlPlane::open(ControlConfig::new(dir.path())).await.unwrap();
+    assert_eq!(plane.admin_token(), token, "the admin token is kept");
+    let api = Api {
+        _dir: tempfile::tempdir().unwrap(),
+        plane,
+    };
+    let (s, got) = api
+        .call("GET", "/api/v1/namespaces/default/services/keep", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+}
