@@ -163,12 +163,42 @@ impl PodTable {
         self.report(pod, status).await;
     }
 
+    /// Writes the agent-owned status fields (phase, readiness, reason, times) onto the pod as the
+    /// API has it now, keeping fields others own (the scheduler's decision); retried on conflict.
     async fn report(&self, pod: &Pod, status: PodStatus) {
-        let mut next = pod.clone();
-        next.status = status;
-        next.metadata.resource_version = None;
-        if let Err(e) = self.client.update_status(&Object::Pod(next)).await {
-            tracing::warn!(pod = %key(pod), error = %e, "status report failed; the next sync retries");
+        let ns = pod.metadata.namespace_or_default();
+        for _ in 0..5 {
+            let mut current = match self
+                .client
+                .get(skiff_api::Kind::Pod, Some(ns), &pod.metadata.name)
+                .await
+            {
+                Ok(Object::Pod(p)) => p,
+                Ok(_) => return,
+                Err(e) if e.is_not_found() => return,
+                Err(e) => {
+                    tracing::warn!(pod = %key(pod), error = %e, "status report failed; the next sync retries");
+                    return;
+                }
+            };
+            if current.metadata.uid != pod.metadata.uid {
+                return; // re-created meanwhile: not ours to report on
+            }
+            let st = &mut current.status;
+            st.phase = status.phase;
+            st.ready = status.ready;
+            st.reason = status.reason.clone();
+            st.message = status.message.clone();
+            st.start_time = status.start_time.clone();
+            st.finished_at = status.finished_at.clone();
+            match self.client.update_status(&Object::Pod(current)).await {
+                Ok(_) => return,
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => {
+                    tracing::warn!(pod = %key(pod), error = %e, "status report failed; the next sync retries");
+                    return;
+                }
+            }
         }
     }
 

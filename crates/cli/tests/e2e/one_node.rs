@@ -95,4 +95,37 @@ fn scale_changes_the_number_of_pods() {
             .count()
             == 1
     });
+    // No replica at all: the route exists but nothing can serve it.
+    s.cli_ok(&["scale", "deployment/hello", "--replicas", "0"]);
+    s.wait_until("the gateway answers 503 with no ready endpoint", Duration::from_secs(30), || {
+        matches!(s.gateway_get("/"), Some((503, body)) if body.contains("no ready endpoint for default/hello"))
+    });
+    let yaml = s.cli_ok(&["get", "deploy", "hello", "-o", "yaml"]);
+    assert!(yaml.contains("replicas: 0"), "{yaml}");
+    let out = s.cli(&["scale", "deployment/hello", "--replicas", "-1"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_pod_that_cannot_start_fails_with_a_reason() {
+    let s = Skiff::start();
+    let file = s.dir.path().join("missing.yaml");
+    let digest = format!("sha256:{}", "0".repeat(64));
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: skiff.dev/v1\nkind: Pod\nmetadata: {{name: lost}}\nspec:\n  components:\n    - name: c\n      wasm: {{digest: '{digest}'}}\n"
+        ),
+    )
+    .expect("write");
+    s.cli_ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    s.wait_until(
+        "the pod is Failed with ArtifactNotFound",
+        Duration::from_secs(30),
+        || s.cli_ok(&["get", "pods", "lost"]).contains("ArtifactNotFound"),
+    );
+    let described = s.cli_ok(&["describe", "pod", "lost"]);
+    assert!(described.contains("Phase:      Failed"), "{described}");
+    assert!(described.contains("Scheduling: Scheduled"), "{described}");
+    assert!(described.contains("artifact sha256:0000"), "{described}");
 }
