@@ -299,31 +299,25 @@ async fn create_object(
     Ok((StatusCode::CREATED, Json(first(out)?)).into_response())
 }
 
-async fn replace_object(
+/// Replaces an object's spec and metadata (`status_only: false`, status kept) or only its status.
+async fn update_object(
     plane: ControlPlane,
     kind: Kind,
     ns: Option<&str>,
     name: &str,
     body: &[u8],
+    status_only: bool,
 ) -> Result<Json<Object>, ApiError> {
-    check_writable(kind)?;
-    let o = parse_object(body, kind, ns, Some(name))?;
-    Ok(Json(first(
-        plane.propose(vec![Op::Replace { object: o }]).await?,
-    )?))
-}
-
-async fn status_object(
-    plane: ControlPlane,
-    kind: Kind,
-    ns: Option<&str>,
-    name: &str,
-    body: &[u8],
-) -> Result<Json<Object>, ApiError> {
-    let o = parse_object(body, kind, ns, Some(name))?;
-    Ok(Json(first(
-        plane.propose(vec![Op::UpdateStatus { object: o }]).await?,
-    )?))
+    if !status_only {
+        check_writable(kind)?;
+    }
+    let object = parse_object(body, kind, ns, Some(name))?;
+    let op = if status_only {
+        Op::UpdateStatus { object }
+    } else {
+        Op::Replace { object }
+    };
+    Ok(Json(first(plane.propose(vec![op]).await?)?))
 }
 
 async fn delete_object(
@@ -371,7 +365,7 @@ async fn replace_ns(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Object>, ApiError> {
-    replace_object(p, Kind::Namespace, None, &name, &body).await
+    update_object(p, Kind::Namespace, None, &name, &body, false).await
 }
 async fn delete_ns(
     State(p): State<ControlPlane>,
@@ -405,7 +399,7 @@ async fn replace_namespaced(
     Path((ns, plural, name)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Result<Json<Object>, ApiError> {
-    replace_object(p, namespaced_kind(&plural)?, Some(&ns), &name, &body).await
+    update_object(p, namespaced_kind(&plural)?, Some(&ns), &name, &body, false).await
 }
 async fn delete_namespaced(
     State(p): State<ControlPlane>,
@@ -439,7 +433,7 @@ async fn put_sub(
             "cannot write sub-resource {sub:?}: only status is writable"
         )));
     }
-    status_object(p, kind, Some(&ns), &name, &body).await
+    update_object(p, kind, Some(&ns), &name, &body, true).await
 }
 async fn list_cluster(
     State(p): State<ControlPlane>,
@@ -474,7 +468,7 @@ async fn replace_cluster(
     Path((plural, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<Object>, ApiError> {
-    replace_object(p, cluster_only(&plural)?, None, &name, &body).await
+    update_object(p, cluster_only(&plural)?, None, &name, &body, false).await
 }
 async fn delete_cluster(
     State(p): State<ControlPlane>,
@@ -487,7 +481,7 @@ async fn status_cluster(
     Path((plural, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<Object>, ApiError> {
-    status_object(p, cluster_only(&plural)?, None, &name, &body).await
+    update_object(p, cluster_only(&plural)?, None, &name, &body, true).await
 }
 
 fn cluster_only(plural: &str) -> Result<Kind, ApiError> {
