@@ -137,7 +137,18 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
         crate::verbs::apply_paths(&conn, &args.apply).await?;
         println!("try:      curl {gateway_url}/");
     }
-    println!("stop with Ctrl-C; `skiff get pods` and friends work from this directory");
+    let default_dir = std::env::current_dir()
+        .map(|d| d.join(".skiff"))
+        .ok()
+        .and_then(|d| d.canonicalize().ok());
+    if default_dir.as_deref() == Some(dir.as_path()) {
+        println!("stop with Ctrl-C; from this directory, `skiff get pods` and friends find the cluster");
+    } else {
+        println!(
+            "stop with Ctrl-C; inspect with `skiff --config {} get pods`",
+            dir.join("client.yaml").display()
+        );
+    }
 
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -92,18 +92,22 @@ pub(crate) async fn send(
         .body(Full::new(body))
         .expect("build request");
     tokio::time::timeout(Duration::from_secs(30), async {
-        let response = handler.handle(request).await;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        read_response(handler.handle(request).await).await
     })
     .await
     .expect("request finished within 30 s")
+}
+
+/// The status and body text of a handler's response.
+async fn read_response(response: http::Response<skiff_runtime_wasm::ResponseBody>) -> (StatusCode, String) {
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Polls `condition` every few milliseconds until it holds; panics after 10 s.
@@ -138,12 +142,5 @@ pub(crate) async fn send_streamed(handler: &HttpHandler, path: &str, len: usize)
     let response = tokio::time::timeout(Duration::from_secs(30), handler.handle(request))
         .await
         .expect("request finished within 30 s");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    read_response(response).await
 }
