@@ -18,5 +18,18 @@ cargo fmt --all -- --check
 echo "== lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== advisories (offline RustSec snapshot)"
+advisory_db=../shared/tools/advisory-db
+if [ -x "$advisory_db" ]; then
+  tools="$HOME/.cache/skiff/tools"
+  export PATH="$tools/bin:$PATH"
+  command -v cargo-deny >/dev/null || cargo install --locked cargo-deny --root "$tools"
+  ADVISORY_DB_CACHE="$HOME/.cache/advisory-db" "$advisory_db" >/dev/null
+  cargo fetch --locked
+  cargo deny --offline check advisories
+else
+  echo "skipped: $advisory_db not found (it comes with the project's shared/ folder)"
+fi
+
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast
