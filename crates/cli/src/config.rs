@@ -38,8 +38,8 @@ fn read_file(path: &Path) -> Result<ClientFile> {
 }
 
 impl Connection {
-    /// A client, or an error saying which setting is missing and where it can come from.
-    pub(crate) fn client(&self) -> Result<Client> {
+    /// The server URL and token from flags, environment or the config file.
+    pub(crate) fn resolve(&self) -> Result<ClientFile> {
         let file = match &self.config {
             Some(p) => Some(read_file(p)?),
             None => {
@@ -61,7 +61,13 @@ impl Connection {
         let token = self.token.clone().or_else(|| file.as_ref().map(|f| f.token.clone())).context(
             "no API token: pass --token, set SKIFF_TOKEN, or run where `skiff up` wrote .skiff/client.yaml",
         )?;
-        Ok(Client::new(&server, &token)?)
+        Ok(ClientFile { server, token })
+    }
+
+    /// A client, or an error saying which setting is missing and where it can come from.
+    pub(crate) fn client(&self) -> Result<Client> {
+        let c = self.resolve()?;
+        Ok(Client::new(&c.server, &c.token)?)
     }
 }
 

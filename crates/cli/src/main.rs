@@ -30,6 +30,12 @@ struct Cli {
 enum Command {
     /// Run a one-node cluster (control plane + worker + gateway) in this process.
     Up(up::UpArgs),
+    /// Run a control node only (API, state, controllers, scheduler).
+    Server(up::ServerArgs),
+    /// Run a worker that joins the cluster at --server with --token.
+    Agent(up::AgentArgs),
+    /// Run a standalone gateway for the cluster at --server with --token.
+    Gateway(up::GatewayArgs),
     /// Create or update the objects in manifests (all or nothing).
     Apply(verbs::ApplyArgs),
     /// List objects, or show one.
@@ -61,6 +67,9 @@ fn main() -> std::process::ExitCode {
         };
         match cli.command {
             Command::Up(a) => up::run(a).await,
+            Command::Server(a) => up::server(a).await,
+            Command::Agent(a) => up::agent(&conn, a).await,
+            Command::Gateway(a) => up::gateway(&conn, a).await,
             Command::Apply(a) => verbs::apply(&conn, a).await,
             Command::Get(a) => verbs::get(&conn, a).await,
             Command::Describe(a) => verbs::describe(&conn, a).await,

@@ -1,15 +1,19 @@
-//! `skiff up`: control plane, worker and gateway in one process, through the same APIs a cluster uses.
+//! Server roles: `skiff up` (control plane, worker and gateway in one process), and each role on its
+//! own — `skiff server`, `skiff agent`, `skiff gateway` — through the same APIs a cluster uses.
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use http_body_util::BodyExt;
 use skiff_gateway::{BoxError, GatewayConfig, LocalUpstream};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::config::{ClientFile, write_client_file};
+use crate::config::{ClientFile, Connection, write_client_file};
 
 /// Arguments of `skiff up`.
 #[derive(Args, Debug)]
@@ -37,6 +41,52 @@ pub(crate) struct UpArgs {
     log_format: String,
 }
 
+/// Arguments of `skiff server` (a control node without a worker or gateway).
+#[derive(Args, Debug)]
+pub(crate) struct ServerArgs {
+    /// State directory.
+    #[arg(long, default_value = ".skiff")]
+    dir: PathBuf,
+    /// Address of the REST + watch API.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    api: SocketAddr,
+    /// Log format.
+    #[arg(long, value_parser = ["pretty", "json"], default_value = "pretty")]
+    log_format: String,
+}
+
+/// Arguments of `skiff agent` (a worker; the server and token come from --server/--token or the
+/// client config).
+#[derive(Args, Debug)]
+pub(crate) struct AgentArgs {
+    /// Local state directory (artifact and compiled-code caches).
+    #[arg(long, default_value = ".skiff-agent")]
+    dir: PathBuf,
+    /// Node name (a DNS label, unique in the cluster).
+    #[arg(long)]
+    node_name: String,
+    /// Address of the data plane listener.
+    #[arg(long, default_value = "127.0.0.1:7071")]
+    data_plane: SocketAddr,
+    /// URL other processes use to reach the data plane (default: http://<data-plane address>).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Log format.
+    #[arg(long, value_parser = ["pretty", "json"], default_value = "pretty")]
+    log_format: String,
+}
+
+/// Arguments of `skiff gateway` (a standalone ingress).
+#[derive(Args, Debug)]
+pub(crate) struct GatewayArgs {
+    /// Address of the HTTP listener.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Log format.
+    #[arg(long, value_parser = ["pretty", "json"], default_value = "pretty")]
+    log_format: String,
+}
+
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,raft=warn,wasmtime=warn,cranelift=warn")
@@ -51,59 +101,112 @@ fn init_tracing(format: &str) {
     }
 }
 
+/// Binds a listener, or says which flag picks another address.
+async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr}: is another skiff running? pick another address with --{flag}")
+    })
+}
+
+fn state_dir(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating state dir {}", dir.display()))?;
+    dir.canonicalize()
+        .with_context(|| format!("state dir {}", dir.display()))
+}
+
+/// A running control plane: API server task, controllers, and what clients need to connect.
+struct Control {
+    plane: skiff_control::ControlPlane,
+    client: ClientFile,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn start_control(dir: &Path, listener: TcpListener, stop: &watch::Receiver<bool>) -> Result<Control> {
+    let plane = skiff_control::ControlPlane::open(skiff_control::ControlConfig::new(dir)).await?;
+    let client = ClientFile {
+        server: format!("http://{}", listener.local_addr()?),
+        token: plane.admin_token().to_owned(),
+    };
+    write_client_file(&dir.join("client.yaml"), &client)?;
+    let controllers = plane.spawn_controllers(stop.clone());
+    let router = plane.router();
+    let mut stop = stop.clone();
+    let api = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "api server failed");
+        }
+    });
+    Ok(Control {
+        plane,
+        client,
+        tasks: vec![api, controllers],
+    })
+}
+
+async fn start_agent(
+    node_name: &str,
+    client: &ClientFile,
+    dir: PathBuf,
+    listener: TcpListener,
+    advertise: Option<String>,
+    stop: &watch::Receiver<bool>,
+) -> Result<(skiff_agent::Agent, JoinHandle<()>)> {
+    let address = advertise.unwrap_or(format!("http://{}", listener.local_addr()?));
+    let config = skiff_agent::AgentConfig::new(node_name, &client.server, &client.token, dir);
+    let agent = skiff_agent::Agent::start(config, address).await?;
+    let task = tokio::spawn(agent.clone().run(listener, stop.clone()));
+    Ok((agent, task))
+}
+
+fn start_gateway(
+    config: GatewayConfig,
+    listener: TcpListener,
+    stop: &watch::Receiver<bool>,
+) -> Result<JoinHandle<()>> {
+    let gateway = skiff_gateway::Gateway::start(config)?;
+    Ok(tokio::spawn(gateway.run(listener, stop.clone())))
+}
+
+/// Waits for SIGINT/SIGTERM, then stops every task.
+async fn run_until_signal(stop_tx: watch::Sender<bool>, tasks: Vec<JoinHandle<()>>) {
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
 pub(crate) async fn run(args: UpArgs) -> Result<()> {
     init_tracing(&args.log_format);
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("creating state dir {}", args.dir.display()))?;
-    let dir = args
-        .dir
-        .canonicalize()
-        .with_context(|| format!("state dir {}", args.dir.display()))?;
-
+    let dir = state_dir(&args.dir)?;
     // Bind every socket first: a port in use is reported before anything starts.
-    let bind = |addr: SocketAddr, what: &'static str| async move {
-        tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!(
-                "cannot listen on {addr} for the {what}: is another skiff running? pick another with --{what}"
-            )
-        })
-    };
     let api_listener = bind(args.api, "api").await?;
     let dp_listener = bind(args.data_plane, "data-plane").await?;
     let gw_listener = bind(args.gateway, "gateway").await?;
+    let gateway_url = format!("http://{}", gw_listener.local_addr()?);
 
-    let plane = skiff_control::ControlPlane::open(skiff_control::ControlConfig::new(&dir)).await?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server_url = format!("http://{}", api_listener.local_addr()?);
-    let token = plane.admin_token().to_owned();
-    write_client_file(
-        &dir.join("client.yaml"),
-        &ClientFile {
-            server: server_url.clone(),
-            token: token.clone(),
-        },
-    )?;
+    let (stop_tx, stop) = watch::channel(false);
+    let control = start_control(&dir, api_listener, &stop).await?;
+    let mut tasks = control.tasks;
+    let (agent, agent_task) = start_agent(
+        &args.node_name,
+        &control.client,
+        dir.join("agent"),
+        dp_listener,
+        None,
+        &stop,
+    )
+    .await?;
+    tasks.push(agent_task);
 
-    let controllers = plane.spawn_controllers(stop_rx.clone());
-    let api = {
-        let router = plane.router();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(api_listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "api server failed");
-            }
-        })
-    };
-
-    let data_plane_url = format!("http://{}", dp_listener.local_addr()?);
-    let agent_config = skiff_agent::AgentConfig::new(&args.node_name, &server_url, &token, dir.join("agent"));
-    let agent = skiff_agent::Agent::start(agent_config, data_plane_url).await?;
+    // The gateway calls this process's data plane directly instead of over loopback.
     let local_plane = agent.data_plane();
     let local: LocalUpstream = Arc::new(move |req| {
         let dp = local_plane.clone();
@@ -113,25 +216,22 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
                 .map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
         })
     });
-    let agent_task = tokio::spawn(agent.run(dp_listener, stop_rx.clone()));
-
-    let mut gw_config = GatewayConfig::new(&server_url, &token);
+    let mut gw_config = GatewayConfig::new(&control.client.server, &control.client.token);
     gw_config.local = HashMap::from([(args.node_name.clone(), local)]);
-    let gateway_url = format!("http://{}", gw_listener.local_addr()?);
-    let gateway = skiff_gateway::Gateway::start(gw_config)?;
-    let gw_task = tokio::spawn(gateway.run(gw_listener, stop_rx.clone()));
+    tasks.push(start_gateway(gw_config, gw_listener, &stop)?);
 
     println!("skiff is up");
     println!(
-        "  api:      {server_url}   (token in {})",
+        "  api:      {}   (token in {})",
+        control.client.server,
         dir.join("admin.token").display()
     );
     println!("  gateway:  {gateway_url}");
     println!("  state:    {}", dir.display());
     if !args.apply.is_empty() {
-        let conn = crate::config::Connection {
-            server: Some(server_url.clone()),
-            token: Some(token.clone()),
+        let conn = Connection {
+            server: Some(control.client.server.clone()),
+            token: Some(control.client.token.clone()),
             config: None,
         };
         crate::verbs::apply_paths(&conn, &args.apply).await?;
@@ -149,31 +249,70 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
             dir.join("client.yaml").display()
         );
     }
+    run_until_signal(stop_tx, tasks).await;
+    control.plane.shutdown();
+    Ok(())
+}
 
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    let _ = tokio::join!(api, agent_task, gw_task, controllers);
-    plane.shutdown();
+pub(crate) async fn server(args: ServerArgs) -> Result<()> {
+    init_tracing(&args.log_format);
+    let dir = state_dir(&args.dir)?;
+    let listener = bind(args.api, "api").await?;
+    let (stop_tx, stop) = watch::channel(false);
+    let control = start_control(&dir, listener, &stop).await?;
+    println!("skiff server is up");
+    println!(
+        "  api:    {}   (token in {})",
+        control.client.server,
+        dir.join("admin.token").display()
+    );
+    println!(
+        "  join a worker:  skiff agent --server {} --token <admin token> --node-name NAME",
+        control.client.server
+    );
+    run_until_signal(stop_tx, control.tasks).await;
+    control.plane.shutdown();
+    Ok(())
+}
+
+pub(crate) async fn agent(conn: &Connection, args: AgentArgs) -> Result<()> {
+    init_tracing(&args.log_format);
+    let client = conn.resolve()?;
+    let dir = state_dir(&args.dir)?;
+    let listener = bind(args.data_plane, "data-plane").await?;
+    let (stop_tx, stop) = watch::channel(false);
+    let (agent, task) = start_agent(&args.node_name, &client, dir, listener, args.advertise, &stop).await?;
+    println!(
+        "skiff agent {} is up, serving pods on {}",
+        agent.node_name(),
+        args.data_plane
+    );
+    run_until_signal(stop_tx, vec![task]).await;
+    Ok(())
+}
+
+pub(crate) async fn gateway(conn: &Connection, args: GatewayArgs) -> Result<()> {
+    init_tracing(&args.log_format);
+    let client = conn.resolve()?;
+    let listener = bind(args.listen, "listen").await?;
+    let (stop_tx, stop) = watch::channel(false);
+    let task = start_gateway(GatewayConfig::new(&client.server, &client.token), listener, &stop)?;
+    println!("skiff gateway is up on http://{}", args.listen);
+    run_until_signal(stop_tx, vec![task]).await;
     Ok(())
 }
 
 async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
         }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -185,3 +185,48 @@ pub(crate) fn hostile_wasm() -> PathBuf {
         })
         .clone()
 }
+
+/// A `skiff` process with any arguments, killed on drop; output goes to `log`.
+pub(crate) struct Proc {
+    child: Child,
+    pub(crate) log: PathBuf,
+}
+
+impl Proc {
+    pub(crate) fn spawn(args: &[&str], log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn skiff");
+        Proc { child, log }
+    }
+
+    pub(crate) fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until true; panics after `limit` with `context()` in the message.
+pub(crate) fn poll(what: &str, limit: Duration, mut f: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(20);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+    panic!("timed out after {limit:?} waiting until {what}\n{}", context());
+}

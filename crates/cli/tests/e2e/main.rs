@@ -4,3 +4,4 @@ mod harness;
 mod hostile;
 mod invalid;
 mod one_node;
+mod roles;

@@ -1,0 +1,130 @@
+//! The roles as separate processes: `skiff server`, `skiff agent` on another loopback address,
+//! `skiff gateway` — the gateway reaches the pods over HTTP through the agent's data plane.
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::harness::{Proc, free_port, poll, repo_root};
+
+#[test]
+fn server_agent_and_gateway_as_separate_processes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (api, dp, gw) = (free_port(), free_port(), free_port());
+    let server_url = format!("http://127.0.0.1:{api}");
+    let state = dir.path().join("server");
+    let server = Proc::spawn(
+        &[
+            "server",
+            "--dir",
+            state.to_str().expect("utf-8"),
+            "--api",
+            &format!("127.0.0.1:{api}"),
+        ],
+        dir.path().join("server.log"),
+    );
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    poll(
+        "the server is ready",
+        Duration::from_secs(60),
+        || {
+            http.get(format!("{server_url}/readyz"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        },
+        || server.output(),
+    );
+    let token = std::fs::read_to_string(state.join("admin.token")).expect("admin token");
+    let token = token.trim();
+    let worker_dir = dir.path().join("w1");
+    // The worker listens on another loopback address, as another host would.
+    let agent = Proc::spawn(
+        &[
+            "agent",
+            "--server",
+            &server_url,
+            "--token",
+            token,
+            "--node-name",
+            "w1",
+            "--dir",
+            worker_dir.to_str().expect("utf-8"),
+            "--data-plane",
+            &format!("127.0.0.2:{dp}"),
+        ],
+        dir.path().join("agent.log"),
+    );
+    let gateway = Proc::spawn(
+        &[
+            "gateway",
+            "--server",
+            &server_url,
+            "--token",
+            token,
+            "--listen",
+            &format!("127.0.0.1:{gw}"),
+        ],
+        dir.path().join("gateway.log"),
+    );
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(args)
+            .args(["--server", &server_url, "--token", token])
+            .output()
+            .expect("run skiff");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    poll(
+        "node w1 is Ready",
+        Duration::from_secs(60),
+        || {
+            cli(&["get", "nodes"])
+                .1
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq(["w1", "Ready"]))
+        },
+        || agent.output(),
+    );
+
+    let app = repo_root().join("examples/hello-http/app.yaml");
+    let (ok, out) = cli(&["apply", "-f", app.to_str().expect("utf-8")]);
+    assert!(ok, "{out}");
+    let mut seen = BTreeSet::new();
+    poll(
+        "both replicas answer through the standalone gateway",
+        Duration::from_secs(90),
+        || {
+            for _ in 0..10 {
+                if let Ok(r) = http.get(format!("http://127.0.0.1:{gw}/")).send()
+                    && r.status().is_success()
+                    && let Some(pod) = r
+                        .text()
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .nth(2)
+                        .map(str::to_owned)
+                {
+                    seen.insert(pod);
+                }
+            }
+            seen.len() >= 2
+        },
+        || {
+            format!(
+                "{}\n--- gateway ---\n{}\n--- agent ---\n{}",
+                server.output(),
+                gateway.output(),
+                agent.output()
+            )
+        },
+    );
+    let (_, ep) = cli(&["get", "endpoints", "hello", "-o", "json"]);
+    assert!(
+        ep.contains("http://127.0.0.2:"),
+        "endpoints carry the worker's address: {ep}"
+    );
+}
