@@ -141,20 +141,8 @@ impl Skiff {
     }
 
     /// Polls `f` until it is true, or panics after `limit` with the process log.
-    pub(crate) fn wait_until(&self, what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + limit;
-        let mut pause = Duration::from_millis(20);
-        while Instant::now() < deadline {
-            if f() {
-                return;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(250));
-        }
-        panic!(
-            "timed out after {limit:?} waiting until {what}\n--- skiff log ---\n{}",
-            self.log()
-        );
+    pub(crate) fn wait_until(&self, what: &str, limit: Duration, f: impl FnMut() -> bool) {
+        poll(what, limit, f, || format!("--- skiff log ---\n{}", self.log()));
     }
 }
 
