@@ -1,25 +1,43 @@
 //! The [`Client`].
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use skiff_api::{ErrorBody, Kind, Object, ObjectList, WatchEvent};
 
 use crate::error::ClientError;
 
-/// A client of one Skiff server.
+/// How long a request may wait for the server's answer headers before the client gives up on
+/// that server (a paused or partitioned server accepts connections but never answers).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A client of a Skiff control plane: one server, or several control nodes it fails over between.
+///
+/// Requests go to the server that answered last. When it cannot be reached, or it answers that it
+/// has no leader to send the request to (503 `NoLeader`: certainly not applied), the request is
+/// sent to the next server; reads also move on when a server does not answer in time. A write
+/// whose answer never came is not retried (its outcome is unknown): it fails with
+/// [`ClientError::Timeout`].
 #[derive(Clone)]
 pub struct Client {
-    base: String,
+    servers: Arc<[String]>,
+    current: Arc<AtomicUsize>,
     token: String,
+    timeout: Duration,
     http: reqwest::Client,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("base", &self.base).finish()
+        f.debug_struct("Client")
+            .field("servers", &self.servers)
+            .field("current", &self.base())
+            .finish()
     }
 }
 
@@ -39,90 +57,171 @@ pub struct ApplyResult {
     pub objects: Vec<Object>,
 }
 
+/// One request, kept so it can be sent again to another server.
+struct Req {
+    method: Method,
+    path: String,
+    query: Vec<(&'static str, String)>,
+    body: Option<(Bytes, &'static str)>,
+}
+
+impl Req {
+    fn new(method: Method, path: String) -> Self {
+        Req {
+            method,
+            path,
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self, ClientError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| ClientError::Config(e.to_string()))?;
+        self.body = Some((bytes.into(), "application/json"));
+        Ok(self)
+    }
+
+    fn idempotent(&self) -> bool {
+        self.method == Method::GET || self.method == Method::HEAD
+    }
+}
+
 impl Client {
-    /// A client for `base` (e.g. `http://127.0.0.1:7070`) sending `token`.
+    /// A client for `servers`: one base URL (e.g. `http://127.0.0.1:7070`) or several separated by
+    /// commas (`http://10.0.0.1:7070,http://10.0.0.2:7070`), sending `token`.
     ///
     /// # Errors
-    /// [`ClientError::Config`] for a URL that is not http(s).
-    pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
-        let base = base.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Config(format!(
-                "server URL {base:?} must start with http:// or https://"
-            )));
+    /// [`ClientError::Config`] for an empty list or a URL that is not http(s).
+    pub fn new(servers: &str, token: &str) -> Result<Self, ClientError> {
+        let list: Vec<String> = servers
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if list.is_empty() {
+            return Err(ClientError::Config(
+                "no server URL given: pass --server http://HOST:PORT (several separated by commas)".into(),
+            ));
+        }
+        for base in &list {
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(ClientError::Config(format!(
+                    "server URL {base:?} must start with http:// or https://"
+                )));
+            }
         }
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(Client {
-            base,
+            servers: list.into(),
+            current: Arc::new(AtomicUsize::new(0)),
             token: token.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
             http,
         })
     }
 
-    /// The server base URL.
-    pub fn base(&self) -> &str {
-        &self.base
+    /// The same client with another answer timeout (see [`DEFAULT_TIMEOUT`]).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
-    fn collection_url(&self, kind: Kind, namespace: Option<&str>) -> String {
+    /// The server requests currently go to.
+    pub fn base(&self) -> &str {
+        let i = self.current.load(Ordering::Relaxed) % self.servers.len();
+        &self.servers[i]
+    }
+
+    /// Every server this client knows, in the order given.
+    pub fn servers(&self) -> &[String] {
+        &self.servers
+    }
+
+    fn collection_path(kind: Kind, namespace: Option<&str>) -> String {
         match (kind.namespaced(), namespace) {
-            (true, Some(ns)) => format!("{}/api/v1/namespaces/{ns}/{}", self.base, kind.plural()),
-            _ => format!("{}/api/v1/{}", self.base, kind.plural()),
+            (true, Some(ns)) => format!("/api/v1/namespaces/{ns}/{}", kind.plural()),
+            _ => format!("/api/v1/{}", kind.plural()),
         }
     }
 
-    fn object_url(&self, kind: Kind, namespace: Option<&str>, name: &str) -> String {
+    fn object_path(kind: Kind, namespace: Option<&str>, name: &str) -> String {
         let ns = namespace.unwrap_or(skiff_api::DEFAULT_NAMESPACE);
-        format!("{}/{name}", self.collection_url(kind, Some(ns)))
+        format!("{}/{name}", Self::collection_path(kind, Some(ns)))
     }
 
-    async fn send<T: DeserializeOwned>(
-        &self,
-        req: reqwest::RequestBuilder,
-        url: &str,
-    ) -> Result<T, ClientError> {
-        let resp = self.send_raw(req, url).await?;
-        let bytes = resp.bytes().await.map_err(|e| unreachable(url, &e))?;
+    async fn send<T: DeserializeOwned>(&self, req: Req) -> Result<T, ClientError> {
+        let (resp, url) = self.send_raw(req).await?;
+        let bytes = resp.bytes().await.map_err(|e| unreachable(&url, &e))?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-            url: url.to_owned(),
+            url,
             message: e.to_string(),
         })
     }
 
-    async fn send_raw(
-        &self,
-        req: reqwest::RequestBuilder,
-        url: &str,
-    ) -> Result<reqwest::Response, ClientError> {
-        let resp = req
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| unreachable(&self.base, &e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
+    /// Sends `req` to the current server, failing over to the others where that is safe; returns
+    /// the successful response and the URL it came from.
+    async fn send_raw(&self, req: Req) -> Result<(reqwest::Response, String), ClientError> {
+        let n = self.servers.len();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for attempt in 0..n {
+            let i = (start + attempt) % n;
+            let base = &self.servers[i];
+            let url = format!("{base}{}", req.path);
+            let mut rb = self
+                .http
+                .request(req.method.clone(), &url)
+                .bearer_auth(&self.token);
+            if !req.query.is_empty() {
+                rb = rb.query(&req.query);
+            }
+            if let Some((body, content_type)) = &req.body {
+                rb = rb
+                    .header(reqwest::header::CONTENT_TYPE, *content_type)
+                    .body(body.clone());
+            }
+            let resp = match tokio::time::timeout(self.timeout, rb.send()).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) if e.is_connect() => {
+                    // Never reached the server: safe to try another one.
+                    last = Some(unreachable(base, &e));
+                    continue;
+                }
+                Ok(Err(e)) => return Err(unreachable(base, &e)),
+                Err(_) => {
+                    let err = ClientError::Timeout {
+                        url: url.clone(),
+                        millis: self.timeout.as_millis() as u64,
+                    };
+                    if req.idempotent() {
+                        last = Some(err);
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            let status = resp.status();
+            if status.is_success() {
+                self.current.store(i, Ordering::Relaxed);
+                return Ok((resp, url));
+            }
+            let err = error_from(resp, &url, base).await;
+            if let ClientError::Api { status: 503, body } = &err
+                && body.code == "NoLeader"
+                && attempt + 1 < n
+            {
+                last = Some(err);
+                continue;
+            }
+            self.current.store(i, Ordering::Relaxed);
+            return Err(err);
         }
-        let bytes = resp.bytes().await.unwrap_or_default();
-        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
-            code: status.canonical_reason().unwrap_or("Error").replace(' ', ""),
-            message: format!("{url}: HTTP {status}: {}", String::from_utf8_lossy(&bytes).trim()),
-            details: None,
-        });
-        Err(match status.as_u16() {
-            401 | 403 => ClientError::Unauthorized {
-                url: self.base.clone(),
-                message: body.message,
-            },
-            410 => ClientError::Gone {
-                message: body.message,
-            },
-            s => ClientError::Api { status: s, body },
-        })
+        Err(last.unwrap_or_else(|| ClientError::Config("no server to send to".into())))
     }
 
     /// One object.
@@ -130,8 +229,8 @@ impl Client {
     /// # Errors
     /// [`ClientError`]; 404 when missing.
     pub async fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Result<Object, ClientError> {
-        let url = self.object_url(kind, namespace, name);
-        self.send(self.http.get(&url), &url).await
+        self.send(Req::new(Method::GET, Self::object_path(kind, namespace, name)))
+            .await
     }
 
     /// Objects of a kind (in one namespace, or all when `None`).
@@ -144,12 +243,11 @@ impl Client {
         namespace: Option<&str>,
         opts: Option<&ListOptions>,
     ) -> Result<ObjectList, ClientError> {
-        let url = self.collection_url(kind, namespace);
-        let mut req = self.http.get(&url);
+        let mut req = Req::new(Method::GET, Self::collection_path(kind, namespace));
         if let Some(o) = opts {
-            req = req.query(&query(o));
+            req.query = query(o);
         }
-        self.send(req, &url).await
+        self.send(req).await
     }
 
     /// Creates an object (409 if it exists).
@@ -157,8 +255,8 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn create(&self, object: &Object) -> Result<Object, ClientError> {
-        let url = self.collection_url(object.kind(), object.namespace());
-        self.send(self.http.post(&url).json(object), &url).await
+        let path = Self::collection_path(object.kind(), object.namespace());
+        self.send(Req::new(Method::POST, path).json(object)?).await
     }
 
     /// Replaces an object's spec and metadata (a `resourceVersion` in it must be current).
@@ -166,8 +264,8 @@ impl Client {
     /// # Errors
     /// [`ClientError`]; 409 on a stale `resourceVersion`.
     pub async fn replace(&self, object: &Object) -> Result<Object, ClientError> {
-        let url = self.object_url(object.kind(), object.namespace(), &object.meta().name);
-        self.send(self.http.put(&url).json(object), &url).await
+        let path = Self::object_path(object.kind(), object.namespace(), &object.meta().name);
+        self.send(Req::new(Method::PUT, path).json(object)?).await
     }
 
     /// Replaces an object's status.
@@ -175,11 +273,11 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn update_status(&self, object: &Object) -> Result<Object, ClientError> {
-        let url = format!(
+        let path = format!(
             "{}/status",
-            self.object_url(object.kind(), object.namespace(), &object.meta().name)
+            Self::object_path(object.kind(), object.namespace(), &object.meta().name)
         );
-        self.send(self.http.put(&url).json(object), &url).await
+        self.send(Req::new(Method::PUT, path).json(object)?).await
     }
 
     /// Deletes an object, returning its last state.
@@ -192,8 +290,8 @@ impl Client {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Object, ClientError> {
-        let url = self.object_url(kind, namespace, name);
-        self.send(self.http.delete(&url), &url).await
+        self.send(Req::new(Method::DELETE, Self::object_path(kind, namespace, name)))
+            .await
     }
 
     /// Creates or updates every object in one all-or-nothing transaction.
@@ -201,9 +299,10 @@ impl Client {
     /// # Errors
     /// [`ClientError`]; on any error nothing was stored.
     pub async fn apply(&self, objects: &[Object]) -> Result<Vec<Object>, ClientError> {
-        let url = format!("{}/api/v1/apply", self.base);
         let body = serde_json::json!({ "objects": objects });
-        let r: ApplyResult = self.send(self.http.post(&url).json(&body), &url).await?;
+        let r: ApplyResult = self
+            .send(Req::new(Method::POST, "/api/v1/apply".into()).json(&body)?)
+            .await?;
         Ok(r.objects)
     }
 
@@ -216,8 +315,9 @@ impl Client {
         struct Uploaded {
             digest: String,
         }
-        let url = format!("{}/api/v1/artifacts", self.base);
-        let r: Uploaded = self.send(self.http.post(&url).body(bytes), &url).await?;
+        let mut req = Req::new(Method::POST, "/api/v1/artifacts".into());
+        req.body = Some((bytes.into(), "application/wasm"));
+        let r: Uploaded = self.send(req).await?;
         Ok(r.digest)
     }
 
@@ -226,8 +326,8 @@ impl Client {
     /// # Errors
     /// [`ClientError`]; 404 when the store does not have it.
     pub async fn artifact(&self, digest: &str) -> Result<Bytes, ClientError> {
-        let url = format!("{}/api/v1/artifacts/{digest}", self.base);
-        let resp = self.send_raw(self.http.get(&url), &url).await?;
+        let req = Req::new(Method::GET, format!("/api/v1/artifacts/{digest}"));
+        let (resp, url) = self.send_raw(req).await?;
         resp.bytes().await.map_err(|e| unreachable(&url, &e))
     }
 
@@ -236,19 +336,43 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn logs(&self, namespace: &str, pod: &str) -> Result<String, ClientError> {
-        let url = format!("{}/log", self.object_url(Kind::Pod, Some(namespace), pod));
-        let resp = self.send_raw(self.http.get(&url), &url).await?;
+        let path = format!("{}/log", Self::object_path(Kind::Pod, Some(namespace), pod));
+        let (resp, url) = self.send_raw(Req::new(Method::GET, path)).await?;
         let bytes = resp.bytes().await.map_err(|e| unreachable(&url, &e))?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Checks that the server is up and the token is accepted.
+    /// Checks that the server is up and the token is accepted; returns the cluster summary.
     ///
     /// # Errors
     /// [`ClientError::Unreachable`] or [`ClientError::Unauthorized`].
     pub async fn ping(&self) -> Result<serde_json::Value, ClientError> {
-        let url = format!("{}/api/v1/cluster", self.base);
-        self.send(self.http.get(&url), &url).await
+        self.send(Req::new(Method::GET, "/api/v1/cluster".into())).await
+    }
+
+    /// GETs any API path (e.g. `/api/v1/members`) and decodes its JSON.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(Req::new(Method::GET, path.to_owned())).await
+    }
+
+    /// DELETEs any API path and decodes the JSON answer.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn delete_path<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(Req::new(Method::DELETE, path.to_owned())).await
+    }
+
+    /// GETs any API path and returns the raw bytes (e.g. `/api/v1/snapshot`).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn get_bytes(&self, path: &str) -> Result<Bytes, ClientError> {
+        let (resp, url) = self.send_raw(Req::new(Method::GET, path.to_owned())).await?;
+        resp.bytes().await.map_err(|e| unreachable(&url, &e))
     }
 
     /// Streams changes to objects of `kind` after `resource_version`, until the server closes the
@@ -263,11 +387,11 @@ impl Client {
         opts: &ListOptions,
         resource_version: u64,
     ) -> Result<impl Stream<Item = Result<WatchEvent, ClientError>> + Send + use<>, ClientError> {
-        let url = self.collection_url(kind, namespace);
-        let mut q = query(opts);
-        q.push(("watch", "true".into()));
-        q.push(("resourceVersion", resource_version.to_string()));
-        let resp = self.send_raw(self.http.get(&url).query(&q), &url).await?;
+        let mut req = Req::new(Method::GET, Self::collection_path(kind, namespace));
+        req.query = query(opts);
+        req.query.push(("watch", "true".into()));
+        req.query.push(("resourceVersion", resource_version.to_string()));
+        let (resp, url) = self.send_raw(req).await?;
         let mut buf: Vec<u8> = Vec::new();
         let mut body = resp.bytes_stream();
         let stream = async_stream(move |tx| async move {
@@ -305,6 +429,27 @@ impl Client {
             }
         });
         Ok(stream)
+    }
+}
+
+/// Turns an error response into a [`ClientError`].
+async fn error_from(resp: reqwest::Response, url: &str, base: &str) -> ClientError {
+    let status = resp.status();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
+        code: status.canonical_reason().unwrap_or("Error").replace(' ', ""),
+        message: format!("{url}: HTTP {status}: {}", String::from_utf8_lossy(&bytes).trim()),
+        details: None,
+    });
+    match status.as_u16() {
+        401 | 403 => ClientError::Unauthorized {
+            url: base.to_owned(),
+            message: body.message,
+        },
+        410 => ClientError::Gone {
+            message: body.message,
+        },
+        s => ClientError::Api { status: s, body },
     }
 }
 

@@ -46,6 +46,17 @@ pub enum ClientError {
         /// What did not parse.
         message: String,
     },
+    /// The server accepted the request but did not answer in time. For a write the outcome is
+    /// unknown: read the object to see whether it was applied.
+    #[error(
+        "no answer from {url} within {millis} ms (server paused, overloaded or partitioned?); a write may or may not have been applied"
+    )]
+    Timeout {
+        /// The request URL.
+        url: String,
+        /// The time waited.
+        millis: u64,
+    },
     /// The client was built with bad arguments.
     #[error("invalid client configuration: {0}")]
     Config(String),

@@ -13,7 +13,10 @@
 //! ```
 //!
 //! ## Core concepts
-//! - [`Client`] — cheap to clone; one connection pool; every call carries the bearer token.
+//! - [`Client`] — cheap to clone; one connection pool; every call carries the bearer token. Give it
+//!   several control nodes (`http://a:7070,http://b:7070`) and it fails over between them: on a
+//!   connection error, on 503 `NoLeader` (certainly not applied), and for reads on a timeout; a
+//!   write whose answer never came fails with [`ClientError::Timeout`] instead of being sent twice.
 //! - [`ClientError`] — distinguishes an unreachable server, a rejected token, an API error (with the
 //!   server's [`ErrorBody`](skiff_api::ErrorBody)) and a watch whose history is gone (relist).
 //! - [`Client::watch`] — a stream of [`WatchEvent`](skiff_api::WatchEvent)s from a revision; the
@@ -24,6 +27,6 @@ mod client;
 mod error;
 mod informer;
 
-pub use client::{ApplyResult, Client, ListOptions};
+pub use client::{ApplyResult, Client, DEFAULT_TIMEOUT, ListOptions};
 pub use error::ClientError;
 pub use informer::Informer;

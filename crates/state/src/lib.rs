@@ -49,5 +49,5 @@ mod tables;
 pub use command::{COMMAND_VERSION, Command, Op};
 pub use error::StateError;
 pub use machine::{Machine, StoredEvent};
-pub use reader::{Reader, object_key};
+pub use reader::{Reader, check_export, object_key};
 pub use tables::EVENT_RETENTION;

@@ -42,11 +42,11 @@ impl std::fmt::Debug for Machine {
 const CHANNEL_CAPACITY: usize = 4096;
 
 #[derive(Serialize, Deserialize)]
-struct Snapshot {
-    revision: u64,
-    compacted: u64,
-    objects: Vec<(String, serde_json::Value)>,
-    events: Vec<(u64, serde_json::Value)>,
+pub(crate) struct Snapshot {
+    pub(crate) revision: u64,
+    pub(crate) compacted: u64,
+    pub(crate) objects: Vec<(String, serde_json::Value)>,
+    pub(crate) events: Vec<(u64, serde_json::Value)>,
 }
 
 impl Machine {
@@ -307,30 +307,7 @@ impl Machine {
     /// # Errors
     /// A storage message.
     pub fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
-        let s = |e: &dyn std::fmt::Display| e.to_string();
-        let objects_t = txn.open_table(OBJECTS).map_err(|e| s(&e))?;
-        let events_t = txn.open_table(EVENTS).map_err(|e| s(&e))?;
-        let meta_t = txn.open_table(META).map_err(|e| s(&e))?;
-        let get = |k: &str| -> Result<u64, String> {
-            Ok(meta_t.get(k).map_err(|e| s(&e))?.map(|g| g.value()).unwrap_or(0))
-        };
-        let mut snap = Snapshot {
-            revision: get(REVISION)?,
-            compacted: get(COMPACTED)?,
-            objects: vec![],
-            events: vec![],
-        };
-        for item in objects_t.iter().map_err(|e| s(&e))? {
-            let (k, v) = item.map_err(|e| s(&e))?;
-            let json = serde_json::from_slice(v.value()).map_err(|e| s(&e))?;
-            snap.objects.push((k.value().to_owned(), json));
-        }
-        for item in events_t.iter().map_err(|e| s(&e))? {
-            let (k, v) = item.map_err(|e| s(&e))?;
-            let json = serde_json::from_slice(v.value()).map_err(|e| s(&e))?;
-            snap.events.push((k.value(), json));
-        }
-        serde_json::to_vec(&snap).map_err(|e| s(&e))
+        export(txn)
     }
 
     /// Replaces the tables with a snapshot's content.
@@ -359,6 +336,34 @@ impl Machine {
         meta.insert(COMPACTED, snap.compacted).map_err(|e| s(&e))?;
         Ok(())
     }
+}
+
+/// Serializes the state tables as seen by `txn` (the format of snapshots and backups).
+pub(crate) fn export(txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
+    let s = |e: &dyn std::fmt::Display| e.to_string();
+    let objects_t = txn.open_table(OBJECTS).map_err(|e| s(&e))?;
+    let events_t = txn.open_table(EVENTS).map_err(|e| s(&e))?;
+    let meta_t = txn.open_table(META).map_err(|e| s(&e))?;
+    let get = |k: &str| -> Result<u64, String> {
+        Ok(meta_t.get(k).map_err(|e| s(&e))?.map(|g| g.value()).unwrap_or(0))
+    };
+    let mut snap = Snapshot {
+        revision: get(REVISION)?,
+        compacted: get(COMPACTED)?,
+        objects: vec![],
+        events: vec![],
+    };
+    for item in objects_t.iter().map_err(|e| s(&e))? {
+        let (k, v) = item.map_err(|e| s(&e))?;
+        let json = serde_json::from_slice(v.value()).map_err(|e| s(&e))?;
+        snap.objects.push((k.value().to_owned(), json));
+    }
+    for item in events_t.iter().map_err(|e| s(&e))? {
+        let (k, v) = item.map_err(|e| s(&e))?;
+        let json = serde_json::from_slice(v.value()).map_err(|e| s(&e))?;
+        snap.events.push((k.value(), json));
+    }
+    serde_json::to_vec(&snap).map_err(|e| s(&e))
 }
 
 fn key_of(o: &Object) -> String {

@@ -123,6 +123,20 @@ impl Reader {
         Ok((rev, out))
     }
 
+    /// The whole state (objects, watch history, revision) as one consistent export — the format of
+    /// Raft snapshots, used for backups — with the revision it was taken at.
+    ///
+    /// Runs in one read transaction, so writes continue while it is taken.
+    ///
+    /// # Errors
+    /// [`StateError::Storage`].
+    pub fn export(&self) -> Result<(u64, Vec<u8>), StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        let data = crate::machine::export(&txn).map_err(|message| StateError::Storage { message })?;
+        let revision = check_export(&data)?;
+        Ok((revision, data))
+    }
+
     /// Watch events after revision `since`, oldest first.
     ///
     /// # Errors
@@ -164,4 +178,15 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Object, StateError> {
     serde_json::from_slice(bytes).map_err(|e| StateError::Storage {
         message: format!("corrupt object: {e}"),
     })
+}
+
+/// Checks that `data` is a state export (as made by [`Reader::export`]) and returns its revision.
+///
+/// # Errors
+/// [`StateError::Decode`] saying what is wrong with it.
+pub fn check_export(data: &[u8]) -> Result<u64, StateError> {
+    let snap: crate::machine::Snapshot = serde_json::from_slice(data).map_err(|e| StateError::Decode {
+        message: format!("not a Skiff state export: {e}"),
+    })?;
+    Ok(snap.revision)
 }
