@@ -1,0 +1,238 @@
+//! The listening side: accepts peer connections and the join RPC on one port.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::frame::{self, FRAME_MAX_BYTES, FrameType, JOIN_MAX_BYTES, Reassembler};
+use super::join::{JoinReply, JoinRequest, JoinResponse};
+use crate::identity::{Identity, Role, identity_from_cert};
+
+/// A boxed future, as returned by [`PeerHandler::join`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// At most this many connections are served at once; more wait in the accept queue.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a TLS handshake, and the wait for a join request, may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the handler may take to decide a join.
+pub const JOIN_HANDLER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the control node does with what arrives on its peer port.
+pub trait PeerHandler: Send + Sync + 'static {
+    /// A raft message from an authenticated control node, whose `from` is the sender's raft id.
+    /// Called on a tokio task: must not block for long (step into the raft handle and return).
+    fn raft(&self, msg: Message);
+
+    /// Decides a join request from a node without a certificate. Checks the secret, assigns a
+    /// raft id, signs the CSR, adds the node; `Err` carries the reason sent back to the node.
+    fn join(&self, req: JoinRequest) -> BoxFuture<'_, Result<JoinResponse, String>>;
+}
+
+/// Serves peer connections from `listener` until the returned future is dropped (abort its
+/// task to stop: open connections are closed with it).
+///
+/// Each connection is a TLS session (`tls` from [`crate::server_config`]). A client whose
+/// certificate the cluster CA verified, with a control identity, may send raft frames; each
+/// message is decoded (bounded by [`skiff_raft::MAX_MESSAGE_BYTES`]) and passed to
+/// [`PeerHandler::raft`] only if its `from` is the certificate's raft id. A client without a
+/// certificate may send one join request. Anything else closes the connection with a logged reason.
+pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, handler: Arc<dyn PeerHandler>) {
+    let acceptor = TlsAcceptor::from(tls);
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    let mut accept_failures = 0u32;
+    loop {
+        // Reap finished connections so the set does not grow.
+        while conns.try_join_next().is_some() {}
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let (tcp, remote) = match listener.accept().await {
+            Ok(c) => {
+                accept_failures = 0;
+                c
+            }
+            Err(e) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                accept_failures = accept_failures.saturating_add(1);
+                tracing::warn!(error = %e, "peer listener: accept failed");
+                let delay = Duration::from_millis(10u64 << accept_failures.min(7));
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let handler = handler.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            connection(tcp, remote, acceptor, handler).await;
+        });
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    acceptor: TlsAcceptor,
+    handler: Arc<dyn PeerHandler>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let mut stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(%remote, error = %e, "peer connection refused: tls handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%remote, "peer connection refused: tls handshake timed out");
+            return;
+        }
+    };
+    let leaf = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec());
+    let outcome = match leaf {
+        None => serve_join(&mut stream, &handler).await,
+        Some(der) => match identity_from_cert(&der) {
+            Ok(identity) => serve_peer(&mut stream, &identity, &handler).await,
+            Err(e) => Err(format!("its certificate carries no usable identity: {e}")),
+        },
+    };
+    match outcome {
+        Ok(()) => tracing::debug!(%remote, "peer connection closed"),
+        Err(reason) => tracing::warn!(%remote, %reason, "peer connection closed"),
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// Reads raft frames from an authenticated node until it hangs up.
+async fn serve_peer(
+    stream: &mut TlsStream<TcpStream>,
+    identity: &Identity,
+    handler: &Arc<dyn PeerHandler>,
+) -> Result<(), String> {
+    let raft_id = match identity.role {
+        Role::Control { raft_id } => Some(raft_id),
+        Role::Agent => None,
+    };
+    tracing::debug!(peer = %identity, "peer connection authenticated");
+    let mut chunks = Reassembler::new(skiff_raft::MAX_MESSAGE_BYTES);
+    loop {
+        let Some(header) = frame::read_header(stream, FRAME_MAX_BYTES).await? else {
+            return if chunks.in_progress() {
+                Err("closed in the middle of a chunked message".into())
+            } else {
+                Ok(())
+            };
+        };
+        // Decide on the header alone: refused frames are never read, let alone decoded.
+        let Some(raft_id) = raft_id else {
+            return Err(format!(
+                "{identity} sent a {:?} frame; only control nodes may send raft messages",
+                header.kind
+            ));
+        };
+        let encoded = match header.kind {
+            FrameType::Raft if chunks.in_progress() => {
+                return Err("raft frame in the middle of a chunked message".into());
+            }
+            FrameType::Raft => frame::read_payload(stream, header).await?,
+            FrameType::RaftChunk => {
+                let payload = frame::read_payload(stream, header).await?;
+                match chunks.push(&payload)? {
+                    Some(message) => message,
+                    None => continue,
+                }
+            }
+            FrameType::JoinRequest | FrameType::JoinResponse => {
+                return Err(format!(
+                    "{identity} sent a {:?} frame; joining is for nodes without a certificate",
+                    header.kind
+                ));
+            }
+        };
+        let msg = Message::parse_from_bytes(&encoded)
+            .map_err(|e| format!("malformed raft message from {identity}: {e}"))?;
+        if msg.from != raft_id {
+            return Err(format!(
+                "{identity} sent a raft message claiming to be from node {}; refused",
+                msg.from
+            ));
+        }
+        handler.raft(msg);
+    }
+}
+
+/// Answers the one join request a client without a certificate may send.
+async fn serve_join<S: AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    handler: &Arc<dyn PeerHandler>,
+) -> Result<(), String> {
+    let read = async {
+        let header = frame::read_header(stream, FRAME_MAX_BYTES)
+            .await?
+            .ok_or_else(|| "unauthenticated client closed without a request".to_owned())?;
+        if header.kind != FrameType::JoinRequest {
+            return Err(format!(
+                "unauthenticated client sent a {:?} frame; only a join request is allowed without \
+                 a cluster certificate",
+                header.kind
+            ));
+        }
+        if header.len > JOIN_MAX_BYTES {
+            return Err(format!(
+                "join request of {} bytes exceeds the limit of {JOIN_MAX_BYTES} bytes",
+                header.len
+            ));
+        }
+        frame::read_payload(stream, header).await
+    };
+    let payload = tokio::time::timeout(HANDSHAKE_TIMEOUT, read)
+        .await
+        .map_err(|_| "no join request within the time limit".to_owned())??;
+    let reply = match serde_json::from_slice::<JoinRequest>(&payload) {
+        Err(e) => JoinReply::Err(format!("malformed join request: {e}")),
+        Ok(req) => {
+            let name = req.name.clone();
+            match tokio::time::timeout(JOIN_HANDLER_TIMEOUT, handler.join(req)).await {
+                Ok(Ok(resp)) => {
+                    tracing::info!(node = %name, raft_id = resp.raft_id, "join accepted");
+                    JoinReply::Ok(resp)
+                }
+                Ok(Err(reason)) => {
+                    tracing::warn!(node = %name, %reason, "join refused");
+                    JoinReply::Err(reason)
+                }
+                Err(_) => JoinReply::Err("the control node did not decide in time; retry".into()),
+            }
+        }
+    };
+    let body = serde_json::to_vec(&reply).map_err(|e| format!("encoding the join reply: {e}"))?;
+    let mut out = BytesMut::new();
+    frame::put_frame(&mut out, FrameType::JoinResponse, &body);
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| format!("writing the join reply: {e}"))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| format!("writing the join reply: {e}"))
+}
