@@ -16,6 +16,6 @@ pub use pki::{ClusterCa, NodeCert, NodeKey};
 pub use tls::{client_config, join_client_config, server_config};
 pub use token::{JoinToken, TOKEN_PREFIX, secrets_equal};
 pub use transport::{
-    BoxFuture, JoinMember, JoinRequest, JoinResponse, PeerHandler, PeerTransport, TransportOptions, join,
-    serve,
+    BoxFuture, JoinMember, JoinRequest, JoinResponse, PeerHandler, PeerTransport, TransportOptions,
+    TransportStats, join, serve,
 };

@@ -15,4 +15,4 @@ mod outbound;
 pub use frame::{FRAME_MAX_BYTES, JOIN_MAX_BYTES, JOIN_RESPONSE_MAX_BYTES};
 pub use inbound::{BoxFuture, HANDSHAKE_TIMEOUT, JOIN_HANDLER_TIMEOUT, MAX_CONNECTIONS, PeerHandler, serve};
 pub use join::{JOIN_TIMEOUT, JoinMember, JoinRequest, JoinResponse, join};
-pub use outbound::{PeerTransport, TransportOptions};
+pub use outbound::{PeerTransport, TransportOptions, TransportStats};

@@ -75,6 +75,19 @@ struct Shared {
     tls: Arc<ClientConfig>,
     options: TransportOptions,
     dropped: AtomicU64,
+    sent: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// Counters of a [`PeerTransport`], for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Messages written to a connection.
+    pub sent_messages: u64,
+    /// Writes that carried them (one batch per write).
+    pub sent_batches: u64,
+    /// Messages dropped: queue full, unknown peer, stale while disconnected, or too large.
+    pub dropped: u64,
 }
 
 struct Link {
@@ -113,6 +126,8 @@ impl PeerTransport {
                     tls,
                     options,
                     dropped: AtomicU64::new(0),
+                    sent: AtomicU64::new(0),
+                    batches: AtomicU64::new(0),
                 }),
                 links: Mutex::new(HashMap::new()),
             }),
@@ -161,9 +176,14 @@ impl PeerTransport {
             .collect()
     }
 
-    /// How many messages were dropped so far (queue full, unknown peer, too large).
-    pub fn dropped(&self) -> u64 {
-        self.inner.shared.dropped.load(Ordering::Relaxed)
+    /// The counters so far.
+    pub fn stats(&self) -> TransportStats {
+        let s = &self.inner.shared;
+        TransportStats {
+            sent_messages: s.sent.load(Ordering::Relaxed),
+            sent_batches: s.batches.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+        }
     }
 
     fn links(&self) -> MutexGuard<'_, HashMap<u64, Link>> {
@@ -242,7 +262,7 @@ async fn run_link(
                 }
                 failures = 0;
                 let since = Instant::now();
-                let flow = run_connection(id, &target, stream, first, &mut queue, &mut addr, opts).await;
+                let flow = run_connection(id, &target, stream, first, &mut queue, &mut addr, &shared).await;
                 match flow {
                     ControlFlow::Break(()) => return,
                     // A connection that stayed up a while ends without penalty.
@@ -256,6 +276,8 @@ async fn run_link(
             Err(e) => Err(e),
         };
         if let Err(e) = result {
+            // The message that asked for the connection is lost with it.
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
             failures = failures.saturating_add(1);
             if failures == 1 {
                 tracing::warn!(peer = id, error = %e, "cannot reach peer; retrying with backoff");
@@ -333,8 +355,9 @@ async fn run_connection(
     first: Message,
     queue: &mut mpsc::Receiver<Message>,
     addr: &mut watch::Receiver<String>,
-    opts: &TransportOptions,
+    shared: &Shared,
 ) -> ControlFlow<()> {
+    let opts = &shared.options;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut next = Some(first);
     let mut batch = BytesMut::new();
@@ -365,15 +388,10 @@ async fn run_connection(
                 }
             },
         };
-        let mut count = 0usize;
-        encode(id, &msg, &mut batch);
-        count += 1;
+        let mut count = usize::from(encode(id, &msg, &mut batch, shared));
         while batch.len() < BATCH_BYTES {
             match queue.try_recv() {
-                Ok(m) => {
-                    encode(id, &m, &mut batch);
-                    count += 1;
-                }
+                Ok(m) => count += usize::from(encode(id, &m, &mut batch, shared)),
                 Err(_) => break,
             }
         }
@@ -386,6 +404,8 @@ async fn run_connection(
         };
         match tokio::time::timeout(opts.write_timeout, write).await {
             Ok(Ok(())) => {
+                shared.sent.fetch_add(count as u64, Ordering::Relaxed);
+                shared.batches.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(peer = id, count, bytes = batch.len(), "sent raft batch");
                 batch.clear();
             }
@@ -401,9 +421,13 @@ async fn run_connection(
     }
 }
 
-fn encode(id: u64, msg: &Message, out: &mut BytesMut) {
+/// Appends `msg` to the batch; `false` if it had to be dropped.
+fn encode(id: u64, msg: &Message, out: &mut BytesMut, shared: &Shared) -> bool {
     match msg.write_to_bytes() {
-        Ok(bytes) if bytes.len() <= skiff_raft::MAX_MESSAGE_BYTES => frame::put_message(out, &bytes),
+        Ok(bytes) if bytes.len() <= skiff_raft::MAX_MESSAGE_BYTES => {
+            frame::put_message(out, &bytes);
+            return true;
+        }
         Ok(bytes) => tracing::warn!(
             peer = id,
             bytes = bytes.len(),
@@ -412,4 +436,6 @@ fn encode(id: u64, msg: &Message, out: &mut BytesMut) {
         ),
         Err(e) => tracing::warn!(peer = id, error = %e, "cannot encode raft message; dropped"),
     }
+    shared.dropped.fetch_add(1, Ordering::Relaxed);
+    false
 }
