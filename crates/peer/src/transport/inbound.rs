@@ -119,7 +119,8 @@ async fn connection(
         Ok(()) => tracing::debug!(%remote, "peer connection closed"),
         Err(reason) => tracing::warn!(%remote, %reason, "peer connection closed"),
     }
-    let _ = stream.shutdown().await;
+    // Say goodbye (close_notify), but never wait long for a peer that does not read.
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
 }
 
 /// Reads raft frames from an authenticated node until it hangs up.

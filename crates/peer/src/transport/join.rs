@@ -181,6 +181,6 @@ pub async fn join(addr: &str, token: &JoinToken, mut req: JoinRequest) -> Result
     }
     let cert = parse_cert_pem("certificate in the join response", &resp.cert_pem)?;
     identity_from_cert(&cert)?;
-    let _ = tls.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
     Ok(resp)
 }
