@@ -94,11 +94,13 @@ impl ClusterCa {
         })
     }
 
-    /// Writes `ca.crt` (0644) and `ca.key` (0600) into `dir`, each atomically.
+    /// Writes `ca.crt` (0644) and `ca.key` (0600) into `dir` (created with mode 0700 if
+    /// missing), each atomically.
     ///
     /// # Errors
     /// [`PeerError::File`] if a file cannot be written.
     pub fn save(&self, dir: &Path) -> Result<(), PeerError> {
+        create_dir(dir)?;
         write_atomic(&dir.join(CA_CERT_FILE), self.cert_pem.as_bytes(), 0o644)?;
         write_atomic(&dir.join(CA_KEY_FILE), self.key.serialize_pem().as_bytes(), 0o600)
     }
@@ -308,17 +310,20 @@ impl std::fmt::Debug for NodeCert {
 }
 
 impl NodeCert {
-    /// Writes `node.crt`, `node.key` (0600) and `ca.crt` into `dir`, each atomically.
+    /// Writes `node.crt`, `node.key` (0600) and `ca.crt` into `dir` (created with mode 0700 if
+    /// missing), each atomically.
     ///
     /// # Errors
     /// [`PeerError::File`] if a file cannot be written.
     pub fn save(&self, dir: &Path) -> Result<(), PeerError> {
+        create_dir(dir)?;
         write_atomic(&dir.join(CA_CERT_FILE), self.ca_pem.as_bytes(), 0o644)?;
         write_atomic(&dir.join(NODE_KEY_FILE), self.key_pem.as_bytes(), 0o600)?;
         write_atomic(&dir.join(NODE_CERT_FILE), self.cert_pem.as_bytes(), 0o644)
     }
 
-    /// Reads credentials written by [`NodeCert::save`] and checks that they parse.
+    /// Reads credentials written by [`NodeCert::save`] and checks that they parse and that the
+    /// key belongs to the certificate.
     ///
     /// # Errors
     /// [`PeerError::File`] if a file cannot be read, [`PeerError::InvalidCert`] if one is
@@ -332,6 +337,17 @@ impl NodeCert {
         cert.identity()?;
         cert.ca_der()?;
         cert.key_der()?;
+        let key = NodeKey::from_pem(&cert.key_pem)?;
+        let der = cert.cert_der()?;
+        let (_, x509) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| PeerError::invalid_cert("node certificate", e.to_string()))?;
+        if x509.public_key().subject_public_key.data.as_ref() != key.key.public_key_raw() {
+            return Err(PeerError::invalid_cert(
+                dir.join(NODE_KEY_FILE).display().to_string(),
+                "the key does not belong to the certificate in node.crt; restore both from the \
+                 same backup or join again",
+            ));
+        }
         Ok(cert)
     }
 
@@ -369,6 +385,19 @@ impl NodeCert {
 pub(crate) fn parse_cert_pem(what: &str, pem: &str) -> Result<CertificateDer<'static>, PeerError> {
     CertificateDer::from_pem_slice(pem.as_bytes())
         .map_err(|e| PeerError::invalid_cert(what, format!("not a PEM certificate: {e}")))
+}
+
+fn create_dir(dir: &Path) -> Result<(), PeerError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| PeerError::File {
+            action: "creating directory",
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 fn read_string(path: &Path) -> Result<String, PeerError> {
@@ -472,6 +501,57 @@ mod tests {
         ClusterCa::generate("b").unwrap().save(other.path()).unwrap();
         fs::copy(other.path().join(CA_KEY_FILE), dir.path().join(CA_KEY_FILE)).unwrap();
         let err = ClusterCa::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("does not belong"), "{err}");
+    }
+
+    #[test]
+    fn a_tampered_csr_is_refused() {
+        let ca = ClusterCa::generate("prod").unwrap();
+        let csr = NodeKey::generate().unwrap().csr(&Identity::agent("x")).unwrap();
+        let mut der = rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec();
+        // Flip a bit in the signature (the end of the DER).
+        let last = der.len() - 3;
+        der[last] ^= 1;
+        let tampered = format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            base64(&der)
+        );
+        let err = ca
+            .sign(&tampered, &Identity::agent("x"), DAY)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Invalid CSR signature"), "{err}");
+    }
+
+    fn base64(bytes: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for c in bytes.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn load_refuses_a_node_key_that_is_not_the_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::generate("prod").unwrap();
+        let mut node = ca.issue(&Identity::agent("a"), DAY).unwrap();
+        node.key_pem = NodeKey::generate().unwrap().key_pem();
+        node.save(&dir.path().join("sub")).unwrap();
+        let err = NodeCert::load(&dir.path().join("sub")).unwrap_err().to_string();
         assert!(err.contains("does not belong"), "{err}");
     }
 
