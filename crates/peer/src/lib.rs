@@ -111,6 +111,8 @@ pub use identity::{
     AGENT_SERVER_NAME, CONTROL_SERVER_NAME, Identity, Role, identity_from_cert, validate_name,
 };
 pub use pki::{ClusterCa, NodeCert, NodeKey};
+/// The TLS configuration types the constructors return, so callers need no rustls dependency.
+pub use rustls::{ClientConfig, ServerConfig};
 pub use tls::{client_config, join_client_config, server_config};
 pub use token::{JoinToken, TOKEN_PREFIX, secrets_equal};
 pub use transport::{
