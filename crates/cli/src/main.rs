@@ -1,4 +1,5 @@
 //! The `skiff` command: `skiff up` runs a one-node cluster; the other verbs are API clients.
+mod cluster;
 mod config;
 mod output;
 mod up;
@@ -48,6 +49,10 @@ enum Command {
     Logs(verbs::LogsArgs),
     /// Change the number of replicas of a deployment.
     Scale(verbs::ScaleArgs),
+    /// Control-plane members: list, remove.
+    Member(cluster::MemberArgs),
+    /// Cluster state backups: save.
+    Snapshot(cluster::SnapshotArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,7 +72,7 @@ fn main() -> std::process::ExitCode {
         };
         match cli.command {
             Command::Up(a) => up::run(a).await,
-            Command::Server(a) => up::server(a).await,
+            Command::Server(a) => up::server(&conn, a).await,
             Command::Agent(a) => up::agent(&conn, a).await,
             Command::Gateway(a) => up::gateway(&conn, a).await,
             Command::Apply(a) => verbs::apply(&conn, a).await,
@@ -76,6 +81,8 @@ fn main() -> std::process::ExitCode {
             Command::Delete(a) => verbs::delete(&conn, a).await,
             Command::Logs(a) => verbs::logs(&conn, a).await,
             Command::Scale(a) => verbs::scale(&conn, a).await,
+            Command::Member(a) => cluster::member(&conn, a).await,
+            Command::Snapshot(a) => cluster::snapshot(&conn, a).await,
         }
     });
     match result {

@@ -50,6 +50,31 @@ pub(crate) struct ServerArgs {
     /// Address of the REST + watch API.
     #[arg(long, default_value = "127.0.0.1:7070")]
     api: SocketAddr,
+    /// URL other control nodes forward writes to (default: http://<api address>).
+    #[arg(long)]
+    advertise_api: Option<String>,
+    /// Address of the peer port (raft and joins, mutual TLS with the cluster CA).
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    peer_listen: SocketAddr,
+    /// Peer address other control nodes dial (default: the --peer-listen address).
+    #[arg(long)]
+    advertise_peer: Option<String>,
+    /// This member's name, unique in the cluster.
+    #[arg(long, default_value = "control-1")]
+    name: String,
+    /// Join the cluster of the control node whose peer port is at HOST:PORT (the first start
+    /// only; afterwards the state dir knows its cluster).
+    #[arg(long, value_name = "HOST:PORT")]
+    join: Option<String>,
+    /// The join token (`join.token` in a member's state dir); `--token` works too.
+    #[arg(long, env = "SKIFF_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
+    /// Start a new cluster from a backup made by `skiff snapshot save` (needs an empty --dir).
+    #[arg(long, value_name = "FILE")]
+    restore: Option<PathBuf>,
+    /// Take a Raft snapshot and compact the log every N applied entries (keeps N/5 behind it).
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..))]
+    raft_snapshot_every: u64,
     /// Log format.
     #[arg(long, value_parser = ["pretty", "json"], default_value = "pretty")]
     log_format: String,
@@ -121,8 +146,13 @@ struct Control {
     tasks: Vec<JoinHandle<()>>,
 }
 
-async fn start_control(dir: &Path, listener: TcpListener, stop: &watch::Receiver<bool>) -> Result<Control> {
-    let plane = skiff_control::ControlPlane::open(skiff_control::ControlConfig::new(dir)).await?;
+async fn start_control(
+    config: skiff_control::ControlConfig,
+    listener: TcpListener,
+    stop: &watch::Receiver<bool>,
+) -> Result<Control> {
+    let dir = config.data_dir.clone();
+    let plane = skiff_control::ControlPlane::open(config).await?;
     let client = ClientFile {
         server: format!("http://{}", listener.local_addr()?),
         token: plane.admin_token().to_owned(),
@@ -193,7 +223,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     let gateway_url = format!("http://{}", gw_listener.local_addr()?);
 
     let (stop_tx, stop) = watch::channel(false);
-    let control = start_control(&dir, api_listener, &stop).await?;
+    let control = start_control(skiff_control::ControlConfig::new(&dir), api_listener, &stop).await?;
     let mut tasks = control.tasks;
     let (agent, agent_task) = start_agent(
         &args.node_name,
@@ -254,17 +284,48 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn server(args: ServerArgs) -> Result<()> {
+pub(crate) async fn server(conn: &Connection, args: ServerArgs) -> Result<()> {
     init_tracing(&args.log_format);
     let dir = state_dir(&args.dir)?;
     let listener = bind(args.api, "api").await?;
     let (stop_tx, stop) = watch::channel(false);
-    let control = start_control(&dir, listener, &stop).await?;
-    println!("skiff server is up");
+    let peer_hint = args
+        .advertise_peer
+        .clone()
+        .unwrap_or_else(|| args.peer_listen.to_string());
+    let join = match args.join {
+        Some(server) => {
+            let token = args.join_token.or_else(|| conn.token.clone()).context(
+                "--join needs the cluster's join token: pass --join-token (it is in join.token in a member's state dir)",
+            )?;
+            Some(skiff_control::JoinConfig { server, token })
+        }
+        None => None,
+    };
+    let mut config = skiff_control::ControlConfig::new(&dir);
+    config.restore = args.restore;
+    config.snapshot_every = args.raft_snapshot_every;
+    config.keep_entries = (args.raft_snapshot_every / 5).max(1);
+    config.cluster = Some(skiff_control::ClusterConfig {
+        name: args.name,
+        peer_listen: args.peer_listen,
+        peer_advertise: args.advertise_peer,
+        api_url: args
+            .advertise_api
+            .unwrap_or_else(|| format!("http://{}", args.api)),
+        join,
+    });
+    let control = start_control(config, listener, &stop).await?;
+    println!("skiff server {} is up", control.plane.member_name());
     println!(
         "  api:    {}   (token in {})",
         control.client.server,
         dir.join("admin.token").display()
+    );
+    println!(
+        "  add a control node:  skiff server --join {} --join-token \"$(cat {})\" --name NAME ...",
+        peer_hint,
+        dir.join("join.token").display()
     );
     println!(
         "  join a worker:  skiff agent --server {} --token <admin token> --node-name NAME",

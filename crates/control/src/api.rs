@@ -63,9 +63,16 @@ impl ControlPlane {
             .merge(objects)
             .merge(artifacts)
             .route("/api/v1/cluster", get(cluster))
+            .route("/api/v1/members", get(members))
+            .route("/api/v1/members/{name}", axum::routing::delete(remove_member))
+            .route("/api/v1/snapshot", get(snapshot))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .fallback(|| async { ApiError::not_found("no such API path: see docs/api.md for the routes") })
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                crate::forward::forward_writes,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 crate::auth::require_token,
@@ -648,6 +655,38 @@ async fn pod_log(p: ControlPlane, ns: &str, name: &str) -> Result<Response, ApiE
 
 async fn cluster(State(p): State<ControlPlane>) -> Json<serde_json::Value> {
     Json(p.cluster_info())
+}
+
+async fn members(State(p): State<ControlPlane>) -> Json<Vec<crate::cluster::MemberView>> {
+    Json(p.members())
+}
+
+async fn remove_member(
+    State(p): State<ControlPlane>,
+    Path(name): Path<String>,
+) -> Result<Json<crate::cluster::MemberView>, ApiError> {
+    Ok(Json(p.remove_member(&name).await?))
+}
+
+/// A backup of the whole state, taken after a linearizable read barrier in one read transaction.
+async fn snapshot(State(p): State<ControlPlane>) -> Result<Response, ApiError> {
+    p.read_barrier().await?;
+    let (revision, export) = p.inner.reader.export()?;
+    let file = crate::backup::encode(revision, &export, &ids::now());
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_string(),
+            ),
+            (
+                axum::http::HeaderName::from_static("x-skiff-revision"),
+                revision.to_string(),
+            ),
+        ],
+        file,
+    )
+        .into_response())
 }
 
 async fn readyz(State(p): State<ControlPlane>) -> Result<&'static str, ApiError> {

@@ -27,6 +27,10 @@ impl ControlPlane {
                 }
                 if plane.is_leader() {
                     pass += 1;
+                    if let Err(e) = plane.ensure_namespace(skiff_api::DEFAULT_NAMESPACE).await {
+                        tracing::warn!(error = %e, "cannot create the default namespace yet");
+                    }
+                    plane.promote_learners().await;
                     if let Err(e) = plane.reconcile_once(pass).await {
                         tracing::warn!(error = %e.body.message, "controller pass failed; retrying");
                     }

@@ -25,6 +25,17 @@ pub enum ControlError {
         /// What failed.
         message: String,
     },
+    /// A backup file given to `--restore` cannot be used.
+    #[error("cannot restore from {path}: {source}")]
+    Restore {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        source: crate::backup::BackupError,
+    },
+    /// Joining or setting up the cluster failed.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// Raft failed to start or elect.
     #[error("raft: {0}")]
     Raft(String),
@@ -84,6 +95,12 @@ impl ApiError {
         )
     }
 
+    /// 503 `NoLeader`: the request was certainly not applied; retrying (here or on another control
+    /// node) is safe.
+    pub fn no_leader(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "NoLeader", message)
+    }
+
     /// 503.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", message)
@@ -109,14 +126,29 @@ impl From<StateError> for ApiError {
 
 impl From<skiff_raft::RaftError> for ApiError {
     fn from(e: skiff_raft::RaftError) -> Self {
+        use skiff_raft::RaftError as R;
         match e {
-            skiff_raft::RaftError::NotLeader { leader } => ApiError::unavailable(format!(
+            R::NotLeader { leader } => ApiError::no_leader(format!(
                 "this control node is not the leader (leader: {}); retry shortly",
                 leader.map(|l| l.to_string()).unwrap_or_else(|| "unknown".into())
             )),
+            R::ProposalDropped => ApiError::no_leader(
+                "the write was dropped before it was committed (the leader changed); it was not applied: retry",
+            ),
+            R::MembershipRefused(m) => ApiError::new(StatusCode::CONFLICT, "MembershipRefused", m),
+            R::TooLarge { size, max } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "TooLarge",
+                format!("the write is {size} bytes; the limit is {max}: split it"),
+            ),
+            R::Overloaded { .. } => ApiError::no_leader(
+                "the control node is overloaded; the write was not applied: back off and retry",
+            ),
             other => {
                 tracing::error!(error = %other, "raft error");
-                ApiError::unavailable("the control plane cannot commit writes right now; retry shortly")
+                ApiError::unavailable(
+                    "the control plane cannot confirm the write right now; it may or may not have been applied: read it back to check",
+                )
             }
         }
     }

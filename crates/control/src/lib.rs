@@ -34,8 +34,11 @@
 mod api;
 mod artifacts;
 mod auth;
+pub mod backup;
+mod cluster;
 mod controllers;
 mod error;
+mod forward;
 mod ids;
 mod plane;
 pub mod reconcile;
@@ -43,5 +46,7 @@ mod replicated;
 mod watch;
 
 pub use artifacts::ArtifactStore;
+pub use cluster::{ClusterConfig, JoinConfig, MemberInfo, MemberView};
 pub use error::{ApiError, ControlError};
+pub use forward::FORWARDED_HEADER;
 pub use plane::{ControlConfig, ControlPlane};

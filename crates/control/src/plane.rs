@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_api::{Kind, LabelSelector, Object, ObjectMeta};
-use skiff_raft::{RaftConfig, RaftHandle};
+use skiff_raft::{RaftConfig, RaftHandle, StartOptions};
 use skiff_state::{Command, Machine, Op, Reader, StateError, StoredEvent};
 use tokio::sync::broadcast;
 
 use crate::artifacts::ArtifactStore;
+use crate::backup;
+use crate::cluster::{ClusterConfig, MemberInfo};
 use crate::error::{ApiError, ControlError};
 use crate::ids;
 use crate::replicated::Replicated;
@@ -19,12 +21,19 @@ use crate::replicated::Replicated;
 pub struct ControlConfig {
     /// State directory: `state.redb`, `artifacts/`, `admin.token`.
     pub data_dir: PathBuf,
-    /// This node's Raft id.
-    pub raft_id: u64,
     /// Largest artifact accepted by upload.
     pub max_artifact_bytes: usize,
     /// How long a node may miss heartbeats before it is marked not ready.
     pub node_grace: Duration,
+    /// Multi-member operation (peer port, join); `None` runs a one-member control plane with no
+    /// peer port, as `skiff up` does.
+    pub cluster: Option<ClusterConfig>,
+    /// Start a new cluster from this backup file (the state dir must be empty).
+    pub restore: Option<PathBuf>,
+    /// Take a Raft snapshot and compact the log every this many applied entries.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot for slightly lagging members.
+    pub keep_entries: u64,
 }
 
 impl ControlConfig {
@@ -32,9 +41,12 @@ impl ControlConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         ControlConfig {
             data_dir: data_dir.into(),
-            raft_id: 1,
             max_artifact_bytes: 64 << 20,
             node_grace: Duration::from_secs(40),
+            cluster: None,
+            restore: None,
+            snapshot_every: RaftConfig::default().snapshot_every,
+            keep_entries: RaftConfig::default().keep_entries,
         }
     }
 }
@@ -75,6 +87,25 @@ impl ControlPlane {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| state_dir(dir, e))?;
         let db_path = dir.join("state.redb");
+        let bootstrap_snapshot = match &config.restore {
+            Some(file) => Some(read_backup(file, &db_path, &config)?),
+            None => None,
+        };
+        let admin_token_path = dir.join("admin.token");
+        let prepared = match &config.cluster {
+            Some(c) => crate::cluster::prepare(dir, c, &admin_token_path).await?,
+            None => crate::cluster::Prepared {
+                raft_id: 1,
+                voters: vec![1],
+                meta: MemberInfo {
+                    name: "skiff-1".into(),
+                    peer_addr: String::new(),
+                    api_url: String::new(),
+                },
+                transport: None,
+                peer: None,
+            },
+        };
         let db = redb::Database::create(&db_path).map_err(|e| ControlError::Database {
             path: db_path.display().to_string(),
             message: e.to_string(),
@@ -83,26 +114,34 @@ impl ControlPlane {
         let machine = Machine::new(db.clone());
         let events = machine.event_sender();
         let raft_config = RaftConfig {
-            id: config.raft_id,
-            voters: vec![config.raft_id],
+            id: prepared.raft_id,
+            voters: prepared.voters.clone(),
+            meta: prepared.meta.encode(),
+            snapshot_every: config.snapshot_every,
+            keep_entries: config.keep_entries,
             ..RaftConfig::default()
         };
-        let raft = skiff_raft::start(db.clone(), Replicated(machine), raft_config)
+        let mut options = StartOptions {
+            bootstrap_snapshot,
+            ..StartOptions::default()
+        };
+        if let Some(t) = &prepared.transport {
+            options.transport = t.clone();
+        }
+        let raft = skiff_raft::start_with(db.clone(), Replicated(machine), raft_config, options)
             .map_err(|e| ControlError::Raft(e.to_string()))?;
-        raft.wait_leader(Duration::from_secs(30))
-            .await
-            .map_err(|e| ControlError::Raft(e.to_string()))?;
-        let admin_token = load_or_create_token(&dir.join("admin.token"))?;
+        let admin_token = load_or_create_token(&admin_token_path)?;
         let artifacts = ArtifactStore::open(dir.join("artifacts"), config.max_artifact_bytes)
             .map_err(|e| state_dir(dir, e))?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| ControlError::Raft(e.to_string()))?;
+        let clustered = config.cluster.is_some();
         let plane = ControlPlane {
             inner: Arc::new(Inner {
                 config,
-                raft,
+                raft: raft.clone(),
                 reader: Reader::new(db),
                 events,
                 artifacts,
@@ -110,11 +149,29 @@ impl ControlPlane {
                 http,
             }),
         };
-        plane.ensure_namespace(skiff_api::DEFAULT_NAMESPACE).await?;
+        if let Some(peer) = prepared.peer {
+            let _ = peer.handler.raft.set(raft.clone());
+            let _ = peer.handler.plane.set(plane.clone());
+            tokio::spawn(skiff_peer::transport::serve(
+                peer.listener,
+                peer.tls,
+                peer.handler,
+            ));
+        }
+        if let Some(t) = prepared.transport {
+            crate::cluster::spawn_member_sync(raft.clone(), t, prepared.raft_id);
+        }
+        if !clustered {
+            // Alone: wait to lead so the first request does not see "no leader".
+            raft.wait_leader(Duration::from_secs(30))
+                .await
+                .map_err(|e| ControlError::Raft(e.to_string()))?;
+            plane.ensure_namespace(skiff_api::DEFAULT_NAMESPACE).await?;
+        }
         Ok(plane)
     }
 
-    async fn ensure_namespace(&self, name: &str) -> Result<(), ControlError> {
+    pub(crate) async fn ensure_namespace(&self, name: &str) -> Result<(), ControlError> {
         if self.inner.reader.get(Kind::Namespace, None, name).is_ok() {
             return Ok(());
         }
@@ -186,9 +243,12 @@ impl ControlPlane {
     pub(crate) fn cluster_info(&self) -> serde_json::Value {
         let s = self.inner.raft.status();
         serde_json::json!({
+            "member": self.member_name(),
             "raft": {
                 "id": s.id, "leader": s.leader, "term": s.term, "commit": s.commit,
-                "applied": s.applied, "voters": s.voters,
+                "applied": s.applied, "voters": s.voters, "learners": s.learners,
+                "firstIndex": s.first_index, "lastIndex": s.last_index,
+                "snapshotIndex": s.snapshot_index, "role": format!("{:?}", s.role),
             },
             "revision": self.inner.reader.revision().unwrap_or(0),
             "version": env!("CARGO_PKG_VERSION"),
@@ -208,7 +268,7 @@ fn state_dir(dir: &Path, e: impl std::fmt::Display) -> ControlError {
     }
 }
 
-fn load_or_create_token(path: &Path) -> Result<String, ControlError> {
+pub(crate) fn load_or_create_token(path: &Path) -> Result<String, ControlError> {
     match std::fs::read_to_string(path) {
         Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_owned()),
         Ok(_) => {}
@@ -216,21 +276,51 @@ fn load_or_create_token(path: &Path) -> Result<String, ControlError> {
         Err(e) => return Err(state_dir(path, e)),
     }
     let token = ids::token();
-    let tmp = path.with_extension("tmp");
-    write_private(&tmp, &token).map_err(|e| state_dir(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| state_dir(path, e))?;
+    write_file_atomic(path, token.as_bytes(), 0o600).map_err(|e| state_dir(path, e))?;
     Ok(token)
 }
 
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+/// Writes `content` to `path` through a temporary file and a rename, with `mode` permissions.
+pub(crate) fn write_file_atomic(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(content.as_bytes())?;
-    f.sync_all()
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(content)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads and checks a backup for `--restore`; refuses a state dir that already holds state.
+fn read_backup(file: &Path, db_path: &Path, config: &ControlConfig) -> Result<Vec<u8>, ControlError> {
+    let restore_err = |source| ControlError::Restore {
+        path: file.display().to_string(),
+        source,
+    };
+    if config.cluster.as_ref().is_some_and(|c| c.join.is_some()) {
+        return Err(ControlError::Cluster(
+            "--restore starts a new cluster and cannot be combined with --join; restore on one node, then join the others to it".into(),
+        ));
+    }
+    if db_path.exists() {
+        return Err(ControlError::StateDir {
+            path: config.data_dir.display().to_string(),
+            message: format!(
+                "--restore needs an empty state dir, but {} exists; pick a new --data-dir",
+                db_path.display()
+            ),
+        });
+    }
+    let bytes = std::fs::read(file).map_err(|e| ControlError::StateDir {
+        path: file.display().to_string(),
+        message: format!("cannot read the backup: {e}"),
+    })?;
+    let (header, export) = backup::decode(&bytes).map_err(restore_err)?;
+    tracing::info!(file = %file.display(), revision = header.revision, bytes = header.bytes, "restoring from a backup");
+    Ok(export.to_vec())
 }

@@ -1,7 +1,10 @@
 //! End-to-end tests: the real `skiff` binary in temp dirs on loopback, driven by HTTP and the CLI.
 //! One test binary (modules below) so the binary and helpers are built once.
+mod cluster;
+mod ha;
 mod harness;
 mod hostile;
 mod invalid;
+mod lincheck;
 mod one_node;
 mod roles;

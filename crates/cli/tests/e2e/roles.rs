@@ -18,6 +18,8 @@ fn server_agent_and_gateway_as_separate_processes() {
             state.to_str().expect("utf-8"),
             "--api",
             &format!("127.0.0.1:{api}"),
+            "--peer-listen",
+            &format!("127.0.0.1:{}", free_port()),
         ],
         dir.path().join("server.log"),
     );

@@ -70,6 +70,10 @@ pub struct JoinResponse {
     pub ca_pem: String,
     /// The current members of the control plane.
     pub members: Vec<JoinMember>,
+    /// Whatever else the admitting node hands to the new one, opaque to this crate (Skiff's
+    /// control plane puts the secrets every control member holds there); `null` when nothing.
+    #[serde(default)]
+    pub handover: serde_json::Value,
 }
 
 /// The JSON payload of a `JOIN_RESPONSE` frame.

@@ -90,6 +90,7 @@ impl PeerHandler for Recorder {
                     peer_addr: "127.0.0.1:1".into(),
                     api_url: "https://127.0.0.1:2".into(),
                 }],
+                handover: serde_json::json!({"note": "opaque"}),
             })
         })
     }

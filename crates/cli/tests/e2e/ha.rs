@@ -1,0 +1,539 @@
+//! The highly available control plane under faults: real `skiff server` processes, a steady
+//! write/read load whose history is checked for linearizability, kill -9, SIGSTOP, restarts.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::cluster::Cluster;
+use crate::lincheck::{self, Op, OpKind};
+
+const KEYS: usize = 4;
+
+fn key(i: usize) -> String {
+    format!("lin-{i}")
+}
+
+/// A namespace whose label `v` is the register's value.
+fn ns_body(name: &str, value: &str) -> Value {
+    json!({"apiVersion": "skiff.dev/v1", "kind": "Namespace",
+           "metadata": {"name": name, "labels": {"v": value}}})
+}
+
+/// Records operations from several client threads, each talking to the members in turn.
+struct Load {
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<Vec<Op>>>,
+    acked_writes: Arc<AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    start: Instant,
+}
+
+impl Load {
+    fn start(c: &Cluster, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let history = Arc::new(Mutex::new(Vec::new()));
+        let acked_writes = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        let urls: Vec<String> = (0..c.members.len()).map(|i| c.url(i)).collect();
+        let mut threads = Vec::new();
+        for t in 0..clients {
+            let (stop, history, acked) = (stop.clone(), history.clone(), acked_writes.clone());
+            let (urls, token) = (urls.clone(), c.token.clone());
+            threads.push(std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(2))
+                    .connect_timeout(Duration::from_millis(300))
+                    .build()
+                    .expect("client");
+                let mut server = t % urls.len();
+                let mut seq = 0u64;
+                // Bounded: stops by itself even if the test forgets to.
+                for _ in 0..200_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    seq += 1;
+                    let k = key((seq as usize * 7 + t) % KEYS);
+                    let url = format!("{}/api/v1/namespaces/{k}", urls[server]);
+                    let write = seq.is_multiple_of(2);
+                    let invoke = start.elapsed().as_nanos() as u64;
+                    let value = format!("c{t}-{seq}");
+                    let resp = if write {
+                        http.put(&url)
+                            .bearer_auth(&token)
+                            .json(&ns_body(&k, &value))
+                            .send()
+                    } else {
+                        http.get(&url).bearer_auth(&token).send()
+                    };
+                    let complete = start.elapsed().as_nanos() as u64;
+                    let op = match resp {
+                        Ok(r) if r.status().is_success() => {
+                            if write {
+                                acked.fetch_add(1, Ordering::Relaxed);
+                                Some(Op {
+                                    key: k,
+                                    invoke,
+                                    complete: Some(complete),
+                                    kind: OpKind::Write(value),
+                                })
+                            } else {
+                                let v: Value = r.json().unwrap_or(Value::Null);
+                                let read = v["metadata"]["labels"]["v"].as_str().map(str::to_owned);
+                                Some(Op {
+                                    key: k,
+                                    invoke,
+                                    complete: Some(complete),
+                                    kind: OpKind::Read(read),
+                                })
+                            }
+                        }
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let body: Value = r.json().unwrap_or(Value::Null);
+                            let certainly_not_applied = status == 503 && body["code"] == "NoLeader";
+                            server = (server + 1) % urls.len();
+                            // A write that may have happened stays, with no completion.
+                            (write && !certainly_not_applied).then_some(Op {
+                                key: k,
+                                invoke,
+                                complete: None,
+                                kind: OpKind::Write(value),
+                            })
+                        }
+                        Err(e) => {
+                            server = (server + 1) % urls.len();
+                            (write && !e.is_connect()).then_some(Op {
+                                key: k,
+                                invoke,
+                                complete: None,
+                                kind: OpKind::Write(value),
+                            })
+                        }
+                    };
+                    if let Some(op) = op {
+                        history.lock().expect("history").push(op);
+                    }
+                }
+            }));
+        }
+        Load {
+            stop,
+            history,
+            acked_writes,
+            threads,
+            start,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked_writes.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` writes beyond the current count are acknowledged.
+    fn wait_for_writes(&self, c: &Cluster, more: usize, what: &str) -> Duration {
+        let target = self.acked() + more;
+        let t0 = Instant::now();
+        c.wait_until(what, Duration::from_secs(60), |_| self.acked() >= target);
+        t0.elapsed()
+    }
+
+    fn finish(self) -> (Vec<Op>, Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("client thread");
+        }
+        let h = std::mem::take(&mut *self.history.lock().expect("history"));
+        (h, self.start.elapsed())
+    }
+}
+
+fn create_keys(c: &Cluster) -> BTreeMap<String, Option<String>> {
+    let mut initial = BTreeMap::new();
+    for i in 0..KEYS {
+        let r = c
+            .http
+            .post(format!("{}/api/v1/namespaces", c.url(0)))
+            .bearer_auth(&c.token)
+            .json(&ns_body(&key(i), "init"))
+            .send()
+            .expect("create key");
+        assert!(
+            r.status().is_success(),
+            "create {}: {}",
+            key(i),
+            r.text().unwrap_or_default()
+        );
+        initial.insert(key(i), Some("init".to_owned()));
+    }
+    initial
+}
+
+/// Asserts that at no sample two members claim to lead in the same term.
+fn assert_no_split_brain(c: &Cluster, among: &[usize]) {
+    let mut leaders: BTreeMap<u64, u64> = BTreeMap::new();
+    for &i in among {
+        if let Some(v) = c.cluster_info(i)
+            && v["raft"]["leader"] == v["raft"]["id"]
+        {
+            let term = v["raft"]["term"].as_u64().unwrap_or(0);
+            let id = v["raft"]["id"].as_u64().unwrap_or(0);
+            if let Some(other) = leaders.insert(term, id) {
+                assert_eq!(other, id, "two leaders in term {term}\n{}", c.logs());
+            }
+        }
+    }
+}
+
+fn check_history(c: &Cluster, history: &[Op], initial: &BTreeMap<String, Option<String>>) {
+    let writes = history
+        .iter()
+        .filter(|o| matches!(o.kind, OpKind::Write(_)))
+        .count();
+    let unknown = history.iter().filter(|o| o.complete.is_none()).count();
+    let bad = lincheck::check(history, initial);
+    eprintln!(
+        "linearizability: {} operations ({writes} writes, {unknown} with unknown outcome), {} violations",
+        history.len(),
+        bad.len()
+    );
+    assert!(bad.is_empty(), "not linearizable: {bad:?}\n{}", c.logs());
+    // Every acknowledged write is in the final state or was overwritten by a later one: the final
+    // linearizable read of each key must be a value that some write (or the initial value) put.
+    for (k, init) in initial {
+        let v: Value = c
+            .http
+            .get(format!("{}/api/v1/namespaces/{k}", c.url(0)))
+            .bearer_auth(&c.token)
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null);
+        let final_value = v["metadata"]["labels"]["v"].as_str().map(str::to_owned);
+        let mut with_final = history.to_vec();
+        let t = u64::MAX - 1;
+        with_final.push(Op {
+            key: k.clone(),
+            invoke: t - 1,
+            complete: Some(t),
+            kind: OpKind::Read(final_value),
+        });
+        let one: BTreeMap<String, Option<String>> = [(k.clone(), init.clone())].into();
+        let own: Vec<Op> = with_final.into_iter().filter(|o| &o.key == k).collect();
+        assert!(
+            lincheck::check(&own, &one).is_empty(),
+            "final value of {k} loses an acknowledged write"
+        );
+    }
+}
+
+/// Waits until every member in `among` has applied the same revision.
+fn wait_converged(c: &Cluster, among: &[usize]) {
+    c.wait_until(
+        "all members converge on one revision",
+        Duration::from_secs(60),
+        |c| {
+            let revs: Vec<Option<u64>> = among
+                .iter()
+                .map(|&i| c.cluster_info(i).and_then(|v| v["revision"].as_u64()))
+                .collect();
+            revs.iter().all(Option::is_some) && revs.windows(2).all(|w| w[0] == w[1])
+        },
+    );
+}
+
+#[test]
+fn three_members_survive_kill_and_pause_of_the_leader_linearizably() {
+    let mut c = Cluster::start(3, &[]);
+    let initial = create_keys(&c);
+    let all = [0, 1, 2];
+    let load = Load::start(&c, 3);
+    load.wait_for_writes(&c, 50, "writes flow");
+
+    // kill -9 the leader under load: a new leader, writes resume.
+    let old = c.leader_among(&all).expect("a leader");
+    c.kill(old);
+    let rest: Vec<usize> = all.iter().copied().filter(|&i| i != old).collect();
+    c.wait_until("a new leader among the survivors", Duration::from_secs(30), |c| {
+        c.leader_among(&rest).is_some()
+    });
+    let resumed = load.wait_for_writes(&c, 20, "writes resume after the leader was killed");
+    eprintln!("writes resumed {resumed:?} after a new leader was seen");
+    c.spawn(old);
+    wait_converged(&c, &all);
+
+    // SIGSTOP the leader, then resume it: a new leader meanwhile, never two in one term.
+    let paused = c.leader_among(&all).expect("a leader");
+    c.signal(paused, "STOP");
+    let rest: Vec<usize> = all.iter().copied().filter(|&i| i != paused).collect();
+    c.wait_until(
+        "a new leader while the old one is paused",
+        Duration::from_secs(30),
+        |c| {
+            assert_no_split_brain(c, &rest);
+            c.leader_among(&rest).is_some()
+        },
+    );
+    load.wait_for_writes(&c, 20, "writes continue while the old leader is paused");
+    c.signal(paused, "CONT");
+    c.wait_until(
+        "the resumed node follows the new leader",
+        Duration::from_secs(30),
+        |c| {
+            assert_no_split_brain(c, &all);
+            let leaders: Vec<Option<u64>> = all
+                .iter()
+                .map(|&i| c.cluster_info(i).and_then(|v| v["raft"]["leader"].as_u64()))
+                .collect();
+            leaders.iter().all(|l| l.is_some() && *l == leaders[0])
+        },
+    );
+    load.wait_for_writes(&c, 20, "writes after the paused leader is back");
+    let (history, ran) = load.finish();
+    eprintln!("load ran {ran:?}");
+    wait_converged(&c, &all);
+    check_history(&c, &history, &initial);
+}
+
+#[test]
+fn five_members_survive_two_failures() {
+    let mut c = Cluster::start(5, &[]);
+    let initial = create_keys(&c);
+    let all = [0, 1, 2, 3, 4];
+    let load = Load::start(&c, 3);
+    load.wait_for_writes(&c, 30, "writes flow");
+    let leader = c.leader_among(&all).expect("a leader");
+    let other = (leader + 1) % 5;
+    c.kill(leader);
+    c.kill(other);
+    let rest: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| i != leader && i != other)
+        .collect();
+    c.wait_until("a leader among the three left", Duration::from_secs(30), |c| {
+        c.leader_among(&rest).is_some()
+    });
+    load.wait_for_writes(&c, 30, "writes continue with two of five members down");
+    let (history, _) = load.finish();
+    wait_converged(&c, &rest);
+    check_history(&c, &history, &initial);
+}
+
+#[test]
+fn a_member_restarted_after_compaction_catches_up_by_snapshot() {
+    let mut c = Cluster::start(3, &["--raft-snapshot-every", "50"]);
+    let all = [0, 1, 2];
+    let leader = c.leader_among(&all).expect("leader");
+    let lagging = (leader + 1) % 3;
+    c.kill(lagging);
+    for i in 0..150 {
+        let r = c
+            .http
+            .post(format!("{}/api/v1/namespaces", c.url(leader)))
+            .bearer_auth(&c.token)
+            .json(&ns_body(&format!("bulk-{i}"), "x"))
+            .send()
+            .expect("write");
+        assert!(r.status().is_success(), "{}", r.text().unwrap_or_default());
+    }
+    c.wait_until("the leader compacted its log", Duration::from_secs(30), |c| {
+        c.cluster_info(leader)
+            .is_some_and(|v| v["raft"]["firstIndex"].as_u64().unwrap_or(0) > 50)
+    });
+    c.spawn(lagging);
+    wait_converged(&c, &all);
+    let v = c.cluster_info(lagging).expect("info");
+    assert!(
+        v["raft"]["snapshotIndex"].as_u64().unwrap_or(0) > 0,
+        "the restarted member caught up without a snapshot: {v}"
+    );
+    let r = c
+        .http
+        .get(format!(
+            "{}/api/v1/namespaces/bulk-149?consistency=stale",
+            c.url(lagging)
+        ))
+        .bearer_auth(&c.token)
+        .send()
+        .expect("read");
+    assert!(r.status().is_success(), "the lagging member lacks the data");
+}
+
+#[test]
+fn membership_changes_and_refusals() {
+    let mut c = Cluster::start(3, &[]);
+    // Writes through a follower are forwarded to the leader.
+    let all = [0, 1, 2];
+    let leader = c.leader_among(&all).expect("leader");
+    let follower = (leader + 1) % 3;
+    let r = c
+        .http
+        .post(format!("{}/api/v1/namespaces", c.url(follower)))
+        .bearer_auth(&c.token)
+        .json(&ns_body("via-follower", "1"))
+        .send()
+        .expect("write");
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap_or_default());
+
+    let out = c.cli(&["member", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for m in ["m0", "m1", "m2"] {
+        assert!(text.contains(m), "member list lacks {m}:\n{text}");
+    }
+    assert_eq!(text.matches("voter").count(), 3, "{text}");
+
+    // A wrong join token is refused with a clear error, and nothing changes.
+    let bad_dir = c.tmp.path().join("intruder");
+    let token = std::fs::read_to_string(c.members[0].dir.join("join.token")).expect("token");
+    let (hash, _) = token.trim().split_once("::").expect("token format");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "server",
+            "--dir",
+            bad_dir.to_str().expect("utf-8"),
+            "--name",
+            "intruder",
+        ])
+        .args(["--api", &format!("127.0.0.1:{}", crate::harness::free_port())])
+        .args([
+            "--peer-listen",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+        ])
+        .args(["--join", &format!("127.0.0.1:{}", c.members[0].peer)])
+        .args(["--join-token", &format!("{hash}::wrongsecret")])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("join refused"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "server",
+            "--dir",
+            bad_dir.to_str().expect("utf-8"),
+            "--name",
+            "intruder",
+        ])
+        .args(["--api", &format!("127.0.0.1:{}", crate::harness::free_port())])
+        .args([
+            "--peer-listen",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+        ])
+        .args(["--join", &format!("127.0.0.1:{}", c.members[0].peer)])
+        .args(["--join-token", "K10garbage"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SKF1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.voters_seen_by(0), 3);
+
+    // Remove a follower: two voters remain and still commit.
+    let victim = (leader + 2) % 3;
+    let name = c.members[victim].name.clone();
+    let out = c.cli(&["member", "remove", &name]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.kill(victim);
+    c.wait_until("two voters", Duration::from_secs(30), |c| {
+        c.voters_seen_by(leader) == 2
+    });
+    let r = c
+        .http
+        .post(format!("{}/api/v1/namespaces", c.url(leader)))
+        .bearer_auth(&c.token)
+        .json(&ns_body("after-remove", "1"))
+        .send()
+        .expect("write");
+    assert_eq!(r.status().as_u16(), 201);
+    let out = c.cli(&["member", "remove", "nobody"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no control member named"));
+}
+
+#[test]
+fn backup_and_restore() {
+    let c = Cluster::start(1, &[]);
+    for i in 0..5 {
+        let r = c
+            .http
+            .post(format!("{}/api/v1/namespaces", c.url(0)))
+            .bearer_auth(&c.token)
+            .json(&ns_body(&format!("kept-{i}"), "1"))
+            .send()
+            .expect("write");
+        assert!(r.status().is_success());
+    }
+    let file = c.tmp.path().join("backup.skiff");
+    let out = c.cli(&["snapshot", "save", file.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("saved revision"));
+
+    // A corrupt copy is refused with a clear error and leaves no state behind.
+    let mut bytes = std::fs::read(&file).expect("read backup");
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x01;
+    let corrupt = c.tmp.path().join("corrupt.skiff");
+    std::fs::write(&corrupt, &bytes).expect("write");
+    let bad_dir = c.tmp.path().join("from-corrupt");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["server", "--dir", bad_dir.to_str().expect("utf-8")])
+        .args(["--api", &format!("127.0.0.1:{}", crate::harness::free_port())])
+        .args([
+            "--peer-listen",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+        ])
+        .args(["--restore", corrupt.to_str().expect("utf-8")])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("corrupt") && err.contains("sha256"), "{err}");
+    assert!(
+        !bad_dir.join("state.redb").exists(),
+        "a refused restore left state behind"
+    );
+
+    // The good file starts a new cluster with the data.
+    let restored_dir = c.tmp.path().join("restored");
+    let api = crate::harness::free_port();
+    let proc = crate::harness::Proc::spawn(
+        &[
+            "server",
+            "--dir",
+            restored_dir.to_str().expect("utf-8"),
+            "--api",
+            &format!("127.0.0.1:{api}"),
+            "--peer-listen",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+            "--restore",
+            file.to_str().expect("utf-8"),
+        ],
+        c.tmp.path().join("restored.log"),
+    );
+    crate::harness::poll(
+        "the restored server serves the backed-up objects",
+        Duration::from_secs(60),
+        || {
+            let Ok(token) = std::fs::read_to_string(restored_dir.join("admin.token")) else {
+                return false;
+            };
+            let token = token.trim();
+            c.http
+                .get(format!("http://127.0.0.1:{api}/api/v1/namespaces/kept-4"))
+                .bearer_auth(token)
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        },
+        || proc.output(),
+    );
+}
