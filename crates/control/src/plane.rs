@@ -16,6 +16,11 @@ use crate::error::{ApiError, ControlError};
 use crate::ids;
 use crate::replicated::Replicated;
 
+/// How long a write may wait to be committed before the API answers 503 (outcome unknown).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a linearizable read may wait for the leader's confirmation.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Where and how a control node runs.
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
@@ -214,16 +219,30 @@ impl ControlPlane {
     /// The state machine's or Raft's error, as an [`ApiError`].
     pub async fn propose(&self, ops: Vec<Op>) -> Result<Vec<Object>, ApiError> {
         let cmd = Command::new(ids::now(), ops);
-        let out = self.inner.raft.propose(cmd.encode()).await?;
+        let out = tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.propose(cmd.encode()))
+            .await
+            .map_err(|_| {
+                ApiError::unavailable(format!(
+                    "the write was not committed within {}s (is a quorum of control members reachable?); it may or may not have been applied: read it back to check",
+                    WRITE_TIMEOUT.as_secs()
+                ))
+            })??;
         Ok(out?)
     }
 
     /// Waits until reads on this node reflect every write committed before the call.
     ///
     /// # Errors
-    /// Raft's error as an [`ApiError`].
+    /// Raft's error as an [`ApiError`]; 503 `NoLeader` when the leader cannot confirm in time.
     pub async fn read_barrier(&self) -> Result<(), ApiError> {
-        self.inner.raft.read_index().await?;
+        tokio::time::timeout(READ_TIMEOUT, self.inner.raft.read_index())
+            .await
+            .map_err(|_| {
+                ApiError::no_leader(format!(
+                    "the leader did not confirm a linearizable read within {}s (no quorum reachable?); retry, or read with ?consistency=stale",
+                    READ_TIMEOUT.as_secs()
+                ))
+            })??;
         Ok(())
     }
 

@@ -1,14 +1,20 @@
-//! A control plane of several `skiff server` processes on loopback, for the HA tests.
+//! A control plane of several `skiff server` processes, for the HA tests: on loopback, or each in
+//! its own network namespace (a separate host that can be partitioned).
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::harness::{Proc, free_port, poll};
+use crate::netns::Net;
 
 /// One control node.
 pub(crate) struct Member {
     pub(crate) name: String,
+    /// The address it listens on.
+    pub(crate) host: String,
+    /// Its network namespace, when it runs as a separate host.
+    pub(crate) netns: Option<String>,
     pub(crate) api: u16,
     pub(crate) peer: u16,
     pub(crate) dir: PathBuf,
@@ -19,8 +25,10 @@ pub(crate) struct Member {
 
 /// Several control nodes forming one cluster.
 pub(crate) struct Cluster {
-    pub(crate) tmp: tempfile::TempDir,
+    // Drop order: processes first, then the namespaces, then the files.
     pub(crate) members: Vec<Member>,
+    pub(crate) net: Option<Net>,
+    pub(crate) tmp: tempfile::TempDir,
     pub(crate) http: reqwest::blocking::Client,
     pub(crate) token: String,
     spawned: usize,
@@ -30,8 +38,18 @@ impl Cluster {
     /// Starts `n` control nodes: the first initialises the cluster, the others join it; returns
     /// once every one is a voter.
     pub(crate) fn start(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_on(None, n, extra)
+    }
+
+    /// As [`Cluster::start`], each member a separate host in its own network namespace.
+    pub(crate) fn start_hosts(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_on(Some(Net::create(n)), n, extra)
+    }
+
+    fn start_on(net: Option<Net>, n: usize, extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut c = Cluster {
+            net,
             members: Vec::new(),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(5))
@@ -66,10 +84,16 @@ impl Cluster {
 
     fn add_member(&mut self, i: usize, extra: &[&str]) {
         let dir = self.tmp.path().join(format!("m{i}"));
+        let (host, netns, api, peer) = match &self.net {
+            Some(net) => (net.host(i), Some(net.ns(i)), 7070, 7443),
+            None => ("127.0.0.1".to_owned(), None, free_port(), free_port()),
+        };
         self.members.push(Member {
             name: format!("m{i}"),
-            api: free_port(),
-            peer: free_port(),
+            host,
+            netns,
+            api,
+            peer,
             dir,
             proc: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -87,15 +111,15 @@ impl Cluster {
             "--name".into(),
             m.name.clone(),
             "--api".into(),
-            format!("127.0.0.1:{}", m.api),
+            format!("{}:{}", m.host, m.api),
             "--peer-listen".into(),
-            format!("127.0.0.1:{}", m.peer),
+            format!("{}:{}", m.host, m.peer),
         ];
         if i > 0 && !m.dir.join("cluster.json").exists() {
             let token = std::fs::read_to_string(self.members[0].dir.join("join.token")).expect("join token");
             args.extend([
                 "--join".into(),
-                format!("127.0.0.1:{}", self.members[0].peer),
+                format!("{}:{}", self.members[0].host, self.members[0].peer),
                 "--join-token".into(),
                 token.trim().to_owned(),
             ]);
@@ -104,12 +128,13 @@ impl Cluster {
         self.spawned += 1;
         let log = self.tmp.path().join(format!("{}.{}.log", m.name, self.spawned));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.members[i].proc = Some(Proc::spawn(&args, log));
+        let netns = self.members[i].netns.clone();
+        self.members[i].proc = Some(Proc::spawn_in(netns.as_deref(), &args, log));
     }
 
     /// The API URL of member `i`.
     pub(crate) fn url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].api)
+        format!("http://{}:{}", self.members[i].host, self.members[i].api)
     }
 
     /// Every member's API URL, comma-separated (for `--server`).

@@ -538,3 +538,86 @@ fn backup_and_restore() {
         || proc.output(),
     );
 }
+
+#[test]
+fn a_partitioned_leader_loses_writes_to_the_majority_and_all_converge_after_healing() {
+    let c = Cluster::start_hosts(3, &[]);
+    let initial = create_keys(&c);
+    let all = [0, 1, 2];
+    let load = Load::start(&c, 3);
+    load.wait_for_writes(&c, 30, "writes flow");
+    let cut = c.leader_among(&all).expect("a leader");
+    let net = c.net.as_ref().expect("hosts");
+    net.isolate(cut);
+    let majority: Vec<usize> = all.iter().copied().filter(|&i| i != cut).collect();
+    c.wait_until("the majority elects a leader", Duration::from_secs(30), |c| {
+        assert_no_split_brain(c, &all);
+        c.leader_among(&majority).is_some()
+    });
+    load.wait_for_writes(&c, 30, "the majority takes writes");
+    // The cut-off member refuses writes: it steps down (check-quorum) and knows no reachable leader.
+    c.wait_until("the minority side refuses writes", Duration::from_secs(30), |c| {
+        let r = c
+            .http
+            .post(format!("{}/api/v1/namespaces", c.url(cut)))
+            .bearer_auth(&c.token)
+            .json(&ns_body("written-in-the-minority", "x"))
+            .timeout(Duration::from_secs(4))
+            .send();
+        match r {
+            Ok(r) => {
+                assert_ne!(
+                    r.status().as_u16(),
+                    201,
+                    "the minority accepted a write\n{}",
+                    c.logs()
+                );
+                r.status().as_u16() == 503
+            }
+            Err(_) => false,
+        }
+    });
+    // It still serves stale reads from its own state.
+    let r = c
+        .http
+        .get(format!(
+            "{}/api/v1/namespaces/{}?consistency=stale",
+            c.url(cut),
+            key(0)
+        ))
+        .bearer_auth(&c.token)
+        .send()
+        .expect("stale read");
+    assert!(r.status().is_success());
+    net.heal();
+    c.wait_until(
+        "all members follow one leader again",
+        Duration::from_secs(30),
+        |c| {
+            assert_no_split_brain(c, &all);
+            let leaders: Vec<Option<u64>> = all
+                .iter()
+                .map(|&i| c.cluster_info(i).and_then(|v| v["raft"]["leader"].as_u64()))
+                .collect();
+            leaders.iter().all(|l| l.is_some() && *l == leaders[0])
+        },
+    );
+    load.wait_for_writes(&c, 20, "writes after healing");
+    let (history, _) = load.finish();
+    wait_converged(&c, &all);
+    let r = c
+        .http
+        .get(format!(
+            "{}/api/v1/namespaces/written-in-the-minority",
+            c.url(cut)
+        ))
+        .bearer_auth(&c.token)
+        .send()
+        .expect("read");
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "a write refused in the minority appeared after healing"
+    );
+    check_history(&c, majority[0], &history, &initial);
+}

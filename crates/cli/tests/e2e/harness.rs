@@ -182,8 +182,22 @@ pub(crate) struct Proc {
 
 impl Proc {
     pub(crate) fn spawn(args: &[&str], log: PathBuf) -> Proc {
+        Self::spawn_in(None, args, log)
+    }
+
+    /// Starts `skiff args…`, inside network namespace `netns` when given (`ip netns exec` execs
+    /// the binary, so the pid is skiff's own).
+    pub(crate) fn spawn_in(netns: Option<&str>, args: &[&str], log: PathBuf) -> Proc {
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_skiff")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_skiff")),
+        };
+        let child = cmd
             .args(args)
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))

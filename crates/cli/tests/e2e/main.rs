@@ -6,5 +6,6 @@ mod harness;
 mod hostile;
 mod invalid;
 mod lincheck;
+mod netns;
 mod one_node;
 mod roles;
