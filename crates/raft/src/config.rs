@@ -12,8 +12,15 @@ use crate::RaftError;
 pub struct RaftConfig {
     /// This node's raft id; never 0.
     pub id: u64,
-    /// The initial voters, used only when the database is empty (bootstrap), e.g. `[1]`.
+    /// The initial voters, used only when the database is empty (bootstrap), e.g. `[1]`. Empty
+    /// for a node that joins an existing group: it stays uninitialised until the leader, after
+    /// [`crate::MembershipChange::AddLearner`], sends it a snapshot.
     pub voters: Vec<u64>,
+    /// This node's member meta (opaque bytes, see [`crate::Membership::meta`]) recorded when a
+    /// one-member group is bootstrapped; ignored otherwise (a joining node's meta comes with
+    /// [`crate::MembershipChange::AddLearner`]; bootstrapping several voters records empty meta
+    /// for each, so every voter starts from the same state).
+    pub meta: Vec<u8>,
     /// Length of one raft tick.
     pub tick: Duration,
     /// Ticks without a leader message before a follower campaigns (randomised up to twice this).
@@ -35,6 +42,7 @@ impl Default for RaftConfig {
         RaftConfig {
             id: 1,
             voters: vec![1],
+            meta: Vec::new(),
             tick: Duration::from_millis(100),
             election_tick: 10,
             heartbeat_tick: 2,

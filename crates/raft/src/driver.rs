@@ -2,8 +2,9 @@
 //! Ready loop.
 
 mod apply;
+mod membership;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::handle::{Cmd, Reply, Shared};
 use crate::storage::{LogWriter, RedbStorage};
 use crate::transport::{NoTransport, Transport};
-use crate::{RaftConfig, RaftError, RaftHandle, RaftStatus, StateMachine, batch};
+use crate::{Membership, RaftConfig, RaftError, RaftHandle, RaftStatus, StateMachine, batch};
 
 /// Extras for [`start_with`] beyond the [`RaftConfig`].
 #[derive(Clone)]
@@ -27,6 +28,11 @@ pub struct StartOptions {
     /// transaction that persisted new log entries, before applying them — as if the process had
     /// crashed between "persist" and "apply". Pending proposals fail with [`RaftError::Stopped`].
     pub crash_before_apply: Option<Arc<AtomicBool>>,
+    /// Bootstrap from a backup: on an empty file, start a one-member group (`voters = [id]`,
+    /// whatever [`RaftConfig::voters`] says) whose state machine is first restored from these
+    /// bytes, in the machine's own snapshot format (as [`StateMachine::snapshot`] produces them).
+    /// Ignored when the file already holds a raft group.
+    pub bootstrap_snapshot: Option<Vec<u8>>,
 }
 
 impl Default for StartOptions {
@@ -34,6 +40,7 @@ impl Default for StartOptions {
         StartOptions {
             transport: Arc::new(NoTransport),
             crash_before_apply: None,
+            bootstrap_snapshot: None,
         }
     }
 }
@@ -42,6 +49,13 @@ impl std::fmt::Debug for StartOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StartOptions")
             .field("crash_before_apply", &self.crash_before_apply)
+            .field(
+                "bootstrap_snapshot",
+                &self
+                    .bootstrap_snapshot
+                    .as_ref()
+                    .map(|b| format!("{} bytes", b.len())),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -126,10 +140,19 @@ struct Pending<O> {
     replies: Vec<Reply<O>>,
 }
 
+/// The caller waiting for a proposed membership change.
+struct PendingChange {
+    index: u64,
+    term: u64,
+    batch: u64,
+    reply: Reply<Membership>,
+}
+
 /// Replies to send once the transaction that produced them has committed.
 struct Outcomes<O> {
     outputs: Vec<(Reply<O>, O)>,
     failures: Vec<(Reply<O>, RaftError)>,
+    memberships: Vec<(Reply<Membership>, Result<Membership, RaftError>)>,
 }
 
 impl<O> Default for Outcomes<O> {
@@ -137,6 +160,7 @@ impl<O> Default for Outcomes<O> {
         Outcomes {
             outputs: Vec::new(),
             failures: Vec::new(),
+            memberships: Vec::new(),
         }
     }
 }
@@ -161,11 +185,13 @@ pub(crate) struct Driver<SM: StateMachine> {
     queued: Vec<(Vec<u8>, Reply<SM::Output>)>,
     /// Proposed entries by log index.
     pending: BTreeMap<u64, Pending<SM::Output>>,
+    /// The membership change this node proposed, until it is applied.
+    pending_change: Option<PendingChange>,
     next_batch: u64,
     /// Reads waiting to be issued (no leader yet, or a fresh leader without a commit in its term).
     reads_unsent: Vec<Reply<u64>>,
     /// Reads issued to raft, by request context, with when they were issued.
-    reads_sent: HashMap<u64, (Instant, Vec<Reply<u64>>)>,
+    reads_sent: BTreeMap<u64, (Instant, Vec<Reply<u64>>)>,
     /// Reads confirmed by the leader, waiting for the local apply to reach their index.
     reads_confirmed: Vec<(u64, Vec<Reply<u64>>)>,
     next_read: u64,
@@ -182,10 +208,8 @@ impl<SM: StateMachine> Driver<SM> {
         shared: Arc<Shared>,
         rx: mpsc::Receiver<Cmd<SM::Output>>,
     ) -> Result<Self, RaftError> {
-        let storage = RedbStorage::open(db.clone(), &config.voters)?;
-        let txn = db.begin_write()?;
-        sm.init(&txn).map_err(RaftError::StateMachine)?;
-        txn.commit()?;
+        bootstrap(&db, &mut sm, &config, options.bootstrap_snapshot.as_deref())?;
+        let storage = RedbStorage::open(db.clone(), &[])?;
         let state = storage.state().clone();
         let rc = raft::Config {
             id: config.id,
@@ -227,9 +251,10 @@ impl<SM: StateMachine> Driver<SM> {
             rx,
             queued: Vec::new(),
             pending: BTreeMap::new(),
+            pending_change: None,
             next_batch: 1,
             reads_unsent: Vec::new(),
-            reads_sent: HashMap::new(),
+            reads_sent: BTreeMap::new(),
             reads_confirmed: Vec::new(),
             next_read: 1,
             snapshots_sent: Vec::new(),
@@ -303,6 +328,7 @@ impl<SM: StateMachine> Driver<SM> {
                     self.reads_unsent.push(reply);
                 }
             }
+            Cmd::ChangeMembership { change, reply } => self.on_change_membership(change, reply),
             Cmd::Step(msg) => {
                 self.shared.queued_steps.fetch_sub(1, Ordering::Relaxed);
                 let (from, kind) = (msg.from, msg.get_msg_type());
@@ -448,7 +474,7 @@ impl<SM: StateMachine> Driver<SM> {
             self.sm.snapshot(&txn).map_err(RaftError::StateMachine)?
         };
         let mut snap = raft::eraftpb::Snapshot {
-            data: data.into(),
+            data: crate::membership::wrap_snapshot(&state.members, &data).into(),
             ..Default::default()
         };
         let meta = snap.mut_metadata();
@@ -473,8 +499,16 @@ impl<SM: StateMachine> Driver<SM> {
     fn publish_status(&self, stopped: bool) {
         let raft = &self.node.raft;
         let state = self.node.store().state();
-        let mut voters = state.conf_state.voters.clone();
-        voters.sort_unstable();
+        let Membership {
+            voters,
+            learners,
+            meta: members,
+        } = self.membership();
+        let progress = if raft.state == StateRole::Leader {
+            raft.prs().iter().map(|(id, pr)| (*id, pr.matched)).collect()
+        } else {
+            BTreeMap::new()
+        };
         let status = RaftStatus {
             id: self.config.id,
             role: raft.state.into(),
@@ -486,6 +520,10 @@ impl<SM: StateMachine> Driver<SM> {
             last_index: raft.raft_log.last_index(),
             snapshot_index: state.snapshot_index,
             voters,
+            learners,
+            members,
+            pending_membership_change: self.change_pending(),
+            progress,
             stopped,
         };
         self.shared.status.send_if_modified(|s| {
@@ -525,10 +563,17 @@ impl<SM: StateMachine> Driver<SM> {
         for (_, reply) in self.queued.drain(..) {
             reply.send(Err(err.clone()));
         }
+        if let Some(p) = self.pending_change.take() {
+            p.reply.send(Err(err.clone()));
+        }
         let reads = self
             .reads_unsent
             .drain(..)
-            .chain(self.reads_sent.drain().flat_map(|(_, (_, r))| r))
+            .chain(
+                std::mem::take(&mut self.reads_sent)
+                    .into_iter()
+                    .flat_map(|(_, (_, r))| r),
+            )
             .chain(self.reads_confirmed.drain(..).flat_map(|(_, r)| r));
         for reply in reads {
             reply.send(Err(err.clone()));
@@ -537,6 +582,7 @@ impl<SM: StateMachine> Driver<SM> {
             match cmd {
                 Cmd::Propose { reply, .. } => reply.send(Err(RaftError::Stopped)),
                 Cmd::ReadIndex { reply, .. } => reply.send(Err(RaftError::Stopped)),
+                Cmd::ChangeMembership { reply, .. } => reply.send(Err(RaftError::Stopped)),
                 Cmd::Step(_) | Cmd::Shutdown => {}
             }
         }
@@ -548,4 +594,55 @@ impl<SM: StateMachine> Driver<SM> {
 struct Staged<'t, O> {
     log: LogWriter<'t>,
     outcomes: Outcomes<O>,
+}
+
+/// Initialises the machine's tables and, on a file without raft state, bootstraps the group.
+///
+/// With voters (or a backup) the group starts from a snapshot at index 1 holding the membership
+/// and the machine's initial content; with neither, the node stays uninitialised until a leader
+/// sends it a snapshot.
+fn bootstrap<SM: StateMachine>(
+    db: &Database,
+    sm: &mut SM,
+    config: &RaftConfig,
+    backup: Option<&[u8]>,
+) -> Result<(), RaftError> {
+    let txn = db.begin_write()?;
+    sm.init(&txn).map_err(RaftError::StateMachine)?;
+    txn.commit()?;
+    if !RedbStorage::is_new(db)? || (config.voters.is_empty() && backup.is_none()) {
+        return Ok(());
+    }
+    let (voters, machine) = match backup {
+        Some(bytes) => (vec![config.id], bytes.to_vec()),
+        None => {
+            let txn = db.begin_read()?;
+            let bytes = sm.snapshot(&txn).map_err(RaftError::StateMachine)?;
+            (config.voters.clone(), bytes)
+        }
+    };
+    let members = if voters == [config.id] {
+        BTreeMap::from([(config.id, config.meta.clone())])
+    } else {
+        voters.iter().map(|id| (*id, Vec::new())).collect()
+    };
+    let cs = raft::eraftpb::ConfState {
+        voters,
+        ..Default::default()
+    };
+    let txn = db.begin_write()?;
+    if let Some(bytes) = backup {
+        sm.restore(&txn, bytes)
+            .map_err(|e| RaftError::StateMachine(format!("cannot restore the bootstrap snapshot: {e}")))?;
+    }
+    {
+        // Creates the raft tables.
+        txn.open_table(crate::storage::META)?;
+        txn.open_table(crate::storage::LOG)?;
+        let mut log = LogWriter::new(&txn, crate::storage::LogState::default());
+        log.bootstrap(cs.clone(), members, &machine)?;
+    }
+    txn.commit()?;
+    tracing::info!(id = config.id, voters = ?cs.voters, restored = backup.is_some(), "raft group bootstrapped");
+    Ok(())
 }

@@ -54,6 +54,10 @@ pub enum RaftError {
     /// The configuration given to [`crate::start`] is invalid.
     #[error("invalid raft configuration: {0}")]
     InvalidConfig(String),
+    /// A membership change was refused before it was proposed (or raft refused to apply it); the
+    /// message says why and what to do. Nothing changed.
+    #[error("membership change refused: {0}")]
+    MembershipRefused(String),
     /// An inbound raft message could not be decoded or was too large.
     #[error("invalid raft message: {0}")]
     InvalidMessage(String),

@@ -1,5 +1,6 @@
 //! The cloneable handle callers use to talk to the driver thread.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
@@ -9,7 +10,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
-use crate::RaftError;
+use crate::{Membership, MembershipChange, RaftError};
 
 /// Largest encoded raft message [`RaftHandle::step_bytes`] decodes (128 MiB; snapshots travel in
 /// one message).
@@ -66,6 +67,15 @@ pub struct RaftStatus {
     pub snapshot_index: u64,
     /// The voters of the applied configuration, sorted.
     pub voters: Vec<u64>,
+    /// The learners of the applied configuration, sorted.
+    pub learners: Vec<u64>,
+    /// The meta of every member (voters and learners) of the applied configuration.
+    pub members: BTreeMap<u64, Vec<u8>>,
+    /// Whether a membership change was proposed and is not applied yet (a new one is refused).
+    pub pending_membership_change: bool,
+    /// On the leader: the highest log index known to be replicated on each member (learners
+    /// included, this node too). Empty on other nodes.
+    pub progress: BTreeMap<u64, u64>,
     /// Whether the driver has stopped (every request now fails with [`RaftError::Stopped`]).
     pub stopped: bool,
 }
@@ -86,8 +96,17 @@ impl<T> Reply<T> {
 
 /// A request to the driver thread.
 pub(crate) enum Cmd<O> {
-    Propose { data: Vec<u8>, reply: Reply<O> },
-    ReadIndex { reply: Reply<u64> },
+    Propose {
+        data: Vec<u8>,
+        reply: Reply<O>,
+    },
+    ReadIndex {
+        reply: Reply<u64>,
+    },
+    ChangeMembership {
+        change: MembershipChange,
+        reply: Reply<Membership>,
+    },
     Step(Box<Message>),
     Shutdown,
 }
@@ -175,6 +194,40 @@ impl<O: Send + 'static> RaftHandle<O> {
             .send(Cmd::ReadIndex { reply })
             .map_err(|_| RaftError::Stopped)?;
         rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// Proposes a membership change on the leader and resolves with the new membership once the
+    /// change is applied on this node.
+    ///
+    /// A node joins in two steps: [`MembershipChange::AddLearner`] (it receives the log, through a
+    /// snapshot first, without voting), then [`MembershipChange::Promote`] once
+    /// [`RaftStatus::progress`] shows it caught up. Changes are checked against the applied
+    /// membership before anything is proposed.
+    ///
+    /// # Errors
+    ///
+    /// [`RaftError::NotLeader`] on a follower; [`RaftError::MembershipRefused`] when another
+    /// change is still pending, the node already is a member (add), is not a learner (promote), is
+    /// not a member (remove, set meta), is the last voter (remove), or is the leader itself
+    /// (remove: leadership is handed to another voter, retry there); [`RaftError::ProposalDropped`]
+    /// / [`RaftError::OutcomeUnknown`] when leadership changed under the proposal;
+    /// [`RaftError::Stopped`] / [`RaftError::Storage`] when the driver stopped.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<Membership, RaftError> {
+        let (reply, rx) = self.reply().await?;
+        self.tx
+            .send(Cmd::ChangeMembership { change, reply })
+            .map_err(|_| RaftError::Stopped)?;
+        rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// The applied membership as of the latest published status.
+    pub fn membership(&self) -> Membership {
+        let s = self.shared.status.borrow();
+        Membership {
+            voters: s.voters.clone(),
+            learners: s.learners.clone(),
+            meta: s.members.clone(),
+        }
     }
 
     /// The driver's latest published status.

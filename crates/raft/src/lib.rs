@@ -32,6 +32,10 @@
 //!   restart everything comes from the file.
 //! - [`RaftHandle`]: cheap to clone; every call is a message to the thread. Requests queue with
 //!   backpressure: a bounded number may be queued or in flight, later callers wait.
+//! - [`MembershipChange`] / [`Membership`]: [`RaftHandle::change_membership`] adds learners,
+//!   promotes them, removes members or replaces a member's opaque meta, one change at a time.
+//! - [`StartOptions`]: the transport, and [`StartOptions::bootstrap_snapshot`] to start a new
+//!   group from a backup of the machine.
 //! - [`storage::RedbStorage`]: raft-rs's `Storage` over redb, including the compacted range.
 //! - [`transport::Transport`]: where messages for other nodes go; inbound ones come back through
 //!   [`RaftHandle::step`]. [`transport::MemNetwork`] joins nodes inside one process for tests.
@@ -64,6 +68,32 @@
 //!        └ commit (fsync) ─► StateMachine::committed ─► answer the proposers ────────┘
 //!      advance_apply ──► loop
 //! ```
+//!
+//! # Membership, joining and bootstrap
+//!
+//! A group is **bootstrapped** once, on an empty file: with [`RaftConfig::voters`] (usually just
+//! the first node, `[id]`), or from a backup ([`StartOptions::bootstrap_snapshot`]: a one-member
+//! group whose machine is restored from the backup first). Bootstrap stores a raft snapshot at
+//! index 1 holding the membership, the member meta and the machine's initial content; the log
+//! starts after it. A later start reads everything from the file and ignores both.
+//!
+//! A node **joins** with `voters: vec![]` on an empty file: it is uninitialised and waits. On the
+//! leader, [`MembershipChange::AddLearner`] (with the node's meta) makes it a learner; since the
+//! leader's log starts after the bootstrap snapshot, the learner always receives a snapshot first
+//! (one that includes it as a member: raft refuses others), then the log. Once
+//! [`RaftStatus::progress`] shows it caught up, [`MembershipChange::Promote`] makes it a voter.
+//!
+//! ```text
+//!  new node (voters=[]) ──► leader: AddLearner{id, meta} ──► snapshot ──► log ──► Promote{id}
+//! ```
+//!
+//! Changes are checked against the applied membership before they are proposed, and refused
+//! with [`RaftError::MembershipRefused`] when another is pending, when removing the last voter,
+//! when adding a member twice, promoting a non-learner, or removing a non-member. The leader does
+//! not remove itself: it hands leadership to the most up-to-date voter and refuses, and the
+//! caller retries on the new leader. Member meta lives in the raft tables, changes in the same
+//! transaction as the conf state, and travels inside every snapshot next to the machine's bytes
+//! ([`membership`] describes the layout).
 //!
 //! # Durability
 //!
@@ -112,6 +142,7 @@ mod error;
 mod handle;
 mod logger;
 mod machine;
+pub mod membership;
 pub mod storage;
 pub mod transport;
 
@@ -120,4 +151,5 @@ pub use driver::{StartOptions, start, start_with};
 pub use error::RaftError;
 pub use handle::{MAX_MESSAGE_BYTES, RaftHandle, RaftStatus, Role};
 pub use machine::StateMachine;
+pub use membership::{Membership, MembershipChange};
 pub use raft::eraftpb;

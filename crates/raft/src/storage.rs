@@ -8,12 +8,19 @@
 //! | `skiff_raft_meta` | `hard_state`, `conf_state`, `snapshot` | protobuf `HardState` / `ConfState` / `Snapshot` |
 //! | `skiff_raft_meta` | `truncated` | index and term of the last compacted entry (2 × `u64` LE) |
 //! | `skiff_raft_meta` | `applied` | the last applied index (`u64` LE) |
+//! | `skiff_raft_meta` | `members` | every member's opaque meta (see [`crate::membership`]'s encoding) |
+//!
+//! A group is bootstrapped with a snapshot at index 1 (term 1) that holds the initial membership
+//! and the state machine's initial content, so the log of every group starts at index 2 and a
+//! node joining later is always initialised by a snapshot from the leader: it could not learn
+//! the bootstrap voters from the log, since they are in no entry.
 //!
 //! [`RedbStorage`] keeps a copy of the small metadata ([`LogState`]) in memory and reads entries
 //! from redb on demand. Every change goes through a `LogWriter` bound to one write transaction;
 //! the new [`LogState`] is installed only after that transaction committed, so memory never runs
 //! ahead of the file.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -23,6 +30,7 @@ use raft::{RaftState, StorageError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::RaftError;
+use crate::membership::{decode_members, encode_members, unwrap_snapshot, wrap_snapshot};
 
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("skiff_raft_log");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("skiff_raft_meta");
@@ -32,6 +40,7 @@ const CONF_STATE: &str = "conf_state";
 const SNAPSHOT: &str = "snapshot";
 const TRUNCATED: &str = "truncated";
 const APPLIED: &str = "applied";
+const MEMBERS: &str = "members";
 
 /// The raft metadata kept in memory, mirroring what the last committed transaction wrote.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -52,6 +61,8 @@ pub struct LogState {
     pub applied: u64,
     /// Index of the stored snapshot (0 when there is none).
     pub snapshot_index: u64,
+    /// The opaque meta of each member, changed together with `conf_state`.
+    pub members: BTreeMap<u64, Vec<u8>>,
 }
 
 /// raft-rs [`raft::Storage`] over a redb database.
@@ -117,6 +128,33 @@ impl RedbStorage {
             state,
             snapshot_wanted: AtomicBool::new(false),
         })
+    }
+
+    /// Whether `db` holds no raft tables yet (a new file, or one only a state machine wrote to).
+    ///
+    /// # Errors
+    ///
+    /// [`RaftError::Storage`] when redb fails.
+    pub fn is_new(db: &Database) -> Result<bool, RaftError> {
+        let txn = db.begin_read()?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(meta.get(TRUNCATED)?.is_none())
+    }
+
+    /// Installs a received snapshot (its data in the [`crate::membership`] wrapping) in one
+    /// durable transaction: the log is reset to its position. Meant for tools and tests; the
+    /// driver restores the state machine in the same transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`RaftError::Storage`] when redb fails or the snapshot data is malformed.
+    pub fn apply_snapshot(&mut self, snap: &Snapshot) -> Result<(), RaftError> {
+        let (members, _) = unwrap_snapshot(&snap.data)?;
+        self.write(|w| w.apply_snapshot(snap, members))
     }
 
     /// The metadata as of the last committed write.
@@ -248,7 +286,16 @@ fn load(db: &Database) -> Result<LogState, RaftError> {
         Some(v) => decode::<Snapshot>(v.value())?.get_metadata().index,
         None => 0,
     };
+    let members = match meta.get(MEMBERS)? {
+        Some(v) => {
+            decode_members(v.value())
+                .map_err(|e| RaftError::Storage(format!("stored member meta is malformed: {e}")))?
+                .0
+        }
+        None => BTreeMap::new(),
+    };
     Ok(LogState {
+        members,
         hard_state: decode(&get(HARD_STATE)?)?,
         conf_state: decode(&get(CONF_STATE)?)?,
         truncated_index,
@@ -312,9 +359,24 @@ impl raft::Storage for RedbStorage {
         Ok(self.state.last_index)
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        // A node refuses a snapshot whose membership does not include it (a member added after
+        // the stored snapshot was taken), so such a request waits for a newer one.
+        let includes = |cs: &ConfState| {
+            cs.voters
+                .iter()
+                .chain(&cs.learners)
+                .chain(&cs.voters_outgoing)
+                .any(|id| *id == to)
+        };
         match self.stored_snapshot().map_err(other)? {
-            Some(s) if s.get_metadata().index >= request_index && s.get_metadata().index > 0 => Ok(s),
+            Some(s)
+                if s.get_metadata().index >= request_index
+                    && s.get_metadata().index > 0
+                    && includes(s.get_metadata().get_conf_state()) =>
+            {
+                Ok(s)
+            }
             _ => {
                 self.snapshot_wanted.store(true, Ordering::Relaxed);
                 Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
@@ -402,6 +464,35 @@ impl<'t> LogWriter<'t> {
         Ok(())
     }
 
+    /// Stores the member meta; only meta of members of `conf_state` is kept.
+    pub(crate) fn set_members(&mut self, mut members: BTreeMap<u64, Vec<u8>>) -> Result<(), RaftError> {
+        let cs = &self.state.conf_state;
+        members.retain(|id, _| cs.voters.contains(id) || cs.learners.contains(id));
+        self.put_meta(MEMBERS, &encode_members(&members))?;
+        self.state.members = members;
+        Ok(())
+    }
+
+    /// Bootstraps a new group in this (new) file: a snapshot at index 1, term 1, with
+    /// membership `cs`, the member meta, and `machine` (the state machine's snapshot bytes, whose
+    /// content the caller has in its tables). Replaces whatever raft state was staged.
+    pub(crate) fn bootstrap(
+        &mut self,
+        cs: ConfState,
+        members: BTreeMap<u64, Vec<u8>>,
+        machine: &[u8],
+    ) -> Result<(), RaftError> {
+        let mut snap = Snapshot {
+            data: wrap_snapshot(&members, machine).into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = 1;
+        meta.term = 1;
+        meta.set_conf_state(cs);
+        self.apply_snapshot(&snap, members)
+    }
+
     /// Records the applied index, and keeps the stored commit index at least as high.
     pub(crate) fn set_applied(&mut self, applied: u64) -> Result<(), RaftError> {
         self.put_meta(APPLIED, &applied.to_le_bytes())?;
@@ -446,9 +537,14 @@ impl<'t> LogWriter<'t> {
         Ok(())
     }
 
-    /// Replaces the whole log with a received snapshot's position; the caller restores the
-    /// state machine in the same transaction.
-    pub(crate) fn apply_snapshot(&mut self, snap: &Snapshot) -> Result<(), RaftError> {
+    /// Replaces the whole log with a received snapshot's position and stores its membership
+    /// (`members` is the meta unwrapped from its data); the caller restores the state machine in
+    /// the same transaction.
+    pub(crate) fn apply_snapshot(
+        &mut self,
+        snap: &Snapshot,
+        members: BTreeMap<u64, Vec<u8>>,
+    ) -> Result<(), RaftError> {
         let meta = snap.get_metadata();
         let (index, term) = (meta.index, meta.term);
         self.txn.open_table(LOG)?.retain(|_, _| false)?;
@@ -465,6 +561,7 @@ impl<'t> LogWriter<'t> {
         hs.term = hs.term.max(term);
         self.set_hard_state(hs)?;
         self.set_conf_state(meta.get_conf_state().clone())?;
+        self.set_members(members)?;
         self.put_meta(APPLIED, &index.to_le_bytes())?;
         self.state.applied = index;
         self.store_snapshot(snap)
@@ -595,14 +692,20 @@ mod tests {
         assert!(s.take_snapshot_wanted());
         s.append(&(1..=3).map(|i| entry(i, 1)).collect::<Vec<_>>())
             .unwrap();
+        let members = BTreeMap::from([(1, b"one".to_vec()), (2, Vec::new()), (5, b"gone".to_vec())]);
         let mut snap = Snapshot {
-            data: b"state".to_vec().into(),
+            data: wrap_snapshot(&members, b"state").into(),
             ..Default::default()
         };
         snap.mut_metadata().index = 20;
         snap.mut_metadata().term = 4;
         snap.mut_metadata().mut_conf_state().voters = vec![1, 2];
-        s.write(|w| w.apply_snapshot(&snap)).unwrap();
+        s.apply_snapshot(&snap).unwrap();
+        assert_eq!(
+            s.state().members.keys().copied().collect::<Vec<_>>(),
+            vec![1, 2],
+            "meta of non-members is dropped"
+        );
         let st = s.state().clone();
         assert_eq!(
             (
@@ -623,5 +726,7 @@ mod tests {
         );
         s.append(&[entry(21, 4)]).unwrap();
         assert_eq!(s.last_index().unwrap(), 21);
+        let reopened = RedbStorage::open(s.db().clone(), &[]).unwrap();
+        assert_eq!(reopened.state(), s.state(), "members survive reopening");
     }
 }

@@ -2,8 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
+use raft::eraftpb::{Entry, EntryType, Snapshot};
 use redb::WriteTransaction;
 
 use super::{Driver, Outcomes, Staged};
@@ -102,6 +101,9 @@ impl<SM: StateMachine> Driver<SM> {
         for (reply, err) in outcomes.failures {
             reply.send(Err(err));
         }
+        for (reply, result) in outcomes.memberships {
+            reply.send(result);
+        }
         Ok(())
     }
 
@@ -117,40 +119,17 @@ impl<SM: StateMachine> Driver<SM> {
         };
         for e in &entries {
             match e.get_entry_type() {
-                EntryType::EntryNormal => self.apply_normal(txn, &mut staged.outcomes, e),
-                EntryType::EntryConfChange => {
-                    let cc = ConfChange::parse_from_bytes(&e.data)?;
-                    let result = self.node.apply_conf_change(&cc);
-                    self.conf_changed(&mut staged.log, e.index, result)?;
+                EntryType::EntryNormal => {
+                    self.apply_normal(txn, &mut staged.outcomes, e);
+                    self.settle_change(e, None, &mut staged.outcomes);
                 }
-                EntryType::EntryConfChangeV2 => {
-                    let cc = ConfChangeV2::parse_from_bytes(&e.data)?;
-                    let result = self.node.apply_conf_change(&cc);
-                    self.conf_changed(&mut staged.log, e.index, result)?;
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.settle(e.index, e.term, &[], Vec::new(), &mut staged.outcomes);
+                    self.apply_conf_change(&mut staged.log, &mut staged.outcomes, e)?;
                 }
             }
         }
         staged.log.set_applied(last)
-    }
-
-    /// Stores the membership a configuration change produced (in the apply transaction).
-    fn conf_changed(
-        &mut self,
-        log: &mut LogWriter<'_>,
-        index: u64,
-        result: raft::Result<raft::eraftpb::ConfState>,
-    ) -> Result<(), RaftError> {
-        match result {
-            Ok(cs) => {
-                tracing::info!(id = self.config.id, index, voters = ?cs.voters, learners = ?cs.learners, "raft membership changed");
-                log.set_conf_state(cs)
-            }
-            Err(e) => {
-                // Every member refuses the same change the same way, so skipping stays deterministic.
-                tracing::error!(id = self.config.id, index, error = %e, "raft refused a membership change; skipping it");
-                Ok(())
-            }
-        }
     }
 
     /// Applies every proposal framed in one entry and settles the callers waiting for it.
@@ -214,10 +193,9 @@ impl<SM: StateMachine> Driver<SM> {
         snap: &Snapshot,
     ) -> Result<(), RaftError> {
         let index = snap.get_metadata().index;
-        self.sm
-            .restore(txn, &snap.data)
-            .map_err(RaftError::StateMachine)?;
-        staged.log.apply_snapshot(snap)?;
+        let (members, machine) = crate::membership::unwrap_snapshot(&snap.data)?;
+        self.sm.restore(txn, machine).map_err(RaftError::StateMachine)?;
+        staged.log.apply_snapshot(snap, members)?;
         // Entries this node proposed up to the snapshot were replaced before it could apply them.
         let later = self.pending.split_off(&(index + 1));
         for (_, p) in std::mem::replace(&mut self.pending, later) {
@@ -225,6 +203,12 @@ impl<SM: StateMachine> Driver<SM> {
                 .outcomes
                 .failures
                 .extend(p.replies.into_iter().map(|r| (r, RaftError::OutcomeUnknown)));
+        }
+        if let Some(p) = self.pending_change.take_if(|p| p.index <= index) {
+            staged
+                .outcomes
+                .memberships
+                .push((p.reply, Err(RaftError::OutcomeUnknown)));
         }
         tracing::info!(
             id = self.config.id,

@@ -98,20 +98,26 @@ async fn entries_committed_but_not_applied_are_applied_once_after_restart() {
     node.shutdown();
     let src = RedbStorage::open(source.clone(), &[1]).unwrap();
     let s = src.state().clone();
+    // The group was bootstrapped with a snapshot at index 1; the log starts after it.
+    let bootstrap = src.stored_snapshot().unwrap().expect("the bootstrap snapshot");
+    assert_eq!(bootstrap.get_metadata().index, 1);
+    assert_eq!(src.first_index().unwrap(), 2);
     let entries = src
-        .entries(1, s.last_index + 1, None, GetEntriesContext::empty(false))
+        .entries(2, s.last_index + 1, None, GetEntriesContext::empty(false))
         .unwrap();
-    // ...and copy it to a fresh file whose machine applied nothing: committed up to the end,
-    // applied index 0 — the state a crash right after persisting the commit index leaves.
+    // ...and copy it to a fresh file whose machine applied nothing past the bootstrap snapshot:
+    // committed up to the end, applied index 1 — the state a crash right after persisting the
+    // commit index leaves.
     let path = dir.path().join("target.redb");
     {
         let db = open_db(&path);
-        let mut dst = RedbStorage::open(db, &[1]).unwrap();
+        let mut dst = RedbStorage::open(db, &[]).unwrap();
+        dst.apply_snapshot(&bootstrap).unwrap();
         dst.append(&entries).unwrap();
         dst.set_hard_state(s.hard_state.clone()).unwrap();
         assert_eq!(
             (dst.state().applied, dst.state().hard_state.commit),
-            (0, s.last_index)
+            (1, s.last_index)
         );
     }
     let db = open_db(&path);
@@ -177,7 +183,7 @@ async fn snapshots_compact_the_log_and_survive_restart() {
     );
     let one = storage.entries(first, last + 1, Some(0), ctx()).unwrap();
     assert_eq!(one.len(), 1, "max_size still returns one entry");
-    let snap = storage.snapshot(0, 2).unwrap();
+    let snap = storage.snapshot(0, 1).unwrap();
     assert_eq!(snap.get_metadata().index, status.snapshot_index);
     assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1]);
     assert!(

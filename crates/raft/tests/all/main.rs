@@ -2,5 +2,6 @@
 
 mod cluster;
 mod durability;
+mod membership;
 mod single_node;
 mod support;

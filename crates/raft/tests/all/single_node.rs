@@ -113,12 +113,11 @@ async fn a_failing_state_machine_stops_the_driver_cleanly() {
         snapshot_every: 3,
         ..config(1, &[1])
     };
-    let sm = Counters {
-        fail_snapshot: true,
-        ..Counters::default()
-    };
+    let sm = Counters::default();
+    let fail = sm.fail_snapshot.clone();
     let node = start(db.clone(), sm, cfg).unwrap();
     node.wait_leader(WAIT).await.unwrap();
+    fail.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut failed = None;
     for _ in 0..10 {
         if let Err(e) = node.propose(b"f=1".to_vec()).await {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -21,8 +21,9 @@ pub(crate) struct Counters {
     pub(crate) commits: Arc<AtomicUsize>,
     /// How often `restore` was called (a snapshot received from the leader).
     pub(crate) restores: Arc<AtomicUsize>,
-    /// When set, `snapshot` fails (to test that the driver stops cleanly).
-    pub(crate) fail_snapshot: bool,
+    /// When set, `snapshot` fails (to test that the driver stops cleanly). Set it after start:
+    /// bootstrapping a group snapshots the initial machine.
+    pub(crate) fail_snapshot: Arc<AtomicBool>,
 }
 
 fn parse(p: &[u8]) -> Result<(&str, u64), String> {
@@ -64,7 +65,7 @@ impl StateMachine for Counters {
     }
 
     fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
-        if self.fail_snapshot {
+        if self.fail_snapshot.load(Ordering::Relaxed) {
             return Err("snapshot refused by the test".to_string());
         }
         let mut out = String::new();
