@@ -1,23 +1,23 @@
-//! The driver thread: owns the `RawNode`, the state machine and the redb writes, and runs the
-//! Ready loop.
+//! The driver thread: a thin loop that feeds the [`core::Core`] requests and wall-clock ticks.
+//!
+//! Everything the node decides and persists happens in the core, which is stepped synchronously;
+//! the thread only waits for requests or the next tick, and the deterministic simulation
+//! ([`crate::sim`]) steps the same core with simulated time instead.
 
 mod apply;
+pub(crate) mod core;
 mod membership;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
 
-use raft::eraftpb::{Message, MessageType};
-use raft::{RawNode, StateRole};
-use redb::{Database, ReadableDatabase};
-use tokio::sync::{Semaphore, watch};
+use redb::Database;
 
-use crate::handle::{Cmd, Reply, Shared};
-use crate::storage::{LogWriter, RedbStorage};
+use self::core::{Core, Exit};
+use crate::handle::{Cmd, Shared};
 use crate::transport::{NoTransport, Transport};
-use crate::{Membership, RaftConfig, RaftError, RaftHandle, RaftStatus, StateMachine, batch};
+use crate::{RaftConfig, RaftError, RaftHandle, StateMachine};
 
 /// Extras for [`start_with`] beyond the [`RaftConfig`].
 #[derive(Clone)]
@@ -33,6 +33,10 @@ pub struct StartOptions {
     /// bytes, in the machine's own snapshot format (as [`StateMachine::snapshot`] produces them).
     /// Ignored when the file already holds a raft group.
     pub bootstrap_snapshot: Option<Vec<u8>>,
+    /// Campaign after exactly [`RaftConfig::election_tick`] ticks instead of a timeout raft-rs
+    /// draws from its thread-local random generator. Only for seeded simulations, which vary
+    /// timing themselves; real clusters keep the randomised timeout (it avoids split votes).
+    pub fixed_election_timeout: bool,
 }
 
 impl Default for StartOptions {
@@ -41,6 +45,7 @@ impl Default for StartOptions {
             transport: Arc::new(NoTransport),
             crash_before_apply: None,
             bootstrap_snapshot: None,
+            fixed_election_timeout: false,
         }
     }
 }
@@ -88,27 +93,17 @@ pub fn start_with<SM: StateMachine>(
 ) -> Result<RaftHandle<SM::Output>, RaftError> {
     config.validate()?;
     let (tx, rx) = mpsc::channel();
-    let shared = Arc::new(Shared {
-        id: config.id,
-        max_proposal_bytes: config.max_proposal_bytes,
-        status: watch::Sender::new(RaftStatus {
-            id: config.id,
-            ..RaftStatus::default()
-        }),
-        permits: Arc::new(Semaphore::new(config.queue_capacity())),
-        queued_steps: AtomicUsize::new(0),
-        thread: Mutex::new(None),
-    });
+    let shared = Arc::new(Shared::new(&config));
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
     let thread_shared = shared.clone();
     let thread = std::thread::Builder::new()
         .name(format!("skiff-raft-{}", config.id))
         .spawn(
-            move || match Driver::boot(db, sm, config, options, thread_shared.clone(), rx) {
-                Ok(driver) => {
+            move || match Core::boot(db, sm, config, &options, thread_shared.clone()) {
+                Ok(core) => {
                     // The starter waits on this; if it is gone nobody will use the node.
                     if ready_tx.send(Ok(())).is_ok() {
-                        let run = std::panic::AssertUnwindSafe(|| driver.run());
+                        let run = std::panic::AssertUnwindSafe(|| run(core, rx));
                         if std::panic::catch_unwind(run).is_err() {
                             // raft-rs panics on broken invariants; the callers waiting on the
                             // dropped replies already see `Stopped`, the rest learn it here.
@@ -133,158 +128,21 @@ pub fn start_with<SM: StateMachine>(
     Ok(RaftHandle { tx, shared })
 }
 
-/// Callers waiting for one proposed entry.
-struct Pending<O> {
-    term: u64,
-    batch: u64,
-    replies: Vec<Reply<O>>,
-}
-
-/// The caller waiting for a proposed membership change.
-struct PendingChange {
-    index: u64,
-    term: u64,
-    batch: u64,
-    reply: Reply<Membership>,
-}
-
-/// Replies to send once the transaction that produced them has committed.
-struct Outcomes<O> {
-    outputs: Vec<(Reply<O>, O)>,
-    failures: Vec<(Reply<O>, RaftError)>,
-    memberships: Vec<(Reply<Membership>, Result<Membership, RaftError>)>,
-}
-
-impl<O> Default for Outcomes<O> {
-    fn default() -> Self {
-        Outcomes {
-            outputs: Vec::new(),
-            failures: Vec::new(),
-            memberships: Vec::new(),
-        }
-    }
-}
-
-/// Why the loop ended.
-enum Exit {
-    Shutdown,
-    Crash,
-    Failed(RaftError),
-}
-
-pub(crate) struct Driver<SM: StateMachine> {
-    node: RawNode<RedbStorage>,
-    sm: SM,
-    db: Arc<Database>,
-    config: RaftConfig,
-    transport: Arc<dyn Transport>,
-    crash_before_apply: Option<Arc<AtomicBool>>,
-    shared: Arc<Shared>,
-    rx: mpsc::Receiver<Cmd<SM::Output>>,
-    /// Proposals received this iteration, not yet framed into entries.
-    queued: Vec<(Vec<u8>, Reply<SM::Output>)>,
-    /// Proposed entries by log index.
-    pending: BTreeMap<u64, Pending<SM::Output>>,
-    /// The membership change this node proposed, until it is applied.
-    pending_change: Option<PendingChange>,
-    next_batch: u64,
-    /// Reads waiting to be issued (no leader yet, or a fresh leader without a commit in its term).
-    reads_unsent: Vec<Reply<u64>>,
-    /// Reads issued to raft, by request context, with when they were issued.
-    reads_sent: BTreeMap<u64, (Instant, Vec<Reply<u64>>)>,
-    /// Reads confirmed by the leader, waiting for the local apply to reach their index.
-    reads_confirmed: Vec<(u64, Vec<Reply<u64>>)>,
-    next_read: u64,
-    /// Followers a snapshot was sent to during the current Ready.
-    snapshots_sent: Vec<u64>,
-}
-
-impl<SM: StateMachine> Driver<SM> {
-    fn boot(
-        db: Arc<Database>,
-        mut sm: SM,
-        config: RaftConfig,
-        options: StartOptions,
-        shared: Arc<Shared>,
-        rx: mpsc::Receiver<Cmd<SM::Output>>,
-    ) -> Result<Self, RaftError> {
-        bootstrap(&db, &mut sm, &config, options.bootstrap_snapshot.as_deref())?;
-        let storage = RedbStorage::open(db.clone(), &[])?;
-        let state = storage.state().clone();
-        let rc = raft::Config {
-            id: config.id,
-            election_tick: config.election_tick,
-            heartbeat_tick: config.heartbeat_tick,
-            applied: state.applied,
-            pre_vote: true,
-            check_quorum: true,
-            max_size_per_msg: 1024 * 1024,
-            max_inflight_msgs: 256,
-            ..raft::Config::default()
-        };
-        rc.validate()
-            .map_err(|e| RaftError::InvalidConfig(e.to_string()))?;
-        let logger = crate::logger::raft_logger(config.id);
-        let mut node = RawNode::new(&rc, storage, &logger)
-            .map_err(|e| RaftError::Storage(format!("cannot load raft state: {e}")))?;
-        if state.conf_state.voters == [config.id] && state.conf_state.learners.is_empty() {
-            // Alone in the group: no need to wait an election timeout.
-            node.campaign()
-                .map_err(|e| RaftError::Storage(format!("cannot campaign: {e}")))?;
-        }
-        tracing::info!(
-            id = config.id,
-            term = state.hard_state.term,
-            commit = state.hard_state.commit,
-            applied = state.applied,
-            last_index = state.last_index,
-            "raft node loaded"
-        );
-        Ok(Driver {
-            node,
-            sm,
-            db,
-            config,
-            transport: options.transport,
-            crash_before_apply: options.crash_before_apply,
-            shared,
-            rx,
-            queued: Vec::new(),
-            pending: BTreeMap::new(),
-            pending_change: None,
-            next_batch: 1,
-            reads_unsent: Vec::new(),
-            reads_sent: BTreeMap::new(),
-            reads_confirmed: Vec::new(),
-            next_read: 1,
-            snapshots_sent: Vec::new(),
-        })
-    }
-
-    fn run(mut self) {
-        let tick = self.config.tick;
-        let mut next_tick = Instant::now() + tick;
-        let exit = loop {
-            match self.iteration(&mut next_tick, tick) {
-                Ok(None) => {}
-                Ok(Some(exit)) => break exit,
-                Err(e) => break Exit::Failed(e),
-            }
-        };
-        self.finish(exit);
-    }
-
-    /// One pass: take input, tick, process Ready, maybe snapshot, publish status.
-    fn iteration(&mut self, next_tick: &mut Instant, tick: Duration) -> Result<Option<Exit>, RaftError> {
+/// The thread's loop: wait for a request or the next tick, hand everything queued to the core,
+/// step it, repeat until shutdown or an error.
+fn run<SM: StateMachine>(mut core: Core<SM>, rx: mpsc::Receiver<Cmd<SM::Output>>) {
+    let tick = core.tick_length();
+    let mut next_tick = Instant::now() + tick;
+    let exit = loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
         let mut shutdown = false;
-        match self.rx.recv_timeout(wait) {
+        match rx.recv_timeout(wait) {
             Ok(cmd) => {
-                shutdown |= self.on_cmd(cmd);
-                // Drain what else is queued so it shares this iteration's durable commit.
-                for _ in 0..self.config.queue_capacity() + 1024 {
-                    match self.rx.try_recv() {
-                        Ok(cmd) => shutdown |= self.on_cmd(cmd),
+                shutdown |= core.on_cmd(cmd);
+                // Drain what else is queued so it shares this step's durable commit.
+                for _ in 0..core.queue_capacity() + 1024 {
+                    match rx.try_recv() {
+                        Ok(cmd) => shutdown |= core.on_cmd(cmd),
                         Err(mpsc::TryRecvError::Empty) => break,
                         Err(mpsc::TryRecvError::Disconnected) => {
                             shutdown = true;
@@ -296,353 +154,24 @@ impl<SM: StateMachine> Driver<SM> {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => shutdown = true,
         }
-        self.flush_proposals();
-        if Instant::now() >= *next_tick {
-            self.node.tick();
-            *next_tick = Instant::now() + tick;
+        let tick_due = Instant::now() >= next_tick;
+        if tick_due {
+            next_tick = Instant::now() + tick;
         }
-        self.issue_reads();
-        if self.on_ready()? {
-            return Ok(Some(Exit::Crash));
+        match core.step(tick_due) {
+            Ok(None) if shutdown => break Exit::Shutdown,
+            Ok(None) => {}
+            Ok(Some(exit)) => break exit,
+            Err(e) => break Exit::Failed(e),
         }
-        self.maybe_snapshot()?;
-        self.resolve_reads();
-        self.publish_status(false);
-        Ok(shutdown.then_some(Exit::Shutdown))
-    }
-
-    /// Handles one request; returns `true` for shutdown.
-    fn on_cmd(&mut self, cmd: Cmd<SM::Output>) -> bool {
+    };
+    core.finish(exit);
+    while let Ok(cmd) = rx.try_recv() {
         match cmd {
-            Cmd::Propose { data, reply } => {
-                if self.node.raft.state == StateRole::Leader {
-                    self.queued.push((data, reply));
-                } else {
-                    reply.send(Err(self.not_leader()));
-                }
-            }
-            Cmd::ReadIndex { reply } => {
-                if self.node.raft.leader_id == raft::INVALID_ID {
-                    reply.send(Err(RaftError::NotLeader { leader: None }));
-                } else {
-                    self.reads_unsent.push(reply);
-                }
-            }
-            Cmd::ChangeMembership { change, reply } => self.on_change_membership(change, reply),
-            Cmd::Step(msg) => {
-                self.shared.queued_steps.fetch_sub(1, Ordering::Relaxed);
-                let (from, kind) = (msg.from, msg.get_msg_type());
-                if let Err(e) = self.node.step(*msg) {
-                    tracing::debug!(id = self.config.id, from, ?kind, error = %e, "raft ignored a message");
-                }
-            }
-            Cmd::Shutdown => return true,
-        }
-        false
-    }
-
-    fn not_leader(&self) -> RaftError {
-        let leader = self.node.raft.leader_id;
-        RaftError::NotLeader {
-            leader: (leader != raft::INVALID_ID).then_some(leader),
+            Cmd::Propose { reply, .. } => reply.send(Err(RaftError::Stopped)),
+            Cmd::ReadIndex { reply, .. } => reply.send(Err(RaftError::Stopped)),
+            Cmd::ChangeMembership { reply, .. } => reply.send(Err(RaftError::Stopped)),
+            Cmd::Step(_) | Cmd::Shutdown => {}
         }
     }
-
-    /// Frames queued proposals into entries of at most `max_batch` proposals and proposes them.
-    fn flush_proposals(&mut self) {
-        while !self.queued.is_empty() {
-            let n = self.queued.len().min(self.config.max_batch);
-            let chunk: Vec<_> = self.queued.drain(..n).collect();
-            if self.node.raft.state != StateRole::Leader {
-                // A message stepped in this iteration deposed us; raft would forward the entry,
-                // and its callers could never be matched to it.
-                for (_, reply) in chunk {
-                    reply.send(Err(self.not_leader()));
-                }
-                continue;
-            }
-            let batch = self.next_batch;
-            self.next_batch += 1;
-            let data = batch::encode(chunk.iter().map(|(d, _)| d.as_slice()));
-            let replies: Vec<_> = chunk.into_iter().map(|(_, r)| r).collect();
-            match self.node.propose(batch::context(self.config.id, batch), data) {
-                Ok(()) => {
-                    let index = self.node.raft.raft_log.last_index();
-                    let term = self.node.raft.term;
-                    let stale = self.pending.insert(index, Pending { term, batch, replies });
-                    // An older proposal at this index was cut off when our log was truncated.
-                    for reply in stale.into_iter().flat_map(|p| p.replies) {
-                        reply.send(Err(RaftError::ProposalDropped));
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(id = self.config.id, error = %e, "raft dropped a proposal");
-                    for reply in replies {
-                        reply.send(Err(RaftError::ProposalDropped));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Issues waiting reads as one ReadIndex request, and re-issues ones that got no answer.
-    fn issue_reads(&mut self) {
-        let ticks = u32::try_from(self.config.election_tick).unwrap_or(u32::MAX);
-        let timeout = self.config.tick.saturating_mul(ticks);
-        let now = Instant::now();
-        let stale: Vec<u64> = self
-            .reads_sent
-            .iter()
-            .filter(|(_, (at, _))| now.duration_since(*at) > timeout)
-            .map(|(ctx, _)| *ctx)
-            .collect();
-        for ctx in stale {
-            // Raft drops reads silently (no leader, or a leader without a commit in its term).
-            if let Some((_, replies)) = self.reads_sent.remove(&ctx) {
-                self.reads_unsent.extend(replies);
-            }
-        }
-        let raft = &self.node.raft;
-        if self.reads_unsent.is_empty()
-            || raft.leader_id == raft::INVALID_ID
-            || (raft.state == StateRole::Leader && !raft.commit_to_current_term())
-        {
-            return;
-        }
-        let ctx = self.next_read;
-        self.next_read += 1;
-        self.node.read_index(ctx.to_le_bytes().to_vec());
-        self.reads_sent
-            .insert(ctx, (now, std::mem::take(&mut self.reads_unsent)));
-    }
-
-    /// Answers confirmed reads whose index this node has applied.
-    fn resolve_reads(&mut self) {
-        let applied = self.node.store().state().applied;
-        self.reads_confirmed.retain_mut(|(index, replies)| {
-            if *index > applied {
-                return true;
-            }
-            for reply in replies.drain(..) {
-                reply.send(Ok(*index));
-            }
-            false
-        });
-    }
-
-    fn on_read_state(&mut self, rs: raft::ReadState) {
-        let ctx = rs.request_ctx.as_slice().try_into().ok().map(u64::from_le_bytes);
-        if let Some((_, replies)) = ctx.and_then(|ctx| self.reads_sent.remove(&ctx)) {
-            self.reads_confirmed.push((rs.index, replies));
-        }
-    }
-
-    fn send(&mut self, msgs: Vec<Message>) {
-        if msgs.is_empty() {
-            return;
-        }
-        for m in &msgs {
-            if m.get_msg_type() == MessageType::MsgSnapshot {
-                self.snapshots_sent.push(m.to);
-            }
-        }
-        self.transport.send(msgs);
-    }
-
-    /// Tells raft the snapshots handed to the transport were delivered. The transport gives no
-    /// feedback; if one was lost, the follower's next probe shows it still lags and raft sends
-    /// a snapshot again (without this, raft would wait for that follower forever).
-    fn report_snapshots(&mut self) {
-        for to in std::mem::take(&mut self.snapshots_sent) {
-            self.node.report_snapshot(to, raft::SnapshotStatus::Finish);
-        }
-    }
-
-    /// Takes a snapshot and compacts the log when enough entries were applied since the last one,
-    /// or when raft asked for a newer snapshot to send to a follower.
-    fn maybe_snapshot(&mut self) -> Result<(), RaftError> {
-        let wanted = self.node.store().take_snapshot_wanted();
-        let state = self.node.store().state().clone();
-        let due = state.applied >= state.snapshot_index.saturating_add(self.config.snapshot_every);
-        if !(due || wanted) || state.applied <= state.snapshot_index {
-            return Ok(());
-        }
-        let term = raft::Storage::term(self.node.store(), state.applied)
-            .map_err(|e| RaftError::Storage(format!("cannot read term of {}: {e}", state.applied)))?;
-        let data = {
-            let txn = self.db.begin_read()?;
-            self.sm.snapshot(&txn).map_err(RaftError::StateMachine)?
-        };
-        let mut snap = raft::eraftpb::Snapshot {
-            data: crate::membership::wrap_snapshot(&state.members, &data).into(),
-            ..Default::default()
-        };
-        let meta = snap.mut_metadata();
-        meta.index = state.applied;
-        meta.term = term;
-        meta.set_conf_state(state.conf_state.clone());
-        let compact_to = state.applied.saturating_sub(self.config.keep_entries);
-        self.node.mut_store().write(|w| {
-            w.store_snapshot(&snap)?;
-            w.compact(compact_to)
-        })?;
-        tracing::info!(
-            id = self.config.id,
-            index = state.applied,
-            bytes = snap.data.len(),
-            compacted_to = compact_to.max(state.truncated_index),
-            "raft snapshot taken"
-        );
-        Ok(())
-    }
-
-    fn publish_status(&self, stopped: bool) {
-        let raft = &self.node.raft;
-        let state = self.node.store().state();
-        let Membership {
-            voters,
-            learners,
-            meta: members,
-        } = self.membership();
-        let progress = if raft.state == StateRole::Leader {
-            raft.prs().iter().map(|(id, pr)| (*id, pr.matched)).collect()
-        } else {
-            BTreeMap::new()
-        };
-        let status = RaftStatus {
-            id: self.config.id,
-            role: raft.state.into(),
-            leader: (raft.leader_id != raft::INVALID_ID).then_some(raft.leader_id),
-            term: raft.term,
-            commit: raft.raft_log.committed,
-            applied: state.applied,
-            first_index: state.truncated_index + 1,
-            last_index: raft.raft_log.last_index(),
-            snapshot_index: state.snapshot_index,
-            voters,
-            learners,
-            members,
-            pending_membership_change: self.change_pending(),
-            progress,
-            stopped,
-        };
-        self.shared.status.send_if_modified(|s| {
-            let changed = *s != status;
-            if changed {
-                *s = status;
-            }
-            changed
-        });
-    }
-
-    /// Fails everything still waiting, closes the queue and marks the node stopped.
-    fn finish(mut self, exit: Exit) {
-        let err = match exit {
-            Exit::Shutdown => {
-                tracing::info!(id = self.config.id, "raft driver stopped");
-                RaftError::Stopped
-            }
-            Exit::Crash => {
-                tracing::warn!(
-                    id = self.config.id,
-                    "raft driver halted by the crash_before_apply hook"
-                );
-                RaftError::Stopped
-            }
-            Exit::Failed(e) => {
-                tracing::error!(id = self.config.id, error = %e, "raft driver stopped after an error");
-                e
-            }
-        };
-        self.shared.permits.close();
-        for (_, p) in std::mem::take(&mut self.pending) {
-            for reply in p.replies {
-                reply.send(Err(err.clone()));
-            }
-        }
-        for (_, reply) in self.queued.drain(..) {
-            reply.send(Err(err.clone()));
-        }
-        if let Some(p) = self.pending_change.take() {
-            p.reply.send(Err(err.clone()));
-        }
-        let reads = self
-            .reads_unsent
-            .drain(..)
-            .chain(
-                std::mem::take(&mut self.reads_sent)
-                    .into_iter()
-                    .flat_map(|(_, (_, r))| r),
-            )
-            .chain(self.reads_confirmed.drain(..).flat_map(|(_, r)| r));
-        for reply in reads {
-            reply.send(Err(err.clone()));
-        }
-        while let Ok(cmd) = self.rx.try_recv() {
-            match cmd {
-                Cmd::Propose { reply, .. } => reply.send(Err(RaftError::Stopped)),
-                Cmd::ReadIndex { reply, .. } => reply.send(Err(RaftError::Stopped)),
-                Cmd::ChangeMembership { reply, .. } => reply.send(Err(RaftError::Stopped)),
-                Cmd::Step(_) | Cmd::Shutdown => {}
-            }
-        }
-        self.publish_status(true);
-    }
-}
-
-/// Writes staged by one Ready step: the writer for the raft tables plus the callers to answer.
-struct Staged<'t, O> {
-    log: LogWriter<'t>,
-    outcomes: Outcomes<O>,
-}
-
-/// Initialises the machine's tables and, on a file without raft state, bootstraps the group.
-///
-/// With voters (or a backup) the group starts from a snapshot at index 1 holding the membership
-/// and the machine's initial content; with neither, the node stays uninitialised until a leader
-/// sends it a snapshot.
-fn bootstrap<SM: StateMachine>(
-    db: &Database,
-    sm: &mut SM,
-    config: &RaftConfig,
-    backup: Option<&[u8]>,
-) -> Result<(), RaftError> {
-    let txn = db.begin_write()?;
-    sm.init(&txn).map_err(RaftError::StateMachine)?;
-    txn.commit()?;
-    if !RedbStorage::is_new(db)? || (config.voters.is_empty() && backup.is_none()) {
-        return Ok(());
-    }
-    let (voters, machine) = match backup {
-        Some(bytes) => (vec![config.id], bytes.to_vec()),
-        None => {
-            let txn = db.begin_read()?;
-            let bytes = sm.snapshot(&txn).map_err(RaftError::StateMachine)?;
-            (config.voters.clone(), bytes)
-        }
-    };
-    let members = if voters == [config.id] {
-        BTreeMap::from([(config.id, config.meta.clone())])
-    } else {
-        voters.iter().map(|id| (*id, Vec::new())).collect()
-    };
-    let cs = raft::eraftpb::ConfState {
-        voters,
-        ..Default::default()
-    };
-    let txn = db.begin_write()?;
-    if let Some(bytes) = backup {
-        sm.restore(&txn, bytes)
-            .map_err(|e| RaftError::StateMachine(format!("cannot restore the bootstrap snapshot: {e}")))?;
-    }
-    {
-        // Creates the raft tables.
-        txn.open_table(crate::storage::META)?;
-        txn.open_table(crate::storage::LOG)?;
-        let mut log = LogWriter::new(&txn, crate::storage::LogState::default());
-        log.bootstrap(cs.clone(), members, &machine)?;
-    }
-    txn.commit()?;
-    tracing::info!(id = config.id, voters = ?cs.voters, restored = backup.is_some(), "raft group bootstrapped");
-    Ok(())
 }

@@ -88,6 +88,12 @@ pub(crate) struct Reply<T> {
 }
 
 impl<T> Reply<T> {
+    /// A reply channel holding `permit`; the receiver gets the answer.
+    pub(crate) fn new(permit: OwnedSemaphorePermit) -> (Self, oneshot::Receiver<Result<T, RaftError>>) {
+        let (tx, rx) = oneshot::channel();
+        (Reply { tx, _permit: permit }, rx)
+    }
+
     /// Answers the request; a caller that gave up (dropped its future) no longer wants it.
     pub(crate) fn send(self, result: Result<T, RaftError>) {
         let _ = self.tx.send(result);
@@ -120,6 +126,22 @@ pub(crate) struct Shared {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) queued_steps: AtomicUsize,
     pub(crate) thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &crate::RaftConfig) -> Self {
+        Shared {
+            id: config.id,
+            max_proposal_bytes: config.max_proposal_bytes,
+            status: watch::Sender::new(RaftStatus {
+                id: config.id,
+                ..RaftStatus::default()
+            }),
+            permits: Arc::new(Semaphore::new(config.queue_capacity())),
+            queued_steps: AtomicUsize::new(0),
+            thread: Mutex::new(None),
+        }
+    }
 }
 
 /// A cloneable handle to a running raft driver.
@@ -356,7 +378,6 @@ impl<O: Send + 'static> RaftHandle<O> {
             .acquire_owned()
             .await
             .map_err(|_| RaftError::Stopped)?;
-        let (tx, rx) = oneshot::channel();
-        Ok((Reply { tx, _permit: permit }, rx))
+        Ok(Reply::new(permit))
     }
 }

@@ -143,6 +143,7 @@ mod handle;
 mod logger;
 mod machine;
 pub mod membership;
+pub mod sim;
 pub mod storage;
 pub mod transport;
 

@@ -5,11 +5,11 @@ use std::sync::atomic::Ordering;
 use raft::eraftpb::{Entry, EntryType, Snapshot};
 use redb::WriteTransaction;
 
-use super::{Driver, Outcomes, Staged};
+use super::core::{Core, Outcomes, Staged};
 use crate::storage::{LogState, LogWriter};
 use crate::{RaftError, StateMachine, batch};
 
-impl<SM: StateMachine> Driver<SM> {
+impl<SM: StateMachine> Core<SM> {
     /// Processes one Ready; returns `true` when the crash hook stopped it after persisting.
     pub(super) fn on_ready(&mut self) -> Result<bool, RaftError> {
         if !self.node.has_ready() {

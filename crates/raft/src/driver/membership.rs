@@ -10,14 +10,14 @@ use protobuf::Message as _;
 use raft::StateRole;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType};
 
-use super::{Driver, Outcomes, PendingChange};
+use super::core::{Core, Outcomes, PendingChange};
 use crate::handle::Reply;
 use crate::storage::LogWriter;
 use crate::{Membership, MembershipChange, RaftError, StateMachine, batch};
 
 const SET_META: u8 = 1;
 
-impl<SM: StateMachine> Driver<SM> {
+impl<SM: StateMachine> Core<SM> {
     /// Checks and proposes a membership change; the caller is answered when it is applied.
     pub(super) fn on_change_membership(&mut self, change: MembershipChange, reply: Reply<Membership>) {
         match self.propose_change(&change) {
@@ -34,13 +34,13 @@ impl<SM: StateMachine> Driver<SM> {
     }
 
     /// The applied membership.
-    pub(super) fn membership(&self) -> Membership {
+    pub(crate) fn membership(&self) -> Membership {
         let state = self.node.store().state();
         Membership::from_parts(&state.conf_state, &state.members)
     }
 
     /// Whether a change was proposed (by this node or an earlier leader) and is not applied yet.
-    pub(super) fn change_pending(&self) -> bool {
+    pub(crate) fn change_pending(&self) -> bool {
         // Against the applied index in the file: raft's own one lags until `advance_apply`.
         self.pending_change.is_some() || self.node.raft.pending_conf_index > self.node.store().state().applied
     }

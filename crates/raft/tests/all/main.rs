@@ -3,5 +3,6 @@
 mod cluster;
 mod durability;
 mod membership;
+mod sim;
 mod single_node;
 mod support;
