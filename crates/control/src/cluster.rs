@@ -272,9 +272,7 @@ async fn join_cluster(
         api_url: meta.api_url.clone(),
     };
     tracing::info!(server = %join.server, member = %cfg.name, "joining the cluster");
-    let resp = skiff_peer::transport::join(&join.server, &token, req)
-        .await
-        .map_err(|e| cluster_err(&format!("joining through {}", join.server), e))?;
+    let resp = join_with_retry(&join.server, &token, req).await?;
     let handover: Handover = serde_json::from_value(resp.handover.clone())
         .map_err(|e| cluster_err("the join answer lacks the cluster secrets", e))?;
     let pki = pki_dir(data_dir);
@@ -309,6 +307,38 @@ async fn join_cluster(
     )?;
     tracing::info!(member = %cfg.name, raft_id = resp.raft_id, members = resp.members.len(), "joined as a learner");
     Ok(resp)
+}
+
+/// Refusals that go away by themselves (another member still catching up, an election, a member
+/// still starting), as the admitting member words them.
+const PASSING_REFUSALS: [&str; 3] = ["in progress", "no leader is known", "still starting"];
+/// How long a join keeps retrying passing refusals and unreachable members.
+const JOIN_RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Joins through `server`, retrying while the refusal is a passing one (several members started
+/// at once queue up this way) or the member cannot be reached yet.
+async fn join_with_retry(server: &str, token: &JoinToken, req: JoinRequest) -> Result<JoinResponse, ControlError> {
+    let deadline = tokio::time::Instant::now() + JOIN_RETRY_FOR;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let err = match skiff_peer::transport::join(server, token, req.clone()).await {
+            Ok(resp) => return Ok(resp),
+            Err(e) => e,
+        };
+        let passing = match &err {
+            skiff_peer::PeerError::JoinRefused { reason, .. } => {
+                PASSING_REFUSALS.iter().any(|p| reason.contains(p))
+            }
+            skiff_peer::PeerError::Connect { .. } | skiff_peer::PeerError::Timeout { .. } => true,
+            _ => false,
+        };
+        if !passing || tokio::time::Instant::now() + pause > deadline {
+            return Err(cluster_err(&format!("joining through {server}"), err));
+        }
+        tracing::info!(%server, error = %err, "join not possible yet; retrying");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(3));
+    }
 }
 
 /// Receives what arrives on the peer port.

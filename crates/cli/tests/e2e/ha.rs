@@ -370,6 +370,26 @@ fn membership_changes_and_refusals() {
     let all = [0, 1, 2];
     let leader = c.leader_among(&all).expect("leader");
     let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    // A watch served by the other follower sees the write.
+    let rev = c.cluster_info(other).expect("info")["revision"].as_u64().expect("revision");
+    let watch_url = format!("{}/api/v1/namespaces?watch=true&resourceVersion={rev}", c.url(other));
+    let token = c.token.clone();
+    let watcher = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client");
+        let resp = http.get(&watch_url).bearer_auth(&token).send().expect("watch");
+        for line in std::io::BufReader::new(resp).lines() {
+            let Ok(line) = line else { return false };
+            if line.contains("via-follower") {
+                return true;
+            }
+        }
+        false
+    });
     let r = c
         .http
         .post(format!("{}/api/v1/namespaces", c.url(follower)))
@@ -378,6 +398,7 @@ fn membership_changes_and_refusals() {
         .send()
         .expect("write");
     assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap_or_default());
+    assert!(watcher.join().expect("watcher"), "the follower's watch did not see the write");
 
     let out = c.cli(&["member", "list"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
