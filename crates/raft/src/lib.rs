@@ -57,16 +57,17 @@
 //!                        ▼
 //!  (1) messages ─────────────────────────────► transport (a leader sends before persisting)
 //!      read states ──────────────────────────► reads wait for the local apply to reach them
-//!  (2-5) ┌ write txn A ──────────────────────────────────────────────────────────────┐
+//!  (2-5) ┌ write txn A (only if there is a snapshot, new entries or a new term/vote) ──┐
 //!        │ received snapshot → StateMachine::restore + log reset                     │
-//!        │ committed entries → StateMachine::apply each proposal, applied index      │
 //!        │ new entries → append (overwriting a conflicting tail)                     │
 //!        │ hard state (term, vote, commit ≥ applied)                                 │
-//!        └ commit (fsync) ─► StateMachine::committed ─► answer the proposers ────────┘
+//!        └ commit (fsync) ───────────────────────────────────────────────────────────┘
 //!  (6) persisted messages (votes, append acks) ──► transport  — only after txn A
+//!        ┌ write txn B (no fsync): committed entries → apply, applied index, commit ──┐
+//!        └ commit ─► StateMachine::committed ─► answer the proposers ─────────────────┘
 //!  (7) advance ─► light ready: messages ─► transport
-//!        ┌ write txn B: commit index, committed entries → apply, applied index ──────┐
-//!        └ commit (fsync) ─► StateMachine::committed ─► answer the proposers ────────┘
+//!        ┌ write txn C (no fsync): commit index, committed entries → apply ──────────┐
+//!        └ commit ─► StateMachine::committed ─► answer the proposers ────────────────┘
 //!      advance_apply ──► loop
 //! ```
 //!
@@ -117,15 +118,20 @@
 //!
 //! Everything lives in one redb file, and each transaction is all-or-nothing:
 //!
-//! - **Log entries and hard state** are written in one transaction (A) that commits *before* any
-//!   message promising them (a vote, an append acknowledgement) leaves the node, and before an entry
-//!   of a single-node group can count as committed. A crash loses only entries nobody was told of.
+//! - **Log entries and hard state** are written in one transaction (A, fsynced) that commits
+//!   *before* any message promising them (a vote, an append acknowledgement) leaves the node, and
+//!   before an entry of a single-node group can count as committed. A crash loses only entries
+//!   nobody was told of. Acknowledgements leave before the node applies anything.
 //! - **Applying** happens in a transaction that also writes the applied index (and a commit index
-//!   at least as high). A crash before it commits loses both the machine's changes and the applied
-//!   index, so on restart raft hands the same committed entries out again and they are applied
-//!   exactly once; a crash after it commits keeps both, so they are not applied again.
-//! - **Callers are answered only after** the transaction that applied their entry committed, so an
-//!   acknowledged write is in the file.
+//!   at least as high). A crash before it reaches the disk loses both the machine's changes and the
+//!   applied index, so on restart raft hands the same committed entries out again and they are
+//!   applied exactly once; a crash after it keeps both, so they are not applied again. Applying
+//!   commits without an fsync (`redb::Durability::None`, transactions B and C): what it applies is
+//!   already durable in the log of a majority, and the next durable commit (the next append) makes
+//!   it durable too. This saves one fsync per write on the leader's critical path, and keeps the
+//!   apply work off the path of the followers' acknowledgements.
+//! - **Callers are answered only after** the transaction that applied their entry committed, and
+//!   that entry was durably logged by a majority first, so an acknowledged write survives any crash.
 //! - **Snapshots** are written with their metadata in one transaction that then compacts the log
 //!   (keeping [`RaftConfig::keep_entries`] behind it); a received snapshot replaces the machine's
 //!   tables and resets the log in transaction A.

@@ -23,10 +23,20 @@ impl<SM: StateMachine> Core<SM> {
             self.on_read_state(rs);
         }
 
-        // (2)-(5) Snapshot, committed entries, new entries and hard state: ONE write transaction.
+        // (2)-(5) A received snapshot, new entries and a new term or vote must be on disk before
+        // anyone hears of them: one durable transaction. Applying committed entries (and moving
+        // the commit index) need not be: those entries are already durable on a majority, and a
+        // crash that loses an apply loses the applied index with it, so the entries are simply
+        // applied again. So the durable part goes first, its acknowledgements leave at once, and
+        // the apply follows in a transaction without an fsync, off the acknowledgement's path.
         let committed = rd.take_committed_entries();
         let appended = !rd.entries().is_empty();
-        if !rd.snapshot().is_empty() || !committed.is_empty() || appended || rd.hs().is_some() {
+        let new_term_or_vote = rd.hs().is_some_and(|hs| {
+            let old = &self.node.store().state().hard_state;
+            hs.term != old.term || hs.vote != old.vote
+        });
+        let must_sync = appended || !rd.snapshot().is_empty() || new_term_or_vote;
+        if must_sync {
             let txn = self.db.begin_write()?;
             let mut staged = Staged {
                 log: LogWriter::new(&txn, self.node.store().state().clone()),
@@ -35,10 +45,9 @@ impl<SM: StateMachine> Core<SM> {
             if !rd.snapshot().is_empty() {
                 self.restore_snapshot(&txn, &mut staged, rd.snapshot())?;
             }
-            self.apply_entries(&txn, &mut staged, committed)?;
             staged.log.append(rd.entries())?;
             if let Some(hs) = rd.hs() {
-                // Never store a commit index below the applied index written just above.
+                // Never store a commit index below the applied index.
                 let mut hs = hs.clone();
                 hs.commit = hs.commit.max(staged.log.state().applied);
                 staged.log.set_hard_state(hs)?;
@@ -56,15 +65,36 @@ impl<SM: StateMachine> Core<SM> {
             return Ok(true);
         }
 
-        // (6) Messages that promise persisted state (votes, append acks) go only now.
+        // (6) Messages that promise persisted state (votes, append acks) go now, before applying.
         self.send(rd.take_persisted_messages());
+
+        // Apply what is committed; a commit-only hard state rides along.
+        let commit_only = rd.hs().filter(|_| !must_sync).map(|hs| hs.commit);
+        if !committed.is_empty() || commit_only.is_some() {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| RaftError::Storage(e.to_string()))?;
+            let mut staged = Staged {
+                log: LogWriter::new(&txn, self.node.store().state().clone()),
+                outcomes: Outcomes::default(),
+            };
+            self.apply_entries(&txn, &mut staged, committed)?;
+            let applied = staged.log.state().applied;
+            staged.log.set_commit(commit_only.unwrap_or(0).max(applied))?;
+            let Staged { log, outcomes } = staged;
+            let state = log.into_state();
+            self.commit(txn, state, outcomes)?;
+        }
 
         // (7) Advance; the light ready carries what became committed by our own persist.
         let mut light = self.node.advance(rd);
         self.send(light.take_messages());
         let committed = light.take_committed_entries();
         if !committed.is_empty() || light.commit_index().is_some() {
-            let txn = self.db.begin_write()?;
+            // Apply only: no sync needed (see above).
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| RaftError::Storage(e.to_string()))?;
             let mut staged = Staged {
                 log: LogWriter::new(&txn, self.node.store().state().clone()),
                 outcomes: Outcomes::default(),
