@@ -183,6 +183,9 @@ measure() { # label, url, lua, connections, threads
     local label=$1 url=$2 lua=$3 conns=$4 threads=$5 out auth=()
     # etcd would take a bearer token for its own (disabled) auth and refuse it.
     [[ $lua == *skiff.lua ]] && auth=(-H "Authorization: Bearer $TOKEN")
+    # Flush what the previous measurement left in the page cache, so neither system pays for the
+    # other's writeback.
+    sync
     wrk -t"$threads" -c"$conns" -d"$WARMUP" -s "$lua" "${auth[@]}" \
         -H "Content-Type: application/json" "$url" >/dev/null
     out=$(wrk -t"$threads" -c"$conns" -d"$WRK_DURATION" --latency -s "$lua" \

@@ -317,7 +317,11 @@ const JOIN_RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// Joins through `server`, retrying while the refusal is a passing one (several members started
 /// at once queue up this way) or the member cannot be reached yet.
-async fn join_with_retry(server: &str, token: &JoinToken, req: JoinRequest) -> Result<JoinResponse, ControlError> {
+async fn join_with_retry(
+    server: &str,
+    token: &JoinToken,
+    req: JoinRequest,
+) -> Result<JoinResponse, ControlError> {
     let deadline = tokio::time::Instant::now() + JOIN_RETRY_FOR;
     let mut pause = Duration::from_millis(200);
     loop {

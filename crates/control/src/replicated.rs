@@ -24,6 +24,10 @@ impl skiff_raft::StateMachine for Replicated {
         self.0.snapshot(txn)
     }
 
+    fn exporter(&self) -> Option<skiff_raft::Exporter> {
+        Some(Box::new(|txn: &redb::ReadTransaction| skiff_state::export(txn)))
+    }
+
     fn restore(&mut self, txn: &redb::WriteTransaction, data: &[u8]) -> Result<(), String> {
         self.0.restore(txn, data)
     }

@@ -1,5 +1,8 @@
 //! The contract between the driver and the replicated state machine.
 
+/// Serializes a state machine's tables from a read transaction; see [`StateMachine::exporter`].
+pub type Exporter = Box<dyn FnOnce(&redb::ReadTransaction) -> Result<Vec<u8>, String> + Send + 'static>;
+
 /// The replicated state machine the driver applies committed proposals to.
 ///
 /// The driver owns the `redb::Database` and every write transaction; the machine only writes its own
@@ -36,6 +39,14 @@ pub trait StateMachine: Send + 'static {
     ///
     /// A message saying what could not be read; the driver stops.
     fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String>;
+
+    /// A function that serializes the machine's tables from a read transaction, run on a thread of
+    /// its own so the driver keeps applying writes while a snapshot is taken. It must produce what
+    /// [`StateMachine::snapshot`] would. `None` (the default) takes snapshots on the driver's
+    /// thread (what the deterministic simulation wants).
+    fn exporter(&self) -> Option<Exporter> {
+        None
+    }
 
     /// Replaces the machine's tables with a snapshot's content.
     ///

@@ -5,7 +5,8 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `skiff_raft_log` | entry index (`u64`) | protobuf `Entry` |
-//! | `skiff_raft_meta` | `hard_state`, `conf_state`, `snapshot` | protobuf `HardState` / `ConfState` / `Snapshot` |
+//! | `skiff_raft_meta` | `hard_state`, `conf_state` | protobuf `HardState` / `ConfState` |
+//! | `skiff_raft_snapshot` | `snapshot` | protobuf `Snapshot` (a table of its own: the small metadata above changes with every commit, and must not share B-tree pages with megabytes of snapshot) |
 //! | `skiff_raft_meta` | `truncated` | index and term of the last compacted entry (2 × `u64` LE) |
 //! | `skiff_raft_meta` | `applied` | the last applied index (`u64` LE) |
 //! | `skiff_raft_meta` | `members` | every member's opaque meta (see [`crate::membership`]'s encoding) |
@@ -38,6 +39,8 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("skif
 const HARD_STATE: &str = "hard_state";
 const CONF_STATE: &str = "conf_state";
 const SNAPSHOT: &str = "snapshot";
+/// The stored snapshot lives apart from [`META`], whose keys change on every commit.
+pub(crate) const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("skiff_raft_snapshot");
 const TRUNCATED: &str = "truncated";
 const APPLIED: &str = "applied";
 const MEMBERS: &str = "members";
@@ -174,8 +177,12 @@ impl RedbStorage {
     /// [`RaftError::Storage`] when redb fails or the snapshot cannot be decoded.
     pub fn stored_snapshot(&self) -> Result<Option<Snapshot>, RaftError> {
         let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        meta.get(SNAPSHOT)?.map(|v| decode(v.value())).transpose()
+        let snaps = match txn.open_table(SNAPSHOTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        snaps.get(SNAPSHOT)?.map(|v| decode(v.value())).transpose()
     }
 
     /// Appends entries (overwriting any conflicting tail) in one durable transaction.
@@ -282,9 +289,13 @@ fn load(db: &Database) -> Result<LogState, RaftError> {
         Some((k, v)) => (k.value(), decode::<Entry>(v.value())?.term),
         None => (truncated_index, truncated_term),
     };
-    let snapshot_index = match meta.get(SNAPSHOT)? {
-        Some(v) => decode::<Snapshot>(v.value())?.get_metadata().index,
-        None => 0,
+    let snapshot_index = match txn.open_table(SNAPSHOTS) {
+        Ok(snaps) => match snaps.get(SNAPSHOT)? {
+            Some(v) => decode::<Snapshot>(v.value())?.get_metadata().index,
+            None => 0,
+        },
+        Err(redb::TableError::TableDoesNotExist(_)) => 0,
+        Err(e) => return Err(e.into()),
     };
     let members = match meta.get(MEMBERS)? {
         Some(v) => {
@@ -532,7 +543,9 @@ impl<'t> LogWriter<'t> {
 
     /// Stores a snapshot (taken locally or received) so it can be sent to followers.
     pub(crate) fn store_snapshot(&mut self, snap: &Snapshot) -> Result<(), RaftError> {
-        self.put_meta(SNAPSHOT, &encode(snap)?)?;
+        self.txn
+            .open_table(SNAPSHOTS)?
+            .insert(SNAPSHOT, encode(snap)?.as_slice())?;
         self.state.snapshot_index = snap.get_metadata().index;
         Ok(())
     }

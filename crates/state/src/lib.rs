@@ -48,6 +48,6 @@ mod tables;
 
 pub use command::{COMMAND_VERSION, Command, Op};
 pub use error::StateError;
-pub use machine::{Machine, StoredEvent};
+pub use machine::{Machine, StoredEvent, export};
 pub use reader::{Reader, check_export, object_key};
 pub use tables::EVENT_RETENTION;

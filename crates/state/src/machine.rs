@@ -338,8 +338,12 @@ impl Machine {
     }
 }
 
-/// Serializes the state tables as seen by `txn` (the format of snapshots and backups).
-pub(crate) fn export(txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
+/// Serializes the state tables as seen by `txn` (the format of snapshots and backups). Any thread
+/// may call it with its own read transaction.
+///
+/// # Errors
+/// A storage message.
+pub fn export(txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
     let s = |e: &dyn std::fmt::Display| e.to_string();
     let objects_t = txn.open_table(OBJECTS).map_err(|e| s(&e))?;
     let events_t = txn.open_table(EVENTS).map_err(|e| s(&e))?;

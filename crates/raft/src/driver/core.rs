@@ -86,6 +86,17 @@ pub(crate) struct Core<SM: StateMachine> {
     snapshots_sent: Vec<u64>,
     /// Ticks so far (the core's only notion of time).
     ticks: u64,
+    /// A snapshot being serialized on another thread, if the machine has an exporter.
+    snapshot_job: Option<SnapshotJob>,
+}
+
+/// A snapshot whose bytes another thread is producing from a read transaction taken at `index`.
+struct SnapshotJob {
+    index: u64,
+    term: u64,
+    conf_state: raft::eraftpb::ConfState,
+    members: BTreeMap<u64, Vec<u8>>,
+    done: std::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
 }
 
 impl<SM: StateMachine> Core<SM> {
@@ -153,6 +164,7 @@ impl<SM: StateMachine> Core<SM> {
             next_read: 1,
             snapshots_sent: Vec::new(),
             ticks: 0,
+            snapshot_job: None,
         })
     }
 
@@ -376,6 +388,22 @@ impl<SM: StateMachine> Core<SM> {
     /// Takes a snapshot and compacts the log when enough entries were applied since the last one,
     /// or when raft asked for a newer snapshot to send to a follower.
     fn maybe_snapshot(&mut self) -> Result<(), RaftError> {
+        if let Some(job) = &self.snapshot_job {
+            match job.done.try_recv() {
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(()),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.snapshot_job = None;
+                    return Err(RaftError::StateMachine(
+                        "the snapshot thread ended without a result".into(),
+                    ));
+                }
+                Ok(result) => {
+                    let job = self.snapshot_job.take().ok_or(RaftError::Stopped)?;
+                    let data = result.map_err(RaftError::StateMachine)?;
+                    return self.store_snapshot(job.index, job.term, &job.conf_state, &job.members, &data);
+                }
+            }
+        }
         let wanted = self.node.store().take_snapshot_wanted();
         let state = self.node.store().state().clone();
         let due = state.applied >= state.snapshot_index.saturating_add(self.config.snapshot_every);
@@ -384,28 +412,71 @@ impl<SM: StateMachine> Core<SM> {
         }
         let term = raft::Storage::term(self.node.store(), state.applied)
             .map_err(|e| RaftError::Storage(format!("cannot read term of {}: {e}", state.applied)))?;
-        let data = {
-            let txn = self.db.begin_read()?;
-            self.sm.snapshot(&txn).map_err(RaftError::StateMachine)?
+        let members = state.members.clone();
+        // Taken here, on the thread that does every write, the read transaction sees exactly the
+        // state at `applied`; redb keeps that view while writes go on.
+        let txn = self.db.begin_read()?;
+        let Some(exporter) = self.sm.exporter() else {
+            let data = self.sm.snapshot(&txn).map_err(RaftError::StateMachine)?;
+            drop(txn);
+            return self.store_snapshot(state.applied, term, &state.conf_state, &members, &data);
         };
+        let (tx, done) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("skiff-raft-{}-snapshot", self.config.id))
+            .spawn(move || {
+                let _ = tx.send(exporter(&txn));
+            })
+            .map_err(|e| RaftError::Storage(format!("cannot spawn the snapshot thread: {e}")))?;
+        tracing::debug!(
+            id = self.config.id,
+            index = state.applied,
+            "raft snapshot started"
+        );
+        self.snapshot_job = Some(SnapshotJob {
+            index: state.applied,
+            term,
+            conf_state: state.conf_state,
+            members,
+            done,
+        });
+        Ok(())
+    }
+
+    /// Stores a snapshot taken at `index` and compacts the log behind it.
+    fn store_snapshot(
+        &mut self,
+        index: u64,
+        term: u64,
+        conf_state: &raft::eraftpb::ConfState,
+        members: &BTreeMap<u64, Vec<u8>>,
+        data: &[u8],
+    ) -> Result<(), RaftError> {
+        let state = self.node.store().state().clone();
+        if index <= state.snapshot_index {
+            // A snapshot received from the leader meanwhile is newer.
+            return Ok(());
+        }
         let mut snap = raft::eraftpb::Snapshot {
-            data: crate::membership::wrap_snapshot(&state.members, &data).into(),
+            data: crate::membership::wrap_snapshot(members, data).into(),
             ..Default::default()
         };
         let meta = snap.mut_metadata();
-        meta.index = state.applied;
+        meta.index = index;
         meta.term = term;
-        meta.set_conf_state(state.conf_state.clone());
-        let compact_to = state.applied.saturating_sub(self.config.keep_entries);
+        meta.set_conf_state(conf_state.clone());
+        let compact_to = index
+            .saturating_sub(self.config.keep_entries)
+            .max(state.truncated_index);
         self.node.mut_store().write(|w| {
             w.store_snapshot(&snap)?;
             w.compact(compact_to)
         })?;
         tracing::info!(
             id = self.config.id,
-            index = state.applied,
+            index,
             bytes = snap.data.len(),
-            compacted_to = compact_to.max(state.truncated_index),
+            compacted_to = compact_to,
             "raft snapshot taken"
         );
         Ok(())

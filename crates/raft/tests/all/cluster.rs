@@ -36,7 +36,10 @@ async fn three_nodes_elect_a_leader_replicate_and_fail_over() {
             transport: net.transport(id),
             ..StartOptions::default()
         };
-        let sm = Counters::default();
+        let sm = Counters {
+            background_snapshots: true,
+            ..Counters::default()
+        };
         restores.push(sm.restores.clone());
         let node = start_with(db.clone(), sm, cfg, options).unwrap();
         net.register(id, node.clone());

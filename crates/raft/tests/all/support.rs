@@ -24,6 +24,24 @@ pub(crate) struct Counters {
     /// When set, `snapshot` fails (to test that the driver stops cleanly). Set it after start:
     /// bootstrapping a group snapshots the initial machine.
     pub(crate) fail_snapshot: Arc<AtomicBool>,
+    /// Take snapshots on a thread of their own (through `exporter`), as the control plane does.
+    pub(crate) background_snapshots: bool,
+}
+
+/// The counters' snapshot format: one `tag key value` line per row.
+fn dump(fail: &AtomicBool, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
+    if fail.load(Ordering::Relaxed) {
+        return Err("snapshot refused by the test".to_string());
+    }
+    let mut out = String::new();
+    for (table, tag) in [(COUNTERS, "c"), (APPLIES, "a")] {
+        let t = txn.open_table(table).map_err(|e| e.to_string())?;
+        for item in t.iter().map_err(|e| e.to_string())? {
+            let (k, v) = item.map_err(|e| e.to_string())?;
+            out.push_str(&format!("{tag} {} {}\n", k.value(), v.value()));
+        }
+    }
+    Ok(out.into_bytes())
 }
 
 fn parse(p: &[u8]) -> Result<(&str, u64), String> {
@@ -65,18 +83,13 @@ impl StateMachine for Counters {
     }
 
     fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
-        if self.fail_snapshot.load(Ordering::Relaxed) {
-            return Err("snapshot refused by the test".to_string());
-        }
-        let mut out = String::new();
-        for (table, tag) in [(COUNTERS, "c"), (APPLIES, "a")] {
-            let t = txn.open_table(table).map_err(|e| e.to_string())?;
-            for item in t.iter().map_err(|e| e.to_string())? {
-                let (k, v) = item.map_err(|e| e.to_string())?;
-                out.push_str(&format!("{tag} {} {}\n", k.value(), v.value()));
-            }
-        }
-        Ok(out.into_bytes())
+        dump(&self.fail_snapshot, txn)
+    }
+
+    fn exporter(&self) -> Option<skiff_raft::Exporter> {
+        let fail = self.fail_snapshot.clone();
+        self.background_snapshots
+            .then(|| -> skiff_raft::Exporter { Box::new(move |txn| dump(&fail, txn)) })
     }
 
     fn restore(&mut self, txn: &redb::WriteTransaction, data: &[u8]) -> Result<(), String> {
