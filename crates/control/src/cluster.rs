@@ -495,12 +495,76 @@ impl ControlPlane {
                     names.join(", ")
                 ))
             })?;
-        self.inner
+        match self
+            .inner
             .raft
             .change_membership(MembershipChange::Remove { id: member.id })
-            .await?;
-        tracing::info!(member = name, id = member.id, "member removed");
-        Ok(member)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(member = name, id = member.id, "member removed");
+                Ok(member)
+            }
+            // The leader cannot remove itself: it hands leadership over; the new leader does it.
+            Err(skiff_raft::RaftError::MembershipRefused(m)) if m.contains("being handed") => {
+                self.remove_on_new_leader(name, member.id).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends a removal to the leader that took over from this node.
+    async fn remove_on_new_leader(&self, name: &str, old_id: u64) -> Result<MemberView, ApiError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let url = loop {
+            let s = self.inner.raft.status();
+            if let Some(l) = s.leader.filter(|l| *l != old_id)
+                && let Some(url) = self.leader_api_url()
+            {
+                tracing::info!(
+                    member = name,
+                    new_leader = l,
+                    "leadership handed over; removing there"
+                );
+                break url;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ApiError::no_leader(
+                    "this member handed leadership over to remove itself, but no new leader took over in 10 s; retry",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let resp = self
+            .inner
+            .http
+            .delete(format!("{}/api/v1/members/{name}", url.trim_end_matches('/')))
+            .bearer_auth(&self.inner.admin_token)
+            .header(crate::forward::FORWARDED_HEADER, self.member_name())
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(format!(
+                    "the new leader at {url} did not confirm the removal: {e}"
+                ))
+            })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            serde_json::from_slice(&bytes).map_err(ApiError::internal)
+        } else {
+            let body: skiff_api::ErrorBody = serde_json::from_slice(&bytes).unwrap_or(skiff_api::ErrorBody {
+                code: "Unavailable".into(),
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+                details: None,
+            });
+            Err(ApiError {
+                status: axum::http::StatusCode::from_u16(status.as_u16())
+                    .unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
+                body,
+            })
+        }
     }
 
     /// Decides a join request (on the leader; a follower relays it to the leader).

@@ -372,8 +372,13 @@ fn membership_changes_and_refusals() {
     let follower = (leader + 1) % 3;
     let other = (leader + 2) % 3;
     // A watch served by the other follower sees the write.
-    let rev = c.cluster_info(other).expect("info")["revision"].as_u64().expect("revision");
-    let watch_url = format!("{}/api/v1/namespaces?watch=true&resourceVersion={rev}", c.url(other));
+    let rev = c.cluster_info(other).expect("info")["revision"]
+        .as_u64()
+        .expect("revision");
+    let watch_url = format!(
+        "{}/api/v1/namespaces?watch=true&resourceVersion={rev}",
+        c.url(other)
+    );
     let token = c.token.clone();
     let watcher = std::thread::spawn(move || {
         use std::io::BufRead;
@@ -398,7 +403,10 @@ fn membership_changes_and_refusals() {
         .send()
         .expect("write");
     assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap_or_default());
-    assert!(watcher.join().expect("watcher"), "the follower's watch did not see the write");
+    assert!(
+        watcher.join().expect("watcher"),
+        "the follower's watch did not see the write"
+    );
 
     let out = c.cli(&["member", "list"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -476,6 +484,31 @@ fn membership_changes_and_refusals() {
         .send()
         .expect("write");
     assert_eq!(r.status().as_u16(), 201);
+    // Removing the leader itself: it hands leadership to the other voter, which removes it.
+    let leader_name = c.members[leader].name.clone();
+    let out = c.cli(&["member", "remove", &leader_name]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let survivor = follower;
+    c.wait_until("the survivor leads alone", Duration::from_secs(30), |c| {
+        c.voters_seen_by(survivor) == 1 && c.leader_among(&[survivor]).is_some()
+    });
+    c.kill(leader);
+    let r = c
+        .http
+        .post(format!("{}/api/v1/namespaces", c.url(survivor)))
+        .bearer_auth(&c.token)
+        .json(&ns_body("alone", "1"))
+        .send()
+        .expect("write");
+    assert_eq!(r.status().as_u16(), 201);
+    // The last voter cannot be removed.
+    let out = c.cli(&["member", "remove", &c.members[survivor].name.clone()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("last voter"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = c.cli(&["member", "remove", "nobody"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no control member named"));
