@@ -22,6 +22,31 @@ fn ns_body(name: &str, value: &str) -> Value {
            "metadata": {"name": name, "labels": {"v": value}}})
 }
 
+/// Creates namespace `name` (label `v` = `value`) through member `i`.
+fn create_ns(c: &Cluster, i: usize, name: &str, value: &str) -> reqwest::Result<reqwest::blocking::Response> {
+    c.http
+        .post(format!("{}/api/v1/namespaces", c.url(i)))
+        .bearer_auth(&c.token)
+        .json(&ns_body(name, value))
+        .timeout(Duration::from_secs(4))
+        .send()
+}
+
+/// Runs `skiff server ARGS…` (with fresh API and peer ports) to its exit.
+fn server_run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .arg("server")
+        .args(["--api", &format!("127.0.0.1:{}", crate::harness::free_port())])
+        .args([
+            "--peer-listen",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+        ])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run skiff server")
+}
+
 /// Records operations from several client threads, each talking to the members in turn.
 struct Load {
     stop: Arc<AtomicBool>,
@@ -154,13 +179,7 @@ impl Load {
 fn create_keys(c: &Cluster) -> BTreeMap<String, Option<String>> {
     let mut initial = BTreeMap::new();
     for i in 0..KEYS {
-        let r = c
-            .http
-            .post(format!("{}/api/v1/namespaces", c.url(0)))
-            .bearer_auth(&c.token)
-            .json(&ns_body(&key(i), "init"))
-            .send()
-            .expect("create key");
+        let r = create_ns(c, 0, &key(i), "init").expect("create key");
         assert!(
             r.status().is_success(),
             "create {}: {}",
@@ -230,6 +249,16 @@ fn check_history(c: &Cluster, reader: usize, history: &[Op], initial: &BTreeMap<
     }
 }
 
+/// Whether every member in `among` follows the same leader (never two leaders in one term).
+fn one_leader(c: &Cluster, among: &[usize]) -> bool {
+    assert_no_split_brain(c, among);
+    let leaders: Vec<Option<u64>> = among
+        .iter()
+        .map(|&i| c.cluster_info(i).and_then(|v| v["raft"]["leader"].as_u64()))
+        .collect();
+    leaders.iter().all(|l| l.is_some() && *l == leaders[0])
+}
+
 /// Waits until every member in `among` has applied the same revision.
 fn wait_converged(c: &Cluster, among: &[usize]) {
     c.wait_until(
@@ -282,14 +311,7 @@ fn three_members_survive_kill_and_pause_of_the_leader_linearizably() {
     c.wait_until(
         "the resumed node follows the new leader",
         Duration::from_secs(30),
-        |c| {
-            assert_no_split_brain(c, &all);
-            let leaders: Vec<Option<u64>> = all
-                .iter()
-                .map(|&i| c.cluster_info(i).and_then(|v| v["raft"]["leader"].as_u64()))
-                .collect();
-            leaders.iter().all(|l| l.is_some() && *l == leaders[0])
-        },
+        |c| one_leader(c, &all),
     );
     load.wait_for_writes(&c, 20, "writes after the paused leader is back");
     let (history, ran) = load.finish();
@@ -331,13 +353,7 @@ fn a_member_restarted_after_compaction_catches_up_by_snapshot() {
     let lagging = (leader + 1) % 3;
     c.kill(lagging);
     for i in 0..150 {
-        let r = c
-            .http
-            .post(format!("{}/api/v1/namespaces", c.url(leader)))
-            .bearer_auth(&c.token)
-            .json(&ns_body(&format!("bulk-{i}"), "x"))
-            .send()
-            .expect("write");
+        let r = create_ns(&c, leader, &format!("bulk-{i}"), "x").expect("write");
         assert!(r.status().is_success(), "{}", r.text().unwrap_or_default());
     }
     c.wait_until("the leader compacted its log", Duration::from_secs(30), |c| {
@@ -395,13 +411,7 @@ fn membership_changes_and_refusals() {
         }
         false
     });
-    let r = c
-        .http
-        .post(format!("{}/api/v1/namespaces", c.url(follower)))
-        .bearer_auth(&c.token)
-        .json(&ns_body("via-follower", "1"))
-        .send()
-        .expect("write");
+    let r = create_ns(&c, follower, "via-follower", "1").expect("write");
     assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap_or_default());
     assert!(
         watcher.join().expect("watcher"),
@@ -420,45 +430,32 @@ fn membership_changes_and_refusals() {
     let bad_dir = c.tmp.path().join("intruder");
     let token = std::fs::read_to_string(c.members[0].dir.join("join.token")).expect("token");
     let (hash, _) = token.trim().split_once("::").expect("token format");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args([
-            "server",
-            "--dir",
-            bad_dir.to_str().expect("utf-8"),
-            "--name",
-            "intruder",
-        ])
-        .args(["--api", &format!("127.0.0.1:{}", crate::harness::free_port())])
-        .args([
-            "--peer-listen",
-            &format!("127.0.0.1:{}", crate::harness::free_port()),
-        ])
-        .args(["--join", &format!("127.0.0.1:{}", c.members[0].peer)])
-        .args(["--join-token", &format!("{hash}::wrongsecret")])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run");
+    let dir = bad_dir.to_str().expect("utf-8");
+    let join = format!("127.0.0.1:{}", c.members[0].peer);
+    let wrong = format!("{hash}::wrongsecret");
+    let out = server_run(&[
+        "--dir",
+        dir,
+        "--name",
+        "intruder",
+        "--join",
+        &join,
+        "--join-token",
+        &wrong,
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("join refused"), "{err}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args([
-            "server",
-            "--dir",
-            bad_dir.to_str().expect("utf-8"),
-            "--name",
-            "intruder",
-        ])
-        .args(["--api", &format!("127.0.0.1:{}", crate::harness::free_port())])
-        .args([
-            "--peer-listen",
-            &format!("127.0.0.1:{}", crate::harness::free_port()),
-        ])
-        .args(["--join", &format!("127.0.0.1:{}", c.members[0].peer)])
-        .args(["--join-token", "K10garbage"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run");
+    let out = server_run(&[
+        "--dir",
+        dir,
+        "--name",
+        "intruder",
+        "--join",
+        &join,
+        "--join-token",
+        "K10garbage",
+    ]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("SKF1"),
@@ -476,13 +473,7 @@ fn membership_changes_and_refusals() {
     c.wait_until("two voters", Duration::from_secs(30), |c| {
         c.voters_seen_by(leader) == 2
     });
-    let r = c
-        .http
-        .post(format!("{}/api/v1/namespaces", c.url(leader)))
-        .bearer_auth(&c.token)
-        .json(&ns_body("after-remove", "1"))
-        .send()
-        .expect("write");
+    let r = create_ns(&c, leader, "after-remove", "1").expect("write");
     assert_eq!(r.status().as_u16(), 201);
     // Removing the leader itself: it hands leadership to the other voter, which removes it.
     let leader_name = c.members[leader].name.clone();
@@ -493,13 +484,7 @@ fn membership_changes_and_refusals() {
         c.voters_seen_by(survivor) == 1 && c.leader_among(&[survivor]).is_some()
     });
     c.kill(leader);
-    let r = c
-        .http
-        .post(format!("{}/api/v1/namespaces", c.url(survivor)))
-        .bearer_auth(&c.token)
-        .json(&ns_body("alone", "1"))
-        .send()
-        .expect("write");
+    let r = create_ns(&c, survivor, "alone", "1").expect("write");
     assert_eq!(r.status().as_u16(), 201);
     // The last voter cannot be removed.
     let out = c.cli(&["member", "remove", &c.members[survivor].name.clone()]);
@@ -518,13 +503,7 @@ fn membership_changes_and_refusals() {
 fn backup_and_restore() {
     let c = Cluster::start(1, &[]);
     for i in 0..5 {
-        let r = c
-            .http
-            .post(format!("{}/api/v1/namespaces", c.url(0)))
-            .bearer_auth(&c.token)
-            .json(&ns_body(&format!("kept-{i}"), "1"))
-            .send()
-            .expect("write");
+        let r = create_ns(&c, 0, &format!("kept-{i}"), "1").expect("write");
         assert!(r.status().is_success());
     }
     let file = c.tmp.path().join("backup.skiff");
@@ -539,17 +518,12 @@ fn backup_and_restore() {
     let corrupt = c.tmp.path().join("corrupt.skiff");
     std::fs::write(&corrupt, &bytes).expect("write");
     let bad_dir = c.tmp.path().join("from-corrupt");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["server", "--dir", bad_dir.to_str().expect("utf-8")])
-        .args(["--api", &format!("127.0.0.1:{}", crate::harness::free_port())])
-        .args([
-            "--peer-listen",
-            &format!("127.0.0.1:{}", crate::harness::free_port()),
-        ])
-        .args(["--restore", corrupt.to_str().expect("utf-8")])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run");
+    let out = server_run(&[
+        "--dir",
+        bad_dir.to_str().expect("utf-8"),
+        "--restore",
+        corrupt.to_str().expect("utf-8"),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("corrupt") && err.contains("sha256"), "{err}");
@@ -611,13 +585,7 @@ fn a_partitioned_leader_loses_writes_to_the_majority_and_all_converge_after_heal
     load.wait_for_writes(&c, 30, "the majority takes writes");
     // The cut-off member refuses writes: it steps down (check-quorum) and knows no reachable leader.
     c.wait_until("the minority side refuses writes", Duration::from_secs(30), |c| {
-        let r = c
-            .http
-            .post(format!("{}/api/v1/namespaces", c.url(cut)))
-            .bearer_auth(&c.token)
-            .json(&ns_body("written-in-the-minority", "x"))
-            .timeout(Duration::from_secs(4))
-            .send();
+        let r = create_ns(c, cut, "written-in-the-minority", "x");
         match r {
             Ok(r) => {
                 assert_ne!(
@@ -647,14 +615,7 @@ fn a_partitioned_leader_loses_writes_to_the_majority_and_all_converge_after_heal
     c.wait_until(
         "all members follow one leader again",
         Duration::from_secs(30),
-        |c| {
-            assert_no_split_brain(c, &all);
-            let leaders: Vec<Option<u64>> = all
-                .iter()
-                .map(|&i| c.cluster_info(i).and_then(|v| v["raft"]["leader"].as_u64()))
-                .collect();
-            leaders.iter().all(|l| l.is_some() && *l == leaders[0])
-        },
+        |c| one_leader(c, &all),
     );
     load.wait_for_writes(&c, 20, "writes after healing");
     let (history, _) = load.finish();

@@ -111,8 +111,9 @@ fn linearizable(ops: &[&Op], initial: Option<String>) -> bool {
     let mut state = initial;
     let mut entry = list[0].next;
     while list[0].next != NONE {
-        if entry == NONE {
-            // Nothing more can be linearized from here: backtrack.
+        // A return whose call is not linearized yet (or the end of the list): some earlier choice
+        // was wrong, so undo the latest one and try the next candidate after it.
+        if entry == NONE || !list[entry].is_call {
             let Some((call, old)) = stack.pop() else {
                 return false;
             };
@@ -124,32 +125,20 @@ fn linearizable(ops: &[&Op], initial: Option<String>) -> bool {
             continue;
         }
         let e = list[entry];
-        if e.is_call {
-            let (ok, next_state) = step(&state, &ops[e.op].kind);
-            if ok {
-                let mut lin = linearized.clone();
-                lin[e.op / 64] |= 1 << (e.op % 64);
-                if cache.insert((lin.clone(), next_state.clone())) {
-                    stack.push((entry, state));
-                    state = next_state;
-                    linearized = lin;
-                    lift(&mut list, entry);
-                    entry = list[0].next;
-                    continue;
-                }
+        let (ok, next_state) = step(&state, &ops[e.op].kind);
+        if ok {
+            let mut lin = linearized.clone();
+            lin[e.op / 64] |= 1 << (e.op % 64);
+            if cache.insert((lin.clone(), next_state.clone())) {
+                stack.push((entry, state));
+                state = next_state;
+                linearized = lin;
+                lift(&mut list, entry);
+                entry = list[0].next;
+                continue;
             }
-            entry = e.next;
-        } else {
-            // A return whose call is not linearized yet: some earlier choice was wrong.
-            let Some((call, old)) = stack.pop() else {
-                return false;
-            };
-            state = old;
-            let op = list[call].op;
-            linearized[op / 64] &= !(1 << (op % 64));
-            unlift(&mut list, call);
-            entry = list[call].next;
         }
+        entry = e.next;
     }
     true
 }

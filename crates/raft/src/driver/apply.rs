@@ -70,46 +70,37 @@ impl<SM: StateMachine> Core<SM> {
 
         // Apply what is committed; a commit-only hard state rides along.
         let commit_only = rd.hs().filter(|_| !must_sync).map(|hs| hs.commit);
-        if !committed.is_empty() || commit_only.is_some() {
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| RaftError::Storage(e.to_string()))?;
-            let mut staged = Staged {
-                log: LogWriter::new(&txn, self.node.store().state().clone()),
-                outcomes: Outcomes::default(),
-            };
-            self.apply_entries(&txn, &mut staged, committed)?;
-            let applied = staged.log.state().applied;
-            staged.log.set_commit(commit_only.unwrap_or(0).max(applied))?;
-            let Staged { log, outcomes } = staged;
-            let state = log.into_state();
-            self.commit(txn, state, outcomes)?;
-        }
+        self.apply_committed(committed, commit_only)?;
 
         // (7) Advance; the light ready carries what became committed by our own persist.
         let mut light = self.node.advance(rd);
         self.send(light.take_messages());
-        let committed = light.take_committed_entries();
-        if !committed.is_empty() || light.commit_index().is_some() {
-            // Apply only: no sync needed (see above).
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| RaftError::Storage(e.to_string()))?;
-            let mut staged = Staged {
-                log: LogWriter::new(&txn, self.node.store().state().clone()),
-                outcomes: Outcomes::default(),
-            };
-            if let Some(commit) = light.commit_index() {
-                staged.log.set_commit(commit)?;
-            }
-            self.apply_entries(&txn, &mut staged, committed)?;
-            let Staged { log, outcomes } = staged;
-            let state = log.into_state();
-            self.commit(txn, state, outcomes)?;
-        }
+        self.apply_committed(light.take_committed_entries(), light.commit_index())?;
         self.node.advance_apply();
         self.report_snapshots();
         Ok(false)
+    }
+
+    /// Applies committed entries and moves the commit index (at least to what is applied) in one
+    /// transaction without an fsync: the entries are durable in a majority's logs already, and a
+    /// crash that loses this loses the applied index with it, so they are applied again.
+    fn apply_committed(&mut self, committed: Vec<Entry>, commit: Option<u64>) -> Result<(), RaftError> {
+        if committed.is_empty() && commit.is_none() {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| RaftError::Storage(e.to_string()))?;
+        let mut staged = Staged {
+            log: LogWriter::new(&txn, self.node.store().state().clone()),
+            outcomes: Outcomes::default(),
+        };
+        self.apply_entries(&txn, &mut staged, committed)?;
+        let applied = staged.log.state().applied;
+        staged.log.set_commit(commit.unwrap_or(0).max(applied))?;
+        let Staged { log, outcomes } = staged;
+        let state = log.into_state();
+        self.commit(txn, state, outcomes)
     }
 
     /// Commits the transaction, then installs the new metadata, tells the machine, and answers.
