@@ -57,7 +57,10 @@ impl ControlPlane {
             .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
         let artifacts = Router::new()
             .route("/api/v1/artifacts", post(upload_artifact))
-            .route("/api/v1/artifacts/{digest}", get(download_artifact))
+            .route(
+                "/api/v1/artifacts/{digest}",
+                get(download_artifact).put(copy_artifact),
+            )
             .layer(DefaultBodyLimit::max(self.inner.artifacts.max_bytes()));
         Router::new()
             .merge(objects)
@@ -577,18 +580,52 @@ async fn apply_many(State(p): State<ControlPlane>, body: Bytes) -> Result<Respon
 async fn upload_artifact(State(p): State<ControlPlane>, body: Bytes) -> Result<Response, ApiError> {
     let digest = p.inner.artifacts.put(&body).await.map_err(artifact_error)?;
     tracing::info!(%digest, size = body.len(), "artifact stored");
+    let size = body.len();
+    p.replicate_artifact(&digest, body).await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "digest": digest, "size": body.len() })),
+        Json(serde_json::json!({ "digest": digest, "size": size })),
     )
         .into_response())
+}
+
+/// A copy of an artifact from another member (any member takes it; the digest must match).
+async fn copy_artifact(
+    State(p): State<ControlPlane>,
+    Path(digest): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let stored = p.inner.artifacts.put(&body).await.map_err(artifact_error)?;
+    if stored != digest {
+        return Err(ApiError::bad_request(format!(
+            "the artifact's content has digest {stored}, not {digest}"
+        )));
+    }
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "digest": digest }))).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ArtifactQuery {
+    /// Only this member's store (no fetching from the others).
+    #[serde(default)]
+    local: bool,
 }
 
 async fn download_artifact(
     State(p): State<ControlPlane>,
     Path(digest): Path<String>,
+    Query(q): Query<ArtifactQuery>,
 ) -> Result<Response, ApiError> {
-    let bytes = p.inner.artifacts.get(&digest).await.map_err(artifact_error)?;
+    let bytes = match p.inner.artifacts.get(&digest).await {
+        Ok(b) => b,
+        Err(crate::artifacts::ArtifactError::NotFound(_)) if !q.local => {
+            match p.fetch_artifact_from_peers(&digest).await {
+                Some(b) => b,
+                None => return Err(artifact_error(crate::artifacts::ArtifactError::NotFound(digest))),
+            }
+        }
+        Err(e) => return Err(artifact_error(e)),
+    };
     Ok(([(axum::http::header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
 }
 

@@ -32,7 +32,9 @@ const PASSED: [HeaderName; 3] = [header::AUTHORIZATION, header::CONTENT_TYPE, he
 
 /// Forwards writes to the leader when this node does not lead (after authentication).
 pub(crate) async fn forward_writes(State(plane): State<ControlPlane>, req: Request, next: Next) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD) || plane.is_leader() {
+    // Artifact copies between members are for the receiving member itself.
+    let artifact_copy = *req.method() == Method::PUT && req.uri().path().starts_with("/api/v1/artifacts/");
+    if matches!(*req.method(), Method::GET | Method::HEAD) || artifact_copy || plane.is_leader() {
         return next.run(req).await;
     }
     if req.headers().contains_key(FORWARDED_HEADER) {

@@ -42,6 +42,7 @@ mod forward;
 mod ids;
 mod plane;
 pub mod reconcile;
+mod replicate;
 mod replicated;
 mod watch;
 

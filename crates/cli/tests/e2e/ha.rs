@@ -636,3 +636,65 @@ fn a_partitioned_leader_loses_writes_to_the_majority_and_all_converge_after_heal
     );
     check_history(&c, majority[0], &history, &initial);
 }
+
+#[test]
+fn artifacts_reach_every_member_and_a_member_that_lacks_one_fetches_it() {
+    let mut c = Cluster::start(3, &[]);
+    let all = [0, 1, 2];
+    let leader = c.leader_among(&all).expect("leader");
+    let follower = (leader + 1) % 3;
+    let wasm = std::fs::read(crate::harness::repo_root().join("examples/hello-http/hello.wasm"))
+        .expect("hello.wasm");
+    // Uploaded through a follower: forwarded to the leader, which copies it to the others.
+    let r = c
+        .http
+        .post(format!("{}/api/v1/artifacts", c.url(follower)))
+        .bearer_auth(&c.token)
+        .body(wasm.clone())
+        .send()
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap_or_default());
+    let v: Value = r.json().expect("json");
+    let digest = v["digest"].as_str().expect("digest").to_owned();
+    let hex = digest.trim_start_matches("sha256:").to_owned();
+    for m in &c.members {
+        let file = m.dir.join("artifacts/sha256").join(&hex);
+        assert!(file.exists(), "{} lacks the artifact", m.name);
+    }
+    // The leader dies; the others still serve it from their own store.
+    c.kill(leader);
+    let r = c
+        .http
+        .get(format!(
+            "{}/api/v1/artifacts/{digest}?local=true",
+            c.url(follower)
+        ))
+        .bearer_auth(&c.token)
+        .send()
+        .expect("download");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().expect("bytes").as_ref(), wasm.as_slice());
+    // A member that lost its copy fetches it from another member, checks it and keeps it.
+    let other = (leader + 2) % 3;
+    let file = c.members[other].dir.join("artifacts/sha256").join(&hex);
+    std::fs::remove_file(&file).expect("remove");
+    let r = c
+        .http
+        .get(format!("{}/api/v1/artifacts/{digest}", c.url(other)))
+        .bearer_auth(&c.token)
+        .send()
+        .expect("download");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().expect("bytes").as_ref(), wasm.as_slice());
+    assert!(file.exists(), "the fetched artifact was not kept");
+    // A copy whose content does not match its digest is refused.
+    let wrong = "sha256:".to_owned() + &"0".repeat(64);
+    let r = c
+        .http
+        .put(format!("{}/api/v1/artifacts/{wrong}", c.url(other)))
+        .bearer_auth(&c.token)
+        .body(wasm)
+        .send()
+        .expect("put");
+    assert_eq!(r.status().as_u16(), 400);
+}
