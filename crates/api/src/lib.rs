@@ -38,7 +38,10 @@ mod workload;
 
 pub use kind::{Kind, Object, UnknownKind};
 pub use meta::{API_VERSION, ApiVersion, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference};
-pub use node::{ARCH_LABEL, Namespace, Node, NodeCapacity, NodeSpec, NodeStatus};
+pub use node::{
+    ARCH_LABEL, CONDITIONS_ANNOTATION, ConditionStatus, Namespace, Node, NodeCapacity, NodeCondition,
+    NodeSpec, NodeStatus, READY_CONDITION,
+};
 pub use pod::{
     Component, EnvVar, POD_NAME_HEADER, Pod, PodPhase, PodSpec, PodStatus, Resources, RestartPolicy,
     SchedulingStatus, WasmSpec, World,

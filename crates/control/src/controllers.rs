@@ -63,9 +63,14 @@ impl ControlPlane {
             commands.push(("deployment", ops));
         }
         commands.push(("garbage", reconcile::garbage(&snapshot)));
+        let config = &self.inner.config;
         commands.push((
             "node-health",
-            reconcile::node_health(&snapshot, self.inner.config.node_grace),
+            reconcile::node_health(&snapshot, config.node_grace),
+        ));
+        commands.push((
+            "node-eviction",
+            reconcile::evict_pods(&snapshot, config.node_grace, config.pod_eviction_grace),
         ));
         commands.push(("scheduler", reconcile::schedule(&snapshot, pass)));
         commands.push(("endpoints", reconcile::endpoints(&snapshot)));

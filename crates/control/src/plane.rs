@@ -28,8 +28,11 @@ pub struct ControlConfig {
     pub data_dir: PathBuf,
     /// Largest artifact accepted by upload.
     pub max_artifact_bytes: usize,
-    /// How long a node may miss heartbeats before it is marked not ready.
+    /// How long a node may miss heartbeats before it is marked not ready (default 10 s).
     pub node_grace: Duration,
+    /// How long a node stays not ready before its pods are failed with reason `NodeLost` and
+    /// replaced on other nodes (default 5 s).
+    pub pod_eviction_grace: Duration,
     /// Multi-member operation (peer port, join); `None` runs a one-member control plane with no
     /// peer port, as `skiff up` does.
     pub cluster: Option<ClusterConfig>,
@@ -47,7 +50,8 @@ impl ControlConfig {
         ControlConfig {
             data_dir: data_dir.into(),
             max_artifact_bytes: 64 << 20,
-            node_grace: Duration::from_secs(40),
+            node_grace: Duration::from_secs(10),
+            pod_eviction_grace: Duration::from_secs(5),
             cluster: None,
             restore: None,
             snapshot_every: RaftConfig::default().snapshot_every,

@@ -8,7 +8,10 @@
 //! | [`schedule`] | Pods without a node, Nodes | Pod `spec.nodeName`, Pod scheduling status |
 //! | [`endpoints`] | Services, Pods, Nodes | Endpoints |
 //! | [`garbage`] | owner references | deletes orphans |
-//! | [`node_health`] | Node heartbeats | Node `ready` |
+//! | [`node_health`] | Node heartbeats | Node `ready`, `Ready` condition |
+//! | [`evict_pods`] | Node heartbeats, Pods | Pods of lost nodes failed with [`NODE_LOST`] |
+mod nodes;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
@@ -19,8 +22,10 @@ use skiff_api::{
 };
 use skiff_state::Op;
 
+pub use nodes::{HEARTBEAT_FRESH, HEARTBEAT_MISSED, NODE_LOST, evict_pods, node_health};
+
 /// How long a failed pod of a deployment stays (and holds its slot) before it is replaced, so a pod
-/// that cannot start does not spin.
+/// that cannot start does not spin. Pods failed with [`NODE_LOST`] are replaced at once.
 pub const FAILED_POD_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Label carrying the hash of the template a pod was made from.
@@ -127,9 +132,12 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
             .filter(|p| ns_of(&p.metadata) == ns && p.metadata.controller().is_some_and(|o| o.uid == uid))
             .collect();
         let mut ops = Vec::new();
-        // Failed pods are replaced once their backoff is over: deleted, and they stop counting.
-        // Until then they hold their slot.
+        // Failed pods are replaced once their backoff is over (at once when their node was lost):
+        // deleted, and they stop counting. Until then they hold their slot.
         let backoff_over = |p: &Pod| {
+            if p.status.reason.as_deref() == Some(NODE_LOST) {
+                return true;
+            }
             let finished = p
                 .status
                 .finished_at
@@ -305,29 +313,6 @@ pub fn garbage(s: &Snapshot) -> Vec<Op> {
             .filter(|e| orphan(&e.metadata))
             .map(|e| delete_op(Kind::Endpoints, &e.metadata)),
     );
-    ops
-}
-
-/// Marks nodes whose last heartbeat is older than `grace` as not ready.
-pub fn node_health(s: &Snapshot, grace: Duration) -> Vec<Op> {
-    let Some(now) = s.now else { return Vec::new() };
-    let mut ops = Vec::new();
-    for n in s.nodes.iter().filter(|n| n.status.ready) {
-        let fresh = n
-            .status
-            .last_heartbeat
-            .as_deref()
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-            .is_some_and(|t| now.duration_since(t).unwrap_or_default() <= grace);
-        if !fresh {
-            let mut next = n.clone();
-            next.status.ready = false;
-            next.metadata.resource_version = None;
-            ops.push(Op::UpdateStatus {
-                object: Object::Node(next),
-            });
-        }
-    }
     ops
 }
 

@@ -2,7 +2,7 @@
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use skiff_api::{Deployment, Node, Object, Pod, PodPhase, Service};
+use skiff_api::{ConditionStatus, Deployment, Kind, Node, Object, Pod, PodPhase, READY_CONDITION, Service};
 use skiff_control::reconcile::{self, Ids, Snapshot, TEMPLATE_HASH_LABEL};
 use skiff_state::Op;
 
@@ -271,6 +271,7 @@ fn orphans_are_collected_and_stale_nodes_marked_not_ready() {
     assert_eq!(deleted(&reconcile::garbage(&s)), ["orphan"]);
     let ops = reconcile::node_health(&s, Duration::from_secs(40));
     let [
+        Op::Replace { .. },
         Op::UpdateStatus {
             object: Object::Node(n),
         },
@@ -279,4 +280,283 @@ fn orphans_are_collected_and_stale_nodes_marked_not_ready() {
         panic!("{ops:?}")
     };
     assert!(!n.status.ready);
+}
+
+// ---- node lifecycle (issue 4, deliverables 2 and 3) ----
+
+const GRACE: Duration = Duration::from_secs(10);
+const EVICTION: Duration = Duration::from_secs(5);
+
+/// Now, on a whole second (heartbeats are stored with second precision).
+fn whole_second_now() -> SystemTime {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn beating(name: &str, now: SystemTime, ago: u64) -> Node {
+    let mut n = node(name, true);
+    n.status.last_heartbeat =
+        Some(humantime::format_rfc3339_seconds(now - Duration::from_secs(ago)).to_string());
+    n
+}
+
+/// Applies ops to the snapshot the way the state machine would (enough for these tests).
+fn apply(s: &mut Snapshot, ops: &[Op]) {
+    for op in ops {
+        match op {
+            Op::Create {
+                object: Object::Pod(p),
+                uid,
+            } => {
+                let mut p = p.clone();
+                p.metadata.uid = Some(uid.clone());
+                s.pods.push(p);
+            }
+            Op::Delete {
+                kind: Kind::Pod,
+                name,
+                ..
+            } => s.pods.retain(|p| &p.metadata.name != name),
+            Op::Replace {
+                object: Object::Node(n),
+            } => {
+                let old = s
+                    .nodes
+                    .iter_mut()
+                    .find(|o| o.metadata.name == n.metadata.name)
+                    .unwrap();
+                old.metadata = n.metadata.clone();
+                old.spec = n.spec.clone();
+            }
+            Op::Replace {
+                object: Object::Pod(p),
+            } => {
+                let old = s
+                    .pods
+                    .iter_mut()
+                    .find(|o| o.metadata.name == p.metadata.name)
+                    .unwrap();
+                old.spec = p.spec.clone();
+            }
+            Op::UpdateStatus {
+                object: Object::Node(n),
+            } => {
+                let old = s
+                    .nodes
+                    .iter_mut()
+                    .find(|o| o.metadata.name == n.metadata.name)
+                    .unwrap();
+                old.status = n.status.clone();
+            }
+            Op::UpdateStatus {
+                object: Object::Pod(p),
+            } => {
+                let old = s
+                    .pods
+                    .iter_mut()
+                    .find(|o| o.metadata.name == p.metadata.name)
+                    .unwrap();
+                old.status = p.status.clone();
+            }
+            Op::UpdateStatus {
+                object: Object::Deployment(d),
+            } => s.deployments[0].status = d.status.clone(),
+            other => panic!("unexpected op in this test: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn heartbeat_older_than_grace_marks_node_not_ready_with_reason_once() {
+    let now = whole_second_now();
+    let mut s = Snapshot {
+        now: Some(now),
+        nodes: vec![beating("alive", now, 3), beating("dead", now, 12)],
+        ..Default::default()
+    };
+    let ops = reconcile::node_health(&s, GRACE);
+    apply(&mut s, &ops);
+    let dead = &s.nodes[1];
+    assert!(!dead.status.ready);
+    let c = dead.condition(READY_CONDITION).expect("a Ready condition");
+    assert_eq!(c.status, ConditionStatus::False);
+    assert_eq!(c.reason, reconcile::HEARTBEAT_MISSED);
+    assert_eq!(c.message, "no heartbeat for 12s");
+    assert!(c.last_transition_time.is_some());
+    let alive = &s.nodes[0];
+    assert!(alive.status.ready);
+    assert_eq!(
+        alive.condition(READY_CONDITION).map(|c| c.status),
+        Some(ConditionStatus::True)
+    );
+    // Level-triggered and quiet: a later pass over the same state writes nothing.
+    s.now = Some(now + Duration::from_secs(3));
+    assert!(reconcile::node_health(&s, GRACE).is_empty());
+    // The agent comes back: its heartbeat makes it ready and the condition flips back to True.
+    let later = now + Duration::from_secs(20);
+    s.now = Some(later);
+    s.nodes[1].status = beating("dead", later, 1).status;
+    let ops = reconcile::node_health(&s, GRACE);
+    apply(&mut s, &ops);
+    assert_eq!(
+        s.nodes[1]
+            .condition(READY_CONDITION)
+            .map(|c| (c.status, c.reason)),
+        Some((ConditionStatus::True, reconcile::HEARTBEAT_FRESH.to_owned()))
+    );
+}
+
+#[test]
+fn pods_of_a_lost_node_are_evicted_after_the_grace_and_replaced_on_a_ready_node() {
+    let d = deployment(2);
+    let h = reconcile::template_hash(&d);
+    let svc: Service = serde_json::from_value(
+        json!({"apiVersion":"skiff.dev/v1","metadata":{"name":"web","namespace":"default","uid":"s1"},
+        "spec":{"selector":{"app":"web"}}}),
+    )
+    .unwrap();
+    let t0 = whole_second_now();
+    // The node "dead" last heartbeated at t0 - 11 s: just past the grace.
+    let mut s = Snapshot {
+        now: Some(t0),
+        nodes: vec![beating("alive", t0, 2), beating("dead", t0, 11)],
+        pods: vec![
+            pod_of(&d, "on-alive", &h, true, Some("alive")),
+            pod_of(&d, "on-dead", &h, true, Some("dead")),
+        ],
+        deployments: vec![d],
+        services: vec![svc],
+        ..Default::default()
+    };
+    let ops = reconcile::node_health(&s, GRACE);
+    apply(&mut s, &ops);
+    // NotReady at once → its endpoint is not ready (the gateway stops routing there)...
+    let ops = reconcile::endpoints(&s);
+    let [
+        Op::Apply {
+            object: Object::Endpoints(e),
+            ..
+        },
+    ] = ops.as_slice()
+    else {
+        panic!("{ops:?}")
+    };
+    let got: Vec<(&str, bool)> = e.endpoints.iter().map(|a| (a.pod.as_str(), a.ready)).collect();
+    assert_eq!(got, [("on-alive", true), ("on-dead", false)]);
+    // ...but its pods stay during the eviction grace.
+    assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
+    s.now = Some(t0 + Duration::from_secs(3));
+    assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
+    // NotReady for the eviction grace (since t0 - 1 s): the pod on the dead node fails with NodeLost.
+    let t1 = t0 + Duration::from_secs(4);
+    s.now = Some(t1);
+    let ops = reconcile::evict_pods(&s, GRACE, EVICTION);
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    apply(&mut s, &ops);
+    let lost = s.pods.iter().find(|p| p.metadata.name == "on-dead").unwrap();
+    assert_eq!(lost.status.phase, PodPhase::Failed);
+    assert_eq!(lost.status.reason.as_deref(), Some(reconcile::NODE_LOST));
+    assert_eq!(
+        lost.status.message.as_deref(),
+        Some("node dead has had no heartbeat for 15s")
+    );
+    // The deployment replaces it at once (no failed-pod backoff for NodeLost)...
+    let cmds = reconcile::deployments(&s, &mut Counted(0));
+    assert_eq!(deleted(&cmds[0]), ["on-dead"]);
+    assert_eq!(creates(&cmds[0]), 1);
+    apply(&mut s, &cmds.concat());
+    // ...and the scheduler puts the replacement on the ready node.
+    let ops = reconcile::schedule(&s, 1);
+    apply(&mut s, &ops);
+    let mut placed: Vec<(&str, &str)> = s
+        .pods
+        .iter()
+        .map(|p| {
+            (
+                p.metadata.name.as_str(),
+                p.spec.node_name.as_deref().unwrap_or("-"),
+            )
+        })
+        .collect();
+    placed.sort();
+    assert_eq!(placed, [("on-alive", "alive"), ("web-s1", "alive")]);
+    // Nothing more to evict: the lost node has no live pods left.
+    assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
+}
+
+#[test]
+fn bare_pods_of_a_lost_node_fail_but_stay_and_a_node_without_heartbeat_counts_from_its_condition() {
+    let now = SystemTime::now();
+    let mut bare = pod_of(&deployment(1), "bare", "h", true, Some("silent"));
+    bare.metadata.owner_references.clear();
+    let mut silent = node("silent", false);
+    silent.set_condition(skiff_api::NodeCondition {
+        type_: READY_CONDITION.into(),
+        status: ConditionStatus::False,
+        reason: reconcile::HEARTBEAT_MISSED.into(),
+        message: "the agent never reported a heartbeat".into(),
+        last_transition_time: Some(humantime::format_rfc3339_seconds(now).to_string()),
+    });
+    let mut s = Snapshot {
+        now: Some(now + Duration::from_secs(2)),
+        nodes: vec![silent],
+        pods: vec![bare],
+        ..Default::default()
+    };
+    assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
+    s.now = Some(now + EVICTION);
+    let ops = reconcile::evict_pods(&s, GRACE, EVICTION);
+    apply(&mut s, &ops);
+    assert_eq!(s.pods[0].status.reason.as_deref(), Some(reconcile::NODE_LOST));
+    assert!(
+        reconcile::garbage(&s).is_empty(),
+        "a bare pod is kept, failed, for inspection"
+    );
+}
+
+#[test]
+fn cordoned_node_gets_no_new_pods() {
+    let d = deployment(3);
+    let now = SystemTime::now();
+    let mut cordoned = beating("cordoned", now, 1);
+    cordoned.spec.unschedulable = true;
+    let mut s = Snapshot {
+        now: Some(now),
+        nodes: vec![cordoned.clone(), beating("open", now, 1)],
+        deployments: vec![d],
+        ..Default::default()
+    };
+    let cmds = reconcile::deployments(&s, &mut Counted(0));
+    apply(&mut s, &cmds.concat());
+    for seed in 0..4 {
+        let ops = reconcile::schedule(&s, seed);
+        let bound: Vec<&str> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Replace {
+                    object: Object::Pod(p),
+                } => p.spec.node_name.as_deref(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bound, ["open", "open", "open"], "seed {seed}");
+    }
+    // Only the cordoned node: nothing is bound, and the reason says why.
+    s.nodes = vec![cordoned];
+    let ops = reconcile::schedule(&s, 0);
+    assert!(
+        ops.iter().all(|o| matches!(o, Op::UpdateStatus { .. })),
+        "{ops:?}"
+    );
+    let Op::UpdateStatus {
+        object: Object::Pod(p),
+    } = &ops[0]
+    else {
+        panic!("{ops:?}")
+    };
+    let why = &p.status.scheduling.as_ref().unwrap().rejected["cordoned"];
+    assert!(why.contains("cordoned"), "{why}");
 }

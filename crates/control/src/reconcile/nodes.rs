@@ -1,0 +1,152 @@
+//! Node lifecycle: heartbeats decide the `Ready` condition; pods of a node that stays not ready
+//! past the eviction grace are failed with [`NODE_LOST`] so their owners replace them elsewhere.
+//!
+//! ```text
+//! heartbeat age:  0 ──── grace ──────── grace + eviction_grace ────▶
+//!                 Ready  │ NotReady       │ pods Failed(NodeLost) → replaced on ready nodes
+//!                        │ (endpoints not ready, no new pods)
+//! ```
+//!
+//! Ages are computed from `status.lastHeartbeat`, so the decision needs no memory of its own: a new
+//! leader or a restarted controller reaches the same verdict from the same state.
+use std::time::{Duration, SystemTime};
+
+use skiff_api::{ConditionStatus, Node, NodeCondition, Object, PodPhase, READY_CONDITION};
+use skiff_state::Op;
+
+use super::{Snapshot, is_terminal};
+
+/// Reason set on pods failed because their node stopped heartbeating; their deployment replaces
+/// them at once (no failed-pod backoff).
+pub const NODE_LOST: &str = "NodeLost";
+/// Reason of the `Ready=False` condition of a node whose heartbeat is too old.
+pub const HEARTBEAT_MISSED: &str = "HeartbeatMissed";
+/// Reason of the `Ready=True` condition of a node whose heartbeat is fresh.
+pub const HEARTBEAT_FRESH: &str = "HeartbeatFresh";
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn parse_time(t: Option<&str>) -> Option<SystemTime> {
+    t.and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+}
+
+/// How long ago the node's agent last heartbeated (`None` when it never did).
+fn heartbeat_age(n: &Node, now: SystemTime) -> Option<Duration> {
+    parse_time(n.status.last_heartbeat.as_deref()).map(|t| now.duration_since(t).unwrap_or_default())
+}
+
+/// How long the node has been not ready: from the heartbeat age past `grace`, else (no heartbeat
+/// ever) from its `Ready=False` condition. `None` while it is ready.
+fn not_ready_for(n: &Node, now: SystemTime, grace: Duration) -> Option<Duration> {
+    match heartbeat_age(n, now) {
+        Some(age) if age > grace => Some(age - grace),
+        Some(_) => None,
+        None => {
+            let c = n.condition(READY_CONDITION)?;
+            if c.status != ConditionStatus::False {
+                return None;
+            }
+            parse_time(c.last_transition_time.as_deref()).map(|t| now.duration_since(t).unwrap_or_default())
+        }
+    }
+}
+
+/// Marks nodes whose last heartbeat is older than `grace` not ready, with a `Ready=False` condition
+/// saying for how long (`no heartbeat for 12s`); records `Ready=True` on nodes heartbeating again.
+/// Conditions change only on a transition, so a steady cluster causes no writes.
+pub fn node_health(s: &Snapshot, grace: Duration) -> Vec<Op> {
+    let Some(now) = s.now else { return Vec::new() };
+    let mut ops = Vec::new();
+    for n in &s.nodes {
+        let age = heartbeat_age(n, now);
+        let fresh = age.is_some_and(|a| a <= grace);
+        let current = n.condition(READY_CONDITION).map(|c| c.status);
+        let wanted = if fresh {
+            // The agent says whether it is ready; only a ready, heartbeating node gets `True`.
+            if !n.status.ready {
+                continue;
+            }
+            NodeCondition {
+                type_: READY_CONDITION.into(),
+                status: ConditionStatus::True,
+                reason: HEARTBEAT_FRESH.into(),
+                message: format!("the agent heartbeats within {}s", grace.as_secs()),
+                last_transition_time: Some(rfc3339(now)),
+            }
+        } else {
+            NodeCondition {
+                type_: READY_CONDITION.into(),
+                status: ConditionStatus::False,
+                reason: HEARTBEAT_MISSED.into(),
+                message: match age {
+                    Some(a) => format!("no heartbeat for {}s", a.as_secs()),
+                    None => "the agent never reported a heartbeat".into(),
+                },
+                last_transition_time: Some(rfc3339(now)),
+            }
+        };
+        if current != Some(wanted.status) {
+            // Checked against the snapshot's revision: a concurrent cordon is never undone.
+            let mut next = n.clone();
+            next.set_condition(wanted);
+            ops.push(Op::Replace {
+                object: Object::Node(next),
+            });
+        }
+        if !fresh && n.status.ready {
+            let mut next = n.clone();
+            next.status.ready = false;
+            next.metadata.resource_version = None;
+            ops.push(Op::UpdateStatus {
+                object: Object::Node(next),
+            });
+        }
+    }
+    ops
+}
+
+/// Fails the live pods of every node that has been not ready for `eviction_grace` (its heartbeat is
+/// older than `grace + eviction_grace`) with reason [`NODE_LOST`]; the deployment controller then
+/// replaces them on ready nodes. Each pod's write is checked against its revision.
+pub fn evict_pods(s: &Snapshot, grace: Duration, eviction_grace: Duration) -> Vec<Op> {
+    let Some(now) = s.now else { return Vec::new() };
+    let mut ops = Vec::new();
+    for n in &s.nodes {
+        let Some(down) = not_ready_for(n, now, grace) else {
+            continue;
+        };
+        if down < eviction_grace {
+            continue;
+        }
+        let message = match heartbeat_age(n, now) {
+            Some(a) => format!(
+                "node {} has had no heartbeat for {}s",
+                n.metadata.name,
+                a.as_secs()
+            ),
+            None => format!(
+                "node {} has been not ready for {}s",
+                n.metadata.name,
+                down.as_secs()
+            ),
+        };
+        for p in s
+            .pods
+            .iter()
+            .filter(|p| !is_terminal(p) && p.spec.node_name.as_deref() == Some(n.metadata.name.as_str()))
+        {
+            let mut next = p.clone();
+            next.status.phase = PodPhase::Failed;
+            next.status.ready = false;
+            next.status.reason = Some(NODE_LOST.into());
+            next.status.message = Some(message.clone());
+            next.status.finished_at = Some(rfc3339(now));
+            ops.push(Op::UpdateStatus {
+                object: Object::Pod(next),
+            });
+        }
+    }
+    ops
+}
