@@ -1,6 +1,7 @@
 //! The `skiff` command: `skiff up` runs a one-node cluster; the other verbs are API clients.
 mod cluster;
 mod config;
+mod node;
 mod output;
 mod up;
 mod verbs;
@@ -53,6 +54,8 @@ enum Command {
     Member(cluster::MemberArgs),
     /// Cluster state backups: save.
     Snapshot(cluster::SnapshotArgs),
+    /// Worker nodes: cordon, uncordon, drain.
+    Node(node::NodeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -83,6 +86,7 @@ fn main() -> std::process::ExitCode {
             Command::Scale(a) => verbs::scale(&conn, a).await,
             Command::Member(a) => cluster::member(&conn, a).await,
             Command::Snapshot(a) => cluster::snapshot(&conn, a).await,
+            Command::Node(a) => node::node(&conn, a).await,
         }
     });
     match result {

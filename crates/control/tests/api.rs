@@ -317,3 +317,116 @@ async fn state_survives_reopen() {
         .await;
     assert_eq!(s, StatusCode::OK, "{got}");
 }
+
+fn node_status(ago: u64) -> Value {
+    let beat = std::time::SystemTime::now() - std::time::Duration::from_secs(ago);
+    json!({"address":"http://127.0.0.1:1","ready":true,"capacity":{"memory":"1Gi","pods":10},"runtimes":["wasm"],
+        "lastHeartbeat": humantime::format_rfc3339_seconds(beat).to_string()})
+}
+
+impl Api {
+    /// Registers a node and writes its status the way an agent does.
+    async fn node(&self, name: &str, heartbeat_ago: u64) {
+        let (s, n) = self
+            .call(
+                "POST",
+                "/api/v1/nodes",
+                Some(json!({"apiVersion":"skiff.dev/v1","kind":"Node","metadata":{"name":name}})),
+            )
+            .await;
+        assert!(s == StatusCode::CREATED || s == StatusCode::CONFLICT, "{n}");
+        self.beat(name, heartbeat_ago).await;
+    }
+
+    async fn beat(&self, name: &str, ago: u64) {
+        let (_, mut n) = self.call("GET", &format!("/api/v1/nodes/{name}"), None).await;
+        n["status"] = node_status(ago);
+        n["metadata"]["resourceVersion"] = Value::Null;
+        let (s, n) = self
+            .call("PUT", &format!("/api/v1/nodes/{name}/status"), Some(n))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{n}");
+    }
+
+    /// Cordons or uncordons by read-modify-write with the resourceVersion, as `skiff node cordon` does.
+    async fn cordon(&self, name: &str, on: bool) {
+        let (_, mut n) = self.call("GET", &format!("/api/v1/nodes/{name}"), None).await;
+        n["spec"]["unschedulable"] = json!(on);
+        let (s, n) = self.call("PUT", &format!("/api/v1/nodes/{name}"), Some(n)).await;
+        assert_eq!(s, StatusCode::OK, "{n}");
+    }
+
+    async fn pods(&self) -> Vec<Value> {
+        let (_, list) = self.call("GET", "/api/v1/namespaces/default/pods", None).await;
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Runs controller passes until `done` holds (with a deadline).
+    async fn reconcile_until(&self, what: &str, mut done: impl AsyncFnMut(&Api) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut pass = 0;
+        while !done(self).await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            pass += 1;
+            self.plane.reconcile_once(pass).await.unwrap();
+        }
+    }
+}
+
+/// Issue 4, deliverables 2-3: a node whose heartbeat stops is marked NotReady with a reason, and
+/// after the eviction grace its deployment pod is replaced on another (uncordoned) node.
+#[tokio::test]
+async fn lost_node_is_marked_not_ready_and_its_pods_move_to_a_ready_node() {
+    let api = Api::new().await;
+    api.node("doomed", 0).await;
+    api.node("spare", 0).await;
+    api.cordon("spare", true).await;
+    let (s, d) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/deployments",
+            Some(json!({"apiVersion":"skiff.dev/v1","kind":"Deployment","metadata":{"name":"web"},
+                "spec":{"replicas":1,"selector":{"matchLabels":{"app":"web"}},
+                "template":{"metadata":{"labels":{"app":"web"}},"spec":{"components":[{"name":"c","wasm":{"digest":format!("sha256:{}", "a".repeat(64))}}]}}}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    // The cordoned node takes nothing: the pod lands on "doomed".
+    api.reconcile_until("the pod bound to doomed", async |api| {
+        api.pods().await.iter().any(|p| p["spec"]["nodeName"] == "doomed")
+    })
+    .await;
+    // "doomed" stops heartbeating (its last beat is now older than grace + eviction grace);
+    // "spare" is uncordoned.
+    api.beat("doomed", 16).await;
+    api.cordon("spare", false).await;
+    api.reconcile_until("the pod replaced on spare", async |api| {
+        let pods = api.pods().await;
+        pods.len() == 1 && pods[0]["spec"]["nodeName"] == "spare"
+    })
+    .await;
+    let (_, n) = api.call("GET", "/api/v1/nodes/doomed", None).await;
+    assert_eq!(n["status"]["ready"], false, "{n}");
+    let conditions: Value = serde_json::from_str(
+        n["metadata"]["annotations"]["skiff.dev/conditions"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(conditions[0]["type"], "Ready");
+    assert_eq!(conditions[0]["status"], "False");
+    assert_eq!(conditions[0]["reason"], "HeartbeatMissed");
+    assert!(
+        conditions[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("no heartbeat for "),
+        "{conditions}"
+    );
+    // The cordon written through the API survived the controller's condition writes.
+    let (_, spare) = api.call("GET", "/api/v1/nodes/spare", None).await;
+    assert_eq!(spare["spec"]["unschedulable"], false, "{spare}");
+}
