@@ -64,14 +64,12 @@ impl ControlPlane {
         }
         commands.push(("garbage", reconcile::garbage(&snapshot)));
         let config = &self.inner.config;
-        commands.push((
-            "node-health",
-            reconcile::node_health(&snapshot, config.node_grace),
-        ));
-        commands.push((
-            "node-eviction",
-            reconcile::evict_pods(&snapshot, config.node_grace, config.pod_eviction_grace),
-        ));
+        for ops in reconcile::node_health(&snapshot, config.node_grace) {
+            commands.push(("node-health", ops));
+        }
+        for ops in reconcile::evict_pods(&snapshot, config.node_grace, config.pod_eviction_grace) {
+            commands.push(("node-eviction", ops));
+        }
         commands.push(("scheduler", reconcile::schedule(&snapshot, pass)));
         commands.push(("endpoints", reconcile::endpoints(&snapshot)));
         for (controller, ops) in commands {

@@ -118,6 +118,14 @@ fn delete_op(kind: Kind, m: &ObjectMeta) -> Op {
 /// retires pods of older templates only as pods of the new one become ready (no gap in service).
 /// Returns one command's ops per deployment that needs a change.
 pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
+    // A pod on a node that is not ready serves nobody, whatever it last reported.
+    let down: BTreeSet<&str> = s
+        .nodes
+        .iter()
+        .filter(|n| !n.status.ready)
+        .map(|n| n.metadata.name.as_str())
+        .collect();
+    let serving = |p: &Pod| p.status.ready && !p.spec.node_name.as_deref().is_some_and(|n| down.contains(n));
     let mut out = Vec::new();
     for d in &s.deployments {
         let Some(uid) = d.metadata.uid.as_deref() else {
@@ -164,7 +172,7 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
         let rank = |p: &&Pod| {
             (
                 p.spec.node_name.is_some(),
-                p.status.ready,
+                serving(p),
                 std::cmp::Reverse(p.metadata.resource_version),
             )
         };
@@ -183,7 +191,7 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
             }
         }
         // Old-template pods go as new ones become ready.
-        let ready_current = current.iter().filter(|p| p.status.ready).count().min(desired);
+        let ready_current = current.iter().filter(|p| serving(p)).count().min(desired);
         let keep_old = desired.saturating_sub(ready_current);
         if old.len() > keep_old {
             for p in &old[..old.len() - keep_old] {
@@ -194,7 +202,7 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
             observed_generation: d.metadata.generation.unwrap_or(0),
             replicas: live.len() as u64,
             updated_replicas: current.len() as u64,
-            ready_replicas: live.iter().filter(|p| p.status.ready).count() as u64,
+            ready_replicas: live.iter().filter(|p| serving(p)).count() as u64,
         };
         if status != d.status {
             let mut next = d.clone();

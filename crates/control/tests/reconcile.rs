@@ -269,7 +269,7 @@ fn orphans_are_collected_and_stale_nodes_marked_not_ready() {
         ..Default::default()
     };
     assert_eq!(deleted(&reconcile::garbage(&s)), ["orphan"]);
-    let ops = reconcile::node_health(&s, Duration::from_secs(40));
+    let ops = reconcile::node_health(&s, Duration::from_secs(40)).concat();
     let [
         Op::Replace { .. },
         Op::UpdateStatus {
@@ -377,7 +377,7 @@ fn heartbeat_older_than_grace_marks_node_not_ready_with_reason_once() {
         nodes: vec![beating("alive", now, 3), beating("dead", now, 12)],
         ..Default::default()
     };
-    let ops = reconcile::node_health(&s, GRACE);
+    let ops = reconcile::node_health(&s, GRACE).concat();
     apply(&mut s, &ops);
     let dead = &s.nodes[1];
     assert!(!dead.status.ready);
@@ -399,7 +399,7 @@ fn heartbeat_older_than_grace_marks_node_not_ready_with_reason_once() {
     let later = now + Duration::from_secs(20);
     s.now = Some(later);
     s.nodes[1].status = beating("dead", later, 1).status;
-    let ops = reconcile::node_health(&s, GRACE);
+    let ops = reconcile::node_health(&s, GRACE).concat();
     apply(&mut s, &ops);
     assert_eq!(
         s.nodes[1]
@@ -431,7 +431,7 @@ fn pods_of_a_lost_node_are_evicted_after_the_grace_and_replaced_on_a_ready_node(
         services: vec![svc],
         ..Default::default()
     };
-    let ops = reconcile::node_health(&s, GRACE);
+    let ops = reconcile::node_health(&s, GRACE).concat();
     apply(&mut s, &ops);
     // NotReady at once → its endpoint is not ready (the gateway stops routing there)...
     let ops = reconcile::endpoints(&s);
@@ -453,7 +453,7 @@ fn pods_of_a_lost_node_are_evicted_after_the_grace_and_replaced_on_a_ready_node(
     // NotReady for the eviction grace (since t0 - 1 s): the pod on the dead node fails with NodeLost.
     let t1 = t0 + Duration::from_secs(4);
     s.now = Some(t1);
-    let ops = reconcile::evict_pods(&s, GRACE, EVICTION);
+    let ops = reconcile::evict_pods(&s, GRACE, EVICTION).concat();
     assert_eq!(ops.len(), 1, "{ops:?}");
     apply(&mut s, &ops);
     let lost = s.pods.iter().find(|p| p.metadata.name == "on-dead").unwrap();
@@ -508,7 +508,7 @@ fn bare_pods_of_a_lost_node_fail_but_stay_and_a_node_without_heartbeat_counts_fr
     };
     assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
     s.now = Some(now + EVICTION);
-    let ops = reconcile::evict_pods(&s, GRACE, EVICTION);
+    let ops = reconcile::evict_pods(&s, GRACE, EVICTION).concat();
     apply(&mut s, &ops);
     assert_eq!(s.pods[0].status.reason.as_deref(), Some(reconcile::NODE_LOST));
     assert!(
@@ -559,4 +559,30 @@ fn cordoned_node_gets_no_new_pods() {
     };
     let why = &p.status.scheduling.as_ref().unwrap().rejected["cordoned"];
     assert!(why.contains("cordoned"), "{why}");
+}
+
+#[test]
+fn pods_on_a_not_ready_node_do_not_count_as_ready_for_a_rollout() {
+    let d = deployment(1);
+    let h = reconcile::template_hash(&d);
+    // The new pod reported ready, but its node is down: the old pod must stay.
+    let s = Snapshot {
+        now: Some(SystemTime::now()),
+        nodes: vec![node("up", true), node("down", false)],
+        pods: vec![
+            pod_of(&d, "old", "oldhash", true, Some("up")),
+            pod_of(&d, "new", &h, true, Some("down")),
+        ],
+        deployments: vec![d],
+        ..Default::default()
+    };
+    let cmds = reconcile::deployments(&s, &mut Counted(0));
+    assert!(deleted(&cmds.concat()).is_empty(), "{cmds:?}");
+    let status = cmds.concat().into_iter().find_map(|o| match o {
+        Op::UpdateStatus {
+            object: Object::Deployment(d),
+        } => Some(d.status),
+        _ => None,
+    });
+    assert_eq!(status.map(|s| s.ready_replicas), Some(1));
 }

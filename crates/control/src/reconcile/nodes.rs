@@ -55,11 +55,13 @@ fn not_ready_for(n: &Node, now: SystemTime, grace: Duration) -> Option<Duration>
 
 /// Marks nodes whose last heartbeat is older than `grace` not ready, with a `Ready=False` condition
 /// saying for how long (`no heartbeat for 12s`); records `Ready=True` on nodes heartbeating again.
-/// Conditions change only on a transition, so a steady cluster causes no writes.
-pub fn node_health(s: &Snapshot, grace: Duration) -> Vec<Op> {
+/// Conditions change only on a transition, so a steady cluster causes no writes. Returns one
+/// command's ops per node, so a heartbeat racing one node's write does not hold back the others.
+pub fn node_health(s: &Snapshot, grace: Duration) -> Vec<Vec<Op>> {
     let Some(now) = s.now else { return Vec::new() };
-    let mut ops = Vec::new();
+    let mut out = Vec::new();
     for n in &s.nodes {
+        let mut ops = Vec::new();
         let age = heartbeat_age(n, now);
         let fresh = age.is_some_and(|a| a <= grace);
         let current = n.condition(READY_CONDITION).map(|c| c.status);
@@ -103,16 +105,20 @@ pub fn node_health(s: &Snapshot, grace: Duration) -> Vec<Op> {
                 object: Object::Node(next),
             });
         }
+        if !ops.is_empty() {
+            out.push(ops);
+        }
     }
-    ops
+    out
 }
 
 /// Fails the live pods of every node that has been not ready for `eviction_grace` (its heartbeat is
 /// older than `grace + eviction_grace`) with reason [`NODE_LOST`]; the deployment controller then
-/// replaces them on ready nodes. Each pod's write is checked against its revision.
-pub fn evict_pods(s: &Snapshot, grace: Duration, eviction_grace: Duration) -> Vec<Op> {
+/// replaces them on ready nodes. Each pod's write is checked against its revision; one command's
+/// ops per node.
+pub fn evict_pods(s: &Snapshot, grace: Duration, eviction_grace: Duration) -> Vec<Vec<Op>> {
     let Some(now) = s.now else { return Vec::new() };
-    let mut ops = Vec::new();
+    let mut out = Vec::new();
     for n in &s.nodes {
         let Some(down) = not_ready_for(n, now, grace) else {
             continue;
@@ -132,6 +138,7 @@ pub fn evict_pods(s: &Snapshot, grace: Duration, eviction_grace: Duration) -> Ve
                 down.as_secs()
             ),
         };
+        let mut ops = Vec::new();
         for p in s
             .pods
             .iter()
@@ -147,6 +154,9 @@ pub fn evict_pods(s: &Snapshot, grace: Duration, eviction_grace: Duration) -> Ve
                 object: Object::Pod(next),
             });
         }
+        if !ops.is_empty() {
+            out.push(ops);
+        }
     }
-    ops
+    out
 }
