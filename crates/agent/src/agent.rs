@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_api::{ARCH_LABEL, Kind, Node, NodeCapacity, NodeStatus, Object, ObjectMeta};
-use skiff_client::{Client, Informer, ListOptions};
+use skiff_client::{Client, ClientError, Informer, ListOptions};
 use skiff_runtime_wasm::{RuntimeConfig, WasmRuntime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::dataplane::{self, DataPlane};
 use crate::error::AgentError;
-use crate::pods::PodTable;
+use crate::pods::{LocalPod, PodTable};
+use crate::store::LocalStore;
 
 /// How a worker joins and what it offers.
 #[derive(Debug, Clone)]
@@ -23,7 +24,7 @@ pub struct AgentConfig {
     pub server: String,
     /// Bearer token for the API.
     pub token: String,
-    /// Local state: artifact and compiled-code caches.
+    /// Local state: `agent.redb` (the assigned pods), artifact and compiled-code caches.
     pub data_dir: PathBuf,
     /// Schedulable capacity.
     pub capacity: NodeCapacity,
@@ -76,11 +77,25 @@ fn arch() -> &'static str {
     }
 }
 
+/// Whether `e` says the control plane cannot be reached or cannot answer now (as opposed to
+/// refusing the request): the agent then keeps running from local state.
+fn control_plane_down(e: &ClientError) -> bool {
+    match e {
+        ClientError::Unreachable { .. } | ClientError::Timeout { .. } => true,
+        ClientError::Api { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
 impl Agent {
-    /// Creates the runtime and registers the node, advertising `address` (the data plane's base URL).
+    /// Creates the runtime, starts the pods kept in the local store (before and independently of
+    /// the control plane), then registers the node, advertising `address` (the data plane's base
+    /// URL). An unreachable control plane is not an error: the agent runs from local state and
+    /// registers once [`run`](Agent::run) reaches it.
     ///
     /// # Errors
-    /// [`AgentError`] when the runtime cannot start or the API refuses the node.
+    /// [`AgentError`] when the runtime or the local store cannot be opened (another agent holds
+    /// the directory), or the control plane answers and refuses the node (e.g. a wrong token).
     pub async fn start(config: AgentConfig, address: String) -> Result<Self, AgentError> {
         let client = Client::new(&config.server, &config.token)?;
         let runtime = WasmRuntime::new(RuntimeConfig {
@@ -93,25 +108,53 @@ impl Agent {
             path: artifacts.display().to_string(),
             message: e.to_string(),
         })?;
+        let store = Arc::new(LocalStore::open(config.data_dir.join("agent.redb"))?);
         let pods = Arc::new(PodTable::new(
             runtime,
             client.clone(),
             config.node_name.clone(),
             artifacts,
+            store.clone(),
         ));
+        let (stored, serving) = pods.restore().await?;
+        if stored > 0 {
+            tracing::info!(
+                node = %config.node_name,
+                stored,
+                serving,
+                store = %store.path().display(),
+                "running from local state: pods restored before reaching the control plane"
+            );
+        }
         let agent = Agent {
             config: Arc::new(config),
             client,
             pods,
             address,
         };
-        agent.register().await?;
+        match agent.register().await {
+            Ok(()) => {}
+            Err(AgentError::Client(e)) if control_plane_down(&e) => {
+                tracing::warn!(
+                    node = %agent.config.node_name,
+                    server = %agent.config.server,
+                    error = %e,
+                    "control plane unreachable: running from local state; registering when it answers"
+                );
+            }
+            Err(e) => return Err(e),
+        }
         Ok(agent)
     }
 
     /// The node name.
     pub fn node_name(&self) -> &str {
         &self.config.node_name
+    }
+
+    /// The pods this agent serves now (from the control plane or from local state).
+    pub fn pods(&self) -> Vec<LocalPod> {
+        self.pods.list()
     }
 
     /// The in-process data plane (for a gateway in the same process).
@@ -172,7 +215,12 @@ impl Agent {
         Ok(())
     }
 
-    /// Serves the data plane on `listener` and keeps the node's pods in sync until `shutdown`.
+    /// Serves the data plane on `listener` and keeps the node's pods in sync until `shutdown`;
+    /// then closes the local store.
+    ///
+    /// The pods are reconciled only from the informer's view once its first list succeeded: while
+    /// the control plane cannot be reached the informer keeps its last view (it never empties it
+    /// on errors), and an agent that started offline keeps what it restored from local state.
     pub async fn run(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
         let informer = Informer::start(
             self.client.clone(),
@@ -188,15 +236,31 @@ impl Agent {
         let mut beat = tokio::time::interval(self.config.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut resync = tokio::time::interval(Duration::from_secs(2));
+        // Whether the last heartbeat reached the control plane (`None` before the first one).
+        let mut reachable: Option<bool> = None;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() { break; }
                 }
                 _ = beat.tick() => {
-                    if let Err(e) = self.heartbeat().await {
-                        tracing::warn!(node = %self.config.node_name, error = %e, "heartbeat failed");
+                    let result = self.heartbeat().await;
+                    let now = result.is_ok();
+                    match (&result, reachable) {
+                        (Err(e), Some(true) | None) => tracing::warn!(
+                            node = %self.config.node_name,
+                            error = %e,
+                            pods = self.pods.list().len(),
+                            "control plane unreachable: keeping the pods running from local state"
+                        ),
+                        (Err(e), Some(false)) => tracing::debug!(node = %self.config.node_name, error = %e, "heartbeat failed"),
+                        (Ok(()), Some(false)) => tracing::info!(
+                            node = %self.config.node_name,
+                            "control plane reachable again: reconciling pods by uid"
+                        ),
+                        (Ok(()), _) => {}
                     }
+                    reachable = Some(now);
                 }
                 r = changes.changed() => {
                     if r.is_err() { break; }
@@ -211,6 +275,8 @@ impl Agent {
                 }
             }
         }
+        drop(informer);
         let _ = server.await;
+        self.pods.close_store();
     }
 }

@@ -29,7 +29,9 @@ mod agent;
 mod dataplane;
 mod error;
 mod pods;
+mod store;
 
 pub use agent::{Agent, AgentConfig};
 pub use dataplane::DataPlane;
 pub use error::AgentError;
+pub use pods::LocalPod;

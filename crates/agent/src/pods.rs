@@ -2,11 +2,15 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use skiff_api::{Object, Pod, PodPhase, PodStatus};
 use skiff_client::Client;
 use skiff_runtime_wasm::{HandlerOptions, HttpHandler, LogBuffer, WasmRuntime};
+
+use crate::error::AgentError;
+use crate::store::LocalStore;
 
 /// Per-pod log buffer size.
 const LOG_BYTES: usize = 1 << 20;
@@ -18,6 +22,35 @@ pub(crate) struct RunningPod {
     pub(crate) uid: String,
     pub(crate) handler: HttpHandler,
     pub(crate) logs: Arc<LogBuffer>,
+    /// When this agent process started serving it.
+    pub(crate) started: SystemTime,
+}
+
+/// A pod this agent is serving, as [`Agent::pods`](crate::Agent::pods) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPod {
+    /// `namespace/name`.
+    pub key: String,
+    /// The pod's uid.
+    pub uid: String,
+    /// When this agent process started serving it (a restart of the pod changes it).
+    pub started: SystemTime,
+}
+
+/// What identifies a version of the assigned set: (uid, resourceVersion) of every pod, sorted.
+type Fingerprint = Vec<(String, u64)>;
+
+fn fingerprint<'a>(pods: impl Iterator<Item = &'a Pod>) -> Fingerprint {
+    let mut f: Fingerprint = pods
+        .map(|p| {
+            (
+                p.metadata.uid.clone().unwrap_or_default(),
+                p.metadata.resource_version.unwrap_or(0),
+            )
+        })
+        .collect();
+    f.sort();
+    f
 }
 
 pub(crate) struct PodTable {
@@ -30,6 +63,9 @@ pub(crate) struct PodTable {
     /// Uids being started or that failed to start (not retried: the controller replaces them).
     busy: Mutex<HashSet<String>>,
     cached: Mutex<BTreeSet<String>>,
+    store: Arc<LocalStore>,
+    /// The assigned set as last written to `store`.
+    saved: tokio::sync::Mutex<Option<Fingerprint>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -46,8 +82,16 @@ struct StartError {
 }
 
 impl PodTable {
-    pub(crate) fn new(runtime: WasmRuntime, client: Client, node: String, artifacts_dir: PathBuf) -> Self {
+    pub(crate) fn new(
+        runtime: WasmRuntime,
+        client: Client,
+        node: String,
+        artifacts_dir: PathBuf,
+        store: Arc<LocalStore>,
+    ) -> Self {
         PodTable {
+            store,
+            saved: tokio::sync::Mutex::new(None),
             runtime,
             client,
             node,
@@ -71,7 +115,86 @@ impl PodTable {
         lock(&self.cached).iter().cloned().collect()
     }
 
-    /// Makes the running set match `pods` (this node's pods as the API has them).
+    /// Closes the local store (the agent stopped).
+    pub(crate) fn close_store(&self) {
+        self.store.close();
+    }
+
+    /// The pods being served, sorted by key.
+    pub(crate) fn list(&self) -> Vec<LocalPod> {
+        let mut out: Vec<LocalPod> = self
+            .running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, r)| LocalPod {
+                key: k.clone(),
+                uid: r.uid.clone(),
+                started: r.started,
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Starts the pods of the local store, without the control plane: artifacts come from the
+    /// disk cache. Returns how many were stored and how many now serve. A pod that cannot start
+    /// is left to the first sync after the control plane answers.
+    pub(crate) async fn restore(&self) -> Result<(usize, usize), AgentError> {
+        let store = self.store.clone();
+        let stored = tokio::task::spawn_blocking(move || store.load())
+            .await
+            .map_err(|e| AgentError::Storage {
+                path: self.store.path().display().to_string(),
+                message: format!("loading the stored pods: {e}"),
+            })??;
+        *self.saved.lock().await = Some(fingerprint(stored.iter()));
+        let mut serving = 0;
+        for pod in &stored {
+            match self.start(pod).await {
+                Ok(running) => {
+                    self.running
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key(pod), Arc::new(running));
+                    serving += 1;
+                    tracing::info!(pod = %key(pod), uid = ?pod.metadata.uid, node = %self.node, "pod running from local state");
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %key(pod), node = %self.node, reason = e.reason, error = %e.message, "stored pod failed to start; retried once the control plane answers");
+                }
+            }
+        }
+        Ok((stored.len(), serving))
+    }
+
+    /// Writes the assigned set to the local store when it differs from what was last written.
+    async fn persist(&self, desired: &HashMap<String, Pod>) {
+        let mut saved = self.saved.lock().await;
+        let next = fingerprint(desired.values());
+        if saved.as_ref() == Some(&next) {
+            return;
+        }
+        let store = self.store.clone();
+        let pods: Vec<Pod> = desired.values().cloned().collect();
+        let count = pods.len();
+        match tokio::task::spawn_blocking(move || store.save(&pods)).await {
+            Ok(Ok(())) => {
+                tracing::debug!(node = %self.node, pods = count, "assigned pods saved to local state");
+                *saved = Some(next);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(node = %self.node, error = %e, "cannot save the assigned pods; retried at the next sync")
+            }
+            Err(e) => {
+                tracing::warn!(node = %self.node, error = %e, "cannot save the assigned pods; retried at the next sync")
+            }
+        }
+    }
+
+    /// Makes the running set match `pods`: this node's pods as a successful, synced list+watch of
+    /// the API has them (never an empty set standing in for an unreachable control plane). Keyed
+    /// by uid: a pod already running under the same uid is kept as it is.
     pub(crate) async fn sync(self: &Arc<Self>, pods: Vec<Object>) {
         let desired: HashMap<String, Pod> = pods
             .into_iter()
@@ -82,6 +205,8 @@ impl PodTable {
                 _ => None,
             })
             .collect();
+        // Persist first: what runs is always what a restart would bring back.
+        self.persist(&desired).await;
         // Forget start failures of pods that are gone or terminal (they are not retried).
         {
             let uids: HashSet<&str> = desired
@@ -247,6 +372,7 @@ impl PodTable {
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             handler,
             logs,
+            started: SystemTime::now(),
         })
     }
 
@@ -270,9 +396,17 @@ impl PodTable {
                     message: format!("downloaded bytes do not match {digest}"),
                 });
             }
-            let tmp = path.with_extension("tmp");
-            if tokio::fs::write(&tmp, &bytes).await.is_ok() {
-                let _ = tokio::fs::rename(&tmp, &path).await;
+            // Kept on disk for as long as a stored pod uses it: a restart without the control
+            // plane starts the pod from this file (the agent never evicts cached artifacts).
+            static TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
+            let written = async {
+                tokio::fs::write(&tmp, &bytes).await?;
+                tokio::fs::rename(&tmp, &path).await
+            };
+            if let Err(e) = written.await {
+                tracing::warn!(%digest, path = %path.display(), error = %e, "cannot cache the artifact; a restart without the control plane will not find it");
             }
             return Ok(bytes.to_vec());
         }
