@@ -21,8 +21,38 @@
 //!   pods are started (artifact fetched by digest and cached on disk, component compiled once and
 //!   cached by the runtime) and stopped to match, keyed by pod uid so a re-created pod with the same
 //!   name is a new pod. Status goes back as `Pending` → `Running` (ready) or `Failed` with a reason.
+//! - [`LocalPod`] — what [`Agent::pods`] reports: a pod being served, its uid, and when this agent
+//!   process started it (unchanged for as long as the pod is not restarted).
 //! - [`DataPlane`] — serves a request for a pod named in the `x-skiff-pod` header. The gateway calls
 //!   it over HTTP, or directly when it runs in the same process.
+//!
+//! ## Offline autonomy
+//! A worker keeps serving when no control node can be reached, and comes back by itself after a
+//! reboot in that state:
+//!
+//! ```text
+//!  informer (list+watch, synced) ──► assigned set ──► agent.redb (one transaction per change)
+//!                                         │                 │
+//!                                         ▼                 ▼ at start, before the control plane
+//!                                     PodTable ◄──── stored pods + artifacts/<sha256>
+//! ```
+//!
+//! - **Local store** — `<data dir>/agent.redb` holds the pods assigned to this node, whole, as last
+//!   seen from the control plane, keyed by uid. The set is written before pods are started or
+//!   stopped, so it always says what a restart should bring back. Artifacts referenced by digest
+//!   stay in `<data dir>/artifacts/` (the agent never evicts them); compiled code is a cache that
+//!   can be rebuilt from them.
+//! - **Start-up** — [`Agent::start`] opens the store and starts the stored pods from the artifact
+//!   cache first, logging that it runs from local state; an unreachable control plane (or one that
+//!   answers 5xx) does not stop it, and registration happens when [`Agent::run`] reaches it.
+//!   A refusal (wrong token) still fails.
+//! - **Disconnected** — the informer keeps its last view on errors and the agent only reconciles
+//!   from a view that a successful list produced; "cannot list" never means "no pods". An agent
+//!   that started offline reconciles nothing until its first list succeeds.
+//! - **Reconnect** — reconciliation is keyed by uid: a pod that is still assigned and running
+//!   keeps its handler, its start time and its `status.startTime`; a pod that is no longer
+//!   assigned is stopped and dropped from the store; a new one is started.
+//! - The store is closed when [`Agent::run`] returns, so one directory serves one agent at a time.
 #![deny(missing_docs)]
 
 mod agent;

@@ -267,6 +267,11 @@ async fn keeps_serving_offline_restores_from_local_state_and_reconciles_by_uid()
     .await;
     assert_eq!(second.agent.pods().len(), 1);
 
+    // The local store followed: an agent restarted offline brings back only the assigned pod.
     second.stop().await;
     control.stop().await;
+    let third = start_agent(&server, &token, agent_dir.path()).await;
+    let keys: Vec<String> = third.agent.pods().into_iter().map(|p| p.key).collect();
+    assert_eq!(keys, ["default/web"]);
+    third.stop().await;
 }
