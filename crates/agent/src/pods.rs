@@ -380,6 +380,17 @@ impl PodTable {
     async fn artifact(&self, wasm: &skiff_api::WasmSpec) -> Result<Vec<u8>, StartError> {
         if let Some(digest) = &wasm.digest {
             let hex = digest.trim_start_matches("sha256:");
+            // The digest names a file in the cache: only 64 lowercase hex digits may do that.
+            if hex.len() != 64
+                || !hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(StartError {
+                    reason: "InvalidSpec",
+                    message: format!("wasm.digest {digest:?} is not sha256:<64 lowercase hex digits>"),
+                });
+            }
             let path = self.artifacts_dir.join(hex);
             if let Ok(bytes) = tokio::fs::read(&path).await
                 && hex::encode(Sha256::digest(&bytes)) == hex
