@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::plane::ControlPlane;
-use crate::reconcile::{self, RandomIds, Snapshot};
+use crate::reconcile::{self, HeartbeatClock, RandomIds, Snapshot};
 
 /// Longest pause between two passes when nothing changes.
 const RESYNC: Duration = Duration::from_secs(1);
@@ -21,6 +21,8 @@ impl ControlPlane {
         tokio::spawn(async move {
             let mut events = plane.inner.events.subscribe();
             let mut pass: u64 = 0;
+            // Heartbeat ages by this leader's clock; a new term starts them afresh.
+            let mut heartbeats = HeartbeatClock::default();
             loop {
                 if *shutdown.borrow() {
                     return;
@@ -31,9 +33,11 @@ impl ControlPlane {
                         tracing::warn!(error = %e, "cannot create the default namespace yet");
                     }
                     plane.promote_learners().await;
-                    if let Err(e) = plane.reconcile_once(pass).await {
+                    if let Err(e) = plane.reconcile_once(pass, &mut heartbeats).await {
                         tracing::warn!(error = %e.body.message, "controller pass failed; retrying");
                     }
+                } else {
+                    heartbeats = HeartbeatClock::default();
                 }
                 tokio::select! {
                     _ = shutdown.changed() => {}
@@ -54,10 +58,17 @@ impl ControlPlane {
     /// their own command, so one conflict (a pod changed meanwhile) does not hold back the others;
     /// the next pass retries from fresh state.
     ///
+    /// `heartbeats` carries, from pass to pass, when each node's heartbeat was seen to change (keep
+    /// one per leadership term).
+    ///
     /// # Errors
     /// Reading the state failed.
-    pub async fn reconcile_once(&self, pass: u64) -> Result<(), ApiError> {
-        let snapshot = self.snapshot()?;
+    pub async fn reconcile_once(&self, pass: u64, heartbeats: &mut HeartbeatClock) -> Result<(), ApiError> {
+        let mut snapshot = self.snapshot()?;
+        if let Some(now) = snapshot.now {
+            heartbeats.observe(&snapshot.nodes, now);
+        }
+        snapshot.heartbeats = heartbeats.clone();
         let mut commands: Vec<(&str, Vec<skiff_state::Op>)> = Vec::new();
         for ops in reconcile::deployments(&snapshot, &mut RandomIds) {
             commands.push(("deployment", ops));

@@ -22,7 +22,7 @@ use skiff_api::{
 };
 use skiff_state::Op;
 
-pub use nodes::{HEARTBEAT_FRESH, HEARTBEAT_MISSED, NODE_LOST, evict_pods, node_health};
+pub use nodes::{HEARTBEAT_FRESH, HEARTBEAT_MISSED, HeartbeatClock, NODE_LOST, evict_pods, node_health};
 
 /// How long a failed pod of a deployment stays (and holds its slot) before it is replaced, so a pod
 /// that cannot start does not spin. Pods failed with [`NODE_LOST`] are replaced at once.
@@ -46,6 +46,8 @@ pub struct Snapshot {
     pub services: Vec<Service>,
     /// Endpoints.
     pub endpoints: Vec<Endpoints>,
+    /// When the leader saw each node's heartbeat change (empty: ages come from the timestamps).
+    pub heartbeats: HeartbeatClock,
 }
 
 impl Snapshot {

@@ -3,6 +3,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use skiff_control::reconcile::HeartbeatClock;
 use skiff_control::{ControlConfig, ControlPlane};
 use tower::ServiceExt;
 
@@ -362,7 +363,12 @@ impl Api {
     }
 
     /// Runs controller passes until `done` holds (with a deadline).
-    async fn reconcile_until(&self, what: &str, mut done: impl AsyncFnMut(&Api) -> bool) {
+    async fn reconcile_until(
+        &self,
+        heartbeats: &mut HeartbeatClock,
+        what: &str,
+        mut done: impl AsyncFnMut(&Api) -> bool,
+    ) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut pass = 0;
         while !done(self).await {
@@ -371,16 +377,25 @@ impl Api {
                 "timed out waiting for {what}"
             );
             pass += 1;
-            self.plane.reconcile_once(pass).await.unwrap();
+            self.plane.reconcile_once(pass, heartbeats).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 }
 
 /// Issue 4, deliverables 2-3: a node whose heartbeat stops is marked NotReady with a reason, and
-/// after the eviction grace its deployment pod is replaced on another (uncordoned) node.
+/// after the eviction grace its deployment pod is replaced on another (uncordoned) node. Ages run
+/// on the leader's clock from when it saw the last heartbeat (1 s + 1 s here), whatever time the
+/// agent wrote in it.
 #[tokio::test]
 async fn lost_node_is_marked_not_ready_and_its_pods_move_to_a_ready_node() {
-    let api = Api::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ControlConfig::new(dir.path());
+    config.node_grace = std::time::Duration::from_secs(1);
+    config.pod_eviction_grace = std::time::Duration::from_secs(1);
+    let plane = ControlPlane::open(config).await.unwrap();
+    let api = Api { _dir: dir, plane };
+    let mut clock = HeartbeatClock::default();
     api.node("doomed", 0).await;
     api.node("spare", 0).await;
     api.cordon("spare", true).await;
@@ -395,19 +410,23 @@ async fn lost_node_is_marked_not_ready_and_its_pods_move_to_a_ready_node() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{d}");
     // The cordoned node takes nothing: the pod lands on "doomed".
-    api.reconcile_until("the pod bound to doomed", async |api| {
+    api.reconcile_until(&mut clock, "the pod bound to doomed", async |api| {
         api.pods().await.iter().any(|p| p["spec"]["nodeName"] == "doomed")
     })
     .await;
-    // "doomed" stops heartbeating (its last beat is now older than grace + eviction grace);
-    // "spare" is uncordoned.
-    api.beat("doomed", 16).await;
+    // "doomed" stops heartbeating; "spare" keeps beating and is uncordoned.
     api.cordon("spare", false).await;
-    api.reconcile_until("the pod replaced on spare", async |api| {
+    let started = std::time::Instant::now();
+    api.reconcile_until(&mut clock, "the pod replaced on spare", async |api| {
+        api.beat("spare", 0).await;
         let pods = api.pods().await;
         pods.len() == 1 && pods[0]["spec"]["nodeName"] == "spare"
     })
     .await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "not before both graces"
+    );
     let (_, n) = api.call("GET", "/api/v1/nodes/doomed", None).await;
     assert_eq!(n["status"]["ready"], false, "{n}");
     let conditions: Value = serde_json::from_str(

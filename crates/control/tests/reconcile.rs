@@ -586,3 +586,47 @@ fn pods_on_a_not_ready_node_do_not_count_as_ready_for_a_rollout() {
     });
     assert_eq!(status.map(|s| s.ready_replicas), Some(1));
 }
+
+#[test]
+fn heartbeat_ages_run_on_the_leaders_clock_from_when_a_beat_was_seen() {
+    let t0 = whole_second_now();
+    // The agent's clock is an hour behind, and the leader is new (e.g. back from an outage).
+    let mut skewed = beating("skewed", t0, 3600);
+    let mut clock = reconcile::HeartbeatClock::default();
+    clock.observe(std::slice::from_ref(&skewed), t0);
+    let mut s = Snapshot {
+        now: Some(t0),
+        nodes: vec![skewed.clone()],
+        heartbeats: clock.clone(),
+        ..Default::default()
+    };
+    // A full grace from the first sighting, not "an hour without heartbeat".
+    s.now = Some(t0 + GRACE);
+    assert!(
+        reconcile::node_health(&s, GRACE)
+            .concat()
+            .iter()
+            .all(|o| matches!(o, Op::Replace { .. }))
+    );
+    assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
+    // The agent keeps beating (its timestamps change): still ready, however old they look.
+    let t1 = t0 + Duration::from_secs(8);
+    skewed.status.last_heartbeat =
+        Some(humantime::format_rfc3339_seconds(t1 - Duration::from_secs(3600)).to_string());
+    clock.observe(std::slice::from_ref(&skewed), t1);
+    s.nodes = vec![skewed.clone()];
+    s.heartbeats = clock.clone();
+    s.now = Some(t1 + GRACE);
+    let ops = reconcile::node_health(&s, GRACE).concat();
+    apply(&mut s, &ops);
+    assert!(s.nodes[0].status.ready);
+    // It stops: NotReady once the grace has passed since the last change was seen.
+    s.now = Some(t1 + GRACE + Duration::from_secs(1));
+    let ops = reconcile::node_health(&s, GRACE).concat();
+    apply(&mut s, &ops);
+    assert!(!s.nodes[0].status.ready);
+    assert_eq!(
+        s.nodes[0].condition(READY_CONDITION).map(|c| c.message),
+        Some("no heartbeat for 11s".to_owned())
+    );
+}

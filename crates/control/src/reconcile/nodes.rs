@@ -7,8 +7,12 @@
 //!                        │ (endpoints not ready, no new pods)
 //! ```
 //!
-//! Ages are computed from `status.lastHeartbeat`, so the decision needs no memory of its own: a new
-//! leader or a restarted controller reaches the same verdict from the same state.
+//! Ages are measured by the leader's own clock, from when it saw a node's `status.lastHeartbeat`
+//! change ([`HeartbeatClock`]), not from the time the agent wrote in it: a skewed agent clock cannot
+//! make a node look dead, and a new leader (or a control plane back from an outage) gives every
+//! node a full grace before judging it, instead of evicting the whole cluster at once. Without an
+//! observation (pure tests) the age falls back to the agent's timestamp.
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use skiff_api::{ConditionStatus, Node, NodeCondition, Object, PodPhase, READY_CONDITION};
@@ -32,15 +36,50 @@ fn parse_time(t: Option<&str>) -> Option<SystemTime> {
     t.and_then(|t| humantime::parse_rfc3339_weak(t).ok())
 }
 
+/// When the leader saw each node's heartbeat change, by its own clock. The controller loop keeps one
+/// while it leads, calls [`observe`](Self::observe) before every pass and hands it to the pass in
+/// [`Snapshot::heartbeats`]; it starts empty on a new leader.
+#[derive(Debug, Clone, Default)]
+pub struct HeartbeatClock {
+    seen: BTreeMap<String, (Option<String>, SystemTime)>,
+}
+
+impl HeartbeatClock {
+    /// Records the nodes' heartbeats at `now`: a heartbeat seen for the first time or changed since
+    /// the last call counts from `now`. Forgets nodes that are gone.
+    pub fn observe(&mut self, nodes: &[Node], now: SystemTime) {
+        self.seen
+            .retain(|name, _| nodes.iter().any(|n| &n.metadata.name == name));
+        for n in nodes {
+            let beat = &n.status.last_heartbeat;
+            match self.seen.get(&n.metadata.name) {
+                Some((last, _)) if last == beat => {}
+                _ => {
+                    self.seen.insert(n.metadata.name.clone(), (beat.clone(), now));
+                }
+            }
+        }
+    }
+
+    /// How long since the node's current heartbeat was first seen, if it was.
+    fn age(&self, n: &Node, now: SystemTime) -> Option<Duration> {
+        let (beat, at) = self.seen.get(&n.metadata.name)?;
+        (beat == &n.status.last_heartbeat).then(|| now.duration_since(*at).unwrap_or_default())
+    }
+}
+
 /// How long ago the node's agent last heartbeated (`None` when it never did).
-fn heartbeat_age(n: &Node, now: SystemTime) -> Option<Duration> {
-    parse_time(n.status.last_heartbeat.as_deref()).map(|t| now.duration_since(t).unwrap_or_default())
+fn heartbeat_age(s: &Snapshot, n: &Node, now: SystemTime) -> Option<Duration> {
+    n.status.last_heartbeat.as_ref()?;
+    s.heartbeats.age(n, now).or_else(|| {
+        parse_time(n.status.last_heartbeat.as_deref()).map(|t| now.duration_since(t).unwrap_or_default())
+    })
 }
 
 /// How long the node has been not ready: from the heartbeat age past `grace`, else (no heartbeat
 /// ever) from its `Ready=False` condition. `None` while it is ready.
-fn not_ready_for(n: &Node, now: SystemTime, grace: Duration) -> Option<Duration> {
-    match heartbeat_age(n, now) {
+fn not_ready_for(s: &Snapshot, n: &Node, now: SystemTime, grace: Duration) -> Option<Duration> {
+    match heartbeat_age(s, n, now) {
         Some(age) if age > grace => Some(age - grace),
         Some(_) => None,
         None => {
@@ -62,7 +101,7 @@ pub fn node_health(s: &Snapshot, grace: Duration) -> Vec<Vec<Op>> {
     let mut out = Vec::new();
     for n in &s.nodes {
         let mut ops = Vec::new();
-        let age = heartbeat_age(n, now);
+        let age = heartbeat_age(s, n, now);
         let fresh = age.is_some_and(|a| a <= grace);
         let current = n.condition(READY_CONDITION).map(|c| c.status);
         let wanted = if fresh {
@@ -120,13 +159,13 @@ pub fn evict_pods(s: &Snapshot, grace: Duration, eviction_grace: Duration) -> Ve
     let Some(now) = s.now else { return Vec::new() };
     let mut out = Vec::new();
     for n in &s.nodes {
-        let Some(down) = not_ready_for(n, now, grace) else {
+        let Some(down) = not_ready_for(s, n, now, grace) else {
             continue;
         };
         if down < eviction_grace {
             continue;
         }
-        let message = match heartbeat_age(n, now) {
+        let message = match heartbeat_age(s, n, now) {
             Some(a) => format!(
                 "node {} has had no heartbeat for {}s",
                 n.metadata.name,
