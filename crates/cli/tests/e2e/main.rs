@@ -9,3 +9,4 @@ mod lincheck;
 mod netns;
 mod one_node;
 mod roles;
+mod workers;
