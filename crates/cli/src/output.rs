@@ -126,10 +126,11 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
         }
         Object::Node(n) => vec![
             name,
-            if n.status.ready {
-                "Ready".into()
-            } else {
-                "NotReady".into()
+            match (n.status.ready, n.spec.unschedulable) {
+                (true, false) => "Ready".into(),
+                (true, true) => "Ready,SchedulingDisabled".into(),
+                (false, false) => "NotReady".into(),
+                (false, true) => "NotReady,SchedulingDisabled".into(),
             },
             n.metadata
                 .labels
@@ -238,6 +239,34 @@ pub(crate) fn describe(o: &Object, related: &[Object]) -> Result<String> {
             }
             for (node, score) in &s.scores {
                 let _ = writeln!(out, "  score    {node}: {score}");
+            }
+        }
+    }
+    if let Object::Node(n) = o {
+        let _ = writeln!(
+            out,
+            "Schedulable: {}",
+            if n.spec.unschedulable {
+                "no (cordoned)"
+            } else {
+                "yes"
+            }
+        );
+        let conditions = n.conditions();
+        if !conditions.is_empty() {
+            let _ = writeln!(out, "Conditions:");
+            for c in conditions {
+                let _ = writeln!(
+                    out,
+                    "  {:<8} {:<8} {:<16} {}{}",
+                    c.type_,
+                    format!("{:?}", c.status),
+                    c.reason,
+                    c.message,
+                    c.last_transition_time
+                        .map(|t| format!(" (since {t})"))
+                        .unwrap_or_default()
+                );
             }
         }
     }

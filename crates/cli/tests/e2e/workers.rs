@@ -186,4 +186,32 @@ fn pods_of_a_killed_worker_serve_on_another_worker() {
     }
     assert_eq!(ok, 20, "the moved pods do not all answer through the gateway");
     eprintln!("w1 NotReady after {not_ready_after:?}; its pods serving on w2 after {moved_after:?}");
+
+    let cli = |args: &[&str]| -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(args)
+            .args(["--server", &server_url, "--token", &token])
+            .output()
+            .expect("run skiff");
+        assert!(
+            out.status.success(),
+            "skiff {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let described = cli(&["describe", "node", "w1"]);
+    assert!(
+        described.contains("Conditions:") && described.contains("HeartbeatMissed"),
+        "{described}"
+    );
+    cli(&["node", "cordon", "w2"]);
+    let nodes = cli(&["get", "nodes"]);
+    assert!(
+        nodes.lines().any(|l| l
+            .split_whitespace()
+            .take(2)
+            .eq(["w2", "Ready,SchedulingDisabled"])),
+        "{nodes}"
+    );
 }
