@@ -37,22 +37,8 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/skiff/target}
 SKIFF=$CARGO_TARGET_DIR/release/skiff
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    log "error: $*"
-    KEEP=1
-    exit 1
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-WORK=$(mktemp -d /tmp/skiff-cp-bench.XXXXXX)
-declare -A PID
-cleanup() {
-    for p in "${PID[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ $KEEP == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh" skiff-cp-bench
 
 # --- set-up ------------------------------------------------------------------------------------
 command -v wrk >/dev/null || {
@@ -83,15 +69,6 @@ skiff_start() { # member index, first start?
     PID[s$i]=$!
 }
 skiff_info() { curl -s -m 0.5 -H "Authorization: Bearer $TOKEN" "http://$(s_api "$1")/api/v1/cluster"; }
-wait_for() { # what, command…
-    local what=$1 t0
-    shift
-    t0=$(now_ms)
-    until "$@" >/dev/null 2>&1; do
-        (($(now_ms) - t0 < 60000)) || die "timed out waiting for $what (logs in $WORK)"
-        sleep 0.05
-    done
-}
 skiff_voters() { skiff_info 0 | grep -q '"voters":\[[0-9]*,[0-9]*,[0-9]*\]'; }
 skiff_leader() { # prints the index of the member that leads
     local i

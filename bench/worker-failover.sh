@@ -31,22 +31,8 @@ SKIFF=$CARGO_TARGET_DIR/release/skiff
 API=127.0.0.1:$PORT_BASE
 GW=127.0.0.1:$((PORT_BASE + 2))
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    log "error: $*"
-    KEEP=1
-    exit 1
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-WORK=$(mktemp -d /tmp/skiff-worker-bench.XXXXXX)
-declare -A PID
-cleanup() {
-    for p in "${PID[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ $KEEP == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh" skiff-worker-bench
 
 if [[ $SKIP_BUILD != 1 ]]; then
     log "building skiff (release)"
@@ -54,15 +40,6 @@ if [[ $SKIP_BUILD != 1 ]]; then
 fi
 [[ -x $SKIFF ]] || die "no skiff binary at $SKIFF"
 
-wait_for() { # what, command…
-    local what=$1 t0
-    shift
-    t0=$(now_ms)
-    until "$@" >/dev/null 2>&1; do
-        (($(now_ms) - t0 < ${WAIT_MS:-300000})) || die "timed out waiting for $what (logs in $WORK)"
-        sleep 0.05
-    done
-}
 
 "$SKIFF" server --dir "$WORK/server" --api "$API" --peer-listen "127.0.0.1:$((PORT_BASE + 1))" >"$WORK/server.log" 2>&1 &
 PID[server]=$!
