@@ -247,3 +247,39 @@ pub(crate) fn poll(what: &str, limit: Duration, mut f: impl FnMut() -> bool, con
     }
     panic!("timed out after {limit:?} waiting until {what}\n{}", context());
 }
+
+/// A `skiff server` in `dir/server` on a free loopback port, ready: the process, its API URL, its
+/// admin token and an HTTP client.
+pub(crate) fn start_server(dir: &Path) -> (Proc, String, String, reqwest::blocking::Client) {
+    let api = free_port();
+    let server_url = format!("http://127.0.0.1:{api}");
+    let state = dir.join("server");
+    let server = Proc::spawn(
+        &[
+            "server",
+            "--dir",
+            state.to_str().expect("utf-8"),
+            "--api",
+            &format!("127.0.0.1:{api}"),
+            "--peer-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
+        dir.join("server.log"),
+    );
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    poll(
+        "the server is ready",
+        Duration::from_secs(60),
+        || {
+            http.get(format!("{server_url}/readyz"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        },
+        || server.output(),
+    );
+    let token = std::fs::read_to_string(state.join("admin.token")).expect("admin token");
+    (server, server_url, token.trim().to_owned(), http)
+}

@@ -8,37 +8,9 @@ use crate::harness::{Proc, free_port, poll, repo_root};
 #[test]
 fn server_agent_and_gateway_as_separate_processes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (api, dp, gw) = (free_port(), free_port(), free_port());
-    let server_url = format!("http://127.0.0.1:{api}");
-    let state = dir.path().join("server");
-    let server = Proc::spawn(
-        &[
-            "server",
-            "--dir",
-            state.to_str().expect("utf-8"),
-            "--api",
-            &format!("127.0.0.1:{api}"),
-            "--peer-listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ],
-        dir.path().join("server.log"),
-    );
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    poll(
-        "the server is ready",
-        Duration::from_secs(60),
-        || {
-            http.get(format!("{server_url}/readyz"))
-                .send()
-                .is_ok_and(|r| r.status().is_success())
-        },
-        || server.output(),
-    );
-    let token = std::fs::read_to_string(state.join("admin.token")).expect("admin token");
-    let token = token.trim();
+    let (dp, gw) = (free_port(), free_port());
+    let (server, server_url, token, http) = crate::harness::start_server(dir.path());
+    let token = token.as_str();
     let worker_dir = dir.path().join("w1");
     // The worker listens on another loopback address, as another host would.
     let agent = Proc::spawn(

@@ -10,37 +10,8 @@ use crate::harness::{Proc, free_port, poll, repo_root};
 #[test]
 fn pods_of_a_killed_worker_serve_on_another_worker() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (api, peer, gw) = (free_port(), free_port(), free_port());
-    let server_url = format!("http://127.0.0.1:{api}");
-    let state = dir.path().join("server");
-    let server = Proc::spawn(
-        &[
-            "server",
-            "--dir",
-            state.to_str().expect("utf-8"),
-            "--api",
-            &format!("127.0.0.1:{api}"),
-            "--peer-listen",
-            &format!("127.0.0.1:{peer}"),
-        ],
-        dir.path().join("server.log"),
-    );
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
-    poll(
-        "the server is ready",
-        Duration::from_secs(60),
-        || {
-            http.get(format!("{server_url}/readyz"))
-                .send()
-                .is_ok_and(|r| r.status().is_success())
-        },
-        || server.output(),
-    );
-    let token = std::fs::read_to_string(state.join("admin.token")).expect("admin token");
-    let token = token.trim().to_owned();
+    let gw = free_port();
+    let (server, server_url, token, http) = crate::harness::start_server(dir.path());
     let mut agents = Vec::new();
     for (name, host) in [("w1", "127.0.0.2"), ("w2", "127.0.0.3")] {
         let dp = free_port();
