@@ -495,6 +495,7 @@ impl ControlPlane {
                     names.join(", ")
                 ))
             })?;
+        let status = self.inner.raft.status();
         match self
             .inner
             .raft
@@ -505,8 +506,11 @@ impl ControlPlane {
                 tracing::info!(member = name, id = member.id, "member removed");
                 Ok(member)
             }
-            // The leader cannot remove itself: it hands leadership over; the new leader does it.
-            Err(skiff_raft::RaftError::MembershipRefused(m)) if m.contains("being handed") => {
+            // A leader cannot remove itself: with another voter to take over it hands leadership
+            // over and refuses; the new leader then does the removal.
+            Err(skiff_raft::RaftError::MembershipRefused(_))
+                if member.id == status.id && status.voters.len() > 1 =>
+            {
                 self.remove_on_new_leader(name, member.id).await
             }
             Err(e) => Err(e.into()),

@@ -304,6 +304,11 @@ fn beating(name: &str, now: SystemTime, ago: u64) -> Node {
 }
 
 /// Applies ops to the snapshot the way the state machine would (enough for these tests).
+/// The item of `items` named `name` (the test knows it exists).
+fn named<'a, T>(items: &'a mut [T], name: &str, meta: impl Fn(&T) -> &skiff_api::ObjectMeta) -> &'a mut T {
+    items.iter_mut().find(|o| meta(o).name == name).unwrap()
+}
+
 fn apply(s: &mut Snapshot, ops: &[Op]) {
     for op in ops {
         match op {
@@ -323,42 +328,26 @@ fn apply(s: &mut Snapshot, ops: &[Op]) {
             Op::Replace {
                 object: Object::Node(n),
             } => {
-                let old = s
-                    .nodes
-                    .iter_mut()
-                    .find(|o| o.metadata.name == n.metadata.name)
-                    .unwrap();
+                let old = named(&mut s.nodes, &n.metadata.name, |o| &o.metadata);
                 old.metadata = n.metadata.clone();
                 old.spec = n.spec.clone();
             }
             Op::Replace {
                 object: Object::Pod(p),
             } => {
-                let old = s
-                    .pods
-                    .iter_mut()
-                    .find(|o| o.metadata.name == p.metadata.name)
-                    .unwrap();
+                let old = named(&mut s.pods, &p.metadata.name, |o| &o.metadata);
                 old.spec = p.spec.clone();
             }
             Op::UpdateStatus {
                 object: Object::Node(n),
             } => {
-                let old = s
-                    .nodes
-                    .iter_mut()
-                    .find(|o| o.metadata.name == n.metadata.name)
-                    .unwrap();
+                let old = named(&mut s.nodes, &n.metadata.name, |o| &o.metadata);
                 old.status = n.status.clone();
             }
             Op::UpdateStatus {
                 object: Object::Pod(p),
             } => {
-                let old = s
-                    .pods
-                    .iter_mut()
-                    .find(|o| o.metadata.name == p.metadata.name)
-                    .unwrap();
+                let old = named(&mut s.pods, &p.metadata.name, |o| &o.metadata);
                 old.status = p.status.clone();
             }
             Op::UpdateStatus {

@@ -16,3 +16,29 @@ pub use frame::{FRAME_MAX_BYTES, JOIN_MAX_BYTES, JOIN_RESPONSE_MAX_BYTES};
 pub use inbound::{BoxFuture, HANDSHAKE_TIMEOUT, JOIN_HANDLER_TIMEOUT, MAX_CONNECTIONS, PeerHandler, serve};
 pub use join::{JOIN_TIMEOUT, JoinMember, JoinRequest, JoinResponse, join};
 pub use outbound::{PeerTransport, TransportOptions, TransportStats};
+
+/// A `Timeout` error for `what` at `addr` after `limit`.
+pub(crate) fn timed_out(what: &'static str, addr: &str, limit: std::time::Duration) -> crate::PeerError {
+    crate::PeerError::Timeout {
+        what,
+        addr: addr.to_owned(),
+        secs: limit.as_secs().max(1),
+    }
+}
+
+/// Opens a TCP connection to `addr` within `limit`, with Nagle off (raft and join frames are
+/// small and latency-bound).
+pub(crate) async fn dial(
+    addr: &str,
+    limit: std::time::Duration,
+) -> Result<tokio::net::TcpStream, crate::PeerError> {
+    let tcp = tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| timed_out("connecting", addr, limit))?
+        .map_err(|source| crate::PeerError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}

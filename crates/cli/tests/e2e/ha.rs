@@ -433,29 +433,23 @@ fn membership_changes_and_refusals() {
     let dir = bad_dir.to_str().expect("utf-8");
     let join = format!("127.0.0.1:{}", c.members[0].peer);
     let wrong = format!("{hash}::wrongsecret");
-    let out = server_run(&[
-        "--dir",
-        dir,
-        "--name",
-        "intruder",
-        "--join",
-        &join,
-        "--join-token",
-        &wrong,
-    ]);
+    let join_with = |token: &str| {
+        server_run(&[
+            "--dir",
+            dir,
+            "--name",
+            "intruder",
+            "--join",
+            &join,
+            "--join-token",
+            token,
+        ])
+    };
+    let out = join_with(&wrong);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("join refused"), "{err}");
-    let out = server_run(&[
-        "--dir",
-        dir,
-        "--name",
-        "intruder",
-        "--join",
-        &join,
-        "--join-token",
-        "K10garbage",
-    ]);
+    let out = join_with("K10garbage");
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("SKF1"),

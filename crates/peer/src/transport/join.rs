@@ -6,7 +6,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::frame::{self, FrameType, JOIN_MAX_BYTES, JOIN_RESPONSE_MAX_BYTES};
@@ -98,25 +97,14 @@ pub(crate) enum JoinReply {
 /// [`PeerError::Protocol`] for a malformed answer.
 pub async fn join(addr: &str, token: &JoinToken, mut req: JoinRequest) -> Result<JoinResponse, PeerError> {
     req.token_secret = token.secret.clone();
-    let timeout = |what: &'static str| PeerError::Timeout {
-        what,
-        addr: addr.to_owned(),
-        secs: JOIN_TIMEOUT.as_secs(),
-    };
+    let timeout = |what: &'static str| super::timed_out(what, addr, JOIN_TIMEOUT);
     let protocol = |reason: String| PeerError::Protocol {
         addr: addr.to_owned(),
         reason,
     };
 
     let (config, verifier) = join_client_config_with(token)?;
-    let tcp = tokio::time::timeout(JOIN_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| timeout("connecting"))?
-        .map_err(|source| PeerError::Connect {
-            addr: addr.to_owned(),
-            source,
-        })?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = super::dial(addr, JOIN_TIMEOUT).await?;
     let handshake = TlsConnector::from(config).connect(control_server_name(), tcp);
     let mut tls = match tokio::time::timeout(JOIN_TIMEOUT, handshake).await {
         Err(_) => return Err(timeout("tls handshake")),

@@ -308,23 +308,11 @@ async fn run_link(
 
 async fn connect(id: u64, addr: &str, shared: &Shared) -> Result<TlsStream<TcpStream>, PeerError> {
     let limit = shared.options.connect_timeout;
-    let timeout = |what| PeerError::Timeout {
-        what,
-        addr: addr.to_owned(),
-        secs: limit.as_secs().max(1),
-    };
-    let tcp = tokio::time::timeout(limit, TcpStream::connect(addr))
-        .await
-        .map_err(|_| timeout("connecting"))?
-        .map_err(|source| PeerError::Connect {
-            addr: addr.to_owned(),
-            source,
-        })?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = super::dial(addr, limit).await?;
     let handshake = TlsConnector::from(shared.tls.clone()).connect(control_server_name(), tcp);
     let stream = tokio::time::timeout(limit, handshake)
         .await
-        .map_err(|_| timeout("tls handshake"))?
+        .map_err(|_| super::timed_out("tls handshake", addr, limit))?
         .map_err(|e| handshake_error(addr, e))?;
     // The CA vouches for the server; make sure it is the node we meant to reach.
     let leaf = stream
