@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use skiff_api::{ARCH_LABEL, Kind, Node, NodeCapacity, NodeStatus, Object, ObjectMeta};
 use skiff_client::{Client, ClientError, Informer, ListOptions};
+use skiff_peer::Identity;
+use skiff_peer::https::Peer;
 use skiff_runtime_wasm::{RuntimeConfig, WasmRuntime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -20,9 +22,10 @@ use crate::store::LocalStore;
 pub struct AgentConfig {
     /// Node name (a DNS label).
     pub node_name: String,
-    /// API server URL.
+    /// API server URL(s), comma-separated (`http://` is spoken as `https://`).
     pub server: String,
-    /// Bearer token for the API.
+    /// Join token (`SKF1<ca hash>::<secret>`): needed the first time, to get the node
+    /// certificate; afterwards the certificate kept under `<data_dir>/pki` identifies the agent.
     pub token: String,
     /// Local state: `agent.redb` (the assigned pods), artifact and compiled-code caches.
     pub data_dir: PathBuf,
@@ -60,6 +63,7 @@ pub struct Agent {
     pub(crate) client: Client,
     pub(crate) pods: Arc<PodTable>,
     address: String,
+    data_plane_tls: Arc<skiff_peer::ServerConfig>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -98,7 +102,14 @@ impl Agent {
     /// [`AgentError`] when the runtime or the local store cannot be opened (another agent holds
     /// the directory), or the control plane answers and refuses the node (e.g. a wrong token).
     pub async fn start(config: AgentConfig, address: String) -> Result<Self, AgentError> {
-        let client = Client::new(&config.server, &config.token)?;
+        let pki = config.data_dir.join("pki");
+        let identity = Identity::agent(&config.node_name);
+        let cert =
+            skiff_client::node_credentials(&pki, &config.server, Some(&config.token), &identity).await?;
+        let tls_err = |e: skiff_peer::PeerError| AgentError::Tls(e.to_string());
+        let client_tls = skiff_peer::https::https_client_config(&cert, Peer::Control).map_err(tls_err)?;
+        let data_plane_tls = skiff_peer::https::data_plane_server_config(&cert).map_err(tls_err)?;
+        let client = Client::with_tls(&config.server, "", client_tls)?;
         let runtime = WasmRuntime::new(RuntimeConfig {
             cache_dir: config.data_dir.join("compiled"),
             ..RuntimeConfig::default()
@@ -131,7 +142,8 @@ impl Agent {
             config: Arc::new(config),
             client,
             pods,
-            address,
+            address: skiff_peer::https::https_url(&address),
+            data_plane_tls,
         };
         match agent.register().await {
             Ok(()) => {}
@@ -160,7 +172,7 @@ impl Agent {
 
     /// The in-process data plane (for a gateway in the same process).
     pub fn data_plane(&self) -> DataPlane {
-        DataPlane::new(self.pods.clone(), self.config.token.clone())
+        DataPlane::new(self.pods.clone())
     }
 
     fn node_status(&self) -> NodeStatus {
@@ -232,7 +244,12 @@ impl Agent {
                 ..Default::default()
             },
         );
-        let server = tokio::spawn(dataplane::serve(listener, self.data_plane(), shutdown.clone()));
+        let server = tokio::spawn(dataplane::serve(
+            listener,
+            self.data_plane(),
+            self.data_plane_tls.clone(),
+            shutdown.clone(),
+        ));
         let mut changes = informer.changed();
         let mut beat = tokio::time::interval(self.config.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -6,20 +6,29 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use skiff_api::POD_NAME_HEADER;
+use skiff_peer::{Identity, Role, ServerConfig};
 use skiff_runtime_wasm::ResponseBody;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::pods::PodTable;
+
+/// How long a TLS handshake on the data plane may take.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves requests for this node's pods. Cheap to clone.
 #[derive(Clone)]
 pub struct DataPlane {
     pods: Arc<PodTable>,
-    token: Arc<str>,
 }
+
+/// Who sent a data-plane request: the identity in the client certificate the cluster CA
+/// verified (requests called in-process carry none).
+#[derive(Debug, Clone)]
+pub(crate) struct Caller(pub(crate) Identity);
 
 impl std::fmt::Debug for DataPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,16 +52,13 @@ pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Respo
 }
 
 impl DataPlane {
-    pub(crate) fn new(pods: Arc<PodTable>, token: String) -> Self {
-        DataPlane {
-            pods,
-            token: token.into(),
-        }
+    pub(crate) fn new(pods: Arc<PodTable>) -> Self {
+        DataPlane { pods }
     }
 
     /// Serves one request. The target pod is `namespace/name` in the `x-skiff-pod` header; the
     /// answer is the pod's (or 404 when the pod is not running here, so a gateway can try another
-    /// endpoint). `GET /skiff/pods/{ns}/{name}/log` (bearer token required) returns the pod's output.
+    /// endpoint). `GET /skiff/pods/{ns}/{name}/log` returns the pod's output to control nodes only.
     pub async fn serve<B>(&self, req: Request<B>) -> Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -84,12 +90,15 @@ impl DataPlane {
     }
 
     fn logs<B>(&self, req: &Request<B>, rest: &str) -> Response<ResponseBody> {
-        let auth = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if auth.and_then(|a| a.strip_prefix("Bearer ")) != Some(&*self.token) {
-            return text(StatusCode::UNAUTHORIZED, "missing or invalid bearer token\n");
+        let control = req
+            .extensions()
+            .get::<Caller>()
+            .is_some_and(|c| matches!(c.0.role, Role::Control { .. }));
+        if !control {
+            return text(
+                StatusCode::FORBIDDEN,
+                "pod logs are served to control nodes only: use `skiff logs POD`\n",
+            );
         }
         let Some(key) = rest.strip_suffix("/log") else {
             return text(
@@ -113,27 +122,51 @@ impl DataPlane {
     }
 }
 
-/// Accepts connections until `shutdown`, serving each with HTTP/1.1 keep-alive.
-pub(crate) async fn serve(listener: TcpListener, plane: DataPlane, mut shutdown: watch::Receiver<bool>) {
+/// Accepts TLS connections until `shutdown` (a client certificate of the cluster CA is
+/// required), serving each with HTTP/1.1 keep-alive.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    plane: DataPlane,
+    tls: Arc<ServerConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, remote) = tokio::select! {
             _ = shutdown.changed() => return,
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "data plane accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
         let _ = stream.set_nodelay(true);
         let plane = plane.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(%remote, error = %e, "data plane: TLS handshake refused (no client certificate from this cluster's CA?)");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let Some(identity) = skiff_peer::https::client_identity(stream.get_ref().1.peer_certificates())
+            else {
+                return;
+            };
+            let caller = Caller(identity);
+            let svc = service_fn(move |mut req: Request<hyper::body::Incoming>| {
                 let plane = plane.clone();
+                req.extensions_mut().insert(caller.clone());
                 async move { Ok::<_, Infallible>(plane.serve(req).await) }
             });
-            let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = hyper::server::conn::http1::Builder::new();
             if let Err(e) = conn.serve_connection(TokioIo::new(stream), svc).await {
                 tracing::debug!(error = %e, "data plane connection ended");
             }

@@ -5,9 +5,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use http::Request;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use skiff_agent::{Agent, AgentConfig};
 use skiff_api::{Kind, Object, Pod, PodPhase};
 use skiff_client::Client;
@@ -15,7 +12,6 @@ use skiff_control::{ControlConfig, ControlPlane};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tower::ServiceExt;
 
 const NODE: &str = "edge-1";
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -25,6 +21,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 struct Control {
     plane: ControlPlane,
     server: JoinHandle<()>,
+    api_stop: watch::Sender<bool>,
     controllers: JoinHandle<()>,
     stop: watch::Sender<bool>,
 }
@@ -42,10 +39,12 @@ impl Control {
         .await;
         let (stop, stop_rx) = watch::channel(false);
         let controllers = plane.spawn_controllers(stop_rx);
-        let server = tokio::spawn(serve(listener, plane.router()));
+        let (api_stop, api_stop_rx) = watch::channel(false);
+        let server = tokio::spawn(plane.clone().serve_api(listener, api_stop_rx));
         let control = Control {
             plane,
             server,
+            api_stop,
             controllers,
             stop,
         };
@@ -53,7 +52,8 @@ impl Control {
     }
 
     async fn stop(self) {
-        self.server.abort();
+        // Closes the listener and cuts every open connection (watches included).
+        let _ = self.api_stop.send(true);
         let _ = self.server.await;
         let _ = self.stop.send(true);
         let _ = self.controllers.await;
@@ -61,24 +61,18 @@ impl Control {
     }
 }
 
-/// Serves `router` until aborted; aborting drops the `JoinSet` and with it every connection.
-async fn serve(listener: TcpListener, router: axum::Router) {
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let router = router.clone();
-        conns.spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                router.clone().oneshot(req.map(axum::body::Body::new))
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-        while conns.try_join_next().is_some() {}
-    }
+/// An HTTPS client with a gateway certificate of the cluster in `control_dir`, for calling the
+/// agent's data plane (mutual TLS) the way a gateway does.
+fn data_plane_client(control_dir: &Path) -> reqwest::Client {
+    let ca = skiff_peer::ClusterCa::load(&control_dir.join("pki")).unwrap();
+    let me = ca
+        .issue(&skiff_peer::Identity::gateway("test"), Duration::from_secs(3600))
+        .unwrap();
+    let tls = skiff_peer::https::https_client_config(&me, skiff_peer::https::Peer::Agent).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
 }
 
 /// Calls `f` until it returns `Some`, failing the test after [`DEADLINE`].
@@ -106,7 +100,7 @@ struct RunningAgent {
 
 async fn start_agent(server: &str, token: &str, dir: &Path) -> RunningAgent {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("https://{}", listener.local_addr().unwrap());
     let mut config = AgentConfig::new(NODE, server, token, dir);
     config.heartbeat = Duration::from_millis(300);
     let agent = Agent::start(config, url.clone()).await.unwrap();
@@ -170,12 +164,13 @@ fn hello_wasm() -> PathBuf {
 async fn keeps_serving_offline_restores_from_local_state_and_reconciles_by_uid() {
     let control_dir = tempfile::tempdir().unwrap();
     let agent_dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
 
     let (control, addr) = Control::start(control_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let http = data_plane_client(control_dir.path());
     let server = format!("http://{addr}");
-    let token = control.plane.admin_token().to_owned();
-    let client = Client::new(&server, &token).unwrap();
+    let client = Client::new(&server, control.plane.admin_token()).unwrap();
+    // The agent joins with the cluster's join token once; afterwards its certificate suffices.
+    let token = control.plane.join_token().unwrap();
     let digest = client
         .upload_artifact(std::fs::read(hello_wasm()).unwrap())
         .await

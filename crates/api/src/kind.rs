@@ -9,6 +9,7 @@ use crate::node::Namespace;
 use crate::node::Node;
 use crate::pod::Pod;
 use crate::service::{Endpoints, HttpRoute, Service};
+use crate::token::JoinToken;
 use crate::workload::Deployment;
 
 /// Every kind this release knows.
@@ -29,18 +30,20 @@ pub enum Kind {
     /// Exposes services through the gateway by host and path.
     #[serde(rename = "HTTPRoute")]
     HttpRoute,
+    /// A revocable, expiring token agents and gateways join with (cluster-scoped).
+    JoinToken,
 }
 
 /// A kind name that is not one of [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, Service, Endpoints, HTTPRoute"
+    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, Service, Endpoints, HTTPRoute, JoinToken"
 )]
 pub struct UnknownKind(pub String);
 
 impl Kind {
     /// All kinds, in the order objects of a multi-kind apply are created.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Service,
@@ -48,6 +51,7 @@ impl Kind {
         Kind::Pod,
         Kind::Endpoints,
         Kind::HttpRoute,
+        Kind::JoinToken,
     ];
 
     /// The name used in `kind:` fields.
@@ -60,6 +64,7 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Endpoints => "Endpoints",
             Kind::HttpRoute => "HTTPRoute",
+            Kind::JoinToken => "JoinToken",
         }
     }
 
@@ -73,12 +78,13 @@ impl Kind {
             Kind::Service => "services",
             Kind::Endpoints => "endpoints",
             Kind::HttpRoute => "httproutes",
+            Kind::JoinToken => "jointokens",
         }
     }
 
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Node)
+        !matches!(self, Kind::Namespace | Kind::Node | Kind::JoinToken)
     }
 
     /// Whether clients may create objects of this kind (others are written by Skiff itself).
@@ -98,6 +104,7 @@ impl Kind {
             "service" | "services" | "svc" => Kind::Service,
             "endpoints" | "endpoint" | "ep" => Kind::Endpoints,
             "httproute" | "httproutes" | "route" | "routes" => Kind::HttpRoute,
+            "jointoken" | "jointokens" | "token" | "tokens" => Kind::JoinToken,
             _ => return Err(UnknownKind(s.to_owned())),
         };
         Ok(k)
@@ -143,6 +150,8 @@ pub enum Object {
     /// An [`HttpRoute`].
     #[serde(rename = "HTTPRoute")]
     HttpRoute(HttpRoute),
+    /// A [`JoinToken`].
+    JoinToken(JoinToken),
 }
 
 macro_rules! each_variant {
@@ -155,6 +164,7 @@ macro_rules! each_variant {
             Object::Service($o) => $e,
             Object::Endpoints($o) => $e,
             Object::HttpRoute($o) => $e,
+            Object::JoinToken($o) => $e,
         }
     };
 }
@@ -170,6 +180,7 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::Endpoints(_) => Kind::Endpoints,
             Object::HttpRoute(_) => Kind::HttpRoute,
+            Object::JoinToken(_) => Kind::JoinToken,
         }
     }
 
@@ -201,6 +212,7 @@ impl Object {
             Object::Service(s) => serde_json::to_value(&s.spec).unwrap_or_default(),
             Object::Endpoints(e) => serde_json::to_value(&e.endpoints).unwrap_or_default(),
             Object::HttpRoute(r) => serde_json::to_value(&r.spec).unwrap_or_default(),
+            Object::JoinToken(t) => serde_json::to_value(&t.spec).unwrap_or_default(),
         }
     }
 

@@ -32,6 +32,7 @@ mod pod;
 mod quantity;
 mod selector;
 mod service;
+mod token;
 mod validate;
 mod wire;
 mod workload;
@@ -52,7 +53,10 @@ pub use service::{
     BackendRef, EndpointAddress, Endpoints, HttpRoute, HttpRouteSpec, RouteRule, Service, ServicePort,
     ServiceSpec,
 };
-pub use validate::{FieldError, ValidationErrors};
+pub use token::{
+    JoinToken, JoinTokenSpec, NodeJoinRequest, NodeJoinResponse, TOKEN_ID_LEN, TOKEN_SECRET_LEN,
+};
+pub use validate::{FieldError, ValidationErrors, label_problem};
 pub use wire::{ErrorBody, EventType, ObjectList, WatchEvent};
 pub use workload::{
     Deployment, DeploymentSpec, DeploymentStatus, LabelSelectorSpec, MatchLabels, PodTemplate, TemplateMeta,

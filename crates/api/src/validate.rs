@@ -44,6 +44,43 @@ struct Checker {
 }
 
 impl Checker {
+    fn join_token(&mut self, t: &crate::JoinToken) {
+        let id = &t.metadata.name;
+        if id.len() != crate::TOKEN_ID_LEN
+            || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            self.err(
+                "metadata.name",
+                format!(
+                    "{id:?} is not a token id: use {} characters of a-z and 0-9 (`skiff token create` makes one)",
+                    crate::TOKEN_ID_LEN
+                ),
+            );
+        }
+        let h = &t.spec.secret_hash;
+        if h.len() != 64
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            self.err(
+                "spec.secretHash",
+                "must be the SHA-256 of the secret as 64 lowercase hex characters",
+            );
+        }
+        if let Some(e) = &t.spec.expires
+            && humantime::parse_rfc3339(e).is_err()
+        {
+            self.err(
+                "spec.expires",
+                format!("{e:?} is not an RFC 3339 UTC time such as 2026-01-02T03:04:05Z"),
+            );
+        }
+        if t.spec.description.chars().count() > 256 {
+            self.err("spec.description", "is longer than 256 characters");
+        }
+    }
+
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError {
             path: path.into(),
@@ -243,6 +280,11 @@ pub(crate) fn dns_label_problem(s: &str) -> Option<String> {
     None
 }
 
+/// What is wrong with a label `key=value`, if anything (the rules of `metadata.labels`).
+pub fn label_problem(key: &str, value: &str) -> Option<String> {
+    label_key_problem(key).or_else(|| label_value_problem(value).map(|w| format!("value {value:?} {w}")))
+}
+
 fn label_key_problem(k: &str) -> Option<String> {
     let (prefix, name) = match k.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
@@ -292,6 +334,7 @@ impl Object {
         c.meta(self);
         match self {
             Object::Namespace(_) | Object::Node(_) | Object::Endpoints(_) => {}
+            Object::JoinToken(t) => c.join_token(t),
             Object::Pod(p) => c.pod_spec("spec", &p.spec),
             Object::Deployment(d) => {
                 let s = &d.spec;

@@ -64,6 +64,16 @@ impl Connection {
         Ok(ClientFile { server, token })
     }
 
+    /// The server URL(s) and the join token of a worker or gateway: from flags or environment
+    /// only (a client config file holds an admin token, which is not a join token). The token
+    /// may be absent once the node holds its certificate.
+    pub(crate) fn server_and_join_token(&self) -> (String, Option<String>) {
+        (
+            self.server.clone().unwrap_or_else(|| DEFAULT_SERVER.to_owned()),
+            self.token.clone(),
+        )
+    }
+
     /// A client, or an error saying which setting is missing and where it can come from.
     pub(crate) fn client(&self) -> Result<Client> {
         let c = self.resolve()?;

@@ -3,6 +3,7 @@ mod cluster;
 mod config;
 mod node;
 mod output;
+mod token;
 mod up;
 mod verbs;
 
@@ -56,6 +57,8 @@ enum Command {
     Snapshot(cluster::SnapshotArgs),
     /// Worker nodes: cordon, uncordon, drain.
     Node(node::NodeArgs),
+    /// Join tokens for agents and gateways: create, list, delete (revoke).
+    Token(token::TokenArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -87,6 +90,7 @@ fn main() -> std::process::ExitCode {
             Command::Member(a) => cluster::member(&conn, a).await,
             Command::Snapshot(a) => cluster::snapshot(&conn, a).await,
             Command::Node(a) => node::node(&conn, a).await,
+            Command::Token(a) => token::token(&conn, a).await,
         }
     });
     match result {

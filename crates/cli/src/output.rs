@@ -54,6 +54,7 @@ fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         Kind::HttpRoute => vec!["NAME", "HOSTNAMES", "PATHS", "BACKENDS", "AGE"],
         Kind::Node => vec!["NAME", "STATUS", "ARCH", "AGE"],
         Kind::Namespace => vec!["NAME", "AGE"],
+        Kind::JoinToken => vec!["ID", "EXPIRES", "DESCRIPTION", "AGE"],
     };
     if wide {
         match kind {
@@ -140,6 +141,16 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
             age(o),
         ],
         Object::Namespace(_) => vec![name, age(o)],
+        Object::JoinToken(t) => vec![
+            name,
+            t.spec.expires.clone().unwrap_or_else(|| "never".into()),
+            if t.spec.description.is_empty() {
+                "-".into()
+            } else {
+                t.spec.description.clone()
+            },
+            age(o),
+        ],
     };
     if wide {
         match o {

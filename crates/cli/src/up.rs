@@ -80,20 +80,23 @@ pub(crate) struct ServerArgs {
     log_format: String,
 }
 
-/// Arguments of `skiff agent` (a worker; the server and token come from --server/--token or the
-/// client config).
+/// Arguments of `skiff agent` (a worker that joins the cluster at --server with the join token
+/// --token; afterwards its node certificate under --dir identifies it).
 #[derive(Args, Debug)]
 pub(crate) struct AgentArgs {
-    /// Local state directory (artifact and compiled-code caches).
+    /// Local state directory (node certificate, assigned pods, artifact and compiled-code caches).
     #[arg(long, default_value = ".skiff-agent")]
     dir: PathBuf,
     /// Node name (a DNS label, unique in the cluster).
-    #[arg(long)]
-    node_name: String,
-    /// Address of the data plane listener.
+    #[arg(long, alias = "node-name")]
+    name: String,
+    /// Extra node labels, `key=value` separated by commas.
+    #[arg(long, value_name = "K=V,...")]
+    labels: Option<String>,
+    /// Address of the data plane listener (mutual TLS).
     #[arg(long, default_value = "127.0.0.1:7071")]
     data_plane: SocketAddr,
-    /// URL other processes use to reach the data plane (default: http://<data-plane address>).
+    /// URL other processes use to reach the data plane (default: https://<data-plane address>).
     #[arg(long)]
     advertise: Option<String>,
     /// Log format.
@@ -101,15 +104,66 @@ pub(crate) struct AgentArgs {
     log_format: String,
 }
 
-/// Arguments of `skiff gateway` (a standalone ingress).
+/// Arguments of `skiff gateway` (a standalone ingress that joins with --token).
 #[derive(Args, Debug)]
 pub(crate) struct GatewayArgs {
     /// Address of the HTTP listener.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Local state directory (the gateway's node certificate).
+    #[arg(long, default_value = ".skiff-gateway")]
+    dir: PathBuf,
+    /// The gateway's name (a DNS label).
+    #[arg(long, default_value = "gateway")]
+    name: String,
     /// Log format.
     #[arg(long, value_parser = ["pretty", "json"], default_value = "pretty")]
     log_format: String,
+}
+
+/// Parses `k=v,k2=v2` into labels.
+fn parse_labels(s: Option<&str>) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut labels = std::collections::BTreeMap::new();
+    for pair in s
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair
+            .split_once('=')
+            .with_context(|| format!("--labels: {pair:?} is not key=value"))?;
+        if let Some(problem) = skiff_api::label_problem(k, v) {
+            anyhow::bail!("--labels: {pair:?}: {problem}");
+        }
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(labels)
+}
+
+/// The node certificate kept in `dir`, or one obtained by joining; waits while no control node
+/// answers (a worker may start before the control plane).
+async fn credentials(
+    dir: &Path,
+    server: &str,
+    token: Option<&str>,
+    identity: &skiff_peer::Identity,
+) -> Result<skiff_peer::NodeCert> {
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        match skiff_client::node_credentials(dir, server, token, identity).await {
+            Ok(c) => return Ok(c),
+            Err(
+                e @ (skiff_client::ClientError::Unreachable { .. }
+                | skiff_client::ClientError::Timeout { .. }),
+            ) => {
+                tracing::warn!(error = %e, "cannot join yet: no control node answers; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e).context(format!("{identity} cannot join the cluster at {server}")),
+        }
+    }
 }
 
 fn init_tracing(format: &str) {
@@ -159,19 +213,7 @@ async fn start_control(
     };
     write_client_file(&dir.join("client.yaml"), &client)?;
     let controllers = plane.spawn_controllers(stop.clone());
-    let router = plane.router();
-    let mut stop = stop.clone();
-    let api = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "api server failed");
-        }
-    });
+    let api = tokio::spawn(plane.clone().serve_api(listener, stop.clone()));
     Ok(Control {
         plane,
         client,
@@ -179,17 +221,39 @@ async fn start_control(
     })
 }
 
-async fn start_agent(
-    node_name: &str,
-    client: &ClientFile,
+struct AgentSetup<'a> {
+    name: &'a str,
+    server: &'a str,
+    token: Option<&'a str>,
     dir: PathBuf,
-    listener: TcpListener,
+    labels: std::collections::BTreeMap<String, String>,
     advertise: Option<String>,
+}
+
+async fn start_agent(
+    setup: AgentSetup<'_>,
+    listener: TcpListener,
     stop: &watch::Receiver<bool>,
 ) -> Result<(skiff_agent::Agent, JoinHandle<()>)> {
-    let address = advertise.unwrap_or(format!("http://{}", listener.local_addr()?));
-    let config = skiff_agent::AgentConfig::new(node_name, &client.server, &client.token, dir);
-    let agent = skiff_agent::Agent::start(config, address).await?;
+    let address = setup
+        .advertise
+        .unwrap_or(format!("https://{}", listener.local_addr()?));
+    let mut config =
+        skiff_agent::AgentConfig::new(setup.name, setup.server, setup.token.unwrap_or(""), setup.dir);
+    config.labels = setup.labels;
+    let agent = loop {
+        match skiff_agent::Agent::start(config.clone(), address.clone()).await {
+            Ok(a) => break a,
+            Err(skiff_agent::AgentError::Client(
+                e @ (skiff_client::ClientError::Unreachable { .. }
+                | skiff_client::ClientError::Timeout { .. }),
+            )) => {
+                tracing::warn!(error = %e, "cannot join yet: no control node answers; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context(format!("agent {} cannot start", setup.name)),
+        }
+    };
     let task = tokio::spawn(agent.clone().run(listener, stop.clone()));
     Ok((agent, task))
 }
@@ -225,12 +289,18 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     let (stop_tx, stop) = watch::channel(false);
     let control = start_control(skiff_control::ControlConfig::new(&dir), api_listener, &stop).await?;
     let mut tasks = control.tasks;
+    // The worker and the gateway join their own control plane like remote ones would.
+    let join_token = control.plane.join_token()?;
     let (agent, agent_task) = start_agent(
-        &args.node_name,
-        &control.client,
-        dir.join("agent"),
+        AgentSetup {
+            name: &args.node_name,
+            server: &control.client.server,
+            token: Some(&join_token),
+            dir: dir.join("agent"),
+            labels: Default::default(),
+            advertise: None,
+        },
         dp_listener,
-        None,
         &stop,
     )
     .await?;
@@ -246,7 +316,14 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
                 .map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
         })
     });
-    let mut gw_config = GatewayConfig::new(&control.client.server, &control.client.token);
+    let gw_node = credentials(
+        &dir.join("gateway").join("pki"),
+        &control.client.server,
+        Some(&join_token),
+        &skiff_peer::Identity::gateway("gateway"),
+    )
+    .await?;
+    let mut gw_config = GatewayConfig::new(&control.client.server, gw_node);
     gw_config.local = HashMap::from([(args.node_name.clone(), local)]);
     tasks.push(start_gateway(gw_config, gw_listener, &stop)?);
 
@@ -258,6 +335,10 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     );
     println!("  gateway:  {gateway_url}");
     println!("  state:    {}", dir.display());
+    println!(
+        "  add a worker:  skiff agent --server {} --token \"$(skiff token create)\" --name NAME",
+        control.client.server
+    );
     if !args.apply.is_empty() {
         let conn = Connection {
             server: Some(control.client.server.clone()),
@@ -328,7 +409,7 @@ pub(crate) async fn server(conn: &Connection, args: ServerArgs) -> Result<()> {
         dir.join("join.token").display()
     );
     println!(
-        "  join a worker:  skiff agent --server {} --token <admin token> --node-name NAME",
+        "  add a worker:  skiff agent --server {} --token \"$(skiff token create)\" --name NAME",
         control.client.server
     );
     run_until_signal(stop_tx, control.tasks).await;
@@ -338,13 +419,26 @@ pub(crate) async fn server(conn: &Connection, args: ServerArgs) -> Result<()> {
 
 pub(crate) async fn agent(conn: &Connection, args: AgentArgs) -> Result<()> {
     init_tracing(&args.log_format);
-    let client = conn.resolve()?;
+    let (server, token) = conn.server_and_join_token();
+    let labels = parse_labels(args.labels.as_deref())?;
     let dir = state_dir(&args.dir)?;
     let listener = bind(args.data_plane, "data-plane").await?;
     let (stop_tx, stop) = watch::channel(false);
-    let (agent, task) = start_agent(&args.node_name, &client, dir, listener, args.advertise, &stop).await?;
+    let (agent, task) = start_agent(
+        AgentSetup {
+            name: &args.name,
+            server: &server,
+            token: token.as_deref(),
+            dir,
+            labels,
+            advertise: args.advertise,
+        },
+        listener,
+        &stop,
+    )
+    .await?;
     println!(
-        "skiff agent {} is up, serving pods on {}",
+        "skiff agent {} is up, serving pods on {} (mutual TLS)",
         agent.node_name(),
         args.data_plane
     );
@@ -354,10 +448,18 @@ pub(crate) async fn agent(conn: &Connection, args: AgentArgs) -> Result<()> {
 
 pub(crate) async fn gateway(conn: &Connection, args: GatewayArgs) -> Result<()> {
     init_tracing(&args.log_format);
-    let client = conn.resolve()?;
+    let (server, token) = conn.server_and_join_token();
+    let dir = state_dir(&args.dir)?;
     let listener = bind(args.listen, "listen").await?;
+    let node = credentials(
+        &dir.join("pki"),
+        &server,
+        token.as_deref(),
+        &skiff_peer::Identity::gateway(&args.name),
+    )
+    .await?;
     let (stop_tx, stop) = watch::channel(false);
-    let task = start_gateway(GatewayConfig::new(&client.server, &client.token), listener, &stop)?;
+    let task = start_gateway(GatewayConfig::new(&server, node), listener, &stop)?;
     println!("skiff gateway is up on http://{}", args.listen);
     run_until_signal(stop_tx, vec![task]).await;
     Ok(())

@@ -93,28 +93,32 @@ impl Client {
     /// # Errors
     /// [`ClientError::Config`] for an empty list or a URL that is not http(s).
     pub fn new(servers: &str, token: &str) -> Result<Self, ClientError> {
-        let list: Vec<String> = servers
-            .split(',')
-            .map(|s| s.trim().trim_end_matches('/').to_owned())
-            .filter(|s| !s.is_empty())
+        Self::build(servers, token, None)
+    }
+
+    /// A client that speaks HTTPS with `tls` (a node's certificate and the cluster CA, see
+    /// `skiff_peer::https::https_client_config`): `http://` server URLs are turned into
+    /// `https://` (Skiff's API port serves both). `token` may be empty: the certificate then
+    /// identifies the caller.
+    ///
+    /// # Errors
+    /// As [`Client::new`].
+    pub fn with_tls(servers: &str, token: &str, tls: rustls::ClientConfig) -> Result<Self, ClientError> {
+        Self::build(servers, token, Some(tls))
+    }
+
+    fn build(servers: &str, token: &str, tls: Option<rustls::ClientConfig>) -> Result<Self, ClientError> {
+        let list: Vec<String> = parse_servers(servers)?
+            .into_iter()
+            .map(|s| if tls.is_some() { https(&s) } else { s })
             .collect();
-        if list.is_empty() {
-            return Err(ClientError::Config(
-                "no server URL given: pass --server http://HOST:PORT (several separated by commas)".into(),
-            ));
-        }
-        for base in &list {
-            if !(base.starts_with("http://") || base.starts_with("https://")) {
-                return Err(ClientError::Config(format!(
-                    "server URL {base:?} must start with http:// or https://"
-                )));
-            }
-        }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| ClientError::Config(e.to_string()))?;
+            .tcp_nodelay(true);
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let http = builder.build().map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(Client {
             servers: list.into(),
             current: Arc::new(AtomicUsize::new(0)),
@@ -173,10 +177,10 @@ impl Client {
             let i = (start + attempt) % n;
             let base = &self.servers[i];
             let url = format!("{base}{}", req.path);
-            let mut rb = self
-                .http
-                .request(req.method.clone(), &url)
-                .bearer_auth(&self.token);
+            let mut rb = self.http.request(req.method.clone(), &url);
+            if !self.token.is_empty() {
+                rb = rb.bearer_auth(&self.token);
+            }
             if !req.query.is_empty() {
                 rb = rb.query(&req.query);
             }
@@ -433,7 +437,7 @@ impl Client {
 }
 
 /// Turns an error response into a [`ClientError`].
-async fn error_from(resp: reqwest::Response, url: &str, base: &str) -> ClientError {
+pub(crate) async fn error_from(resp: reqwest::Response, url: &str, base: &str) -> ClientError {
     let status = resp.status();
     let bytes = resp.bytes().await.unwrap_or_default();
     let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
@@ -464,7 +468,37 @@ fn query(o: &ListOptions) -> Vec<(&'static str, String)> {
     q
 }
 
-fn unreachable(url: &str, e: &reqwest::Error) -> ClientError {
+/// Splits and checks a comma-separated list of server base URLs.
+pub(crate) fn parse_servers(servers: &str) -> Result<Vec<String>, ClientError> {
+    let list: Vec<String> = servers
+        .split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if list.is_empty() {
+        return Err(ClientError::Config(
+            "no server URL given: pass --server http://HOST:PORT (several separated by commas)".into(),
+        ));
+    }
+    for base in &list {
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Config(format!(
+                "server URL {base:?} must start with http:// or https://"
+            )));
+        }
+    }
+    Ok(list)
+}
+
+/// `http://…` as `https://…`.
+pub(crate) fn https(url: &str) -> String {
+    match url.strip_prefix("http://") {
+        Some(rest) => format!("https://{rest}"),
+        None => url.to_owned(),
+    }
+}
+
+pub(crate) fn unreachable(url: &str, e: &reqwest::Error) -> ClientError {
     let mut message = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {

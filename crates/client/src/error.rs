@@ -57,6 +57,10 @@ pub enum ClientError {
         /// The time waited.
         millis: u64,
     },
+    /// The node could not join: a refused, malformed or foreign token, or credentials of another
+    /// node or cluster. Retrying does not help; the message says what to change.
+    #[error("cannot join the cluster: {0}")]
+    Join(String),
     /// The client was built with bad arguments.
     #[error("invalid client configuration: {0}")]
     Config(String),

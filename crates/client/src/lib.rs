@@ -26,7 +26,9 @@
 mod client;
 mod error;
 mod informer;
+mod join;
 
 pub use client::{ApplyResult, Client, DEFAULT_TIMEOUT, ListOptions};
 pub use error::ClientError;
 pub use informer::Informer;
+pub use join::node_credentials;

@@ -69,6 +69,7 @@ impl ControlPlane {
             .route("/api/v1/members", get(members))
             .route("/api/v1/members/{name}", axum::routing::delete(remove_member))
             .route("/api/v1/snapshot", get(snapshot))
+            .route("/api/v1/join", post(crate::join::join_node))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .fallback(|| async { ApiError::not_found("no such API path: see docs/api.md for the routes") })
@@ -78,7 +79,7 @@ impl ControlPlane {
             ))
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
-                crate::auth::require_token,
+                crate::auth::authorize,
             ))
             .with_state(self.clone())
     }
@@ -661,9 +662,8 @@ async fn pod_log(p: ControlPlane, ns: &str, name: &str) -> Result<Response, ApiE
     let url = format!("{}/skiff/pods/{ns}/{name}/log", address.trim_end_matches('/'));
     let resp = p
         .inner
-        .http
-        .get(&url)
-        .bearer_auth(&p.inner.admin_token)
+        .agent_http
+        .get(skiff_peer::https::https_url(&url))
         .send()
         .await
         .map_err(|e| {

@@ -1,43 +1,216 @@
-//! Bearer-token authentication.
+//! Who may do what: the admin bearer token, and node certificates of the cluster CA.
+//!
+//! | caller | how it is recognised | may |
+//! |---|---|---|
+//! | admin | `Authorization: Bearer <admin.token>` (HTTP or HTTPS) | everything |
+//! | control node | TLS client certificate with a control identity | everything (members forward writes and copy artifacts) |
+//! | agent `N` | TLS client certificate `skiff://agent/N` | read nodes, pods, services, endpoints, routes, events, artifacts; create and update Node `N` and its status; update the status of pods bound to `N`; record events |
+//! | gateway | TLS client certificate `skiff://gateway/…` | read routes, services, endpoints |
+//!
+//! A node certificate never grants admin rights: anything else is refused with 403 before it
+//! reaches a handler (so nothing changes). `POST /api/v1/join` needs no caller: the join token
+//! in its body is the credential.
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use skiff_api::{Kind, Object};
+use skiff_peer::{Identity, Role};
 
 use crate::error::ApiError;
 use crate::plane::ControlPlane;
+use crate::serve::Conn;
 
-/// Rejects requests without the admin bearer token (health endpoints are open).
-pub(crate) async fn require_token(
+/// Largest body an agent may send to a path whose body must be inspected.
+const MAX_INSPECTED_BODY: usize = 1 << 20;
+
+/// Authenticates every request and refuses what the caller may not do.
+pub(crate) async fn authorize(
     State(plane): State<ControlPlane>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let path = req.uri().path();
-    if path == "/healthz" || path == "/readyz" {
+    if path == "/healthz" || path == "/readyz" || (path == "/api/v1/join" && req.method() == Method::POST) {
         return Ok(next.run(req).await);
     }
     let header = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok());
-    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+    if let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) {
+        if !constant_time_eq(given.trim().as_bytes(), plane.inner.admin_token.as_bytes()) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "invalid bearer token: use the admin token (admin.token in a control node's state dir)",
+            ));
+        }
+        return Ok(next.run(req).await);
+    }
+    let identity = req.extensions().get::<Conn>().and_then(|c| c.identity.clone());
+    let Some(identity) = identity else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
             "missing bearer token: send `Authorization: Bearer <token>` (the admin token is in <state dir>/admin.token)",
         ));
     };
-    if !constant_time_eq(given.trim().as_bytes(), plane.inner.admin_token.as_bytes()) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "invalid bearer token",
-        ));
-    }
+    let req = match identity.role {
+        Role::Control { .. } => req,
+        Role::Agent => agent_may(&plane, &identity, req).await?,
+        Role::Gateway => {
+            gateway_may(&identity, &req)?;
+            req
+        }
+    };
     Ok(next.run(req).await)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+fn forbidden(identity: &Identity, req: &Request, allowed: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!(
+            "{identity} (node certificate) may not {} {}: a node certificate allows {allowed}; \
+             use the admin token for this",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+const AGENT_ALLOWS: &str = "registering and updating its own Node, reporting the status of pods \
+                            bound to it, recording events and reading";
+const AGENT_READS: [&str; 6] = ["nodes", "pods", "services", "endpoints", "httproutes", "events"];
+const GATEWAY_READS: [&str; 3] = ["services", "endpoints", "httproutes"];
+
+/// A resource path: `(plural, namespace, name, sub-resource)`.
+type Resource<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+/// The resource path of a request.
+fn resource(path: &str) -> Option<Resource<'_>> {
+    let rest = path.strip_prefix("/api/v1/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        ["namespaces", ns, plural] => Some((plural, Some(ns), None, None)),
+        ["namespaces", ns, plural, name] => Some((plural, Some(ns), Some(name), None)),
+        ["namespaces", ns, plural, name, sub] => Some((plural, Some(ns), Some(name), Some(sub))),
+        [plural] => Some((plural, None, None, None)),
+        [plural, name] => Some((plural, None, Some(name), None)),
+        [plural, name, sub] => Some((plural, None, Some(name), Some(sub))),
+        _ => None,
+    }
+}
+
+async fn agent_may(plane: &ControlPlane, identity: &Identity, req: Request) -> Result<Request, ApiError> {
+    let node = identity.name.as_str();
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let res = resource(&path);
+    if method == Method::GET || method == Method::HEAD {
+        let readable = match res {
+            Some(("artifacts", None, Some(_), None)) | Some(("cluster", None, None, None)) => true,
+            Some((plural, _, _, sub)) => AGENT_READS.contains(&plural) && sub.is_none_or(|s| s == "status"),
+            None => false,
+        };
+        return if readable {
+            Ok(req)
+        } else {
+            Err(forbidden(identity, &req, AGENT_ALLOWS))
+        };
+    }
+    match (method.clone(), res) {
+        // Its own Node, and its status.
+        (Method::PUT, Some(("nodes", None, Some(name), None | Some("status")))) if name == node => Ok(req),
+        (Method::POST, Some(("nodes", None, None, None))) => {
+            let (req, body) = buffer(req).await?;
+            let named = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/metadata/name")
+                        .and_then(|n| n.as_str())
+                        .map(str::to_owned)
+                });
+            if named.as_deref() == Some(node) {
+                Ok(req)
+            } else {
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    format!(
+                        "{identity} may register only the Node named {node:?} (its certificate's name), not {:?}",
+                        named.unwrap_or_default()
+                    ),
+                ))
+            }
+        }
+        // The status of pods bound to it.
+        (Method::PUT, Some(("pods", Some(ns), Some(name), Some("status")))) => {
+            let bound = match plane.inner.reader.get(Kind::Pod, Some(ns), name) {
+                Ok(Object::Pod(p)) => p.spec.node_name.as_deref() == Some(node),
+                _ => false,
+            };
+            if bound {
+                Ok(req)
+            } else {
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    format!(
+                        "{identity} may report the status only of pods bound to node {node}; pod {ns}/{name} is not"
+                    ),
+                ))
+            }
+        }
+        (Method::POST, Some(("events", Some(_), None, None))) => Ok(req),
+        _ => Err(forbidden(identity, &req, AGENT_ALLOWS)),
+    }
+}
+
+fn gateway_may(identity: &Identity, req: &Request) -> Result<(), ApiError> {
+    let readable = (req.method() == Method::GET || req.method() == Method::HEAD)
+        && match resource(req.uri().path()) {
+            Some((plural, _, _, None)) => GATEWAY_READS.contains(&plural),
+            _ => false,
+        };
+    if readable {
+        Ok(())
+    } else {
+        Err(forbidden(identity, req, "reading services, endpoints and routes"))
+    }
+}
+
+/// Reads a (small) body so it can be inspected, and puts it back.
+async fn buffer(req: Request) -> Result<(Request, bytes::Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_INSPECTED_BODY)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+    Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes))
+}
+
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resource;
+
+    #[test]
+    fn resource_paths() {
+        assert_eq!(resource("/api/v1/nodes"), Some(("nodes", None, None, None)));
+        assert_eq!(
+            resource("/api/v1/nodes/w1/status"),
+            Some(("nodes", None, Some("w1"), Some("status")))
+        );
+        assert_eq!(
+            resource("/api/v1/namespaces/default/pods/p/status"),
+            Some(("pods", Some("default"), Some("p"), Some("status")))
+        );
+        assert_eq!(resource("/healthz"), None);
+        assert_eq!(resource("/api/v1/a/b/c/d"), None);
+    }
 }

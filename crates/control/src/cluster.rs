@@ -222,6 +222,29 @@ pub(crate) async fn prepare(
     })
 }
 
+/// A one-member control plane without a peer port (`skiff up`) still has a cluster CA, a node
+/// certificate for its API port and a join token for agents: created on first start.
+pub(crate) fn ensure_local_pki(data_dir: &Path, name: &str) -> Result<(), ControlError> {
+    let pki = pki_dir(data_dir);
+    if pki.join(skiff_peer::pki::CA_KEY_FILE).exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&pki).map_err(|e| cluster_err("cannot create the pki directory", e))?;
+    let ca = ClusterCa::generate(name).map_err(|e| cluster_err("cannot create the cluster CA", e))?;
+    ca.save(&pki)
+        .map_err(|e| cluster_err("cannot save the cluster CA", e))?;
+    let node = ca
+        .issue(&Identity::control(name, 1), NODE_CERT_VALIDITY)
+        .map_err(|e| cluster_err("cannot issue this node's certificate", e))?;
+    node.save(&pki)
+        .map_err(|e| cluster_err("cannot save this node's certificate", e))?;
+    let token = JoinToken::generate(&ca.ca_hash()).map_err(|e| cluster_err("join token", e))?;
+    crate::plane::write_file_atomic(&data_dir.join("join.token"), token.to_string().as_bytes(), 0o600)
+        .map_err(|e| cluster_err("cannot write join.token", e))?;
+    tracing::info!("created the cluster CA and join token");
+    Ok(())
+}
+
 /// First start of a new cluster: CA, this node's cert, the join token.
 fn init_cluster(data_dir: &Path, name: &str, admin_token_path: &Path) -> Result<(), ControlError> {
     let pki = pki_dir(data_dir);
@@ -471,7 +494,7 @@ impl ControlPlane {
         let s = self.inner.raft.status();
         let leader = s.leader?;
         let info = MemberInfo::decode(s.members.get(&leader)?)?;
-        (!info.api_url.is_empty()).then_some(info.api_url)
+        (!info.api_url.is_empty()).then(|| skiff_peer::https::https_url(&info.api_url))
     }
 
     /// The members as `GET /api/v1/members` shows them.

@@ -40,10 +40,12 @@ mod controllers;
 mod error;
 mod forward;
 mod ids;
+mod join;
 mod plane;
 pub mod reconcile;
 mod replicate;
 mod replicated;
+mod serve;
 mod watch;
 
 pub use artifacts::ArtifactStore;

@@ -16,6 +16,8 @@ use crate::error::{ApiError, ControlError};
 use crate::ids;
 use crate::replicated::Replicated;
 
+/// The member name of a one-member control plane without a peer port.
+const LOCAL_MEMBER: &str = "skiff-1";
 /// How long a write may wait to be committed before the API answers 503 (outcome unknown).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a linearizable read may wait for the leader's confirmation.
@@ -69,7 +71,14 @@ pub(crate) struct Inner {
     pub(crate) events: broadcast::Sender<Arc<StoredEvent>>,
     pub(crate) artifacts: ArtifactStore,
     pub(crate) admin_token: String,
+    /// HTTPS to other control nodes' API ports, with this node's certificate.
     pub(crate) http: reqwest::Client,
+    /// HTTPS to agents' data planes, with this node's certificate.
+    pub(crate) agent_http: reqwest::Client,
+    /// The API port's TLS configuration.
+    pub(crate) api_tls: Arc<skiff_peer::ServerConfig>,
+    /// This node's credentials.
+    pub(crate) node: skiff_peer::NodeCert,
 }
 
 /// A running control node (cheap to clone).
@@ -103,17 +112,20 @@ impl ControlPlane {
         let admin_token_path = dir.join("admin.token");
         let prepared = match &config.cluster {
             Some(c) => crate::cluster::prepare(dir, c, &admin_token_path).await?,
-            None => crate::cluster::Prepared {
-                raft_id: 1,
-                voters: vec![1],
-                meta: MemberInfo {
-                    name: "skiff-1".into(),
-                    peer_addr: String::new(),
-                    api_url: String::new(),
-                },
-                transport: None,
-                peer: None,
-            },
+            None => {
+                crate::cluster::ensure_local_pki(dir, LOCAL_MEMBER)?;
+                crate::cluster::Prepared {
+                    raft_id: 1,
+                    voters: vec![1],
+                    meta: MemberInfo {
+                        name: LOCAL_MEMBER.into(),
+                        peer_addr: String::new(),
+                        api_url: String::new(),
+                    },
+                    transport: None,
+                    peer: None,
+                }
+            }
         };
         let db = redb::Database::create(&db_path).map_err(|e| ControlError::Database {
             path: db_path.display().to_string(),
@@ -142,10 +154,25 @@ impl ControlPlane {
         let admin_token = load_or_create_token(&admin_token_path)?;
         let artifacts = ArtifactStore::open(dir.join("artifacts"), config.max_artifact_bytes)
             .map_err(|e| state_dir(dir, e))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .build()
-            .map_err(|e| ControlError::Raft(e.to_string()))?;
+        let pki = crate::cluster::pki_dir(dir);
+        let node = skiff_peer::NodeCert::load(&pki).map_err(|e| {
+            ControlError::Cluster(format!(
+                "cannot load this node's certificate from {}: {e}",
+                pki.display()
+            ))
+        })?;
+        let tls_err = |e: skiff_peer::PeerError| ControlError::Cluster(format!("TLS configuration: {e}"));
+        let api_tls = skiff_peer::https::api_server_config(&node).map_err(tls_err)?;
+        let https_client = |peer| -> Result<reqwest::Client, ControlError> {
+            let tls = skiff_peer::https::https_client_config(&node, peer).map_err(tls_err)?;
+            reqwest::Client::builder()
+                .use_preconfigured_tls(tls)
+                .connect_timeout(Duration::from_secs(3))
+                .build()
+                .map_err(|e| ControlError::Cluster(format!("HTTPS client: {e}")))
+        };
+        let http = https_client(skiff_peer::https::Peer::Control)?;
+        let agent_http = https_client(skiff_peer::https::Peer::Agent)?;
         let clustered = config.cluster.is_some();
         let plane = ControlPlane {
             inner: Arc::new(Inner {
@@ -156,6 +183,9 @@ impl ControlPlane {
                 artifacts,
                 admin_token,
                 http,
+                agent_http,
+                api_tls,
+                node,
             }),
         };
         if let Some(peer) = prepared.peer {
@@ -262,6 +292,21 @@ impl ControlPlane {
             .1)
     }
 
+    /// Hex SHA-256 of the cluster CA certificate (the first part of every join token).
+    pub fn ca_hash(&self) -> String {
+        self.inner.node.ca_hash().unwrap_or_default()
+    }
+
+    /// The cluster's join token (admits control nodes, agents and gateways; never expires).
+    ///
+    /// # Errors
+    /// [`ControlError::Cluster`] if `join.token` cannot be read.
+    pub fn join_token(&self) -> Result<String, ControlError> {
+        std::fs::read_to_string(self.inner.config.data_dir.join("join.token"))
+            .map(|t| t.trim().to_owned())
+            .map_err(|e| ControlError::Cluster(format!("cannot read join.token: {e}")))
+    }
+
     /// Raft status as JSON, for `/api/v1/cluster`.
     pub(crate) fn cluster_info(&self) -> serde_json::Value {
         let s = self.inner.raft.status();
@@ -274,6 +319,7 @@ impl ControlPlane {
                 "snapshotIndex": s.snapshot_index, "role": format!("{:?}", s.role),
             },
             "revision": self.inner.reader.revision().unwrap_or(0),
+            "caHash": self.ca_hash(),
             "version": env!("CARGO_PKG_VERSION"),
         })
     }

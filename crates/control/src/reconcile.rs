@@ -64,7 +64,7 @@ impl Snapshot {
                 Object::Deployment(d) => s.deployments.push(d),
                 Object::Service(v) => s.services.push(v),
                 Object::Endpoints(e) => s.endpoints.push(e),
-                Object::Namespace(_) | Object::HttpRoute(_) => {}
+                Object::Namespace(_) | Object::HttpRoute(_) | Object::JoinToken(_) => {}
             }
         }
         s

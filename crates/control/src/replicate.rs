@@ -31,7 +31,12 @@ impl ControlPlane {
             .filter(|(id, _)| **id != s.id)
             .filter_map(|(id, meta)| {
                 let info = MemberInfo::decode(meta)?;
-                (!info.api_url.is_empty()).then(|| (*id, info.api_url.trim_end_matches('/').to_owned()))
+                (!info.api_url.is_empty()).then(|| {
+                    (
+                        *id,
+                        skiff_peer::https::https_url(info.api_url.trim_end_matches('/')),
+                    )
+                })
             })
             .collect()
     }

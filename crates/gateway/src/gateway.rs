@@ -13,12 +13,15 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::Rng;
 use skiff_api::{EndpointAddress, Kind, POD_NAME_HEADER};
 use skiff_client::{Client, Informer, ListOptions};
+use skiff_peer::NodeCert;
+use skiff_peer::https::Peer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -40,17 +43,21 @@ pub type LocalUpstream = Arc<
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// The API client could not be built.
-    #[error("gateway: {0}")]
+    #[error(transparent)]
     Client(#[from] skiff_client::ClientError),
+    /// The node certificate cannot be used for TLS.
+    #[error(transparent)]
+    Tls(#[from] skiff_peer::PeerError),
 }
 
 /// Gateway settings.
 #[derive(Clone)]
 pub struct GatewayConfig {
-    /// API server URL.
+    /// API server URL(s), comma-separated (spoken as HTTPS).
     pub server: String,
-    /// Bearer token.
-    pub token: String,
+    /// The gateway's node certificate (role gateway): authenticates it to the API and to the
+    /// agents' data planes (mutual TLS).
+    pub node: NodeCert,
     /// Deadline of a request whose rule sets none.
     pub default_timeout: Duration,
     /// Data planes in this process, by node name.
@@ -67,10 +74,10 @@ impl std::fmt::Debug for GatewayConfig {
 
 impl GatewayConfig {
     /// Defaults: 30 s deadline, no local data planes.
-    pub fn new(server: &str, token: &str) -> Self {
+    pub fn new(server: &str, node: NodeCert) -> Self {
         GatewayConfig {
             server: server.into(),
-            token: token.into(),
+            node,
             default_timeout: Duration::from_secs(30),
             local: HashMap::new(),
         }
@@ -83,7 +90,7 @@ struct Inner {
     endpoints: Informer,
     table: RwLock<Arc<RouteTable>>,
     inflight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
-    http: HttpClient<HttpConnector, RequestBody>,
+    http: HttpClient<HttpsConnector<HttpConnector>, RequestBody>,
 }
 
 /// A running gateway (cheap to clone).
@@ -129,12 +136,22 @@ impl Gateway {
     /// # Errors
     /// [`GatewayError`] for a bad server URL.
     pub fn start(config: GatewayConfig) -> Result<Self, GatewayError> {
-        let client = Client::new(&config.server, &config.token)?;
+        let api_tls = skiff_peer::https::https_client_config(&config.node, Peer::Control)?;
+        let client = Client::with_tls(&config.server, "", api_tls)?;
         let routes = Informer::start(client.clone(), Kind::HttpRoute, None, ListOptions::default());
         let endpoints = Informer::start(client, Kind::Endpoints, None, ListOptions::default());
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.enforce_http(false);
+        let mut agent_tls = skiff_peer::https::https_client_config(&config.node, Peer::Agent)?;
+        // The connector sets ALPN itself (http/1.1).
+        agent_tls.alpn_protocols.clear();
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(agent_tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = HttpClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -336,7 +353,11 @@ impl Gateway {
                 return local(req).await;
             }
             let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let uri = format!("{}{}", ep.address.trim_end_matches('/'), path);
+            let uri = format!(
+                "{}{}",
+                skiff_peer::https::https_url(ep.address.trim_end_matches('/')),
+                path
+            );
             match uri.parse() {
                 Ok(u) => *req.uri_mut() = u,
                 Err(_) => {

@@ -17,9 +17,16 @@
 //! | the rule's deadline passed | 504 |
 //! | the endpoint's node could not be reached | 502 (after trying the others) |
 //!
+//! The gateway authenticates with a node certificate (role gateway) that it got by joining with
+//! a token (`skiff_client::node_credentials`): to the API, and to every agent's data plane
+//! (mutual TLS).
+//!
 //! ```no_run
-//! # async fn demo() -> Result<(), skiff_gateway::GatewayError> {
-//! let gw = skiff_gateway::Gateway::start(skiff_gateway::GatewayConfig::new("http://127.0.0.1:7070", "TOKEN"))?;
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::path::Path::new(".skiff-gateway/pki");
+//! let me = skiff_peer::Identity::gateway("gw-1");
+//! let node = skiff_client::node_credentials(dir, "http://127.0.0.1:7070", Some("SKF1…::…"), &me).await?;
+//! let gw = skiff_gateway::Gateway::start(skiff_gateway::GatewayConfig::new("http://127.0.0.1:7070", node))?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
 //! let (_tx, shutdown) = tokio::sync::watch::channel(false);
 //! gw.run(listener, shutdown).await;

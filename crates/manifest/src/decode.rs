@@ -51,7 +51,7 @@ pub(crate) fn decode(value: Value) -> Result<Object, Vec<Problem>> {
         Kind::Service => typed::<Service>(value).map(Object::Service),
         Kind::HttpRoute => typed::<HttpRoute>(value).map(Object::HttpRoute),
         // Rejected by `check_kind`.
-        Kind::Node | Kind::Endpoints => Err((Some("kind".into()), server_owned(kind))),
+        Kind::Node | Kind::Endpoints | Kind::JoinToken => Err((Some("kind".into()), server_owned(kind))),
     };
     object.map_err(|p| vec![p])
 }
@@ -95,7 +95,7 @@ fn check_kind(map: &Map<String, Value>, problems: &mut Vec<Problem>) -> Option<K
         }
     };
     match name.parse::<Kind>() {
-        Ok(kind) if kind.user_writable() && kind != Kind::Node => Some(kind),
+        Ok(kind) if kind.user_writable() && !matches!(kind, Kind::Node | Kind::JoinToken) => Some(kind),
         Ok(kind) => {
             problems.push((path, server_owned(kind)));
             None
@@ -123,6 +123,9 @@ fn server_owned(kind: Kind) -> String {
         Kind::Endpoints => "Endpoints objects cannot be applied: Skiff keeps one per Service from the \
                             pods its selector matches; remove this document and set the Service's \
                             spec.selector instead"
+            .into(),
+        Kind::JoinToken => "JoinToken objects cannot be applied: make one with `skiff token create` \
+                            (it prints the token once) and revoke it with `skiff token delete ID`"
             .into(),
         other => format!("{other} objects cannot be applied"),
     }

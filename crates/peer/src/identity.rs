@@ -10,6 +10,8 @@ use crate::PeerError;
 pub const CONTROL_SERVER_NAME: &str = "control.skiff.internal";
 /// The TLS server name (a DNS SAN) in every agent's certificate.
 pub const AGENT_SERVER_NAME: &str = "agent.skiff.internal";
+/// The TLS server name (a DNS SAN) in every gateway's certificate.
+pub const GATEWAY_SERVER_NAME: &str = "gateway.skiff.internal";
 
 const URI_SCHEME: &str = "skiff://";
 const MAX_NAME_LEN: usize = 63;
@@ -24,6 +26,8 @@ pub enum Role {
     },
     /// A worker. Agents may not send raft messages.
     Agent,
+    /// A standalone gateway: reads routes and endpoints, calls agents' data planes.
+    Gateway,
 }
 
 /// A node's identity: its name and role, as certified by the cluster CA.
@@ -56,11 +60,19 @@ impl Identity {
         }
     }
 
-    /// The raft id of a control node, `None` for an agent.
+    /// A gateway's identity.
+    pub fn gateway(name: impl Into<String>) -> Self {
+        Identity {
+            name: name.into(),
+            role: Role::Gateway,
+        }
+    }
+
+    /// The raft id of a control node, `None` for agents and gateways.
     pub fn raft_id(&self) -> Option<u64> {
         match self.role {
             Role::Control { raft_id } => Some(raft_id),
-            Role::Agent => None,
+            Role::Agent | Role::Gateway => None,
         }
     }
 
@@ -83,6 +95,7 @@ impl Identity {
         match self.role {
             Role::Control { raft_id } => format!("{URI_SCHEME}control/{raft_id}/{}", self.name),
             Role::Agent => format!("{URI_SCHEME}agent/{}", self.name),
+            Role::Gateway => format!("{URI_SCHEME}gateway/{}", self.name),
         }
     }
 
@@ -104,7 +117,12 @@ impl Identity {
                 Identity::control(*name, raft_id)
             }
             ["agent", name] => Identity::agent(*name),
-            _ => return Err(bad("expected control/<raft id>/<name> or agent/<name>")),
+            ["gateway", name] => Identity::gateway(*name),
+            _ => {
+                return Err(bad(
+                    "expected control/<raft id>/<name>, agent/<name> or gateway/<name>",
+                ));
+            }
         };
         id.validate()?;
         Ok(id)
@@ -115,6 +133,7 @@ impl Identity {
         match self.role {
             Role::Control { .. } => CONTROL_SERVER_NAME,
             Role::Agent => AGENT_SERVER_NAME,
+            Role::Gateway => GATEWAY_SERVER_NAME,
         }
     }
 }
@@ -124,6 +143,7 @@ impl fmt::Display for Identity {
         match self.role {
             Role::Control { raft_id } => write!(f, "control node {} (raft id {raft_id})", self.name),
             Role::Agent => write!(f, "agent {}", self.name),
+            Role::Gateway => write!(f, "gateway {}", self.name),
         }
     }
 }
@@ -192,7 +212,11 @@ mod tests {
 
     #[test]
     fn uri_round_trip() {
-        for id in [Identity::control("cp-1", 7), Identity::agent("edge-42")] {
+        for id in [
+            Identity::control("cp-1", 7),
+            Identity::agent("edge-42"),
+            Identity::gateway("gw-1"),
+        ] {
             assert_eq!(Identity::from_uri(&id.to_uri()).unwrap(), id);
         }
         assert_eq!(Identity::control("a", 3).to_uri(), "skiff://control/3/a");

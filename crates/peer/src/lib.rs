@@ -100,6 +100,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod https;
 mod identity;
 pub mod pki;
 pub mod tls;
@@ -108,7 +109,8 @@ pub mod transport;
 
 pub use error::PeerError;
 pub use identity::{
-    AGENT_SERVER_NAME, CONTROL_SERVER_NAME, Identity, Role, identity_from_cert, validate_name,
+    AGENT_SERVER_NAME, CONTROL_SERVER_NAME, GATEWAY_SERVER_NAME, Identity, Role, identity_from_cert,
+    validate_name,
 };
 pub use pki::{ClusterCa, NodeCert, NodeKey};
 /// The TLS configuration types the constructors return, so callers need no rustls dependency.

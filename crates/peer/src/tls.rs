@@ -26,11 +26,11 @@ use crate::{JoinToken, PeerError};
 /// The ALPN protocol of the peer wire format (version 1).
 pub const ALPN_PROTOCOL: &[u8] = b"skiff-peer/1";
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(node: &NodeCert) -> Result<Arc<RootCertStore>, PeerError> {
+pub(crate) fn roots(node: &NodeCert) -> Result<Arc<RootCertStore>, PeerError> {
     let mut roots = RootCertStore::empty();
     roots
         .add(node.ca_der()?)
@@ -146,10 +146,12 @@ impl ServerCertVerifier for CaPinVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
+        _server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        // The server must be a control node, whatever host name the client dialled.
+        let server_name = control_server_name();
         let Some(ca) = intermediates
             .iter()
             .find(|c| cert_hash(c.as_ref()) == self.ca_hash)
@@ -168,7 +170,7 @@ impl ServerCertVerifier for CaPinVerifier {
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+        inner.verify_server_cert(end_entity, &[], &server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(

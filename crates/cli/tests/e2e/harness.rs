@@ -283,3 +283,12 @@ pub(crate) fn start_server(dir: &Path) -> (Proc, String, String, reqwest::blocki
     let token = std::fs::read_to_string(state.join("admin.token")).expect("admin token");
     (server, server_url, token.trim().to_owned(), http)
 }
+
+/// The cluster join token of the server `start_server` started under `dir` (agents and gateways
+/// join with it).
+pub(crate) fn join_token(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("server").join("join.token"))
+        .expect("join token")
+        .trim()
+        .to_owned()
+}

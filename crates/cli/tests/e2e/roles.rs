@@ -1,5 +1,6 @@
 //! The roles as separate processes: `skiff server`, `skiff agent` on another loopback address,
-//! `skiff gateway` — the gateway reaches the pods over HTTP through the agent's data plane.
+//! `skiff gateway` — both join with the cluster join token; the gateway reaches the pods through
+//! the agent's data plane over mutual TLS.
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ fn server_agent_and_gateway_as_separate_processes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (dp, gw) = (free_port(), free_port());
     let (server, server_url, token, http) = crate::harness::start_server(dir.path());
+    let join = crate::harness::join_token(dir.path());
     let token = token.as_str();
     let worker_dir = dir.path().join("w1");
     // The worker listens on another loopback address, as another host would.
@@ -19,7 +21,7 @@ fn server_agent_and_gateway_as_separate_processes() {
             "--server",
             &server_url,
             "--token",
-            token,
+            &join,
             "--node-name",
             "w1",
             "--dir",
@@ -35,7 +37,9 @@ fn server_agent_and_gateway_as_separate_processes() {
             "--server",
             &server_url,
             "--token",
-            token,
+            &join,
+            "--dir",
+            dir.path().join("gw").to_str().expect("utf-8"),
             "--listen",
             &format!("127.0.0.1:{gw}"),
         ],
@@ -98,7 +102,7 @@ fn server_agent_and_gateway_as_separate_processes() {
     );
     let (_, ep) = cli(&["get", "endpoints", "hello", "-o", "json"]);
     assert!(
-        ep.contains("http://127.0.0.2:"),
+        ep.contains("https://127.0.0.2:"),
         "endpoints carry the worker's address: {ep}"
     );
 }

@@ -12,6 +12,7 @@ fn pods_of_a_killed_worker_serve_on_another_worker() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = free_port();
     let (server, server_url, token, http) = crate::harness::start_server(dir.path());
+    let join = crate::harness::join_token(dir.path());
     let mut agents = Vec::new();
     for (name, host) in [("w1", "127.0.0.2"), ("w2", "127.0.0.3")] {
         let dp = free_port();
@@ -22,7 +23,7 @@ fn pods_of_a_killed_worker_serve_on_another_worker() {
                 "--server",
                 &server_url,
                 "--token",
-                &token,
+                &join,
                 "--node-name",
                 name,
                 "--dir",
@@ -39,7 +40,9 @@ fn pods_of_a_killed_worker_serve_on_another_worker() {
             "--server",
             &server_url,
             "--token",
-            &token,
+            &join,
+            "--dir",
+            dir.path().join("gw").to_str().expect("utf-8"),
             "--listen",
             &format!("127.0.0.1:{gw}"),
         ],

@@ -131,7 +131,7 @@ async fn serve_peer(
 ) -> Result<(), String> {
     let raft_id = match identity.role {
         Role::Control { raft_id } => Some(raft_id),
-        Role::Agent => None,
+        Role::Agent | Role::Gateway => None,
     };
     tracing::debug!(peer = %identity, "peer connection authenticated");
     let mut chunks = Reassembler::new(skiff_raft::MAX_MESSAGE_BYTES);

@@ -1,0 +1,138 @@
+//! `POST /api/v1/join`: agents and gateways trade a join token for a node certificate.
+//!
+//! The token is either one made by `skiff token create` (`<id>.<secret>`: a [`JoinToken`]
+//! object named `<id>` holds the secret's SHA-256 and an expiry; deleting it revokes the token)
+//! or the cluster's join token (`join.token`, which also admits control nodes). The caller
+//! checked our CA against the token's CA hash during the TLS handshake before sending anything;
+//! we check the secret, then sign the caller's key with the identity it asked for.
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use sha2::{Digest, Sha256};
+use skiff_api::{JoinToken, Kind, NodeJoinRequest, NodeJoinResponse, Object};
+use skiff_peer::{ClusterCa, Identity};
+
+use crate::error::ApiError;
+use crate::plane::ControlPlane;
+use crate::serve::Conn;
+
+/// How long agent and gateway certificates are valid.
+const NODE_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn refused(message: String) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "JoinRefused", message)
+}
+
+/// Checks `secret` (the part of a token after `::`).
+pub(crate) async fn check_token(plane: &ControlPlane, secret: &str) -> Result<(), ApiError> {
+    let Some((id, secret)) = secret.split_once('.') else {
+        let cluster = std::fs::read_to_string(plane.inner.config.data_dir.join("join.token"))
+            .map_err(|e| ApiError::internal(format!("cannot read join.token: {e}")))?;
+        let cluster: skiff_peer::JoinToken = cluster
+            .parse()
+            .map_err(|e| ApiError::internal(format!("join.token is damaged: {e}")))?;
+        return if cluster.secret_matches(secret) {
+            Ok(())
+        } else {
+            Err(refused(
+                "the join token is not valid for this cluster: use a token from `skiff token create` \
+                 or the cluster's join.token"
+                    .into(),
+            ))
+        };
+    };
+    // A revoked token must not work on any member: read at the leader's commit index.
+    plane.read_barrier().await?;
+    let token = match plane.inner.reader.get(Kind::JoinToken, None, id) {
+        Ok(Object::JoinToken(t)) => t,
+        _ => {
+            return Err(refused(format!(
+                "join token {id:?} does not exist: it was revoked (`skiff token delete`) or never \
+                 made; make a new one with `skiff token create`"
+            )));
+        }
+    };
+    let given = hex::encode(Sha256::digest(secret.as_bytes()));
+    if !crate::auth::constant_time_eq(given.as_bytes(), token.spec.secret_hash.as_bytes()) {
+        return Err(refused(format!(
+            "join token {id:?}: the secret does not match; copy the whole token `skiff token create` printed"
+        )));
+    }
+    if let Some(expired) = expired_at(&token, SystemTime::now()) {
+        return Err(refused(format!(
+            "join token {id:?} expired at {expired}; make a new one with `skiff token create --ttl DURATION`"
+        )));
+    }
+    Ok(())
+}
+
+/// The expiry time of `token` if it is past at `now`.
+pub(crate) fn expired_at(token: &JoinToken, now: SystemTime) -> Option<String> {
+    let at = token.spec.expires.as_deref()?;
+    match humantime::parse_rfc3339(at) {
+        Ok(t) if t > now => None,
+        // Unparseable never passes validation; treat it as expired rather than eternal.
+        _ => Some(at.to_owned()),
+    }
+}
+
+/// `POST /api/v1/join`.
+pub(crate) async fn join_node(
+    State(plane): State<ControlPlane>,
+    conn: Option<axum::Extension<Conn>>,
+    Json(req): Json<NodeJoinRequest>,
+) -> Result<Json<NodeJoinResponse>, ApiError> {
+    if !conn.is_some_and(|c| c.tls) {
+        return Err(ApiError::bad_request(
+            "joins are accepted over https only (the token's secret must not cross the network in clear): use an https:// server URL",
+        ));
+    }
+    let identity = match req.role.as_str() {
+        "agent" => Identity::agent(&req.name),
+        "gateway" => Identity::gateway(&req.name),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "role {other:?} cannot join here: use `agent` or `gateway` (control nodes join through the peer port with `skiff server --join`)"
+            )));
+        }
+    };
+    identity
+        .validate()
+        .map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
+    check_token(&plane, &req.token).await?;
+    let ca = ClusterCa::load(&crate::cluster::pki_dir(&plane.inner.config.data_dir))
+        .map_err(|e| ApiError::internal(format!("this control node cannot load the CA: {e}")))?;
+    let cert_pem = ca
+        .sign(&req.csr_pem, &identity, NODE_CERT_VALIDITY)
+        .map_err(|e| ApiError::bad_request(format!("csrPem: {e}")))?;
+    tracing::info!(node = %req.name, role = %req.role, "issued a node certificate");
+    Ok(Json(NodeJoinResponse {
+        cert_pem,
+        ca_pem: ca.cert_pem().to_owned(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(expires: Option<&str>) -> JoinToken {
+        let mut t = JoinToken::default();
+        t.spec.expires = expires.map(str::to_owned);
+        t
+    }
+
+    #[test]
+    fn expiry() {
+        let now = humantime::parse_rfc3339("2026-06-01T00:00:00Z").unwrap();
+        assert_eq!(expired_at(&token(None), now), None);
+        assert_eq!(expired_at(&token(Some("2026-06-02T00:00:00Z")), now), None);
+        assert_eq!(
+            expired_at(&token(Some("2026-05-31T00:00:00Z")), now).as_deref(),
+            Some("2026-05-31T00:00:00Z")
+        );
+        assert!(expired_at(&token(Some("garbage")), now).is_some());
+    }
+}

@@ -1,0 +1,103 @@
+//! The API listener: HTTPS (TLS 1.3, node certificates of the cluster CA) and plain HTTP on one
+//! port, told apart by the first byte a client sends.
+//!
+//! A TLS connection may present a client certificate; the identity in it (control node, agent,
+//! gateway) is attached to every request of the connection as a [`Conn`] and decides what the
+//! request may do (see [`crate::auth`]). Plain HTTP carries only bearer-token requests: it is
+//! kept for admin clients on loopback and trusted networks.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::{Extension, Router};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use skiff_peer::Identity;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::plane::ControlPlane;
+
+/// The first byte of every TLS connection (a handshake record).
+const TLS_HANDSHAKE: u8 = 0x16;
+/// How long a new connection may stay silent before it is closed.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the API knows about the connection a request came on.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Conn {
+    /// Whether the connection is TLS.
+    pub(crate) tls: bool,
+    /// The identity in the client certificate (verified against the cluster CA), if any.
+    pub(crate) identity: Option<Identity>,
+}
+
+impl ControlPlane {
+    /// Serves the API on `listener` until `stop` turns true: HTTPS with this node's certificate
+    /// and plain HTTP on the same port.
+    pub async fn serve_api(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        let router = self.router();
+        let acceptor = TlsAcceptor::from(self.inner.api_tls.clone());
+        let mut conns = JoinSet::new();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, remote)) => {
+                        let _ = tcp.set_nodelay(true);
+                        conns.spawn(serve_conn(tcp, remote, router.clone(), acceptor.clone()));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "api: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        conns.abort_all();
+    }
+}
+
+async fn serve_conn(tcp: TcpStream, remote: SocketAddr, router: Router, acceptor: TlsAcceptor) {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(FIRST_BYTE_TIMEOUT, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        _ => return,
+    }
+    if first[0] != TLS_HANDSHAKE {
+        let conn = Conn::default();
+        http(TokioIo::new(tcp), router.layer(Extension(conn))).await;
+        return;
+    }
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%remote, error = %e, "api: TLS handshake refused (a client certificate not from this cluster's CA?)");
+            return;
+        }
+        Err(_) => return,
+    };
+    let identity = skiff_peer::https::client_identity(tls.get_ref().1.peer_certificates());
+    let conn = Conn { tls: true, identity };
+    http(TokioIo::new(tls), router.layer(Extension(conn))).await;
+}
+
+async fn http<I>(io: TokioIo<I>, router: Router)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .with_upgrades()
+        .await;
+}
