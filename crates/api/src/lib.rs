@@ -29,6 +29,7 @@ mod kind;
 mod meta;
 mod node;
 mod pod;
+mod policy;
 mod quantity;
 mod selector;
 mod service;
@@ -39,12 +40,15 @@ mod workload;
 pub use kind::{Kind, Object, UnknownKind};
 pub use meta::{API_VERSION, ApiVersion, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference};
 pub use node::{
-    ARCH_LABEL, CONDITIONS_ANNOTATION, ConditionStatus, Namespace, Node, NodeCapacity, NodeCondition,
-    NodeSpec, NodeStatus, READY_CONDITION,
+    ARCH_LABEL, CONDITIONS_ANNOTATION, ConditionStatus, HOSTNAME_LABEL, Namespace, Node, NodeCapacity,
+    NodeCondition, NodeSpec, NodeStatus, OS_LABEL, READY_CONDITION,
 };
 pub use pod::{
     Component, EnvVar, POD_NAME_HEADER, Pod, PodPhase, PodSpec, PodStatus, Resources, RestartPolicy,
     SchedulingStatus, WasmSpec, World,
+};
+pub use policy::{
+    DisconnectDelay, DisconnectPolicy, Taint, TaintEffect, Toleration, TolerationOperator, untolerated,
 };
 pub use quantity::{ByteSize, DurationValue, QuantityError};
 pub use selector::{LabelSelector, SelectorError, SelectorTerm, map_matches};

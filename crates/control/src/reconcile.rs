@@ -9,7 +9,7 @@
 //! | [`endpoints`] | Services, Pods, Nodes | Endpoints |
 //! | [`garbage`] | owner references | deletes orphans |
 //! | [`node_health`] | Node heartbeats | Node `ready`, `Ready` condition |
-//! | [`evict_pods`] | Node heartbeats, Pods | Pods of lost nodes failed with [`NODE_LOST`] |
+//! | [`evict_pods`] | Node heartbeats and taints, Pods | Pods failed with [`NODE_LOST`] / [`TAINT_EVICTION`] |
 mod nodes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,12 +17,15 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use skiff_api::{
-    Deployment, DeploymentStatus, EndpointAddress, Endpoints, Kind, Node, Object, ObjectMeta, OwnerReference,
-    Pod, PodPhase, PodStatus, SchedulingStatus, Service, map_matches,
+    Deployment, DeploymentStatus, DisconnectDelay, EndpointAddress, Endpoints, Kind, Node, Object,
+    ObjectMeta, OwnerReference, Pod, PodPhase, PodStatus, SchedulingStatus, Service, map_matches,
 };
 use skiff_state::Op;
 
-pub use nodes::{HEARTBEAT_FRESH, HEARTBEAT_MISSED, HeartbeatClock, NODE_LOST, evict_pods, node_health};
+pub use nodes::{
+    HEARTBEAT_FRESH, HEARTBEAT_MISSED, HeartbeatClock, NODE_LOST, TAINT_EVICTION, evict_pods,
+    eviction_reason, node_health,
+};
 
 /// How long a failed pod of a deployment stays (and holds its slot) before it is replaced, so a pod
 /// that cannot start does not spin. Pods failed with [`NODE_LOST`] are replaced at once.
@@ -92,6 +95,14 @@ impl Ids for RandomIds {
     }
 }
 
+/// Whether the pod counts as serving: it reported ready and its node is ready, or its node is not
+/// ready but the pod is kept there (`disconnect.replaceAfter: never`) and assumed still running.
+fn serving_on(p: &Pod, node_ready: bool) -> bool {
+    p.status.ready
+        && p.status.phase == PodPhase::Running
+        && (node_ready || p.spec.disconnect_policy().replace_after == Some(DisconnectDelay::Never))
+}
+
 fn is_terminal(p: &Pod) -> bool {
     matches!(p.status.phase, PodPhase::Failed | PodPhase::Succeeded)
 }
@@ -120,14 +131,15 @@ fn delete_op(kind: Kind, m: &ObjectMeta) -> Op {
 /// retires pods of older templates only as pods of the new one become ready (no gap in service).
 /// Returns one command's ops per deployment that needs a change.
 pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
-    // A pod on a node that is not ready serves nobody, whatever it last reported.
+    // A pod on a node that is not ready serves nobody, whatever it last reported (unless its
+    // policy keeps it there: then it is assumed to run on).
     let down: BTreeSet<&str> = s
         .nodes
         .iter()
         .filter(|n| !n.status.ready)
         .map(|n| n.metadata.name.as_str())
         .collect();
-    let serving = |p: &Pod| p.status.ready && !p.spec.node_name.as_deref().is_some_and(|n| down.contains(n));
+    let serving = |p: &Pod| serving_on(p, !p.spec.node_name.as_deref().is_some_and(|n| down.contains(n)));
     let mut out = Vec::new();
     for d in &s.deployments {
         let Some(uid) = d.metadata.uid.as_deref() else {
@@ -145,7 +157,7 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
         // Failed pods are replaced once their backoff is over (at once when their node was lost):
         // deleted, and they stop counting. Until then they hold their slot.
         let backoff_over = |p: &Pod| {
-            if p.status.reason.as_deref() == Some(NODE_LOST) {
+            if matches!(p.status.reason.as_deref(), Some(NODE_LOST | TAINT_EVICTION)) {
                 return true;
             }
             let finished = p
@@ -245,7 +257,9 @@ fn new_pod(d: &Deployment, hash: &str, ids: &mut dyn Ids) -> Pod {
 }
 
 /// Service → Endpoints: the pods the selector matches that are bound to a node, with the node's
-/// data-plane address; `ready` only when the pod is ready and its node is too.
+/// data-plane address; `ready` only when the pod is ready and its node is too, or, on a node that
+/// is not ready, when the pod's `disconnect.replaceAfter` is `never` (the gateway keeps routing to it
+/// and retries another endpoint when a connection fails).
 pub fn endpoints(s: &Snapshot) -> Vec<Op> {
     let nodes: BTreeMap<&str, &Node> = s.nodes.iter().map(|n| (n.metadata.name.as_str(), n)).collect();
     let existing: BTreeMap<(&str, &str), &Endpoints> = s
@@ -272,7 +286,7 @@ pub fn endpoints(s: &Snapshot) -> Vec<Op> {
                     pod_uid: p.metadata.uid.clone().unwrap_or_default(),
                     node: node_name.to_owned(),
                     address: node.status.address.clone(),
-                    ready: p.status.ready && p.status.phase == PodPhase::Running && node.status.ready,
+                    ready: serving_on(p, node.status.ready),
                 })
             })
             .collect();
