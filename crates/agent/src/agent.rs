@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::dataplane::{self, DataPlane};
+use crate::disconnect::Disconnect;
 use crate::error::AgentError;
 use crate::pods::{LocalPod, PodTable};
 use crate::store::LocalStore;
@@ -239,6 +240,7 @@ impl Agent {
         let mut resync = tokio::time::interval(Duration::from_secs(2));
         // Whether the last heartbeat reached the control plane (`None` before the first one).
         let mut reachable: Option<bool> = None;
+        let mut disconnect = Disconnect::new(self.pods.clone(), std::time::Instant::now());
         loop {
             tokio::select! {
                 _ = shutdown.changed() => {
@@ -260,6 +262,10 @@ impl Agent {
                             "control plane reachable again: reconciling pods by uid"
                         ),
                         (Ok(()), _) => {}
+                    }
+                    match now {
+                        true => disconnect.on_contact(std::time::Instant::now()),
+                        false => disconnect.on_no_contact(std::time::Instant::now()),
                     }
                     reachable = Some(now);
                 }

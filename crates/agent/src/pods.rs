@@ -2,7 +2,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use skiff_api::{Object, Pod, PodPhase, PodStatus};
@@ -24,6 +24,8 @@ pub(crate) struct RunningPod {
     pub(crate) logs: Arc<LogBuffer>,
     /// When this agent process started serving it.
     pub(crate) started: SystemTime,
+    /// Its `spec.disconnect.stopAfter`.
+    pub(crate) stop_after: Option<Duration>,
 }
 
 /// A pod this agent is serving, as [`Agent::pods`](crate::Agent::pods) reports it.
@@ -62,6 +64,9 @@ pub(crate) struct PodTable {
     running: RwLock<HashMap<String, Arc<RunningPod>>>,
     /// Uids being started or that failed to start (not retried: the controller replaces them).
     busy: Mutex<HashSet<String>>,
+    /// Uids stopped for lack of contact with the control plane (`disconnect.stopAfter`); not
+    /// started again until [`release_held`](Self::release_held).
+    held: Mutex<HashSet<String>>,
     cached: Mutex<BTreeSet<String>>,
     store: Arc<LocalStore>,
     /// The assigned set as last written to `store`.
@@ -99,6 +104,7 @@ impl PodTable {
             http: reqwest::Client::new(),
             running: RwLock::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
+            held: Mutex::new(HashSet::new()),
             cached: Mutex::new(BTreeSet::new()),
         }
     }
@@ -118,6 +124,40 @@ impl PodTable {
     /// Closes the local store (the agent stopped).
     pub(crate) fn close_store(&self) {
         self.store.close();
+    }
+
+    /// (uid, `stopAfter`) of every pod being served.
+    pub(crate) fn stop_after_of_running(&self) -> Vec<(String, Option<Duration>)> {
+        self.running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|r| (r.uid.clone(), r.stop_after))
+            .collect()
+    }
+
+    /// Stops the pods with these uids and keeps them stopped until [`release_held`](Self::release_held).
+    pub(crate) fn hold(&self, uids: &[String]) {
+        let mut held = lock(&self.held);
+        held.extend(uids.iter().cloned());
+        self.running
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, r| {
+                let stop = held.contains(&r.uid);
+                if stop {
+                    tracing::warn!(pod = %k, uid = %r.uid, node = %self.node, "pod stopped: no contact with the control plane for its disconnect.stopAfter");
+                }
+                !stop
+            });
+    }
+
+    /// Lets the held pods start again at the next sync; returns how many there were.
+    pub(crate) fn release_held(&self) -> usize {
+        let mut held = lock(&self.held);
+        let n = held.len();
+        held.clear();
+        n
     }
 
     /// The pods being served, sorted by key.
@@ -240,12 +280,16 @@ impl PodTable {
                 }
                 continue;
             }
-            if !lock(&self.busy).insert(uid.clone()) {
+            if lock(&self.held).contains(&uid) || !lock(&self.busy).insert(uid.clone()) {
                 continue;
             }
             let this = self.clone();
             tokio::spawn(async move {
                 match this.start(&pod).await {
+                    Ok(_) if lock(&this.held).contains(&uid) => {
+                        // Held (no contact past its stopAfter) while it was starting.
+                        lock(&this.busy).remove(&uid);
+                    }
                     Ok(running) => {
                         this.running
                             .write()
@@ -373,6 +417,7 @@ impl PodTable {
             handler,
             logs,
             started: SystemTime::now(),
+            stop_after: pod.spec.disconnect_policy().stop_after(),
         })
     }
 
