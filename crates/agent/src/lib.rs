@@ -63,6 +63,7 @@ mod agent;
 mod dataplane;
 mod disconnect;
 mod error;
+mod labels;
 mod pods;
 mod store;
 
