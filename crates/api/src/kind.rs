@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::Event;
 use crate::meta::ObjectMeta;
 use crate::node::Namespace;
 use crate::node::Node;
@@ -29,18 +30,20 @@ pub enum Kind {
     /// Exposes services through the gateway by host and path.
     #[serde(rename = "HTTPRoute")]
     HttpRoute,
+    /// Something that happened to an object (server-owned).
+    Event,
 }
 
 /// A kind name that is not one of [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, Service, Endpoints, HTTPRoute"
+    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, Service, Endpoints, HTTPRoute, Event"
 )]
 pub struct UnknownKind(pub String);
 
 impl Kind {
     /// All kinds, in the order objects of a multi-kind apply are created.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Service,
@@ -48,6 +51,7 @@ impl Kind {
         Kind::Pod,
         Kind::Endpoints,
         Kind::HttpRoute,
+        Kind::Event,
     ];
 
     /// The name used in `kind:` fields.
@@ -60,6 +64,7 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Endpoints => "Endpoints",
             Kind::HttpRoute => "HTTPRoute",
+            Kind::Event => "Event",
         }
     }
 
@@ -73,6 +78,7 @@ impl Kind {
             Kind::Service => "services",
             Kind::Endpoints => "endpoints",
             Kind::HttpRoute => "httproutes",
+            Kind::Event => "events",
         }
     }
 
@@ -83,11 +89,11 @@ impl Kind {
 
     /// Whether clients may create objects of this kind (others are written by Skiff itself).
     pub fn user_writable(self) -> bool {
-        !matches!(self, Kind::Endpoints)
+        !matches!(self, Kind::Endpoints | Kind::Event)
     }
 
     /// Parses a plural (`pods`), singular (`pod`), kind name (`Pod`) or short name (`po`, `deploy`,
-    /// `svc`, `ep`, `ns`, `no`, `route`), case-insensitively.
+    /// `svc`, `ep`, `ns`, `no`, `route`, `ev`), case-insensitively.
     pub fn parse_any(s: &str) -> Result<Kind, UnknownKind> {
         let l = s.to_ascii_lowercase();
         let k = match l.as_str() {
@@ -98,6 +104,7 @@ impl Kind {
             "service" | "services" | "svc" => Kind::Service,
             "endpoints" | "endpoint" | "ep" => Kind::Endpoints,
             "httproute" | "httproutes" | "route" | "routes" => Kind::HttpRoute,
+            "event" | "events" | "ev" => Kind::Event,
             _ => return Err(UnknownKind(s.to_owned())),
         };
         Ok(k)
@@ -143,6 +150,8 @@ pub enum Object {
     /// An [`HttpRoute`].
     #[serde(rename = "HTTPRoute")]
     HttpRoute(HttpRoute),
+    /// An [`Event`].
+    Event(Event),
 }
 
 macro_rules! each_variant {
@@ -155,6 +164,7 @@ macro_rules! each_variant {
             Object::Service($o) => $e,
             Object::Endpoints($o) => $e,
             Object::HttpRoute($o) => $e,
+            Object::Event($o) => $e,
         }
     };
 }
@@ -170,6 +180,7 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::Endpoints(_) => Kind::Endpoints,
             Object::HttpRoute(_) => Kind::HttpRoute,
+            Object::Event(_) => Kind::Event,
         }
     }
 
@@ -194,7 +205,7 @@ impl Object {
     /// spec change (which bumps `generation`) from a metadata-only change.
     pub fn spec_json(&self) -> serde_json::Value {
         match self {
-            Object::Namespace(_) => serde_json::Value::Null,
+            Object::Namespace(_) | Object::Event(_) => serde_json::Value::Null,
             Object::Node(n) => serde_json::to_value(&n.spec).unwrap_or_default(),
             Object::Pod(p) => serde_json::to_value(&p.spec).unwrap_or_default(),
             Object::Deployment(d) => serde_json::to_value(&d.spec).unwrap_or_default(),

@@ -22,9 +22,12 @@
 //!   an [`HttpRoute`] exposes services through the gateway.
 //! - [`validate`](Object::validate) checks what serde cannot (names, labels, references, ranges) and
 //!   reports every problem with its field path, e.g. `spec.template.spec.components[0].wasm`.
+//! - [`Event`] records what happened to an object (`NodeNotReady`, `Scheduled`, `PodEvicted`),
+//!   deduplicated by object and reason with a `count`.
 //! - [`WatchEvent`], [`ObjectList`] and [`ErrorBody`] are the API's envelopes.
 #![deny(missing_docs)]
 
+mod event;
 mod kind;
 mod meta;
 mod node;
@@ -37,6 +40,7 @@ mod validate;
 mod wire;
 mod workload;
 
+pub use event::{Event, EventSeverity, EventSource, ObjectReference};
 pub use kind::{Kind, Object, UnknownKind};
 pub use meta::{API_VERSION, ApiVersion, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference};
 pub use node::{

@@ -380,7 +380,7 @@ impl Object {
         let mut c = Checker { errors: Vec::new() };
         c.meta(self);
         match self {
-            Object::Namespace(_) | Object::Endpoints(_) => {}
+            Object::Namespace(_) | Object::Endpoints(_) | Object::Event(_) => {}
             Object::Node(n) => c.taints("spec.taints", &n.spec.taints),
             Object::Pod(p) => c.pod_spec("spec", &p.spec),
             Object::Deployment(d) => {

@@ -5,11 +5,13 @@
 //! | controller | reads | writes |
 //! |---|---|---|
 //! | [`deployments`] | Deployments, Pods | Pods (create, delete), Deployment status |
-//! | [`schedule`] | Pods without a node, Nodes | Pod `spec.nodeName`, Pod scheduling status |
+//! | [`schedule`] | Pods without a node, Nodes | Pod `spec.nodeName`, Pod scheduling status, Events |
 //! | [`endpoints`] | Services, Pods, Nodes | Endpoints |
 //! | [`garbage`] | owner references | deletes orphans |
-//! | [`node_health`] | Node heartbeats | Node `ready`, `Ready` condition |
+//! | [`expire_events`] | Events | deletes events older than [`EVENT_TTL`] |
+//! | [`node_health`] | Node heartbeats | Node `ready`, `Ready` condition, Events |
 //! | [`evict_pods`] | Node heartbeats and taints, Pods | Pods failed with [`NODE_LOST`] / [`TAINT_EVICTION`] |
+mod events;
 mod nodes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,14 +19,20 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use skiff_api::{
-    Deployment, DeploymentStatus, DisconnectDelay, EndpointAddress, Endpoints, Kind, Node, Object,
-    ObjectMeta, OwnerReference, Pod, PodPhase, PodStatus, SchedulingStatus, Service, map_matches,
+    Deployment, DeploymentStatus, DisconnectDelay, EndpointAddress, Endpoints, Event, EventSeverity, Kind,
+    Node, Object, ObjectMeta, OwnerReference, Pod, PodPhase, PodStatus, SchedulingStatus, Service,
+    map_matches,
 };
 use skiff_state::Op;
 
+pub use events::{
+    EVENT_TTL, FAILED_SCHEDULING, NODE_NOT_READY, NODE_READY, POD_EVICTED, Recorder, SCHEDULED, event_name,
+    expire_events,
+};
+use nodes::rfc3339;
 pub use nodes::{
-    HEARTBEAT_FRESH, HEARTBEAT_MISSED, HeartbeatClock, NODE_LOST, TAINT_EVICTION, evict_pods,
-    eviction_reason, node_health,
+    HEARTBEAT_FRESH, HEARTBEAT_MISSED, HeartbeatClock, NODE_CONTROLLER, NODE_LOST, TAINT_EVICTION,
+    evict_pods, eviction_reason, node_health,
 };
 
 /// How long a failed pod of a deployment stays (and holds its slot) before it is replaced, so a pod
@@ -49,6 +57,8 @@ pub struct Snapshot {
     pub services: Vec<Service>,
     /// Endpoints.
     pub endpoints: Vec<Endpoints>,
+    /// Events (to count repeats and expire old ones).
+    pub events: Vec<Event>,
     /// When the leader saw each node's heartbeat change (empty: ages come from the timestamps).
     pub heartbeats: HeartbeatClock,
 }
@@ -67,6 +77,7 @@ impl Snapshot {
                 Object::Deployment(d) => s.deployments.push(d),
                 Object::Service(v) => s.services.push(v),
                 Object::Endpoints(e) => s.endpoints.push(e),
+                Object::Event(e) => s.events.push(e),
                 Object::Namespace(_) | Object::HttpRoute(_) => {}
             }
         }
@@ -340,8 +351,13 @@ pub fn garbage(s: &Snapshot) -> Vec<Op> {
     ops
 }
 
+/// The `source.component` of the events the scheduler records.
+pub const SCHEDULER: &str = "scheduler";
+
 /// Binds unscheduled pods to nodes through the scheduler pipeline, all in one command. A pod no
-/// node can take gets `Unschedulable` with the reason for every node.
+/// node can take gets `Unschedulable` with the reason for every node. Each decision is recorded as
+/// a `Scheduled` or `FailedScheduling` event in the same command (a failure only when its reasons
+/// change, as the status).
 pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
     let pending: Vec<Pod> = s
         .pods
@@ -367,6 +383,10 @@ pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
         .collect();
     let decisions = skiff_scheduler::schedule_batch(&pending, &infos, seed);
     let mut ops = Vec::new();
+    let recorder = s.now.map(|now| Recorder {
+        component: SCHEDULER,
+        now,
+    });
     for (pod, (_, d)) in pending.iter().zip(decisions) {
         let scheduling = SchedulingStatus {
             result: if d.node.is_some() {
@@ -380,6 +400,20 @@ pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
         };
         match d.node {
             Some(node) => {
+                if let Some(r) = &recorder {
+                    ops.push(r.record(
+                        s,
+                        Kind::Pod,
+                        &pod.metadata,
+                        EventSeverity::Normal,
+                        SCHEDULED,
+                        format!(
+                            "assigned {}/{} to {node}",
+                            ns_of(&pod.metadata),
+                            pod.metadata.name
+                        ),
+                    ));
+                }
                 let mut bound = pod.clone();
                 bound.spec.node_name = Some(node);
                 ops.push(Op::Replace {
@@ -396,6 +430,16 @@ pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
             None => {
                 if pod.status.scheduling.as_ref() == Some(&scheduling) {
                     continue;
+                }
+                if let Some(r) = &recorder {
+                    ops.push(r.record(
+                        s,
+                        Kind::Pod,
+                        &pod.metadata,
+                        EventSeverity::Warning,
+                        FAILED_SCHEDULING,
+                        d.message.clone(),
+                    ));
                 }
                 let mut next = pod.clone();
                 next.status.reason = Some("Unschedulable".into());

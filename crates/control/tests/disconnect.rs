@@ -127,6 +127,13 @@ fn apply(s: &mut Snapshot, ops: &[Op]) {
                     .unwrap();
                 old.status = d.status.clone();
             }
+            Op::Apply {
+                object: Object::Event(e),
+                ..
+            } => {
+                s.events.retain(|o| o.metadata.name != e.metadata.name);
+                s.events.push(e.clone());
+            }
             other => panic!("unexpected op in this test: {other:?}"),
         }
     }

@@ -51,7 +51,7 @@ pub(crate) fn decode(value: Value) -> Result<Object, Vec<Problem>> {
         Kind::Service => typed::<Service>(value).map(Object::Service),
         Kind::HttpRoute => typed::<HttpRoute>(value).map(Object::HttpRoute),
         // Rejected by `check_kind`.
-        Kind::Node | Kind::Endpoints => Err((Some("kind".into()), server_owned(kind))),
+        Kind::Node | Kind::Endpoints | Kind::Event => Err((Some("kind".into()), server_owned(kind))),
     };
     object.map_err(|p| vec![p])
 }
@@ -123,6 +123,9 @@ fn server_owned(kind: Kind) -> String {
         Kind::Endpoints => "Endpoints objects cannot be applied: Skiff keeps one per Service from the \
                             pods its selector matches; remove this document and set the Service's \
                             spec.selector instead"
+            .into(),
+        Kind::Event => "Event objects cannot be applied: Skiff's controllers record them; remove this \
+                         document"
             .into(),
         other => format!("{other} objects cannot be applied"),
     }

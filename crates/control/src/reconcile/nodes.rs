@@ -19,11 +19,16 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use skiff_api::{
-    ConditionStatus, Node, NodeCondition, Object, Pod, PodPhase, READY_CONDITION, TaintEffect, untolerated,
+    ConditionStatus, EventSeverity, Kind, Node, NodeCondition, Object, Pod, PodPhase, READY_CONDITION,
+    TaintEffect, untolerated,
 };
 use skiff_state::Op;
 
+use super::events::{NODE_NOT_READY, NODE_READY, POD_EVICTED, Recorder};
 use super::{Snapshot, is_terminal};
+
+/// The `source.component` of the events this controller records.
+pub const NODE_CONTROLLER: &str = "node-controller";
 
 /// Reason set on pods failed because their node stopped heartbeating; their deployment replaces
 /// them at once (no failed-pod backoff).
@@ -36,7 +41,7 @@ pub const HEARTBEAT_MISSED: &str = "HeartbeatMissed";
 /// Reason of the `Ready=True` condition of a node whose heartbeat is fresh.
 pub const HEARTBEAT_FRESH: &str = "HeartbeatFresh";
 
-fn rfc3339(t: SystemTime) -> String {
+pub(super) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -102,10 +107,15 @@ fn not_ready_for(s: &Snapshot, n: &Node, now: SystemTime, grace: Duration) -> Op
 
 /// Marks nodes whose last heartbeat is older than `grace` not ready, with a `Ready=False` condition
 /// saying for how long (`no heartbeat for 12s`); records `Ready=True` on nodes heartbeating again.
-/// Conditions change only on a transition, so a steady cluster causes no writes. Returns one
+/// Conditions change only on a transition, so a steady cluster causes no writes; each transition is
+/// recorded as a `NodeNotReady` / `NodeReady` event in the same command. Returns one
 /// command's ops per node, so a heartbeat racing one node's write does not hold back the others.
 pub fn node_health(s: &Snapshot, grace: Duration) -> Vec<Vec<Op>> {
     let Some(now) = s.now else { return Vec::new() };
+    let recorder = Recorder {
+        component: NODE_CONTROLLER,
+        now,
+    };
     let mut out = Vec::new();
     for n in &s.nodes {
         let mut ops = Vec::new();
@@ -137,6 +147,20 @@ pub fn node_health(s: &Snapshot, grace: Duration) -> Vec<Vec<Op>> {
             }
         };
         if current != Some(wanted.status) {
+            let (severity, reason) = match wanted.status {
+                ConditionStatus::True => (EventSeverity::Normal, NODE_READY),
+                _ => (EventSeverity::Warning, NODE_NOT_READY),
+            };
+            let message = format!(
+                "node {} is {}: {}",
+                n.metadata.name,
+                match wanted.status {
+                    ConditionStatus::True => "ready",
+                    _ => "not ready",
+                },
+                wanted.message
+            );
+            ops.push(recorder.record(s, Kind::Node, &n.metadata, severity, reason, message));
             // Checked against the snapshot's revision: a concurrent cordon is never undone.
             let mut next = n.clone();
             next.set_condition(wanted);
@@ -185,10 +209,15 @@ pub fn eviction_reason(
 /// Fails the live pods that must leave their node ([`eviction_reason`]): those of a node not ready
 /// for longer than their `replaceAfter` (default `eviction_grace`) with reason [`NODE_LOST`], and
 /// those not tolerating a `NoExecute` taint with [`TAINT_EVICTION`]; their deployment then replaces
-/// them on nodes that can take them. Each pod's write is checked against its revision; one command's
+/// them on nodes that can take them. Each eviction is recorded as a `PodEvicted` event in the same
+/// command. Each pod's write is checked against its revision; one command's
 /// ops per node.
 pub fn evict_pods(s: &Snapshot, grace: Duration, eviction_grace: Duration) -> Vec<Vec<Op>> {
     let Some(now) = s.now else { return Vec::new() };
+    let recorder = Recorder {
+        component: NODE_CONTROLLER,
+        now,
+    };
     let mut out = Vec::new();
     for n in &s.nodes {
         let down = not_ready_for(s, n, now, grace);
@@ -217,6 +246,14 @@ pub fn evict_pods(s: &Snapshot, grace: Duration, eviction_grace: Duration) -> Ve
                 ),
                 _ => lost.clone(),
             };
+            ops.push(recorder.record(
+                s,
+                Kind::Pod,
+                &p.metadata,
+                EventSeverity::Warning,
+                POD_EVICTED,
+                format!("evicted ({reason}): {message}"),
+            ));
             let mut next = p.clone();
             next.status.phase = PodPhase::Failed;
             next.status.ready = false;
