@@ -311,6 +311,17 @@ async fn stop_after_stops_a_pod_without_contact_and_starts_it_again_on_reconnect
         poll("both pods to serve", || call(&http, &agent.url, name)).await;
     }
     let uid = pod(&client, "cautious").await.unwrap().metadata.uid.unwrap();
+    // The node registered with what the machine is.
+    let Object::Node(node) = client.get(Kind::Node, None, NODE).await.unwrap() else {
+        panic!("not a node")
+    };
+    let labels = &node.metadata.labels;
+    assert_eq!(
+        labels.get(skiff_api::OS_LABEL).map(String::as_str),
+        Some(std::env::consts::OS)
+    );
+    assert!(labels.contains_key(skiff_api::ARCH_LABEL), "{labels:?}");
+    assert!(labels.contains_key(skiff_api::HOSTNAME_LABEL), "{labels:?}");
 
     // No contact for more than 1 s: the cautious pod stops, the steady one keeps serving.
     control.stop().await;

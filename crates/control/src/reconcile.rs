@@ -270,7 +270,7 @@ fn new_pod(d: &Deployment, hash: &str, ids: &mut dyn Ids) -> Pod {
 /// Service → Endpoints: the pods the selector matches that are bound to a node, with the node's
 /// data-plane address; `ready` only when the pod is ready and its node is too, or, on a node that
 /// is not ready, when the pod's `disconnect.replaceAfter` is `never` (the gateway keeps routing to it
-/// and retries another endpoint when a connection fails).
+/// and retries a bodyless request on another endpoint when the connection fails).
 pub fn endpoints(s: &Snapshot) -> Vec<Op> {
     let nodes: BTreeMap<&str, &Node> = s.nodes.iter().map(|n| (n.metadata.name.as_str(), n)).collect();
     let existing: BTreeMap<(&str, &str), &Endpoints> = s
