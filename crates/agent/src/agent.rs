@@ -262,7 +262,7 @@ impl Agent {
                         (Ok(()), _) => {}
                     }
                     match now {
-                        true => disconnect.on_contact(std::time::Instant::now()),
+                        true => disconnect.on_contact(std::time::Instant::now()).await,
                         false => disconnect.on_no_contact(std::time::Instant::now()),
                     }
                     reachable = Some(now);

@@ -2,8 +2,8 @@
 //! plane are stopped on the node, and started again (same uid) once contact returns.
 //!
 //! ```text
-//! heartbeat ok ──► on_contact(now)      last contact = now; held pods released → next sync starts
-//!                                        them again if they are still bound and desired
+//! heartbeat ok ──► on_contact(now)      last contact = now; held pods the control plane confirms
+//!                                        are still bound here are released → next sync starts them
 //! heartbeat fails ► on_no_contact(now)  offline = now - last contact; every running pod whose
 //!                                        stopAfter ≤ offline is stopped and held
 //! ```
@@ -41,15 +41,15 @@ impl Disconnect {
         }
     }
 
-    /// The control plane answered at `now`: pods stopped for lack of contact may run again; the
-    /// next pod sync starts those still bound to this node, under the same uid.
-    pub(crate) fn on_contact(&mut self, now: Instant) {
+    /// The control plane answered at `now`: held pods that it confirms are still bound to this
+    /// node may run again; the next pod sync starts them under the same uid.
+    pub(crate) async fn on_contact(&mut self, now: Instant) {
         self.last_contact = now;
-        let released = self.pods.release_held();
+        let released = self.pods.release_held().await;
         if released > 0 {
             tracing::info!(
                 pods = released,
-                "control plane reachable: pods stopped by disconnect.stopAfter may start again"
+                "control plane reachable: pods stopped by disconnect.stopAfter start again"
             );
         }
     }

@@ -279,7 +279,7 @@ async fn keeps_serving_offline_restores_from_local_state_and_reconciles_by_uid()
 /// `disconnect.stopAfter` (issue 4, disconnection policy): a pod that must not outlive a long loss
 /// of contact is stopped by the agent while the control plane is away, while a pod with the default
 /// policy keeps serving; once contact returns the stopped pod, still bound to the node, starts
-/// again under the same uid.
+/// again under the same uid, and one deleted meanwhile does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_after_stops_a_pod_without_contact_and_starts_it_again_on_reconnect() {
     let control_dir = tempfile::tempdir().unwrap();
@@ -295,20 +295,22 @@ async fn stop_after_stops_a_pod_without_contact_and_starts_it_again_on_reconnect
         .unwrap();
     let agent = start_agent(&server, &token, agent_dir.path()).await;
     create_pod(&client, "steady", &digest).await;
-    let object: Object = serde_json::from_value(serde_json::json!({
-        "apiVersion": "skiff.dev/v1",
-        "kind": "Pod",
-        "metadata": {"name": "cautious", "namespace": "default"},
-        "spec": {
-            "nodeName": NODE,
-            "components": [{"name": "web", "wasm": {"digest": digest}}],
-            "disconnect": {"stopAfter": "1s"}
-        }
-    }))
-    .unwrap();
-    client.create(&object).await.unwrap();
-    for name in ["steady", "cautious"] {
-        poll("both pods to serve", || call(&http, &agent.url, name)).await;
+    for name in ["cautious", "retired"] {
+        let object: Object = serde_json::from_value(serde_json::json!({
+            "apiVersion": "skiff.dev/v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "nodeName": NODE,
+                "components": [{"name": "web", "wasm": {"digest": digest}}],
+                "disconnect": {"stopAfter": "1s"}
+            }
+        }))
+        .unwrap();
+        client.create(&object).await.unwrap();
+    }
+    for name in ["steady", "cautious", "retired"] {
+        poll("the pods to serve", || call(&http, &agent.url, name)).await;
     }
     let uid = pod(&client, "cautious").await.unwrap().metadata.uid.unwrap();
     // The node registered with what the machine is.
@@ -338,9 +340,38 @@ async fn stop_after_stops_a_pod_without_contact_and_starts_it_again_on_reconnect
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Contact returns: the pod is still bound here, so it starts again, same uid.
+    // Meanwhile, on the control plane's side, "retired" is deleted (the agent cannot hear it).
+    {
+        let plane = poll("the control state to open", || async {
+            ControlPlane::open(ControlConfig::new(control_dir.path()))
+                .await
+                .ok()
+        })
+        .await;
+        let router = plane.router();
+        poll("the offline delete to commit", || async {
+            let req = Request::delete("/api/v1/namespaces/default/pods/retired")
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let resp = router.clone().oneshot(req).await.ok()?;
+            resp.status().is_success().then_some(())
+        })
+        .await;
+        plane.shutdown();
+    }
+
+    // Contact returns: "cautious" is still bound here, so it starts again, same uid; "retired"
+    // is not, so it never starts, although the agent's last view (from before) still lists it.
     let (control, _) = Control::start(control_dir.path(), addr).await;
+    let retired_never_ran = || {
+        assert!(
+            !agent.agent.pods().iter().any(|p| p.key == "default/retired"),
+            "a pod deleted while the node was cut off was started again"
+        )
+    };
     let back = poll("the cautious pod to start again", || async {
+        retired_never_ran();
         agent
             .agent
             .pods()
@@ -348,6 +379,11 @@ async fn stop_after_stops_a_pod_without_contact_and_starts_it_again_on_reconnect
             .find(|p| p.key == "default/cautious")
     })
     .await;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        retired_never_ran();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(back.uid, uid);
     poll("the restarted pod to serve", || {
         call(&http, &agent.url, "cautious")
