@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_api::{ARCH_LABEL, Kind, Node, NodeCapacity, NodeStatus, Object, ObjectMeta};
+use skiff_api::{Kind, Node, NodeCapacity, NodeStatus, Object, ObjectMeta};
 use skiff_client::{Client, ClientError, Informer, ListOptions};
 use skiff_peer::Identity;
 use skiff_peer::https::Peer;
@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::dataplane::{self, DataPlane};
+use crate::disconnect::Disconnect;
 use crate::error::AgentError;
 use crate::pods::{LocalPod, PodTable};
 use crate::store::LocalStore;
@@ -31,8 +32,11 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// Schedulable capacity.
     pub capacity: NodeCapacity,
-    /// Extra node labels.
+    /// Extra node labels (`skiff.dev/arch`, `skiff.dev/os` and `skiff.dev/hostname` are added).
     pub labels: BTreeMap<String, String>,
+    /// Taints the node registers with (set when the node is created; afterwards `spec` is the
+    /// operator's).
+    pub taints: Vec<skiff_api::Taint>,
     /// How often the heartbeat is written.
     pub heartbeat: Duration,
 }
@@ -51,6 +55,7 @@ impl AgentConfig {
                 pods: 110,
             },
             labels: BTreeMap::new(),
+            taints: Vec::new(),
             heartbeat: Duration::from_secs(2),
         }
     }
@@ -71,14 +76,6 @@ impl std::fmt::Debug for Agent {
         f.debug_struct("Agent")
             .field("node", &self.config.node_name)
             .finish()
-    }
-}
-
-fn arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
     }
 }
 
@@ -191,13 +188,15 @@ impl Agent {
     }
 
     async fn register(&self) -> Result<(), AgentError> {
-        let mut labels = self.config.labels.clone();
-        labels.insert(ARCH_LABEL.into(), arch().into());
-        labels.insert("skiff.dev/hostname".into(), self.config.node_name.clone());
+        let labels = crate::labels::node_labels(&self.config.labels, &self.config.node_name);
         let node = Object::Node(Node {
             metadata: ObjectMeta {
                 name: self.config.node_name.clone(),
                 labels,
+                ..Default::default()
+            },
+            spec: skiff_api::NodeSpec {
+                taints: self.config.taints.clone(),
                 ..Default::default()
             },
             status: self.node_status(),
@@ -256,6 +255,7 @@ impl Agent {
         let mut resync = tokio::time::interval(Duration::from_secs(2));
         // Whether the last heartbeat reached the control plane (`None` before the first one).
         let mut reachable: Option<bool> = None;
+        let mut disconnect = Disconnect::new(self.pods.clone(), std::time::Instant::now());
         loop {
             tokio::select! {
                 _ = shutdown.changed() => {
@@ -277,6 +277,10 @@ impl Agent {
                             "control plane reachable again: reconciling pods by uid"
                         ),
                         (Ok(()), _) => {}
+                    }
+                    match now {
+                        true => disconnect.on_contact(std::time::Instant::now()).await,
+                        false => disconnect.on_no_contact(std::time::Instant::now()),
                     }
                     reachable = Some(now);
                 }

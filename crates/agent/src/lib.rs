@@ -52,12 +52,18 @@
 //! - **Reconnect** — reconciliation is keyed by uid: a pod that is still assigned and running
 //!   keeps its handler, its start time and its `status.startTime`; a pod that is no longer
 //!   assigned is stopped and dropped from the store; a new one is started.
+//! - **Disconnection policy** — a pod with `spec.disconnect.stopAfter` is stopped once the agent
+//!   has had no contact with the control plane for that long (default: never stopped); when
+//!   contact returns, a pod still bound to the node starts again under the same uid (the
+//!   `disconnect` module; the run loop calls it on every heartbeat).
 //! - The store is closed when [`Agent::run`] returns, so one directory serves one agent at a time.
 #![deny(missing_docs)]
 
 mod agent;
 mod dataplane;
+mod disconnect;
 mod error;
+mod labels;
 mod pods;
 mod store;
 

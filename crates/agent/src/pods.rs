@@ -2,7 +2,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use skiff_api::{Object, Pod, PodPhase, PodStatus};
@@ -24,6 +24,8 @@ pub(crate) struct RunningPod {
     pub(crate) logs: Arc<LogBuffer>,
     /// When this agent process started serving it.
     pub(crate) started: SystemTime,
+    /// Its `spec.disconnect.stopAfter`.
+    pub(crate) stop_after: Option<Duration>,
 }
 
 /// A pod this agent is serving, as [`Agent::pods`](crate::Agent::pods) reports it.
@@ -62,6 +64,10 @@ pub(crate) struct PodTable {
     running: RwLock<HashMap<String, Arc<RunningPod>>>,
     /// Uids being started or that failed to start (not retried: the controller replaces them).
     busy: Mutex<HashSet<String>>,
+    /// Pods (uid → `namespace/name`) stopped for lack of contact with the control plane
+    /// (`disconnect.stopAfter`); not started again until [`release_held`](Self::release_held)
+    /// confirms them, and forgotten once the assigned set no longer has them.
+    held: Mutex<HashMap<String, String>>,
     cached: Mutex<BTreeSet<String>>,
     store: Arc<LocalStore>,
     /// The assigned set as last written to `store`.
@@ -99,6 +105,7 @@ impl PodTable {
             http: reqwest::Client::new(),
             running: RwLock::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
+            held: Mutex::new(HashMap::new()),
             cached: Mutex::new(BTreeSet::new()),
         }
     }
@@ -118,6 +125,64 @@ impl PodTable {
     /// Closes the local store (the agent stopped).
     pub(crate) fn close_store(&self) {
         self.store.close();
+    }
+
+    /// (uid, `stopAfter`) of every pod being served.
+    pub(crate) fn stop_after_of_running(&self) -> Vec<(String, Option<Duration>)> {
+        self.running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|r| (r.uid.clone(), r.stop_after))
+            .collect()
+    }
+
+    /// Stops the pods with these uids and keeps them stopped until [`release_held`](Self::release_held).
+    pub(crate) fn hold(&self, uids: &[String]) {
+        let mut held = lock(&self.held);
+        self.running
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, r| {
+                let stop = uids.contains(&r.uid);
+                if stop {
+                    tracing::warn!(pod = %k, uid = %r.uid, node = %self.node, "pod stopped: no contact with the control plane for its disconnect.stopAfter");
+                    held.insert(r.uid.clone(), k.clone());
+                }
+                !stop
+            });
+    }
+
+    /// Asks the control plane about each held pod and lets those still bound to this node, under
+    /// the same uid and not terminal, start again at the next sync; returns how many. The others
+    /// stay held (the informer's view may still be the stale one from before the partition) until
+    /// a sync no longer lists them; a pod the control plane cannot be asked about is asked again
+    /// at the next contact.
+    pub(crate) async fn release_held(&self) -> usize {
+        let held: Vec<(String, String)> = lock(&self.held)
+            .iter()
+            .map(|(u, k)| (u.clone(), k.clone()))
+            .collect();
+        let mut released = 0;
+        for (uid, key) in held {
+            let Some((ns, name)) = key.split_once('/') else {
+                continue;
+            };
+            let still_ours = match self.client.get(skiff_api::Kind::Pod, Some(ns), name).await {
+                Ok(Object::Pod(p)) => {
+                    p.metadata.uid.as_deref() == Some(uid.as_str())
+                        && p.spec.node_name.as_deref() == Some(self.node.as_str())
+                        && !matches!(p.status.phase, PodPhase::Failed | PodPhase::Succeeded)
+                }
+                _ => false,
+            };
+            if still_ours {
+                lock(&self.held).remove(&uid);
+                released += 1;
+                tracing::info!(pod = %key, uid = %uid, node = %self.node, "contact is back and the pod is still bound here: starting it again");
+            }
+        }
+        released
     }
 
     /// The pods being served, sorted by key.
@@ -214,6 +279,7 @@ impl PodTable {
                 .filter_map(|p| p.metadata.uid.as_deref())
                 .collect();
             lock(&self.busy).retain(|u| uids.contains(u.as_str()));
+            lock(&self.held).retain(|u, _| uids.contains(u.as_str()));
         }
         // Stop what is no longer wanted (deleted, or re-created under a new uid).
         {
@@ -240,12 +306,16 @@ impl PodTable {
                 }
                 continue;
             }
-            if !lock(&self.busy).insert(uid.clone()) {
+            if lock(&self.held).contains_key(&uid) || !lock(&self.busy).insert(uid.clone()) {
                 continue;
             }
             let this = self.clone();
             tokio::spawn(async move {
                 match this.start(&pod).await {
+                    Ok(_) if lock(&this.held).contains_key(&uid) => {
+                        // Held (no contact past its stopAfter) while it was starting.
+                        lock(&this.busy).remove(&uid);
+                    }
                     Ok(running) => {
                         this.running
                             .write()
@@ -373,6 +443,7 @@ impl PodTable {
             handler,
             logs,
             started: SystemTime::now(),
+            stop_after: pod.spec.disconnect_policy().stop_after(),
         })
     }
 

@@ -270,3 +270,127 @@ async fn keeps_serving_offline_restores_from_local_state_and_reconciles_by_uid()
     assert_eq!(keys, ["default/web"]);
     third.stop().await;
 }
+
+/// `disconnect.stopAfter` (issue 4, disconnection policy): a pod that must not outlive a long loss
+/// of contact is stopped by the agent while the control plane is away, while a pod with the default
+/// policy keeps serving; once contact returns the stopped pod, still bound to the node, starts
+/// again under the same uid, and one deleted meanwhile does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_after_stops_a_pod_without_contact_and_starts_it_again_on_reconnect() {
+    let control_dir = tempfile::tempdir().unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let (control, addr) = Control::start(control_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let http = data_plane_client(control_dir.path());
+    let server = format!("http://{addr}");
+    let token = control.plane.admin_token().to_owned();
+    let client = Client::new(&server, &token).unwrap();
+    let digest = client
+        .upload_artifact(std::fs::read(hello_wasm()).unwrap())
+        .await
+        .unwrap();
+    let join = control.plane.join_token().unwrap();
+    let agent = start_agent(&server, &join, agent_dir.path()).await;
+    create_pod(&client, "steady", &digest).await;
+    for name in ["cautious", "retired"] {
+        let object: Object = serde_json::from_value(serde_json::json!({
+            "apiVersion": "skiff.dev/v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "nodeName": NODE,
+                "components": [{"name": "web", "wasm": {"digest": digest}}],
+                "disconnect": {"stopAfter": "1s"}
+            }
+        }))
+        .unwrap();
+        client.create(&object).await.unwrap();
+    }
+    for name in ["steady", "cautious", "retired"] {
+        poll("the pods to serve", || call(&http, &agent.url, name)).await;
+    }
+    let uid = pod(&client, "cautious").await.unwrap().metadata.uid.unwrap();
+    // The node registered with what the machine is.
+    let Object::Node(node) = client.get(Kind::Node, None, NODE).await.unwrap() else {
+        panic!("not a node")
+    };
+    let labels = &node.metadata.labels;
+    assert_eq!(
+        labels.get(skiff_api::OS_LABEL).map(String::as_str),
+        Some(std::env::consts::OS)
+    );
+    assert!(labels.contains_key(skiff_api::ARCH_LABEL), "{labels:?}");
+    assert!(labels.contains_key(skiff_api::HOSTNAME_LABEL), "{labels:?}");
+
+    // No contact for more than 1 s: the cautious pod stops, the steady one keeps serving.
+    control.stop().await;
+    poll("the cautious pod to stop", || async {
+        (!agent.agent.pods().iter().any(|p| p.key == "default/cautious")).then_some(())
+    })
+    .await;
+    assert!(call(&http, &agent.url, "cautious").await.is_none());
+    assert!(call(&http, &agent.url, "steady").await.is_some());
+    // It stays stopped through resyncs from the informer's last view.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert!(!agent.agent.pods().iter().any(|p| p.key == "default/cautious"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Meanwhile, on the control plane's side, "retired" is deleted (the agent cannot hear it).
+    {
+        let plane = poll("the control state to open", || async {
+            ControlPlane::open(ControlConfig::new(control_dir.path()))
+                .await
+                .ok()
+        })
+        .await;
+        let router = plane.router();
+        poll("the offline delete to commit", || async {
+            let req = http::Request::delete("/api/v1/namespaces/default/pods/retired")
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let resp = tower::ServiceExt::oneshot(router.clone(), req).await.ok()?;
+            resp.status().is_success().then_some(())
+        })
+        .await;
+        plane.shutdown();
+    }
+
+    // Contact returns: "cautious" is still bound here, so it starts again, same uid; "retired"
+    // is not, so it never starts, although the agent's last view (from before) still lists it.
+    let (control, _) = Control::start(control_dir.path(), addr).await;
+    let retired_never_ran = || {
+        assert!(
+            !agent.agent.pods().iter().any(|p| p.key == "default/retired"),
+            "a pod deleted while the node was cut off was started again"
+        )
+    };
+    let back = poll("the cautious pod to start again", || async {
+        retired_never_ran();
+        agent
+            .agent
+            .pods()
+            .into_iter()
+            .find(|p| p.key == "default/cautious")
+    })
+    .await;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        retired_never_ran();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(back.uid, uid);
+    poll("the restarted pod to serve", || {
+        call(&http, &agent.url, "cautious")
+    })
+    .await;
+    poll("its status to say Running again", || async {
+        pod(&client, "cautious")
+            .await
+            .filter(|p| p.status.phase == PodPhase::Running && p.status.ready)
+    })
+    .await;
+    agent.stop().await;
+    control.stop().await;
+}

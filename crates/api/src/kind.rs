@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::Event;
 use crate::meta::ObjectMeta;
 use crate::node::Namespace;
 use crate::node::Node;
@@ -32,18 +33,20 @@ pub enum Kind {
     HttpRoute,
     /// A revocable, expiring token agents and gateways join with (cluster-scoped).
     JoinToken,
+    /// Something that happened to an object (server-owned).
+    Event,
 }
 
 /// A kind name that is not one of [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, Service, Endpoints, HTTPRoute, JoinToken"
+    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, Service, Endpoints, HTTPRoute, JoinToken, Event"
 )]
 pub struct UnknownKind(pub String);
 
 impl Kind {
     /// All kinds, in the order objects of a multi-kind apply are created.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Service,
@@ -52,6 +55,7 @@ impl Kind {
         Kind::Endpoints,
         Kind::HttpRoute,
         Kind::JoinToken,
+        Kind::Event,
     ];
 
     /// The name used in `kind:` fields.
@@ -65,6 +69,7 @@ impl Kind {
             Kind::Endpoints => "Endpoints",
             Kind::HttpRoute => "HTTPRoute",
             Kind::JoinToken => "JoinToken",
+            Kind::Event => "Event",
         }
     }
 
@@ -79,6 +84,7 @@ impl Kind {
             Kind::Endpoints => "endpoints",
             Kind::HttpRoute => "httproutes",
             Kind::JoinToken => "jointokens",
+            Kind::Event => "events",
         }
     }
 
@@ -89,11 +95,11 @@ impl Kind {
 
     /// Whether clients may create objects of this kind (others are written by Skiff itself).
     pub fn user_writable(self) -> bool {
-        !matches!(self, Kind::Endpoints)
+        !matches!(self, Kind::Endpoints | Kind::Event)
     }
 
     /// Parses a plural (`pods`), singular (`pod`), kind name (`Pod`) or short name (`po`, `deploy`,
-    /// `svc`, `ep`, `ns`, `no`, `route`), case-insensitively.
+    /// `svc`, `ep`, `ns`, `no`, `route`, `ev`), case-insensitively.
     pub fn parse_any(s: &str) -> Result<Kind, UnknownKind> {
         let l = s.to_ascii_lowercase();
         let k = match l.as_str() {
@@ -105,6 +111,7 @@ impl Kind {
             "endpoints" | "endpoint" | "ep" => Kind::Endpoints,
             "httproute" | "httproutes" | "route" | "routes" => Kind::HttpRoute,
             "jointoken" | "jointokens" | "token" | "tokens" => Kind::JoinToken,
+            "event" | "events" | "ev" => Kind::Event,
             _ => return Err(UnknownKind(s.to_owned())),
         };
         Ok(k)
@@ -152,6 +159,8 @@ pub enum Object {
     HttpRoute(HttpRoute),
     /// A [`JoinToken`].
     JoinToken(JoinToken),
+    /// An [`Event`].
+    Event(Event),
 }
 
 macro_rules! each_variant {
@@ -165,6 +174,7 @@ macro_rules! each_variant {
             Object::Endpoints($o) => $e,
             Object::HttpRoute($o) => $e,
             Object::JoinToken($o) => $e,
+            Object::Event($o) => $e,
         }
     };
 }
@@ -181,6 +191,7 @@ impl Object {
             Object::Endpoints(_) => Kind::Endpoints,
             Object::HttpRoute(_) => Kind::HttpRoute,
             Object::JoinToken(_) => Kind::JoinToken,
+            Object::Event(_) => Kind::Event,
         }
     }
 
@@ -205,7 +216,7 @@ impl Object {
     /// spec change (which bumps `generation`) from a metadata-only change.
     pub fn spec_json(&self) -> serde_json::Value {
         match self {
-            Object::Namespace(_) => serde_json::Value::Null,
+            Object::Namespace(_) | Object::Event(_) => serde_json::Value::Null,
             Object::Node(n) => serde_json::to_value(&n.spec).unwrap_or_default(),
             Object::Pod(p) => serde_json::to_value(&p.spec).unwrap_or_default(),
             Object::Deployment(d) => serde_json::to_value(&d.spec).unwrap_or_default(),

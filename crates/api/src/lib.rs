@@ -22,13 +22,17 @@
 //!   an [`HttpRoute`] exposes services through the gateway.
 //! - [`validate`](Object::validate) checks what serde cannot (names, labels, references, ranges) and
 //!   reports every problem with its field path, e.g. `spec.template.spec.components[0].wasm`.
+//! - [`Event`] records what happened to an object (`NodeNotReady`, `Scheduled`, `PodEvicted`),
+//!   deduplicated by object and reason with a `count`.
 //! - [`WatchEvent`], [`ObjectList`] and [`ErrorBody`] are the API's envelopes.
 #![deny(missing_docs)]
 
+mod event;
 mod kind;
 mod meta;
 mod node;
 mod pod;
+mod policy;
 mod quantity;
 mod selector;
 mod service;
@@ -37,15 +41,19 @@ mod validate;
 mod wire;
 mod workload;
 
+pub use event::{Event, EventSeverity, EventSource, ObjectReference};
 pub use kind::{Kind, Object, UnknownKind};
 pub use meta::{API_VERSION, ApiVersion, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference};
 pub use node::{
-    ARCH_LABEL, CONDITIONS_ANNOTATION, ConditionStatus, Namespace, Node, NodeCapacity, NodeCondition,
-    NodeSpec, NodeStatus, READY_CONDITION,
+    ARCH_LABEL, CONDITIONS_ANNOTATION, ConditionStatus, HOSTNAME_LABEL, Namespace, Node, NodeCapacity,
+    NodeCondition, NodeSpec, NodeStatus, OS_LABEL, READY_CONDITION,
 };
 pub use pod::{
     Component, EnvVar, POD_NAME_HEADER, Pod, PodPhase, PodSpec, PodStatus, Resources, RestartPolicy,
     SchedulingStatus, WasmSpec, World,
+};
+pub use policy::{
+    DisconnectDelay, DisconnectPolicy, Taint, TaintEffect, Toleration, TolerationOperator, untolerated,
 };
 pub use quantity::{ByteSize, DurationValue, QuantityError};
 pub use selector::{LabelSelector, SelectorError, SelectorTerm, map_matches};

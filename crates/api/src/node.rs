@@ -4,10 +4,15 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{ApiVersion, ObjectMeta};
+use crate::policy::Taint;
 use crate::quantity::ByteSize;
 
 /// The node label carrying the node's CPU architecture (`amd64`, `arm64`).
 pub const ARCH_LABEL: &str = "skiff.dev/arch";
+/// The node label carrying the node's operating system (`linux`, `macos`).
+pub const OS_LABEL: &str = "skiff.dev/os";
+/// The node label carrying the machine's host name.
+pub const HOSTNAME_LABEL: &str = "skiff.dev/hostname";
 
 /// A namespace: a scope for names of namespaced objects.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -44,6 +49,9 @@ pub struct NodeSpec {
     /// When true, the scheduler places no new pods here (cordon).
     #[serde(default)]
     pub unschedulable: bool,
+    /// Marks that repel pods which do not tolerate them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<Taint>,
 }
 
 /// What a node's agent reports.

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{ApiVersion, ObjectMeta};
+use crate::policy::{DisconnectPolicy, Toleration};
 use crate::quantity::{ByteSize, DurationValue};
 
 /// Header the gateway sets on a request it forwards to a worker's data plane: `namespace/name` of the
@@ -41,6 +42,13 @@ pub struct PodSpec {
     /// What the agent does when a component stops.
     #[serde(default)]
     pub restart_policy: RestartPolicy,
+    /// What happens to the pod while its node cannot be reached (default: replaced elsewhere after
+    /// the control plane's eviction grace, kept running on the node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnect: Option<DisconnectPolicy>,
+    /// Node taints this pod tolerates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
 }
 
 impl PodSpec {
@@ -50,6 +58,11 @@ impl PodSpec {
             .iter()
             .map(|c| c.resources.memory_or_default().0)
             .sum()
+    }
+
+    /// The disconnection policy, defaults filled in.
+    pub fn disconnect_policy(&self) -> DisconnectPolicy {
+        self.disconnect.unwrap_or_default()
     }
 }
 

@@ -2,11 +2,13 @@
 //! the path of the field it is about, so a user can find it in their manifest.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
 use crate::kind::Object;
 use crate::meta::ObjectMeta;
 use crate::pod::PodSpec;
 use crate::pod::RestartPolicy;
+use crate::policy::{DisconnectDelay, DisconnectPolicy, Taint, Toleration, TolerationOperator};
 
 /// One invalid field.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -38,6 +40,8 @@ impl fmt::Display for ValidationErrors {
 const MAX_MEMORY: u64 = 4 << 30;
 /// Largest replica count a deployment may ask for.
 const MAX_REPLICAS: i64 = 10_000;
+/// Longest `replaceAfter` / `stopAfter` other than `never`.
+const MAX_DISCONNECT_DELAY: Duration = Duration::from_secs(30 * 86_400);
 
 struct Checker {
     errors: Vec<FieldError>,
@@ -237,6 +241,91 @@ impl Checker {
             self.dns_label(&format!("{path}.nodeName"), n, "node name");
         }
         self.labels(&format!("{path}.nodeSelector"), &spec.node_selector);
+        if let Some(d) = &spec.disconnect {
+            self.disconnect(&format!("{path}.disconnect"), d);
+        }
+        for (i, t) in spec.tolerations.iter().enumerate() {
+            self.toleration(&format!("{path}.tolerations[{i}]"), t);
+        }
+    }
+
+    fn disconnect(&mut self, path: &str, d: &DisconnectPolicy) {
+        if let Some(DisconnectDelay::After(t)) = d.replace_after
+            && t > MAX_DISCONNECT_DELAY
+        {
+            self.err(
+                format!("{path}.replaceAfter"),
+                format!(
+                    "{} is longer than the {}-day limit: use `never` to keep the pod on its node",
+                    DisconnectDelay::After(t),
+                    MAX_DISCONNECT_DELAY.as_secs() / 86_400
+                ),
+            );
+        }
+        if let Some(DisconnectDelay::After(t)) = d.stop_after {
+            if t < Duration::from_secs(1) {
+                self.err(
+                    format!("{path}.stopAfter"),
+                    "must be at least 1s (a heartbeat can miss by that much); use `never` to keep the pod \
+                     running",
+                );
+            } else if t > MAX_DISCONNECT_DELAY {
+                self.err(
+                    format!("{path}.stopAfter"),
+                    format!(
+                        "{} is longer than the {}-day limit: use `never` to keep the pod running",
+                        DisconnectDelay::After(t),
+                        MAX_DISCONNECT_DELAY.as_secs() / 86_400
+                    ),
+                );
+            }
+        }
+    }
+
+    fn toleration(&mut self, path: &str, t: &Toleration) {
+        match t.operator {
+            TolerationOperator::Equal if t.key.is_empty() => self.err(
+                format!("{path}.key"),
+                "is required with operator Equal (use operator Exists without a key to tolerate every taint)",
+            ),
+            TolerationOperator::Exists if !t.value.is_empty() => self.err(
+                format!("{path}.value"),
+                "must be empty with operator Exists (it matches any value): remove it or use Equal",
+            ),
+            _ => {}
+        }
+        if !t.key.is_empty()
+            && let Some(why) = label_key_problem(&t.key)
+        {
+            self.err(format!("{path}.key"), format!("taint key {why}"));
+        }
+    }
+
+    fn taints(&mut self, path: &str, taints: &[Taint]) {
+        let mut seen = BTreeSet::new();
+        for (i, t) in taints.iter().enumerate() {
+            let tp = format!("{path}[{i}]");
+            if t.key.is_empty() {
+                self.err(
+                    format!("{tp}.key"),
+                    "is required (a label-style key such as \"dedicated\")",
+                );
+            } else if let Some(why) = label_key_problem(&t.key) {
+                self.err(format!("{tp}.key"), format!("taint key {why}"));
+            }
+            if let Some(why) = label_value_problem(&t.value) {
+                self.err(format!("{tp}.value"), format!("taint value {:?} {why}", t.value));
+            }
+            if !seen.insert((t.key.as_str(), t.effect)) {
+                self.err(
+                    tp,
+                    format!(
+                        "duplicate taint {}:{}: one taint per key and effect",
+                        t.key, t.effect
+                    ),
+                );
+            }
+        }
     }
 
     fn selector(&mut self, path: &str, sel: &BTreeMap<String, String>, what: &str) {
@@ -333,7 +422,8 @@ impl Object {
         let mut c = Checker { errors: Vec::new() };
         c.meta(self);
         match self {
-            Object::Namespace(_) | Object::Node(_) | Object::Endpoints(_) => {}
+            Object::Namespace(_) | Object::Endpoints(_) | Object::Event(_) => {}
+            Object::Node(n) => c.taints("spec.taints", &n.spec.taints),
             Object::JoinToken(t) => c.join_token(t),
             Object::Pod(p) => c.pod_spec("spec", &p.spec),
             Object::Deployment(d) => {
@@ -518,5 +608,41 @@ mod tests {
                 "spec.template.spec.components[0].wasm"
             ]
         );
+    }
+
+    #[test]
+    fn disconnect_tolerations_and_taints_are_checked() {
+        let o = obj(
+            r#"{"kind":"Pod","apiVersion":"skiff.dev/v1","metadata":{"name":"p"},
+            "spec":{"components":[{"name":"c","wasm":{"url":"http://x/c.wasm"}}],
+            "disconnect":{"replaceAfter":"never","stopAfter":"0s"},
+            "tolerations":[{"operator":"Exists","value":"v"},{"key":"","operator":"Equal"}]}}"#,
+        );
+        let e = o.validate().unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.disconnect.stopAfter",
+                "spec.tolerations[0].value",
+                "spec.tolerations[1].key"
+            ],
+            "{e}"
+        );
+        let ok = obj(
+            r#"{"kind":"Pod","apiVersion":"skiff.dev/v1","metadata":{"name":"p"},
+            "spec":{"components":[{"name":"c","wasm":{"url":"http://x/c.wasm"}}],
+            "disconnect":{"replaceAfter":"30s","stopAfter":"10m"},
+            "tolerations":[{"key":"dedicated","value":"edge","effect":"NoExecute"}]}}"#,
+        );
+        ok.validate().unwrap();
+        let node = obj(
+            r#"{"kind":"Node","apiVersion":"skiff.dev/v1","metadata":{"name":"n"},
+            "spec":{"taints":[{"key":"a","effect":"NoSchedule"},{"key":"a","value":"b","effect":"NoSchedule"},
+            {"key":"","effect":"NoExecute"}]}}"#,
+        );
+        let e = node.validate().unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["spec.taints[1]", "spec.taints[2].key"], "{e}");
     }
 }

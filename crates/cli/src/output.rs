@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 use clap::ValueEnum;
-use skiff_api::{Kind, Object};
+use skiff_api::{Event, Kind, Object};
 
 /// Output formats of `skiff get`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -25,12 +25,12 @@ pub(crate) fn ref_of(o: &Object) -> String {
 }
 
 fn age(o: &Object) -> String {
-    let Some(t) = o
-        .meta()
-        .creation_timestamp
-        .as_deref()
-        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-    else {
+    since(o.meta().creation_timestamp.as_deref())
+}
+
+/// How long ago an RFC 3339 time was (`42s`, `5m`, `3h`, `2d`; `-` when absent).
+fn since(time: Option<&str>) -> String {
+    let Some(t) = time.and_then(|t| humantime::parse_rfc3339_weak(t).ok()) else {
         return "-".into();
     };
     let secs = SystemTime::now()
@@ -55,10 +55,12 @@ fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         Kind::Node => vec!["NAME", "STATUS", "ARCH", "AGE"],
         Kind::Namespace => vec!["NAME", "AGE"],
         Kind::JoinToken => vec!["ID", "EXPIRES", "DESCRIPTION", "AGE"],
+        Kind::Event => vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
     };
     if wide {
         match kind {
             Kind::Pod => c.extend(["REASON", "UID"]),
+            Kind::Event => c.extend(["COUNT", "SOURCE"]),
             Kind::Node => c.extend(["ADDRESS", "MEMORY", "RUNTIMES"]),
             _ => {}
         }
@@ -83,6 +85,7 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
                 age(o),
             ]
         }
+        Object::Event(e) => event_row(e),
         Object::Deployment(d) => vec![
             name,
             format!("{}/{}", d.status.ready_replicas, d.spec.replicas),
@@ -158,6 +161,7 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
                 p.status.message.clone().unwrap_or_else(|| "-".into()),
                 p.metadata.uid.clone().unwrap_or_default(),
             ]),
+            Object::Event(e) => r.extend([e.count.to_string(), e.source.component.clone()]),
             Object::Node(n) => r.extend([
                 n.status.address.clone(),
                 n.status.capacity.memory.to_string(),
@@ -167,6 +171,45 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
         }
     }
     r
+}
+
+/// LAST SEEN, TYPE, REASON, OBJECT, MESSAGE of an event (`x3` after the age when it repeated).
+fn event_row(e: &Event) -> Vec<String> {
+    let mut seen = since(e.last_timestamp.as_deref());
+    if e.count > 1 {
+        seen.push_str(&format!(" (x{})", e.count));
+    }
+    vec![
+        seen,
+        format!("{:?}", e.type_),
+        e.reason.clone(),
+        format!(
+            "{}/{}",
+            e.involved_object.kind.to_lowercase(),
+            e.involved_object.name
+        ),
+        e.message.clone(),
+    ]
+}
+
+/// Events oldest first (by when they last happened).
+fn by_last_seen(events: &mut [Event]) {
+    events.sort_by_key(|e| {
+        e.last_timestamp
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    });
+}
+
+/// Sorts a listing of events oldest first, as they happened.
+pub(crate) fn sort_events(items: &mut [Object]) {
+    items.sort_by_key(|o| match o {
+        Object::Event(e) => e
+            .last_timestamp
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
+        _ => None,
+    });
 }
 
 fn table(header: Vec<String>, rows: Vec<Vec<String>>) -> String {
@@ -222,8 +265,8 @@ pub(crate) fn render(kind: Kind, items: &[Object], format: Format, with_ns: bool
     })
 }
 
-/// `skiff describe`: the object as YAML, then what relates to it.
-pub(crate) fn describe(o: &Object, related: &[Object]) -> Result<String> {
+/// `skiff describe`: the object as YAML, then what relates to it, then its events.
+pub(crate) fn describe(o: &Object, related: &[Object], events: &[Event]) -> Result<String> {
     let mut out = String::new();
     let _ = writeln!(out, "Name:       {}", o.meta().name);
     if let Some(ns) = o.namespace() {
@@ -296,6 +339,18 @@ pub(crate) fn describe(o: &Object, related: &[Object]) -> Result<String> {
                     );
                 }
             }
+        }
+    }
+    if !events.is_empty() {
+        let mut events = events.to_vec();
+        by_last_seen(&mut events);
+        let _ = writeln!(out, "---\nEvents:");
+        let header = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+            .map(String::from)
+            .to_vec();
+        let rows = events.iter().map(event_row).collect();
+        for line in table(header, rows).lines() {
+            let _ = writeln!(out, "  {line}");
         }
     }
     Ok(out)

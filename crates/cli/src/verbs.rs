@@ -171,6 +171,10 @@ pub(crate) async fn get(conn: &Connection, a: GetArgs) -> Result<()> {
             client.list(kind, ns, Some(&opts)).await?.items
         }
     };
+    let mut items = items;
+    if kind == Kind::Event {
+        output::sort_events(&mut items);
+    }
     print!("{}", output::render(kind, &items, a.output, a.all_namespaces)?);
     if items.is_empty() && matches!(a.output, Format::Table | Format::Wide) {
         eprintln!(
@@ -203,8 +207,37 @@ pub(crate) async fn describe(conn: &Connection, a: DescribeArgs) -> Result<()> {
         }
         _ => {}
     }
-    print!("{}", output::describe(&obj, &related)?);
+    let events = match &obj {
+        Object::Node(_) | Object::Pod(_) => events_of(&client, &obj).await,
+        _ => Vec::new(),
+    };
+    print!("{}", output::describe(&obj, &related, &events)?);
     Ok(())
+}
+
+/// The events recorded about `obj` (none when they cannot be listed: `describe` still shows the
+/// object).
+async fn events_of(client: &skiff_client::Client, obj: &Object) -> Vec<skiff_api::Event> {
+    let ns = obj.namespace().unwrap_or(skiff_api::DEFAULT_NAMESPACE);
+    let Ok(list) = client.list(Kind::Event, Some(ns), None).await else {
+        return Vec::new();
+    };
+    let (kind, name, uid) = (obj.kind().as_str(), &obj.meta().name, &obj.meta().uid);
+    list.items
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::Event(e)
+                if e.involved_object.kind == kind
+                    && &e.involved_object.name == name
+                    && (e.involved_object.uid.is_none()
+                        || uid.is_none()
+                        || &e.involved_object.uid == uid) =>
+            {
+                Some(e)
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 pub(crate) async fn delete(conn: &Connection, a: DeleteArgs) -> Result<()> {

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | admin | `Authorization: Bearer <admin.token>` (HTTP or HTTPS) | everything |
 //! | control node | TLS client certificate with a control identity | everything (members forward writes and copy artifacts) |
-//! | agent `N` | TLS client certificate `skiff://agent/N` | read nodes, pods, services, endpoints, routes, events, artifacts; create and update Node `N` and its status; update the status of pods bound to `N`; record events |
+//! | agent `N` | TLS client certificate `skiff://agent/N` | read nodes, pods, services, endpoints, routes, events, artifacts; create and update Node `N` and its status; update the status of pods bound to `N` |
 //! | gateway | TLS client certificate `skiff://gateway/…` | read routes, services, endpoints |
 //!
 //! A node certificate never grants admin rights: anything else is refused with 403 before it
@@ -82,7 +82,7 @@ fn forbidden(identity: &Identity, req: &Request, allowed: &str) -> ApiError {
 }
 
 const AGENT_ALLOWS: &str = "registering and updating its own Node, reporting the status of pods \
-                            bound to it, recording events and reading";
+                            bound to it, and reading";
 const AGENT_READS: [&str; 6] = ["nodes", "pods", "services", "endpoints", "httproutes", "events"];
 const GATEWAY_READS: [&str; 3] = ["services", "endpoints", "httproutes"];
 
@@ -164,7 +164,6 @@ async fn agent_may(plane: &ControlPlane, identity: &Identity, req: Request) -> R
                 ))
             }
         }
-        (Method::POST, Some(("events", Some(_), None, None))) => Ok(req),
         _ => Err(forbidden(identity, &req, AGENT_ALLOWS)),
     }
 }

@@ -74,6 +74,7 @@ impl ControlPlane {
             commands.push(("deployment", ops));
         }
         commands.push(("garbage", reconcile::garbage(&snapshot)));
+        commands.push(("event-expiry", reconcile::expire_events(&snapshot)));
         let config = &self.inner.config;
         for ops in reconcile::node_health(&snapshot, config.node_grace) {
             commands.push(("node-health", ops));
@@ -108,6 +109,7 @@ impl ControlPlane {
             Kind::Deployment,
             Kind::Service,
             Kind::Endpoints,
+            Kind::Event,
         ] {
             objects.extend(self.inner.reader.list(kind, None, &all)?.1);
         }

@@ -5,11 +5,13 @@
 //! | controller | reads | writes |
 //! |---|---|---|
 //! | [`deployments`] | Deployments, Pods | Pods (create, delete), Deployment status |
-//! | [`schedule`] | Pods without a node, Nodes | Pod `spec.nodeName`, Pod scheduling status |
+//! | [`schedule`] | Pods without a node, Nodes | Pod `spec.nodeName`, Pod scheduling status, Events |
 //! | [`endpoints`] | Services, Pods, Nodes | Endpoints |
 //! | [`garbage`] | owner references | deletes orphans |
-//! | [`node_health`] | Node heartbeats | Node `ready`, `Ready` condition |
-//! | [`evict_pods`] | Node heartbeats, Pods | Pods of lost nodes failed with [`NODE_LOST`] |
+//! | [`expire_events`] | Events | deletes events older than [`EVENT_TTL`] |
+//! | [`node_health`] | Node heartbeats | Node `ready`, `Ready` condition, Events |
+//! | [`evict_pods`] | Node heartbeats and taints, Pods | Pods failed with [`NODE_LOST`] / [`TAINT_EVICTION`] |
+mod events;
 mod nodes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,12 +19,21 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use skiff_api::{
-    Deployment, DeploymentStatus, EndpointAddress, Endpoints, Kind, Node, Object, ObjectMeta, OwnerReference,
-    Pod, PodPhase, PodStatus, SchedulingStatus, Service, map_matches,
+    Deployment, DeploymentStatus, DisconnectDelay, EndpointAddress, Endpoints, Event, EventSeverity, Kind,
+    Node, Object, ObjectMeta, OwnerReference, Pod, PodPhase, PodStatus, SchedulingStatus, Service,
+    map_matches,
 };
 use skiff_state::Op;
 
-pub use nodes::{HEARTBEAT_FRESH, HEARTBEAT_MISSED, HeartbeatClock, NODE_LOST, evict_pods, node_health};
+pub use events::{
+    EVENT_TTL, FAILED_SCHEDULING, NODE_NOT_READY, NODE_READY, POD_EVICTED, Recorder, SCHEDULED, event_name,
+    expire_events,
+};
+use nodes::rfc3339;
+pub use nodes::{
+    HEARTBEAT_FRESH, HEARTBEAT_MISSED, HeartbeatClock, NODE_CONTROLLER, NODE_LOST, TAINT_EVICTION,
+    evict_pods, eviction_reason, node_health,
+};
 
 /// How long a failed pod of a deployment stays (and holds its slot) before it is replaced, so a pod
 /// that cannot start does not spin. Pods failed with [`NODE_LOST`] are replaced at once.
@@ -46,6 +57,8 @@ pub struct Snapshot {
     pub services: Vec<Service>,
     /// Endpoints.
     pub endpoints: Vec<Endpoints>,
+    /// Events (to count repeats and expire old ones).
+    pub events: Vec<Event>,
     /// When the leader saw each node's heartbeat change (empty: ages come from the timestamps).
     pub heartbeats: HeartbeatClock,
 }
@@ -64,6 +77,7 @@ impl Snapshot {
                 Object::Deployment(d) => s.deployments.push(d),
                 Object::Service(v) => s.services.push(v),
                 Object::Endpoints(e) => s.endpoints.push(e),
+                Object::Event(e) => s.events.push(e),
                 Object::Namespace(_) | Object::HttpRoute(_) | Object::JoinToken(_) => {}
             }
         }
@@ -90,6 +104,14 @@ impl Ids for RandomIds {
     fn suffix(&mut self) -> String {
         crate::ids::name_suffix()
     }
+}
+
+/// Whether the pod counts as serving: it reported ready and its node is ready, or its node is not
+/// ready but the pod is kept there (`disconnect.replaceAfter: never`) and assumed still running.
+fn serving_on(p: &Pod, node_ready: bool) -> bool {
+    p.status.ready
+        && p.status.phase == PodPhase::Running
+        && (node_ready || p.spec.disconnect_policy().replace_after == Some(DisconnectDelay::Never))
 }
 
 fn is_terminal(p: &Pod) -> bool {
@@ -120,14 +142,15 @@ fn delete_op(kind: Kind, m: &ObjectMeta) -> Op {
 /// retires pods of older templates only as pods of the new one become ready (no gap in service).
 /// Returns one command's ops per deployment that needs a change.
 pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
-    // A pod on a node that is not ready serves nobody, whatever it last reported.
+    // A pod on a node that is not ready serves nobody, whatever it last reported (unless its
+    // policy keeps it there: then it is assumed to run on).
     let down: BTreeSet<&str> = s
         .nodes
         .iter()
         .filter(|n| !n.status.ready)
         .map(|n| n.metadata.name.as_str())
         .collect();
-    let serving = |p: &Pod| p.status.ready && !p.spec.node_name.as_deref().is_some_and(|n| down.contains(n));
+    let serving = |p: &Pod| serving_on(p, !p.spec.node_name.as_deref().is_some_and(|n| down.contains(n)));
     let mut out = Vec::new();
     for d in &s.deployments {
         let Some(uid) = d.metadata.uid.as_deref() else {
@@ -145,7 +168,7 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
         // Failed pods are replaced once their backoff is over (at once when their node was lost):
         // deleted, and they stop counting. Until then they hold their slot.
         let backoff_over = |p: &Pod| {
-            if p.status.reason.as_deref() == Some(NODE_LOST) {
+            if matches!(p.status.reason.as_deref(), Some(NODE_LOST | TAINT_EVICTION)) {
                 return true;
             }
             let finished = p
@@ -245,7 +268,9 @@ fn new_pod(d: &Deployment, hash: &str, ids: &mut dyn Ids) -> Pod {
 }
 
 /// Service → Endpoints: the pods the selector matches that are bound to a node, with the node's
-/// data-plane address; `ready` only when the pod is ready and its node is too.
+/// data-plane address; `ready` only when the pod is ready and its node is too, or, on a node that
+/// is not ready, when the pod's `disconnect.replaceAfter` is `never` (the gateway keeps routing to it
+/// and retries a bodyless request on another endpoint when the connection fails).
 pub fn endpoints(s: &Snapshot) -> Vec<Op> {
     let nodes: BTreeMap<&str, &Node> = s.nodes.iter().map(|n| (n.metadata.name.as_str(), n)).collect();
     let existing: BTreeMap<(&str, &str), &Endpoints> = s
@@ -272,7 +297,7 @@ pub fn endpoints(s: &Snapshot) -> Vec<Op> {
                     pod_uid: p.metadata.uid.clone().unwrap_or_default(),
                     node: node_name.to_owned(),
                     address: node.status.address.clone(),
-                    ready: p.status.ready && p.status.phase == PodPhase::Running && node.status.ready,
+                    ready: serving_on(p, node.status.ready),
                 })
             })
             .collect();
@@ -326,8 +351,13 @@ pub fn garbage(s: &Snapshot) -> Vec<Op> {
     ops
 }
 
+/// The `source.component` of the events the scheduler records.
+pub const SCHEDULER: &str = "scheduler";
+
 /// Binds unscheduled pods to nodes through the scheduler pipeline, all in one command. A pod no
-/// node can take gets `Unschedulable` with the reason for every node.
+/// node can take gets `Unschedulable` with the reason for every node. Each decision is recorded as
+/// a `Scheduled` or `FailedScheduling` event in the same command (a failure only when its reasons
+/// change, as the status).
 pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
     let pending: Vec<Pod> = s
         .pods
@@ -353,6 +383,10 @@ pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
         .collect();
     let decisions = skiff_scheduler::schedule_batch(&pending, &infos, seed);
     let mut ops = Vec::new();
+    let recorder = s.now.map(|now| Recorder {
+        component: SCHEDULER,
+        now,
+    });
     for (pod, (_, d)) in pending.iter().zip(decisions) {
         let scheduling = SchedulingStatus {
             result: if d.node.is_some() {
@@ -366,6 +400,20 @@ pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
         };
         match d.node {
             Some(node) => {
+                if let Some(r) = &recorder {
+                    ops.push(r.record(
+                        s,
+                        Kind::Pod,
+                        &pod.metadata,
+                        EventSeverity::Normal,
+                        SCHEDULED,
+                        format!(
+                            "assigned {}/{} to {node}",
+                            ns_of(&pod.metadata),
+                            pod.metadata.name
+                        ),
+                    ));
+                }
                 let mut bound = pod.clone();
                 bound.spec.node_name = Some(node);
                 ops.push(Op::Replace {
@@ -382,6 +430,16 @@ pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
             None => {
                 if pod.status.scheduling.as_ref() == Some(&scheduling) {
                     continue;
+                }
+                if let Some(r) = &recorder {
+                    ops.push(r.record(
+                        s,
+                        Kind::Pod,
+                        &pod.metadata,
+                        EventSeverity::Warning,
+                        FAILED_SCHEDULING,
+                        d.message.clone(),
+                    ));
                 }
                 let mut next = pod.clone();
                 next.status.reason = Some("Unschedulable".into());

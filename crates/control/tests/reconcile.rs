@@ -46,6 +46,21 @@ fn node(name: &str, ready: bool) -> Node {
     .unwrap()
 }
 
+/// The ops without the events recorded with them (the event tests check those).
+fn no_events(ops: Vec<Op>) -> Vec<Op> {
+    ops.into_iter()
+        .filter(|o| {
+            !matches!(
+                o,
+                Op::Apply {
+                    object: Object::Event(_),
+                    ..
+                }
+            )
+        })
+        .collect()
+}
+
 fn creates(ops: &[Op]) -> usize {
     ops.iter().filter(|o| matches!(o, Op::Create { .. })).count()
 }
@@ -213,7 +228,7 @@ fn scheduler_binds_or_explains() {
         nodes: vec![node("n1", true), node("n2", false)],
         ..Default::default()
     };
-    let ops = reconcile::schedule(&s, 7);
+    let ops = no_events(reconcile::schedule(&s, 7));
     let Op::Replace {
         object: Object::Pod(bound),
     } = &ops[0]
@@ -237,6 +252,10 @@ fn scheduler_binds_or_explains() {
     };
     let ops = reconcile::schedule(&s, 7);
     let [
+        Op::Apply {
+            object: Object::Event(ev),
+            ..
+        },
         Op::UpdateStatus {
             object: Object::Pod(st),
         },
@@ -244,6 +263,18 @@ fn scheduler_binds_or_explains() {
     else {
         panic!("{ops:?}")
     };
+    assert_eq!(
+        (
+            ev.reason.as_str(),
+            ev.message.as_str(),
+            ev.involved_object.name.as_str()
+        ),
+        (
+            reconcile::FAILED_SCHEDULING,
+            "0/1 nodes are available: 1 node not ready",
+            "p"
+        )
+    );
     assert_eq!(st.status.reason.as_deref(), Some("Unschedulable"));
     assert!(
         st.status
@@ -269,7 +300,7 @@ fn orphans_are_collected_and_stale_nodes_marked_not_ready() {
         ..Default::default()
     };
     assert_eq!(deleted(&reconcile::garbage(&s)), ["orphan"]);
-    let ops = reconcile::node_health(&s, Duration::from_secs(40)).concat();
+    let ops = no_events(reconcile::node_health(&s, Duration::from_secs(40)).concat());
     let [
         Op::Replace { .. },
         Op::UpdateStatus {
@@ -353,6 +384,13 @@ fn apply(s: &mut Snapshot, ops: &[Op]) {
             Op::UpdateStatus {
                 object: Object::Deployment(d),
             } => s.deployments[0].status = d.status.clone(),
+            Op::Apply {
+                object: Object::Event(e),
+                ..
+            } => {
+                s.events.retain(|o| o.metadata.name != e.metadata.name);
+                s.events.push(e.clone());
+            }
             other => panic!("unexpected op in this test: {other:?}"),
         }
     }
@@ -443,8 +481,41 @@ fn pods_of_a_lost_node_are_evicted_after_the_grace_and_replaced_on_a_ready_node(
     let t1 = t0 + Duration::from_secs(4);
     s.now = Some(t1);
     let ops = reconcile::evict_pods(&s, GRACE, EVICTION).concat();
-    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(no_events(ops.clone()).len(), 1, "{ops:?}");
     apply(&mut s, &ops);
+    // Recorded in the same command: the node went not ready, the pod was evicted.
+    let mut events: Vec<(&str, &str, &str)> = s
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.involved_object.name.as_str(),
+                e.reason.as_str(),
+                e.message.as_str(),
+            )
+        })
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            (
+                "alive",
+                reconcile::NODE_READY,
+                "node alive is ready: the agent heartbeats within 10s"
+            ),
+            (
+                "dead",
+                reconcile::NODE_NOT_READY,
+                "node dead is not ready: no heartbeat for 11s"
+            ),
+            (
+                "on-dead",
+                reconcile::POD_EVICTED,
+                "evicted (NodeLost): node dead has had no heartbeat for 15s"
+            ),
+        ]
+    );
     let lost = s.pods.iter().find(|p| p.metadata.name == "on-dead").unwrap();
     assert_eq!(lost.status.phase, PodPhase::Failed);
     assert_eq!(lost.status.reason.as_deref(), Some(reconcile::NODE_LOST));
@@ -535,7 +606,7 @@ fn cordoned_node_gets_no_new_pods() {
     }
     // Only the cordoned node: nothing is bound, and the reason says why.
     s.nodes = vec![cordoned];
-    let ops = reconcile::schedule(&s, 0);
+    let ops = no_events(reconcile::schedule(&s, 0));
     assert!(
         ops.iter().all(|o| matches!(o, Op::UpdateStatus { .. })),
         "{ops:?}"
@@ -592,8 +663,7 @@ fn heartbeat_ages_run_on_the_leaders_clock_from_when_a_beat_was_seen() {
     // A full grace from the first sighting, not "an hour without heartbeat".
     s.now = Some(t0 + GRACE);
     assert!(
-        reconcile::node_health(&s, GRACE)
-            .concat()
+        no_events(reconcile::node_health(&s, GRACE).concat())
             .iter()
             .all(|o| matches!(o, Op::Replace { .. }))
     );

@@ -51,7 +51,9 @@ pub(crate) fn decode(value: Value) -> Result<Object, Vec<Problem>> {
         Kind::Service => typed::<Service>(value).map(Object::Service),
         Kind::HttpRoute => typed::<HttpRoute>(value).map(Object::HttpRoute),
         // Rejected by `check_kind`.
-        Kind::Node | Kind::Endpoints | Kind::JoinToken => Err((Some("kind".into()), server_owned(kind))),
+        Kind::Node | Kind::Endpoints | Kind::JoinToken | Kind::Event => {
+            Err((Some("kind".into()), server_owned(kind)))
+        }
     };
     object.map_err(|p| vec![p])
 }
@@ -126,6 +128,9 @@ fn server_owned(kind: Kind) -> String {
             .into(),
         Kind::JoinToken => "JoinToken objects cannot be applied: make one with `skiff token create` \
                             (it prints the token once) and revoke it with `skiff token delete ID`"
+            .into(),
+        Kind::Event => "Event objects cannot be applied: Skiff's controllers record them; remove this \
+                         document"
             .into(),
         other => format!("{other} objects cannot be applied"),
     }

@@ -50,7 +50,7 @@
 //!   paths of local `wasm.path` files) the CLI uploads; [`set_digest`] then swaps each path for the
 //!   uploaded digest.
 //! - [`ManifestErrors`]: every [`ManifestError`] of the load, one per line when displayed.
-//!   `Endpoints` and `Node` are written by Skiff itself and are refused in manifests.
+//!   `Endpoints`, `Event` and `Node` are written by Skiff itself and are refused in manifests.
 //!
 //! ## Decisions
 //! - `apiVersion: skiff.dev/v1` is required in manifests (as `kubectl` requires it), although the

@@ -2,7 +2,7 @@
 //! [`Rejection`] that says which rule failed and with what numbers or labels.
 use std::fmt;
 
-use skiff_api::{ByteSize, Pod};
+use skiff_api::{ByteSize, Pod, TaintEffect, untolerated};
 
 use crate::node_info::NodeInfo;
 
@@ -16,6 +16,8 @@ pub enum FilterKind {
     NotReady,
     /// The node is cordoned (`spec.unschedulable`).
     Unschedulable,
+    /// The node has a `NoSchedule` or `NoExecute` taint the pod does not tolerate.
+    Taint,
     /// A `nodeSelector` label is missing or different on the node.
     NodeSelector,
     /// The node does not offer a runtime one of the pod's components needs.
@@ -28,10 +30,11 @@ pub enum FilterKind {
 
 impl FilterKind {
     /// Every filter, in the order they run.
-    pub const ALL: [FilterKind; 7] = [
+    pub const ALL: [FilterKind; 8] = [
         FilterKind::NodeName,
         FilterKind::NotReady,
         FilterKind::Unschedulable,
+        FilterKind::Taint,
         FilterKind::NodeSelector,
         FilterKind::Runtime,
         FilterKind::TooManyPods,
@@ -44,6 +47,7 @@ impl FilterKind {
             FilterKind::NodeName => "node name mismatch",
             FilterKind::NotReady => "node not ready",
             FilterKind::Unschedulable => "node cordoned",
+            FilterKind::Taint => "untolerated taint",
             FilterKind::NodeSelector => "node selector mismatch",
             FilterKind::Runtime => "runtime missing",
             FilterKind::TooManyPods => "too many pods",
@@ -106,6 +110,7 @@ pub fn run(filter: FilterKind, pod: &Pod, node: &NodeInfo) -> Result<(), Rejecti
         FilterKind::NodeName => node_name(pod, node),
         FilterKind::NotReady => ready(node),
         FilterKind::Unschedulable => schedulable(node),
+        FilterKind::Taint => taints(pod, node),
         FilterKind::NodeSelector => node_selector(pod, node),
         FilterKind::Runtime => runtime(pod, node),
         FilterKind::TooManyPods => pod_count(node),
@@ -142,6 +147,22 @@ fn schedulable(node: &NodeInfo) -> Result<(), Rejection> {
         )
     } else {
         Ok(())
+    }
+}
+
+fn taints(pod: &Pod, node: &NodeInfo) -> Result<(), Rejection> {
+    match untolerated(
+        &node.node.spec.taints,
+        &pod.spec.tolerations,
+        &[TaintEffect::NoSchedule, TaintEffect::NoExecute],
+    ) {
+        Some(t) => reject(
+            FilterKind::Taint,
+            format!(
+                "untolerated taint: the node has {t} and the pod has no matching toleration (spec.tolerations)"
+            ),
+        ),
+        None => Ok(()),
     }
 }
 
@@ -393,5 +414,41 @@ mod tests {
         n.node.status.ready = false;
         n.node.spec.unschedulable = true;
         assert_eq!(reason(&pod(1024), &n).0, FilterKind::NotReady);
+    }
+
+    #[test]
+    fn untolerated_taints_reject_with_the_taint() {
+        let mut n = node();
+        n.node.spec.taints = vec![
+            "dedicated=edge:NoSchedule".parse().unwrap(),
+            "maintenance:NoExecute".parse().unwrap(),
+        ];
+        let mut p = pod(64);
+        assert_eq!(
+            reason(&p, &n),
+            (
+                FilterKind::Taint,
+                "untolerated taint: the node has dedicated=edge:NoSchedule and the pod has no matching \
+                 toleration (spec.tolerations)"
+                    .into()
+            )
+        );
+        p.spec.tolerations.push(skiff_api::Toleration {
+            key: "dedicated".into(),
+            value: "edge".into(),
+            effect: Some(TaintEffect::NoSchedule),
+            ..Default::default()
+        });
+        assert_eq!(
+            reason(&p, &n).1,
+            "untolerated taint: the node has maintenance:NoExecute and the pod has no matching toleration \
+             (spec.tolerations)"
+        );
+        p.spec.tolerations.push(skiff_api::Toleration {
+            operator: skiff_api::TolerationOperator::Exists,
+            effect: Some(TaintEffect::NoExecute),
+            ..Default::default()
+        });
+        assert_eq!(check(&p, &n), Ok(()));
     }
 }

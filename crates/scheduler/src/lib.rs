@@ -7,7 +7,7 @@
 //! ```text
 //!   pod + nodes (+ pods already on them) + seed
 //!            │
-//!   filter   │  node name → ready → not cordoned → nodeSelector → runtime → pod count → memory
+//!   filter   │  node name → ready → not cordoned → taints tolerated → nodeSelector → runtime → pod count → memory
 //!            │  (first failure rejects the node, with a reason)
 //!            ▼
 //!   score    │  spread ×2 + least-loaded ×1 + artifact cached ×1   (each 0..=100)

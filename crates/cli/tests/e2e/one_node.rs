@@ -128,4 +128,17 @@ fn a_pod_that_cannot_start_fails_with_a_reason() {
     assert!(described.contains("Phase:      Failed"), "{described}");
     assert!(described.contains("Scheduling: Scheduled"), "{described}");
     assert!(described.contains("artifact sha256:0000"), "{described}");
+    // The scheduler's decision is recorded as an event, shown by describe and by get events.
+    assert!(
+        described.contains("Events:") && described.contains("Scheduled") && described.contains("pod/lost"),
+        "{described}"
+    );
+    let events = s.cli_ok(&["get", "events"]);
+    assert!(
+        events.starts_with("LAST SEEN")
+            && events
+                .lines()
+                .any(|l| l.contains("Scheduled") && l.contains("pod/lost")),
+        "{events}"
+    );
 }

@@ -179,6 +179,10 @@ fn pods_of_a_killed_worker_serve_on_another_worker() {
         described.contains("Conditions:") && described.contains("HeartbeatMissed"),
         "{described}"
     );
+    assert!(
+        described.contains("Events:") && described.contains("NodeNotReady"),
+        "{described}"
+    );
     cli(&["node", "cordon", "w2"]);
     let nodes = cli(&["get", "nodes"]);
     assert!(
