@@ -25,6 +25,7 @@
 //! - [`WatchEvent`], [`ObjectList`] and [`ErrorBody`] are the API's envelopes.
 #![deny(missing_docs)]
 
+mod image;
 mod kind;
 mod meta;
 mod node;
@@ -36,6 +37,7 @@ mod validate;
 mod wire;
 mod workload;
 
+pub use image::{ImageRef, is_sha256_digest};
 pub use kind::{Kind, Object, UnknownKind};
 pub use meta::{API_VERSION, ApiVersion, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference};
 pub use node::{
