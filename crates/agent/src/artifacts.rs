@@ -71,7 +71,12 @@ impl ArtifactCache {
             dir,
             compiled_dir,
             client,
-            http: reqwest::Client::new(),
+            // A server that stops answering fails the pod instead of holding its start forever.
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .timeout(std::time::Duration::from_secs(300))
+                .build()
+                .unwrap_or_default(),
             max_bytes: MAX_ARTIFACT_BYTES,
         }
     }
