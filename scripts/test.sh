@@ -12,6 +12,13 @@ export CARGO_TERM_COLOR=never
 echo "== setup: wasm32-wasip2 target (guest components are built from source by the tests)"
 rustup target add wasm32-wasip2
 
+echo "== setup: docker-registry (the OCI registry the agent's wasm.image test pushes to)"
+if [ ! -x /usr/bin/docker-registry ]; then
+  sudo_if_needed=""
+  [ "$(id -u)" -eq 0 ] || sudo_if_needed="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q docker-registry >/dev/null
+fi
+
 echo "== format"
 cargo fmt --all -- --check
 

@@ -18,13 +18,20 @@
 //! ## Core concepts
 //! - [`Agent`] — one per node; cheap to clone.
 //! - **Pod sync** — level-triggered: the informer's cache of this node's pods is the desired set;
-//!   pods are started (artifact fetched by digest and cached on disk, component compiled once and
-//!   cached by the runtime) and stopped to match, keyed by pod uid so a re-created pod with the same
+//!   pods are started (artifact fetched, verified against its pinned digest and cached on disk,
+//!   component compiled once and cached by the runtime) and stopped to match, keyed by pod uid so a re-created pod with the same
 //!   name is a new pod. Status goes back as `Pending` → `Running` (ready) or `Failed` with a reason.
 //! - [`LocalPod`] — what [`Agent::pods`] reports: a pod being served, its uid, and when this agent
 //!   process started it (unchanged for as long as the pod is not restarted).
 //! - [`DataPlane`] — serves a request for a pod named in the `x-skiff-pod` header. The gateway calls
 //!   it over HTTP, or directly when it runs in the same process.
+//!
+//! ## Artifacts
+//! A component comes from the cluster's artifact store (`wasm.digest`), from a URL pinned by
+//! `wasm.digest`, or from an OCI registry (`wasm.image`, the distribution API over HTTPS, plain
+//! HTTP for a registry on localhost). Bytes are verified before they are cached; a digest that
+//! does not match fails the pod with reason `ArtifactDigestMismatch` and caches nothing. After a
+//! pod stops, and every minute, artifacts no stored pod pins are removed with their compiled code.
 //!
 //! ## Offline autonomy
 //! A worker keeps serving when no control node can be reached, and comes back by itself after a
@@ -39,9 +46,9 @@
 //!
 //! - **Local store** — `<data dir>/agent.redb` holds the pods assigned to this node, whole, as last
 //!   seen from the control plane, keyed by uid. The set is written before pods are started or
-//!   stopped, so it always says what a restart should bring back. Artifacts referenced by digest
-//!   stay in `<data dir>/artifacts/` (the agent never evicts them); compiled code is a cache that
-//!   can be rebuilt from them.
+//!   stopped, so it always says what a restart should bring back. Artifacts stay in
+//!   `<data dir>/artifacts/<sha256 hex>` for as long as a stored pod pins them; compiled code is a
+//!   cache that can be rebuilt from them.
 //! - **Start-up** — [`Agent::start`] opens the store and starts the stored pods from the artifact
 //!   cache first, logging that it runs from local state; an unreachable control plane (or one that
 //!   answers 5xx) does not stop it, and registration happens when [`Agent::run`] reaches it.
@@ -60,6 +67,7 @@
 #![deny(missing_docs)]
 
 mod agent;
+mod artifacts;
 mod dataplane;
 mod disconnect;
 mod error;

@@ -4,18 +4,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
 use skiff_api::{Object, Pod, PodPhase, PodStatus};
 use skiff_client::Client;
 use skiff_runtime_wasm::{HandlerOptions, HttpHandler, LogBuffer, WasmRuntime};
 
+use crate::artifacts::{ArtifactCache, ArtifactError};
 use crate::error::AgentError;
 use crate::store::LocalStore;
 
 /// Per-pod log buffer size.
 const LOG_BYTES: usize = 1 << 20;
-/// Largest artifact downloaded from a URL.
-const MAX_URL_ARTIFACT: usize = 64 << 20;
+/// How often unused artifacts are collected (also after a pod stops).
+const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A pod serving on this node.
 pub(crate) struct RunningPod {
@@ -59,8 +59,9 @@ pub(crate) struct PodTable {
     runtime: WasmRuntime,
     client: Client,
     node: String,
-    artifacts_dir: PathBuf,
-    http: reqwest::Client,
+    artifacts: ArtifactCache,
+    /// When unused artifacts were last collected.
+    last_gc: Mutex<Option<std::time::Instant>>,
     running: RwLock<HashMap<String, Arc<RunningPod>>>,
     /// Uids being started or that failed to start (not retried: the controller replaces them).
     busy: Mutex<HashSet<String>>,
@@ -87,6 +88,15 @@ struct StartError {
     message: String,
 }
 
+impl From<ArtifactError> for StartError {
+    fn from(e: ArtifactError) -> Self {
+        StartError {
+            reason: e.reason,
+            message: e.message,
+        }
+    }
+}
+
 impl PodTable {
     pub(crate) fn new(
         runtime: WasmRuntime,
@@ -99,10 +109,15 @@ impl PodTable {
             store,
             saved: tokio::sync::Mutex::new(None),
             runtime,
-            client,
+            client: client.clone(),
             node,
-            artifacts_dir,
-            http: reqwest::Client::new(),
+            artifacts: ArtifactCache::new(
+                artifacts_dir.clone(),
+                // The runtime's compiled-code cache sits beside the artifacts (`<data dir>/compiled`).
+                artifacts_dir.with_file_name("compiled"),
+                client.clone(),
+            ),
+            last_gc: Mutex::new(None),
             running: RwLock::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
             held: Mutex::new(HashMap::new()),
@@ -282,6 +297,7 @@ impl PodTable {
             lock(&self.held).retain(|u, _| uids.contains(u.as_str()));
         }
         // Stop what is no longer wanted (deleted, or re-created under a new uid).
+        let mut stopped = false;
         {
             let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
             running.retain(|k, r| {
@@ -290,10 +306,12 @@ impl PodTable {
                     .is_some_and(|p| p.metadata.uid.as_deref() == Some(r.uid.as_str()));
                 if !keep {
                     tracing::info!(pod = %k, node = %self.node, "pod stopped");
+                    stopped = true;
                 }
                 keep
             });
         }
+        self.collect_garbage(&desired, stopped).await;
         for (k, pod) in desired {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             if let Some(r) = self.get(&k)
@@ -341,6 +359,33 @@ impl PodTable {
                     }
                 }
             });
+        }
+    }
+
+    /// Removes cached artifacts no pod of `desired` pins (`desired` is what the local store
+    /// holds, and a superset of what runs), after a pod stopped or every [`GC_INTERVAL`].
+    async fn collect_garbage(&self, desired: &HashMap<String, Pod>, stopped: bool) {
+        {
+            let mut last = lock(&self.last_gc);
+            let now = std::time::Instant::now();
+            if !stopped && last.is_some_and(|t| now.duration_since(t) < GC_INTERVAL) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let in_use: HashSet<String> = desired
+            .values()
+            .flat_map(|p| p.spec.components.iter())
+            .filter_map(|c| c.wasm.as_ref())
+            .flat_map(ArtifactCache::pins)
+            .collect();
+        match self.artifacts.collect_garbage(&in_use).await {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(node = %self.node, removed = ?removed, "unused artifacts removed");
+                lock(&self.cached).retain(|d| !removed.contains(d));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(node = %self.node, error = %e, "cannot collect unused artifacts"),
         }
     }
 
@@ -407,7 +452,7 @@ impl PodTable {
                     message: format!("component {} has no wasm artifact", c.name),
                 });
             };
-            let bytes = self.artifact(wasm).await?;
+            let bytes = self.artifacts.get(wasm).await?;
             let component = self.runtime.load(bytes).await.map_err(|e| StartError {
                 reason: "CompileError",
                 message: format!("component {}: {e}", c.name),
@@ -444,84 +489,6 @@ impl PodTable {
             logs,
             started: SystemTime::now(),
             stop_after: pod.spec.disconnect_policy().stop_after(),
-        })
-    }
-
-    /// The component bytes: from the local cache, the cluster's artifact store, or a URL.
-    async fn artifact(&self, wasm: &skiff_api::WasmSpec) -> Result<Vec<u8>, StartError> {
-        if let Some(digest) = &wasm.digest {
-            let hex = digest.trim_start_matches("sha256:");
-            // The digest names a file in the cache: only 64 lowercase hex digits may do that.
-            if hex.len() != 64
-                || !hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
-                return Err(StartError {
-                    reason: "InvalidSpec",
-                    message: format!("wasm.digest {digest:?} is not sha256:<64 lowercase hex digits>"),
-                });
-            }
-            let path = self.artifacts_dir.join(hex);
-            if let Ok(bytes) = tokio::fs::read(&path).await
-                && hex::encode(Sha256::digest(&bytes)) == hex
-            {
-                return Ok(bytes);
-            }
-            let bytes = self.client.artifact(digest).await.map_err(|e| StartError {
-                reason: "ArtifactNotFound",
-                message: format!("cannot fetch {digest} from the control plane: {e}"),
-            })?;
-            if hex::encode(Sha256::digest(&bytes)) != hex {
-                return Err(StartError {
-                    reason: "ArtifactCorrupt",
-                    message: format!("downloaded bytes do not match {digest}"),
-                });
-            }
-            // Kept on disk for as long as a stored pod uses it: a restart without the control
-            // plane starts the pod from this file (the agent never evicts cached artifacts).
-            static TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
-            let written = async {
-                tokio::fs::write(&tmp, &bytes).await?;
-                tokio::fs::rename(&tmp, &path).await
-            };
-            if let Err(e) = written.await {
-                tracing::warn!(%digest, path = %path.display(), error = %e, "cannot cache the artifact; a restart without the control plane will not find it");
-            }
-            return Ok(bytes.to_vec());
-        }
-        if let Some(url) = &wasm.url {
-            let fail = |m: String| StartError {
-                reason: "ArtifactNotFound",
-                message: m,
-            };
-            let resp = self
-                .http
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| fail(format!("cannot download {url}: {e}")))?;
-            if !resp.status().is_success() {
-                return Err(fail(format!("downloading {url}: HTTP {}", resp.status())));
-            }
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| fail(format!("downloading {url}: {e}")))?;
-            if bytes.len() > MAX_URL_ARTIFACT {
-                return Err(fail(format!(
-                    "{url} is {} bytes, more than {MAX_URL_ARTIFACT}",
-                    bytes.len()
-                )));
-            }
-            return Ok(bytes.to_vec());
-        }
-        Err(StartError {
-            reason: "InvalidSpec",
-            message: "wasm.path must be uploaded by `skiff apply`; the node needs wasm.digest or wasm.url"
-                .into(),
         })
     }
 }

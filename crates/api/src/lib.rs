@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 mod event;
+mod image;
 mod kind;
 mod meta;
 mod node;
@@ -42,6 +43,7 @@ mod wire;
 mod workload;
 
 pub use event::{Event, EventSeverity, EventSource, ObjectReference};
+pub use image::{ImageRef, is_sha256_digest};
 pub use kind::{Kind, Object, UnknownKind};
 pub use meta::{API_VERSION, ApiVersion, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference};
 pub use node::{

@@ -103,12 +103,19 @@ pub struct WasmSpec {
     /// its `digest`; the server never reads client paths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// `sha256:<64 hex>` of an artifact uploaded to the cluster's artifact store.
+    /// `sha256:<64 hex>` of the component's bytes. Alone: an artifact uploaded to the cluster's
+    /// artifact store (`skiff push`). With `url` or `image`: the pin the downloaded bytes must
+    /// match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
-    /// An `http://` or `https://` URL the node downloads the component from.
+    /// An `http://` or `https://` URL the node downloads the component from; requires `digest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// An OCI reference, `registry[:port]/repository[:tag][@sha256:<manifest digest>]`, the node
+    /// pulls the component from (the wasm layer of the image manifest). Pinned either by the
+    /// `@sha256:` manifest digest or by `digest` (the component's bytes), or both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// The world the component targets.
     #[serde(default)]
     pub world: World,

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
+use crate::image::{ImageRef, is_sha256_digest};
 use crate::kind::Object;
 use crate::meta::ObjectMeta;
 use crate::pod::PodSpec;
@@ -151,20 +152,28 @@ impl Checker {
             match &c.wasm {
                 None => self.err(
                     format!("{cp}.wasm"),
-                    "missing: every component needs a wasm artifact (wasm.path, wasm.digest or wasm.url)",
+                    "missing: every component needs a wasm artifact (wasm.path, wasm.digest, wasm.url with digest, or wasm.image)",
                 ),
                 Some(w) => {
-                    let set = [w.path.is_some(), w.digest.is_some(), w.url.is_some()];
-                    match set.iter().filter(|b| **b).count() {
-                        0 => self.err(
+                    let sources = [w.path.is_some(), w.url.is_some(), w.image.is_some()];
+                    match (sources.iter().filter(|b| **b).count(), w.digest.is_some()) {
+                        (0, false) => self.err(
                             format!("{cp}.wasm"),
-                            "no artifact: set one of path (a local .wasm file), digest (sha256:...) or url",
+                            "no artifact: set one of path (a local .wasm file), digest (sha256:..., \
+                             from `skiff push`), url with digest, or image (an OCI reference)",
                         ),
-                        1 => {}
+                        (0, true) | (1, _) => {}
                         _ => self.err(
                             format!("{cp}.wasm"),
-                            "set only one of path, digest and url: they are alternative artifact sources",
+                            "set only one of path, url and image: they are alternative artifact sources",
                         ),
+                    }
+                    if w.path.is_some() && w.digest.is_some() {
+                        self.err(
+                            format!("{cp}.wasm.digest"),
+                            "cannot be combined with path: `skiff apply` computes the digest of the \
+                             local file; remove one of them",
+                        );
                     }
                     if let Some(d) = &w.digest
                         && !is_sha256_digest(d)
@@ -176,13 +185,34 @@ impl Checker {
                             ),
                         );
                     }
-                    if let Some(u) = &w.url
-                        && !(u.starts_with("http://") || u.starts_with("https://"))
-                    {
-                        self.err(
-                            format!("{cp}.wasm.url"),
-                            format!("{u:?} must be an http:// or https:// URL"),
-                        );
+                    if let Some(u) = &w.url {
+                        if !(u.starts_with("http://") || u.starts_with("https://")) {
+                            self.err(
+                                format!("{cp}.wasm.url"),
+                                format!("{u:?} must be an http:// or https:// URL"),
+                            );
+                        }
+                        if w.digest.is_none() {
+                            self.err(
+                                format!("{cp}.wasm.url"),
+                                "has no pinned digest: add digest: sha256:<hex of the file> next to \
+                                 url (print it with `sha256sum FILE`), so a node refuses bytes that \
+                                 changed",
+                            );
+                        }
+                    }
+                    if let Some(i) = &w.image {
+                        match ImageRef::parse(i) {
+                            Err(why) => self.err(format!("{cp}.wasm.image"), format!("{i:?} {why}")),
+                            Ok(r) if r.digest.is_none() && w.digest.is_none() => self.err(
+                                format!("{cp}.wasm.image"),
+                                format!(
+                                    "{i:?} is not pinned: append @sha256:<manifest digest> to the \
+                                     reference or add digest: sha256:<hex of the component>"
+                                ),
+                            ),
+                            Ok(_) => {}
+                        }
                     }
                     if let Some(p) = &w.path
                         && p.trim().is_empty()
@@ -337,14 +367,6 @@ impl Checker {
         }
         self.labels(path, sel);
     }
-}
-
-fn is_sha256_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 /// Why `s` is not a DNS label (RFC 1123), or `None` if it is one.

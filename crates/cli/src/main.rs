@@ -3,6 +3,7 @@ mod cluster;
 mod config;
 mod node;
 mod output;
+mod push;
 mod token;
 mod up;
 mod verbs;
@@ -39,6 +40,8 @@ enum Command {
     Agent(up::AgentArgs),
     /// Run a standalone gateway for the cluster at --server with --token.
     Gateway(up::GatewayArgs),
+    /// Upload a wasm component to the artifact store; prints its sha256 digest.
+    Push(push::PushArgs),
     /// Create or update the objects in manifests (all or nothing).
     Apply(verbs::ApplyArgs),
     /// List objects, or show one.
@@ -81,6 +84,7 @@ fn main() -> std::process::ExitCode {
             Command::Server(a) => up::server(&conn, a).await,
             Command::Agent(a) => up::agent(&conn, a).await,
             Command::Gateway(a) => up::gateway(&conn, a).await,
+            Command::Push(a) => push::push(&conn, a).await,
             Command::Apply(a) => verbs::apply(&conn, a).await,
             Command::Get(a) => verbs::get(&conn, a).await,
             Command::Describe(a) => verbs::describe(&conn, a).await,

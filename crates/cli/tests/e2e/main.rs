@@ -8,5 +8,6 @@ mod invalid;
 mod lincheck;
 mod netns;
 mod one_node;
+mod push;
 mod roles;
 mod workers;
