@@ -18,6 +18,10 @@ use skiff_control::{ControlConfig, ControlPlane};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+#[path = "support/tls.rs"]
+mod tls;
+use tls::data_plane_client;
+
 const NODE: &str = "art-1";
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -47,6 +51,7 @@ fn sha256(bytes: &[u8]) -> String {
 /// A control plane and one agent, in this process.
 struct Cluster {
     client: Client,
+    http: reqwest::Client,
     agent_url: String,
     agent_dir: tempfile::TempDir,
     _control_dir: tempfile::TempDir,
@@ -65,16 +70,18 @@ impl Cluster {
         plane.spawn_controllers(stop_rx.clone());
         let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = format!("http://{}", api.local_addr().unwrap());
-        tokio::spawn(axum::serve(api, plane.router()).into_future());
+        tokio::spawn(plane.clone().serve_api(api, stop_rx.clone()));
         let token = plane.admin_token().to_owned();
         let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let agent_url = format!("http://{}", data.local_addr().unwrap());
-        let mut config = AgentConfig::new(NODE, &server, &token, agent_dir.path());
+        let agent_url = format!("https://{}", data.local_addr().unwrap());
+        let join = plane.join_token().unwrap();
+        let mut config = AgentConfig::new(NODE, &server, &join, agent_dir.path());
         config.heartbeat = Duration::from_millis(300);
         let agent = Agent::start(config, agent_url.clone()).await.unwrap();
         tokio::spawn(agent.run(data, stop_rx));
         Cluster {
             client: Client::new(&server, &token).unwrap(),
+            http: data_plane_client(control_dir.path()),
             agent_url,
             agent_dir,
             _control_dir: control_dir,
@@ -108,7 +115,7 @@ impl Cluster {
     }
 
     async fn serves(&self, name: &str) -> String {
-        let http = reqwest::Client::new();
+        let http = &self.http;
         poll(&format!("pod {name} to serve"), || async {
             let resp = http
                 .get(format!("{}/", self.agent_url))

@@ -13,6 +13,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+#[path = "support/tls.rs"]
+mod tls;
+use tls::data_plane_client;
+
 const NODE: &str = "edge-1";
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -59,20 +63,6 @@ impl Control {
         let _ = self.controllers.await;
         self.plane.shutdown();
     }
-}
-
-/// An HTTPS client with a gateway certificate of the cluster in `control_dir`, for calling the
-/// agent's data plane (mutual TLS) the way a gateway does.
-fn data_plane_client(control_dir: &Path) -> reqwest::Client {
-    let ca = skiff_peer::ClusterCa::load(&control_dir.join("pki")).unwrap();
-    let me = ca
-        .issue(&skiff_peer::Identity::gateway("test"), Duration::from_secs(3600))
-        .unwrap();
-    let tls = skiff_peer::https::https_client_config(&me, skiff_peer::https::Peer::Agent).unwrap();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .build()
-        .unwrap()
 }
 
 /// Calls `f` until it returns `Some`, failing the test after [`DEADLINE`].

@@ -636,7 +636,8 @@ mod tests {
     fn disconnect_tolerations_and_taints_are_checked() {
         let o = obj(
             r#"{"kind":"Pod","apiVersion":"skiff.dev/v1","metadata":{"name":"p"},
-            "spec":{"components":[{"name":"c","wasm":{"url":"http://x/c.wasm"}}],
+            "spec":{"components":[{"name":"c","wasm":{"url":"http://x/c.wasm",
+            "digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}}],
             "disconnect":{"replaceAfter":"never","stopAfter":"0s"},
             "tolerations":[{"operator":"Exists","value":"v"},{"key":"","operator":"Equal"}]}}"#,
         );
@@ -653,7 +654,8 @@ mod tests {
         );
         let ok = obj(
             r#"{"kind":"Pod","apiVersion":"skiff.dev/v1","metadata":{"name":"p"},
-            "spec":{"components":[{"name":"c","wasm":{"url":"http://x/c.wasm"}}],
+            "spec":{"components":[{"name":"c","wasm":{"url":"http://x/c.wasm",
+            "digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}}],
             "disconnect":{"replaceAfter":"30s","stopAfter":"10m"},
             "tolerations":[{"key":"dedicated","value":"edge","effect":"NoExecute"}]}}"#,
         );
