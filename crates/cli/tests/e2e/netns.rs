@@ -96,7 +96,21 @@ impl Net {
         }
     }
 
-    /// Undoes every [`Net::isolate`].
+    /// Cuts hosts `a` and `b` off from each other (both directions); both still reach the rest.
+    pub(crate) fn cut(&self, a: usize, b: usize) {
+        for (from, to) in [(a, b), (b, a)] {
+            ip(&[
+                "-n",
+                &self.ns(from),
+                "route",
+                "add",
+                "blackhole",
+                &format!("{}/32", self.host(to)),
+            ]);
+        }
+    }
+
+    /// Undoes every [`Net::isolate`] and [`Net::cut`].
     pub(crate) fn heal(&self) {
         for i in 0..self.hosts {
             for j in (0..self.hosts).filter(|&j| j != i) {
