@@ -47,11 +47,12 @@ wait_for "server" test -s "$WORK/server/admin.token"
 TOKEN=$(cat "$WORK/server/admin.token")
 sk() { "$SKIFF" --server "http://$API" --token "$TOKEN" "$@"; }
 wait_for "server ready" curl -sf "http://$API/readyz"
+JOIN=$(sk token create --ttl 4h --description worker-failover-bench 2>/dev/null)
 
 agent_start() { # w1|w2
     local n=$1 host port
     if [[ $n == w1 ]]; then host=127.0.0.2 port=$((PORT_BASE + 3)); else host=127.0.0.3 port=$((PORT_BASE + 4)); fi
-    "$SKIFF" agent --server "http://$API" --token "$TOKEN" --node-name "$n" --dir "$WORK/$n" \
+    "$SKIFF" agent --server "http://$API" --token "$JOIN" --name "$n" --dir "$WORK/$n" \
         --data-plane "$host:$port" >>"$WORK/$n.log" 2>&1 &
     PID[$n]=$!
 }
@@ -72,7 +73,7 @@ all_ok() { # twenty 200s in a row through the gateway
     local i
     for i in $(seq 20); do curl -sf -o /dev/null -m 1 "http://$GW/" || return 1; done
 }
-"$SKIFF" gateway --server "http://$API" --token "$TOKEN" --listen "$GW" >"$WORK/gateway.log" 2>&1 &
+"$SKIFF" gateway --server "http://$API" --token "$JOIN" --dir "$WORK/gateway" --listen "$GW" >"$WORK/gateway.log" 2>&1 &
 PID[gateway]=$!
 two_running() { (($(running_on w1) + $(running_on w2) == 2)); }
 wait_for "replicas running" two_running

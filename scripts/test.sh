@@ -16,7 +16,10 @@ echo "== setup: docker-registry (the OCI registry the agent's wasm.image test pu
 if [ ! -x /usr/bin/docker-registry ]; then
   sudo_if_needed=""
   [ "$(id -u)" -eq 0 ] || sudo_if_needed="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q docker-registry >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q docker-registry >/dev/null 2>&1 || {
+    $sudo_if_needed apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q docker-registry >/dev/null
+  }
 fi
 
 echo "== format"

@@ -93,6 +93,10 @@ pub(crate) struct AgentArgs {
     /// Extra node labels, `key=value` separated by commas.
     #[arg(long, value_name = "K=V,...")]
     labels: Option<String>,
+    /// Taints set when the node first registers, `key[=value]:NoSchedule|NoExecute` separated
+    /// by commas (afterwards the node's spec is the operator's).
+    #[arg(long, value_name = "K=V:EFFECT,...")]
+    taints: Option<String>,
     /// Address of the data plane listener (mutual TLS).
     #[arg(long, default_value = "127.0.0.1:7071")]
     data_plane: SocketAddr,
@@ -139,6 +143,19 @@ fn parse_labels(s: Option<&str>) -> Result<std::collections::BTreeMap<String, St
         labels.insert(k.to_owned(), v.to_owned());
     }
     Ok(labels)
+}
+
+/// Parses `k=v:Effect,k2:Effect` into taints.
+fn parse_taints(s: Option<&str>) -> Result<Vec<skiff_api::Taint>> {
+    s.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<skiff_api::Taint>()
+                .map_err(|e| anyhow::anyhow!("--taints: {t:?}: {e}"))
+        })
+        .collect()
 }
 
 /// The node certificate kept in `dir`, or one obtained by joining; waits while no control node
@@ -227,6 +244,7 @@ struct AgentSetup<'a> {
     token: Option<&'a str>,
     dir: PathBuf,
     labels: std::collections::BTreeMap<String, String>,
+    taints: Vec<skiff_api::Taint>,
     advertise: Option<String>,
 }
 
@@ -241,6 +259,7 @@ async fn start_agent(
     let mut config =
         skiff_agent::AgentConfig::new(setup.name, setup.server, setup.token.unwrap_or(""), setup.dir);
     config.labels = setup.labels;
+    config.taints = setup.taints;
     let agent = loop {
         match skiff_agent::Agent::start(config.clone(), address.clone()).await {
             Ok(a) => break a,
@@ -298,6 +317,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
             token: Some(&join_token),
             dir: dir.join("agent"),
             labels: Default::default(),
+            taints: Vec::new(),
             advertise: None,
         },
         dp_listener,
@@ -421,6 +441,7 @@ pub(crate) async fn agent(conn: &Connection, args: AgentArgs) -> Result<()> {
     init_tracing(&args.log_format);
     let (server, token) = conn.server_and_join_token();
     let labels = parse_labels(args.labels.as_deref())?;
+    let taints = parse_taints(args.taints.as_deref())?;
     let dir = state_dir(&args.dir)?;
     let listener = bind(args.data_plane, "data-plane").await?;
     let (stop_tx, stop) = watch::channel(false);
@@ -431,6 +452,7 @@ pub(crate) async fn agent(conn: &Connection, args: AgentArgs) -> Result<()> {
             token: token.as_deref(),
             dir,
             labels,
+            taints,
             advertise: args.advertise,
         },
         listener,
@@ -477,5 +499,34 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_labels, parse_taints};
+
+    #[test]
+    fn labels_and_taints_from_flags() {
+        let l = parse_labels(Some("zone=a, site=north")).unwrap();
+        assert_eq!(l.get("zone").map(String::as_str), Some("a"));
+        assert_eq!(l.len(), 2);
+        assert!(
+            parse_labels(Some("zone"))
+                .unwrap_err()
+                .to_string()
+                .contains("not key=value")
+        );
+        assert!(parse_labels(Some("zone=a b")).is_err());
+        let t = parse_taints(Some("dedicated=edge:NoSchedule,gpu:NoExecute")).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].to_string(), "dedicated=edge:NoSchedule");
+        assert!(
+            parse_taints(Some("x:Sometimes"))
+                .unwrap_err()
+                .to_string()
+                .contains("--taints")
+        );
+        assert!(parse_taints(None).unwrap().is_empty());
     }
 }
