@@ -11,7 +11,6 @@
 #   ROUNDS (2)           rounds of the alternating sequence of targets
 #   APPLY_REPS (5)       apply -> first 200 repetitions (delete + re-apply between them)
 #   PORT_BASE (17070)    ports used: +0 api, +1 data plane, +2 gateway, +3/+4 wasmtime, +5 hyper
-#   DATAPLANE (1)        also load one pod through the worker's data plane directly (no gateway)
 #   KEEP (0)             keep the temporary directory (logs, state) instead of deleting it
 #   SKIP_BUILD (0)       use the binaries already built
 #   CARGO_TARGET_DIR     where skiff is built (default $HOME/.cache/skiff/target)
@@ -26,7 +25,6 @@ WARMUP=${WARMUP:-3s}
 ROUNDS=${ROUNDS:-2}
 APPLY_REPS=${APPLY_REPS:-5}
 PORT_BASE=${PORT_BASE:-17070}
-DATAPLANE=${DATAPLANE:-1}
 KEEP=${KEEP:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/skiff/target}
@@ -299,19 +297,6 @@ LABEL[wasmtime-per-request]="wasmtime serve, per-request"
 LABEL[skiff-reuse]="Skiff gateway, reuse"
 LABEL[wasmtime-reuse]="wasmtime serve, reuse"
 LABEL[hyper]="hyper hello (no wasm)"
-if [[ $DATAPLANE == 1 ]]; then
-    # One pod of each deployment straight through the worker's data plane: no gateway hop.
-    pod_pr=$(skiffc get pods -l app=hello | awk 'NR == 2 { print $1 }')
-    pod_ru=$(skiffc get pods -l app=hello-reuse | awk 'NR == 2 { print $1 }')
-    [[ -n $pod_pr && -n $pod_ru ]] || die "no pods found for the data-plane targets"
-    TARGETS+=(dataplane-per-request dataplane-reuse)
-    URL[dataplane-per-request]=http://$DATA_PLANE/
-    HDR[dataplane-per-request]="x-skiff-pod: default/$pod_pr"
-    URL[dataplane-reuse]=http://$DATA_PLANE/
-    HDR[dataplane-reuse]="x-skiff-pod: default/$pod_ru"
-    LABEL[dataplane-per-request]="Skiff data plane direct, 1 pod, per-request"
-    LABEL[dataplane-reuse]="Skiff data plane direct, 1 pod, reuse"
-fi
 for t in "${TARGETS[@]}"; do
     hdr=()
     [[ -n ${HDR[$t]:-} ]] && hdr=(-H "${HDR[$t]}")

@@ -42,7 +42,7 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults: 1 GiB and 110 pods of capacity, heartbeat every 2 s (a node is NotReady after 10 s
+    /// Defaults: 1 GiB, 110 pods and the machine's CPU count of capacity, heartbeat every 2 s (a node is NotReady after 10 s
     /// without one).
     pub fn new(node_name: &str, server: &str, token: &str, data_dir: impl Into<PathBuf>) -> Self {
         AgentConfig {
@@ -53,6 +53,9 @@ impl AgentConfig {
             capacity: NodeCapacity {
                 memory: skiff_api::ByteSize(1 << 30),
                 pods: 110,
+                cpu: skiff_api::Millicores(
+                    std::thread::available_parallelism().map_or(1, |n| n.get() as u64) * 1000,
+                ),
             },
             labels: BTreeMap::new(),
             taints: Vec::new(),

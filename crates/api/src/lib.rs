@@ -57,7 +57,7 @@ pub use pod::{
 pub use policy::{
     DisconnectDelay, DisconnectPolicy, Taint, TaintEffect, Toleration, TolerationOperator, untolerated,
 };
-pub use quantity::{ByteSize, DurationValue, QuantityError};
+pub use quantity::{ByteSize, DurationValue, Millicores, QuantityError};
 pub use selector::{LabelSelector, SelectorError, SelectorTerm, map_matches};
 pub use service::{
     BackendRef, EndpointAddress, Endpoints, HttpRoute, HttpRouteSpec, RouteRule, Service, ServicePort,

@@ -91,6 +91,13 @@ pub struct NodeCapacity {
     /// Maximum number of pods.
     #[serde(default)]
     pub pods: u32,
+    /// CPU the node offers to pods' requests; 0 (not reported) places no CPU limit.
+    #[serde(default, skip_serializing_if = "is_zero_cpu")]
+    pub cpu: crate::Millicores,
+}
+
+fn is_zero_cpu(c: &crate::Millicores) -> bool {
+    c.0 == 0
 }
 
 /// Annotation under which the control plane keeps a node's [`NodeCondition`]s, as a JSON list.

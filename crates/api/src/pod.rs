@@ -60,6 +60,15 @@ impl PodSpec {
             .sum()
     }
 
+    /// The pod's CPU request in millicores: the sum over its components (0 when none asks).
+    pub fn cpu_request(&self) -> u64 {
+        self.components
+            .iter()
+            .filter_map(|c| c.resources.cpu)
+            .map(|c| c.0)
+            .sum()
+    }
+
     /// The disconnection policy, defaults filled in.
     pub fn disconnect_policy(&self) -> DisconnectPolicy {
         self.disconnect.unwrap_or_default()
@@ -157,6 +166,10 @@ pub struct Resources {
     /// Optional fuel (instruction budget) per instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    /// CPU the component asks the scheduler for (`250m`, `1`); default none. A placement request
+    /// only: instances are bounded by `timeout` and `fuel`, not throttled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<crate::Millicores>,
 }
 
 impl Resources {

@@ -16,6 +16,89 @@ pub enum QuantityError {
     /// Not a duration.
     #[error("invalid duration {0:?}: use a number with a unit, e.g. 500ms, 30s, 2m")]
     Duration(String),
+    /// Not a CPU quantity.
+    #[error("invalid CPU quantity {0:?}: use cores (1, 0.5, 2) or millicores (250m)")]
+    Cpu(String),
+}
+
+/// CPU in thousandths of a core (`250m` = a quarter core, `2` = two cores).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Millicores(pub u64);
+
+impl FromStr for Millicores {
+    type Err = QuantityError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || QuantityError::Cpu(s.to_owned());
+        let t = s.trim();
+        if let Some(m) = t.strip_suffix('m') {
+            return m.parse::<u64>().map(Millicores).map_err(|_| bad());
+        }
+        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+        if whole.is_empty() && frac.is_empty() || frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let whole: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| bad())?
+        };
+        let frac: u64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<3}").parse().map_err(|_| bad())?
+        };
+        whole
+            .checked_mul(1000)
+            .and_then(|w| w.checked_add(frac))
+            .map(Millicores)
+            .ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for Millicores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_multiple_of(1000) {
+            write!(f, "{}", self.0 / 1000)
+        } else {
+            write!(f, "{}m", self.0)
+        }
+    }
+}
+
+impl Serialize for Millicores {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Millicores {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Millicores;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a CPU quantity such as 250m or 2")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Millicores, E> {
+                v.checked_mul(1000)
+                    .map(Millicores)
+                    .ok_or_else(|| E::custom(QuantityError::Cpu(v.to_string())))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Millicores, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(QuantityError::Cpu(v.to_string())))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Millicores, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Millicores, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A number of bytes.
@@ -148,5 +231,33 @@ mod tests {
         assert_eq!(back, d);
         assert!("-5s".parse::<DurationValue>().is_err());
         assert!("soon".parse::<DurationValue>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::Millicores;
+
+    #[test]
+    fn cpu_quantities() {
+        for (s, m) in [
+            ("250m", 250),
+            ("1", 1000),
+            ("0.5", 500),
+            ("2.25", 2250),
+            (".1", 100),
+            ("0", 0),
+        ] {
+            assert_eq!(s.parse::<Millicores>().unwrap(), Millicores(m), "{s}");
+        }
+        for s in ["", "m", "1.2345", "-1", "1x", "abc", "."] {
+            assert!(s.parse::<Millicores>().is_err(), "{s} accepted");
+        }
+        assert_eq!(Millicores(2000).to_string(), "2");
+        assert_eq!(Millicores(250).to_string(), "250m");
+        let v: Millicores = serde_json::from_str("2").unwrap();
+        assert_eq!(v, Millicores(2000));
+        let v: Millicores = serde_json::from_str("\"500m\"").unwrap();
+        assert_eq!(v, Millicores(500));
     }
 }

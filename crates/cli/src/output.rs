@@ -61,7 +61,7 @@ fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         match kind {
             Kind::Pod => c.extend(["REASON", "UID"]),
             Kind::Event => c.extend(["COUNT", "SOURCE"]),
-            Kind::Node => c.extend(["ADDRESS", "MEMORY", "RUNTIMES"]),
+            Kind::Node => c.extend(["ADDRESS", "MEMORY", "CPU", "RUNTIMES"]),
             _ => {}
         }
     }
@@ -165,6 +165,7 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
             Object::Node(n) => r.extend([
                 n.status.address.clone(),
                 n.status.capacity.memory.to_string(),
+                n.status.capacity.cpu.to_string(),
                 n.status.runtimes.join(","),
             ]),
             _ => {}

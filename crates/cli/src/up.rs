@@ -97,6 +97,15 @@ pub(crate) struct AgentArgs {
     /// by commas (afterwards the node's spec is the operator's).
     #[arg(long, value_name = "K=V:EFFECT,...")]
     taints: Option<String>,
+    /// Memory the node offers to pods (`512Mi`, `4Gi`).
+    #[arg(long, default_value = "1Gi")]
+    memory: skiff_api::ByteSize,
+    /// CPU the node offers to pods' requests (`2`, `1500m`; default: the machine's core count).
+    #[arg(long)]
+    cpu: Option<skiff_api::Millicores>,
+    /// Most pods the node runs at once.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
     /// Address of the data plane listener (mutual TLS).
     #[arg(long, default_value = "127.0.0.1:7071")]
     data_plane: SocketAddr,
@@ -245,6 +254,7 @@ struct AgentSetup<'a> {
     dir: PathBuf,
     labels: std::collections::BTreeMap<String, String>,
     taints: Vec<skiff_api::Taint>,
+    capacity: Option<skiff_api::NodeCapacity>,
     advertise: Option<String>,
 }
 
@@ -260,6 +270,9 @@ async fn start_agent(
         skiff_agent::AgentConfig::new(setup.name, setup.server, setup.token.unwrap_or(""), setup.dir);
     config.labels = setup.labels;
     config.taints = setup.taints;
+    if let Some(c) = setup.capacity {
+        config.capacity = c;
+    }
     let agent = loop {
         match skiff_agent::Agent::start(config.clone(), address.clone()).await {
             Ok(a) => break a,
@@ -318,6 +331,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
             dir: dir.join("agent"),
             labels: Default::default(),
             taints: Vec::new(),
+            capacity: None,
             advertise: None,
         },
         dp_listener,
@@ -453,6 +467,13 @@ pub(crate) async fn agent(conn: &Connection, args: AgentArgs) -> Result<()> {
             dir,
             labels,
             taints,
+            capacity: Some(skiff_api::NodeCapacity {
+                memory: args.memory,
+                pods: args.max_pods,
+                cpu: args.cpu.unwrap_or(skiff_api::Millicores(
+                    std::thread::available_parallelism().map_or(1, |n| n.get() as u64) * 1000,
+                )),
+            }),
             advertise: args.advertise,
         },
         listener,

@@ -2,7 +2,7 @@
 //! [`Rejection`] that says which rule failed and with what numbers or labels.
 use std::fmt;
 
-use skiff_api::{ByteSize, Pod, TaintEffect, untolerated};
+use skiff_api::{ByteSize, Millicores, Pod, TaintEffect, untolerated};
 
 use crate::node_info::NodeInfo;
 
@@ -26,11 +26,13 @@ pub enum FilterKind {
     TooManyPods,
     /// The node's free memory is below the pod's request.
     InsufficientMemory,
+    /// The node's free CPU is below the pod's request.
+    InsufficientCpu,
 }
 
 impl FilterKind {
     /// Every filter, in the order they run.
-    pub const ALL: [FilterKind; 8] = [
+    pub const ALL: [FilterKind; 9] = [
         FilterKind::NodeName,
         FilterKind::NotReady,
         FilterKind::Unschedulable,
@@ -39,6 +41,7 @@ impl FilterKind {
         FilterKind::Runtime,
         FilterKind::TooManyPods,
         FilterKind::InsufficientMemory,
+        FilterKind::InsufficientCpu,
     ];
 
     /// The short phrase used when counting rejections (`2 insufficient memory`).
@@ -52,6 +55,7 @@ impl FilterKind {
             FilterKind::Runtime => "runtime missing",
             FilterKind::TooManyPods => "too many pods",
             FilterKind::InsufficientMemory => "insufficient memory",
+            FilterKind::InsufficientCpu => "insufficient cpu",
         }
     }
 }
@@ -115,6 +119,7 @@ pub fn run(filter: FilterKind, pod: &Pod, node: &NodeInfo) -> Result<(), Rejecti
         FilterKind::Runtime => runtime(pod, node),
         FilterKind::TooManyPods => pod_count(node),
         FilterKind::InsufficientMemory => memory(pod, node),
+        FilterKind::InsufficientCpu => cpu(pod, node),
     }
 }
 
@@ -239,6 +244,32 @@ fn memory(pod: &Pod, node: &NodeInfo) -> Result<(), Rejection> {
                 ByteSize(free),
                 ByteSize(node.memory_used()),
                 node.memory_capacity(),
+                pods(node.pods.len())
+            ),
+        )
+    } else {
+        Ok(())
+    }
+}
+
+fn cpu(pod: &Pod, node: &NodeInfo) -> Result<(), Rejection> {
+    let want = pod.spec.cpu_request();
+    let capacity = node.node.status.capacity.cpu.0;
+    // A node that does not report CPU places no CPU limit; a pod asking none always fits.
+    if want == 0 || capacity == 0 {
+        return Ok(());
+    }
+    let used = node.cpu_used();
+    let free = capacity.saturating_sub(used);
+    if want > free {
+        reject(
+            FilterKind::InsufficientCpu,
+            format!(
+                "insufficient cpu: the pod requests {}, the node has {} free ({} of {} used by {})",
+                Millicores(want),
+                Millicores(free),
+                Millicores(used),
+                Millicores(capacity),
                 pods(node.pods.len())
             ),
         )
@@ -377,6 +408,31 @@ mod tests {
             )
         );
         assert_eq!(check(&pod(56), &n), Ok(()));
+    }
+
+    #[test]
+    fn insufficient_cpu_says_the_numbers() {
+        let mut n = node();
+        let mut p = pod(1);
+        p.spec.components[0].resources.cpu = Some(Millicores(600));
+        // A node that reports no CPU takes any request.
+        assert_eq!(check(&p, &n), Ok(()));
+        n.node.status.capacity.cpu = Millicores(2000);
+        n.pods.push(PodSummary {
+            name: "default/a".into(),
+            cpu: 1500,
+            ..Default::default()
+        });
+        assert_eq!(
+            reason(&p, &n),
+            (
+                FilterKind::InsufficientCpu,
+                "insufficient cpu: the pod requests 600m, the node has 500m free (1500m of 2 used by 1 pod)"
+                    .into()
+            )
+        );
+        p.spec.components[0].resources.cpu = Some(Millicores(500));
+        assert_eq!(check(&p, &n), Ok(()));
     }
 
     #[test]

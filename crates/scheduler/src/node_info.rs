@@ -10,6 +10,8 @@ pub struct PodSummary {
     pub name: String,
     /// The pod's memory request ([`skiff_api::PodSpec::memory_request`]), in bytes.
     pub memory: u64,
+    /// The pod's CPU request ([`skiff_api::PodSpec::cpu_request`]), in millicores.
+    pub cpu: u64,
     /// Uid of the pod's controller owner (its Deployment), used to spread replicas.
     pub owner_uid: Option<String>,
     /// The pod's labels.
@@ -22,6 +24,7 @@ impl PodSummary {
         PodSummary {
             name: format!("{}/{}", pod.metadata.namespace_or_default(), pod.metadata.name),
             memory: pod.spec.memory_request(),
+            cpu: pod.spec.cpu_request(),
             owner_uid: pod.metadata.controller().map(|o| o.uid.clone()),
             labels: pod.metadata.labels.clone(),
         }
@@ -88,6 +91,11 @@ impl NodeInfo {
     /// The node's memory capacity.
     pub fn memory_capacity(&self) -> ByteSize {
         self.node.status.capacity.memory
+    }
+
+    /// CPU requested by the pods already on the node, in millicores.
+    pub fn cpu_used(&self) -> u64 {
+        self.pods.iter().map(|p| p.cpu).sum()
     }
 
     /// How many pods of the controller `owner_uid` are on the node.

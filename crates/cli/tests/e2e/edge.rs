@@ -112,6 +112,12 @@ impl Edge {
             &name,
             "--labels",
             &format!("site={name}"),
+            "--memory",
+            "768Mi",
+            "--cpu",
+            "1500m",
+            "--max-pods",
+            "40",
             "--dir",
             &self.dir(&name).display().to_string(),
             "--data-plane",
@@ -366,6 +372,13 @@ fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
     });
     let node = e.get("/api/v1/nodes/w1");
     assert_eq!(node["metadata"]["labels"]["site"], "w1", "{node}");
+    assert_eq!(node["metadata"]["labels"]["skiff.dev/os"], std::env::consts::OS, "{node}");
+    let capacity = &node["status"]["capacity"];
+    assert_eq!(
+        (&capacity["memory"], &capacity["cpu"], &capacity["pods"]),
+        (&Value::from("768Mi"), &Value::from("1500m"), &Value::from(40)),
+        "{node}"
+    );
     assert!(
         node["status"]["address"]
             .as_str()
