@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sha2::Digest;
 
 use crate::harness::{Proc, poll, repo_root};
 use crate::netns::Net;
@@ -307,7 +308,26 @@ fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
         .to_owned();
 
     // --- Refused joins change nothing. ---
-    let expired = e.cli_ok(&["token", "create", "--ttl", "1s"]);
+    // An expired token: stored the way `skiff token create` stores one, with a past expiry.
+    let ca_hash = e.get("/api/v1/cluster")["caHash"]
+        .as_str()
+        .expect("caHash")
+        .to_owned();
+    let secret = "0123456789abcdef";
+    let stored = e
+        .http
+        .post(format!("{}/api/v1/jointokens", e.api()))
+        .bearer_auth(&e.token)
+        .json(
+            &serde_json::json!({"kind": "JoinToken", "apiVersion": "skiff.dev/v1",
+            "metadata": {"name": "expird"},
+            "spec": {"secretHash": hex::encode(sha2::Sha256::digest(secret)),
+                     "expires": "2026-01-01T00:00:00Z"}}),
+        )
+        .send()
+        .expect("store a token");
+    assert!(stored.status().is_success(), "{:?}", stored.text());
+    let expired = format!("SKF1{ca_hash}::expird.{secret}");
     let revoked = e.cli_ok(&["token", "create", "--ttl", "1h", "--description", "to revoke"]);
     let revoked_id = revoked
         .split("::")
@@ -316,7 +336,6 @@ fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
         .expect("token id")
         .to_owned();
     e.cli_ok(&["token", "delete", &revoked_id]);
-    std::thread::sleep(Duration::from_millis(1100)); // let the 1 s token expire
     let foreign = format!("SKF1{}::abcdef.0123456789abcdef", "ab".repeat(32));
     let cases = [
         (expired.as_str(), "expired at"),
@@ -372,7 +391,11 @@ fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
     });
     let node = e.get("/api/v1/nodes/w1");
     assert_eq!(node["metadata"]["labels"]["site"], "w1", "{node}");
-    assert_eq!(node["metadata"]["labels"]["skiff.dev/os"], std::env::consts::OS, "{node}");
+    assert_eq!(
+        node["metadata"]["labels"]["skiff.dev/os"],
+        std::env::consts::OS,
+        "{node}"
+    );
     let capacity = &node["status"]["capacity"];
     assert_eq!(
         (&capacity["memory"], &capacity["cpu"], &capacity["pods"]),
@@ -531,6 +554,9 @@ fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
             "edge pod {pod} changed after healing"
         );
     }
+    eprintln!(
+        "agent {cut_name} cut off from the control plane and healed; kept (node, uid, start): {kept:?}"
+    );
 
     // --- Stop the control plane, restart that agent: it serves its pods from local state. ---
     if let Some(c) = e.control.take() {
