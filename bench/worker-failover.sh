@@ -111,6 +111,7 @@ wait "${PID[w2]}" 2>/dev/null || true
 kill -9 "${PID[w1]}"
 wait "${PID[w1]}" 2>/dev/null || true
 rm -rf "$WORK/w1"
+sk delete node w1 >/dev/null # a fresh w1 joins again: free the name of the one just killed
 agent_start w1
 only_w1_ready() { [[ "$(ready_nodes)" == "w1 " ]]; }
 wait_for "w1 ready and w2 gone" only_w1_ready

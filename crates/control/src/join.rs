@@ -102,6 +102,21 @@ pub(crate) async fn join_node(
         .validate()
         .map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
     check_token(&plane, &req.token).await?;
+    // A live node's name is taken: a second agent under it would fight over its pods.
+    if req.role == "agent"
+        && let Ok(Object::Node(n)) = plane.inner.reader.get(Kind::Node, None, &req.name)
+        && n.status.ready
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "NodeNameTaken",
+            format!(
+                "node {:?} is registered and Ready (its agent is heartbeating): pick another --name, \
+                 or stop that agent and run `skiff delete node {}` first",
+                req.name, req.name
+            ),
+        ));
+    }
     let ca = ClusterCa::load(&crate::cluster::pki_dir(&plane.inner.config.data_dir))
         .map_err(|e| ApiError::internal(format!("this control node cannot load the CA: {e}")))?;
     let cert_pem = ca

@@ -409,6 +409,33 @@ fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
         "{node}"
     );
 
+    // --- A second agent cannot take a live node's name. ---
+    let dup_args = [
+        "agent",
+        "--server",
+        &e.api(),
+        "--token",
+        &join,
+        "--name",
+        "w1",
+        "--dir",
+        &e.dir("w1-again").display().to_string(),
+        "--data-plane",
+        &format!("{}:7072", e.net.host(GATEWAY)),
+    ]
+    .map(|s| s.to_owned());
+    let dup_args: Vec<&str> = dup_args.iter().map(String::as_str).collect();
+    let dup = Proc::spawn_in(Some(&e.net.ns(GATEWAY)), &dup_args, e.dir("w1-again.log"));
+    e.wait("the duplicate agent to exit", Duration::from_secs(30), |_| {
+        dup.output().contains("error:")
+    });
+    assert!(
+        dup.output().contains("is registered and Ready"),
+        "{}",
+        dup.output()
+    );
+    drop(dup);
+
     // --- A worker certificate is not an admin credential. ---
     let as_worker = client_with_cert(&e.dir("w1").join("pki"));
     let deploy = serde_json::json!({"kind": "Deployment", "apiVersion": "skiff.dev/v1",
