@@ -126,4 +126,7 @@ wait_for "$PODS pods running" all_running
 loaded=$(rss_kib "${PID[w1]}")
 printf 'agent resident memory: idle %d KiB (%.1f MiB), with %d pods %d KiB (%.1f MiB)\n' \
     "$idle" "$(echo "$idle/1024" | bc -l)" "$PODS" "$loaded" "$(echo "$loaded/1024" | bc -l)" | tee -a "$WORK/results.txt"
+# Of which anonymous (heap, stacks, wasm instance memory) and file-backed (mapped compiled code,
+# the redb store, the binary):
+grep -E '^(RssAnon|RssFile|RssShmem)' "/proc/${PID[w1]}/status" | tr -s ' \t' ' ' | tee -a "$WORK/results.txt"
 cat "$WORK/results.txt"

@@ -13,6 +13,9 @@ pub(crate) struct ClientFile {
     pub(crate) server: String,
     /// Bearer token.
     pub(crate) token: String,
+    /// The cluster CA certificate (PEM file) for `https://` server URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ca: Option<PathBuf>,
 }
 
 /// Connection settings from the command line.
@@ -21,6 +24,7 @@ pub(crate) struct Connection {
     pub(crate) server: Option<String>,
     pub(crate) token: Option<String>,
     pub(crate) config: Option<PathBuf>,
+    pub(crate) ca: Option<PathBuf>,
 }
 
 /// Default API address.
@@ -61,7 +65,11 @@ impl Connection {
         let token = self.token.clone().or_else(|| file.as_ref().map(|f| f.token.clone())).context(
             "no API token: pass --token, set SKIFF_TOKEN, or run where `skiff up` wrote .skiff/client.yaml",
         )?;
-        Ok(ClientFile { server, token })
+        let ca = self
+            .ca
+            .clone()
+            .or_else(|| file.as_ref().and_then(|f| f.ca.clone()));
+        Ok(ClientFile { server, token, ca })
     }
 
     /// The server URL(s) and the join token of a worker or gateway: from flags or environment
@@ -77,7 +85,17 @@ impl Connection {
     /// A client, or an error saying which setting is missing and where it can come from.
     pub(crate) fn client(&self) -> Result<Client> {
         let c = self.resolve()?;
-        Ok(Client::new(&c.server, &c.token)?)
+        if !c.server.split(',').any(|s| s.trim().starts_with("https://")) {
+            return Ok(Client::new(&c.server, &c.token)?);
+        }
+        let ca_path = c.ca.context(
+            "an https:// server needs the cluster CA to check it: pass --ca <state dir>/pki/ca.crt (or set SKIFF_CA, or `ca:` in the client config)",
+        )?;
+        let pem = std::fs::read_to_string(&ca_path)
+            .with_context(|| format!("reading the cluster CA {}", ca_path.display()))?;
+        let tls = skiff_peer::https::https_client_config_ca(&pem, skiff_peer::https::Peer::Control)
+            .with_context(|| format!("the cluster CA {}", ca_path.display()))?;
+        Ok(Client::with_tls(&c.server, &c.token, tls)?)
     }
 }
 

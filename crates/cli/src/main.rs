@@ -26,6 +26,10 @@ struct Cli {
     /// ~/.skiff/client.yaml).
     #[arg(long, global = true, env = "SKIFF_CONFIG")]
     config: Option<PathBuf>,
+    /// The cluster CA certificate for `https://` server URLs (`<state dir>/pki/ca.crt`; default:
+    /// from the config file).
+    #[arg(long, global = true, env = "SKIFF_CA")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,6 +82,7 @@ fn main() -> std::process::ExitCode {
             server: cli.server,
             token: cli.token,
             config: cli.config,
+            ca: cli.ca,
         };
         match cli.command {
             Command::Up(a) => up::run(a).await,

@@ -236,6 +236,7 @@ async fn start_control(
     let client = ClientFile {
         server: format!("http://{}", listener.local_addr()?),
         token: plane.admin_token().to_owned(),
+        ca: Some(dir.join("pki").join("ca.crt")),
     };
     write_client_file(&dir.join("client.yaml"), &client)?;
     let controllers = plane.spawn_controllers(stop.clone());
@@ -378,6 +379,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
             server: Some(control.client.server.clone()),
             token: Some(control.client.token.clone()),
             config: None,
+            ca: None,
         };
         crate::verbs::apply_paths(&conn, &args.apply).await?;
         println!("try:      curl {gateway_url}/");

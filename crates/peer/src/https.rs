@@ -120,6 +120,36 @@ pub fn https_client_config(node: &NodeCert, peer: Peer) -> Result<ClientConfig, 
     Ok(cfg)
 }
 
+/// An HTTPS client without a certificate of its own (an admin client using a bearer token) that
+/// accepts only a server certified by the CA in `ca_pem` for the role `peer`.
+///
+/// # Errors
+/// [`PeerError::InvalidCert`] if `ca_pem` is not a certificate, [`PeerError::TlsConfig`] if
+/// rustls refuses the configuration.
+pub fn https_client_config_ca(ca_pem: &str, peer: Peer) -> Result<ClientConfig, PeerError> {
+    let err = cfg_err("HTTPS client");
+    let ca = crate::pki::parse_cert_pem("CA certificate", ca_pem)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(ca)
+        .map_err(|e| PeerError::invalid_cert("CA certificate", e.to_string()))?;
+    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| err(&e))?;
+    let verifier = Arc::new(RoleVerifier {
+        inner,
+        name: peer.server_name(),
+    });
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err(&e))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![HTTP_ALPN.to_vec()];
+    Ok(cfg)
+}
+
 /// An HTTPS client without a certificate that joins with `token`: it accepts the server only
 /// if the CA it presents hashes to the token's CA hash and certifies the server as a control
 /// node, so the secret goes only to the cluster the token names.
@@ -225,6 +255,8 @@ mod tests {
         );
         data_plane_server_config(&agent).unwrap();
         https_client_config(&agent, Peer::Control).unwrap();
+        https_client_config_ca(ca.cert_pem(), Peer::Control).unwrap();
+        assert!(https_client_config_ca("not a certificate", Peer::Control).is_err());
         let token = JoinToken::generate(&ca.ca_hash()).unwrap();
         let (cfg, pin) = join_https_client_config(&token).unwrap();
         assert_eq!(cfg.alpn_protocols, vec![HTTP_ALPN.to_vec()]);

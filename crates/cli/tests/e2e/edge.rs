@@ -409,6 +409,30 @@ fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
         "{node}"
     );
 
+    // --- The admin CLI over HTTPS checks the server against the cluster CA. ---
+    let https_api = e.api().replace("http://", "https://");
+    let admin_https = |ca: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["get", "nodes", "--server", &https_api, "--token", &e.token])
+            .arg("--ca")
+            .arg(ca)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run skiff")
+    };
+    let ok = admin_https(&e.dir("control").join("pki").join("ca.crt"));
+    assert!(
+        ok.status.success() && String::from_utf8_lossy(&ok.stdout).contains("w1"),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let other_ca = e.dir("other-ca.crt");
+    let other = skiff_peer::ClusterCa::generate("other").expect("CA");
+    std::fs::write(&other_ca, other.cert_pem()).expect("write CA");
+    let refused = admin_https(&other_ca);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("certificate"), "{err}");
+
     // --- A second agent cannot take a live node's name. ---
     let dup_args = [
         "agent",
@@ -443,7 +467,6 @@ fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "x"}},
                  "template": {"metadata": {"labels": {"app": "x"}},
                               "spec": {"components": [{"name": "c", "wasm": {"digest": format!("sha256:{}", "0".repeat(64))}}]}}}});
-    let https_api = e.api().replace("http://", "https://");
     for (method, path) in [
         ("POST", "/api/v1/namespaces/default/deployments"),
         ("DELETE", "/api/v1/nodes/w2"),
