@@ -17,8 +17,9 @@ if [ ! -x /usr/bin/docker-registry ]; then
   sudo_if_needed=""
   [ "$(id -u)" -eq 0 ] || sudo_if_needed="sudo"
   DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q docker-registry >/dev/null 2>&1 || {
-    $sudo_if_needed apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q docker-registry >/dev/null
+    $sudo_if_needed apt-get update -q >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q docker-registry >/dev/null ||
+      echo "WARNING: docker-registry could not be installed; the wasm.image test will say it skipped"
   }
 fi
 
