@@ -27,6 +27,7 @@
 //! - [`WatchEvent`], [`ObjectList`] and [`ErrorBody`] are the API's envelopes.
 #![deny(missing_docs)]
 
+mod affinity;
 mod event;
 mod image;
 mod kind;
@@ -42,6 +43,10 @@ mod validate;
 mod wire;
 mod workload;
 
+pub use affinity::{
+    Affinity, LabelOperator, LabelRequirement, NodeAffinity, NodeSelectorTerm, PodAffinityTerm,
+    PreferredTerm, TopologySpreadConstraint, WhenUnsatisfiable, selector_matches,
+};
 pub use event::{Event, EventSeverity, EventSource, ObjectReference};
 pub use image::{ImageRef, is_sha256_digest};
 pub use kind::{Kind, Object, UnknownKind};

@@ -49,6 +49,12 @@ pub struct PodSpec {
     /// Node taints this pod tolerates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// Node affinity, pod affinity and anti-affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<crate::Affinity>,
+    /// Spread matching pods over topology domains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<crate::TopologySpreadConstraint>,
 }
 
 impl PodSpec {

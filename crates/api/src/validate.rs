@@ -131,7 +131,96 @@ impl Checker {
         self.labels("metadata.labels", &m.labels);
     }
 
+    fn placement(&mut self, path: &str, spec: &PodSpec) {
+        if let Some(a) = &spec.affinity {
+            if let Some(na) = &a.node_affinity {
+                for (i, t) in na.required.iter().enumerate() {
+                    self.node_term(&format!("{path}.affinity.nodeAffinity.required[{i}]"), t);
+                }
+                for (i, p) in na.preferred.iter().enumerate() {
+                    let pp = format!("{path}.affinity.nodeAffinity.preferred[{i}]");
+                    if !(1..=100).contains(&p.weight) {
+                        self.err(
+                            format!("{pp}.weight"),
+                            format!("{} is out of range: use 1 to 100", p.weight),
+                        );
+                    }
+                    self.node_term(&format!("{pp}.preference"), &p.preference);
+                }
+            }
+            for (field, terms) in [
+                ("podAffinity", &a.pod_affinity),
+                ("podAntiAffinity", &a.pod_anti_affinity),
+            ] {
+                for (i, t) in terms.iter().enumerate() {
+                    let tp = format!("{path}.affinity.{field}[{i}]");
+                    if t.topology_key.is_empty() {
+                        self.err(
+                            format!("{tp}.topologyKey"),
+                            "is required (a node label such as skiff.dev/hostname or zone)",
+                        );
+                    }
+                    if t.label_selector.is_empty() {
+                        self.err(
+                            format!("{tp}.labelSelector"),
+                            "must name at least one label (the pods to be near or away from)",
+                        );
+                    }
+                }
+            }
+        }
+        for (i, c) in spec.topology_spread_constraints.iter().enumerate() {
+            let cp = format!("{path}.topologySpreadConstraints[{i}]");
+            if c.max_skew == 0 {
+                self.err(format!("{cp}.maxSkew"), "must be at least 1");
+            }
+            if c.topology_key.is_empty() {
+                self.err(
+                    format!("{cp}.topologyKey"),
+                    "is required (a node label such as zone)",
+                );
+            }
+            if c.label_selector.is_empty() {
+                self.err(
+                    format!("{cp}.labelSelector"),
+                    "must name at least one label (the pods to spread, e.g. app: web)",
+                );
+            }
+        }
+    }
+
+    fn node_term(&mut self, path: &str, t: &crate::NodeSelectorTerm) {
+        if t.match_expressions.is_empty() {
+            self.err(
+                format!("{path}.matchExpressions"),
+                "must list at least one expression",
+            );
+        }
+        for (j, e) in t.match_expressions.iter().enumerate() {
+            let ep = format!("{path}.matchExpressions[{j}]");
+            if e.key.is_empty() {
+                self.err(format!("{ep}.key"), "is required");
+            }
+            match e.operator {
+                crate::LabelOperator::In | crate::LabelOperator::NotIn if e.values.is_empty() => {
+                    self.err(
+                        format!("{ep}.values"),
+                        "must list at least one value with In and NotIn",
+                    );
+                }
+                crate::LabelOperator::Exists | crate::LabelOperator::DoesNotExist if !e.values.is_empty() => {
+                    self.err(
+                        format!("{ep}.values"),
+                        "must be empty with Exists and DoesNotExist",
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn pod_spec(&mut self, path: &str, spec: &PodSpec) {
+        self.placement(path, spec);
         if spec.components.is_empty() {
             self.err(format!("{path}.components"), "must list at least one component");
         }

@@ -20,6 +20,8 @@ pub enum FilterKind {
     Taint,
     /// A `nodeSelector` label is missing or different on the node.
     NodeSelector,
+    /// The node matches none of the pod's required node-affinity terms.
+    NodeAffinity,
     /// The node does not offer a runtime one of the pod's components needs.
     Runtime,
     /// The node already holds `capacity.pods` pods.
@@ -28,20 +30,37 @@ pub enum FilterKind {
     InsufficientMemory,
     /// The node's free CPU is below the pod's request.
     InsufficientCpu,
+    /// A required pod-affinity term has no matching pod in the node's domain (cluster-wide).
+    PodAffinity,
+    /// A pod-anti-affinity term has a matching pod in the node's domain (cluster-wide).
+    PodAntiAffinity,
+    /// Placing the pod on the node would exceed a topology spread constraint's skew (cluster-wide).
+    TopologySpread,
 }
 
 impl FilterKind {
-    /// Every filter, in the order they run.
-    pub const ALL: [FilterKind; 9] = [
+    /// Every filter that looks at one node only, in the order they run ([`check`]).
+    pub const ALL: [FilterKind; 10] = [
         FilterKind::NodeName,
         FilterKind::NotReady,
         FilterKind::Unschedulable,
         FilterKind::Taint,
         FilterKind::NodeSelector,
+        FilterKind::NodeAffinity,
         FilterKind::Runtime,
         FilterKind::TooManyPods,
         FilterKind::InsufficientMemory,
         FilterKind::InsufficientCpu,
+    ];
+
+    /// The filters that need the whole cluster (other nodes' pods and labels); [`schedule`]
+    /// runs them after the node passed every one of [`FilterKind::ALL`].
+    ///
+    /// [`schedule`]: crate::schedule
+    pub const CLUSTER: [FilterKind; 3] = [
+        FilterKind::PodAffinity,
+        FilterKind::PodAntiAffinity,
+        FilterKind::TopologySpread,
     ];
 
     /// The short phrase used when counting rejections (`2 insufficient memory`).
@@ -56,6 +75,10 @@ impl FilterKind {
             FilterKind::TooManyPods => "too many pods",
             FilterKind::InsufficientMemory => "insufficient memory",
             FilterKind::InsufficientCpu => "insufficient cpu",
+            FilterKind::NodeAffinity => "node affinity mismatch",
+            FilterKind::PodAffinity => "pod affinity unmet",
+            FilterKind::PodAntiAffinity => "pod anti-affinity conflict",
+            FilterKind::TopologySpread => "topology spread skew",
         }
     }
 }
@@ -120,6 +143,9 @@ pub fn run(filter: FilterKind, pod: &Pod, node: &NodeInfo) -> Result<(), Rejecti
         FilterKind::TooManyPods => pod_count(node),
         FilterKind::InsufficientMemory => memory(pod, node),
         FilterKind::InsufficientCpu => cpu(pod, node),
+        FilterKind::NodeAffinity => node_affinity(pod, node),
+        // Need the other nodes: evaluated by `schedule` (see FilterKind::CLUSTER).
+        FilterKind::PodAffinity | FilterKind::PodAntiAffinity | FilterKind::TopologySpread => Ok(()),
     }
 }
 
@@ -193,6 +219,31 @@ fn node_selector(pod: &Pod, node: &NodeInfo) -> Result<(), Rejection> {
         }
     }
     Ok(())
+}
+
+fn node_affinity(pod: &Pod, node: &NodeInfo) -> Result<(), Rejection> {
+    let Some(required) = pod
+        .spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .map(|n| &n.required)
+        .filter(|r| !r.is_empty())
+    else {
+        return Ok(());
+    };
+    let labels = &node.node.metadata.labels;
+    if required.iter().any(|t| t.matches(labels)) {
+        return Ok(());
+    }
+    let terms: Vec<String> = required.iter().map(|t| format!("[{t}]")).collect();
+    reject(
+        FilterKind::NodeAffinity,
+        format!(
+            "node affinity mismatch: the node matches none of the required terms {} (spec.affinity.nodeAffinity.required)",
+            terms.join(" or ")
+        ),
+    )
 }
 
 fn runtime(pod: &Pod, node: &NodeInfo) -> Result<(), Rejection> {

@@ -7,10 +7,13 @@
 //! ```text
 //!   pod + nodes (+ pods already on them) + seed
 //!            │
-//!   filter   │  node name → ready → not cordoned → taints tolerated → nodeSelector → runtime → pod count → memory
+//!   filter   │  node name → ready → not cordoned → taints tolerated → nodeSelector → node affinity →
+//!            │  runtime → pod count → memory → cpu; then, with the whole cluster: pod affinity →
+//!            │  pod anti-affinity → topology spread
 //!            │  (first failure rejects the node, with a reason)
 //!            ▼
-//!   score    │  spread ×2 + least-loaded ×1 + artifact cached ×1   (each 0..=100)
+//!   score    │  spread ×2 + least-loaded ×1 + artifact cached ×1 + preferred node affinity ×1
+//!            │  + soft topology spread ×1   (each 0..=100)
 //!            ▼
 //!   select   │  seeded shuffle, then the highest total
 //!            ▼
@@ -75,6 +78,7 @@ mod node_info;
 mod pipeline;
 mod rng;
 mod score;
+mod topology;
 
 pub use filter::{FilterKind, Rejection, check, run as run_filter};
 pub use node_info::{NodeInfo, PodSummary};

@@ -53,8 +53,9 @@ pub fn schedule(pod: &Pod, nodes: &[NodeInfo], seed: u64) -> Decision {
     let mut rejected = BTreeMap::new();
     let mut counts: BTreeMap<FilterKind, usize> = BTreeMap::new();
     let mut feasible: Vec<&NodeInfo> = Vec::new();
+    let all = candidates.clone();
     for node in candidates {
-        match filter::check(pod, node) {
+        match filter::check(pod, node).and_then(|()| crate::topology::check(pod, node, &all)) {
             Ok(()) => feasible.push(node),
             Err(r) => {
                 *counts.entry(r.filter).or_default() += 1;

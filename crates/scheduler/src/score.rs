@@ -15,14 +15,20 @@ pub enum ScorerKind {
     LeastLoaded,
     /// A node that already compiled and cached the pod's artifacts starts it faster.
     ArtifactCached,
+    /// The node matches more of the pod's preferred node-affinity weight.
+    NodePreference,
+    /// The node's domain holds fewer pods of the pod's `ScheduleAnyway` spread constraints.
+    TopologySpread,
 }
 
 impl ScorerKind {
     /// Every scorer, in the order they are summed.
-    pub const ALL: [ScorerKind; 3] = [
+    pub const ALL: [ScorerKind; 5] = [
         ScorerKind::Spread,
         ScorerKind::LeastLoaded,
         ScorerKind::ArtifactCached,
+        ScorerKind::NodePreference,
+        ScorerKind::TopologySpread,
     ];
 
     /// How much this scorer counts in the total. Spreading replicas matters most for availability.
@@ -31,17 +37,21 @@ impl ScorerKind {
             ScorerKind::Spread => 2,
             ScorerKind::LeastLoaded => 1,
             ScorerKind::ArtifactCached => 1,
+            ScorerKind::NodePreference => 1,
+            ScorerKind::TopologySpread => 1,
         }
     }
 }
 
 /// The largest total a node can get: 100 times the sum of the weights.
-pub const MAX_TOTAL: i64 = 100 * (2 + 1 + 1);
+pub const MAX_TOTAL: i64 = 100 * (2 + 1 + 1 + 1 + 1);
 
 /// What the scorers need to know about the pod and the feasible nodes, computed once per pod so
 /// scoring N nodes costs O(N) rather than O(N²).
 #[derive(Debug)]
 pub(crate) struct Context<'a> {
+    pod: &'a Pod,
+    feasible: Vec<&'a NodeInfo>,
     owner: Option<&'a str>,
     most_siblings: usize,
     request: u64,
@@ -49,12 +59,14 @@ pub(crate) struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(pod: &'a Pod, feasible: &[&NodeInfo]) -> Self {
+    pub(crate) fn new(pod: &'a Pod, feasible: &[&'a NodeInfo]) -> Self {
         let owner = pod.metadata.controller().map(|o| o.uid.as_str());
         let most_siblings = owner
             .and_then(|o| feasible.iter().map(|n| n.pods_of_owner(o)).max())
             .unwrap_or(0);
         Context {
+            pod,
+            feasible: feasible.to_vec(),
             owner,
             most_siblings,
             request: pod.spec.memory_request(),
@@ -72,6 +84,8 @@ impl<'a> Context<'a> {
             ScorerKind::Spread => self.spread(node),
             ScorerKind::LeastLoaded => self.least_loaded(node),
             ScorerKind::ArtifactCached => self.artifact_cached(node),
+            ScorerKind::NodePreference => crate::topology::preference_score(self.pod, node),
+            ScorerKind::TopologySpread => crate::topology::spread_score(self.pod, node, &self.feasible),
         }
     }
 

@@ -84,7 +84,7 @@ fn summary_counts_reasons_like_kubernetes() {
     assert_eq!(d.node.as_deref(), Some("z"));
     assert_eq!(
         d.message,
-        "1/4 nodes are available: 2 insufficient memory, 1 node cordoned; chose z (score 250 of 400)"
+        "1/4 nodes are available: 2 insufficient memory, 1 node cordoned; chose z (score 250 of 600)"
     );
     assert_eq!(d.scores, BTreeMap::from([("z".to_owned(), 250)]));
     assert_eq!(d.to_status().result, "Scheduled");
