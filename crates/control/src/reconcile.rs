@@ -20,8 +20,7 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use skiff_api::{
     Deployment, DeploymentStatus, DisconnectDelay, EndpointAddress, Endpoints, Event, EventSeverity, Kind,
-    Node, Object, ObjectMeta, OwnerReference, Pod, PodPhase, PodStatus, SchedulingStatus, Service,
-    map_matches,
+    Node, Object, ObjectMeta, OwnerReference, Pod, PodPhase, PodStatus, Service, map_matches,
 };
 use skiff_state::Op;
 
@@ -368,19 +367,8 @@ pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
     if pending.is_empty() {
         return Vec::new();
     }
-    let infos: Vec<skiff_scheduler::NodeInfo> = s
-        .nodes
-        .iter()
-        .map(|n| skiff_scheduler::NodeInfo {
-            node: n.clone(),
-            pods: s
-                .pods
-                .iter()
-                .filter(|p| !is_terminal(p) && p.spec.node_name.as_deref() == Some(n.metadata.name.as_str()))
-                .map(skiff_scheduler::PodSummary::of)
-                .collect(),
-        })
-        .collect();
+    // Terminal pods hold nothing (from_cluster leaves them out), in one pass over the pods.
+    let infos = skiff_scheduler::NodeInfo::from_cluster(&s.nodes, &s.pods);
     let decisions = skiff_scheduler::schedule_batch(&pending, &infos, seed);
     let mut ops = Vec::new();
     let recorder = s.now.map(|now| Recorder {
@@ -388,16 +376,7 @@ pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
         now,
     });
     for (pod, (_, d)) in pending.iter().zip(decisions) {
-        let scheduling = SchedulingStatus {
-            result: if d.node.is_some() {
-                "Scheduled".into()
-            } else {
-                "Unschedulable".into()
-            },
-            message: d.message.clone(),
-            rejected: d.rejected.clone(),
-            scores: d.scores.clone(),
-        };
+        let scheduling = d.to_status();
         match d.node {
             Some(node) => {
                 if let Some(r) = &recorder {

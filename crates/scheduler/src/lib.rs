@@ -65,6 +65,9 @@
 //! ## Decisions
 //! - Nodes are sorted by name before anything else, so the input order never changes a decision;
 //!   the seed alone breaks ties (Fisher–Yates with SplitMix64, no `rand`).
+//! - In clusters over 100 nodes the filter stops once [`feasible_enough`] nodes passed (kube-
+//!   scheduler's `percentageOfNodesToScore`), starting at a seeded offset in name order; the
+//!   summary then says how many nodes were evaluated.
 //! - A node is rejected by the *first* filter it fails, and the summary counts those, like
 //!   kube-scheduler. A pod with `spec.nodeName` only fits that node.
 //! - Capacities are taken literally: a node reporting `capacity.pods: 0` or no memory takes no pod.
@@ -82,5 +85,5 @@ mod topology;
 
 pub use filter::{FilterKind, Rejection, check, run as run_filter};
 pub use node_info::{NodeInfo, PodSummary};
-pub use pipeline::{Decision, schedule, schedule_batch};
+pub use pipeline::{Decision, STATUS_ENTRIES, feasible_enough, schedule, schedule_batch};
 pub use score::{MAX_TOTAL, ScorerKind, score as score_node, total as total_score};

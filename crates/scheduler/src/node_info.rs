@@ -36,8 +36,40 @@ impl PodSummary {
 pub struct NodeInfo {
     /// The node as registered by its agent.
     pub node: Node,
-    /// Pods bound to the node that still hold resources (not Succeeded or Failed).
+    /// Pods bound to the node that still hold resources (not Succeeded or Failed). Prefer
+    /// [`NodeInfo::add_pod`] to pushing here: it keeps the sums the filters read up to date.
     pub pods: Vec<PodSummary>,
+    /// Sums over `pods`, valid while `totals.pods == pods.len()` (recomputed otherwise).
+    totals: Totals,
+}
+
+/// What the filters and scorers read about a node's pods, kept as running sums so placing a pod
+/// costs O(1) per node instead of a walk over the node's pods.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Totals {
+    pods: usize,
+    memory: u64,
+    cpu: u64,
+    owners: BTreeMap<String, usize>,
+}
+
+impl Totals {
+    fn add(&mut self, p: &PodSummary) {
+        self.pods += 1;
+        self.memory += p.memory;
+        self.cpu += p.cpu;
+        if let Some(o) = &p.owner_uid {
+            *self.owners.entry(o.clone()).or_default() += 1;
+        }
+    }
+
+    fn of(pods: &[PodSummary]) -> Totals {
+        let mut t = Totals::default();
+        for p in pods {
+            t.add(p);
+        }
+        t
+    }
 }
 
 impl NodeInfo {
@@ -46,6 +78,7 @@ impl NodeInfo {
         NodeInfo {
             node,
             pods: Vec::new(),
+            totals: Totals::default(),
         }
     }
 
@@ -62,7 +95,7 @@ impl NodeInfo {
                 continue;
             }
             if let Some(info) = pod.spec.node_name.as_deref().and_then(|n| by_name.get_mut(n)) {
-                info.pods.push(PodSummary::of(pod));
+                info.add_pod(PodSummary::of(pod));
             }
         }
         by_name.into_values().collect()
@@ -73,9 +106,26 @@ impl NodeInfo {
         &self.node.metadata.name
     }
 
+    /// Binds a pod to the node (for the scheduler's accounting).
+    pub fn add_pod(&mut self, pod: PodSummary) {
+        if self.totals.pods != self.pods.len() {
+            self.totals = Totals::of(&self.pods);
+        }
+        self.totals.add(&pod);
+        self.pods.push(pod);
+    }
+
+    fn totals(&self) -> std::borrow::Cow<'_, Totals> {
+        if self.totals.pods == self.pods.len() {
+            std::borrow::Cow::Borrowed(&self.totals)
+        } else {
+            std::borrow::Cow::Owned(Totals::of(&self.pods))
+        }
+    }
+
     /// Memory requested by the pods already on the node, in bytes.
     pub fn memory_used(&self) -> u64 {
-        self.pods.iter().map(|p| p.memory).sum()
+        self.totals().memory
     }
 
     /// Memory the node can still give, in bytes (capacity minus what its pods request).
@@ -95,14 +145,11 @@ impl NodeInfo {
 
     /// CPU requested by the pods already on the node, in millicores.
     pub fn cpu_used(&self) -> u64 {
-        self.pods.iter().map(|p| p.cpu).sum()
+        self.totals().cpu
     }
 
     /// How many pods of the controller `owner_uid` are on the node.
     pub fn pods_of_owner(&self, owner_uid: &str) -> usize {
-        self.pods
-            .iter()
-            .filter(|p| p.owner_uid.as_deref() == Some(owner_uid))
-            .count()
+        self.totals().owners.get(owner_uid).copied().unwrap_or(0)
     }
 }

@@ -22,9 +22,17 @@ pub struct Decision {
     pub message: String,
 }
 
+/// Most per-node entries kept in a pod's `status.scheduling` maps: a pod in a 10,000-node cluster
+/// must not carry 10,000 reasons (the summary message counts them all).
+pub const STATUS_ENTRIES: usize = 20;
+
 impl Decision {
-    /// The decision as a pod's `status.scheduling` (result `Scheduled` or `Unschedulable`).
+    /// The decision as a pod's `status.scheduling` (result `Scheduled` or `Unschedulable`): the
+    /// message, the highest [`STATUS_ENTRIES`] scores and the first [`STATUS_ENTRIES`] rejections
+    /// by node name.
     pub fn to_status(&self) -> SchedulingStatus {
+        let mut best: Vec<(&String, &i64)> = self.scores.iter().collect();
+        best.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         SchedulingStatus {
             result: if self.node.is_some() {
                 "Scheduled".into()
@@ -32,8 +40,17 @@ impl Decision {
                 "Unschedulable".into()
             },
             message: self.message.clone(),
-            rejected: self.rejected.clone(),
-            scores: self.scores.clone(),
+            rejected: self
+                .rejected
+                .iter()
+                .take(STATUS_ENTRIES)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            scores: best
+                .into_iter()
+                .take(STATUS_ENTRIES)
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
         }
     }
 }
@@ -54,7 +71,21 @@ pub fn schedule(pod: &Pod, nodes: &[NodeInfo], seed: u64) -> Decision {
     let mut counts: BTreeMap<FilterKind, usize> = BTreeMap::new();
     let mut feasible: Vec<&NodeInfo> = Vec::new();
     let all = candidates.clone();
+    // Large clusters: like kube-scheduler's percentageOfNodesToScore, stop once enough feasible
+    // nodes are found, starting at a seeded offset so every node gets its turn.
+    let enough = feasible_enough(candidates.len());
+    let start = if enough < candidates.len() {
+        (seed % candidates.len() as u64) as usize
+    } else {
+        0
+    };
+    candidates.rotate_left(start);
+    let mut evaluated = 0usize;
     for node in candidates {
+        if feasible.len() >= enough {
+            break;
+        }
+        evaluated += 1;
         match filter::check(pod, node).and_then(|()| crate::topology::check(pod, node, &all)) {
             Ok(()) => feasible.push(node),
             Err(r) => {
@@ -83,7 +114,15 @@ pub fn schedule(pod: &Pod, nodes: &[NodeInfo], seed: u64) -> Decision {
     });
 
     // Stage 4 — explain: `N/M nodes are available: <counts>` and, when placed, where and why.
-    let mut message = format!("{}/{} nodes are available", feasible.len(), nodes.len());
+    let mut message = if evaluated < nodes.len() {
+        format!(
+            "{} feasible of {evaluated} nodes evaluated ({} in the cluster; enough found)",
+            feasible.len(),
+            nodes.len()
+        )
+    } else {
+        format!("{}/{} nodes are available", feasible.len(), nodes.len())
+    };
     let mut by_count: Vec<(FilterKind, usize)> = counts.into_iter().collect();
     by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let parts: Vec<String> = by_count
@@ -108,6 +147,16 @@ pub fn schedule(pod: &Pod, nodes: &[NodeInfo], seed: u64) -> Decision {
     }
 }
 
+/// How many feasible nodes are enough to choose from among `n`: all of them up to 100 nodes, then
+/// kube-scheduler's adaptive share (50% minus 1% per 125 nodes, at least 5%), at least 100.
+pub fn feasible_enough(n: usize) -> usize {
+    if n <= 100 {
+        return n;
+    }
+    let pct = 50usize.saturating_sub(n / 125).max(5);
+    (n * pct / 100).max(100)
+}
+
 /// Schedules `pods` one after the other, counting each placement (memory, pod count, spread)
 /// before deciding the next, as if the previous pods were already bound. Returns each pod's name
 /// with its decision, in input order. Pod `i` uses a seed derived from `seed` and `i`.
@@ -120,7 +169,7 @@ pub fn schedule_batch(pods: &[Pod], nodes: &[NodeInfo], seed: u64) -> Vec<(Strin
             if let Some(chosen) = &decision.node
                 && let Some(info) = nodes.iter_mut().find(|n| n.name() == chosen)
             {
-                info.pods.push(PodSummary::of(pod));
+                info.add_pod(PodSummary::of(pod));
             }
             (pod.metadata.name.clone(), decision)
         })

@@ -275,3 +275,26 @@ fn ties_are_broken_by_the_seed() {
         "equal nodes should not always lose to the same one: {chosen:?}"
     );
 }
+
+#[test]
+fn large_clusters_stop_at_enough_feasible_nodes() {
+    assert_eq!(skiff_scheduler::feasible_enough(50), 50);
+    assert_eq!(skiff_scheduler::feasible_enough(1000), 420);
+    assert_eq!(skiff_scheduler::feasible_enough(10_000), 500);
+    let nodes: Vec<NodeInfo> = (0..1000).map(|i| node(&format!("n{i:04}"), 1024, 10)).collect();
+    let d = schedule(&pod("p", 64), &nodes, 5);
+    assert!(d.node.is_some());
+    assert_eq!(d.scores.len(), 420);
+    assert!(
+        d.message
+            .starts_with("420 feasible of 420 nodes evaluated (1000 in the cluster"),
+        "{}",
+        d.message
+    );
+    // Other seeds start elsewhere: over several pods every node gets considered.
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in [5, 300, 600, 900] {
+        seen.extend(schedule(&pod("p", 64), &nodes, seed).scores.into_keys());
+    }
+    assert_eq!(seen.len(), 1000);
+}
