@@ -63,14 +63,16 @@ impl Decision {
 pub fn schedule(pod: &Pod, nodes: &[NodeInfo], seed: u64) -> Decision {
     // Stage 0 — order: sort candidates by name, so the input order never changes the answer.
     let mut candidates: Vec<&NodeInfo> = nodes.iter().collect();
-    candidates.sort_by(|a, b| a.name().cmp(b.name()));
+    if !candidates.is_sorted_by(|a, b| a.name() <= b.name()) {
+        candidates.sort_by(|a, b| a.name().cmp(b.name()));
+    }
+    let cluster_wide = has_cluster_constraints(pod);
 
     // Stage 1 — filter: every node either passes every filter or is rejected by the first one it
     // fails, with a reason. Rejections are counted per filter for the summary.
     let mut rejected = BTreeMap::new();
     let mut counts: BTreeMap<FilterKind, usize> = BTreeMap::new();
     let mut feasible: Vec<&NodeInfo> = Vec::new();
-    let all = candidates.clone();
     // Large clusters: like kube-scheduler's percentageOfNodesToScore, stop once enough feasible
     // nodes are found, starting at a seeded offset so every node gets its turn.
     let enough = feasible_enough(candidates.len());
@@ -79,14 +81,21 @@ pub fn schedule(pod: &Pod, nodes: &[NodeInfo], seed: u64) -> Decision {
     } else {
         0
     };
-    candidates.rotate_left(start);
     let mut evaluated = 0usize;
-    for node in candidates {
+    for i in 0..candidates.len() {
         if feasible.len() >= enough {
             break;
         }
+        let node = candidates[(start + i) % candidates.len()];
         evaluated += 1;
-        match filter::check(pod, node).and_then(|()| crate::topology::check(pod, node, &all)) {
+        let verdict = filter::check(pod, node).and_then(|()| {
+            if cluster_wide {
+                crate::topology::check(pod, node, &candidates)
+            } else {
+                Ok(())
+            }
+        });
+        match verdict {
             Ok(()) => feasible.push(node),
             Err(r) => {
                 *counts.entry(r.filter).or_default() += 1;
@@ -147,6 +156,16 @@ pub fn schedule(pod: &Pod, nodes: &[NodeInfo], seed: u64) -> Decision {
     }
 }
 
+/// Whether the pod has constraints that look at other nodes' pods.
+fn has_cluster_constraints(pod: &Pod) -> bool {
+    !pod.spec.topology_spread_constraints.is_empty()
+        || pod
+            .spec
+            .affinity
+            .as_ref()
+            .is_some_and(|a| !a.pod_affinity.is_empty() || !a.pod_anti_affinity.is_empty())
+}
+
 /// How many feasible nodes are enough to choose from among `n`: all of them up to 100 nodes, then
 /// kube-scheduler's adaptive share (50% minus 1% per 125 nodes, at least 5%), at least 100.
 pub fn feasible_enough(n: usize) -> usize {
@@ -162,6 +181,8 @@ pub fn feasible_enough(n: usize) -> usize {
 /// with its decision, in input order. Pod `i` uses a seed derived from `seed` and `i`.
 pub fn schedule_batch(pods: &[Pod], nodes: &[NodeInfo], seed: u64) -> Vec<(String, Decision)> {
     let mut nodes = nodes.to_vec();
+    // Sorted once here, so each `schedule` finds them in order.
+    nodes.sort_by(|a, b| a.name().cmp(b.name()));
     let mut seeds = SplitMix64::new(seed);
     pods.iter()
         .map(|pod| {
