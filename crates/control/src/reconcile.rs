@@ -369,7 +369,7 @@ pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
     }
     // Terminal pods hold nothing (from_cluster leaves them out), in one pass over the pods.
     let infos = skiff_scheduler::NodeInfo::from_cluster(&s.nodes, &s.pods);
-    let decisions = skiff_scheduler::schedule_batch(&pending, &infos, seed);
+    let decisions = skiff_scheduler::schedule_batch_owned(&pending, infos, seed);
     let mut ops = Vec::new();
     let recorder = s.now.map(|now| Recorder {
         component: SCHEDULER,

@@ -85,5 +85,7 @@ mod topology;
 
 pub use filter::{FilterKind, Rejection, check, run as run_filter};
 pub use node_info::{NodeInfo, PodSummary};
-pub use pipeline::{Decision, STATUS_ENTRIES, feasible_enough, schedule, schedule_batch};
+pub use pipeline::{
+    Decision, STATUS_ENTRIES, feasible_enough, schedule, schedule_batch, schedule_batch_owned,
+};
 pub use score::{MAX_TOTAL, ScorerKind, score as score_node, total as total_score};

@@ -180,7 +180,11 @@ pub fn feasible_enough(n: usize) -> usize {
 /// before deciding the next, as if the previous pods were already bound. Returns each pod's name
 /// with its decision, in input order. Pod `i` uses a seed derived from `seed` and `i`.
 pub fn schedule_batch(pods: &[Pod], nodes: &[NodeInfo], seed: u64) -> Vec<(String, Decision)> {
-    let mut nodes = nodes.to_vec();
+    schedule_batch_owned(pods, nodes.to_vec(), seed)
+}
+
+/// [`schedule_batch`] on node infos the caller no longer needs (no copy of the cluster).
+pub fn schedule_batch_owned(pods: &[Pod], mut nodes: Vec<NodeInfo>, seed: u64) -> Vec<(String, Decision)> {
     // Sorted once here, so each `schedule` finds them in order.
     nodes.sort_by(|a, b| a.name().cmp(b.name()));
     let mut seeds = SplitMix64::new(seed);
