@@ -24,9 +24,12 @@
 //!   reports every problem with its field path, e.g. `spec.template.spec.components[0].wasm`.
 //! - [`Event`] records what happened to an object (`NodeNotReady`, `Scheduled`, `PodEvicted`),
 //!   deduplicated by object and reason with a `count`.
+//! - [`ConfigMap`] and [`Secret`] hold `data` (key → string) that components read as environment
+//!   variables (`env[].valueFrom`); Secret values are encrypted at rest by the control plane.
 //! - [`WatchEvent`], [`ObjectList`] and [`ErrorBody`] are the API's envelopes.
 #![deny(missing_docs)]
 
+mod config;
 mod event;
 mod image;
 mod kind;
@@ -42,6 +45,7 @@ mod validate;
 mod wire;
 mod workload;
 
+pub use config::{ConfigMap, MAX_CONFIG_DATA_BYTES, MAX_CONFIG_KEY_LEN, Secret, config_key_problem};
 pub use event::{Event, EventSeverity, EventSource, ObjectReference};
 pub use image::{ImageRef, is_sha256_digest};
 pub use kind::{Kind, Object, UnknownKind};

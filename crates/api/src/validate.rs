@@ -86,6 +86,12 @@ impl Checker {
         }
     }
 
+    fn config_data(&mut self, data: &BTreeMap<String, String>) {
+        for (path, message) in crate::config::data_problems(data) {
+            self.err(path, message);
+        }
+    }
+
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError {
             path: path.into(),
@@ -447,6 +453,8 @@ impl Object {
             Object::Namespace(_) | Object::Endpoints(_) | Object::Event(_) => {}
             Object::Node(n) => c.taints("spec.taints", &n.spec.taints),
             Object::JoinToken(t) => c.join_token(t),
+            Object::ConfigMap(m) => c.config_data(&m.data),
+            Object::Secret(m) => c.config_data(&m.data),
             Object::Pod(p) => c.pod_spec("spec", &p.spec),
             Object::Deployment(d) => {
                 let s = &d.spec;

@@ -56,6 +56,7 @@ fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         Kind::Namespace => vec!["NAME", "AGE"],
         Kind::JoinToken => vec!["ID", "EXPIRES", "DESCRIPTION", "AGE"],
         Kind::Event => vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        Kind::ConfigMap | Kind::Secret => vec!["NAME", "DATA", "AGE"],
     };
     if wide {
         match kind {
@@ -144,6 +145,8 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
             age(o),
         ],
         Object::Namespace(_) => vec![name, age(o)],
+        Object::ConfigMap(c) => vec![name, c.data.len().to_string(), age(o)],
+        Object::Secret(c) => vec![name, c.data.len().to_string(), age(o)],
         Object::JoinToken(t) => vec![
             name,
             t.spec.expires.clone().unwrap_or_else(|| "never".into()),
