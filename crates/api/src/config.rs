@@ -106,4 +106,48 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert!(p[0].1.contains("1 MiB"), "{p:?}");
     }
+
+    fn pod_with_env(env: &str) -> crate::Object {
+        let json = format!(
+            r#"{{"kind":"Pod","apiVersion":"skiff.dev/v1","metadata":{{"name":"p"}},
+            "spec":{{"components":[{{"name":"c","wasm":{{"digest":"sha256:{}"}},"env":{env}}}]}}}}"#,
+            "0".repeat(64)
+        );
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn env_value_from_is_checked() {
+        let ok = pod_with_env(
+            r#"[{"name":"A","value":"x"},{"name":"B","valueFrom":{"secretKeyRef":{"name":"db","key":"password"}}},
+            {"name":"C","valueFrom":{"configMapKeyRef":{"name":"settings","key":"level"}}}]"#,
+        );
+        ok.validate().unwrap();
+        let crate::Object::Pod(p) = &ok else {
+            unreachable!()
+        };
+        assert_eq!(p.spec.secret_names(), ["db"]);
+        let bad = pod_with_env(
+            r#"[{"name":"A","value":"x","valueFrom":{"secretKeyRef":{"name":"db","key":"k"}}},
+            {"name":"B","valueFrom":{}},
+            {"name":"C","valueFrom":{"secretKeyRef":{"name":"db","key":"k"},"configMapKeyRef":{"name":"c","key":"k"}}},
+            {"name":"D","valueFrom":{"secretKeyRef":{"name":"Bad_Name","key":"a/b"}}}]"#,
+        );
+        let e = bad.validate().unwrap_err();
+        let got: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+        let paths: Vec<&str> = e.0.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.components[0].env[0].valueFrom",
+                "spec.components[0].env[1].valueFrom",
+                "spec.components[0].env[2].valueFrom",
+                "spec.components[0].env[3].valueFrom.secretKeyRef.name",
+                "spec.components[0].env[3].valueFrom.secretKeyRef.key",
+            ],
+            "{got:?}"
+        );
+        assert!(got[0].contains("not both"), "{got:?}");
+        assert!(got[2].contains("exactly one"), "{got:?}");
+    }
 }

@@ -55,8 +55,8 @@ pub use node::{
     NodeCondition, NodeSpec, NodeStatus, OS_LABEL, READY_CONDITION,
 };
 pub use pod::{
-    Component, EnvVar, POD_NAME_HEADER, Pod, PodPhase, PodSpec, PodStatus, Resources, RestartPolicy,
-    SchedulingStatus, WasmSpec, World,
+    Component, EnvVar, EnvVarSource, KeyRef, POD_NAME_HEADER, Pod, PodPhase, PodSpec, PodStatus, Resources,
+    RestartPolicy, SchedulingStatus, WasmSpec, World,
 };
 pub use policy::{
     DisconnectDelay, DisconnectPolicy, Taint, TaintEffect, Toleration, TolerationOperator, untolerated,

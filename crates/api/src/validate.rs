@@ -86,6 +86,43 @@ impl Checker {
         }
     }
 
+    fn env_source(&mut self, path: &str, value: &str, from: &crate::EnvVarSource) {
+        if !value.is_empty() {
+            self.err(
+                format!("{path}.valueFrom"),
+                "give either value or valueFrom, not both",
+            );
+        }
+        let (which, r) = match (&from.config_map_key_ref, &from.secret_key_ref) {
+            (Some(r), None) => ("configMapKeyRef", r),
+            (None, Some(r)) => ("secretKeyRef", r),
+            (None, None) => {
+                return self.err(
+                    format!("{path}.valueFrom"),
+                    "is empty: set configMapKeyRef {name, key} or secretKeyRef {name, key}",
+                );
+            }
+            (Some(_), Some(_)) => {
+                return self.err(
+                    format!("{path}.valueFrom"),
+                    "sets both configMapKeyRef and secretKeyRef: keep exactly one",
+                );
+            }
+        };
+        let rp = format!("{path}.valueFrom.{which}");
+        if r.name.is_empty() {
+            self.err(
+                format!("{rp}.name"),
+                "is required: name the object in the pod's namespace",
+            );
+        } else {
+            self.dns_label(&format!("{rp}.name"), &r.name, "name");
+        }
+        if let Some(why) = crate::config::config_key_problem(&r.key) {
+            self.err(format!("{rp}.key"), format!("key {why}"));
+        }
+    }
+
     fn config_data(&mut self, data: &BTreeMap<String, String>) {
         for (path, message) in crate::config::data_problems(data) {
             self.err(path, message);
@@ -242,6 +279,9 @@ impl Checker {
                         format!("{cp}.env[{j}].name"),
                         format!("duplicate variable {:?}", e.name),
                     );
+                }
+                if let Some(from) = &e.value_from {
+                    self.env_source(&format!("{cp}.env[{j}]"), &e.value, from);
                 }
             }
             if let Some(m) = c.resources.memory
