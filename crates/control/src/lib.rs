@@ -45,6 +45,7 @@ mod plane;
 pub mod reconcile;
 mod replicate;
 mod replicated;
+mod secrets;
 mod serve;
 mod watch;
 
