@@ -317,7 +317,7 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Lists objects (read locally).
+    /// Lists objects (read locally; Secret values stay sealed).
     ///
     /// # Errors
     /// Storage errors.
