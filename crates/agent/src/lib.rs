@@ -63,6 +63,12 @@
 //!   has had no contact with the control plane for that long (default: never stopped); when
 //!   contact returns, a pod still bound to the node starts again under the same uid (the
 //!   `disconnect` module; the run loop calls it on every heartbeat).
+//! - **Configuration** — `env[].valueFrom` (a ConfigMap or Secret key) is read through the API
+//!   each time a pod starts and kept only in the running handler: the local store holds the pod
+//!   as the API has it (the reference, never the value), so no Secret value is written to the
+//!   node's disk. A pod that uses `valueFrom` therefore cannot start from local state while the
+//!   control plane is unreachable; it starts at the first sync after contact returns. A missing
+//!   object or key fails the pod with reason `ConfigError` and a message naming the reference.
 //! - The store is closed when [`Agent::run`] returns, so one directory serves one agent at a time.
 #![deny(missing_docs)]
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
-use skiff_api::{Object, Pod, PodPhase, PodStatus};
+use skiff_api::{Component, Kind, Object, Pod, PodPhase, PodStatus};
 use skiff_client::Client;
 use skiff_runtime_wasm::{HandlerOptions, HttpHandler, LogBuffer, WasmRuntime};
 
@@ -442,6 +442,60 @@ impl PodTable {
         }
     }
 
+    /// The component's environment with every `valueFrom` read from its ConfigMap or Secret
+    /// through the API (never from the local store: values are not kept on the node's disk).
+    /// A missing object or key fails with reason `ConfigError` naming the reference; values are
+    /// never logged.
+    async fn resolve_env(&self, pod: &Pod, c: &Component) -> Result<Vec<(String, String)>, StartError> {
+        let ns = pod.metadata.namespace_or_default();
+        let mut env = Vec::with_capacity(c.env.len());
+        for e in &c.env {
+            let Some(from) = &e.value_from else {
+                env.push((e.name.clone(), e.value.clone()));
+                continue;
+            };
+            let (kind, r) = match (&from.config_map_key_ref, &from.secret_key_ref) {
+                (Some(r), None) => (Kind::ConfigMap, r),
+                (None, Some(r)) => (Kind::Secret, r),
+                _ => {
+                    return Err(StartError {
+                        reason: "ConfigError",
+                        message: format!(
+                            "component {}: env {} must set exactly one of configMapKeyRef and secretKeyRef",
+                            c.name, e.name
+                        ),
+                    });
+                }
+            };
+            let what = format!("{kind} {ns}/{} key {:?}", r.name, r.key);
+            let fail = |why: String| StartError {
+                reason: "ConfigError",
+                message: format!("component {}: env {} from {what}: {why}", c.name, e.name),
+            };
+            let data = match self.client.get(kind, Some(ns), &r.name).await {
+                Ok(Object::ConfigMap(m)) => m.data,
+                Ok(Object::Secret(m)) => m.data,
+                Ok(other) => return Err(fail(format!("the API answered a {}", other.kind()))),
+                Err(err) if err.is_not_found() => {
+                    return Err(fail(format!(
+                        "the {kind} does not exist: create it, then re-create the pod"
+                    )));
+                }
+                Err(err) => return Err(fail(format!("cannot read it: {err}"))),
+            };
+            match data.get(&r.key) {
+                Some(v) => env.push((e.name.clone(), v.clone())),
+                None => {
+                    return Err(fail(format!(
+                        "the {kind} has no such key (it has {} keys)",
+                        data.len()
+                    )));
+                }
+            }
+        }
+        Ok(env)
+    }
+
     async fn start(&self, pod: &Pod) -> Result<RunningPod, StartError> {
         let logs = Arc::new(LogBuffer::new(LOG_BYTES));
         let mut handlers = Vec::new();
@@ -459,7 +513,7 @@ impl PodTable {
             })?;
             lock(&self.cached).insert(component.digest().to_owned());
             let mut opts = HandlerOptions::new(format!("{}/{}", key(pod), c.name));
-            opts.env = c.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect();
+            opts.env = self.resolve_env(pod, c).await?;
             opts.env
                 .push(("SKIFF_POD_NAME".into(), pod.metadata.name.clone()));
             opts.env.push((

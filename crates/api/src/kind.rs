@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{ConfigMap, Secret};
 use crate::event::Event;
 use crate::meta::ObjectMeta;
 use crate::node::Namespace;
@@ -35,20 +36,26 @@ pub enum Kind {
     JoinToken,
     /// Something that happened to an object (server-owned).
     Event,
+    /// Plain configuration pods read as environment variables.
+    ConfigMap,
+    /// Sensitive configuration, encrypted at rest.
+    Secret,
 }
 
 /// A kind name that is not one of [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, Service, Endpoints, HTTPRoute, JoinToken, Event"
+    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret"
 )]
 pub struct UnknownKind(pub String);
 
 impl Kind {
     /// All kinds, in the order objects of a multi-kind apply are created.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Namespace,
         Kind::Node,
+        Kind::ConfigMap,
+        Kind::Secret,
         Kind::Service,
         Kind::Deployment,
         Kind::Pod,
@@ -70,6 +77,8 @@ impl Kind {
             Kind::HttpRoute => "HTTPRoute",
             Kind::JoinToken => "JoinToken",
             Kind::Event => "Event",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -85,6 +94,8 @@ impl Kind {
             Kind::HttpRoute => "httproutes",
             Kind::JoinToken => "jointokens",
             Kind::Event => "events",
+            Kind::ConfigMap => "configmaps",
+            Kind::Secret => "secrets",
         }
     }
 
@@ -99,7 +110,7 @@ impl Kind {
     }
 
     /// Parses a plural (`pods`), singular (`pod`), kind name (`Pod`) or short name (`po`, `deploy`,
-    /// `svc`, `ep`, `ns`, `no`, `route`, `ev`), case-insensitively.
+    /// `svc`, `ep`, `ns`, `no`, `route`, `ev`, `cm`), case-insensitively.
     pub fn parse_any(s: &str) -> Result<Kind, UnknownKind> {
         let l = s.to_ascii_lowercase();
         let k = match l.as_str() {
@@ -112,6 +123,8 @@ impl Kind {
             "httproute" | "httproutes" | "route" | "routes" => Kind::HttpRoute,
             "jointoken" | "jointokens" | "token" | "tokens" => Kind::JoinToken,
             "event" | "events" | "ev" => Kind::Event,
+            "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
+            "secret" | "secrets" => Kind::Secret,
             _ => return Err(UnknownKind(s.to_owned())),
         };
         Ok(k)
@@ -161,6 +174,10 @@ pub enum Object {
     JoinToken(JoinToken),
     /// An [`Event`].
     Event(Event),
+    /// A [`ConfigMap`].
+    ConfigMap(ConfigMap),
+    /// A [`Secret`].
+    Secret(Secret),
 }
 
 macro_rules! each_variant {
@@ -175,6 +192,8 @@ macro_rules! each_variant {
             Object::HttpRoute($o) => $e,
             Object::JoinToken($o) => $e,
             Object::Event($o) => $e,
+            Object::ConfigMap($o) => $e,
+            Object::Secret($o) => $e,
         }
     };
 }
@@ -192,6 +211,8 @@ impl Object {
             Object::HttpRoute(_) => Kind::HttpRoute,
             Object::JoinToken(_) => Kind::JoinToken,
             Object::Event(_) => Kind::Event,
+            Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Secret(_) => Kind::Secret,
         }
     }
 
@@ -224,6 +245,8 @@ impl Object {
             Object::Endpoints(e) => serde_json::to_value(&e.endpoints).unwrap_or_default(),
             Object::HttpRoute(r) => serde_json::to_value(&r.spec).unwrap_or_default(),
             Object::JoinToken(t) => serde_json::to_value(&t.spec).unwrap_or_default(),
+            Object::ConfigMap(c) => serde_json::to_value(&c.data).unwrap_or_default(),
+            Object::Secret(s) => serde_json::to_value(&s.data).unwrap_or_default(),
         }
     }
 

@@ -24,10 +24,13 @@
 //!   reports every problem with its field path, e.g. `spec.template.spec.components[0].wasm`.
 //! - [`Event`] records what happened to an object (`NodeNotReady`, `Scheduled`, `PodEvicted`),
 //!   deduplicated by object and reason with a `count`.
+//! - [`ConfigMap`] and [`Secret`] hold `data` (key → string) that components read as environment
+//!   variables (`env[].valueFrom`); Secret values are encrypted at rest by the control plane.
 //! - [`WatchEvent`], [`ObjectList`] and [`ErrorBody`] are the API's envelopes.
 #![deny(missing_docs)]
 
 mod affinity;
+mod config;
 mod event;
 mod image;
 mod kind;
@@ -47,6 +50,7 @@ pub use affinity::{
     Affinity, LabelOperator, LabelRequirement, NodeAffinity, NodeSelectorTerm, PodAffinityTerm,
     PreferredTerm, TopologySpreadConstraint, WhenUnsatisfiable, selector_matches,
 };
+pub use config::{ConfigMap, MAX_CONFIG_DATA_BYTES, MAX_CONFIG_KEY_LEN, Secret, config_key_problem};
 pub use event::{Event, EventSeverity, EventSource, ObjectReference};
 pub use image::{ImageRef, is_sha256_digest};
 pub use kind::{Kind, Object, UnknownKind};
@@ -56,8 +60,8 @@ pub use node::{
     NodeCondition, NodeSpec, NodeStatus, OS_LABEL, READY_CONDITION,
 };
 pub use pod::{
-    Component, EnvVar, POD_NAME_HEADER, Pod, PodPhase, PodSpec, PodStatus, Resources, RestartPolicy,
-    SchedulingStatus, WasmSpec, World,
+    Component, EnvVar, EnvVarSource, KeyRef, POD_NAME_HEADER, Pod, PodPhase, PodSpec, PodStatus, Resources,
+    RestartPolicy, SchedulingStatus, WasmSpec, World,
 };
 pub use policy::{
     DisconnectDelay, DisconnectPolicy, Taint, TaintEffect, Toleration, TolerationOperator, untolerated,

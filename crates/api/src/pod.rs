@@ -148,15 +148,58 @@ pub enum World {
     Http,
 }
 
-/// An environment variable.
+/// An environment variable: a literal `value`, or a value read from a ConfigMap or Secret when the
+/// pod starts (`valueFrom`); not both.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVar {
     /// Variable name.
     pub name: String,
-    /// Value.
-    #[serde(default)]
+    /// Literal value.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub value: String,
+    /// Where the value comes from instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvVarSource>,
+}
+
+/// The source of an environment variable's value: exactly one of the two references.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVarSource {
+    /// A key of a ConfigMap in the pod's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<KeyRef>,
+    /// A key of a Secret in the pod's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<KeyRef>,
+}
+
+/// A key of a named object in the pod's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyRef {
+    /// The object's name.
+    pub name: String,
+    /// The key in its `data`.
+    pub key: String,
+}
+
+impl PodSpec {
+    /// Names of the Secrets the pod's components read (`env[].valueFrom.secretKeyRef`), sorted and
+    /// without repeats.
+    pub fn secret_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .components
+            .iter()
+            .flat_map(|c| c.env.iter())
+            .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+            .map(|r| r.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
 }
 
 /// Limits applied to each instance of a component.

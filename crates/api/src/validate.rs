@@ -86,6 +86,49 @@ impl Checker {
         }
     }
 
+    fn env_source(&mut self, path: &str, value: &str, from: &crate::EnvVarSource) {
+        if !value.is_empty() {
+            self.err(
+                format!("{path}.valueFrom"),
+                "give either value or valueFrom, not both",
+            );
+        }
+        let (which, r) = match (&from.config_map_key_ref, &from.secret_key_ref) {
+            (Some(r), None) => ("configMapKeyRef", r),
+            (None, Some(r)) => ("secretKeyRef", r),
+            (None, None) => {
+                return self.err(
+                    format!("{path}.valueFrom"),
+                    "is empty: set configMapKeyRef {name, key} or secretKeyRef {name, key}",
+                );
+            }
+            (Some(_), Some(_)) => {
+                return self.err(
+                    format!("{path}.valueFrom"),
+                    "sets both configMapKeyRef and secretKeyRef: keep exactly one",
+                );
+            }
+        };
+        let rp = format!("{path}.valueFrom.{which}");
+        if r.name.is_empty() {
+            self.err(
+                format!("{rp}.name"),
+                "is required: name the object in the pod's namespace",
+            );
+        } else {
+            self.dns_label(&format!("{rp}.name"), &r.name, "name");
+        }
+        if let Some(why) = crate::config::config_key_problem(&r.key) {
+            self.err(format!("{rp}.key"), format!("key {why}"));
+        }
+    }
+
+    fn config_data(&mut self, data: &BTreeMap<String, String>) {
+        for (path, message) in crate::config::data_problems(data) {
+            self.err(path, message);
+        }
+    }
+
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError {
             path: path.into(),
@@ -326,6 +369,9 @@ impl Checker {
                         format!("duplicate variable {:?}", e.name),
                     );
                 }
+                if let Some(from) = &e.value_from {
+                    self.env_source(&format!("{cp}.env[{j}]"), &e.value, from);
+                }
             }
             if let Some(m) = c.resources.memory
                 && (m.0 == 0 || m.0 > MAX_MEMORY)
@@ -536,6 +582,8 @@ impl Object {
             Object::Namespace(_) | Object::Endpoints(_) | Object::Event(_) => {}
             Object::Node(n) => c.taints("spec.taints", &n.spec.taints),
             Object::JoinToken(t) => c.join_token(t),
+            Object::ConfigMap(m) => c.config_data(&m.data),
+            Object::Secret(m) => c.config_data(&m.data),
             Object::Pod(p) => c.pod_spec("spec", &p.spec),
             Object::Deployment(d) => {
                 let s = &d.spec;

@@ -56,6 +56,7 @@ fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         Kind::Namespace => vec!["NAME", "AGE"],
         Kind::JoinToken => vec!["ID", "EXPIRES", "DESCRIPTION", "AGE"],
         Kind::Event => vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        Kind::ConfigMap | Kind::Secret => vec!["NAME", "DATA", "AGE"],
     };
     if wide {
         match kind {
@@ -144,6 +145,8 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
             age(o),
         ],
         Object::Namespace(_) => vec![name, age(o)],
+        Object::ConfigMap(c) => vec![name, c.data.len().to_string(), age(o)],
+        Object::Secret(c) => vec![name, c.data.len().to_string(), age(o)],
         Object::JoinToken(t) => vec![
             name,
             t.spec.expires.clone().unwrap_or_else(|| "never".into()),
@@ -355,4 +358,42 @@ pub(crate) fn describe(o: &Object, related: &[Object], events: &[Event]) -> Resu
         }
     }
     Ok(out)
+}
+
+/// Replaces every value of a Secret by `<redacted, N bytes>` (other objects are left as they are).
+pub(crate) fn redact(o: &mut Object) {
+    if let Object::Secret(s) = o {
+        for v in s.data.values_mut() {
+            *v = format!("<redacted, {} bytes>", v.len());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_in_every_format() {
+        let mut o: Object = serde_json::from_value(serde_json::json!({
+            "apiVersion": "skiff.dev/v1", "kind": "Secret",
+            "metadata": {"name": "db", "namespace": "default"},
+            "data": {"password": "hunter2-marker"}
+        }))
+        .unwrap();
+        let plain = render(Kind::Secret, std::slice::from_ref(&o), Format::Yaml, false).unwrap();
+        assert!(plain.contains("hunter2-marker"), "{plain}");
+        redact(&mut o);
+        for f in [Format::Yaml, Format::Json, Format::Table] {
+            let out = render(Kind::Secret, std::slice::from_ref(&o), f, false).unwrap();
+            assert!(!out.contains("hunter2-marker"), "{out}");
+        }
+        let yaml = render(Kind::Secret, std::slice::from_ref(&o), Format::Yaml, false).unwrap();
+        assert!(yaml.contains("<redacted, 14 bytes>"), "{yaml}");
+        let described = describe(&o, &[], &[]).unwrap();
+        assert!(
+            described.contains("<redacted, 14 bytes>") && !described.contains("hunter2"),
+            "{described}"
+        );
+    }
 }

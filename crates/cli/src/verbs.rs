@@ -22,7 +22,7 @@ pub(crate) struct ApplyArgs {
 #[derive(Args, Debug)]
 pub(crate) struct GetArgs {
     /// Kind: pods (po), deployments (deploy), services (svc), endpoints (ep), httproutes (route),
-    /// nodes (no), namespaces (ns).
+    /// nodes (no), namespaces (ns), configmaps (cm), secrets, events (ev), jointokens.
     kind: String,
     /// Name of one object.
     name: Option<String>,
@@ -38,6 +38,9 @@ pub(crate) struct GetArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value = "table")]
     output: Format,
+    /// Print Secret values (otherwise each shows as `<redacted, N bytes>`).
+    #[arg(long)]
+    show_secrets: bool,
 }
 
 /// `skiff describe`.
@@ -50,6 +53,9 @@ pub(crate) struct DescribeArgs {
     /// Namespace.
     #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
     namespace: String,
+    /// Print Secret values (otherwise each shows as `<redacted, N bytes>`).
+    #[arg(long)]
+    show_secrets: bool,
 }
 
 /// `skiff delete`.
@@ -172,6 +178,9 @@ pub(crate) async fn get(conn: &Connection, a: GetArgs) -> Result<()> {
         }
     };
     let mut items = items;
+    if !a.show_secrets {
+        items.iter_mut().for_each(output::redact);
+    }
     if kind == Kind::Event {
         output::sort_events(&mut items);
     }
@@ -189,7 +198,10 @@ pub(crate) async fn get(conn: &Connection, a: GetArgs) -> Result<()> {
 pub(crate) async fn describe(conn: &Connection, a: DescribeArgs) -> Result<()> {
     let kind = parse_kind(&a.kind)?;
     let client = conn.client()?;
-    let obj = client.get(kind, Some(&a.namespace), &a.name).await?;
+    let mut obj = client.get(kind, Some(&a.namespace), &a.name).await?;
+    if !a.show_secrets {
+        output::redact(&mut obj);
+    }
     let mut related = Vec::new();
     match &obj {
         Object::Deployment(d) => {

@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .map(|i| {
                 let mut n = Node {
-                    metadata: ObjectMeta::named(&format!("node-{i:05}"), None),
+                    metadata: ObjectMeta::named(format!("node-{i:05}"), None),
                     ..Default::default()
                 };
                 n.metadata.labels.insert("zone".into(), format!("zone-{}", i % 5));

@@ -274,7 +274,10 @@ async fn list_or_watch(
         .inner
         .reader
         .list(kind, filter.namespace.as_deref(), &filter.labels)?;
-    let items = items.into_iter().filter(|o| filter.fields.matches(o)).collect();
+    let mut items: Vec<Object> = items.into_iter().filter(|o| filter.fields.matches(o)).collect();
+    for o in &mut items {
+        plane.reveal(o)?;
+    }
     Ok(Json(ObjectList {
         resource_version: rev,
         items,
@@ -290,7 +293,9 @@ async fn get_object(
     q: ListQuery,
 ) -> Result<Json<Object>, ApiError> {
     read_gate(&plane, &q).await?;
-    Ok(Json(plane.inner.reader.get(kind, ns, name)?))
+    let mut object = plane.inner.reader.get(kind, ns, name)?;
+    plane.reveal(&mut object)?;
+    Ok(Json(object))
 }
 
 async fn create_object(

@@ -4,8 +4,8 @@
 //! |---|---|---|
 //! | admin | `Authorization: Bearer <admin.token>` (HTTP or HTTPS) | everything |
 //! | control node | TLS client certificate with a control identity | everything (members forward writes and copy artifacts) |
-//! | agent `N` | TLS client certificate `skiff://agent/N` | read nodes, pods, services, endpoints, routes, events, artifacts; create and update Node `N` and its status; update the status of pods bound to `N` |
-//! | gateway | TLS client certificate `skiff://gateway/…` | read routes, services, endpoints |
+//! | agent `N` | TLS client certificate `skiff://agent/N` | read nodes, pods, services, endpoints, routes, events, configmaps, artifacts; read (get, not list or watch) a Secret that a pod bound to `N` references in its namespace; create and update Node `N` and its status; update the status of pods bound to `N` |
+//! | gateway | TLS client certificate `skiff://gateway/…` | read routes, services, endpoints (never configmaps or secrets) |
 //!
 //! A node certificate never grants admin rights: anything else is refused with 403 before it
 //! reaches a handler (so nothing changes). `POST /api/v1/join` needs no caller: the join token
@@ -83,7 +83,15 @@ fn forbidden(identity: &Identity, req: &Request, allowed: &str) -> ApiError {
 
 const AGENT_ALLOWS: &str = "registering and updating its own Node, reporting the status of pods \
                             bound to it, and reading";
-const AGENT_READS: [&str; 6] = ["nodes", "pods", "services", "endpoints", "httproutes", "events"];
+const AGENT_READS: [&str; 7] = [
+    "nodes",
+    "pods",
+    "services",
+    "endpoints",
+    "httproutes",
+    "events",
+    "configmaps",
+];
 const GATEWAY_READS: [&str; 3] = ["services", "endpoints", "httproutes"];
 
 /// A resource path: `(plural, namespace, name, sub-resource)`.
@@ -112,6 +120,19 @@ async fn agent_may(plane: &ControlPlane, identity: &Identity, req: Request) -> R
     if method == Method::GET || method == Method::HEAD {
         let readable = match res {
             Some(("artifacts", None, Some(_), None)) | Some(("cluster", None, None, None)) => true,
+            Some(("secrets", Some(ns), Some(name), None)) => {
+                if node_may_read_secret(&plane.inner.reader, node, ns, name) {
+                    return Ok(req);
+                }
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    format!(
+                        "{identity} may read Secret {ns}/{name} only while a pod bound to node {node} \
+                         references it (env valueFrom.secretKeyRef); none does"
+                    ),
+                ));
+            }
             Some((plural, _, _, sub)) => AGENT_READS.contains(&plural) && sub.is_none_or(|s| s == "status"),
             None => false,
         };
@@ -166,6 +187,18 @@ async fn agent_may(plane: &ControlPlane, identity: &Identity, req: Request) -> R
         }
         _ => Err(forbidden(identity, &req, AGENT_ALLOWS)),
     }
+}
+
+/// Whether node `node` may read Secret `ns/name`: some pod in `ns` bound to the node references it
+/// through `env[].valueFrom.secretKeyRef` (the rule Kubernetes' node authorizer applies).
+pub(crate) fn node_may_read_secret(reader: &skiff_state::Reader, node: &str, ns: &str, name: &str) -> bool {
+    let Ok((_, pods)) = reader.list(Kind::Pod, Some(ns), &skiff_api::LabelSelector::default()) else {
+        return false;
+    };
+    pods.iter().any(|o| match o {
+        Object::Pod(p) => p.spec.node_name.as_deref() == Some(node) && p.spec.secret_names().contains(&name),
+        _ => false,
+    })
 }
 
 fn gateway_may(identity: &Identity, req: &Request) -> Result<(), ApiError> {

@@ -94,6 +94,9 @@ struct Handover {
     ca_key_pem: String,
     admin_token: String,
     join_token: String,
+    /// The cluster secrets key (`pki/secrets.key`, base64).
+    #[serde(default)]
+    secrets_key: String,
 }
 
 /// The cluster side of a starting control node: everything needed to start raft.
@@ -227,12 +230,14 @@ pub(crate) async fn prepare(
 pub(crate) fn ensure_local_pki(data_dir: &Path, name: &str) -> Result<(), ControlError> {
     let pki = pki_dir(data_dir);
     if pki.join(skiff_peer::pki::CA_KEY_FILE).exists() {
-        return Ok(());
+        // A state dir from before secrets were encrypted gets its key now.
+        return crate::secrets::ensure_key_file(&pki);
     }
     std::fs::create_dir_all(&pki).map_err(|e| cluster_err("cannot create the pki directory", e))?;
     let ca = ClusterCa::generate(name).map_err(|e| cluster_err("cannot create the cluster CA", e))?;
     ca.save(&pki)
         .map_err(|e| cluster_err("cannot save the cluster CA", e))?;
+    crate::secrets::ensure_key_file(&pki)?;
     let node = ca
         .issue(&Identity::control(name, 1), NODE_CERT_VALIDITY)
         .map_err(|e| cluster_err("cannot issue this node's certificate", e))?;
@@ -251,6 +256,7 @@ fn init_cluster(data_dir: &Path, name: &str, admin_token_path: &Path) -> Result<
     let ca = ClusterCa::generate(name).map_err(|e| cluster_err("cannot create the cluster CA", e))?;
     ca.save(&pki)
         .map_err(|e| cluster_err("cannot save the cluster CA", e))?;
+    crate::secrets::ensure_key_file(&pki)?;
     let node = ca
         .issue(&Identity::control(name, 1), NODE_CERT_VALIDITY)
         .map_err(|e| cluster_err("cannot issue this node's certificate", e))?;
@@ -313,6 +319,13 @@ async fn join_cluster(
     )
     .map_err(|e| cluster_err("cannot save the CA key", e))?;
     ClusterCa::load(&pki).map_err(|e| cluster_err("the CA handed over does not load", e))?;
+    if handover.secrets_key.is_empty() {
+        return Err(cluster_err(
+            "the admitting member handed over no secrets key",
+            "upgrade it to a release that encrypts secrets, then join again",
+        ));
+    }
+    crate::secrets::write_key_file(&pki, &handover.secrets_key)?;
     crate::plane::write_file_atomic(
         &data_dir.join("join.token"),
         handover.join_token.as_bytes(),
@@ -663,7 +676,9 @@ impl ControlPlane {
         tracing::info!(member = %req.name, raft_id, "member added as a learner");
         let ca_key_pem = std::fs::read_to_string(pki.join(skiff_peer::pki::CA_KEY_FILE))
             .map_err(|e| format!("cannot read the CA key: {e}"))?;
+        let secrets_key = crate::secrets::read_key_text(&pki).map_err(|e| e.to_string())?;
         let handover = Handover {
+            secrets_key,
             ca_key_pem,
             admin_token: self.inner.admin_token.clone(),
             join_token: token.to_string(),

@@ -27,6 +27,12 @@
 //! - **Writes** become one [`skiff_state::Command`] each (a multi-object apply is one command, so it
 //!   is stored all-or-nothing); the API answers after the command is applied.
 //! - **Reads** wait for a Raft read index first (linearizable), unless `?consistency=stale`.
+//! - **Secrets** are sealed before [`ControlPlane::propose`] (AES-256-GCM with the cluster key in
+//!   `pki/secrets.key`), so the Raft log, tables, snapshots and backups hold only
+//!   `enc:v1:…` values; the API opens them for authorised reads (get, list, watch, write answers).
+//!   [`ControlPlane::list`] and the [`Reader`](skiff_state::Reader) return them sealed.
+//! - **Node authorizer**: an agent certificate reads a Secret only while a pod bound to its node
+//!   references it; gateways read neither ConfigMaps nor Secrets.
 //! - **Controllers** ([`reconcile`]) are pure functions from a [`reconcile::Snapshot`] to ops; a
 //!   level-triggered loop runs them after every change and once a second.
 #![deny(missing_docs)]
@@ -45,6 +51,7 @@ mod plane;
 pub mod reconcile;
 mod replicate;
 mod replicated;
+mod secrets;
 mod serve;
 mod watch;
 

@@ -79,6 +79,8 @@ pub(crate) struct Inner {
     pub(crate) api_tls: Arc<skiff_peer::ServerConfig>,
     /// This node's credentials.
     pub(crate) node: skiff_peer::NodeCert,
+    /// Seals Secret values before they are proposed and opens them for reads.
+    pub(crate) secrets: crate::secrets::SecretsKey,
 }
 
 /// A running control node (cheap to clone).
@@ -161,6 +163,16 @@ impl ControlPlane {
                 pki.display()
             ))
         })?;
+        if !pki.join(crate::secrets::SECRETS_KEY_FILE).exists() {
+            tracing::warn!(
+                "no cluster secrets key in {}: creating one (other members of an existing cluster \
+                 must be given the same pki/{} file)",
+                pki.display(),
+                crate::secrets::SECRETS_KEY_FILE
+            );
+            crate::secrets::ensure_key_file(&pki)?;
+        }
+        let secrets = crate::secrets::SecretsKey::load(&pki)?;
         let tls_err = |e: skiff_peer::PeerError| ControlError::Cluster(format!("TLS configuration: {e}"));
         let api_tls = skiff_peer::https::api_server_config(&node).map_err(tls_err)?;
         let https_client = |peer| -> Result<reqwest::Client, ControlError> {
@@ -186,6 +198,7 @@ impl ControlPlane {
                 agent_http,
                 api_tls,
                 node,
+                secrets,
             }),
         };
         if let Some(peer) = prepared.peer {
@@ -251,7 +264,18 @@ impl ControlPlane {
     ///
     /// # Errors
     /// The state machine's or Raft's error, as an [`ApiError`].
-    pub async fn propose(&self, ops: Vec<Op>) -> Result<Vec<Object>, ApiError> {
+    pub async fn propose(&self, mut ops: Vec<Op>) -> Result<Vec<Object>, ApiError> {
+        // Secret values are sealed here, so the log, the tables, snapshots and backups hold only
+        // ciphertext; the objects returned are opened again.
+        for op in &mut ops {
+            if let Op::Create { object, .. }
+            | Op::Apply { object, .. }
+            | Op::Replace { object }
+            | Op::UpdateStatus { object } = op
+            {
+                self.inner.secrets.seal(object).map_err(ApiError::internal)?;
+            }
+        }
         let cmd = Command::new(ids::now(), ops);
         let out = tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.propose(cmd.encode()))
             .await
@@ -261,7 +285,20 @@ impl ControlPlane {
                     WRITE_TIMEOUT.as_secs()
                 ))
             })??;
-        Ok(out?)
+        let mut out = out?;
+        for o in &mut out {
+            self.reveal(o)?;
+        }
+        Ok(out)
+    }
+
+    /// Opens the sealed values of a Secret read from the state, for an answer to a caller the
+    /// API authorised; other objects are left as they are.
+    ///
+    /// # Errors
+    /// 500 when a value does not open with this cluster's key.
+    pub(crate) fn reveal(&self, object: &mut Object) -> Result<(), ApiError> {
+        self.inner.secrets.open(object).map_err(ApiError::internal)
     }
 
     /// Waits until reads on this node reflect every write committed before the call.
@@ -280,7 +317,7 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Lists objects (read locally).
+    /// Lists objects (read locally; Secret values stay sealed).
     ///
     /// # Errors
     /// Storage errors.

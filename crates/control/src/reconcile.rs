@@ -77,7 +77,11 @@ impl Snapshot {
                 Object::Service(v) => s.services.push(v),
                 Object::Endpoints(e) => s.endpoints.push(e),
                 Object::Event(e) => s.events.push(e),
-                Object::Namespace(_) | Object::HttpRoute(_) | Object::JoinToken(_) => {}
+                Object::Namespace(_)
+                | Object::HttpRoute(_)
+                | Object::JoinToken(_)
+                | Object::ConfigMap(_)
+                | Object::Secret(_) => {}
             }
         }
         s

@@ -54,7 +54,7 @@ pub(crate) async fn serve(
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(async move {
         for ev in initial {
-            if tx.send(Ok(line(&ev))).await.is_err() {
+            if tx.send(Ok(line(&plane, &ev))).await.is_err() {
                 return;
             }
         }
@@ -71,7 +71,8 @@ pub(crate) async fn serve(
                         continue;
                     }
                     last = ev.revision;
-                    if filter.matches(&ev.event.object) && tx.send(Ok(line(&ev.event))).await.is_err() {
+                    if filter.matches(&ev.event.object) && tx.send(Ok(line(&plane, &ev.event))).await.is_err()
+                    {
                         return;
                     }
                 }
@@ -81,7 +82,8 @@ pub(crate) async fn serve(
                         Ok(evs) => {
                             for (r, ev) in evs {
                                 last = r;
-                                if filter.matches(&ev.object) && tx.send(Ok(line(&ev))).await.is_err() {
+                                if filter.matches(&ev.object) && tx.send(Ok(line(&plane, &ev))).await.is_err()
+                                {
                                     return;
                                 }
                             }
@@ -116,8 +118,16 @@ pub(crate) async fn serve(
         .into_response())
 }
 
-fn line(ev: &WatchEvent) -> Bytes {
-    json_line(ev)
+/// One watch line; a Secret's values are opened for the (authorised) watcher.
+fn line(plane: &ControlPlane, ev: &WatchEvent) -> Bytes {
+    if ev.object.kind() != skiff_api::Kind::Secret {
+        return json_line(ev);
+    }
+    let mut ev = ev.clone();
+    match plane.reveal(&mut ev.object) {
+        Ok(()) => json_line(&ev),
+        Err(e) => json_line(&e.body),
+    }
 }
 
 fn json_line<T: serde::Serialize>(v: &T) -> Bytes {

@@ -7,7 +7,7 @@ use skiff_api::{API_VERSION, Deployment, HttpRoute, Kind, Namespace, Object, Pod
 pub(crate) type Problem = (Option<String>, String);
 
 /// The kinds a manifest may hold, as listed in messages.
-const WRITABLE_KINDS: &str = "Namespace, Pod, Deployment, Service, HTTPRoute";
+const WRITABLE_KINDS: &str = "Namespace, Pod, Deployment, Service, HTTPRoute, ConfigMap, Secret";
 
 /// `a string "x"`, `a mapping`, ... for messages.
 pub(crate) fn describe_value(v: &Value) -> String {
@@ -50,6 +50,8 @@ pub(crate) fn decode(value: Value) -> Result<Object, Vec<Problem>> {
         Kind::Deployment => typed::<Deployment>(value).map(Object::Deployment),
         Kind::Service => typed::<Service>(value).map(Object::Service),
         Kind::HttpRoute => typed::<HttpRoute>(value).map(Object::HttpRoute),
+        Kind::ConfigMap => typed::<skiff_api::ConfigMap>(value).map(Object::ConfigMap),
+        Kind::Secret => typed::<skiff_api::Secret>(value).map(Object::Secret),
         // Rejected by `check_kind`.
         Kind::Node | Kind::Endpoints | Kind::JoinToken | Kind::Event => {
             Err((Some("kind".into()), server_owned(kind)))

@@ -259,3 +259,22 @@ fn hostile_yaml_is_refused_not_followed() {
     assert_eq!(err.0.len(), 1, "{err}");
     assert_eq!(err.0[0].document, None);
 }
+
+#[test]
+fn configmaps_and_secrets_are_applyable() {
+    let text = "apiVersion: skiff.dev/v1\nkind: ConfigMap\nmetadata: {name: settings}\n\
+                data: {LOG_LEVEL: debug, app.properties: \"a=1\"}\n---\n\
+                apiVersion: skiff.dev/v1\nkind: Secret\nmetadata: {name: db}\ndata: {password: hunter2}\n";
+    let docs = load_str(text, "config.yaml").unwrap();
+    let Object::ConfigMap(c) = &docs[0].object else {
+        panic!("first document is {:?}", docs[0].object.kind())
+    };
+    assert_eq!(c.data["LOG_LEVEL"], "debug");
+    assert_eq!(docs[1].object.kind(), Kind::Secret);
+    let bad = "apiVersion: skiff.dev/v1\nkind: Secret\nmetadata: {name: db}\ndata: {\"a b\": x}\n";
+    let err = load_str(bad, "bad.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("data[\"a b\"]") && err.contains("key may only hold"),
+        "{err}"
+    );
+}

@@ -11,4 +11,5 @@ mod netns;
 mod one_node;
 mod push;
 mod roles;
+mod secrets;
 mod workers;
