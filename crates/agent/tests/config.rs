@@ -77,9 +77,9 @@ async fn call(http: &reqwest::Client, agent_url: &str, pod: &str) -> Option<Stri
     resp.text().await.ok()
 }
 
-/// The message of a refusal (the client reports 401 and 403 alike as `Unauthorized`).
+/// The message of a refusal (403: the caller is known but its role does not allow it).
 fn refused(err: &skiff_client::ClientError) -> String {
-    assert_eq!(err.status(), Some(401), "not a refusal: {err}");
+    assert_eq!(err.status(), Some(403), "not a refusal: {err}");
     err.to_string()
 }
 

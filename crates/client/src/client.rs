@@ -446,7 +446,9 @@ pub(crate) async fn error_from(resp: reqwest::Response, url: &str, base: &str) -
         details: None,
     });
     match status.as_u16() {
-        401 | 403 => ClientError::Unauthorized {
+        // 403 is an authenticated caller asking for more than its role allows: the server's
+        // message says what; it is not a token problem.
+        401 => ClientError::Unauthorized {
             url: base.to_owned(),
             message: body.message,
         },
