@@ -1,13 +1,15 @@
 //! The data plane: one HTTP listener serving every pod on the node.
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use skiff_api::POD_NAME_HEADER;
+use skiff_api::{NO_POD_HEADER, POD_NAME_HEADER};
 use skiff_peer::{Identity, Role, ServerConfig};
 use skiff_runtime_wasm::ResponseBody;
 use tokio::net::TcpListener;
@@ -23,6 +25,14 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 #[derive(Clone)]
 pub struct DataPlane {
     pods: Arc<PodTable>,
+    traffic: Arc<Mutex<HashMap<String, Arc<Traffic>>>>,
+}
+
+/// What one pod answered since it started here (by uid): the canary analysis reads it.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    requests: AtomicU64,
+    errors: AtomicU64,
 }
 
 /// Who sent a data-plane request: the identity in the client certificate the cluster CA
@@ -53,12 +63,30 @@ pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Respo
 
 impl DataPlane {
     pub(crate) fn new(pods: Arc<PodTable>) -> Self {
-        DataPlane { pods }
+        DataPlane {
+            pods,
+            traffic: Arc::default(),
+        }
+    }
+
+    /// The counters of the pod with this uid (made on first use; counters of pods no longer
+    /// running here are dropped as new ones come).
+    fn traffic_of(&self, uid: &str) -> Arc<Traffic> {
+        let mut m = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = m.get(uid) {
+            return t.clone();
+        }
+        if m.len() >= 64 && m.len().is_power_of_two() {
+            let running = self.pods.running_uids();
+            m.retain(|u, _| running.contains(u));
+        }
+        m.entry(uid.to_owned()).or_default().clone()
     }
 
     /// Serves one request. The target pod is `namespace/name` in the `x-skiff-pod` header; the
     /// answer is the pod's (or 404 when the pod is not running here, so a gateway can try another
-    /// endpoint). `GET /skiff/pods/{ns}/{name}/log` returns the pod's output to control nodes only.
+    /// endpoint). `GET /skiff/pods/{ns}/{name}/log` returns the pod's output and
+    /// `GET /skiff/pods/{ns}/{name}/stats` its request and 5xx counts (JSON), to control nodes only.
     pub async fn serve<B>(&self, req: Request<B>) -> Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -81,11 +109,25 @@ impl DataPlane {
             );
         };
         match self.pods.get(&target) {
-            Some(pod) => pod.handler.handle(req).await,
-            None => text(
-                StatusCode::NOT_FOUND,
-                format!("pod {target} is not running on this node\n"),
-            ),
+            Some(pod) => {
+                let traffic = self.traffic_of(&pod.uid);
+                let resp = pod.handler.handle(req).await;
+                traffic.requests.fetch_add(1, Ordering::Relaxed);
+                if resp.status().is_server_error() {
+                    traffic.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                resp
+            }
+            None => {
+                let mut r = text(
+                    StatusCode::NOT_FOUND,
+                    format!("pod {target} is not running on this node\n"),
+                );
+                // The gateway may try another endpoint: the request reached no pod.
+                r.headers_mut()
+                    .insert(NO_POD_HEADER, header::HeaderValue::from_static("1"));
+                r
+            }
         }
     }
 
@@ -100,10 +142,32 @@ impl DataPlane {
                 "pod logs are served to control nodes only: use `skiff logs POD`\n",
             );
         }
+        if let Some(key) = rest.strip_suffix("/stats") {
+            return match self.pods.get(key) {
+                Some(pod) => {
+                    let t = self.traffic_of(&pod.uid);
+                    let body = serde_json::json!({
+                        "uid": pod.uid,
+                        "requests": t.requests.load(Ordering::Relaxed),
+                        "errors": t.errors.load(Ordering::Relaxed),
+                    });
+                    let mut r = text(StatusCode::OK, body.to_string());
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static("application/json"),
+                    );
+                    r
+                }
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    format!("pod {key} is not running on this node\n"),
+                ),
+            };
+        }
         let Some(key) = rest.strip_suffix("/log") else {
             return text(
                 StatusCode::NOT_FOUND,
-                "expected /skiff/pods/{namespace}/{name}/log\n",
+                "expected /skiff/pods/{namespace}/{name}/log or .../stats\n",
             );
         };
         match self.pods.get(key) {

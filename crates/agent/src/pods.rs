@@ -133,6 +133,16 @@ impl PodTable {
             .cloned()
     }
 
+    /// Uids of the pods being served.
+    pub(crate) fn running_uids(&self) -> std::collections::HashSet<String> {
+        self.running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|r| r.uid.clone())
+            .collect()
+    }
+
     pub(crate) fn cached_artifacts(&self) -> Vec<String> {
         lock(&self.cached).iter().cloned().collect()
     }

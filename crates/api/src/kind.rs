@@ -12,7 +12,7 @@ use crate::node::Node;
 use crate::pod::Pod;
 use crate::service::{Endpoints, HttpRoute, Service};
 use crate::token::JoinToken;
-use crate::workload::Deployment;
+use crate::workload::{Deployment, ReplicaSet};
 
 /// Every kind this release knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -25,6 +25,8 @@ pub enum Kind {
     Pod,
     /// Keeps a number of pods of one template.
     Deployment,
+    /// One revision of a deployment's template and its pods (made by the deployment controller).
+    ReplicaSet,
     /// A stable name for the pods a selector matches.
     Service,
     /// The ready addresses of a service's pods (server-owned).
@@ -45,19 +47,20 @@ pub enum Kind {
 /// A kind name that is not one of [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret"
+    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, ReplicaSet, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret"
 )]
 pub struct UnknownKind(pub String);
 
 impl Kind {
     /// All kinds, in the order objects of a multi-kind apply are created.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Namespace,
         Kind::Node,
         Kind::ConfigMap,
         Kind::Secret,
         Kind::Service,
         Kind::Deployment,
+        Kind::ReplicaSet,
         Kind::Pod,
         Kind::Endpoints,
         Kind::HttpRoute,
@@ -72,6 +75,7 @@ impl Kind {
             Kind::Node => "Node",
             Kind::Pod => "Pod",
             Kind::Deployment => "Deployment",
+            Kind::ReplicaSet => "ReplicaSet",
             Kind::Service => "Service",
             Kind::Endpoints => "Endpoints",
             Kind::HttpRoute => "HTTPRoute",
@@ -89,6 +93,7 @@ impl Kind {
             Kind::Node => "nodes",
             Kind::Pod => "pods",
             Kind::Deployment => "deployments",
+            Kind::ReplicaSet => "replicasets",
             Kind::Service => "services",
             Kind::Endpoints => "endpoints",
             Kind::HttpRoute => "httproutes",
@@ -106,7 +111,7 @@ impl Kind {
 
     /// Whether clients may create objects of this kind (others are written by Skiff itself).
     pub fn user_writable(self) -> bool {
-        !matches!(self, Kind::Endpoints | Kind::Event)
+        !matches!(self, Kind::Endpoints | Kind::Event | Kind::ReplicaSet)
     }
 
     /// Parses a plural (`pods`), singular (`pod`), kind name (`Pod`) or short name (`po`, `deploy`,
@@ -118,6 +123,7 @@ impl Kind {
             "node" | "nodes" | "no" => Kind::Node,
             "pod" | "pods" | "po" => Kind::Pod,
             "deployment" | "deployments" | "deploy" => Kind::Deployment,
+            "replicaset" | "replicasets" | "rs" => Kind::ReplicaSet,
             "service" | "services" | "svc" => Kind::Service,
             "endpoints" | "endpoint" | "ep" => Kind::Endpoints,
             "httproute" | "httproutes" | "route" | "routes" => Kind::HttpRoute,
@@ -163,6 +169,8 @@ pub enum Object {
     Pod(Pod),
     /// A [`Deployment`].
     Deployment(Deployment),
+    /// A [`ReplicaSet`].
+    ReplicaSet(ReplicaSet),
     /// A [`Service`].
     Service(Service),
     /// An [`Endpoints`].
@@ -187,6 +195,7 @@ macro_rules! each_variant {
             Object::Node($o) => $e,
             Object::Pod($o) => $e,
             Object::Deployment($o) => $e,
+            Object::ReplicaSet($o) => $e,
             Object::Service($o) => $e,
             Object::Endpoints($o) => $e,
             Object::HttpRoute($o) => $e,
@@ -206,6 +215,7 @@ impl Object {
             Object::Node(_) => Kind::Node,
             Object::Pod(_) => Kind::Pod,
             Object::Deployment(_) => Kind::Deployment,
+            Object::ReplicaSet(_) => Kind::ReplicaSet,
             Object::Service(_) => Kind::Service,
             Object::Endpoints(_) => Kind::Endpoints,
             Object::HttpRoute(_) => Kind::HttpRoute,
@@ -241,6 +251,7 @@ impl Object {
             Object::Node(n) => serde_json::to_value(&n.spec).unwrap_or_default(),
             Object::Pod(p) => serde_json::to_value(&p.spec).unwrap_or_default(),
             Object::Deployment(d) => serde_json::to_value(&d.spec).unwrap_or_default(),
+            Object::ReplicaSet(r) => serde_json::to_value(&r.spec).unwrap_or_default(),
             Object::Service(s) => serde_json::to_value(&s.spec).unwrap_or_default(),
             Object::Endpoints(e) => serde_json::to_value(&e.endpoints).unwrap_or_default(),
             Object::HttpRoute(r) => serde_json::to_value(&r.spec).unwrap_or_default(),
@@ -256,6 +267,7 @@ impl Object {
         match (self, old) {
             (Object::Pod(n), Object::Pod(o)) => n.status = o.status.clone(),
             (Object::Deployment(n), Object::Deployment(o)) => n.status = o.status.clone(),
+            (Object::ReplicaSet(n), Object::ReplicaSet(o)) => n.status = o.status.clone(),
             (Object::Node(n), Object::Node(o)) => n.status = o.status.clone(),
             _ => {}
         }

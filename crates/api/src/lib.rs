@@ -18,7 +18,8 @@
 //! - [`ObjectMeta`]: name, namespace, labels and the server-assigned `resourceVersion` (the global
 //!   revision of the object's last change), `uid`, `generation` and owner references.
 //! - [`Pod`] runs one or more [`Component`]s on one node; a [`Deployment`] keeps `replicas` pods of a
-//!   template; a [`Service`] selects pods, whose ready addresses the server publishes as [`Endpoints`];
+//!   template, one [`ReplicaSet`] per template revision, and rolls between revisions by its
+//!   [`DeploymentStrategy`] (RollingUpdate, Recreate, Canary); a [`Service`] selects pods, whose ready addresses the server publishes as [`Endpoints`];
 //!   an [`HttpRoute`] exposes services through the gateway.
 //! - [`validate`](Object::validate) checks what serde cannot (names, labels, references, ranges) and
 //!   reports every problem with its field path, e.g. `spec.template.spec.components[0].wasm`.
@@ -39,6 +40,7 @@ mod node;
 mod pod;
 mod policy;
 mod quantity;
+mod rollout;
 mod selector;
 mod service;
 mod token;
@@ -60,13 +62,18 @@ pub use node::{
     NodeCondition, NodeSpec, NodeStatus, OS_LABEL, READY_CONDITION,
 };
 pub use pod::{
-    Component, EnvVar, EnvVarSource, KeyRef, POD_NAME_HEADER, Pod, PodPhase, PodSpec, PodStatus, Resources,
-    RestartPolicy, SchedulingStatus, WasmSpec, World,
+    Component, EnvVar, EnvVarSource, KeyRef, NO_POD_HEADER, POD_NAME_HEADER, Pod, PodPhase, PodSpec,
+    PodStatus, Resources, RestartPolicy, SchedulingStatus, WasmSpec, World,
 };
 pub use policy::{
     DisconnectDelay, DisconnectPolicy, Taint, TaintEffect, Toleration, TolerationOperator, untolerated,
 };
 pub use quantity::{ByteSize, DurationValue, Millicores, QuantityError};
+pub use rollout::{
+    AVAILABLE_CONDITION, CanaryAnalysis, CanaryPause, CanaryPhase, CanaryStatus, CanaryStep, CanaryStrategy,
+    DeploymentCondition, DeploymentStrategy, IntOrPercent, NEW_REPLICA_SET_AVAILABLE,
+    PROGRESS_DEADLINE_EXCEEDED, PROGRESSING_CONDITION, RollingUpdate, StrategyType,
+};
 pub use selector::{LabelSelector, SelectorError, SelectorTerm, map_matches};
 pub use service::{
     BackendRef, EndpointAddress, Endpoints, HttpRoute, HttpRouteSpec, RouteRule, Service, ServicePort,
@@ -78,5 +85,7 @@ pub use token::{
 pub use validate::{FieldError, ValidationErrors, label_problem};
 pub use wire::{ErrorBody, EventType, ObjectList, WatchEvent};
 pub use workload::{
-    Deployment, DeploymentSpec, DeploymentStatus, LabelSelectorSpec, MatchLabels, PodTemplate, TemplateMeta,
+    CHANGE_CAUSE_ANNOTATION, DEFAULT_PROGRESS_DEADLINE, DEFAULT_REVISION_HISTORY_LIMIT, Deployment,
+    DeploymentSpec, DeploymentStatus, LabelSelectorSpec, MatchLabels, PodTemplate, RESTARTED_AT_ANNOTATION,
+    REVISION_ANNOTATION, ReplicaSet, ReplicaSetSpec, ReplicaSetStatus, TemplateMeta,
 };

@@ -11,6 +11,11 @@ use crate::quantity::{ByteSize, DurationValue};
 /// pod that must serve it.
 pub const POD_NAME_HEADER: &str = "x-skiff-pod";
 
+/// Header a worker's data plane sets on its 404 when the pod named by [`POD_NAME_HEADER`] does not
+/// run there (stopped or moved): the request reached no component, so the gateway may send it
+/// to another endpoint.
+pub const NO_POD_HEADER: &str = "x-skiff-no-pod";
+
 /// A pod: the unit of scheduling.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -71,6 +71,10 @@ pub struct EndpointAddress {
     pub address: String,
     /// Whether the pod is ready for traffic.
     pub ready: bool,
+    /// Relative share of the service's traffic when it is not even (a canary rollout); endpoints
+    /// without one share equally. 0 takes no traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
 }
 
 /// Routes HTTP requests arriving at the gateway to services, by host and path prefix.

@@ -8,7 +8,6 @@ use crate::image::{ImageRef, is_sha256_digest};
 use crate::kind::Object;
 use crate::meta::ObjectMeta;
 use crate::pod::PodSpec;
-use crate::pod::RestartPolicy;
 use crate::policy::{DisconnectDelay, DisconnectPolicy, Taint, Toleration, TolerationOperator};
 
 /// One invalid field.
@@ -43,6 +42,8 @@ const MAX_MEMORY: u64 = 4 << 30;
 const MAX_REPLICAS: i64 = 10_000;
 /// Longest `replaceAfter` / `stopAfter` other than `never`.
 const MAX_DISCONNECT_DELAY: Duration = Duration::from_secs(30 * 86_400);
+
+mod workload;
 
 struct Checker {
     errors: Vec<FieldError>,
@@ -587,49 +588,12 @@ impl Object {
             Object::Pod(p) => c.pod_spec("spec", &p.spec),
             Object::Deployment(d) => {
                 let s = &d.spec;
-                if s.replicas < 0 {
-                    c.err(
-                        "spec.replicas",
-                        format!("{} is negative: use 0 or more", s.replicas),
-                    );
-                } else if s.replicas > MAX_REPLICAS {
-                    c.err(
-                        "spec.replicas",
-                        format!("{} is too many: at most {MAX_REPLICAS}", s.replicas),
-                    );
-                }
-                c.selector(
-                    "spec.selector.matchLabels",
-                    &s.selector.match_labels,
-                    "deployment",
-                );
-                c.labels("spec.template.metadata.labels", &s.template.metadata.labels);
-                if !s.selector.match_labels.is_empty()
-                    && !crate::selector::map_matches(&s.selector.match_labels, &s.template.metadata.labels)
-                {
-                    c.err(
-                        "spec.selector.matchLabels",
-                        format!(
-                            "selector {} does not match the template's labels {}: the deployment would never \
-                             see its own pods; make spec.template.metadata.labels include every selector label",
-                            fmt_map(&s.selector.match_labels),
-                            fmt_map(&s.template.metadata.labels)
-                        ),
-                    );
-                }
-                if s.template.spec.restart_policy != RestartPolicy::Always {
-                    c.err(
-                        "spec.template.spec.restartPolicy",
-                        "a Deployment's pods must use restartPolicy Always",
-                    );
-                }
-                if s.template.spec.node_name.is_some() {
-                    c.err(
-                        "spec.template.spec.nodeName",
-                        "a Deployment's pods are placed by the scheduler: remove nodeName",
-                    );
-                }
-                c.pod_spec("spec.template.spec", &s.template.spec);
+                c.replicated(s.replicas, &s.selector.match_labels, &s.template, "Deployment");
+                c.strategy(&s.strategy);
+            }
+            Object::ReplicaSet(r) => {
+                let s = &r.spec;
+                c.replicated(s.replicas, &s.selector.match_labels, &s.template, "ReplicaSet");
             }
             Object::Service(s) => {
                 c.selector("spec.selector", &s.spec.selector, "service");
@@ -703,6 +667,7 @@ impl Object {
         let (prefix, spec) = match self {
             Object::Pod(p) => ("spec", &p.spec),
             Object::Deployment(d) => ("spec.template.spec", &d.spec.template.spec),
+            Object::ReplicaSet(r) => ("spec.template.spec", &r.spec.template.spec),
             _ => {
                 return if errors.is_empty() {
                     Ok(())

@@ -4,6 +4,7 @@ mod config;
 mod node;
 mod output;
 mod push;
+mod rollout;
 mod token;
 mod up;
 mod verbs;
@@ -58,6 +59,8 @@ enum Command {
     Logs(verbs::LogsArgs),
     /// Change the number of replicas of a deployment.
     Scale(verbs::ScaleArgs),
+    /// Deployment rollouts: status, history, undo, pause, resume, restart.
+    Rollout(rollout::RolloutArgs),
     /// Control-plane members: list, remove.
     Member(cluster::MemberArgs),
     /// Cluster state backups: save.
@@ -96,6 +99,7 @@ fn main() -> std::process::ExitCode {
             Command::Delete(a) => verbs::delete(&conn, a).await,
             Command::Logs(a) => verbs::logs(&conn, a).await,
             Command::Scale(a) => verbs::scale(&conn, a).await,
+            Command::Rollout(a) => rollout::rollout(&conn, a).await,
             Command::Member(a) => cluster::member(&conn, a).await,
             Command::Snapshot(a) => cluster::snapshot(&conn, a).await,
             Command::Node(a) => node::node(&conn, a).await,

@@ -48,7 +48,8 @@ fn since(time: Option<&str>) -> String {
 fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
     let mut c = match kind {
         Kind::Pod => vec!["NAME", "READY", "STATUS", "RESTARTS", "NODE", "AGE"],
-        Kind::Deployment => vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        Kind::Deployment => vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "REVISION", "AGE"],
+        Kind::ReplicaSet => vec!["NAME", "DESIRED", "CURRENT", "READY", "REVISION", "AGE"],
         Kind::Service => vec!["NAME", "SELECTOR", "AGE"],
         Kind::Endpoints => vec!["NAME", "ENDPOINTS", "AGE"],
         Kind::HttpRoute => vec!["NAME", "HOSTNAMES", "PATHS", "BACKENDS", "AGE"],
@@ -92,6 +93,15 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
             format!("{}/{}", d.status.ready_replicas, d.spec.replicas),
             d.status.updated_replicas.to_string(),
             d.status.ready_replicas.to_string(),
+            d.status.revision.map_or_else(|| "-".into(), |r| r.to_string()),
+            age(o),
+        ],
+        Object::ReplicaSet(r) => vec![
+            name,
+            r.spec.replicas.to_string(),
+            r.status.replicas.to_string(),
+            r.status.ready_replicas.to_string(),
+            r.revision().to_string(),
             age(o),
         ],
         Object::Service(s) => {

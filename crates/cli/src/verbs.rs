@@ -21,7 +21,7 @@ pub(crate) struct ApplyArgs {
 /// `skiff get`.
 #[derive(Args, Debug)]
 pub(crate) struct GetArgs {
-    /// Kind: pods (po), deployments (deploy), services (svc), endpoints (ep), httproutes (route),
+    /// Kind: pods (po), deployments (deploy), replicasets (rs), services (svc), endpoints (ep), httproutes (route),
     /// nodes (no), namespaces (ns), configmaps (cm), secrets, events (ev), jointokens.
     kind: String,
     /// Name of one object.
@@ -206,6 +206,27 @@ pub(crate) async fn describe(conn: &Connection, a: DescribeArgs) -> Result<()> {
     match &obj {
         Object::Deployment(d) => {
             let uid = d.metadata.uid.clone().unwrap_or_default();
+            let sets: Vec<Object> = client
+                .list(Kind::ReplicaSet, Some(&a.namespace), None)
+                .await?
+                .items
+                .into_iter()
+                .filter(|r| r.meta().controller().is_some_and(|o| o.uid == uid))
+                .collect();
+            let owners: Vec<String> = sets
+                .iter()
+                .filter_map(|r| r.meta().uid.clone())
+                .chain([uid])
+                .collect();
+            let pods = client.list(Kind::Pod, Some(&a.namespace), None).await?.items;
+            related.extend(sets);
+            related.extend(
+                pods.into_iter()
+                    .filter(|p| p.meta().controller().is_some_and(|o| owners.contains(&o.uid))),
+            );
+        }
+        Object::ReplicaSet(r) => {
+            let uid = r.metadata.uid.clone().unwrap_or_default();
             let pods = client.list(Kind::Pod, Some(&a.namespace), None).await?.items;
             related.extend(
                 pods.into_iter()
@@ -220,7 +241,9 @@ pub(crate) async fn describe(conn: &Connection, a: DescribeArgs) -> Result<()> {
         _ => {}
     }
     let events = match &obj {
-        Object::Node(_) | Object::Pod(_) => events_of(&client, &obj).await,
+        Object::Node(_) | Object::Pod(_) | Object::Deployment(_) | Object::ReplicaSet(_) => {
+            events_of(&client, &obj).await
+        }
         _ => Vec::new(),
     };
     print!("{}", output::describe(&obj, &related, &events)?);

@@ -1,4 +1,5 @@
 //! The level-triggered controller loop (leader only).
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use skiff_api::{Kind, LabelSelector};
@@ -6,7 +7,18 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::plane::ControlPlane;
-use crate::reconcile::{self, HeartbeatClock, RandomIds, Snapshot};
+use crate::reconcile::{self, HeartbeatClock, PodTraffic, RandomIds, Snapshot};
+
+/// How long the controller waits for an agent's traffic counts.
+const TRAFFIC_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// An agent's answer to `GET /skiff/pods/{ns}/{name}/stats`.
+#[derive(Debug, serde::Deserialize)]
+struct PodStats {
+    uid: String,
+    #[serde(flatten)]
+    traffic: PodTraffic,
+}
 
 /// Longest pause between two passes when nothing changes.
 const RESYNC: Duration = Duration::from_secs(1);
@@ -69,9 +81,26 @@ impl ControlPlane {
             heartbeats.observe(&snapshot.nodes, now);
         }
         snapshot.heartbeats = heartbeats.clone();
+        snapshot.pod_traffic = self.canary_traffic(&snapshot).await;
         let mut commands: Vec<(&str, Vec<skiff_state::Op>)> = Vec::new();
         for ops in reconcile::deployments(&snapshot, &mut RandomIds) {
+            // Later controllers of this pass see the deployments' new status (a canary's weight).
+            for op in &ops {
+                if let skiff_state::Op::UpdateStatus {
+                    object: skiff_api::Object::Deployment(next),
+                } = op
+                    && let Some(d) = snapshot
+                        .deployments
+                        .iter_mut()
+                        .find(|d| d.metadata.uid == next.metadata.uid)
+                {
+                    d.status = next.status.clone();
+                }
+            }
             commands.push(("deployment", ops));
+        }
+        for ops in reconcile::replica_sets(&snapshot, &mut RandomIds) {
+            commands.push(("replicaset", ops));
         }
         commands.push(("garbage", reconcile::garbage(&snapshot)));
         commands.push(("event-expiry", reconcile::expire_events(&snapshot)));
@@ -100,6 +129,77 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// What the agents counted for the pods of canary revisions (pod uid → traffic), fetched
+    /// concurrently with a short deadline; a node that does not answer leaves its pods out.
+    async fn canary_traffic(&self, s: &Snapshot) -> BTreeMap<String, PodTraffic> {
+        let canary_rs: Vec<&str> = s
+            .deployments
+            .iter()
+            .filter_map(|d| {
+                let c = d
+                    .status
+                    .canary
+                    .as_ref()
+                    .filter(|c| reconcile::splits_traffic(c.phase))?;
+                let uid = d.metadata.uid.as_deref()?;
+                Some(s.replica_sets.iter().filter(move |r| {
+                    r.metadata.controller().is_some_and(|o| o.uid == uid)
+                        && r.spec
+                            .template
+                            .metadata
+                            .labels
+                            .get(reconcile::TEMPLATE_HASH_LABEL)
+                            == Some(&c.canary_hash)
+                }))
+            })
+            .flatten()
+            .filter_map(|r| r.metadata.uid.as_deref())
+            .collect();
+        if canary_rs.is_empty() {
+            return BTreeMap::new();
+        }
+        let addresses: BTreeMap<&str, &str> = s
+            .nodes
+            .iter()
+            .map(|n| (n.metadata.name.as_str(), n.status.address.as_str()))
+            .collect();
+        let fetches = s
+            .pods
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .controller()
+                    .is_some_and(|o| canary_rs.contains(&o.uid.as_str()))
+            })
+            .filter_map(|p| {
+                let address = addresses.get(p.spec.node_name.as_deref()?)?;
+                let url = format!(
+                    "{}/skiff/pods/{}/{}/stats",
+                    address.trim_end_matches('/'),
+                    p.metadata.namespace_or_default(),
+                    p.metadata.name
+                );
+                let uid = p.metadata.uid.clone()?;
+                let http = self.inner.agent_http.clone();
+                Some(async move {
+                    let resp = http
+                        .get(skiff_peer::https::https_url(&url))
+                        .timeout(TRAFFIC_TIMEOUT)
+                        .send()
+                        .await
+                        .ok()?;
+                    let stats: PodStats = resp.error_for_status().ok()?.json().await.ok()?;
+                    // A pod re-created under the same name is another pod.
+                    (stats.uid == uid).then_some((uid, stats.traffic))
+                })
+            });
+        futures::future::join_all(fetches)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     fn snapshot(&self) -> Result<Snapshot, ApiError> {
         let all = LabelSelector::default();
         let mut objects = Vec::new();
@@ -107,6 +207,7 @@ impl ControlPlane {
             Kind::Node,
             Kind::Pod,
             Kind::Deployment,
+            Kind::ReplicaSet,
             Kind::Service,
             Kind::Endpoints,
             Kind::Event,

@@ -4,26 +4,34 @@
 //!
 //! | controller | reads | writes |
 //! |---|---|---|
-//! | [`deployments`] | Deployments, Pods | Pods (create, delete), Deployment status |
+//! | [`deployments`] | Deployments, ReplicaSets, Pods, pod traffic | ReplicaSets (one per template revision, sized by the strategy), Deployment status (incl. canary), Events |
+//! | [`replica_sets`] | ReplicaSets, Pods | Pods (create, delete), ReplicaSet status |
 //! | [`schedule`] | Pods without a node, Nodes | Pod `spec.nodeName`, Pod scheduling status, Events |
 //! | [`endpoints`] | Services, Pods, Nodes | Endpoints |
 //! | [`garbage`] | owner references | deletes orphans |
 //! | [`expire_events`] | Events | deletes events older than [`EVENT_TTL`] |
 //! | [`node_health`] | Node heartbeats | Node `ready`, `Ready` condition, Events |
 //! | [`evict_pods`] | Node heartbeats and taints, Pods | Pods failed with [`NODE_LOST`] / [`TAINT_EVICTION`] |
+mod canary;
+mod deployments;
 mod events;
 mod nodes;
+mod replicasets;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use skiff_api::{
-    Deployment, DeploymentStatus, DisconnectDelay, EndpointAddress, Endpoints, Event, EventSeverity, Kind,
-    Node, Object, ObjectMeta, OwnerReference, Pod, PodPhase, PodStatus, Service, map_matches,
+    Deployment, DisconnectDelay, EndpointAddress, Endpoints, Event, EventSeverity, Kind, Node, Object,
+    ObjectMeta, OwnerReference, Pod, PodPhase, ReplicaSet, Service, map_matches,
 };
 use skiff_state::Op;
 
+pub use canary::{
+    CANARY_PAUSED, CANARY_PROMOTED, CANARY_REVERTED, CANARY_STARTED, CANARY_STEP, splits_traffic,
+};
+pub use deployments::{DEPLOYMENT_CONTROLLER, SCALING_REPLICA_SET, deployments};
 pub use events::{
     EVENT_TTL, FAILED_SCHEDULING, NODE_NOT_READY, NODE_READY, POD_EVICTED, Recorder, SCHEDULED, event_name,
     expire_events,
@@ -33,6 +41,7 @@ pub use nodes::{
     HEARTBEAT_FRESH, HEARTBEAT_MISSED, HeartbeatClock, NODE_CONTROLLER, NODE_LOST, TAINT_EVICTION,
     evict_pods, eviction_reason, node_health,
 };
+pub use replicasets::replica_sets;
 
 /// How long a failed pod of a deployment stays (and holds its slot) before it is replaced, so a pod
 /// that cannot start does not spin. Pods failed with [`NODE_LOST`] are replaced at once.
@@ -52,6 +61,8 @@ pub struct Snapshot {
     pub pods: Vec<Pod>,
     /// Deployments.
     pub deployments: Vec<Deployment>,
+    /// ReplicaSets.
+    pub replica_sets: Vec<ReplicaSet>,
     /// Services.
     pub services: Vec<Service>,
     /// Endpoints.
@@ -60,6 +71,18 @@ pub struct Snapshot {
     pub events: Vec<Event>,
     /// When the leader saw each node's heartbeat change (empty: ages come from the timestamps).
     pub heartbeats: HeartbeatClock,
+    /// Requests answered by pods of canary revisions, by pod uid, as their agents count them
+    /// (filled in by the controller loop; empty in most tests).
+    pub pod_traffic: BTreeMap<String, PodTraffic>,
+}
+
+/// What one pod's data plane counted since the pod started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PodTraffic {
+    /// Requests answered.
+    pub requests: u64,
+    /// Of those, answers with a 5xx status.
+    pub errors: u64,
 }
 
 impl Snapshot {
@@ -74,6 +97,7 @@ impl Snapshot {
                 Object::Node(n) => s.nodes.push(n),
                 Object::Pod(p) => s.pods.push(p),
                 Object::Deployment(d) => s.deployments.push(d),
+                Object::ReplicaSet(r) => s.replica_sets.push(r),
                 Object::Service(v) => s.services.push(v),
                 Object::Endpoints(e) => s.endpoints.push(e),
                 Object::Event(e) => s.events.push(e),
@@ -141,135 +165,6 @@ fn delete_op(kind: Kind, m: &ObjectMeta) -> Op {
     }
 }
 
-/// Deployment → Pods: keeps `replicas` pods of the current template, replaces failed ones, and
-/// retires pods of older templates only as pods of the new one become ready (no gap in service).
-/// Returns one command's ops per deployment that needs a change.
-pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
-    // A pod on a node that is not ready serves nobody, whatever it last reported (unless its
-    // policy keeps it there: then it is assumed to run on).
-    let down: BTreeSet<&str> = s
-        .nodes
-        .iter()
-        .filter(|n| !n.status.ready)
-        .map(|n| n.metadata.name.as_str())
-        .collect();
-    let serving = |p: &Pod| serving_on(p, !p.spec.node_name.as_deref().is_some_and(|n| down.contains(n)));
-    let mut out = Vec::new();
-    for d in &s.deployments {
-        let Some(uid) = d.metadata.uid.as_deref() else {
-            continue;
-        };
-        let ns = ns_of(&d.metadata);
-        let hash = template_hash(d);
-        let desired = usize::try_from(d.spec.replicas.max(0)).unwrap_or(0);
-        let owned: Vec<&Pod> = s
-            .pods
-            .iter()
-            .filter(|p| ns_of(&p.metadata) == ns && p.metadata.controller().is_some_and(|o| o.uid == uid))
-            .collect();
-        let mut ops = Vec::new();
-        // Failed pods are replaced once their backoff is over (at once when their node was lost):
-        // deleted, and they stop counting. Until then they hold their slot.
-        let backoff_over = |p: &Pod| {
-            if matches!(p.status.reason.as_deref(), Some(NODE_LOST | TAINT_EVICTION)) {
-                return true;
-            }
-            let finished = p
-                .status
-                .finished_at
-                .as_deref()
-                .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
-            match (s.now, finished) {
-                (Some(now), Some(t)) => now.duration_since(t).unwrap_or_default() >= FAILED_POD_BACKOFF,
-                _ => true,
-            }
-        };
-        let mut waiting_failed = 0;
-        for p in owned.iter().filter(|p| is_terminal(p)) {
-            if backoff_over(p) {
-                ops.push(delete_op(Kind::Pod, &p.metadata));
-            } else {
-                waiting_failed += 1;
-            }
-        }
-        let live: Vec<&Pod> = owned.iter().copied().filter(|p| !is_terminal(p)).collect();
-        let (mut current, mut old): (Vec<&Pod>, Vec<&Pod>) = live
-            .iter()
-            .partition(|p| p.metadata.labels.get(TEMPLATE_HASH_LABEL) == Some(&hash));
-        // Least valuable first: unscheduled, then not ready, then newest.
-        let rank = |p: &&Pod| {
-            (
-                p.spec.node_name.is_some(),
-                serving(p),
-                std::cmp::Reverse(p.metadata.resource_version),
-            )
-        };
-        current.sort_by_key(rank);
-        old.sort_by_key(rank);
-        if current.len() + waiting_failed < desired {
-            for _ in current.len() + waiting_failed..desired {
-                ops.push(Op::Create {
-                    object: Object::Pod(new_pod(d, &hash, ids)),
-                    uid: ids.uid(),
-                });
-            }
-        } else if current.len() > desired {
-            for p in &current[..current.len() - desired] {
-                ops.push(delete_op(Kind::Pod, &p.metadata));
-            }
-        }
-        // Old-template pods go as new ones become ready.
-        let ready_current = current.iter().filter(|p| serving(p)).count().min(desired);
-        let keep_old = desired.saturating_sub(ready_current);
-        if old.len() > keep_old {
-            for p in &old[..old.len() - keep_old] {
-                ops.push(delete_op(Kind::Pod, &p.metadata));
-            }
-        }
-        let status = DeploymentStatus {
-            observed_generation: d.metadata.generation.unwrap_or(0),
-            replicas: live.len() as u64,
-            updated_replicas: current.len() as u64,
-            ready_replicas: live.iter().filter(|p| serving(p)).count() as u64,
-        };
-        if status != d.status {
-            let mut next = d.clone();
-            next.status = status;
-            next.metadata.resource_version = None;
-            ops.push(Op::UpdateStatus {
-                object: Object::Deployment(next),
-            });
-        }
-        if !ops.is_empty() {
-            out.push(ops);
-        }
-    }
-    out
-}
-
-fn new_pod(d: &Deployment, hash: &str, ids: &mut dyn Ids) -> Pod {
-    let mut labels = d.spec.template.metadata.labels.clone();
-    labels.insert(TEMPLATE_HASH_LABEL.into(), hash.to_owned());
-    Pod {
-        api_version: Default::default(),
-        metadata: ObjectMeta {
-            name: format!("{}-{}", d.metadata.name, ids.suffix()),
-            namespace: Some(ns_of(&d.metadata).to_owned()),
-            labels,
-            annotations: d.spec.template.metadata.annotations.clone(),
-            owner_references: vec![OwnerReference {
-                kind: "Deployment".into(),
-                name: d.metadata.name.clone(),
-                uid: d.metadata.uid.clone().unwrap_or_default(),
-                controller: true,
-            }],
-            ..Default::default()
-        },
-        spec: d.spec.template.spec.clone(),
-        status: PodStatus::default(),
-    }
-}
-
 /// Service → Endpoints: the pods the selector matches that are bound to a node, with the node's
 /// data-plane address; `ready` only when the pod is ready and its node is too, or, on a node that
 /// is not ready, when the pod's `disconnect.replaceAfter` is `never` (the gateway keeps routing to it
@@ -281,6 +176,7 @@ pub fn endpoints(s: &Snapshot) -> Vec<Op> {
         .iter()
         .map(|e| ((ns_of(&e.metadata), e.metadata.name.as_str()), e))
         .collect();
+    let groups = canary_groups(s);
     let mut ops = Vec::new();
     for svc in &s.services {
         let ns = ns_of(&svc.metadata);
@@ -301,9 +197,11 @@ pub fn endpoints(s: &Snapshot) -> Vec<Op> {
                     node: node_name.to_owned(),
                     address: node.status.address.clone(),
                     ready: serving_on(p, node.status.ready),
+                    weight: None,
                 })
             })
             .collect();
+        weigh(&mut addrs, &groups);
         addrs.sort();
         let current = existing.get(&(ns, svc.metadata.name.as_str()));
         if current.is_some_and(|e| e.endpoints == addrs) {
@@ -329,6 +227,66 @@ pub fn endpoints(s: &Snapshot) -> Vec<Op> {
     ops
 }
 
+/// A pod's part in a canary rollout: its deployment's uid, whether it runs the canary revision,
+/// the canary's traffic share and phase.
+type CanaryGroup<'a> = (&'a str, bool, u32, skiff_api::CanaryPhase);
+
+/// Pod uid → its canary group, for the pods of deployments with a canary status.
+fn canary_groups(s: &Snapshot) -> BTreeMap<&str, CanaryGroup<'_>> {
+    let mut rs_group: BTreeMap<&str, CanaryGroup> = BTreeMap::new();
+    for d in &s.deployments {
+        let (Some(c), Some(uid)) = (&d.status.canary, d.metadata.uid.as_deref()) else {
+            continue;
+        };
+        for r in &s.replica_sets {
+            if let (Some(rs_uid), true) = (
+                r.metadata.uid.as_deref(),
+                r.metadata.controller().is_some_and(|o| o.uid == uid),
+            ) {
+                let hash = r.spec.template.metadata.labels.get(TEMPLATE_HASH_LABEL);
+                let is_canary = hash == Some(&c.canary_hash);
+                rs_group.insert(rs_uid, (uid, is_canary, c.weight, c.phase));
+            }
+        }
+    }
+    s.pods
+        .iter()
+        .filter_map(|p| {
+            let g = rs_group.get(p.metadata.controller()?.uid.as_str())?;
+            Some((p.metadata.uid.as_deref()?, *g))
+        })
+        .collect()
+}
+
+/// Gives the endpoints of canary rollouts their traffic shares: the canary revision's ready pods
+/// share its weight, the stable revision's the rest; after a revert the canary's pods get none.
+fn weigh(addrs: &mut [EndpointAddress], groups: &BTreeMap<&str, CanaryGroup>) {
+    let mut counts: BTreeMap<(&str, bool), u32> = BTreeMap::new();
+    for a in addrs.iter().filter(|a| a.ready) {
+        if let Some((d, is_canary, _, _)) = groups.get(a.pod_uid.as_str()) {
+            *counts.entry((d, *is_canary)).or_default() += 1;
+        }
+    }
+    for a in addrs.iter_mut() {
+        let Some((d, is_canary, weight, phase)) = groups.get(a.pod_uid.as_str()) else {
+            continue;
+        };
+        a.weight = if splits_traffic(*phase) {
+            let share = if *is_canary {
+                *weight
+            } else {
+                100 - (*weight).min(100)
+            };
+            let n = counts.get(&(d, *is_canary)).copied().unwrap_or(1).max(1);
+            Some(share * 1000 / n)
+        } else if *phase == skiff_api::CanaryPhase::Reverted && *is_canary {
+            Some(0)
+        } else {
+            None
+        };
+    }
+}
+
 /// Deletes objects whose controlling owner no longer exists (matched by uid, so a re-created owner
 /// with the same name does not adopt them).
 pub fn garbage(s: &Snapshot) -> Vec<Op> {
@@ -336,6 +294,7 @@ pub fn garbage(s: &Snapshot) -> Vec<Op> {
         .deployments
         .iter()
         .filter_map(|d| d.metadata.uid.as_deref())
+        .chain(s.replica_sets.iter().filter_map(|r| r.metadata.uid.as_deref()))
         .chain(s.services.iter().filter_map(|v| v.metadata.uid.as_deref()))
         .collect();
     let orphan = |m: &ObjectMeta| m.controller().is_some_and(|o| !owners.contains(o.uid.as_str()));
@@ -350,6 +309,12 @@ pub fn garbage(s: &Snapshot) -> Vec<Op> {
             .iter()
             .filter(|e| orphan(&e.metadata))
             .map(|e| delete_op(Kind::Endpoints, &e.metadata)),
+    );
+    ops.extend(
+        s.replica_sets
+            .iter()
+            .filter(|r| orphan(&r.metadata))
+            .map(|r| delete_op(Kind::ReplicaSet, &r.metadata)),
     );
     ops
 }

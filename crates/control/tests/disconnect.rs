@@ -5,24 +5,15 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use skiff_api::{Deployment, Node, Object, Pod, PodPhase, Service};
-use skiff_control::reconcile::{self, Ids, Snapshot, TEMPLATE_HASH_LABEL};
+use skiff_control::reconcile::{self, Snapshot};
 use skiff_state::Op;
+
+#[path = "support/sim.rs"]
+mod sim;
+use sim::{Counted, apply, pod_in, rs_for};
 
 const GRACE: Duration = Duration::from_secs(10);
 const EVICTION: Duration = Duration::from_secs(5);
-
-struct Counted(u32);
-
-impl Ids for Counted {
-    fn uid(&mut self) -> String {
-        self.0 += 1;
-        format!("uid-{}", self.0)
-    }
-    fn suffix(&mut self) -> String {
-        self.0 += 1;
-        format!("s{}", self.0)
-    }
-}
 
 fn deployment(name: &str, disconnect: serde_json::Value) -> Deployment {
     serde_json::from_value(json!({"apiVersion":"skiff.dev/v1",
@@ -35,17 +26,12 @@ fn deployment(name: &str, disconnect: serde_json::Value) -> Deployment {
 }
 
 fn running_pod(d: &Deployment, name: &str, node: &str) -> Pod {
-    let mut labels = d.spec.template.metadata.labels.clone();
-    labels.insert(TEMPLATE_HASH_LABEL.into(), reconcile::template_hash(d));
-    let mut p: Pod = serde_json::from_value(json!({"apiVersion":"skiff.dev/v1",
-        "metadata":{"name":name,"namespace":"default","uid":format!("u-{name}"),"labels":labels,
-            "ownerReferences":[{"kind":"Deployment","name":d.metadata.name,"uid":d.metadata.uid,"controller":true}]},
-        "spec": d.spec.template.spec.clone()}))
-    .unwrap();
-    p.spec.node_name = Some(node.into());
-    p.status.phase = PodPhase::Running;
-    p.status.ready = true;
-    p
+    pod_in(
+        &rs_for(d, &reconcile::template_hash(d), 1, 1),
+        name,
+        true,
+        Some(node),
+    )
 }
 
 fn beating(name: &str, now: SystemTime, ago: u64) -> Node {
@@ -62,81 +48,6 @@ fn whole_second_now() -> SystemTime {
         .unwrap()
         .as_secs();
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
-}
-
-/// Applies the ops these controllers emit, the way the state machine would.
-fn apply(s: &mut Snapshot, ops: &[Op]) {
-    for op in ops {
-        match op {
-            Op::Create {
-                object: Object::Pod(p),
-                uid,
-            } => {
-                let mut p = p.clone();
-                p.metadata.uid = Some(uid.clone());
-                s.pods.push(p);
-            }
-            Op::Delete { name, .. } => s.pods.retain(|p| &p.metadata.name != name),
-            Op::Replace {
-                object: Object::Node(n),
-            } => {
-                let old = s
-                    .nodes
-                    .iter_mut()
-                    .find(|o| o.metadata.name == n.metadata.name)
-                    .unwrap();
-                old.metadata = n.metadata.clone();
-            }
-            Op::Replace {
-                object: Object::Pod(p),
-            } => {
-                let old = s
-                    .pods
-                    .iter_mut()
-                    .find(|o| o.metadata.name == p.metadata.name)
-                    .unwrap();
-                old.spec = p.spec.clone();
-            }
-            Op::UpdateStatus {
-                object: Object::Node(n),
-            } => {
-                let old = s
-                    .nodes
-                    .iter_mut()
-                    .find(|o| o.metadata.name == n.metadata.name)
-                    .unwrap();
-                old.status = n.status.clone();
-            }
-            Op::UpdateStatus {
-                object: Object::Pod(p),
-            } => {
-                let old = s
-                    .pods
-                    .iter_mut()
-                    .find(|o| o.metadata.name == p.metadata.name)
-                    .unwrap();
-                old.status = p.status.clone();
-            }
-            Op::UpdateStatus {
-                object: Object::Deployment(d),
-            } => {
-                let old = s
-                    .deployments
-                    .iter_mut()
-                    .find(|o| o.metadata.name == d.metadata.name)
-                    .unwrap();
-                old.status = d.status.clone();
-            }
-            Op::Apply {
-                object: Object::Event(e),
-                ..
-            } => {
-                s.events.retain(|o| o.metadata.name != e.metadata.name);
-                s.events.push(e.clone());
-            }
-            other => panic!("unexpected op in this test: {other:?}"),
-        }
-    }
 }
 
 fn endpoints(s: &Snapshot) -> Vec<(String, bool)> {
@@ -169,6 +80,10 @@ fn a_never_pod_stays_bound_and_in_endpoints_while_a_default_pod_is_evicted_and_r
             running_pod(&edge, "edge-1", "far"),
             running_pod(&web, "web-1", "far"),
         ],
+        replica_sets: vec![
+            rs_for(&edge, &reconcile::template_hash(&edge), 1, 1),
+            rs_for(&web, &reconcile::template_hash(&web), 1, 1),
+        ],
         deployments: vec![edge, web],
         services: vec![svc],
         ..Default::default()
@@ -195,20 +110,20 @@ fn a_never_pod_stays_bound_and_in_endpoints_while_a_default_pod_is_evicted_and_r
         (PodPhase::Failed, Some(reconcile::NODE_LOST.to_owned()))
     );
     // ...and replaced; the `never` pod's deployment counts it ready and makes no replacement.
-    let cmds = reconcile::deployments(&s, &mut Counted(0));
-    apply(&mut s, &cmds.concat());
+    sim::workload_pass(&mut s, &mut Counted(0));
     let mut names: Vec<(&str, Option<&str>)> = s
         .pods
         .iter()
         .map(|p| (p.metadata.name.as_str(), p.spec.node_name.as_deref()))
         .collect();
     names.sort();
-    assert_eq!(names, [("edge-1", Some("far")), ("web-s1", None)]);
+    let replacement = format!("web-{}-s1", reconcile::template_hash(&s.deployments[1]));
+    assert_eq!(names, [("edge-1", Some("far")), (replacement.as_str(), None)]);
     let edge_status = &s.deployments[0].status;
     assert_eq!((edge_status.replicas, edge_status.ready_replicas), (1, 1));
     let ops = reconcile::schedule(&s, 1);
     apply(&mut s, &ops);
-    let replacement = s.pods.iter().find(|p| p.metadata.name == "web-s1").unwrap();
+    let replacement = s.pods.iter().find(|p| p.metadata.name == replacement).unwrap();
     assert_eq!(replacement.spec.node_name.as_deref(), Some("near"));
     // An hour later the `never` pod is still bound and routed to.
     let later = t0 + Duration::from_secs(3600);

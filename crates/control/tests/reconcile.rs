@@ -2,22 +2,13 @@
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use skiff_api::{ConditionStatus, Deployment, Kind, Node, Object, Pod, PodPhase, READY_CONDITION, Service};
-use skiff_control::reconcile::{self, Ids, Snapshot, TEMPLATE_HASH_LABEL};
+use skiff_api::{ConditionStatus, Deployment, Node, Object, Pod, PodPhase, READY_CONDITION, Service};
+use skiff_control::reconcile::{self, Snapshot, TEMPLATE_HASH_LABEL};
 use skiff_state::Op;
 
-struct Counted(u32);
-
-impl Ids for Counted {
-    fn uid(&mut self) -> String {
-        self.0 += 1;
-        format!("uid-{}", self.0)
-    }
-    fn suffix(&mut self) -> String {
-        self.0 += 1;
-        format!("s{}", self.0)
-    }
-}
+#[path = "support/sim.rs"]
+mod sim;
+use sim::{Counted, apply, pod_in, rs_for};
 
 fn deployment(replicas: i64) -> Deployment {
     serde_json::from_value(json!({"apiVersion":"skiff.dev/v1","metadata":{"name":"web","namespace":"default","uid":"d1","generation":1},
@@ -26,18 +17,9 @@ fn deployment(replicas: i64) -> Deployment {
     .unwrap()
 }
 
+/// A pod of `d`'s ReplicaSet for template `hash` (one replica set per hash, revision 1).
 fn pod_of(d: &Deployment, name: &str, hash: &str, ready: bool, node: Option<&str>) -> Pod {
-    let mut p: Pod = serde_json::from_value(json!({"apiVersion":"skiff.dev/v1",
-        "metadata":{"name":name,"namespace":"default","uid":format!("u-{name}"),"labels":{"app":"web", TEMPLATE_HASH_LABEL: hash},
-            "ownerReferences":[{"kind":"Deployment","name":"web","uid":"d1","controller":true}]},
-        "spec": d.spec.template.spec.clone()}))
-    .unwrap();
-    p.spec.node_name = node.map(str::to_owned);
-    if ready {
-        p.status.phase = PodPhase::Running;
-        p.status.ready = true;
-    }
-    p
+    pod_in(&rs_for(d, hash, 1, 1), name, ready, node)
 }
 
 fn node(name: &str, ready: bool) -> Node {
@@ -75,15 +57,33 @@ fn deleted(ops: &[Op]) -> Vec<String> {
 }
 
 #[test]
-fn deployment_creates_missing_replicas_with_owner_and_hash() {
+fn deployment_makes_a_replica_set_that_makes_the_pods() {
     let d = deployment(3);
-    let s = Snapshot {
+    let mut s = Snapshot {
         now: Some(SystemTime::now()),
         deployments: vec![d.clone()],
         ..Default::default()
     };
     let cmds = reconcile::deployments(&s, &mut Counted(0));
     assert_eq!(cmds.len(), 1);
+    let rs = cmds[0]
+        .iter()
+        .find_map(|o| match o {
+            Op::Create {
+                object: Object::ReplicaSet(r),
+                ..
+            } => Some(r.clone()),
+            _ => None,
+        })
+        .expect("a replica set is created");
+    let h = reconcile::template_hash(&d);
+    assert_eq!(rs.metadata.name, format!("web-{h}"));
+    assert_eq!(rs.spec.replicas, 3, "the first revision starts at full size");
+    assert_eq!(rs.revision(), 1);
+    assert_eq!(rs.metadata.controller().map(|o| o.uid.as_str()), Some("d1"));
+    assert_eq!(rs.spec.selector.match_labels.get(TEMPLATE_HASH_LABEL), Some(&h));
+    apply(&mut s, &cmds.concat());
+    let cmds = reconcile::replica_sets(&s, &mut Counted(0));
     assert_eq!(creates(&cmds[0]), 3);
     let Op::Create {
         object: Object::Pod(p),
@@ -92,29 +92,29 @@ fn deployment_creates_missing_replicas_with_owner_and_hash() {
     else {
         panic!("a pod create first")
     };
-    assert_eq!(p.metadata.name, "web-s1");
-    assert_eq!(p.metadata.controller().map(|o| o.uid.as_str()), Some("d1"));
+    assert_eq!(p.metadata.name, format!("web-{h}-s1"));
     assert_eq!(
-        p.metadata.labels.get(TEMPLATE_HASH_LABEL),
-        Some(&reconcile::template_hash(&d))
+        p.metadata.controller().map(|o| o.kind.as_str()),
+        Some("ReplicaSet")
     );
+    assert_eq!(p.metadata.labels.get(TEMPLATE_HASH_LABEL), Some(&h));
 }
 
 #[test]
 fn scale_down_removes_least_valuable_pods_first() {
     let d = deployment(1);
-    let h = reconcile::template_hash(&d);
+    let rs = rs_for(&d, "h", 1, 1);
     let pods = vec![
-        pod_of(&d, "ready", &h, true, Some("n")),
-        pod_of(&d, "unscheduled", &h, false, None),
+        pod_in(&rs, "ready", true, Some("n")),
+        pod_in(&rs, "unscheduled", false, None),
     ];
     let s = Snapshot {
         now: Some(SystemTime::now()),
-        deployments: vec![d],
+        replica_sets: vec![rs],
         pods,
         ..Default::default()
     };
-    let cmds = reconcile::deployments(&s, &mut Counted(0));
+    let cmds = reconcile::replica_sets(&s, &mut Counted(0));
     assert_eq!(deleted(&cmds[0]), ["unscheduled"]);
     assert_eq!(creates(&cmds[0]), 0);
 }
@@ -122,19 +122,19 @@ fn scale_down_removes_least_valuable_pods_first() {
 #[test]
 fn failed_pods_are_replaced_after_their_backoff() {
     let d = deployment(1);
-    let h = reconcile::template_hash(&d);
+    let rs = rs_for(&d, "h", 1, 1);
     let now = SystemTime::now();
-    let mut failed = pod_of(&d, "failed", &h, false, Some("n"));
+    let mut failed = pod_in(&rs, "failed", false, Some("n"));
     failed.status.phase = PodPhase::Failed;
     failed.status.finished_at = Some(humantime::format_rfc3339_seconds(now).to_string());
     let mut s = Snapshot {
         now: Some(now),
-        deployments: vec![d],
+        replica_sets: vec![rs],
         pods: vec![failed],
         ..Default::default()
     };
     // Within the backoff: nothing but status.
-    let cmds = reconcile::deployments(&s, &mut Counted(0));
+    let cmds = reconcile::replica_sets(&s, &mut Counted(0));
     assert!(
         cmds.iter()
             .flatten()
@@ -143,43 +143,9 @@ fn failed_pods_are_replaced_after_their_backoff() {
     );
     // After it: the failed pod goes and a new one comes.
     s.now = Some(now + reconcile::FAILED_POD_BACKOFF + Duration::from_secs(1));
-    let cmds = reconcile::deployments(&s, &mut Counted(0));
+    let cmds = reconcile::replica_sets(&s, &mut Counted(0));
     assert_eq!(deleted(&cmds[0]), ["failed"]);
     assert_eq!(creates(&cmds[0]), 1);
-}
-
-#[test]
-fn template_change_keeps_old_pods_until_new_ones_are_ready() {
-    let d = deployment(2);
-    let old = vec![
-        pod_of(&d, "old-1", "oldhash", true, Some("n")),
-        pod_of(&d, "old-2", "oldhash", true, Some("n")),
-    ];
-    let s = Snapshot {
-        now: Some(SystemTime::now()),
-        deployments: vec![d.clone()],
-        pods: old.clone(),
-        ..Default::default()
-    };
-    let cmds = reconcile::deployments(&s, &mut Counted(0));
-    assert_eq!(creates(&cmds[0]), 2);
-    assert!(
-        deleted(&cmds[0]).is_empty(),
-        "no old pod goes before a new one is ready"
-    );
-    // One new pod ready → one old pod goes.
-    let h = reconcile::template_hash(&d);
-    let mut pods = old;
-    pods.push(pod_of(&d, "new-1", &h, true, Some("n")));
-    pods.push(pod_of(&d, "new-2", &h, false, Some("n")));
-    let s = Snapshot {
-        now: Some(SystemTime::now()),
-        deployments: vec![d],
-        pods,
-        ..Default::default()
-    };
-    let cmds = reconcile::deployments(&s, &mut Counted(0));
-    assert_eq!(deleted(&cmds[0]).len(), 1);
 }
 
 #[test]
@@ -334,68 +300,6 @@ fn beating(name: &str, now: SystemTime, ago: u64) -> Node {
     n
 }
 
-/// Applies ops to the snapshot the way the state machine would (enough for these tests).
-/// The item of `items` named `name` (the test knows it exists).
-fn named<'a, T>(items: &'a mut [T], name: &str, meta: impl Fn(&T) -> &skiff_api::ObjectMeta) -> &'a mut T {
-    items.iter_mut().find(|o| meta(o).name == name).unwrap()
-}
-
-fn apply(s: &mut Snapshot, ops: &[Op]) {
-    for op in ops {
-        match op {
-            Op::Create {
-                object: Object::Pod(p),
-                uid,
-            } => {
-                let mut p = p.clone();
-                p.metadata.uid = Some(uid.clone());
-                s.pods.push(p);
-            }
-            Op::Delete {
-                kind: Kind::Pod,
-                name,
-                ..
-            } => s.pods.retain(|p| &p.metadata.name != name),
-            Op::Replace {
-                object: Object::Node(n),
-            } => {
-                let old = named(&mut s.nodes, &n.metadata.name, |o| &o.metadata);
-                old.metadata = n.metadata.clone();
-                old.spec = n.spec.clone();
-            }
-            Op::Replace {
-                object: Object::Pod(p),
-            } => {
-                let old = named(&mut s.pods, &p.metadata.name, |o| &o.metadata);
-                old.spec = p.spec.clone();
-            }
-            Op::UpdateStatus {
-                object: Object::Node(n),
-            } => {
-                let old = named(&mut s.nodes, &n.metadata.name, |o| &o.metadata);
-                old.status = n.status.clone();
-            }
-            Op::UpdateStatus {
-                object: Object::Pod(p),
-            } => {
-                let old = named(&mut s.pods, &p.metadata.name, |o| &o.metadata);
-                old.status = p.status.clone();
-            }
-            Op::UpdateStatus {
-                object: Object::Deployment(d),
-            } => s.deployments[0].status = d.status.clone(),
-            Op::Apply {
-                object: Object::Event(e),
-                ..
-            } => {
-                s.events.retain(|o| o.metadata.name != e.metadata.name);
-                s.events.push(e.clone());
-            }
-            other => panic!("unexpected op in this test: {other:?}"),
-        }
-    }
-}
-
 #[test]
 fn heartbeat_older_than_grace_marks_node_not_ready_with_reason_once() {
     let now = whole_second_now();
@@ -454,6 +358,7 @@ fn pods_of_a_lost_node_are_evicted_after_the_grace_and_replaced_on_a_ready_node(
             pod_of(&d, "on-alive", &h, true, Some("alive")),
             pod_of(&d, "on-dead", &h, true, Some("dead")),
         ],
+        replica_sets: vec![rs_for(&d, &h, 2, 1)],
         deployments: vec![d],
         services: vec![svc],
         ..Default::default()
@@ -523,8 +428,8 @@ fn pods_of_a_lost_node_are_evicted_after_the_grace_and_replaced_on_a_ready_node(
         lost.status.message.as_deref(),
         Some("node dead has had no heartbeat for 15s")
     );
-    // The deployment replaces it at once (no failed-pod backoff for NodeLost)...
-    let cmds = reconcile::deployments(&s, &mut Counted(0));
+    // The replica set replaces it at once (no failed-pod backoff for NodeLost)...
+    let cmds = reconcile::replica_sets(&s, &mut Counted(0));
     assert_eq!(deleted(&cmds[0]), ["on-dead"]);
     assert_eq!(creates(&cmds[0]), 1);
     apply(&mut s, &cmds.concat());
@@ -542,7 +447,8 @@ fn pods_of_a_lost_node_are_evicted_after_the_grace_and_replaced_on_a_ready_node(
         })
         .collect();
     placed.sort();
-    assert_eq!(placed, [("on-alive", "alive"), ("web-s1", "alive")]);
+    let replacement = format!("web-{h}-s1");
+    assert_eq!(placed, [("on-alive", "alive"), (replacement.as_str(), "alive")]);
     // Nothing more to evict: the lost node has no live pods left.
     assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
 }
@@ -589,8 +495,7 @@ fn cordoned_node_gets_no_new_pods() {
         deployments: vec![d],
         ..Default::default()
     };
-    let cmds = reconcile::deployments(&s, &mut Counted(0));
-    apply(&mut s, &cmds.concat());
+    sim::settle(&mut s, &mut Counted(0));
     for seed in 0..4 {
         let ops = reconcile::schedule(&s, seed);
         let bound: Vec<&str> = ops
@@ -633,6 +538,7 @@ fn pods_on_a_not_ready_node_do_not_count_as_ready_for_a_rollout() {
             pod_of(&d, "old", "oldhash", true, Some("up")),
             pod_of(&d, "new", &h, true, Some("down")),
         ],
+        replica_sets: vec![rs_for(&d, "oldhash", 1, 1), rs_for(&d, &h, 1, 2)],
         deployments: vec![d],
         ..Default::default()
     };

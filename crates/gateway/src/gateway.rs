@@ -18,7 +18,7 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::Rng;
-use skiff_api::{EndpointAddress, Kind, POD_NAME_HEADER};
+use skiff_api::{EndpointAddress, Kind, NO_POD_HEADER, POD_NAME_HEADER};
 use skiff_client::{Client, Informer, ListOptions};
 use skiff_peer::NodeCert;
 use skiff_peer::https::Peer;
@@ -258,7 +258,7 @@ impl Gateway {
         let candidates: Vec<_> = sel
             .backends
             .iter()
-            .filter(|b| b.weight > 0 && b.endpoints.iter().any(|e| !exclude.contains(&e.pod)))
+            .filter(|b| b.weight > 0 && b.endpoints.iter().any(|e| takes(e, exclude)))
             .collect();
         let total: u64 = candidates.iter().map(|b| b.weight).sum();
         if total == 0 {
@@ -281,11 +281,22 @@ impl Gateway {
                 .map(|c| c.load(Ordering::Relaxed))
                 .unwrap_or(0)
         };
-        let eps: Vec<&EndpointAddress> = backend
-            .endpoints
-            .iter()
-            .filter(|e| !exclude.contains(&e.pod))
-            .collect();
+        let eps: Vec<&EndpointAddress> = backend.endpoints.iter().filter(|e| takes(e, exclude)).collect();
+        // Uneven shares (a canary rollout): a weighted draw; otherwise the least loaded.
+        if eps.iter().any(|e| e.weight.is_some()) {
+            let total: u64 = eps.iter().map(|e| endpoint_weight(e)).sum();
+            let mut roll = rng.random_range(0..total.max(1));
+            let chosen = eps.iter().find(|e| {
+                let w = endpoint_weight(e);
+                if roll < w {
+                    true
+                } else {
+                    roll -= w;
+                    false
+                }
+            })?;
+            return Some((backend.service.clone(), (*chosen).clone()));
+        }
         let min = eps.iter().map(|e| load(e)).min()?;
         let best: Vec<&&EndpointAddress> = eps.iter().filter(|e| load(e) == min).collect();
         let chosen = best[rng.random_range(0..best.len())];
@@ -350,7 +361,13 @@ impl Gateway {
             }
             let _guard = self.track(&ep);
             if let Some(local) = self.inner.config.local.get(&ep.node) {
-                return local(req).await;
+                let resp = local(req).await;
+                if retryable && resp.headers().contains_key(NO_POD_HEADER) {
+                    last_error = format!("{} is no longer on node {}", ep.pod, ep.node);
+                    tried.push(ep.pod.clone());
+                    continue;
+                }
+                return resp;
             }
             let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let uri = format!(
@@ -368,6 +385,11 @@ impl Gateway {
                 }
             }
             match self.inner.http.request(req).await {
+                Ok(resp) if retryable && resp.headers().contains_key(NO_POD_HEADER) => {
+                    // The pod stopped or moved since the table was built: try another endpoint.
+                    last_error = format!("{} is no longer on node {}", ep.pod, ep.node);
+                    tried.push(ep.pod.clone());
+                }
                 Ok(resp) => return resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
                 Err(e) => {
                     last_error = format!("{} ({}): {e}", ep.pod, ep.address);
@@ -383,6 +405,19 @@ impl Gateway {
             }
         }
     }
+}
+
+/// An endpoint's share of its service's traffic: its weight, or an even share.
+fn endpoint_weight(e: &EndpointAddress) -> u64 {
+    u64::from(e.weight.unwrap_or(EVEN_WEIGHT))
+}
+
+/// The weight of an endpoint without one (canary weights are in thousandths of a percent per pod).
+const EVEN_WEIGHT: u32 = 1000;
+
+/// Whether the endpoint may take this request: not tried yet, and a share above zero.
+fn takes(e: &EndpointAddress, exclude: &[String]) -> bool {
+    !exclude.contains(&e.pod) && e.weight != Some(0)
 }
 
 fn endpoint_key(e: &EndpointAddress) -> String {

@@ -53,7 +53,7 @@ pub(crate) fn decode(value: Value) -> Result<Object, Vec<Problem>> {
         Kind::ConfigMap => typed::<skiff_api::ConfigMap>(value).map(Object::ConfigMap),
         Kind::Secret => typed::<skiff_api::Secret>(value).map(Object::Secret),
         // Rejected by `check_kind`.
-        Kind::Node | Kind::Endpoints | Kind::JoinToken | Kind::Event => {
+        Kind::Node | Kind::Endpoints | Kind::JoinToken | Kind::Event | Kind::ReplicaSet => {
             Err((Some("kind".into()), server_owned(kind)))
         }
     };
@@ -133,6 +133,10 @@ fn server_owned(kind: Kind) -> String {
             .into(),
         Kind::Event => "Event objects cannot be applied: Skiff's controllers record them; remove this \
                          document"
+            .into(),
+        Kind::ReplicaSet => "ReplicaSet objects cannot be applied: each Deployment makes one per \
+                              template revision; apply a Deployment instead (and use `skiff rollout` \
+                              to go back to an old revision)"
             .into(),
         other => format!("{other} objects cannot be applied"),
     }

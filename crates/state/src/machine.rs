@@ -430,6 +430,7 @@ fn update_status(old: &Object, new: &Object, rev: u64) -> Result<Option<Object>,
     match (&mut next, new) {
         (Object::Pod(n), Object::Pod(s)) => n.status = s.status.clone(),
         (Object::Deployment(n), Object::Deployment(s)) => n.status = s.status.clone(),
+        (Object::ReplicaSet(n), Object::ReplicaSet(s)) => n.status = s.status.clone(),
         (Object::Node(n), Object::Node(s)) => n.status = s.status.clone(),
         (Object::Endpoints(n), Object::Endpoints(s)) => n.endpoints = s.endpoints.clone(),
         _ => {
