@@ -72,6 +72,9 @@ pub struct Agent {
     pub(crate) pods: Arc<PodTable>,
     address: String,
     data_plane_tls: Arc<skiff_peer::ServerConfig>,
+    /// One data plane (and so one set of per-pod traffic counts) for the listener and in-process
+    /// callers alike.
+    plane: DataPlane,
 }
 
 impl std::fmt::Debug for Agent {
@@ -141,6 +144,7 @@ impl Agent {
         let agent = Agent {
             config: Arc::new(config),
             client,
+            plane: DataPlane::new(pods.clone()),
             pods,
             address: skiff_peer::https::https_url(&address),
             data_plane_tls,
@@ -172,7 +176,7 @@ impl Agent {
 
     /// The in-process data plane (for a gateway in the same process).
     pub fn data_plane(&self) -> DataPlane {
-        DataPlane::new(self.pods.clone())
+        self.plane.clone()
     }
 
     fn node_status(&self) -> NodeStatus {

@@ -139,7 +139,7 @@ pub(crate) async fn rollout(conn: &Connection, a: RolloutArgs) -> Result<()> {
         }
         RolloutCommand::Restart { target } => {
             let name = target.name()?;
-            let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+            let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
             update(&client, &target.namespace, &name, |d| {
                 d.spec
                     .template

@@ -1,8 +1,10 @@
 //! `hello-http`: a tiny `wasi:http/proxy` component for Skiff.
 //!
-//! * `GET /` answers `hello from <pod> (call N of this instance)`, where `<pod>` is the
-//!   `SKIFF_POD_NAME` environment variable (or `skiff`) and `N` counts the requests this
-//!   instance has served: always 1 when Skiff gives every request a fresh instance.
+//! * `GET /` answers `<greeting> from <pod> (call N of this instance)`, where `<greeting>` is
+//!   the `GREETING` environment variable (or `hello`), `<pod>` is `SKIFF_POD_NAME` (or
+//!   `skiff`) and `N` counts the requests this instance has served: always 1 when Skiff gives
+//!   every request a fresh instance. With `HELLO_STATUS` set (e.g. `503`) it answers with that
+//!   status instead: a deliberately broken version for rollout demos.
 //! * `GET /count` answers just `N`.
 //! * Anything else is a 404.
 //!
@@ -24,10 +26,18 @@ impl Guest for Hello {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
         let pod = std::env::var("SKIFF_POD_NAME").unwrap_or_else(|_| "skiff".to_string());
+        let greeting = std::env::var("GREETING").unwrap_or_else(|_| "hello".to_string());
+        let status_for_root = std::env::var("HELLO_STATUS")
+            .ok()
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(200);
         let path = request.path_with_query().unwrap_or_default();
         let is_get = matches!(request.method(), Method::Get);
         let (status, body) = match (is_get, path.as_str()) {
-            (true, "/") => (200, format!("hello from {pod} (call {calls} of this instance)\n")),
+            (true, "/") => (
+                status_for_root,
+                format!("{greeting} from {pod} (call {calls} of this instance)\n"),
+            ),
             (true, "/count") => (200, format!("{calls}\n")),
             _ => (404, format!("not found: {path}\n")),
         };

@@ -11,5 +11,6 @@ mod netns;
 mod one_node;
 mod push;
 mod roles;
+mod rollout;
 mod secrets;
 mod workers;

@@ -521,7 +521,7 @@ fn fill_status(
         + legacy.iter().filter(|p| serving(p)).count() as i64) as u64;
     status.updated_replicas = new.map_or(0, |r| r.live as u64);
     status.updated_ready_replicas = new.map_or(0, |r| r.serving as u64);
-    status.revision = new.map(|r| r.revision);
+    status.revision = new.map(|r| r.revision).or(d.status.revision);
     let now = s.now.unwrap_or_else(SystemTime::now);
     let progressed = status.revision != d.status.revision
         || status.updated_replicas != d.status.updated_replicas
