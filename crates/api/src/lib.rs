@@ -85,7 +85,8 @@ pub use token::{
 pub use validate::{FieldError, ValidationErrors, label_problem};
 pub use wire::{ErrorBody, EventType, ObjectList, WatchEvent};
 pub use workload::{
-    CHANGE_CAUSE_ANNOTATION, DEFAULT_PROGRESS_DEADLINE, DEFAULT_REVISION_HISTORY_LIMIT, Deployment,
-    DeploymentSpec, DeploymentStatus, LabelSelectorSpec, MatchLabels, PodTemplate, RESTARTED_AT_ANNOTATION,
-    REVISION_ANNOTATION, ReplicaSet, ReplicaSetSpec, ReplicaSetStatus, TemplateMeta,
+    CHANGE_CAUSE_ANNOTATION, CONFIG_HASH_ANNOTATION, DEFAULT_PROGRESS_DEADLINE,
+    DEFAULT_REVISION_HISTORY_LIMIT, Deployment, DeploymentSpec, DeploymentStatus, LabelSelectorSpec,
+    MatchLabels, PodTemplate, RESTARTED_AT_ANNOTATION, REVISION_ANNOTATION, ReplicaSet, ReplicaSetSpec,
+    ReplicaSetStatus, TemplateMeta,
 };

@@ -194,11 +194,21 @@ impl PodSpec {
     /// Names of the Secrets the pod's components read (`env[].valueFrom.secretKeyRef`), sorted and
     /// without repeats.
     pub fn secret_names(&self) -> Vec<&str> {
+        self.referenced(|s| s.secret_key_ref.as_ref())
+    }
+
+    /// Names of the ConfigMaps the pod's components read (`env[].valueFrom.configMapKeyRef`),
+    /// sorted and without repeats.
+    pub fn config_map_names(&self) -> Vec<&str> {
+        self.referenced(|s| s.config_map_key_ref.as_ref())
+    }
+
+    fn referenced<'a>(&'a self, pick: impl Fn(&'a EnvVarSource) -> Option<&'a KeyRef>) -> Vec<&'a str> {
         let mut names: Vec<&str> = self
             .components
             .iter()
             .flat_map(|c| c.env.iter())
-            .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+            .filter_map(|e| pick(e.value_from.as_ref()?))
             .map(|r| r.name.as_str())
             .collect();
         names.sort_unstable();

@@ -54,6 +54,10 @@ pub struct DeploymentSpec {
     /// `Progressing` false, reason `ProgressDeadlineExceeded`; default 10m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline: Option<DurationValue>,
+    /// Roll the pods (a new revision, by the strategy) when a ConfigMap or Secret the template
+    /// reads changes; otherwise pods keep the values they started with until replaced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollout_on_config_change: bool,
 }
 
 /// Default of [`DeploymentSpec::revision_history_limit`].
@@ -66,6 +70,9 @@ pub const REVISION_ANNOTATION: &str = "skiff.dev/revision";
 /// Annotation with the reason a revision was made: set it on a Deployment to describe the change
 /// (`skiff rollout history` shows it); otherwise the controller writes what changed.
 pub const CHANGE_CAUSE_ANNOTATION: &str = "skiff.dev/change-cause";
+/// Template annotation carrying a fingerprint of the ConfigMaps and Secrets a deployment with
+/// `rolloutOnConfigChange` reads: a change makes a new revision.
+pub const CONFIG_HASH_ANNOTATION: &str = "skiff.dev/config-hash";
 /// Template annotation `skiff rollout restart` sets to roll every pod.
 pub const RESTARTED_AT_ANNOTATION: &str = "skiff.dev/restartedAt";
 

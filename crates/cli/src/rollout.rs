@@ -227,6 +227,10 @@ fn undo(d: &mut Deployment, revisions: &[ReplicaSet], to: Option<u64>) -> Result
     };
     let mut template = target.spec.template.clone();
     template.metadata.labels.remove(TEMPLATE_HASH_LABEL);
+    template
+        .metadata
+        .annotations
+        .remove(skiff_api::CONFIG_HASH_ANNOTATION);
     if template == d.spec.template {
         bail!(
             "deployment/{} already runs the template of revision {}",

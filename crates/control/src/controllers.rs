@@ -82,6 +82,7 @@ impl ControlPlane {
         }
         snapshot.heartbeats = heartbeats.clone();
         snapshot.pod_traffic = self.canary_traffic(&snapshot).await;
+        snapshot.config_hashes = self.config_hashes(&snapshot);
         let mut commands: Vec<(&str, Vec<skiff_state::Op>)> = Vec::new();
         for ops in reconcile::deployments(&snapshot, &mut RandomIds) {
             // Later controllers of this pass see the deployments' new status (a canary's weight).
@@ -198,6 +199,45 @@ impl ControlPlane {
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// Fingerprints of the ConfigMaps and Secrets read by deployments with
+    /// `rolloutOnConfigChange` (Secrets opened in memory, fingerprinted under the cluster key).
+    fn config_hashes(&self, s: &Snapshot) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for d in s.deployments.iter().filter(|d| d.spec.rollout_on_config_change) {
+            let ns = d.metadata.namespace_or_default();
+            let spec = &d.spec.template.spec;
+            for (kind, names) in [
+                (Kind::ConfigMap, spec.config_map_names()),
+                (Kind::Secret, spec.secret_names()),
+            ] {
+                for name in names {
+                    let key = reconcile::config_key(ns, kind, name);
+                    if out.contains_key(&key) {
+                        continue;
+                    }
+                    let data = match self.inner.reader.get(kind, Some(ns), name) {
+                        Ok(mut o) => match self.inner.secrets.open(&mut o) {
+                            Ok(()) => match o {
+                                skiff_api::Object::ConfigMap(c) => Some(c.data),
+                                skiff_api::Object::Secret(c) => Some(c.data),
+                                _ => None,
+                            },
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot fingerprint a secret");
+                                None
+                            }
+                        },
+                        Err(_) => None,
+                    };
+                    if let Some(data) = data {
+                        out.insert(key, self.inner.secrets.fingerprint(&data));
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn snapshot(&self) -> Result<Snapshot, ApiError> {

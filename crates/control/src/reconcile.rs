@@ -71,6 +71,10 @@ pub struct Snapshot {
     pub events: Vec<Event>,
     /// When the leader saw each node's heartbeat change (empty: ages come from the timestamps).
     pub heartbeats: HeartbeatClock,
+    /// Fingerprints of the data of the ConfigMaps and Secrets deployments with
+    /// `rolloutOnConfigChange` read, by [`config_key`] (filled in by the controller loop; Secret
+    /// fingerprints are keyed with the cluster's secrets key, so they reveal nothing).
+    pub config_hashes: BTreeMap<String, String>,
     /// Requests answered by pods of canary revisions, by pod uid, as their agents count them
     /// (filled in by the controller loop; empty in most tests).
     pub pod_traffic: BTreeMap<String, PodTraffic>,
@@ -149,10 +153,48 @@ fn ns_of(m: &ObjectMeta) -> &str {
     m.namespace_or_default()
 }
 
-/// A short stable hash of a deployment's pod template.
+/// A short stable hash of a deployment's pod template (as written; see [`effective_template`]).
 pub fn template_hash(d: &Deployment) -> String {
-    let json = serde_json::to_vec(&d.spec.template).unwrap_or_default();
+    hash_of(&d.spec.template)
+}
+
+/// A short stable hash of a pod template.
+pub fn hash_of(t: &skiff_api::PodTemplate) -> String {
+    let json = serde_json::to_vec(t).unwrap_or_default();
     hex::encode(&Sha256::digest(&json)[..5])
+}
+
+/// The key of a ConfigMap or Secret in [`Snapshot::config_hashes`].
+pub fn config_key(namespace: &str, kind: Kind, name: &str) -> String {
+    format!("{namespace}/{kind}/{name}")
+}
+
+/// The template a deployment's pods are made from: its own, plus, with `rolloutOnConfigChange`,
+/// a `skiff.dev/config-hash` annotation fingerprinting the ConfigMaps and Secrets it reads, so a
+/// change of one of them is a new revision.
+pub fn effective_template(d: &Deployment, s: &Snapshot) -> skiff_api::PodTemplate {
+    let mut t = d.spec.template.clone();
+    if !d.spec.rollout_on_config_change {
+        return t;
+    }
+    let ns = ns_of(&d.metadata);
+    let spec = &d.spec.template.spec;
+    let mut h = Sha256::new();
+    for (kind, names) in [
+        (Kind::ConfigMap, spec.config_map_names()),
+        (Kind::Secret, spec.secret_names()),
+    ] {
+        for name in names {
+            let key = config_key(ns, kind, name);
+            let v = s.config_hashes.get(&key).map_or("missing", String::as_str);
+            h.update(format!("{key}={v};").as_bytes());
+        }
+    }
+    t.metadata.annotations.insert(
+        skiff_api::CONFIG_HASH_ANNOTATION.into(),
+        hex::encode(&h.finalize()[..8]),
+    );
+    t
 }
 
 fn delete_op(kind: Kind, m: &ObjectMeta) -> Op {

@@ -25,6 +25,8 @@ const KEY_LEN: usize = 32;
 /// The cluster secrets key.
 pub(crate) struct SecretsKey {
     key: LessSafeKey,
+    /// Keys fingerprints of configuration data (HMAC-SHA256 under a key derived from this one).
+    mac: ring::hmac::Key,
     rng: SystemRandom,
 }
 
@@ -90,10 +92,28 @@ impl SecretsKey {
             return None;
         }
         let key = UnboundKey::new(&AES_256_GCM, raw).ok()?;
+        let derived = ring::digest::digest(
+            &ring::digest::SHA256,
+            &[b"skiff config fingerprint\0".as_slice(), raw].concat(),
+        );
         Some(SecretsKey {
             key: LessSafeKey::new(key),
+            mac: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref()),
             rng: SystemRandom::new(),
         })
+    }
+
+    /// A keyed fingerprint of configuration data (plain values): equal data, equal fingerprint;
+    /// without the cluster key it tells nothing about the values.
+    pub(crate) fn fingerprint(&self, data: &std::collections::BTreeMap<String, String>) -> String {
+        let mut ctx = ring::hmac::Context::with_key(&self.mac);
+        for (k, v) in data {
+            ctx.update(&(k.len() as u64).to_le_bytes());
+            ctx.update(k.as_bytes());
+            ctx.update(&(v.len() as u64).to_le_bytes());
+            ctx.update(v.as_bytes());
+        }
+        hex::encode(&ctx.sign().as_ref()[..16])
     }
 
     /// Seals every plain value of a Secret (values already sealed are kept).

@@ -496,3 +496,66 @@ fn pods_owned_directly_by_a_deployment_are_retired_by_its_first_replica_set() {
     assert!(s.pods.iter().all(|p| !p.metadata.name.starts_with("legacy")));
     assert_eq!(s.pods.len(), 2);
 }
+
+#[test]
+fn a_config_change_rolls_only_the_deployments_that_ask_for_it() {
+    let with_ref = |name: &str, uid: &str, roll: bool| {
+        let mut d = deployment(2, json!({}));
+        d.metadata.name = name.into();
+        d.metadata.uid = Some(uid.into());
+        d.spec.selector.match_labels.insert("app".into(), name.into());
+        d.spec.template.metadata.labels.insert("app".into(), name.into());
+        d.spec.template.spec.components[0].env = serde_json::from_value(json!([
+            {"name":"GREETING","valueFrom":{"configMapKeyRef":{"name":"cfg","key":"greeting"}}}
+        ]))
+        .unwrap();
+        d.spec.rollout_on_config_change = roll;
+        d
+    };
+    let mut s = Snapshot {
+        now: Some(SystemTime::now()),
+        nodes: vec![node("n")],
+        deployments: vec![with_ref("rolls", "d1", true), with_ref("stays", "d2", false)],
+        ..Default::default()
+    };
+    let key = reconcile::config_key("default", skiff_api::Kind::ConfigMap, "cfg");
+    s.config_hashes.insert(key.clone(), "first".into());
+    settle_ready(&mut s);
+    let revision = |s: &Snapshot, name: &str| {
+        s.deployments
+            .iter()
+            .find(|d| d.metadata.name == name)
+            .unwrap()
+            .status
+            .revision
+    };
+    assert_eq!((revision(&s, "rolls"), revision(&s, "stays")), (Some(1), Some(1)));
+    // Same data again (a re-apply): nothing moves.
+    settle_ready(&mut s);
+    assert_eq!(revision(&s, "rolls"), Some(1));
+    s.config_hashes.insert(key, "second".into());
+    settle_ready(&mut s);
+    assert_eq!((revision(&s, "rolls"), revision(&s, "stays")), (Some(2), Some(1)));
+    let rs = s.replica_sets.iter().find(|r| r.revision() == 2).unwrap();
+    assert_eq!(
+        rs.metadata
+            .annotations
+            .get(skiff_api::CHANGE_CAUSE_ANNOTATION)
+            .map(String::as_str),
+        Some("configuration changed (configmap/cfg)")
+    );
+    assert!(
+        rs.spec
+            .template
+            .metadata
+            .annotations
+            .contains_key(skiff_api::CONFIG_HASH_ANNOTATION)
+    );
+    let pods_of = |name: &str| {
+        s.pods
+            .iter()
+            .filter(|p| p.metadata.name.starts_with(name))
+            .count()
+    };
+    assert_eq!((pods_of("rolls-"), pods_of("stays-")), (2, 2));
+}

@@ -503,3 +503,85 @@ fn canary_good_version_is_promoted_by_its_weights_and_a_failing_one_reverted() {
     let history = s.cli_ok(&["rollout", "history", "deployment/hello"]);
     assert!(history.contains("auto-revert"), "{history}");
 }
+
+#[test]
+fn a_config_map_change_rolls_the_pods_that_read_it() {
+    let s = Skiff::start();
+    let wasm = repo_root().join("examples/hello-http/hello.wasm");
+    let write = |greeting: &str| {
+        let text = format!(
+            "apiVersion: skiff.dev/v1
+kind: ConfigMap
+metadata:
+  name: greeting
+data:
+  greeting: {greeting}
+---
+apiVersion: skiff.dev/v1
+kind: Deployment
+metadata:
+  name: hello
+spec:
+  replicas: 2
+  rolloutOnConfigChange: true
+  selector:
+    matchLabels:
+      app: hello
+  template:
+    metadata:
+      labels:
+        app: hello
+    spec:
+      components:
+        - name: web
+          wasm:
+            path: {}
+          env:
+            - name: GREETING
+              valueFrom:
+                configMapKeyRef:
+                  name: greeting
+                  key: greeting
+---
+apiVersion: skiff.dev/v1
+kind: Service
+metadata:
+  name: hello
+spec:
+  selector:
+    app: hello
+---
+apiVersion: skiff.dev/v1
+kind: HTTPRoute
+metadata:
+  name: hello
+spec:
+  rules:
+    - pathPrefix: /
+      backends:
+        - service: hello
+",
+            wasm.display()
+        );
+        let path = s.dir.path().join(format!("{greeting}.yaml"));
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let first = write("hello");
+    s.cli_ok(&["apply", "-f", first.to_str().expect("utf-8")]);
+    s.cli_ok(&["rollout", "status", "deployment/hello", "--timeout", "2m"]);
+    wait_for_greeting(&s, "hello");
+    // The same data again changes nothing; new data rolls the pods, which read it at start.
+    s.cli_ok(&["apply", "-f", first.to_str().expect("utf-8")]);
+    assert_eq!(deployment(&s)["status"]["revision"], 1);
+    let second = write("hola");
+    s.cli_ok(&["apply", "-f", second.to_str().expect("utf-8")]);
+    let out = s.cli_ok(&["rollout", "status", "deployment/hello", "--timeout", "2m"]);
+    assert!(out.contains("(revision 2)"), "{out}");
+    wait_for_greeting(&s, "hola");
+    let history = s.cli_ok(&["rollout", "history", "deployment/hello"]);
+    assert!(
+        history.contains("configuration changed (configmap/greeting)"),
+        "{history}"
+    );
+}

@@ -300,6 +300,10 @@ fn revert(
     c.step_started = s.now.map(rfc3339);
     let mut template = stable_rs.spec.template.clone();
     template.metadata.labels.remove(TEMPLATE_HASH_LABEL);
+    template
+        .metadata
+        .annotations
+        .remove(skiff_api::CONFIG_HASH_ANNOTATION);
     let mut next = d.clone();
     next.spec.template = template;
     next.spec.paused = false;

@@ -75,7 +75,8 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
             continue;
         };
         let ns = ns_of(&d.metadata);
-        let hash = super::template_hash(d);
+        let template = super::effective_template(d, s);
+        let hash = super::hash_of(&template);
         let desired = d.spec.replicas.max(0);
         let mut ops = Vec::new();
         let recorder = s.now.map(|now| Recorder {
@@ -227,9 +228,9 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
         for (i, r) in revs.iter().enumerate() {
             match r.rs {
                 None => {
-                    let cause = change_cause(d, newest_old.flatten().map(|o| &o.spec.template));
+                    let cause = change_cause(d, &template, newest_old.flatten().map(|o| &o.spec.template));
                     ops.push(Op::Create {
-                        object: Object::ReplicaSet(new_replica_set(d, &hash, r, cause)),
+                        object: Object::ReplicaSet(new_replica_set(d, &template, &hash, r, cause)),
                         uid: ids.uid(),
                     });
                     if let Some(rec) = &recorder {
@@ -369,9 +370,15 @@ fn rolling(
     usize::try_from(legacy_delete).unwrap_or(0)
 }
 
-fn new_replica_set(d: &Deployment, hash: &str, r: &Revision, cause: String) -> ReplicaSet {
+fn new_replica_set(
+    d: &Deployment,
+    template: &PodTemplate,
+    hash: &str,
+    r: &Revision,
+    cause: String,
+) -> ReplicaSet {
     let ns = ns_of(&d.metadata);
-    let mut template = d.spec.template.clone();
+    let mut template = template.clone();
     template
         .metadata
         .labels
@@ -420,14 +427,13 @@ fn scaled_event(rec: &Recorder, s: &Snapshot, d: &Deployment, r: &Revision) -> O
 
 /// Why this revision exists: the deployment's `skiff.dev/change-cause` annotation, else what differs
 /// from the previous revision's template.
-fn change_cause(d: &Deployment, previous: Option<&PodTemplate>) -> String {
+fn change_cause(d: &Deployment, new: &PodTemplate, previous: Option<&PodTemplate>) -> String {
     if let Some(c) = d.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION) {
         return c.clone();
     }
     let Some(prev) = previous else {
         return "initial revision".into();
     };
-    let new = &d.spec.template;
     let mut parts = Vec::new();
     let old_comps: BTreeMap<&str, _> = prev
         .spec
@@ -487,6 +493,17 @@ fn change_cause(d: &Deployment, previous: Option<&PodTemplate>) -> String {
     old_labels.remove(TEMPLATE_HASH_LABEL);
     if old_labels != new.metadata.labels {
         parts.push("labels".into());
+    }
+    let config = skiff_api::CONFIG_HASH_ANNOTATION;
+    if new.metadata.annotations.get(config) != prev.metadata.annotations.get(config) && parts.is_empty() {
+        let spec = &new.spec;
+        let mut names: Vec<String> = spec
+            .config_map_names()
+            .iter()
+            .map(|n| format!("configmap/{n}"))
+            .collect();
+        names.extend(spec.secret_names().iter().map(|n| format!("secret/{n}")));
+        parts.push(format!("configuration changed ({})", names.join(", ")));
     }
     if parts.is_empty() {
         "template annotations".into()
