@@ -1,4 +1,6 @@
-//! Client verbs: apply, get, describe, delete, logs, scale.
+//! Client verbs: apply, get, describe, delete, logs, scale. Every namespaced verb takes
+//! `-n NAMESPACE`; the ones that work on many objects also `-A` (all namespaces) and
+//! `-l SELECTOR` (labels).
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -16,6 +18,9 @@ pub(crate) struct ApplyArgs {
     /// Manifest file, directory, or `-` for standard input (repeatable).
     #[arg(short = 'f', long = "filename", required = true)]
     files: Vec<PathBuf>,
+    /// Namespace for objects that name none (an object naming another one is refused).
+    #[arg(short, long)]
+    namespace: Option<String>,
 }
 
 /// `skiff get`.
@@ -48,11 +53,17 @@ pub(crate) struct GetArgs {
 pub(crate) struct DescribeArgs {
     /// Kind.
     kind: String,
-    /// Name.
-    name: String,
+    /// Name (or select with -l).
+    name: Option<String>,
     /// Namespace.
     #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
     namespace: String,
+    /// All namespaces (with -l or no NAME).
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Describe every object whose labels match (app=web,tier!=db).
+    #[arg(short = 'l', long, conflicts_with = "name")]
+    selector: Option<String>,
     /// Print Secret values (otherwise each shows as `<redacted, N bytes>`).
     #[arg(long)]
     show_secrets: bool,
@@ -66,21 +77,36 @@ pub(crate) struct DeleteArgs {
     /// Name.
     name: Option<String>,
     /// Delete the objects in these manifests instead.
-    #[arg(short = 'f', long = "filename", conflicts_with_all = ["kind", "name"])]
+    #[arg(short = 'f', long = "filename", conflicts_with_all = ["kind", "name", "selector", "all"])]
     files: Vec<PathBuf>,
     /// Namespace.
     #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
     namespace: String,
+    /// With -l or --all: in every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Delete every object of KIND whose labels match (app=web,tier!=db).
+    #[arg(short = 'l', long, conflicts_with = "name")]
+    selector: Option<String>,
+    /// Delete every object of KIND (in the namespace, or with -A everywhere).
+    #[arg(long, conflicts_with_all = ["name", "selector"])]
+    all: bool,
 }
 
 /// `skiff logs`.
 #[derive(Args, Debug)]
 pub(crate) struct LogsArgs {
-    /// Pod name.
-    pod: String,
+    /// Pod name (or select pods with -l).
+    pod: Option<String>,
     /// Namespace.
     #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
     namespace: String,
+    /// With -l: pods in every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Print the logs of every pod whose labels match (app=web), each under a header.
+    #[arg(short = 'l', long, conflicts_with = "pod")]
+    selector: Option<String>,
 }
 
 /// `skiff scale`.
@@ -130,12 +156,40 @@ fn load(files: &[PathBuf]) -> Result<Vec<skiff_manifest::Document>> {
 }
 
 pub(crate) async fn apply(conn: &Connection, a: ApplyArgs) -> Result<()> {
-    apply_paths(conn, &a.files).await
+    apply_in(conn, &a.files, a.namespace.as_deref()).await
 }
 
 /// Loads manifests, uploads local artifacts, and applies everything in one transaction.
 pub(crate) async fn apply_paths(conn: &Connection, files: &[PathBuf]) -> Result<()> {
-    let docs = load(files)?;
+    apply_in(conn, files, None).await
+}
+
+/// Puts namespaced objects that name no namespace into `ns`; refuses one that names another.
+fn place(docs: &mut [skiff_manifest::Document], ns: &str) -> Result<()> {
+    let mut wrong = Vec::new();
+    for d in docs.iter_mut().filter(|d| d.object.kind().namespaced()) {
+        let m = d.object.meta_mut();
+        match m.namespace.as_deref() {
+            None => m.namespace = Some(ns.to_owned()),
+            Some(n) if n == ns => {}
+            Some(n) => wrong.push(format!(
+                "{}: document {}: metadata.namespace is {n:?} but -n says {ns:?}: remove one of them",
+                d.file, d.index
+            )),
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}\nnothing was applied", wrong.join("\n"))
+    }
+}
+
+async fn apply_in(conn: &Connection, files: &[PathBuf], namespace: Option<&str>) -> Result<()> {
+    let mut docs = load(files)?;
+    if let Some(ns) = namespace {
+        place(&mut docs, ns)?;
+    }
     let client = conn.client()?;
     let mut objects = Vec::new();
     for mut d in docs {
@@ -198,7 +252,41 @@ pub(crate) async fn get(conn: &Connection, a: GetArgs) -> Result<()> {
 pub(crate) async fn describe(conn: &Connection, a: DescribeArgs) -> Result<()> {
     let kind = parse_kind(&a.kind)?;
     let client = conn.client()?;
-    let mut obj = client.get(kind, Some(&a.namespace), &a.name).await?;
+    let objects = match &a.name {
+        Some(name) => vec![client.get(kind, Some(&a.namespace), name).await?],
+        None => {
+            let ns = (!a.all_namespaces).then_some(a.namespace.as_str());
+            let opts = ListOptions {
+                label_selector: a.selector.clone(),
+                field_selector: None,
+            };
+            let items = client.list(kind, ns, Some(&opts)).await?.items;
+            if items.is_empty() {
+                bail!(
+                    "no {} match{}",
+                    kind.plural(),
+                    ns.map(|n| format!(" in namespace {n}")).unwrap_or_default()
+                );
+            }
+            items
+        }
+    };
+    for (i, obj) in objects.into_iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        describe_one(&client, obj, a.show_secrets).await?;
+    }
+    Ok(())
+}
+
+async fn describe_one(client: &skiff_client::Client, obj: Object, show_secrets: bool) -> Result<()> {
+    let namespace = obj.namespace().unwrap_or(DEFAULT_NAMESPACE).to_owned();
+    let a = DescribeScope {
+        namespace,
+        show_secrets,
+    };
+    let mut obj = obj;
     if !a.show_secrets {
         output::redact(&mut obj);
     }
@@ -234,7 +322,10 @@ pub(crate) async fn describe(conn: &Connection, a: DescribeArgs) -> Result<()> {
             );
         }
         Object::Service(_) => {
-            if let Ok(e) = client.get(Kind::Endpoints, Some(&a.namespace), &a.name).await {
+            if let Ok(e) = client
+                .get(Kind::Endpoints, Some(&a.namespace), &obj.meta().name)
+                .await
+            {
                 related.push(e);
             }
         }
@@ -242,12 +333,18 @@ pub(crate) async fn describe(conn: &Connection, a: DescribeArgs) -> Result<()> {
     }
     let events = match &obj {
         Object::Node(_) | Object::Pod(_) | Object::Deployment(_) | Object::ReplicaSet(_) => {
-            events_of(&client, &obj).await
+            events_of(client, &obj).await
         }
         _ => Vec::new(),
     };
     print!("{}", output::describe(&obj, &related, &events)?);
     Ok(())
+}
+
+/// What `describe_one` needs of the arguments.
+struct DescribeScope {
+    namespace: String,
+    show_secrets: bool,
 }
 
 /// The events recorded about `obj` (none when they cannot be listed: `describe` still shows the
@@ -288,12 +385,34 @@ pub(crate) async fn delete(conn: &Connection, a: DeleteArgs) -> Result<()> {
                 )
             })
             .collect()
+    } else if let (Some(kind), None) = (&a.kind, &a.name) {
+        if a.selector.is_none() && !a.all {
+            bail!("say which {kind} to delete: a NAME, -l SELECTOR, or --all");
+        }
+        let kind = parse_kind(kind)?;
+        let ns = (!a.all_namespaces && kind.namespaced()).then_some(a.namespace.as_str());
+        let opts = ListOptions {
+            label_selector: a.selector.clone(),
+            field_selector: None,
+        };
+        client
+            .list(kind, ns, Some(&opts))
+            .await?
+            .items
+            .into_iter()
+            .map(|o| (kind, o.namespace().map(str::to_owned), o.meta().name.clone()))
+            .collect()
     } else {
         let (Some(kind), Some(name)) = (&a.kind, &a.name) else {
-            bail!("say what to delete: `skiff delete KIND NAME` or `skiff delete -f FILE`");
+            bail!(
+                "say what to delete: `skiff delete KIND NAME`, `skiff delete KIND -l SELECTOR` or `skiff delete -f FILE`"
+            );
         };
         vec![(parse_kind(kind)?, Some(a.namespace.clone()), name.clone())]
     };
+    if targets.is_empty() {
+        eprintln!("nothing matched: no object deleted");
+    }
     let mut failed = 0;
     for (kind, ns, name) in targets {
         match client.delete(kind, ns.as_deref(), &name).await {
@@ -313,7 +432,30 @@ pub(crate) async fn delete(conn: &Connection, a: DeleteArgs) -> Result<()> {
 
 pub(crate) async fn logs(conn: &Connection, a: LogsArgs) -> Result<()> {
     let client = conn.client()?;
-    print!("{}", client.logs(&a.namespace, &a.pod).await?);
+    if let Some(pod) = &a.pod {
+        print!("{}", client.logs(&a.namespace, pod).await?);
+        return Ok(());
+    }
+    let Some(selector) = &a.selector else {
+        bail!("say whose logs: a POD name or -l SELECTOR");
+    };
+    let ns = (!a.all_namespaces).then_some(a.namespace.as_str());
+    let opts = ListOptions {
+        label_selector: Some(selector.clone()),
+        field_selector: None,
+    };
+    let pods = client.list(Kind::Pod, ns, Some(&opts)).await?.items;
+    if pods.is_empty() {
+        bail!("no pod matches {selector:?}");
+    }
+    for p in pods {
+        let pns = p.namespace().unwrap_or(DEFAULT_NAMESPACE).to_owned();
+        println!("==> {pns}/{} <==", p.meta().name);
+        match client.logs(&pns, &p.meta().name).await {
+            Ok(text) => print!("{text}"),
+            Err(e) => println!("(no logs: {e})"),
+        }
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ mod harness;
 mod hostile;
 mod invalid;
 mod lincheck;
+mod namespaces;
 mod netns;
 mod one_node;
 mod push;
