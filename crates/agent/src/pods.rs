@@ -452,14 +452,20 @@ impl PodTable {
         }
     }
 
-    /// The component's environment with every `valueFrom` read from its ConfigMap or Secret
+    /// The component's environment (or `config`) with every `valueFrom` read from its ConfigMap or Secret
     /// through the API (never from the local store: values are not kept on the node's disk).
     /// A missing object or key fails with reason `ConfigError` naming the reference; values are
     /// never logged.
-    async fn resolve_env(&self, pod: &Pod, c: &Component) -> Result<Vec<(String, String)>, StartError> {
+    async fn resolve_env(
+        &self,
+        pod: &Pod,
+        c: &Component,
+        vars: &[skiff_api::EnvVar],
+        field: &str,
+    ) -> Result<Vec<(String, String)>, StartError> {
         let ns = pod.metadata.namespace_or_default();
-        let mut env = Vec::with_capacity(c.env.len());
-        for e in &c.env {
+        let mut env = Vec::with_capacity(vars.len());
+        for e in vars {
             let Some(from) = &e.value_from else {
                 env.push((e.name.clone(), e.value.clone()));
                 continue;
@@ -471,7 +477,7 @@ impl PodTable {
                     return Err(StartError {
                         reason: "ConfigError",
                         message: format!(
-                            "component {}: env {} must set exactly one of configMapKeyRef and secretKeyRef",
+                            "component {}: {field} {} must set exactly one of configMapKeyRef and secretKeyRef",
                             c.name, e.name
                         ),
                     });
@@ -480,7 +486,7 @@ impl PodTable {
             let what = format!("{kind} {ns}/{} key {:?}", r.name, r.key);
             let fail = |why: String| StartError {
                 reason: "ConfigError",
-                message: format!("component {}: env {} from {what}: {why}", c.name, e.name),
+                message: format!("component {}: {field} {} from {what}: {why}", c.name, e.name),
             };
             let data = match self.client.get(kind, Some(ns), &r.name).await {
                 Ok(Object::ConfigMap(m)) => m.data,
@@ -523,7 +529,8 @@ impl PodTable {
             })?;
             lock(&self.cached).insert(component.digest().to_owned());
             let mut opts = HandlerOptions::new(format!("{}/{}", key(pod), c.name));
-            opts.env = self.resolve_env(pod, c).await?;
+            opts.env = self.resolve_env(pod, c, &c.env, "env").await?;
+            opts.config = self.resolve_env(pod, c, &c.config, "config").await?;
             opts.env
                 .push(("SKIFF_POD_NAME".into(), pod.metadata.name.clone()));
             opts.env.push((

@@ -110,6 +110,10 @@ pub struct Component {
     /// Environment variables the guest sees through wasi:cli.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// Configuration the guest reads through `wasi:config/store` (`get`, `get-all`): the same
+    /// shape as `env` — a literal `value` or a `valueFrom` ConfigMap / Secret key, read at start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<EnvVar>,
     /// Limits per instance.
     #[serde(default)]
     pub resources: Resources,
@@ -191,13 +195,15 @@ pub struct KeyRef {
 }
 
 impl PodSpec {
-    /// Names of the Secrets the pod's components read (`env[].valueFrom.secretKeyRef`), sorted and
+    /// Names of the Secrets the pod's components read (`env[]` or `config[]`
+    /// `.valueFrom.secretKeyRef`), sorted and
     /// without repeats.
     pub fn secret_names(&self) -> Vec<&str> {
         self.referenced(|s| s.secret_key_ref.as_ref())
     }
 
-    /// Names of the ConfigMaps the pod's components read (`env[].valueFrom.configMapKeyRef`),
+    /// Names of the ConfigMaps the pod's components read (`env[]` or `config[]`
+    /// `.valueFrom.configMapKeyRef`),
     /// sorted and without repeats.
     pub fn config_map_names(&self) -> Vec<&str> {
         self.referenced(|s| s.config_map_key_ref.as_ref())
@@ -207,7 +213,7 @@ impl PodSpec {
         let mut names: Vec<&str> = self
             .components
             .iter()
-            .flat_map(|c| c.env.iter())
+            .flat_map(|c| c.env.iter().chain(c.config.iter()))
             .filter_map(|e| pick(e.value_from.as_ref()?))
             .map(|r| r.name.as_str())
             .collect();

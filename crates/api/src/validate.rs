@@ -357,21 +357,23 @@ impl Checker {
                     }
                 }
             }
-            let mut env_seen = BTreeSet::new();
-            for (j, e) in c.env.iter().enumerate() {
-                if e.name.is_empty() || e.name.contains('=') || e.name.contains('\0') {
-                    self.err(
-                        format!("{cp}.env[{j}].name"),
-                        format!("{:?} is not a valid variable name", e.name),
-                    );
-                } else if !env_seen.insert(e.name.as_str()) {
-                    self.err(
-                        format!("{cp}.env[{j}].name"),
-                        format!("duplicate variable {:?}", e.name),
-                    );
-                }
-                if let Some(from) = &e.value_from {
-                    self.env_source(&format!("{cp}.env[{j}]"), &e.value, from);
+            for (field, vars) in [("env", &c.env), ("config", &c.config)] {
+                let mut seen = BTreeSet::new();
+                for (j, e) in vars.iter().enumerate() {
+                    if e.name.is_empty() || e.name.contains('=') || e.name.contains('\0') {
+                        self.err(
+                            format!("{cp}.{field}[{j}].name"),
+                            format!("{:?} is not a valid variable name", e.name),
+                        );
+                    } else if !seen.insert(e.name.as_str()) {
+                        self.err(
+                            format!("{cp}.{field}[{j}].name"),
+                            format!("duplicate variable {:?}", e.name),
+                        );
+                    }
+                    if let Some(from) = &e.value_from {
+                        self.env_source(&format!("{cp}.{field}[{j}]"), &e.value, from);
+                    }
                 }
             }
             if let Some(m) = c.resources.memory

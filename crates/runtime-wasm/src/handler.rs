@@ -37,6 +37,8 @@ pub struct HandlerOptions {
     pub name: String,
     /// Environment variables the guest sees through `wasi:cli/environment`.
     pub env: Vec<(String, String)>,
+    /// Configuration the guest reads through `wasi:config/store` (`get`, `get-all`).
+    pub config: Vec<(String, String)>,
     /// Largest linear memory of the guest, in bytes (per memory). Growing past it
     /// fails inside the guest, which usually traps: that request gets 500.
     pub memory_limit: u64,
@@ -67,6 +69,7 @@ impl HandlerOptions {
         HandlerOptions {
             name: name.into(),
             env: Vec::new(),
+            config: Vec::new(),
             memory_limit: 128 * 1024 * 1024,
             timeout: Duration::from_secs(30),
             fuel: None,
@@ -101,6 +104,7 @@ pub(crate) struct HandlerInner {
     pub(crate) engine: Engine,
     pub(crate) pre: ProxyPre<HostState>,
     pub(crate) env: Vec<(String, String)>,
+    pub(crate) config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
     pub(crate) memory_limit: usize,
     pub(crate) timeout: Duration,
     /// `Some` when the engine meters fuel: the fuel given to each request.
@@ -353,6 +357,7 @@ impl HandlerInner {
     fn new_store(&self) -> (Store<HostState>, Arc<AtomicBool>) {
         let state = HostState::new(
             &self.env,
+            self.config.clone(),
             &self.logs,
             self.memory_limit,
             self.allowed_hosts.clone(),

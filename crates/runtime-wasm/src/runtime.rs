@@ -105,7 +105,7 @@ impl LoadedComponent {
 
 impl WasmRuntime {
     /// Creates the engine (pooling allocator, or on-demand when the pool cannot be
-    /// reserved), starts the epoch ticker thread, links WASI 0.2 and wasi:http, and
+    /// reserved), starts the epoch ticker thread, links WASI 0.2, wasi:http and wasi:config, and
     /// opens the cache directory.
     ///
     /// # Errors
@@ -117,6 +117,11 @@ impl WasmRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .and_then(|()| {
+                wasmtime_wasi_config::add_to_linker(&mut linker, |h: &mut HostState| {
+                    wasmtime_wasi_config::WasiConfig::from(h.config.as_ref())
+                })
+            })
             .map_err(|e| Error::Engine {
                 reason: format!("cannot link WASI: {}", chain(&e)),
             })?;
@@ -264,6 +269,7 @@ impl WasmRuntime {
             engine: self.inner.engine.clone(),
             pre,
             env: opts.env,
+            config: Arc::new(opts.config.into_iter().collect()),
             memory_limit: usize::try_from(opts.memory_limit).unwrap_or(usize::MAX),
             timeout: opts.timeout,
             fuel,

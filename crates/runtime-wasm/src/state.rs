@@ -18,6 +18,8 @@ const MAX_STORE_OBJECTS: usize = 256;
 /// The data of one guest's [`wasmtime::Store`].
 pub(crate) struct HostState {
     wasi: WasiCtx,
+    /// What `wasi:config/store` answers (shared by every instance of a handler).
+    pub(crate) config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
     http: WasiHttpCtx,
     table: ResourceTable,
     outbound: OutboundPolicy,
@@ -27,6 +29,7 @@ pub(crate) struct HostState {
 impl HostState {
     pub(crate) fn new(
         env: &[(String, String)],
+        config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
         logs: &Arc<LogBuffer>,
         memory_limit: usize,
         allowed_hosts: Arc<[String]>,
@@ -43,6 +46,7 @@ impl HostState {
         // No preopened directories: the guest sees an empty filesystem.
         HostState {
             wasi: wasi.build(),
+            config,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             outbound: OutboundPolicy { allowed_hosts },

@@ -160,3 +160,33 @@ async fn request_bodies_are_bounded() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_healthy(&handler).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_is_served_through_wasi_config_store() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = guests::runtime(&cache);
+    let component = runtime.load(guests::hostile()).await.expect("load hostile");
+    let mut opts = HandlerOptions::new(NAME);
+    opts.config = vec![
+        ("log_level".to_string(), "debug".to_string()),
+        ("db_url".to_string(), "postgres://db/app".to_string()),
+    ];
+    let handler = runtime.handler(component, opts).expect("handler");
+    assert_eq!(
+        get(&handler, "/config?key=log_level").await,
+        (StatusCode::OK, "log_level=debug\n".to_string())
+    );
+    assert_eq!(
+        get(&handler, "/config?key=missing").await,
+        (StatusCode::OK, "missing unset\n".to_string())
+    );
+    assert_eq!(
+        get(&handler, "/config").await,
+        (
+            StatusCode::OK,
+            "db_url=postgres://db/app\nlog_level=debug\n".to_string()
+        )
+    );
+    // Config is not environment.
+    assert_eq!(get(&handler, "/env").await, (StatusCode::OK, String::new()));
+}

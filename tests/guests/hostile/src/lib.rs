@@ -14,6 +14,8 @@
 //! | `/echo` | 200, the request body read back (bounded by the host) |
 //! | `/outbound?to=HOST:PORT` | tries an outbound `GET http://HOST:PORT/` (default `example.com`); 200 with the outcome |
 //! | `/fs` | tries to list `/`; 200 with the outcome |
+//! | `/config` | 200, `wasi:config/store` `get-all` as sorted `KEY=VALUE` lines |
+//! | `/config?key=K` | 200, `K=VALUE` from `wasi:config/store` `get`, or `K unset` |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,6 +25,48 @@ use wasi::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam,
     Scheme,
 };
+
+/// Bindings of the one `wasi:config` interface the guest imports.
+mod config {
+    wit_bindgen::generate!({
+        inline: r"
+            package wasi:config@0.2.0-rc.1;
+
+            interface store {
+                variant error {
+                    upstream(string),
+                    io(string),
+                }
+                get: func(key: string) -> result<option<string>, error>;
+                get-all: func() -> result<list<tuple<string, string>>, error>;
+            }
+
+            world imports {
+                import store;
+            }
+        ",
+        world: "imports",
+    });
+}
+
+/// `wasi:config` answers as text.
+fn config_text(query: &str) -> String {
+    use config::wasi::config::store;
+    match query.strip_prefix("key=") {
+        Some(key) => match store::get(key) {
+            Ok(Some(v)) => format!("{key}={v}\n"),
+            Ok(None) => format!("{key} unset\n"),
+            Err(e) => format!("error: {e:?}\n"),
+        },
+        None => match store::get_all() {
+            Ok(mut all) => {
+                all.sort();
+                all.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+            }
+            Err(e) => format!("error: {e:?}\n"),
+        },
+    }
+}
 
 /// Requests served by this instance.
 static CALLS: AtomicU64 = AtomicU64::new(0);
@@ -61,6 +105,7 @@ impl Guest for Hostile {
                 wasi::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
                 respond(out, 200, b"slept\n");
             }
+            "/config" => respond(out, 200, config_text(query).as_bytes()),
             "/env" => {
                 let mut body = String::new();
                 for (key, value) in std::env::vars() {
