@@ -1,6 +1,7 @@
 //! The `skiff` command: `skiff up` runs a one-node cluster; the other verbs are API clients.
 mod cluster;
 mod config;
+mod label;
 mod node;
 mod output;
 mod push;
@@ -59,6 +60,8 @@ enum Command {
     Logs(verbs::LogsArgs),
     /// Change the number of replicas of a deployment.
     Scale(verbs::ScaleArgs),
+    /// Add, change or remove labels of an object (`key=value`, `key-`).
+    Label(label::LabelArgs),
     /// Deployment rollouts: status, history, undo, pause, resume, restart.
     Rollout(rollout::RolloutArgs),
     /// Control-plane members: list, remove.
@@ -100,6 +103,7 @@ fn main() -> std::process::ExitCode {
             Command::Logs(a) => verbs::logs(&conn, a).await,
             Command::Scale(a) => verbs::scale(&conn, a).await,
             Command::Rollout(a) => rollout::rollout(&conn, a).await,
+            Command::Label(a) => label::label(&conn, a).await,
             Command::Member(a) => cluster::member(&conn, a).await,
             Command::Snapshot(a) => cluster::snapshot(&conn, a).await,
             Command::Node(a) => node::node(&conn, a).await,

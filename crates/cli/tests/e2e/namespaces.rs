@@ -116,6 +116,34 @@ fn every_verb_takes_a_namespace_and_the_list_verbs_take_all_namespaces_and_selec
         "{pods}"
     );
 
+    // label: set, refuse to overwrite without --overwrite, remove; selectors see it.
+    s.cli_ok(&["label", "deploy", "hello", "-n", "team-a", "tier=web"]);
+    let listed = s.cli_ok(&["get", "deploy", "-n", "team-a", "-l", "tier=web"]);
+    assert!(listed.contains("hello"), "{listed}");
+    let out = s.cli(&["label", "deploy", "hello", "-n", "team-a", "tier=api"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --overwrite"));
+    s.cli_ok(&[
+        "label",
+        "deploy",
+        "hello",
+        "-n",
+        "team-a",
+        "tier=api",
+        "--overwrite",
+    ]);
+    assert!(
+        s.cli_ok(&["get", "deploy", "-n", "team-a", "-l", "tier=api"])
+            .contains("hello")
+    );
+    s.cli_ok(&["label", "deploy", "hello", "-n", "team-a", "tier-"]);
+    assert!(
+        s.cli_ok(&["get", "deploy", "-n", "team-a", "-l", "tier"])
+            .trim()
+            .is_empty()
+    );
+    let out = s.cli(&["label", "deploy", "hello", "-n", "team-a", "Bad Key=x"]);
+    assert!(!out.status.success());
+
     // delete by selector (the replica set makes new pods) and --all.
     let out = s.cli_ok(&["delete", "pods", "-n", "team-a", "-l", "app=hello"]);
     assert_eq!(out.matches("deleted").count(), 3, "{out}");
