@@ -41,7 +41,7 @@ pub use nodes::{
     HEARTBEAT_FRESH, HEARTBEAT_MISSED, HeartbeatClock, NODE_CONTROLLER, NODE_LOST, TAINT_EVICTION,
     evict_pods, eviction_reason, node_health,
 };
-pub use replicasets::replica_sets;
+pub use replicasets::{REPLICA_SET_CONTROLLER, SUCCESSFUL_CREATE, SUCCESSFUL_DELETE, replica_sets};
 
 /// How long a failed pod of a deployment stays (and holds its slot) before it is replaced, so a pod
 /// that cannot start does not spin. Pods failed with [`NODE_LOST`] are replaced at once.

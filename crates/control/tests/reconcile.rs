@@ -93,6 +93,23 @@ fn deployment_makes_a_replica_set_that_makes_the_pods() {
         panic!("a pod create first")
     };
     assert_eq!(p.metadata.name, format!("web-{h}-s1"));
+    let event = cmds[0]
+        .iter()
+        .find_map(|o| match o {
+            Op::Apply {
+                object: Object::Event(e),
+                ..
+            } => Some(e.clone()),
+            _ => None,
+        })
+        .expect("an event on the replica set");
+    assert_eq!(event.reason, reconcile::SUCCESSFUL_CREATE);
+    assert_eq!(event.involved_object.kind, "ReplicaSet");
+    assert!(
+        event.message.starts_with(&format!("created pods web-{h}-s1, ")),
+        "{}",
+        event.message
+    );
     assert_eq!(
         p.metadata.controller().map(|o| o.kind.as_str()),
         Some("ReplicaSet")

@@ -43,7 +43,15 @@ pub(super) fn owned_by<'a>(s: &'a Snapshot, ns: &str, uid: &str) -> Vec<&'a Pod>
         .collect()
 }
 
-/// ReplicaSet → Pods. Returns one command's ops per replica set that needs a change.
+/// The `source.component` of the events the replica set controller records.
+pub const REPLICA_SET_CONTROLLER: &str = "replicaset-controller";
+/// Event reason: the replica set made a pod.
+pub const SUCCESSFUL_CREATE: &str = "SuccessfulCreate";
+/// Event reason: the replica set deleted a pod.
+pub const SUCCESSFUL_DELETE: &str = "SuccessfulDelete";
+
+/// ReplicaSet → Pods. Returns one command's ops per replica set that needs a change, with a
+/// `SuccessfulCreate` / `SuccessfulDelete` event on the replica set naming the pods.
 pub fn replica_sets(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
     let serving = serving_fn(s);
     let mut out = Vec::new();
@@ -83,6 +91,43 @@ pub fn replica_sets(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
         } else if live.len() > desired {
             for p in &live[..live.len() - desired] {
                 ops.push(delete_op(Kind::Pod, &p.metadata));
+            }
+        }
+        if let Some(now) = s.now {
+            let rec = super::Recorder {
+                component: REPLICA_SET_CONTROLLER,
+                now,
+            };
+            let mut created = Vec::new();
+            let mut deleted = Vec::new();
+            for op in &ops {
+                match op {
+                    Op::Create {
+                        object: Object::Pod(p),
+                        ..
+                    } => created.push(p.metadata.name.clone()),
+                    Op::Delete { name, .. } => deleted.push(name.clone()),
+                    _ => {}
+                }
+            }
+            for (reason, verb, names) in [
+                (SUCCESSFUL_CREATE, "created", created),
+                (SUCCESSFUL_DELETE, "deleted", deleted),
+            ] {
+                if !names.is_empty() {
+                    ops.push(rec.record(
+                        s,
+                        Kind::ReplicaSet,
+                        &rs.metadata,
+                        skiff_api::EventSeverity::Normal,
+                        reason,
+                        format!(
+                            "{verb} pod{} {}",
+                            if names.len() == 1 { "" } else { "s" },
+                            names.join(", ")
+                        ),
+                    ));
+                }
             }
         }
         let status = ReplicaSetStatus {
