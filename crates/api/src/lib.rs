@@ -34,6 +34,7 @@ mod meta;
 mod node;
 mod pod;
 mod policy;
+mod probe;
 mod quantity;
 mod selector;
 mod service;
@@ -57,6 +58,7 @@ pub use pod::{
 pub use policy::{
     DisconnectDelay, DisconnectPolicy, Taint, TaintEffect, Toleration, TolerationOperator, untolerated,
 };
+pub use probe::{HttpGetAction, Probe};
 pub use quantity::{ByteSize, DurationValue, Millicores, QuantityError};
 pub use selector::{LabelSelector, SelectorError, SelectorTerm, map_matches};
 pub use service::{

@@ -260,6 +260,14 @@ impl Checker {
             {
                 self.err(format!("{cp}.resources.timeout"), "must be greater than zero");
             }
+            for (name, probe, liveness) in [
+                ("readinessProbe", &c.readiness_probe, false),
+                ("livenessProbe", &c.liveness_probe, true),
+            ] {
+                for (field, message) in probe.iter().flat_map(|p| p.problems(liveness)) {
+                    self.err(format!("{cp}.{name}.{field}"), message);
+                }
+            }
             if c.resources.fuel == Some(0) {
                 self.err(
                     format!("{cp}.resources.fuel"),
