@@ -73,6 +73,7 @@ mod disconnect;
 mod error;
 mod labels;
 mod pods;
+mod probes;
 mod store;
 
 pub use agent::{Agent, AgentConfig};
