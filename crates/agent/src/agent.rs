@@ -39,6 +39,9 @@ pub struct AgentConfig {
     pub taints: Vec<skiff_api::Taint>,
     /// How often the heartbeat is written.
     pub heartbeat: Duration,
+    /// First wait before restarting a pod whose liveness probe failed or whose start failed
+    /// (doubled on each back-to-back restart, at most 5 min). Default 10 s.
+    pub restart_backoff: Duration,
 }
 
 impl AgentConfig {
@@ -60,6 +63,7 @@ impl AgentConfig {
             labels: BTreeMap::new(),
             taints: Vec::new(),
             heartbeat: Duration::from_secs(2),
+            restart_backoff: crate::probes::DEFAULT_BACKOFF,
         }
     }
 }
@@ -130,6 +134,7 @@ impl Agent {
             config.node_name.clone(),
             artifacts,
             store.clone(),
+            config.restart_backoff,
         ));
         let (stored, serving) = pods.restore().await?;
         if stored > 0 {

@@ -79,6 +79,7 @@ mod disconnect;
 mod error;
 mod labels;
 mod pods;
+mod probes;
 mod store;
 
 pub use agent::{Agent, AgentConfig};

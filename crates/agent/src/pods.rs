@@ -1,6 +1,7 @@
 //! The pods of this node: start, stop and report, keyed by uid.
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +27,10 @@ pub(crate) struct RunningPod {
     pub(crate) started: SystemTime,
     /// Its `spec.disconnect.stopAfter`.
     pub(crate) stop_after: Option<Duration>,
+    /// Whether it passes its readiness probe (true without one): its `status.ready`.
+    pub(crate) ready: AtomicBool,
+    /// Its `status.restartCount` (restarts by this agent included).
+    pub(crate) restarts: u32,
 }
 
 /// A pod this agent is serving, as [`Agent::pods`](crate::Agent::pods) reports it.
@@ -63,8 +68,11 @@ pub(crate) struct PodTable {
     /// When unused artifacts were last collected.
     last_gc: Mutex<Option<std::time::Instant>>,
     running: RwLock<HashMap<String, Arc<RunningPod>>>,
-    /// Uids being started or that failed to start (not retried: the controller replaces them).
+    /// Uids being started, waiting in restart back-off, or that failed to start for good (not
+    /// retried: the controller replaces them).
     busy: Mutex<HashSet<String>>,
+    /// First wait before restarting a pod (doubled on each back-to-back restart).
+    restart_backoff: Duration,
     /// Pods (uid → `namespace/name`) stopped for lack of contact with the control plane
     /// (`disconnect.stopAfter`); not started again until [`release_held`](Self::release_held)
     /// confirms them, and forgotten once the assigned set no longer has them.
@@ -79,13 +87,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn key(p: &Pod) -> String {
+pub(crate) fn key(p: &Pod) -> String {
     format!("{}/{}", p.metadata.namespace_or_default(), p.metadata.name)
 }
 
-struct StartError {
-    reason: &'static str,
-    message: String,
+pub(crate) struct StartError {
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
 }
 
 impl From<ArtifactError> for StartError {
@@ -104,8 +112,10 @@ impl PodTable {
         node: String,
         artifacts_dir: PathBuf,
         store: Arc<LocalStore>,
+        restart_backoff: Duration,
     ) -> Self {
         PodTable {
+            restart_backoff,
             store,
             saved: tokio::sync::Mutex::new(None),
             runtime,
@@ -141,6 +151,47 @@ impl PodTable {
             .values()
             .map(|r| r.uid.clone())
             .collect()
+    }
+
+    /// Whether `running` is what the table serves under `key`.
+    pub(crate) fn is_current(&self, key: &str, running: &Arc<RunningPod>) -> bool {
+        self.get(key).is_some_and(|r| Arc::ptr_eq(&r, running))
+    }
+
+    /// Serves `running` under `key`.
+    pub(crate) fn insert_running(&self, key: &str, running: Arc<RunningPod>) {
+        self.running
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), running);
+    }
+
+    /// Stops serving `running` and marks its uid busy (a restart is coming); false when the
+    /// table no longer serves it.
+    pub(crate) fn take_back(&self, key: &str, running: &Arc<RunningPod>) -> bool {
+        let mut table = self.running.write().unwrap_or_else(|p| p.into_inner());
+        if !table.get(key).is_some_and(|r| Arc::ptr_eq(r, running)) {
+            return false;
+        }
+        table.remove(key);
+        lock(&self.busy).insert(running.uid.clone());
+        true
+    }
+
+    pub(crate) fn is_busy(&self, uid: &str) -> bool {
+        lock(&self.busy).contains(uid)
+    }
+
+    pub(crate) fn forget_busy(&self, uid: &str) {
+        lock(&self.busy).remove(uid);
+    }
+
+    pub(crate) fn is_held(&self, uid: &str) -> bool {
+        lock(&self.held).contains_key(uid)
+    }
+
+    pub(crate) fn restart_backoff(&self) -> Duration {
+        self.restart_backoff
     }
 
     pub(crate) fn cached_artifacts(&self) -> Vec<String> {
@@ -230,7 +281,7 @@ impl PodTable {
     /// Starts the pods of the local store, without the control plane: artifacts come from the
     /// disk cache. Returns how many were stored and how many now serve. A pod that cannot start
     /// is left to the first sync after the control plane answers.
-    pub(crate) async fn restore(&self) -> Result<(usize, usize), AgentError> {
+    pub(crate) async fn restore(self: &Arc<Self>) -> Result<(usize, usize), AgentError> {
         let store = self.store.clone();
         let stored = tokio::task::spawn_blocking(move || store.load())
             .await
@@ -243,10 +294,14 @@ impl PodTable {
         for pod in &stored {
             match self.start(pod).await {
                 Ok(running) => {
-                    self.running
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key(pod), Arc::new(running));
+                    let running = Arc::new(running);
+                    self.insert_running(&key(pod), running.clone());
+                    let probes = crate::probes::supervise(
+                        self.clone(),
+                        pod.clone(),
+                        crate::probes::Begin::Running(running),
+                    );
+                    tokio::spawn(probes);
                     serving += 1;
                     tracing::info!(pod = %key(pod), uid = ?pod.metadata.uid, node = %self.node, "pod running from local state");
                 }
@@ -328,47 +383,25 @@ impl PodTable {
                 && r.uid == uid
             {
                 // Running: make sure the API knows (e.g. after a status write was lost).
-                if pod.status.phase != PodPhase::Running || !pod.status.ready {
+                if pod.status.phase != PodPhase::Running
+                    || pod.status.ready != r.ready.load(std::sync::atomic::Ordering::Relaxed)
+                    || pod.status.restarts != r.restarts
+                    || pod.status.reason.is_some()
+                {
                     let this = self.clone();
-                    tokio::spawn(async move { this.report_running(&pod).await });
+                    tokio::spawn(async move { this.report_running(&pod, &r).await });
                 }
                 continue;
             }
             if lock(&self.held).contains_key(&uid) || !lock(&self.busy).insert(uid.clone()) {
                 continue;
             }
-            let this = self.clone();
-            tokio::spawn(async move {
-                match this.start(&pod).await {
-                    Ok(_) if lock(&this.held).contains_key(&uid) => {
-                        // Held (no contact past its stopAfter) while it was starting.
-                        lock(&this.busy).remove(&uid);
-                    }
-                    Ok(running) => {
-                        this.running
-                            .write()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(key(&pod), Arc::new(running));
-                        lock(&this.busy).remove(&uid);
-                        tracing::info!(pod = %key(&pod), node = %this.node, "pod running");
-                        this.report_running(&pod).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(pod = %key(&pod), node = %this.node, reason = e.reason, error = %e.message, "pod failed to start");
-                        let status = PodStatus {
-                            phase: PodPhase::Failed,
-                            ready: false,
-                            reason: Some(e.reason.into()),
-                            message: Some(e.message),
-                            finished_at: Some(
-                                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-                            ),
-                            ..pod.status.clone()
-                        };
-                        this.report(&pod, status).await;
-                    }
-                }
-            });
+            // Started, probed and restarted by its own task (crate::probes).
+            tokio::spawn(crate::probes::supervise(
+                self.clone(),
+                pod,
+                crate::probes::Begin::Start,
+            ));
         }
     }
 
@@ -399,10 +432,12 @@ impl PodTable {
         }
     }
 
-    async fn report_running(&self, pod: &Pod) {
+    /// Reports `pod` running under `running` (its readiness and restart count).
+    pub(crate) async fn report_running(&self, pod: &Pod, running: &RunningPod) {
         let status = PodStatus {
             phase: PodPhase::Running,
-            ready: true,
+            ready: running.ready.load(std::sync::atomic::Ordering::Relaxed),
+            restarts: running.restarts,
             reason: None,
             message: None,
             start_time: pod.status.start_time.clone().or_else(|| {
@@ -415,7 +450,7 @@ impl PodTable {
 
     /// Writes the agent-owned status fields (phase, readiness, reason, times) onto the pod as the
     /// API has it now, keeping fields others own (the scheduler's decision); retried on conflict.
-    async fn report(&self, pod: &Pod, status: PodStatus) {
+    pub(crate) async fn report(&self, pod: &Pod, status: PodStatus) {
         let ns = pod.metadata.namespace_or_default();
         for _ in 0..5 {
             let mut current = match self
@@ -441,6 +476,7 @@ impl PodTable {
             st.message = status.message.clone();
             st.start_time = status.start_time.clone();
             st.finished_at = status.finished_at.clone();
+            st.restarts = status.restarts;
             match self.client.update_status(&Object::Pod(current)).await {
                 Ok(_) => return,
                 Err(e) if e.is_conflict() => continue,
@@ -512,7 +548,7 @@ impl PodTable {
         Ok(env)
     }
 
-    async fn start(&self, pod: &Pod) -> Result<RunningPod, StartError> {
+    pub(crate) async fn start(&self, pod: &Pod) -> Result<RunningPod, StartError> {
         let logs = Arc::new(LogBuffer::new(LOG_BYTES));
         let mut handlers = Vec::new();
         for c in &pod.spec.components {
@@ -560,6 +596,8 @@ impl PodTable {
             logs,
             started: SystemTime::now(),
             stop_after: pod.spec.disconnect_policy().stop_after(),
+            ready: AtomicBool::new(true),
+            restarts: pod.status.restarts,
         })
     }
 }

@@ -39,6 +39,7 @@ mod meta;
 mod node;
 mod pod;
 mod policy;
+mod probe;
 mod quantity;
 mod rollout;
 mod selector;
@@ -68,6 +69,7 @@ pub use pod::{
 pub use policy::{
     DisconnectDelay, DisconnectPolicy, Taint, TaintEffect, Toleration, TolerationOperator, untolerated,
 };
+pub use probe::{HttpGetAction, Probe};
 pub use quantity::{ByteSize, DurationValue, Millicores, QuantityError};
 pub use rollout::{
     AVAILABLE_CONDITION, CanaryAnalysis, CanaryPause, CanaryPhase, CanaryStatus, CanaryStep, CanaryStrategy,

@@ -117,6 +117,14 @@ pub struct Component {
     /// Limits per instance.
     #[serde(default)]
     pub resources: Resources,
+    /// Whether the pod may receive traffic: while it fails, `status.ready` is false and
+    /// services leave the pod out. Without one, a started pod is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<crate::Probe>,
+    /// Whether the component is alive: after `failureThreshold` consecutive failures the agent
+    /// restarts the pod (with back-off), or fails it under `restartPolicy: Never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<crate::Probe>,
 }
 
 /// Where a wasm component comes from and how it runs.
@@ -295,8 +303,9 @@ pub struct PodStatus {
     /// RFC 3339 time the pod reached `Succeeded` or `Failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
-    /// How many times the pod was restarted on its node.
-    #[serde(default)]
+    /// How many times the pod was restarted on its node (`restartCount` on the wire; the older
+    /// name `restarts` is accepted).
+    #[serde(default, rename = "restartCount", alias = "restarts")]
     pub restarts: u32,
     /// The scheduler's last decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]

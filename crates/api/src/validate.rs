@@ -398,6 +398,20 @@ impl Checker {
             {
                 self.err(format!("{cp}.resources.timeout"), "must be greater than zero");
             }
+            for (name, probe, liveness) in [
+                ("readinessProbe", &c.readiness_probe, false),
+                ("livenessProbe", &c.liveness_probe, true),
+            ] {
+                for (field, message) in probe.iter().flat_map(|p| p.problems(liveness)) {
+                    self.err(format!("{cp}.{name}.{field}"), message);
+                }
+                if i > 0 && probe.is_some() {
+                    self.err(
+                        format!("{cp}.{name}"),
+                        "only the first component serves the pod's traffic and can be probed: move the probe to components[0]",
+                    );
+                }
+            }
             if c.resources.fuel == Some(0) {
                 self.err(
                     format!("{cp}.resources.fuel"),

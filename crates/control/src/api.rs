@@ -328,12 +328,48 @@ async fn update_object(
         check_writable(kind)?;
     }
     let object = parse_object(body, kind, ns, Some(name))?;
-    let op = if status_only {
+    let mut ops = Vec::new();
+    if status_only && let Object::Pod(new) = &object {
+        ops.extend(pod_events(&plane, ns, name, new));
+    }
+    // The object goes last: its stored form is what the call returns.
+    ops.push(if status_only {
         Op::UpdateStatus { object }
     } else {
         Op::Replace { object }
+    });
+    Ok(Json(first(plane.propose(ops).await?)?))
+}
+
+/// The events an agent's pod status report deserves (none when the pod cannot be read: the
+/// status write then fails on its own).
+fn pod_events(plane: &ControlPlane, ns: Option<&str>, name: &str, new: &skiff_api::Pod) -> Vec<Op> {
+    let Ok(Object::Pod(old)) = plane.inner.reader.get(Kind::Pod, ns, name) else {
+        return Vec::new();
     };
-    Ok(Json(first(plane.propose(vec![op]).await?)?))
+    let involved = skiff_api::ObjectReference::to(Kind::Pod, &old.metadata);
+    let existing = [
+        crate::reconcile::STARTED,
+        crate::reconcile::RESTARTED,
+        crate::reconcile::BACK_OFF,
+        crate::reconcile::UNHEALTHY,
+        crate::reconcile::FAILED,
+        crate::reconcile::COMPLETED,
+    ]
+    .into_iter()
+    .filter_map(|reason| {
+        let event_name = crate::reconcile::event_name(&involved, reason);
+        match plane
+            .inner
+            .reader
+            .get(Kind::Event, Some(involved.event_namespace()), &event_name)
+        {
+            Ok(Object::Event(e)) => Some(e),
+            _ => None,
+        }
+    })
+    .collect();
+    crate::reconcile::pod_status_events(existing, &old, &new.status, std::time::SystemTime::now())
 }
 
 async fn delete_object(

@@ -16,6 +16,7 @@ mod canary;
 mod deployments;
 mod events;
 mod nodes;
+mod pod_events;
 mod replicasets;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +42,7 @@ pub use nodes::{
     HEARTBEAT_FRESH, HEARTBEAT_MISSED, HeartbeatClock, NODE_CONTROLLER, NODE_LOST, TAINT_EVICTION,
     evict_pods, eviction_reason, node_health,
 };
+pub use pod_events::{AGENT, BACK_OFF, COMPLETED, FAILED, RESTARTED, STARTED, UNHEALTHY, pod_status_events};
 pub use replicasets::{REPLICA_SET_CONTROLLER, SUCCESSFUL_CREATE, SUCCESSFUL_DELETE, replica_sets};
 
 /// How long a failed pod of a deployment stays (and holds its slot) before it is replaced, so a pod

@@ -1,0 +1,92 @@
+//! Events for what an agent reports about its pods: recorded by the control plane in the same
+//! command as the status write, so the history and the status never disagree.
+use std::time::SystemTime;
+
+use skiff_api::{Event, EventSeverity, Kind, Pod, PodPhase, PodStatus};
+use skiff_state::Op;
+
+use super::{Recorder, Snapshot};
+
+/// The `source.component` of the events recorded from agents' reports.
+pub const AGENT: &str = "agent";
+/// Event reason: the pod runs.
+pub const STARTED: &str = "Started";
+/// Event reason: the pod stopped passing its readiness probe.
+pub const UNHEALTHY: &str = "Unhealthy";
+/// Event reason: the pod waits to be restarted (crash loop).
+pub const BACK_OFF: &str = "BackOff";
+/// Event reason: the pod was restarted on its node.
+pub const RESTARTED: &str = "Restarted";
+/// Event reason: the pod ended in failure.
+pub const FAILED: &str = "Failed";
+/// Event reason: the pod ran to completion.
+pub const COMPLETED: &str = "Completed";
+
+/// The events that the change from `old`'s status to `new` deserves (`existing` holds the events
+/// already recorded about the pod, for their counts).
+pub fn pod_status_events(existing: Vec<Event>, old: &Pod, new: &PodStatus, now: SystemTime) -> Vec<Op> {
+    let s = Snapshot {
+        events: existing,
+        ..Default::default()
+    };
+    let rec = Recorder {
+        component: AGENT,
+        now,
+    };
+    let node = old.spec.node_name.as_deref().unwrap_or("-");
+    let mut out = Vec::new();
+    let mut record = |severity, reason: &str, message: String| {
+        out.push(rec.record(&s, Kind::Pod, &old.metadata, severity, reason, message));
+    };
+    let was = &old.status;
+    if new.phase == PodPhase::Running && (was.phase != PodPhase::Running || new.restarts > was.restarts) {
+        if new.restarts > was.restarts {
+            record(
+                EventSeverity::Normal,
+                RESTARTED,
+                format!("restarted on node {node} (restart {})", new.restarts),
+            );
+        } else {
+            record(EventSeverity::Normal, STARTED, format!("started on node {node}"));
+        }
+    }
+    let back_off = |st: &PodStatus| st.reason.as_deref() == Some("CrashLoopBackOff");
+    if back_off(new) && (!back_off(was) || new.message != was.message) {
+        record(
+            EventSeverity::Warning,
+            BACK_OFF,
+            new.message.clone().unwrap_or_default(),
+        );
+    }
+    if new.phase == PodPhase::Running
+        && !back_off(new)
+        && was.ready
+        && !new.ready
+        && was.phase == PodPhase::Running
+    {
+        record(
+            EventSeverity::Warning,
+            UNHEALTHY,
+            "readiness probe failing: the pod left its services' ready endpoints".into(),
+        );
+    }
+    if new.phase == PodPhase::Failed && was.phase != PodPhase::Failed {
+        record(
+            EventSeverity::Warning,
+            FAILED,
+            format!(
+                "{}: {}",
+                new.reason.as_deref().unwrap_or("Failed"),
+                new.message.as_deref().unwrap_or("")
+            ),
+        );
+    }
+    if new.phase == PodPhase::Succeeded && was.phase != PodPhase::Succeeded {
+        record(
+            EventSeverity::Normal,
+            COMPLETED,
+            format!("ran to completion on node {node}"),
+        );
+    }
+    out
+}
