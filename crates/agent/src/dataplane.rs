@@ -170,10 +170,17 @@ impl DataPlane {
                 "expected /skiff/pods/{namespace}/{name}/log or .../stats\n",
             );
         };
-        match self.pods.get(key) {
-            Some(pod) => {
+        let command_logs = self
+            .pods
+            .command_logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned();
+        match self.pods.get(key).map(|p| p.logs.clone()).or(command_logs) {
+            Some(logs) => {
                 let mut out = String::new();
-                for l in pod.logs.lines() {
+                for l in logs.lines() {
                     out.push_str(&format!("{} {} {}\n", l.time, l.stream, l.line));
                 }
                 text(StatusCode::OK, out)

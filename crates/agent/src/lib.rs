@@ -74,6 +74,7 @@
 
 mod agent;
 mod artifacts;
+mod command;
 mod dataplane;
 mod disconnect;
 mod error;

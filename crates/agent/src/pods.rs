@@ -81,6 +81,8 @@ pub(crate) struct PodTable {
     store: Arc<LocalStore>,
     /// The assigned set as last written to `store`.
     saved: tokio::sync::Mutex<Option<Fingerprint>>,
+    /// Output of `world: command` pods (running or finished), by `namespace/name`, for `skiff logs`.
+    pub(crate) command_logs: Mutex<HashMap<String, Arc<LogBuffer>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -115,6 +117,7 @@ impl PodTable {
         restart_backoff: Duration,
     ) -> Self {
         PodTable {
+            command_logs: Mutex::new(HashMap::new()),
             restart_backoff,
             store,
             saved: tokio::sync::Mutex::new(None),
@@ -341,6 +344,17 @@ impl PodTable {
     /// the API has them (never an empty set standing in for an unreachable control plane). Keyed
     /// by uid: a pod already running under the same uid is kept as it is.
     pub(crate) async fn sync(self: &Arc<Self>, pods: Vec<Object>) {
+        // Command output is kept while its pod exists (finished ones included).
+        {
+            let all: HashSet<String> = pods
+                .iter()
+                .filter_map(|o| match o {
+                    Object::Pod(p) => Some(key(p)),
+                    _ => None,
+                })
+                .collect();
+            lock(&self.command_logs).retain(|k, _| all.contains(k));
+        }
         let desired: HashMap<String, Pod> = pods
             .into_iter()
             .filter_map(|o| match o {
@@ -394,6 +408,11 @@ impl PodTable {
                 continue;
             }
             if lock(&self.held).contains_key(&uid) || !lock(&self.busy).insert(uid.clone()) {
+                continue;
+            }
+            if crate::command::is_command(&pod) {
+                // Runs to its exit in its own task (crate::command).
+                tokio::spawn(crate::command::run(self.clone(), pod));
                 continue;
             }
             // Started, probed and restarted by its own task (crate::probes).
@@ -477,6 +496,7 @@ impl PodTable {
             st.start_time = status.start_time.clone();
             st.finished_at = status.finished_at.clone();
             st.restarts = status.restarts;
+            st.exit_code = status.exit_code;
             match self.client.update_status(&Object::Pod(current)).await {
                 Ok(_) => return,
                 Err(e) if e.is_conflict() => continue,
@@ -546,6 +566,51 @@ impl PodTable {
             }
         }
         Ok(env)
+    }
+
+    /// Runs a `world: command` pod's first component once, to its exit, with its output in `logs`.
+    pub(crate) async fn run_command(
+        &self,
+        pod: &Pod,
+        logs: Arc<LogBuffer>,
+    ) -> Result<skiff_runtime_wasm::CommandExit, StartError> {
+        let c = pod.spec.components.first().ok_or(StartError {
+            reason: "InvalidSpec",
+            message: "pod has no components".into(),
+        })?;
+        let Some(wasm) = &c.wasm else {
+            return Err(StartError {
+                reason: "InvalidSpec",
+                message: format!("component {} has no wasm artifact", c.name),
+            });
+        };
+        let bytes = self.artifacts.get(wasm).await?;
+        let component = self.runtime.load(bytes).await.map_err(|e| StartError {
+            reason: "CompileError",
+            message: format!("component {}: {e}", c.name),
+        })?;
+        lock(&self.cached).insert(component.digest().to_owned());
+        let mut opts = skiff_runtime_wasm::CommandOptions::new(format!("{}/{}", key(pod), c.name));
+        opts.args = c.args.clone();
+        opts.env = self.resolve_env(pod, c, &c.env, "env").await?;
+        opts.config = self.resolve_env(pod, c, &c.config, "config").await?;
+        opts.env
+            .push(("SKIFF_POD_NAME".into(), pod.metadata.name.clone()));
+        opts.env.push((
+            "SKIFF_POD_NAMESPACE".into(),
+            pod.metadata.namespace_or_default().into(),
+        ));
+        opts.env.push(("SKIFF_NODE_NAME".into(), self.node.clone()));
+        opts.memory_limit = c.resources.memory_or_default().0;
+        opts.timeout = c.resources.timeout.map(|t| t.0);
+        opts.logs = logs;
+        self.runtime
+            .run_command(&component, opts)
+            .await
+            .map_err(|e| StartError {
+                reason: "InvalidSpec",
+                message: format!("component {}: {e}", c.name),
+            })
     }
 
     pub(crate) async fn start(&self, pod: &Pod) -> Result<RunningPod, StartError> {

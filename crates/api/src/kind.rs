@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::{CronJob, DaemonSet, Job};
 use crate::config::{ConfigMap, Secret};
 use crate::event::Event;
 use crate::meta::ObjectMeta;
@@ -42,18 +43,24 @@ pub enum Kind {
     ConfigMap,
     /// Sensitive configuration, encrypted at rest.
     Secret,
+    /// One pod on every matching node.
+    DaemonSet,
+    /// Pods that run to completion.
+    Job,
+    /// Jobs on a schedule.
+    CronJob,
 }
 
 /// A kind name that is not one of [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, ReplicaSet, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret"
+    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, ReplicaSet, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret, DaemonSet, Job, CronJob"
 )]
 pub struct UnknownKind(pub String);
 
 impl Kind {
     /// All kinds, in the order objects of a multi-kind apply are created.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Namespace,
         Kind::Node,
         Kind::ConfigMap,
@@ -61,6 +68,9 @@ impl Kind {
         Kind::Service,
         Kind::Deployment,
         Kind::ReplicaSet,
+        Kind::DaemonSet,
+        Kind::CronJob,
+        Kind::Job,
         Kind::Pod,
         Kind::Endpoints,
         Kind::HttpRoute,
@@ -83,6 +93,9 @@ impl Kind {
             Kind::Event => "Event",
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
         }
     }
 
@@ -101,6 +114,9 @@ impl Kind {
             Kind::Event => "events",
             Kind::ConfigMap => "configmaps",
             Kind::Secret => "secrets",
+            Kind::DaemonSet => "daemonsets",
+            Kind::Job => "jobs",
+            Kind::CronJob => "cronjobs",
         }
     }
 
@@ -131,6 +147,9 @@ impl Kind {
             "event" | "events" | "ev" => Kind::Event,
             "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
             "secret" | "secrets" => Kind::Secret,
+            "daemonset" | "daemonsets" | "ds" => Kind::DaemonSet,
+            "job" | "jobs" => Kind::Job,
+            "cronjob" | "cronjobs" | "cj" => Kind::CronJob,
             _ => return Err(UnknownKind(s.to_owned())),
         };
         Ok(k)
@@ -186,6 +205,12 @@ pub enum Object {
     ConfigMap(ConfigMap),
     /// A [`Secret`].
     Secret(Secret),
+    /// A [`DaemonSet`].
+    DaemonSet(DaemonSet),
+    /// A [`Job`].
+    Job(Job),
+    /// A [`CronJob`].
+    CronJob(CronJob),
 }
 
 macro_rules! each_variant {
@@ -203,6 +228,9 @@ macro_rules! each_variant {
             Object::Event($o) => $e,
             Object::ConfigMap($o) => $e,
             Object::Secret($o) => $e,
+            Object::DaemonSet($o) => $e,
+            Object::Job($o) => $e,
+            Object::CronJob($o) => $e,
         }
     };
 }
@@ -223,6 +251,9 @@ impl Object {
             Object::Event(_) => Kind::Event,
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Secret(_) => Kind::Secret,
+            Object::DaemonSet(_) => Kind::DaemonSet,
+            Object::Job(_) => Kind::Job,
+            Object::CronJob(_) => Kind::CronJob,
         }
     }
 
@@ -258,6 +289,9 @@ impl Object {
             Object::JoinToken(t) => serde_json::to_value(&t.spec).unwrap_or_default(),
             Object::ConfigMap(c) => serde_json::to_value(&c.data).unwrap_or_default(),
             Object::Secret(s) => serde_json::to_value(&s.data).unwrap_or_default(),
+            Object::DaemonSet(d) => serde_json::to_value(&d.spec).unwrap_or_default(),
+            Object::Job(j) => serde_json::to_value(&j.spec).unwrap_or_default(),
+            Object::CronJob(c) => serde_json::to_value(&c.spec).unwrap_or_default(),
         }
     }
 
@@ -268,6 +302,9 @@ impl Object {
             (Object::Pod(n), Object::Pod(o)) => n.status = o.status.clone(),
             (Object::Deployment(n), Object::Deployment(o)) => n.status = o.status.clone(),
             (Object::ReplicaSet(n), Object::ReplicaSet(o)) => n.status = o.status.clone(),
+            (Object::DaemonSet(n), Object::DaemonSet(o)) => n.status = o.status.clone(),
+            (Object::Job(n), Object::Job(o)) => n.status = o.status.clone(),
+            (Object::CronJob(n), Object::CronJob(o)) => n.status = o.status.clone(),
             (Object::Node(n), Object::Node(o)) => n.status = o.status.clone(),
             _ => {}
         }

@@ -23,6 +23,8 @@
 //!   an [`HttpRoute`] exposes services through the gateway.
 //! - [`validate`](Object::validate) checks what serde cannot (names, labels, references, ranges) and
 //!   reports every problem with its field path, e.g. `spec.template.spec.components[0].wasm`.
+//! - [`DaemonSet`] runs a pod on every matching node; a [`Job`] runs `world: command` components
+//!   to completion with retries; a [`CronJob`] makes Jobs on a schedule in a time zone.
 //! - [`Event`] records what happened to an object (`NodeNotReady`, `Scheduled`, `PodEvicted`),
 //!   deduplicated by object and reason with a `count`.
 //! - [`ConfigMap`] and [`Secret`] hold `data` (key → string) that components read as environment
@@ -31,6 +33,7 @@
 #![deny(missing_docs)]
 
 mod affinity;
+mod batch;
 mod config;
 mod event;
 mod image;
@@ -52,6 +55,11 @@ mod workload;
 pub use affinity::{
     Affinity, LabelOperator, LabelRequirement, NodeAffinity, NodeSelectorTerm, PodAffinityTerm,
     PreferredTerm, TopologySpreadConstraint, WhenUnsatisfiable, selector_matches,
+};
+pub use batch::{
+    ConcurrencyPolicy, CronJob, CronJobSpec, CronJobStatus, DaemonSet, DaemonSetRollingUpdate, DaemonSetSpec,
+    DaemonSetStatus, DaemonSetStrategyType, DaemonSetUpdateStrategy, JOB_COMPLETE, JOB_FAILED, Job, JobSpec,
+    JobStatus, JobTemplate, parse_schedule,
 };
 pub use config::{ConfigMap, MAX_CONFIG_DATA_BYTES, MAX_CONFIG_KEY_LEN, Secret, config_key_problem};
 pub use event::{Event, EventSeverity, EventSource, ObjectReference};

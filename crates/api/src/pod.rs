@@ -110,6 +110,9 @@ pub struct Component {
     /// Environment variables the guest sees through wasi:cli.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// Arguments a `world: command` component sees through `wasi:cli/environment` (after its name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
     /// Configuration the guest reads through `wasi:config/store` (`get`, `get-all`): the same
     /// shape as `env` — a literal `value` or a `valueFrom` ConfigMap / Secret key, read at start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -163,6 +166,8 @@ pub enum World {
     /// `wasi:http/proxy`: an HTTP handler, one instance per request.
     #[default]
     Http,
+    /// `wasi:cli/command`: runs `wasi:cli/run` once, to its exit (Jobs); never an endpoint.
+    Command,
 }
 
 /// An environment variable: a literal `value`, or a value read from a ConfigMap or Secret when the
@@ -310,6 +315,9 @@ pub struct PodStatus {
     /// The scheduler's last decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduling: Option<SchedulingStatus>,
+    /// Exit code of a `world: command` component that ran to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 /// What the scheduler decided for a pod, with a reason for every node it rejected.

@@ -611,6 +611,9 @@ impl Object {
                 let s = &r.spec;
                 c.replicated(s.replicas, &s.selector.match_labels, &s.template, "ReplicaSet");
             }
+            Object::DaemonSet(d) => c.daemon_set(&d.spec),
+            Object::Job(j) => c.job("spec", &j.spec),
+            Object::CronJob(cj) => c.cron_job(&cj.spec),
             Object::Service(s) => {
                 c.selector("spec.selector", &s.spec.selector, "service");
                 for (i, p) in s.spec.ports.iter().enumerate() {
@@ -684,6 +687,12 @@ impl Object {
             Object::Pod(p) => ("spec", &p.spec),
             Object::Deployment(d) => ("spec.template.spec", &d.spec.template.spec),
             Object::ReplicaSet(r) => ("spec.template.spec", &r.spec.template.spec),
+            Object::DaemonSet(d) => ("spec.template.spec", &d.spec.template.spec),
+            Object::Job(j) => ("spec.template.spec", &j.spec.template.spec),
+            Object::CronJob(c) => (
+                "spec.jobTemplate.spec.template.spec",
+                &c.spec.job_template.spec.template.spec,
+            ),
             _ => {
                 return if errors.is_empty() {
                     Ok(())

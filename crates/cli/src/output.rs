@@ -50,6 +50,17 @@ fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         Kind::Pod => vec!["NAME", "READY", "STATUS", "RESTARTS", "NODE", "AGE"],
         Kind::Deployment => vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "REVISION", "AGE"],
         Kind::ReplicaSet => vec!["NAME", "DESIRED", "CURRENT", "READY", "REVISION", "AGE"],
+        Kind::DaemonSet => vec!["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AGE"],
+        Kind::Job => vec!["NAME", "STATUS", "COMPLETIONS", "FAILED", "AGE"],
+        Kind::CronJob => vec![
+            "NAME",
+            "SCHEDULE",
+            "TIMEZONE",
+            "SUSPEND",
+            "ACTIVE",
+            "LAST SCHEDULE",
+            "AGE",
+        ],
         Kind::Service => vec!["NAME", "SELECTOR", "AGE"],
         Kind::Endpoints => vec!["NAME", "ENDPOINTS", "AGE"],
         Kind::HttpRoute => vec!["NAME", "HOSTNAMES", "PATHS", "BACKENDS", "AGE"],
@@ -94,6 +105,45 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
             d.status.updated_replicas.to_string(),
             d.status.ready_replicas.to_string(),
             d.status.revision.map_or_else(|| "-".into(), |r| r.to_string()),
+            age(o),
+        ],
+        Object::DaemonSet(d) => vec![
+            name,
+            d.status.desired_number_scheduled.to_string(),
+            d.status.current_number_scheduled.to_string(),
+            d.status.number_ready.to_string(),
+            d.status.updated_number_scheduled.to_string(),
+            age(o),
+        ],
+        Object::Job(j) => vec![
+            name,
+            j.status.finished().map_or_else(
+                || {
+                    if j.status.active > 0 {
+                        "Running".to_owned()
+                    } else {
+                        "Pending".to_owned()
+                    }
+                },
+                |c| {
+                    if c.type_ == skiff_api::JOB_COMPLETE {
+                        "Complete".to_owned()
+                    } else {
+                        format!("Failed ({})", c.reason)
+                    }
+                },
+            ),
+            format!("{}/{}", j.status.succeeded, j.spec.completions()),
+            j.status.failed.to_string(),
+            age(o),
+        ],
+        Object::CronJob(c) => vec![
+            name,
+            c.spec.schedule.clone(),
+            c.spec.time_zone.clone().unwrap_or_else(|| "UTC".into()),
+            c.spec.suspend.to_string(),
+            c.status.active.len().to_string(),
+            since(c.status.last_schedule_time.as_deref()),
             age(o),
         ],
         Object::ReplicaSet(r) => vec![

@@ -103,6 +103,15 @@ impl ControlPlane {
         for ops in reconcile::replica_sets(&snapshot, &mut RandomIds) {
             commands.push(("replicaset", ops));
         }
+        for ops in reconcile::daemon_sets(&snapshot, &mut RandomIds) {
+            commands.push(("daemonset", ops));
+        }
+        for ops in reconcile::jobs(&snapshot, &mut RandomIds, self.inner.config.job_backoff) {
+            commands.push(("job", ops));
+        }
+        for ops in reconcile::cron_jobs(&snapshot, &mut RandomIds) {
+            commands.push(("cronjob", ops));
+        }
         commands.push(("garbage", reconcile::garbage(&snapshot)));
         commands.push(("event-expiry", reconcile::expire_events(&snapshot)));
         let config = &self.inner.config;
@@ -248,6 +257,9 @@ impl ControlPlane {
             Kind::Pod,
             Kind::Deployment,
             Kind::ReplicaSet,
+            Kind::DaemonSet,
+            Kind::Job,
+            Kind::CronJob,
             Kind::Service,
             Kind::Endpoints,
             Kind::Event,

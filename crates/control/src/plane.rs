@@ -35,6 +35,8 @@ pub struct ControlConfig {
     /// How long a node stays not ready before its pods are failed with reason `NodeLost` and
     /// replaced on other nodes (default 5 s).
     pub pod_eviction_grace: Duration,
+    /// Wait before a Job's next pod after its first failure, doubled per failure (default 10 s).
+    pub job_backoff: Duration,
     /// Multi-member operation (peer port, join); `None` runs a one-member control plane with no
     /// peer port, as `skiff up` does.
     pub cluster: Option<ClusterConfig>,
@@ -54,6 +56,7 @@ impl ControlConfig {
             max_artifact_bytes: 64 << 20,
             node_grace: Duration::from_secs(10),
             pod_eviction_grace: Duration::from_secs(5),
+            job_backoff: Duration::from_secs(10),
             cluster: None,
             restore: None,
             snapshot_every: RaftConfig::default().snapshot_every,

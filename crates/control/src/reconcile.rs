@@ -6,6 +6,9 @@
 //! |---|---|---|
 //! | [`deployments`] | Deployments, ReplicaSets, Pods, pod traffic | ReplicaSets (one per template revision, sized by the strategy), Deployment status (incl. canary), Events |
 //! | [`replica_sets`] | ReplicaSets, Pods | Pods (create, delete), ReplicaSet status |
+//! | [`daemon_sets`] | DaemonSets, Nodes, Pods | Pods bound to each matching node, rolling update, status |
+//! | [`jobs`] | Jobs, Pods | Pods until `completions` succeed, failure back-off, Complete/Failed conditions |
+//! | [`cron_jobs`] | CronJobs, Jobs | Jobs at scheduled times (time zone, concurrency, deadline, history) |
 //! | [`schedule`] | Pods without a node, Nodes | Pod `spec.nodeName`, Pod scheduling status, Events |
 //! | [`endpoints`] | Services, Pods, Nodes | Endpoints |
 //! | [`garbage`] | owner references | deletes orphans |
@@ -13,8 +16,11 @@
 //! | [`node_health`] | Node heartbeats | Node `ready`, `Ready` condition, Events |
 //! | [`evict_pods`] | Node heartbeats and taints, Pods | Pods failed with [`NODE_LOST`] / [`TAINT_EVICTION`] |
 mod canary;
+mod cronjobs;
+mod daemonsets;
 mod deployments;
 mod events;
+mod jobs;
 mod nodes;
 mod pod_events;
 mod replicasets;
@@ -32,10 +38,15 @@ use skiff_state::Op;
 pub use canary::{
     CANARY_PAUSED, CANARY_PROMOTED, CANARY_REVERTED, CANARY_STARTED, CANARY_STEP, splits_traffic,
 };
+pub use cronjobs::{CRON_JOB_CONTROLLER, MAX_MISSED, SCHEDULED_AT_ANNOTATION, cron_jobs};
+pub use daemonsets::{DAEMON_SET_CONTROLLER, daemon_sets};
 pub use deployments::{DEPLOYMENT_CONTROLLER, SCALING_REPLICA_SET, deployments};
 pub use events::{
     EVENT_TTL, FAILED_SCHEDULING, NODE_NOT_READY, NODE_READY, POD_EVICTED, Recorder, SCHEDULED, event_name,
     expire_events,
+};
+pub use jobs::{
+    BACKOFF_LIMIT_EXCEEDED, DEADLINE_EXCEEDED, JOB_CONTROLLER, JOB_NAME_LABEL, MAX_JOB_BACKOFF, jobs,
 };
 use nodes::rfc3339;
 pub use nodes::{
@@ -65,6 +76,12 @@ pub struct Snapshot {
     pub deployments: Vec<Deployment>,
     /// ReplicaSets.
     pub replica_sets: Vec<ReplicaSet>,
+    /// DaemonSets.
+    pub daemon_sets: Vec<skiff_api::DaemonSet>,
+    /// Jobs.
+    pub jobs: Vec<skiff_api::Job>,
+    /// CronJobs.
+    pub cron_jobs: Vec<skiff_api::CronJob>,
     /// Services.
     pub services: Vec<Service>,
     /// Endpoints.
@@ -104,6 +121,9 @@ impl Snapshot {
                 Object::Pod(p) => s.pods.push(p),
                 Object::Deployment(d) => s.deployments.push(d),
                 Object::ReplicaSet(r) => s.replica_sets.push(r),
+                Object::DaemonSet(d) => s.daemon_sets.push(d),
+                Object::Job(j) => s.jobs.push(j),
+                Object::CronJob(c) => s.cron_jobs.push(c),
                 Object::Service(v) => s.services.push(v),
                 Object::Endpoints(e) => s.endpoints.push(e),
                 Object::Event(e) => s.events.push(e),
@@ -339,6 +359,9 @@ pub fn garbage(s: &Snapshot) -> Vec<Op> {
         .iter()
         .filter_map(|d| d.metadata.uid.as_deref())
         .chain(s.replica_sets.iter().filter_map(|r| r.metadata.uid.as_deref()))
+        .chain(s.daemon_sets.iter().filter_map(|r| r.metadata.uid.as_deref()))
+        .chain(s.jobs.iter().filter_map(|r| r.metadata.uid.as_deref()))
+        .chain(s.cron_jobs.iter().filter_map(|r| r.metadata.uid.as_deref()))
         .chain(s.services.iter().filter_map(|v| v.metadata.uid.as_deref()))
         .collect();
     let orphan = |m: &ObjectMeta| m.controller().is_some_and(|o| !owners.contains(o.uid.as_str()));
@@ -359,6 +382,12 @@ pub fn garbage(s: &Snapshot) -> Vec<Op> {
             .iter()
             .filter(|r| orphan(&r.metadata))
             .map(|r| delete_op(Kind::ReplicaSet, &r.metadata)),
+    );
+    ops.extend(
+        s.jobs
+            .iter()
+            .filter(|r| orphan(&r.metadata))
+            .map(|r| delete_op(Kind::Job, &r.metadata)),
     );
     ops
 }

@@ -7,7 +7,8 @@ use skiff_api::{API_VERSION, Deployment, HttpRoute, Kind, Namespace, Object, Pod
 pub(crate) type Problem = (Option<String>, String);
 
 /// The kinds a manifest may hold, as listed in messages.
-const WRITABLE_KINDS: &str = "Namespace, Pod, Deployment, Service, HTTPRoute, ConfigMap, Secret";
+const WRITABLE_KINDS: &str =
+    "Namespace, Pod, Deployment, DaemonSet, Job, CronJob, Service, HTTPRoute, ConfigMap, Secret";
 
 /// `a string "x"`, `a mapping`, ... for messages.
 pub(crate) fn describe_value(v: &Value) -> String {
@@ -52,6 +53,9 @@ pub(crate) fn decode(value: Value) -> Result<Object, Vec<Problem>> {
         Kind::HttpRoute => typed::<HttpRoute>(value).map(Object::HttpRoute),
         Kind::ConfigMap => typed::<skiff_api::ConfigMap>(value).map(Object::ConfigMap),
         Kind::Secret => typed::<skiff_api::Secret>(value).map(Object::Secret),
+        Kind::DaemonSet => typed::<skiff_api::DaemonSet>(value).map(Object::DaemonSet),
+        Kind::Job => typed::<skiff_api::Job>(value).map(Object::Job),
+        Kind::CronJob => typed::<skiff_api::CronJob>(value).map(Object::CronJob),
         // Rejected by `check_kind`.
         Kind::Node | Kind::Endpoints | Kind::JoinToken | Kind::Event | Kind::ReplicaSet => {
             Err((Some("kind".into()), server_owned(kind)))

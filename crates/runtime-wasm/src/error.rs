@@ -49,6 +49,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// The component does not export `wasi:cli/run`, so it cannot run as a command.
+    #[error(
+        "component {digest} cannot run as a command (world: command needs an export of wasi:cli/run): {reason}"
+    )]
+    NotCommand {
+        /// `sha256:<hex>` of the component.
+        digest: String,
+        /// What the export lookup reported.
+        reason: String,
+    },
+
     /// The component does not export `wasi:http/incoming-handler@0.2.x`, so it cannot
     /// serve HTTP.
     #[error("component {digest} does not export wasi:http/incoming-handler@0.2.x: {reason}")]

@@ -357,6 +357,7 @@ impl HandlerInner {
     fn new_store(&self) -> (Store<HostState>, Arc<AtomicBool>) {
         let state = HostState::new(
             &self.env,
+            &[],
             self.config.clone(),
             &self.logs,
             self.memory_limit,

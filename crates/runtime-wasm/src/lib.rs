@@ -110,6 +110,7 @@
 
 mod body;
 mod cache;
+mod command;
 mod engine;
 mod error;
 mod handler;
@@ -118,6 +119,7 @@ mod runtime;
 mod state;
 
 pub use body::{BodyError, ResponseBody};
+pub use command::{CommandExit, CommandOptions};
 pub use engine::{AllocatorKind, RuntimeConfig};
 pub use error::Error;
 pub use handler::{HandlerOptions, HttpHandler};

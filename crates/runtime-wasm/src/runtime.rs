@@ -77,6 +77,11 @@ impl std::fmt::Debug for LoadedComponent {
 }
 
 impl LoadedComponent {
+    /// The linked, pre-instantiated component (for the other worlds than HTTP).
+    pub(crate) fn instance_pre(&self) -> &InstancePre<HostState> {
+        &self.pre
+    }
+
     /// `sha256:<hex>` of the original component bytes.
     pub fn digest(&self) -> &str {
         &self.digest

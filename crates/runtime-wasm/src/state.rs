@@ -29,6 +29,7 @@ pub(crate) struct HostState {
 impl HostState {
     pub(crate) fn new(
         env: &[(String, String)],
+        args: &[String],
         config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
         logs: &Arc<LogBuffer>,
         memory_limit: usize,
@@ -36,6 +37,7 @@ impl HostState {
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.envs(env)
+            .args(args)
             .stdout(GuestOutput::new(Stream::Stdout, logs.clone()))
             .stderr(GuestOutput::new(Stream::Stderr, logs.clone()))
             // Sockets: no address is ever permitted, and no protocol or DNS either.

@@ -2,7 +2,8 @@
 use std::collections::BTreeMap;
 
 use super::{Checker, MAX_REPLICAS, fmt_map};
-use crate::pod::RestartPolicy;
+use crate::batch::{DaemonSetSpec, JobSpec};
+use crate::pod::{RestartPolicy, World};
 use crate::rollout::{DeploymentStrategy, IntOrPercent, StrategyType};
 use crate::workload::PodTemplate;
 
@@ -49,7 +50,106 @@ impl Checker {
                 format!("a {kind}'s pods are placed by the scheduler: remove nodeName"),
             );
         }
+        self.serving_components("spec.template.spec", template, kind);
         self.pod_spec("spec.template.spec", &template.spec);
+    }
+
+    /// Components of a long-running workload must serve HTTP (command components end).
+    fn serving_components(&mut self, prefix: &str, template: &PodTemplate, kind: &str) {
+        for (i, c) in template.spec.components.iter().enumerate() {
+            if c.wasm.as_ref().is_some_and(|w| w.world == World::Command) {
+                self.err(
+                    format!("{prefix}.components[{i}].wasm.world"),
+                    format!("a {kind}'s pods run until deleted: world command ends; run it in a Job instead"),
+                );
+            }
+        }
+    }
+
+    /// `spec` of a DaemonSet.
+    pub(super) fn daemon_set(&mut self, s: &DaemonSetSpec) {
+        self.selector("spec.selector.matchLabels", &s.selector.match_labels, "daemonset");
+        self.labels("spec.template.metadata.labels", &s.template.metadata.labels);
+        if !s.selector.match_labels.is_empty()
+            && !crate::selector::map_matches(&s.selector.match_labels, &s.template.metadata.labels)
+        {
+            self.err(
+                "spec.selector.matchLabels",
+                format!(
+                    "selector {} does not match the template's labels {}: make spec.template.metadata.labels \
+                     include every selector label",
+                    fmt_map(&s.selector.match_labels),
+                    fmt_map(&s.template.metadata.labels)
+                ),
+            );
+        }
+        if s.template.spec.restart_policy != RestartPolicy::Always {
+            self.err(
+                "spec.template.spec.restartPolicy",
+                "a DaemonSet's pods must use restartPolicy Always",
+            );
+        }
+        if s.template.spec.node_name.is_some() {
+            self.err(
+                "spec.template.spec.nodeName",
+                "a DaemonSet places one pod on every matching node: remove nodeName (use nodeSelector to choose nodes)",
+            );
+        }
+        if let Some(r) = &s.update_strategy.rolling_update
+            && r.max_unavailable.is_some_and(is_zero)
+        {
+            self.err(
+                "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                "0 would never let a node's pod be replaced: use at least 1",
+            );
+        }
+        self.serving_components("spec.template.spec", &s.template, "DaemonSet");
+        self.pod_spec("spec.template.spec", &s.template.spec);
+    }
+
+    /// The spec of a Job (at `prefix`).
+    pub(super) fn job(&mut self, prefix: &str, s: &JobSpec) {
+        if s.template.spec.restart_policy == RestartPolicy::Always {
+            self.err(
+                format!("{prefix}.template.spec.restartPolicy"),
+                "a Job's pods must use restartPolicy Never or OnFailure: Always would never let them finish",
+            );
+        }
+        if s.completions == Some(0) {
+            self.err(format!("{prefix}.completions"), "0 completions: use 1 or more");
+        }
+        if s.template.spec.node_name.is_some() {
+            self.err(
+                format!("{prefix}.template.spec.nodeName"),
+                "a Job's pods are placed by the scheduler: remove nodeName",
+            );
+        }
+        for (i, c) in s.template.spec.components.iter().enumerate() {
+            if c.wasm.as_ref().is_some_and(|w| w.world != World::Command) {
+                self.err(
+                    format!("{prefix}.template.spec.components[{i}].wasm.world"),
+                    "a Job's components run to an exit: set world: command (an http component never finishes)",
+                );
+            }
+        }
+        self.labels(
+            &format!("{prefix}.template.metadata.labels"),
+            &s.template.metadata.labels,
+        );
+        self.pod_spec(&format!("{prefix}.template.spec"), &s.template.spec);
+    }
+
+    /// `spec` of a CronJob.
+    pub(super) fn cron_job(&mut self, s: &crate::batch::CronJobSpec) {
+        if let Err(why) = crate::batch::parse_schedule(&s.schedule, None) {
+            self.err("spec.schedule", why);
+        }
+        if let Some(z) = &s.time_zone
+            && let Err(why) = crate::batch::parse_schedule("* * * * *", Some(z))
+        {
+            self.err("spec.timeZone", why);
+        }
+        self.job("spec.jobTemplate.spec", &s.job_template.spec);
     }
 
     /// `spec.strategy` of a Deployment.

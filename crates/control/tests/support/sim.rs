@@ -81,6 +81,7 @@ pub(crate) fn apply(s: &mut Snapshot, ops: &[Op]) {
                 match o {
                     Object::Pod(p) => s.pods.push(p),
                     Object::ReplicaSet(r) => s.replica_sets.push(r),
+                    Object::Job(j) => s.jobs.push(j),
                     Object::Event(e) => {
                         s.events.retain(|o| o.metadata.name != e.metadata.name);
                         s.events.push(e);
@@ -95,6 +96,7 @@ pub(crate) fn apply(s: &mut Snapshot, ops: &[Op]) {
             Op::Delete { kind, name, .. } => match kind {
                 Kind::Pod => s.pods.retain(|p| &p.metadata.name != name),
                 Kind::ReplicaSet => s.replica_sets.retain(|p| &p.metadata.name != name),
+                Kind::Job => s.jobs.retain(|p| &p.metadata.name != name),
                 other => panic!("unexpected delete of a {other}"),
             },
             Op::Replace { object } => match object {
@@ -168,6 +170,30 @@ pub(crate) fn apply(s: &mut Snapshot, ops: &[Op]) {
                 ),
                 Object::Deployment(d) => replace_in(
                     &mut s.deployments,
+                    &d.metadata.name,
+                    |o| &o.metadata,
+                    |o| {
+                        o.status = d.status.clone();
+                    },
+                ),
+                Object::DaemonSet(d) => replace_in(
+                    &mut s.daemon_sets,
+                    &d.metadata.name,
+                    |o| &o.metadata,
+                    |o| {
+                        o.status = d.status.clone();
+                    },
+                ),
+                Object::Job(d) => replace_in(
+                    &mut s.jobs,
+                    &d.metadata.name,
+                    |o| &o.metadata,
+                    |o| {
+                        o.status = d.status.clone();
+                    },
+                ),
+                Object::CronJob(d) => replace_in(
+                    &mut s.cron_jobs,
                     &d.metadata.name,
                     |o| &o.metadata,
                     |o| {

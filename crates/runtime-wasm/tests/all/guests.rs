@@ -57,6 +57,13 @@ pub(crate) fn hostile() -> Vec<u8> {
         .clone()
 }
 
+/// `tests/guests/job` (a wasi:cli command), built once per test process.
+pub(crate) fn job() -> Vec<u8> {
+    static WASM: OnceLock<Vec<u8>> = OnceLock::new();
+    WASM.get_or_init(|| build_guest(&repo_root().join("tests/guests"), "job.wasm"))
+        .clone()
+}
+
 /// A runtime with a fresh cache directory and a small pool.
 pub(crate) fn runtime(cache: &tempfile::TempDir) -> WasmRuntime {
     WasmRuntime::new(config(cache)).expect("create runtime")

@@ -2,6 +2,7 @@
 //! `examples/hello-http` and `tests/guests`, driven through `HttpHandler::handle`.
 
 mod cache;
+mod command;
 mod guests;
 mod hello;
 mod hostile;
