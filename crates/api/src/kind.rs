@@ -310,6 +310,38 @@ impl Object {
         }
     }
 
+    /// The pod spec this object runs (its own, or its template's) with the field path to it.
+    pub fn pod_spec(&self) -> Option<(&'static str, &crate::pod::PodSpec)> {
+        match self {
+            Object::Pod(p) => Some(("spec", &p.spec)),
+            Object::Deployment(d) => Some(("spec.template.spec", &d.spec.template.spec)),
+            Object::ReplicaSet(r) => Some(("spec.template.spec", &r.spec.template.spec)),
+            Object::DaemonSet(d) => Some(("spec.template.spec", &d.spec.template.spec)),
+            Object::Job(j) => Some(("spec.template.spec", &j.spec.template.spec)),
+            Object::CronJob(c) => Some((
+                "spec.jobTemplate.spec.template.spec",
+                &c.spec.job_template.spec.template.spec,
+            )),
+            _ => None,
+        }
+    }
+
+    /// [`pod_spec`](Self::pod_spec), mutably.
+    pub fn pod_spec_mut(&mut self) -> Option<(&'static str, &mut crate::pod::PodSpec)> {
+        match self {
+            Object::Pod(p) => Some(("spec", &mut p.spec)),
+            Object::Deployment(d) => Some(("spec.template.spec", &mut d.spec.template.spec)),
+            Object::ReplicaSet(r) => Some(("spec.template.spec", &mut r.spec.template.spec)),
+            Object::DaemonSet(d) => Some(("spec.template.spec", &mut d.spec.template.spec)),
+            Object::Job(j) => Some(("spec.template.spec", &mut j.spec.template.spec)),
+            Object::CronJob(c) => Some((
+                "spec.jobTemplate.spec.template.spec",
+                &mut c.spec.job_template.spec.template.spec,
+            )),
+            _ => None,
+        }
+    }
+
     /// `kind/namespace/name` (or `kind/name`), as used in messages.
     pub fn describe(&self) -> String {
         match self.namespace() {

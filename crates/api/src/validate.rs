@@ -683,23 +683,12 @@ impl Object {
             Ok(()) => Vec::new(),
             Err(e) => e.0,
         };
-        let (prefix, spec) = match self {
-            Object::Pod(p) => ("spec", &p.spec),
-            Object::Deployment(d) => ("spec.template.spec", &d.spec.template.spec),
-            Object::ReplicaSet(r) => ("spec.template.spec", &r.spec.template.spec),
-            Object::DaemonSet(d) => ("spec.template.spec", &d.spec.template.spec),
-            Object::Job(j) => ("spec.template.spec", &j.spec.template.spec),
-            Object::CronJob(c) => (
-                "spec.jobTemplate.spec.template.spec",
-                &c.spec.job_template.spec.template.spec,
-            ),
-            _ => {
-                return if errors.is_empty() {
-                    Ok(())
-                } else {
-                    Err(ValidationErrors(errors))
-                };
-            }
+        let Some((prefix, spec)) = self.pod_spec() else {
+            return if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(ValidationErrors(errors))
+            };
         };
         for (i, c) in spec.components.iter().enumerate() {
             if c.wasm.as_ref().is_some_and(|w| w.path.is_some()) {

@@ -296,10 +296,22 @@ fn table(header: Vec<String>, rows: Vec<Vec<String>>) -> String {
 }
 
 /// Renders objects of one kind.
-pub(crate) fn render(kind: Kind, items: &[Object], format: Format, with_ns: bool) -> Result<String> {
+/// Renders objects: one named object as itself, a listing (`single` false) as a `List` with
+/// `items` in JSON, documents in YAML, rows in a table.
+pub(crate) fn render(
+    kind: Kind,
+    items: &[Object],
+    format: Format,
+    with_ns: bool,
+    single: bool,
+) -> Result<String> {
     Ok(match format {
-        Format::Json if items.len() == 1 => serde_json::to_string_pretty(&items[0])? + "\n",
-        Format::Json => serde_json::to_string_pretty(items)? + "\n",
+        Format::Json if single && items.len() == 1 => serde_json::to_string_pretty(&items[0])? + "\n",
+        Format::Json => {
+            let list =
+                serde_json::json!({"apiVersion": skiff_api::API_VERSION, "kind": "List", "items": items});
+            serde_json::to_string_pretty(&list)? + "\n"
+        }
         Format::Yaml => {
             let docs: Result<Vec<String>, _> = items.iter().map(serde_saphyr::to_string).collect();
             docs?.join("---\n")
@@ -441,14 +453,14 @@ mod tests {
             "data": {"password": "hunter2-marker"}
         }))
         .unwrap();
-        let plain = render(Kind::Secret, std::slice::from_ref(&o), Format::Yaml, false).unwrap();
+        let plain = render(Kind::Secret, std::slice::from_ref(&o), Format::Yaml, false, true).unwrap();
         assert!(plain.contains("hunter2-marker"), "{plain}");
         redact(&mut o);
         for f in [Format::Yaml, Format::Json, Format::Table] {
-            let out = render(Kind::Secret, std::slice::from_ref(&o), f, false).unwrap();
+            let out = render(Kind::Secret, std::slice::from_ref(&o), f, false, true).unwrap();
             assert!(!out.contains("hunter2-marker"), "{out}");
         }
-        let yaml = render(Kind::Secret, std::slice::from_ref(&o), Format::Yaml, false).unwrap();
+        let yaml = render(Kind::Secret, std::slice::from_ref(&o), Format::Yaml, false, true).unwrap();
         assert!(yaml.contains("<redacted, 14 bytes>"), "{yaml}");
         let described = describe(&o, &[], &[]).unwrap();
         assert!(

@@ -238,7 +238,10 @@ pub(crate) async fn get(conn: &Connection, a: GetArgs) -> Result<()> {
     if kind == Kind::Event {
         output::sort_events(&mut items);
     }
-    print!("{}", output::render(kind, &items, a.output, a.all_namespaces)?);
+    print!(
+        "{}",
+        output::render(kind, &items, a.output, a.all_namespaces, a.name.is_some())?
+    );
     if items.is_empty() && matches!(a.output, Format::Table | Format::Wide) {
         eprintln!(
             "no {} found{}",

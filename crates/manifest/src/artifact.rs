@@ -19,24 +19,17 @@ pub struct ArtifactRef {
     pub path: PathBuf,
 }
 
-/// The components of a Pod or Deployment template and the path prefix of their list.
-fn components(object: &Object) -> Option<(&'static str, &[Component])> {
-    match object {
-        Object::Pod(p) => Some(("spec.components", &p.spec.components)),
-        Object::Deployment(d) => Some(("spec.template.spec.components", &d.spec.template.spec.components)),
-        _ => None,
-    }
+/// The components of an object's pod spec and the path prefix of their list.
+fn components(object: &Object) -> Option<(String, &[Component])> {
+    object
+        .pod_spec()
+        .map(|(prefix, spec)| (format!("{prefix}.components"), spec.components.as_slice()))
 }
 
-fn components_mut(object: &mut Object) -> Option<(&'static str, &mut [Component])> {
-    match object {
-        Object::Pod(p) => Some(("spec.components", &mut p.spec.components)),
-        Object::Deployment(d) => Some((
-            "spec.template.spec.components",
-            &mut d.spec.template.spec.components,
-        )),
-        _ => None,
-    }
+fn components_mut(object: &mut Object) -> Option<(String, &mut [Component])> {
+    object
+        .pod_spec_mut()
+        .map(|(prefix, spec)| (format!("{prefix}.components"), spec.components.as_mut_slice()))
 }
 
 /// The `\0asm` magic every WebAssembly module and component starts with.
@@ -133,7 +126,7 @@ pub fn set_digest(
         object: o.describe(),
     };
     let index = components(object).and_then(|(prefix, _)| {
-        let rest = field_path.strip_prefix(prefix)?.strip_prefix('[')?;
+        let rest = field_path.strip_prefix(prefix.as_str())?.strip_prefix('[')?;
         let (num, tail) = rest.split_once(']')?;
         matches!(tail, "" | ".wasm" | ".wasm.path")
             .then(|| num.parse::<usize>().ok())

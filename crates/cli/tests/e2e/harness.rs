@@ -174,6 +174,14 @@ pub(crate) fn hostile_wasm() -> PathBuf {
         .clone()
 }
 
+/// The Job test guest (`tests/guests/job`, a wasi:cli command), built with the hostile guest.
+pub(crate) fn job_wasm() -> PathBuf {
+    hostile_wasm()
+        .parent()
+        .expect("guest target dir")
+        .join("job.wasm")
+}
+
 /// A `skiff` process with any arguments, killed on drop; output goes to `log`.
 pub(crate) struct Proc {
     child: Child,

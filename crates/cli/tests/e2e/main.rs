@@ -6,6 +6,7 @@ mod ha;
 mod harness;
 mod hostile;
 mod invalid;
+mod jobs;
 mod lincheck;
 mod namespaces;
 mod netns;
