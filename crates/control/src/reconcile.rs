@@ -250,6 +250,7 @@ pub fn endpoints(s: &Snapshot) -> Vec<Op> {
             .filter(|p| {
                 ns_of(&p.metadata) == ns
                     && !is_terminal(p)
+                    && !jobs::runs_command(p)
                     && map_matches(&svc.spec.selector, &p.metadata.labels)
             })
             .filter_map(|p| {

@@ -46,6 +46,13 @@ fn due_times(cron: &croner::Cron, tz: chrono_tz::Tz, after: SystemTime, now: Sys
     out
 }
 
+/// The last scheduled time at or before `now`.
+fn latest_at_or_before(cron: &croner::Cron, tz: chrono_tz::Tz, now: SystemTime) -> Option<SystemTime> {
+    let now_tz: DateTime<chrono_tz::Tz> = DateTime::<Utc>::from(now).with_timezone(&tz);
+    let t = cron.find_previous_occurrence(&now_tz, true).ok()?;
+    Some(SystemTime::from(t.with_timezone(&Utc)))
+}
+
 fn job_for(cj: &CronJob, at: SystemTime, name: String) -> Job {
     let mut meta = ObjectMeta::named(name, Some(ns_of(&cj.metadata)));
     meta.labels = cj.spec.job_template.metadata.labels.clone();
@@ -118,7 +125,19 @@ pub fn cron_jobs(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
             let after = parse(status.last_schedule_time.as_deref())
                 .or_else(|| parse(cj.metadata.creation_timestamp.as_deref()))
                 .unwrap_or(now);
-            let due = due_times(&cron, tz, after, now);
+            // Missed runs are counted only within startingDeadline of now (older ones could not
+            // start anyway); the run acted on is always the latest due, however many were missed.
+            let window = cj
+                .spec
+                .starting_deadline
+                .and_then(|d| now.checked_sub(d.0))
+                .filter(|w| *w > after)
+                .unwrap_or(after);
+            let due = due_times(&cron, tz, window, now);
+            let latest = match due.last() {
+                Some(&t) if due.len() <= MAX_MISSED => Some(t),
+                _ => latest_at_or_before(&cron, tz, now).filter(|t| *t > after),
+            };
             if due.len() > MAX_MISSED {
                 ops.push(rec.record(
                     s,
@@ -129,7 +148,7 @@ pub fn cron_jobs(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
                     format!("more than {MAX_MISSED} runs were missed: only the latest is considered"),
                 ));
             }
-            if let Some(&latest) = due.last() {
+            if let Some(latest) = latest {
                 let late = now.duration_since(latest).unwrap_or_default();
                 let minute = latest
                     .duration_since(SystemTime::UNIX_EPOCH)

@@ -2,7 +2,8 @@
 //! required node affinity, tolerated taints, runtime), bound directly to that node. Nodes that
 //! join get a pod, nodes that leave or stop matching lose theirs; a template change replaces the
 //! pods node by node, at most `maxUnavailable` nodes without a serving pod (or only as pods are
-//! deleted, with `OnDelete`).
+//! deleted, with `OnDelete`). A node that is not ready keeps the pod it has but gets no new one
+//! until it is back.
 use std::collections::BTreeMap;
 
 use skiff_api::{
@@ -101,6 +102,11 @@ pub fn daemon_sets(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
         for n in &nodes {
             let name = n.metadata.name.as_str();
             let pods = by_node.entry(name).or_default();
+            // A node that is not ready gets its pod when it is back: one made now would be
+            // evicted (NodeLost) by the node controller, deleted and made again every pass.
+            if pods.is_empty() && !n.status.ready {
+                continue;
+            }
             if pods.is_empty() {
                 let pod = pod_for(ds, &hash, name, ids);
                 created.push(format!("{} on {name}", pod.metadata.name));

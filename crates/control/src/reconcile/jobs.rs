@@ -26,6 +26,16 @@ pub const BACKOFF_LIMIT_EXCEEDED: &str = "BackoffLimitExceeded";
 /// Event / condition reason: the job ran past `activeDeadline`.
 pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 
+/// Whether the pod's serving component (its first) is a `command`: such a pod runs to its exit
+/// and is never a service endpoint.
+pub(super) fn runs_command(p: &Pod) -> bool {
+    p.spec
+        .components
+        .first()
+        .and_then(|c| c.wasm.as_ref())
+        .is_some_and(|w| w.world == skiff_api::World::Command)
+}
+
 fn parse(t: Option<&str>) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(t?).ok()
 }
@@ -164,6 +174,21 @@ pub fn jobs(s: &Snapshot, ids: &mut dyn Ids, base_backoff: Duration) -> Vec<Vec<
                     let ready_to_create =
                         last_failure.is_none_or(|t| now.duration_since(t).unwrap_or_default() >= wait);
                     let mut made = Vec::new();
+                    if active.len() > want {
+                        // Parallelism lowered: the least advanced pods go (unscheduled, then
+                        // not yet running, then the newest).
+                        let mut extra = active.clone();
+                        extra.sort_by_key(|p| {
+                            (
+                                p.spec.node_name.is_some(),
+                                p.status.phase == PodPhase::Running,
+                                std::cmp::Reverse(p.metadata.resource_version),
+                            )
+                        });
+                        for p in &extra[..active.len() - want] {
+                            ops.push(delete_op(Kind::Pod, &p.metadata));
+                        }
+                    }
                     if active.len() < want && ready_to_create {
                         for _ in active.len()..want {
                             let pod = pod_for(job, ids);
@@ -188,7 +213,7 @@ pub fn jobs(s: &Snapshot, ids: &mut dyn Ids, base_backoff: Duration) -> Vec<Vec<
                             ),
                         ));
                     }
-                    status.active = (active.len() + made.len()) as u32;
+                    status.active = (active.len().min(want) + made.len()) as u32;
                 }
             }
         }
