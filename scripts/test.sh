@@ -23,6 +23,17 @@ if [ ! -x /usr/bin/docker-registry ]; then
   }
 fi
 
+echo "== setup: runc and busybox-static (the OCI plugin's container tests run busybox under runc)"
+if ! command -v runc >/dev/null || [ ! -x /bin/busybox ]; then
+  sudo_if_needed=""
+  [ "$(id -u)" -eq 0 ] || sudo_if_needed="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q runc busybox-static >/dev/null 2>&1 || {
+    $sudo_if_needed apt-get update -q >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q runc busybox-static >/dev/null ||
+      echo "WARNING: runc/busybox-static could not be installed; the container test will say it skipped"
+  }
+fi
+
 echo "== format"
 cargo fmt --all -- --check
 

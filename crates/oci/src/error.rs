@@ -56,6 +56,14 @@ pub enum OciError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A container cannot be made, started, stopped or found.
+    #[error("container {id}: {reason}")]
+    Container {
+        /// The container id.
+        id: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A local file operation failed.
     #[error("{path}: {source}")]
     Io {

@@ -6,6 +6,11 @@
 //! - [`ImageStore`]: pulls images from OCI registries (`oci-client`; HTTPS, or plain HTTP for
 //!   registries named insecure), or imports OCI image-layout directories and tarballs; every
 //!   manifest, config and layer is verified against its digest before it is kept, content-addressed.
+//! - [`Runtime`]: containers made from an image and a [`ContainerSpec`] (a locked-down OCI
+//!   `config.json`: read-only root, no new privileges, few capabilities, memory/CPU/pids limits, the
+//!   host network with an allocated `PORT`), run by runc under a per-container shim
+//!   (`skiff-oci shim`) that outlives plugin restarts and records the exit code; state is read
+//!   from disk and `runc state`, so a restarted plugin re-adopts running containers.
 //! - [`unpack_layers`]: applies layers to a root filesystem without ever writing outside it
 //!   (absolute paths, `..`, hard links and symlinks out of the root refused; symlinks in paths
 //!   resolved inside the root; OCI whiteouts honoured).
@@ -21,10 +26,14 @@
 //! ```
 #![deny(missing_docs)]
 
+mod bundle;
+mod containers;
 mod error;
 mod store;
 mod unpack;
 
+pub use bundle::{ContainerSpec, DEFAULT_PIDS, argv, config_json, valid_id};
+pub use containers::{ContainerState, MAX_LOG_BYTES, Runtime, run_shim};
 pub use error::OciError;
 pub use store::{ImageStore, RunConfig, StoredImage, sha256_digest};
 pub use unpack::{UnpackLimits, UnpackStats, apply_layer, unpack_layers};

@@ -1,0 +1,207 @@
+//! The OCI runtime bundle of a container: `config.json` made from what the pod asks for and what
+//! the image says to run, with safe defaults (read-only root, no new privileges, a small
+//! capability set, masked kernel paths, the host network with an allocated `PORT`).
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::store::RunConfig;
+
+/// What a container should run, as the plugin's caller describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSpec {
+    /// Unique id (a DNS-label-like string: letters, digits, `-`, `_`, `.`).
+    pub id: String,
+    /// Image reference (pulled or imported before).
+    pub image: String,
+    /// Replaces the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's cmd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Extra environment (after the image's).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Working directory (default: the image's, else `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Memory limit in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// CPU limit in millicores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<u64>,
+    /// Most processes (default 512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+    /// Writable directories (tmpfs) inside a read-only root, e.g. `/var/cache`.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// A writable root filesystem instead of the read-only default.
+    #[serde(default)]
+    pub writable_root: bool,
+    /// The port allocated for it (passed as `PORT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// Default process limit.
+pub const DEFAULT_PIDS: i64 = 512;
+
+/// Capabilities a container keeps (everything else is dropped).
+const CAPABILITIES: [&str; 8] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_KILL",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+];
+
+/// Whether `id` can name a container (it becomes a directory and a runc id).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The process's argv: entrypoint and cmd from the image, replaced by the spec's.
+pub fn argv(spec: &ContainerSpec, image: &RunConfig) -> Vec<String> {
+    let entrypoint = spec
+        .command
+        .clone()
+        .or_else(|| image.entrypoint.clone())
+        .unwrap_or_default();
+    let cmd = match (&spec.command, &spec.args) {
+        (_, Some(a)) => a.clone(),
+        (Some(_), None) => Vec::new(),
+        (None, None) => image.cmd.clone().unwrap_or_default(),
+    };
+    entrypoint.into_iter().chain(cmd).collect()
+}
+
+/// `config.json` for `spec` running `image`.
+pub fn config_json(spec: &ContainerSpec, image: &RunConfig) -> Value {
+    let mut env: Vec<String> = image.env.clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    if let Some(p) = spec.port {
+        env.push(format!("PORT={p}"));
+    }
+    env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+    let cwd = spec
+        .working_dir
+        .clone()
+        .or_else(|| image.working_dir.clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    let caps: Vec<&str> = CAPABILITIES.to_vec();
+    let mut mounts = vec![
+        json!({"destination":"/proc","type":"proc","source":"proc"}),
+        json!({"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755","size=65536k"]}),
+        json!({"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620"]}),
+        json!({"destination":"/dev/shm","type":"tmpfs","source":"shm","options":["nosuid","noexec","nodev","mode=1777","size=65536k"]}),
+        json!({"destination":"/dev/mqueue","type":"mqueue","source":"mqueue","options":["nosuid","noexec","nodev"]}),
+        json!({"destination":"/sys","type":"sysfs","source":"sysfs","options":["nosuid","noexec","nodev","ro"]}),
+        json!({"destination":"/tmp","type":"tmpfs","source":"tmpfs","options":["nosuid","nodev","mode=1777","size=65536k"]}),
+    ];
+    for v in &spec.volumes {
+        mounts.push(json!({"destination": v, "type":"tmpfs","source":"tmpfs","options":["nosuid","nodev","mode=755"]}));
+    }
+    let mut resources = json!({"pids": {"limit": spec.pids.unwrap_or(DEFAULT_PIDS)}});
+    if let Some(m) = spec.memory {
+        resources["memory"] = json!({"limit": m});
+    }
+    if let Some(c) = spec.cpu_millis {
+        resources["cpu"] = json!({"quota": (c * 100).max(1000), "period": 100_000});
+    }
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": argv(spec, image),
+            "env": env,
+            "cwd": cwd,
+            "noNewPrivileges": true,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 4096}]
+        },
+        "root": {"path": "rootfs", "readonly": !spec.writable_root},
+        "hostname": spec.id.chars().take(63).collect::<String>(),
+        "mounts": mounts,
+        "linux": {
+            "cgroupsPath": format!("/skiff/{}", spec.id),
+            "resources": resources,
+            // No network namespace: the host network, on the allocated PORT.
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_follows_docker_rules() {
+        let image = RunConfig {
+            entrypoint: Some(vec!["/bin/busybox".into()]),
+            cmd: Some(vec!["httpd".into(), "-f".into()]),
+            ..Default::default()
+        };
+        let mut spec = ContainerSpec::default();
+        assert_eq!(argv(&spec, &image), ["/bin/busybox", "httpd", "-f"]);
+        spec.args = Some(vec!["echo".into(), "hi".into()]);
+        assert_eq!(argv(&spec, &image), ["/bin/busybox", "echo", "hi"]);
+        spec.command = Some(vec!["/bin/sh".into()]);
+        spec.args = None;
+        assert_eq!(
+            argv(&spec, &image),
+            ["/bin/sh"],
+            "a new command drops the image's cmd"
+        );
+    }
+
+    #[test]
+    fn config_is_locked_down_by_default() {
+        let spec = ContainerSpec {
+            id: "c1".into(),
+            port: Some(20001),
+            memory: Some(64 << 20),
+            volumes: vec!["/var/cache".into()],
+            ..Default::default()
+        };
+        let c = config_json(&spec, &RunConfig::default());
+        assert_eq!(c["root"]["readonly"], true);
+        assert_eq!(c["process"]["noNewPrivileges"], true);
+        assert!(
+            c["process"]["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e == "PORT=20001")
+        );
+        assert_eq!(c["linux"]["resources"]["memory"]["limit"], 64u64 << 20);
+        assert!(
+            !c["linux"]["namespaces"].to_string().contains("network"),
+            "host network"
+        );
+        assert!(c["mounts"].to_string().contains("/var/cache"));
+        assert!(
+            !c["process"]["capabilities"]["bounding"]
+                .to_string()
+                .contains("CAP_SYS_ADMIN")
+        );
+        assert!(valid_id("pod-1_web.0") && !valid_id("../x") && !valid_id(""));
+    }
+}

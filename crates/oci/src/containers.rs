@@ -1,0 +1,362 @@
+//! Containers run by runc, each under its own small supervisor (the *shim*: `skiff-oci shim`),
+//! so a container outlives a restart of the plugin and its exit code is never lost.
+//!
+//! ```text
+//!  <root>/containers/<id>/
+//!      spec.json      what was asked (for listing and re-adoption)
+//!      config.json    the OCI runtime config      rootfs/   the unpacked image
+//!      output.log     stdout and stderr            exit      {"code": N, "finishedAt": …}
+//! ```
+//!
+//! `start` spawns the shim in its own process group; the shim runs `runc run` in the foreground
+//! with the log as its output, waits, and writes `exit`. The state of a container is read from
+//! `exit` and `runc state`, never from memory, so a new plugin process sees exactly what the old
+//! one left.
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{ContainerSpec, config_json, valid_id};
+use crate::error::OciError;
+use crate::store::{ImageStore, StoredImage};
+use crate::unpack::UnpackLimits;
+
+/// Most log bytes returned by [`Runtime::logs`] (the newest).
+pub const MAX_LOG_BYTES: u64 = 1 << 20;
+
+/// Where a container stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum ContainerState {
+    /// Made, not started.
+    Created,
+    /// Its process runs.
+    Running {
+        /// Host pid of the container's first process.
+        pid: u32,
+    },
+    /// It ended.
+    Exited {
+        /// Exit code (128 + signal when killed by one).
+        code: i32,
+        /// When (RFC 3339).
+        finished_at: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExitFile {
+    code: i32,
+    finished_at: String,
+}
+
+/// The containers of one plugin.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+    runc: PathBuf,
+    shim: PathBuf,
+    store: ImageStore,
+}
+
+fn runc_err(id: &str, what: &str, detail: impl std::fmt::Display) -> OciError {
+    OciError::Container {
+        id: id.to_owned(),
+        reason: format!("{what}: {detail}"),
+    }
+}
+
+impl Runtime {
+    /// Containers under `root/containers`, images from `store`, run by the `runc` binary, each
+    /// supervised by `shim` (the `skiff-oci` executable, run as `skiff-oci shim …`).
+    ///
+    /// # Errors
+    /// The directory cannot be created.
+    pub fn new(
+        root: impl Into<PathBuf>,
+        store: ImageStore,
+        runc: PathBuf,
+        shim: PathBuf,
+    ) -> Result<Self, OciError> {
+        let root = root.into();
+        let dir = root.join("containers");
+        fs::create_dir_all(&dir).map_err(OciError::io(&dir))?;
+        Ok(Runtime {
+            root,
+            runc,
+            shim,
+            store,
+        })
+    }
+
+    /// The image store.
+    pub fn store(&self) -> &ImageStore {
+        &self.store
+    }
+
+    fn dir(&self, id: &str) -> Result<PathBuf, OciError> {
+        if !valid_id(id) {
+            return Err(OciError::Container {
+                id: id.to_owned(),
+                reason: "not a valid container id: use letters, digits, '-', '_' and '.' (at most 128)"
+                    .into(),
+            });
+        }
+        Ok(self.root.join("containers").join(id))
+    }
+
+    /// Makes the container: unpacks `image` into its root filesystem and writes its bundle.
+    /// Nothing is left behind when it fails.
+    ///
+    /// # Errors
+    /// [`OciError::Container`] for a bad or taken id; unpacking errors.
+    pub fn create(&self, spec: &ContainerSpec, image: &StoredImage) -> Result<(), OciError> {
+        let dir = self.dir(&spec.id)?;
+        if dir.exists() {
+            return Err(OciError::Container {
+                id: spec.id.clone(),
+                reason: "a container with this id exists: remove it first".into(),
+            });
+        }
+        let made = (|| {
+            fs::create_dir_all(&dir).map_err(OciError::io(&dir))?;
+            self.store
+                .unpack(image, &dir.join("rootfs"), UnpackLimits::default())?;
+            let config = serde_json::to_vec_pretty(&config_json(spec, &image.config)).unwrap_or_default();
+            fs::write(dir.join("config.json"), config).map_err(OciError::io(&dir))?;
+            let saved = serde_json::to_vec_pretty(spec).unwrap_or_default();
+            fs::write(dir.join("spec.json"), saved).map_err(OciError::io(&dir))
+        })();
+        if made.is_err() {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        made
+    }
+
+    /// Starts a created container under its shim and waits (up to 10 s) until it runs or ends.
+    ///
+    /// # Errors
+    /// [`OciError::Container`] when it is not created, or runc cannot start it (the reason from
+    /// its output).
+    pub fn start(&self, id: &str) -> Result<ContainerState, OciError> {
+        let dir = self.dir(id)?;
+        if !dir.join("config.json").exists() {
+            return Err(runc_err(id, "cannot start", "no such container: create it first"));
+        }
+        if !matches!(self.state(id)?, ContainerState::Created) {
+            return Err(runc_err(id, "cannot start", "it was started already"));
+        }
+        let log = dir.join("output.log");
+        std::os::unix::process::CommandExt::process_group(
+            Command::new(&self.shim)
+                .arg("shim")
+                .arg(&dir)
+                .arg(id)
+                .arg(&self.runc)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            0,
+        )
+        .spawn()
+        .map_err(|e| runc_err(id, "cannot run its shim", format!("{}: {e}", self.shim.display())))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.state(id)? {
+                ContainerState::Created if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                ContainerState::Created => {
+                    return Err(runc_err(id, "did not start within 10 s", tail(&log, 4096)));
+                }
+                s @ ContainerState::Running { .. } => return Ok(s),
+                ContainerState::Exited { code, .. } if code != 0 && runc_refused(&log) => {
+                    return Err(runc_err(id, "runc refused to start it", tail(&log, 4096)));
+                }
+                s @ ContainerState::Exited { .. } => return Ok(s),
+            }
+        }
+    }
+
+    /// The container's state, from its exit file and `runc state`.
+    ///
+    /// # Errors
+    /// [`OciError::Container`] for an unknown id.
+    pub fn state(&self, id: &str) -> Result<ContainerState, OciError> {
+        let dir = self.dir(id)?;
+        if !dir.join("spec.json").exists() {
+            return Err(runc_err(id, "unknown container", "no such id"));
+        }
+        if let Ok(bytes) = fs::read(dir.join("exit"))
+            && let Ok(e) = serde_json::from_slice::<ExitFile>(&bytes)
+        {
+            return Ok(ContainerState::Exited {
+                code: e.code,
+                finished_at: e.finished_at,
+            });
+        }
+        let out = Command::new(&self.runc)
+            .args(["state", id])
+            .output()
+            .map_err(|e| runc_err(id, "cannot run runc", e))?;
+        if out.status.success()
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        {
+            let pid = v["pid"].as_u64().unwrap_or(0) as u32;
+            return Ok(match v["status"].as_str() {
+                Some("running") | Some("paused") | Some("stopped") if pid > 0 => {
+                    ContainerState::Running { pid }
+                }
+                _ => ContainerState::Created,
+            });
+        }
+        Ok(ContainerState::Created)
+    }
+
+    /// Stops a running container: SIGTERM, then SIGKILL after `grace`; returns its final state.
+    ///
+    /// # Errors
+    /// [`OciError::Container`] for an unknown id or one that would not die.
+    pub fn stop(&self, id: &str, grace: Duration) -> Result<ContainerState, OciError> {
+        if !matches!(self.state(id)?, ContainerState::Running { .. }) {
+            return self.state(id);
+        }
+        let kill = |sig: &str| {
+            let _ = Command::new(&self.runc)
+                .args(["kill", id, sig])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        };
+        kill("TERM");
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let s @ ContainerState::Exited { .. } = self.state(id)? {
+                return Ok(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        kill("KILL");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let s @ ContainerState::Exited { .. } = self.state(id)? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                return Err(runc_err(id, "did not stop", "still running 10 s after SIGKILL"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Removes a container (stopping it first, without grace) and everything it had on disk.
+    ///
+    /// # Errors
+    /// [`OciError::Io`] when its directory cannot be removed.
+    pub fn remove(&self, id: &str) -> Result<(), OciError> {
+        let dir = self.dir(id)?;
+        if dir.join("spec.json").exists() {
+            self.stop(id, Duration::ZERO)?;
+        }
+        let _ = Command::new(&self.runc)
+            .args(["delete", "--force", id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(OciError::Io { path: dir, source: e }),
+        }
+    }
+
+    /// The newest output of the container (stdout and stderr, at most [`MAX_LOG_BYTES`]).
+    ///
+    /// # Errors
+    /// [`OciError::Container`] for an unknown id.
+    pub fn logs(&self, id: &str) -> Result<String, OciError> {
+        let dir = self.dir(id)?;
+        if !dir.join("spec.json").exists() {
+            return Err(runc_err(id, "unknown container", "no such id"));
+        }
+        Ok(tail(&dir.join("output.log"), MAX_LOG_BYTES))
+    }
+
+    /// Every container with its spec and state (a restarted plugin re-adopts them from here).
+    pub fn list(&self) -> Vec<(ContainerSpec, ContainerState)> {
+        let Ok(entries) = fs::read_dir(self.root.join("containers")) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(ContainerSpec, ContainerState)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let spec: ContainerSpec =
+                    serde_json::from_slice(&fs::read(e.path().join("spec.json")).ok()?).ok()?;
+                let state = self.state(&spec.id).ok()?;
+                Some((spec, state))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        out
+    }
+}
+
+/// The last `max` bytes of a file (empty when it does not exist).
+fn tail(path: &Path, max: u64) -> String {
+    let Ok(mut f) = fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut buf = Vec::new();
+    let _ = f.take(max).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Whether runc itself failed (as opposed to the container's program exiting).
+fn runc_refused(log: &Path) -> bool {
+    let t = tail(log, 4096);
+    t.contains("runc run failed") || t.contains("level=error")
+}
+
+/// The shim: runs `runc run` for the bundle in `dir` in the foreground, its output appended to
+/// `dir/output.log`, and records the exit in `dir/exit`. Returns the exit code.
+pub fn run_shim(dir: &Path, id: &str, runc: &Path) -> i32 {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("output.log"));
+    let (out, err) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
+        Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),
+        Err(_) => (Stdio::null(), Stdio::null()),
+    };
+    let status = Command::new(runc)
+        .args(["run", "--bundle"])
+        .arg(dir)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status();
+    let code = match status {
+        Ok(s) => s
+            .code()
+            .or_else(|| std::os::unix::process::ExitStatusExt::signal(&s).map(|sig| 128 + sig))
+            .unwrap_or(255),
+        Err(_) => 255,
+    };
+    let exit = ExitFile {
+        code,
+        finished_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+    };
+    let tmp = dir.join("exit.tmp");
+    if fs::write(&tmp, serde_json::to_vec(&exit).unwrap_or_default()).is_ok() {
+        let _ = fs::rename(&tmp, dir.join("exit"));
+    }
+    code
+}
