@@ -11,6 +11,8 @@
 //!   host network with an allocated `PORT`), run by runc under a per-container shim
 //!   (`skiff-oci shim`) that outlives plugin restarts and records the exit code; state is read
 //!   from disk and `runc state`, so a restarted plugin re-adopts running containers.
+//! - [`plugin`]: the runtime-plugin protocol (HTTP + JSON on a Unix socket) that `skiff-oci serve`
+//!   answers for an agent.
 //! - [`unpack_layers`]: applies layers to a root filesystem without ever writing outside it
 //!   (absolute paths, `..`, hard links and symlinks out of the root refused; symlinks in paths
 //!   resolved inside the root; OCI whiteouts honoured).
@@ -29,6 +31,7 @@
 mod bundle;
 mod containers;
 mod error;
+pub mod plugin;
 mod store;
 mod unpack;
 

@@ -413,6 +413,29 @@ impl ImageStore {
         result
     }
 
+    /// Records `image` under its reference, so containers can name it ([`lookup`](Self::lookup)).
+    ///
+    /// # Errors
+    /// [`OciError::Io`].
+    pub fn remember(&self, image: &StoredImage) -> Result<(), OciError> {
+        let dir = self.root.join("refs");
+        fs::create_dir_all(&dir).map_err(OciError::io(&dir))?;
+        let path = dir.join(hex::encode(Sha256::digest(image.reference.as_bytes())));
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, serde_json::to_vec(image).unwrap_or_default()).map_err(OciError::io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(OciError::io(&path))
+    }
+
+    /// The image last pulled or imported as `reference`, if its blobs are still stored.
+    pub fn lookup(&self, reference: &str) -> Option<StoredImage> {
+        let path = self
+            .root
+            .join("refs")
+            .join(hex::encode(Sha256::digest(reference.as_bytes())));
+        let image: StoredImage = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+        image.layers.iter().all(|l| self.has(l)).then_some(image)
+    }
+
     /// Unpacks a stored image's layers into `rootfs` (removed again if anything fails).
     ///
     /// # Errors

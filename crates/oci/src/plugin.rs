@@ -1,0 +1,329 @@
+//! The runtime-plugin protocol, version 1: HTTP/1.1 + JSON on a Unix socket (see
+//! `docs/runtime-plugins.md`). Any program that answers these requests can run a kind of component
+//! for an agent; [`serve`] is the OCI plugin's side.
+//!
+//! | method | path | body → answer |
+//! |---|---|---|
+//! | GET | `/v1/handshake` | → `{protocol, name, version, kinds}` |
+//! | POST | `/v1/images` | `{image}` (pull) or `{layout, tag?}` (import) → the stored image |
+//! | POST | `/v1/containers` | a container spec → `201 {id, state}` |
+//! | GET | `/v1/containers` | → `[{spec, state}]` (what runs, after a plugin restart too) |
+//! | GET | `/v1/containers/{id}` | → `{spec, state}` |
+//! | POST | `/v1/containers/{id}/start` | → `{id, state}` |
+//! | POST | `/v1/containers/{id}/stop` | `{graceMillis}` → `{id, state}` |
+//! | GET | `/v1/containers/{id}/logs` | → output as text |
+//! | DELETE | `/v1/containers/{id}` | → `204` |
+//!
+//! Errors are `{code, message}` with 400 (bad request), 404 (unknown image or container),
+//! 409 (state conflict), 422 (unusable image or layer), 502 (registry).
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use crate::bundle::ContainerSpec;
+use crate::containers::{ContainerState, Runtime};
+use crate::error::OciError;
+
+/// The protocol version this plugin speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest request body accepted.
+const MAX_BODY: usize = 1 << 20;
+
+/// The handshake answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handshake {
+    /// Protocol version.
+    pub protocol: u32,
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version.
+    pub version: String,
+    /// Component kinds it runs (`oci`).
+    pub kinds: Vec<String>,
+}
+
+/// A container with its state, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    /// What was asked.
+    pub spec: ContainerSpec,
+    /// Where it stands.
+    pub state: ContainerState,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ImageRequest {
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    layout: Option<PathBuf>,
+    #[serde(default)]
+    tag: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StopRequest {
+    #[serde(default)]
+    grace_millis: Option<u64>,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json(status: StatusCode, v: &impl Serialize) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Reply {
+    json(
+        status,
+        &serde_json::json!({"code": code, "message": message.into()}),
+    )
+}
+
+fn from_oci(e: OciError) -> Reply {
+    let (status, code) = match &e {
+        OciError::Reference { .. } => (StatusCode::BAD_REQUEST, "BadReference"),
+        OciError::NotFound { .. } => (StatusCode::NOT_FOUND, "ImageNotFound"),
+        OciError::Registry { .. } => (StatusCode::BAD_GATEWAY, "RegistryUnreachable"),
+        OciError::DigestMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "DigestMismatch"),
+        OciError::Manifest { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "BadImage"),
+        OciError::Layer { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "UnsafeLayer"),
+        OciError::Container { reason, .. }
+            if reason.contains("unknown container") || reason.contains("no such") =>
+        {
+            (StatusCode::NOT_FOUND, "ContainerNotFound")
+        }
+        OciError::Container { .. } => (StatusCode::CONFLICT, "ContainerConflict"),
+        OciError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "Io"),
+    };
+    error(status, code, e.to_string())
+}
+
+async fn body_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T, Reply> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("cannot read the body: {e}"),
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+/// Runs blocking container work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OciError> + Send + 'static,
+) -> Result<T, Reply> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(from_oci),
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal",
+            e.to_string(),
+        )),
+    }
+}
+
+async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_owned();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let result: Result<Reply, Reply> = async {
+        match (req.method().clone(), parts.as_slice()) {
+            (Method::GET, ["v1", "handshake"]) => Ok(json(
+                StatusCode::OK,
+                &Handshake {
+                    protocol: PROTOCOL_VERSION,
+                    name: "skiff-oci".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    kinds: vec!["oci".into()],
+                },
+            )),
+            (Method::POST, ["v1", "images"]) => {
+                let r: ImageRequest = body_json(req).await?;
+                let image = match (r.image, r.layout) {
+                    (Some(reference), None) => rt.store().pull(&reference).await.map_err(from_oci)?,
+                    (None, Some(dir)) => {
+                        let rt = rt.clone();
+                        blocking(move || rt.store().import_layout(&dir, r.tag.as_deref())).await?
+                    }
+                    _ => {
+                        return Err(error(
+                            StatusCode::BAD_REQUEST,
+                            "BadRequest",
+                            "give exactly one of image (a registry reference) and layout (a directory)",
+                        ));
+                    }
+                };
+                rt.store().remember(&image).map_err(from_oci)?;
+                Ok(json(StatusCode::OK, &image))
+            }
+            (Method::POST, ["v1", "containers"]) => {
+                let spec: ContainerSpec = body_json(req).await?;
+                let Some(image) = rt.store().lookup(&spec.image) else {
+                    return Err(error(
+                        StatusCode::NOT_FOUND,
+                        "ImageNotFound",
+                        format!(
+                            "image {} is not in this plugin's store: POST /v1/images first",
+                            spec.image
+                        ),
+                    ));
+                };
+                let id = spec.id.clone();
+                let state = {
+                    let rt = rt.clone();
+                    blocking(move || {
+                        rt.create(&spec, &image)?;
+                        rt.state(&spec.id)
+                    })
+                    .await?
+                };
+                Ok(json(
+                    StatusCode::CREATED,
+                    &serde_json::json!({"id": id, "state": state}),
+                ))
+            }
+            (Method::GET, ["v1", "containers"]) => {
+                let rt = rt.clone();
+                let list = blocking(move || {
+                    Ok(rt
+                        .list()
+                        .into_iter()
+                        .map(|(spec, state)| ContainerInfo { spec, state })
+                        .collect::<Vec<_>>())
+                })
+                .await?;
+                Ok(json(StatusCode::OK, &list))
+            }
+            (method, ["v1", "containers", id, rest @ ..]) => {
+                let id = (*id).to_owned();
+                match (method, rest) {
+                    (Method::GET, []) => {
+                        let rt = rt.clone();
+                        let info = blocking(move || {
+                            let state = rt.state(&id)?;
+                            let spec = rt
+                                .list()
+                                .into_iter()
+                                .find(|(s, _)| s.id == id)
+                                .map(|(s, _)| s)
+                                .unwrap_or_default();
+                            Ok(ContainerInfo { spec, state })
+                        })
+                        .await?;
+                        Ok(json(StatusCode::OK, &info))
+                    }
+                    (Method::POST, ["start"]) => {
+                        let rt = rt.clone();
+                        let i = id.clone();
+                        let state = blocking(move || rt.start(&i)).await?;
+                        Ok(json(
+                            StatusCode::OK,
+                            &serde_json::json!({"id": id, "state": state}),
+                        ))
+                    }
+                    (Method::POST, ["stop"]) => {
+                        let r: StopRequest = body_json(req).await?;
+                        let grace = Duration::from_millis(r.grace_millis.unwrap_or(10_000));
+                        let rt = rt.clone();
+                        let i = id.clone();
+                        let state = blocking(move || rt.stop(&i, grace)).await?;
+                        Ok(json(
+                            StatusCode::OK,
+                            &serde_json::json!({"id": id, "state": state}),
+                        ))
+                    }
+                    (Method::GET, ["logs"]) => {
+                        let rt = rt.clone();
+                        let text = blocking(move || rt.logs(&id)).await?;
+                        let mut r = Response::new(Full::new(Bytes::from(text)));
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+                        );
+                        Ok(r)
+                    }
+                    (Method::DELETE, []) => {
+                        let rt = rt.clone();
+                        blocking(move || {
+                            rt.state(&id)?;
+                            rt.remove(&id)
+                        })
+                        .await?;
+                        let mut r = Response::new(Full::new(Bytes::new()));
+                        *r.status_mut() = StatusCode::NO_CONTENT;
+                        Ok(r)
+                    }
+                    _ => Err(error(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        format!("no route for {path}"),
+                    )),
+                }
+            }
+            _ => Err(error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no route for {path}"),
+            )),
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| e)
+}
+
+/// Serves the protocol on `listener` until `shutdown` turns true.
+pub async fn serve(listener: UnixListener, runtime: Runtime, mut shutdown: watch::Receiver<bool>) {
+    let rt = Arc::new(runtime);
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "plugin socket accept failed");
+                    continue;
+                }
+            },
+        };
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let rt = rt.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(rt, req).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(error = %e, "plugin connection ended");
+            }
+        });
+    }
+}

@@ -1,0 +1,215 @@
+//! The runtime-plugin protocol end to end: a real `skiff-oci serve` process on a Unix socket
+//! imports an image, creates and starts a busybox httpd container, is killed with SIGKILL and
+//! started again, re-adopts the running container, stops and removes it; bad requests get clear
+//! errors with the documented status codes.
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use skiff_oci::ImageStore;
+
+#[path = "support/busybox.rs"]
+mod busybox;
+use busybox::{busybox_image, tools};
+
+struct Plugin(Child);
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_plugin(socket: &Path, state: &Path, runc: &Path) -> Plugin {
+    let child = Command::new(env!("CARGO_BIN_EXE_skiff-oci"))
+        .arg("serve")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--state")
+        .arg(state)
+        .arg("--runc")
+        .arg(runc)
+        .arg("--insecure-registry")
+        .arg("127.0.0.1:1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(state.with_extension("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(Instant::now() < end, "the plugin did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Plugin(child)
+}
+
+/// One HTTP/1.1 request on the plugin's socket: (status, body).
+async fn call(socket: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "plugin")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn parse(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+fn http_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.contains("hello from a container")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_protocol_runs_a_container_that_survives_a_plugin_restart() {
+    let Some((runc, busybox)) = tools() else {
+        eprintln!("\n\n!!!!!!!! SKIPPED: runc/busybox unavailable or not root !!!!!!!!\n\n");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    // The image layout the plugin imports (built from the host's busybox).
+    let scratch = ImageStore::open(work.path().join("scratch"), Vec::new()).unwrap();
+    busybox_image(&scratch, work.path(), &busybox);
+    let layout = work.path().join("layout");
+    let socket = work.path().join("oci.sock");
+    let state = work.path().join("state");
+    let plugin = start_plugin(&socket, &state, &runc);
+
+    let (status, body) = call(&socket, "GET", "/v1/handshake", None).await;
+    assert_eq!(status, 200);
+    let hs = parse(&body);
+    assert_eq!(
+        (hs["protocol"].as_u64(), hs["kinds"].clone()),
+        (Some(1), json!(["oci"]))
+    );
+
+    let (status, body) = call(
+        &socket,
+        "POST",
+        "/v1/images",
+        Some(json!({"layout": layout, "tag": "v1"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let image_ref = parse(&body)["reference"].as_str().unwrap().to_owned();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let id = format!("web-{}", std::process::id());
+    let (status, body) = call(
+        &socket,
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": id, "image": image_ref, "port": port, "memory": 67108864})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(parse(&body)["state"]["state"], "created");
+    let (status, body) = call(&socket, "POST", &format!("/v1/containers/{id}/start"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(parse(&body)["state"]["state"], "running", "{body}");
+    let end = Instant::now() + Duration::from_secs(30);
+    while !http_ok(port) {
+        assert!(Instant::now() < end, "the container's httpd did not answer");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // kill -9 the plugin, start it again: the container kept running and is listed as such.
+    drop(plugin);
+    assert!(http_ok(port), "the container outlives its plugin");
+    let _plugin = start_plugin(&socket, &state, &runc);
+    let (status, body) = call(&socket, "GET", "/v1/containers", None).await;
+    assert_eq!(status, 200);
+    let list = parse(&body);
+    let mine = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["spec"]["id"] == id.as_str())
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(mine["state"]["state"], "running", "re-adopted: {body}");
+
+    let (status, body) = call(
+        &socket,
+        "POST",
+        &format!("/v1/containers/{id}/stop"),
+        Some(json!({"graceMillis": 2000})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(parse(&body)["state"]["state"], "exited");
+    let (status, _) = call(&socket, "GET", &format!("/v1/containers/{id}/logs"), None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&socket, "DELETE", &format!("/v1/containers/{id}"), None).await;
+    assert_eq!(status, 204);
+    let (status, body) = call(&socket, "GET", &format!("/v1/containers/{id}"), None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(parse(&body)["code"], "ContainerNotFound");
+
+    // Bad input: each with its status and a message saying what to do.
+    let (status, body) = call(
+        &socket,
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": "x", "image": "nowhere/none:v1"})),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        parse(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST /v1/images first"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &socket,
+        "POST",
+        "/v1/images",
+        Some(json!({"image": "127.0.0.1:1/none/none:v1"})),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(parse(&body)["code"], "RegistryUnreachable");
+    let (status, body) = call(&socket, "POST", "/v1/images", Some(json!({"colour": "blue"}))).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = call(
+        &socket,
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": "../up", "image": image_ref})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("not a valid container id"), "{body}");
+    assert_eq!(call(&socket, "GET", "/v2/nothing", None).await.0, 404);
+}
