@@ -49,6 +49,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// The component does not export `skiff:function/handler`, so it cannot run as a function.
+    #[error(
+        "component {digest} is not a function (it must export skiff:function/handler@0.1.0, see wit/function.wit): {reason}"
+    )]
+    NotFunction {
+        /// `sha256:<hex>` of the component.
+        digest: String,
+        /// What the export lookup reported.
+        reason: String,
+    },
+
     /// The component does not export `wasi:cli/run`, so it cannot run as a command.
     #[error(
         "component {digest} cannot run as a command (world: command needs an export of wasi:cli/run): {reason}"

@@ -64,6 +64,13 @@ pub(crate) fn job() -> Vec<u8> {
         .clone()
 }
 
+/// `tests/guests/function` (a skiff:function component), built once per test process.
+pub(crate) fn function() -> Vec<u8> {
+    static WASM: OnceLock<Vec<u8>> = OnceLock::new();
+    WASM.get_or_init(|| build_guest(&repo_root().join("tests/guests"), "function.wasm"))
+        .clone()
+}
+
 /// A runtime with a fresh cache directory and a small pool.
 pub(crate) fn runtime(cache: &tempfile::TempDir) -> WasmRuntime {
     WasmRuntime::new(config(cache)).expect("create runtime")

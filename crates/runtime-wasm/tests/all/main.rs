@@ -3,6 +3,7 @@
 
 mod cache;
 mod command;
+mod function;
 mod guests;
 mod hello;
 mod hostile;
