@@ -12,9 +12,11 @@ use skiff_runtime_wasm::{RuntimeConfig, WasmRuntime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::containers::Containers;
 use crate::dataplane::{self, DataPlane};
 use crate::disconnect::Disconnect;
 use crate::error::AgentError;
+use crate::plugins::Plugin;
 use crate::pods::{LocalPod, PodTable};
 use crate::store::LocalStore;
 
@@ -42,6 +44,10 @@ pub struct AgentConfig {
     /// First wait before restarting a pod whose liveness probe failed or whose start failed
     /// (doubled on each back-to-back restart, at most 5 min). Default 10 s.
     pub restart_backoff: Duration,
+    /// Runtime plugins to run (`oci=/usr/local/bin/skiff-oci`); none by default.
+    pub runtime_plugins: Vec<crate::RuntimePluginConfig>,
+    /// Ports handed to containers (`PORT`); default 30000-32767.
+    pub container_ports: std::ops::RangeInclusive<u16>,
 }
 
 impl AgentConfig {
@@ -64,6 +70,8 @@ impl AgentConfig {
             taints: Vec::new(),
             heartbeat: Duration::from_secs(2),
             restart_backoff: crate::probes::DEFAULT_BACKOFF,
+            runtime_plugins: Vec::new(),
+            container_ports: crate::containers::DEFAULT_PORTS,
         }
     }
 }
@@ -79,6 +87,8 @@ pub struct Agent {
     /// One data plane (and so one set of per-pod traffic counts) for the listener and in-process
     /// callers alike.
     plane: DataPlane,
+    /// Stops the runtime plugins' supervisors (and so the plugins) when the agent stops.
+    plugins_stop: Arc<watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -128,6 +138,22 @@ impl Agent {
             message: e.to_string(),
         })?;
         let store = Arc::new(LocalStore::open(config.data_dir.join("agent.redb"))?);
+        let (plugins_stop, plugins_stopped) = watch::channel(false);
+        let plugins: Vec<Arc<Plugin>> = config
+            .runtime_plugins
+            .iter()
+            .map(|p| Plugin::new(p.clone(), &config.data_dir.join("plugins")))
+            .collect();
+        for p in &plugins {
+            tokio::spawn(p.clone().supervise(plugins_stopped.clone()));
+        }
+        // Give the plugins a moment to answer, so the node advertises their kinds when it
+        // registers (a slow one is advertised at a later heartbeat).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while plugins.iter().any(|p| !p.ever_up()) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let containers = Arc::new(Containers::new(plugins, config.container_ports.clone()));
         let pods = Arc::new(PodTable::new(
             runtime,
             client.clone(),
@@ -135,6 +161,7 @@ impl Agent {
             artifacts,
             store.clone(),
             config.restart_backoff,
+            containers,
         ));
         let (stored, serving) = pods.restore().await?;
         if stored > 0 {
@@ -153,6 +180,7 @@ impl Agent {
             pods,
             address: skiff_peer::https::https_url(&address),
             data_plane_tls,
+            plugins_stop: Arc::new(plugins_stop),
         };
         match agent.register().await {
             Ok(()) => {}
@@ -192,7 +220,15 @@ impl Agent {
             address: self.address.clone(),
             ready: true,
             capacity: self.config.capacity.clone(),
-            runtimes: vec!["wasm".into()],
+            runtimes: std::iter::once("wasm".to_owned())
+                .chain(
+                    self.pods
+                        .containers
+                        .plugins()
+                        .filter(|p| p.ever_up())
+                        .map(|p| p.kind().to_owned()),
+                )
+                .collect(),
             last_heartbeat: Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
             cached_artifacts: self.pods.cached_artifacts(),
             info,
@@ -311,6 +347,7 @@ impl Agent {
         }
         drop(informer);
         let _ = server.await;
+        let _ = self.plugins_stop.send(true);
         self.pods.close_store();
     }
 }

@@ -93,7 +93,13 @@ impl DataPlane {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if let Some(rest) = req.uri().path().strip_prefix("/skiff/pods/") {
-            return self.logs(&req, rest);
+            let rest = rest.to_owned();
+            let control = req
+                .extensions()
+                .get::<Caller>()
+                .is_some_and(|c| matches!(c.0.role, Role::Control { .. }));
+            drop(req);
+            return self.logs(control, &rest).await;
         }
         let Some(target) = req
             .headers()
@@ -131,11 +137,7 @@ impl DataPlane {
         }
     }
 
-    fn logs<B>(&self, req: &Request<B>, rest: &str) -> Response<ResponseBody> {
-        let control = req
-            .extensions()
-            .get::<Caller>()
-            .is_some_and(|c| matches!(c.0.role, Role::Control { .. }));
+    async fn logs(&self, control: bool, rest: &str) -> Response<ResponseBody> {
         if !control {
             return text(
                 StatusCode::FORBIDDEN,
@@ -177,11 +179,16 @@ impl DataPlane {
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
             .cloned();
-        match self.pods.get(key).map(|p| p.logs.clone()).or(command_logs) {
+        let pod = self.pods.get(key);
+        match pod.as_ref().map(|p| p.logs.clone()).or(command_logs) {
             Some(logs) => {
                 let mut out = String::new();
                 for l in logs.lines() {
                     out.push_str(&format!("{} {} {}\n", l.time, l.stream, l.line));
+                }
+                // Then each container's output, its lines prefixed with the component.
+                for (component, id) in pod.map(|p| p.container_ids()).unwrap_or_default() {
+                    out.push_str(&self.pods.containers.logs_of(&component, &id).await);
                 }
                 text(StatusCode::OK, out)
             }

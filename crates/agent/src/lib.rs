@@ -70,15 +70,28 @@
 //!   control plane is unreachable; it starts at the first sync after contact returns. A missing
 //!   object or key fails the pod with reason `ConfigError` and a message naming the reference.
 //! - The store is closed when [`Agent::run`] returns, so one directory serves one agent at a time.
+//!
+//! ## Containers
+//! Components with `oci` run as containers through a runtime plugin ([`RuntimePluginConfig`],
+//! `--runtime-plugin oci=/path/to/skiff-oci`): the agent starts the plugin, restarts it whenever
+//! it exits, and advertises its kind in the Node's `status.runtimes` so the scheduler only sends
+//! containers here. A pod may mix wasm components and containers; they start and stop together,
+//! and when its first component is a container the data plane relays the pod's traffic to the
+//! port the container was given (`PORT`, from `--container-ports`). A container that exits is
+//! handled per the pod's `restartPolicy` with the same back-off as a failing liveness probe; its
+//! output is part of the pod's logs. Containers outlive the agent and the plugin and are taken
+//! over when they come back.
 #![deny(missing_docs)]
 
 mod agent;
 mod artifacts;
 mod command;
+mod containers;
 mod dataplane;
 mod disconnect;
 mod error;
 mod labels;
+mod plugins;
 mod pods;
 mod probes;
 mod store;
@@ -86,4 +99,5 @@ mod store;
 pub use agent::{Agent, AgentConfig};
 pub use dataplane::DataPlane;
 pub use error::AgentError;
+pub use plugins::RuntimePluginConfig;
 pub use pods::LocalPod;

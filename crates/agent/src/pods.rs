@@ -10,6 +10,7 @@ use skiff_client::Client;
 use skiff_runtime_wasm::{HandlerOptions, HttpHandler, LogBuffer, WasmRuntime};
 
 use crate::artifacts::{ArtifactCache, ArtifactError};
+use crate::containers::{Containers, RunningContainer};
 use crate::error::AgentError;
 use crate::store::LocalStore;
 
@@ -21,7 +22,10 @@ const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 /// A pod serving on this node.
 pub(crate) struct RunningPod {
     pub(crate) uid: String,
-    pub(crate) handler: HttpHandler,
+    /// What serves the pod's traffic: its first component.
+    pub(crate) handler: Serving,
+    /// Its OCI components' containers (taken out when the pod stops).
+    pub(crate) containers: Mutex<Vec<RunningContainer>>,
     pub(crate) logs: Arc<LogBuffer>,
     /// When this agent process started serving it.
     pub(crate) started: SystemTime,
@@ -31,6 +35,44 @@ pub(crate) struct RunningPod {
     pub(crate) ready: AtomicBool,
     /// Its `status.restartCount` (restarts by this agent included).
     pub(crate) restarts: u32,
+}
+
+impl RunningPod {
+    /// Its containers, taken out (to be removed); empty the second time.
+    pub(crate) fn take_containers(&self) -> Vec<RunningContainer> {
+        std::mem::take(&mut *lock(&self.containers))
+    }
+
+    /// (component, container) pairs of its containers still running here.
+    pub(crate) fn container_ids(&self) -> Vec<(String, String)> {
+        lock(&self.containers)
+            .iter()
+            .map(|c| (c.component.clone(), c.id.clone()))
+            .collect()
+    }
+}
+
+/// The serving component of a pod: a wasm handler, or a container reached on its port.
+pub(crate) enum Serving {
+    Wasm(HttpHandler),
+    Container { containers: Arc<Containers>, port: u16 },
+}
+
+impl Serving {
+    /// Serves one request.
+    pub(crate) async fn handle<B>(
+        &self,
+        req: http::Request<B>,
+    ) -> http::Response<skiff_runtime_wasm::ResponseBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        match self {
+            Serving::Wasm(h) => h.handle(req).await,
+            Serving::Container { containers, port } => containers.proxy(*port, req).await,
+        }
+    }
 }
 
 /// A pod this agent is serving, as [`Agent::pods`](crate::Agent::pods) reports it.
@@ -62,6 +104,8 @@ fn fingerprint<'a>(pods: impl Iterator<Item = &'a Pod>) -> Fingerprint {
 
 pub(crate) struct PodTable {
     runtime: WasmRuntime,
+    /// Containers of OCI components, through the runtime plugins.
+    pub(crate) containers: Arc<Containers>,
     client: Client,
     node: String,
     artifacts: ArtifactCache,
@@ -115,8 +159,10 @@ impl PodTable {
         artifacts_dir: PathBuf,
         store: Arc<LocalStore>,
         restart_backoff: Duration,
+        containers: Arc<Containers>,
     ) -> Self {
         PodTable {
+            containers,
             command_logs: Mutex::new(HashMap::new()),
             restart_backoff,
             store,
@@ -178,7 +224,17 @@ impl PodTable {
         }
         table.remove(key);
         lock(&self.busy).insert(running.uid.clone());
+        drop(table);
+        self.retire(running);
         true
+    }
+
+    /// Stops the containers of a pod no longer served (its wasm handler goes with the last
+    /// reference to it).
+    pub(crate) fn retire(&self, running: &RunningPod) {
+        for rc in running.take_containers() {
+            self.containers.retire(rc);
+        }
     }
 
     pub(crate) fn is_busy(&self, uid: &str) -> bool {
@@ -219,6 +275,7 @@ impl PodTable {
     /// Stops the pods with these uids and keeps them stopped until [`release_held`](Self::release_held).
     pub(crate) fn hold(&self, uids: &[String]) {
         let mut held = lock(&self.held);
+        let mut stopped = Vec::new();
         self.running
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -227,9 +284,13 @@ impl PodTable {
                 if stop {
                     tracing::warn!(pod = %k, uid = %r.uid, node = %self.node, "pod stopped: no contact with the control plane for its disconnect.stopAfter");
                     held.insert(r.uid.clone(), k.clone());
+                    stopped.push(r.clone());
                 }
                 !stop
             });
+        for r in stopped {
+            self.retire(&r);
+        }
     }
 
     /// Asks the control plane about each held pod and lets those still bound to this node, under
@@ -376,7 +437,7 @@ impl PodTable {
             lock(&self.held).retain(|u, _| uids.contains(u.as_str()));
         }
         // Stop what is no longer wanted (deleted, or re-created under a new uid).
-        let mut stopped = false;
+        let mut gone = Vec::new();
         {
             let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
             running.retain(|k, r| {
@@ -385,10 +446,14 @@ impl PodTable {
                     .is_some_and(|p| p.metadata.uid.as_deref() == Some(r.uid.as_str()));
                 if !keep {
                     tracing::info!(pod = %k, node = %self.node, "pod stopped");
-                    stopped = true;
+                    gone.push(r.clone());
                 }
                 keep
             });
+        }
+        let stopped = !gone.is_empty();
+        for r in gone {
+            self.retire(&r);
         }
         self.collect_garbage(&desired, stopped).await;
         for (k, pod) in desired {
@@ -592,15 +657,8 @@ impl PodTable {
         lock(&self.cached).insert(component.digest().to_owned());
         let mut opts = skiff_runtime_wasm::CommandOptions::new(format!("{}/{}", key(pod), c.name));
         opts.args = c.args.clone();
-        opts.env = self.resolve_env(pod, c, &c.env, "env").await?;
+        opts.env = self.component_env(pod, c).await?;
         opts.config = self.resolve_env(pod, c, &c.config, "config").await?;
-        opts.env
-            .push(("SKIFF_POD_NAME".into(), pod.metadata.name.clone()));
-        opts.env.push((
-            "SKIFF_POD_NAMESPACE".into(),
-            pod.metadata.namespace_or_default().into(),
-        ));
-        opts.env.push(("SKIFF_NODE_NAME".into(), self.node.clone()));
         opts.memory_limit = c.resources.memory_or_default().0;
         opts.timeout = c.resources.timeout.map(|t| t.0);
         opts.logs = logs;
@@ -615,12 +673,77 @@ impl PodTable {
 
     pub(crate) async fn start(&self, pod: &Pod) -> Result<RunningPod, StartError> {
         let logs = Arc::new(LogBuffer::new(LOG_BYTES));
-        let mut handlers = Vec::new();
-        for c in &pod.spec.components {
+        let mut serving = None;
+        let mut containers: Vec<RunningContainer> = Vec::new();
+        let started = self
+            .start_components(pod, &logs, &mut serving, &mut containers)
+            .await;
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        match (started, serving) {
+            (Ok(()), Some(handler)) => Ok(RunningPod {
+                uid,
+                handler,
+                containers: Mutex::new(containers),
+                logs,
+                started: SystemTime::now(),
+                stop_after: pod.spec.disconnect_policy().stop_after(),
+                ready: AtomicBool::new(true),
+                restarts: pod.status.restarts,
+            }),
+            (result, _) => {
+                // Nothing of a pod that failed to start keeps running.
+                for rc in containers {
+                    self.containers.retire(rc);
+                }
+                Err(result.err().unwrap_or(StartError {
+                    reason: "InvalidSpec",
+                    message: "pod has no components".into(),
+                }))
+            }
+        }
+    }
+
+    /// The environment every component sees: its own (resolved) and the pod's identity.
+    async fn component_env(&self, pod: &Pod, c: &Component) -> Result<Vec<(String, String)>, StartError> {
+        let mut env = self.resolve_env(pod, c, &c.env, "env").await?;
+        env.push(("SKIFF_POD_NAME".into(), pod.metadata.name.clone()));
+        env.push((
+            "SKIFF_POD_NAMESPACE".into(),
+            pod.metadata.namespace_or_default().into(),
+        ));
+        env.push(("SKIFF_NODE_NAME".into(), self.node.clone()));
+        Ok(env)
+    }
+
+    /// Starts every component in order; the first one's handler goes to `serving`, the
+    /// containers started so far to `containers` (also on failure, for the caller to remove).
+    async fn start_components(
+        &self,
+        pod: &Pod,
+        logs: &Arc<LogBuffer>,
+        serving: &mut Option<Serving>,
+        containers: &mut Vec<RunningContainer>,
+    ) -> Result<(), StartError> {
+        for (i, c) in pod.spec.components.iter().enumerate() {
+            if let Some(oci) = &c.oci {
+                let env = self.component_env(pod, c).await?;
+                let rc = self.containers.start(pod, c, oci, env, i == 0).await?;
+                if i == 0 {
+                    *serving = Some(Serving::Container {
+                        containers: self.containers.clone(),
+                        port: rc.port,
+                    });
+                }
+                containers.push(rc);
+                continue;
+            }
             let Some(wasm) = &c.wasm else {
                 return Err(StartError {
                     reason: "InvalidSpec",
-                    message: format!("component {} has no wasm artifact", c.name),
+                    message: format!(
+                        "component {} has neither a wasm artifact nor an oci image",
+                        c.name
+                    ),
                 });
             };
             let bytes = self.artifacts.get(wasm).await?;
@@ -630,15 +753,8 @@ impl PodTable {
             })?;
             lock(&self.cached).insert(component.digest().to_owned());
             let mut opts = HandlerOptions::new(format!("{}/{}", key(pod), c.name));
-            opts.env = self.resolve_env(pod, c, &c.env, "env").await?;
+            opts.env = self.component_env(pod, c).await?;
             opts.config = self.resolve_env(pod, c, &c.config, "config").await?;
-            opts.env
-                .push(("SKIFF_POD_NAME".into(), pod.metadata.name.clone()));
-            opts.env.push((
-                "SKIFF_POD_NAMESPACE".into(),
-                pod.metadata.namespace_or_default().into(),
-            ));
-            opts.env.push(("SKIFF_NODE_NAME".into(), self.node.clone()));
             opts.memory_limit = c.resources.memory_or_default().0;
             opts.timeout = c.resources.timeout_or_default();
             opts.fuel = c.resources.fuel;
@@ -648,21 +764,10 @@ impl PodTable {
                 reason: "InstantiateError",
                 message: format!("component {}: {e}", c.name),
             })?;
-            handlers.push(h);
+            if i == 0 {
+                *serving = Some(Serving::Wasm(h));
+            }
         }
-        // The first component serves the pod's HTTP traffic.
-        let handler = handlers.into_iter().next().ok_or(StartError {
-            reason: "InvalidSpec",
-            message: "pod has no components".into(),
-        })?;
-        Ok(RunningPod {
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
-            handler,
-            logs,
-            started: SystemTime::now(),
-            stop_after: pod.spec.disconnect_policy().stop_after(),
-            ready: AtomicBool::new(true),
-            restarts: pod.status.restarts,
-        })
+        Ok(())
     }
 }

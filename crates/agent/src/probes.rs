@@ -53,6 +53,9 @@ pub(crate) fn start_is_retryable(reason: &str) -> bool {
             | "ArtifactDigestMismatch"
             | "ArtifactTooLarge"
             | "CompileError"
+            | "ImageNotFound"
+            | "ImageDigestMismatch"
+            | "RuntimeUnavailable"
     )
 }
 
@@ -118,12 +121,17 @@ async fn probe_once(running: &RunningPod, pod_key: &str, probe: &Probe) -> Resul
     }
 }
 
+/// How often the containers of a pod are asked whether they still run.
+const CONTAINER_CHECK: Duration = Duration::from_secs(1);
+
 /// How a started pod stopped being supervised.
 enum Ended {
-    /// No longer this task's pod (deleted, re-created, held, or there is nothing to probe).
+    /// No longer this task's pod (deleted, re-created, held, or there is nothing to watch).
     Gone,
     /// Its liveness probe failed; why.
     LivenessFailed(String),
+    /// One of its containers ended with this code.
+    Exited { component: String, code: i32 },
 }
 
 /// Probes a started pod until it is no longer the table's or its liveness probe fails.
@@ -132,21 +140,39 @@ async fn watch(table: &PodTable, pod: &Pod, key: &str, running: &Arc<RunningPod>
         return Ended::Gone;
     };
     let (readiness, liveness) = (c.readiness_probe.as_ref(), c.liveness_probe.as_ref());
-    if readiness.is_none() && liveness.is_none() {
+    let containers = running.container_ids();
+    if readiness.is_none() && liveness.is_none() && containers.is_empty() {
         return Ended::Gone;
     }
     let start = tokio::time::Instant::now();
     let mut next_ready = readiness.map(|p| start + p.initial_delay());
     let mut next_live = liveness.map(|p| start + p.initial_delay());
+    let mut next_exit = (!containers.is_empty()).then(|| start + CONTAINER_CHECK);
     let mut ready = ProbeState::new(running.ready.load(Ordering::Relaxed));
     let mut alive = ProbeState::new(true);
     loop {
-        let Some(next) = [next_ready, next_live].into_iter().flatten().min() else {
+        let Some(next) = [next_ready, next_live, next_exit].into_iter().flatten().min() else {
             return Ended::Gone;
         };
         tokio::time::sleep_until(next).await;
         if !table.is_current(key, running) {
             return Ended::Gone;
+        }
+        if let Some(at) = next_exit
+            && at <= next
+        {
+            for (component, id) in &containers {
+                if let Some(code) = table.containers.exit_code_of(id).await {
+                    if !table.is_current(key, running) {
+                        return Ended::Gone;
+                    }
+                    return Ended::Exited {
+                        component: component.clone(),
+                        code,
+                    };
+                }
+            }
+            next_exit = Some(at + CONTAINER_CHECK);
         }
         if let (Some(p), Some(at)) = (readiness, next_ready)
             && at <= next
@@ -180,6 +206,55 @@ async fn watch(table: &PodTable, pod: &Pod, key: &str, running: &Arc<RunningPod>
     }
 }
 
+/// What follows the end of [`watch`]: `None` when supervision is over (the pod is gone, or ended
+/// for good and was reported so), else the failure to restart after.
+async fn after(
+    table: &PodTable,
+    pod: &Pod,
+    key: &str,
+    running: &Arc<RunningPod>,
+    ended: Ended,
+    restarts: u32,
+) -> Option<(&'static str, String)> {
+    match ended {
+        Ended::Gone => None,
+        Ended::LivenessFailed(why) => table
+            .take_back(key, running)
+            .then_some(("LivenessProbeFailed", why)),
+        Ended::Exited { component, code } => {
+            if !table.take_back(key, running) {
+                return None;
+            }
+            let done = match pod.spec.restart_policy {
+                RestartPolicy::Always => false,
+                RestartPolicy::OnFailure => code == 0,
+                RestartPolicy::Never => true,
+            };
+            let why = format!("container {component} exited with code {code}");
+            if !done {
+                return Some(("ContainerExited", why));
+            }
+            tracing::info!(pod = %key, code, "{why}; not restarted (restartPolicy {:?})", pod.spec.restart_policy);
+            let status = PodStatus {
+                phase: if code == 0 {
+                    PodPhase::Succeeded
+                } else {
+                    PodPhase::Failed
+                },
+                ready: false,
+                reason: Some(if code == 0 { "Completed" } else { "ContainerExited" }.into()),
+                message: Some(why),
+                finished_at: Some(now_rfc3339()),
+                exit_code: Some(code),
+                restarts,
+                ..pod.status.clone()
+            };
+            table.report(pod, status).await;
+            None // stays busy: not started again
+        }
+    }
+}
+
 /// How [`supervise`] begins.
 pub(crate) enum Begin {
     /// Start the pod (its uid is in the table's busy set).
@@ -207,15 +282,13 @@ pub(crate) async fn supervise(table: Arc<PodTable>, pod: Pod, begin: Begin) {
     let mut begin = Some(begin);
     loop {
         let failure: (&'static str, String) = match begin.take().unwrap_or(Begin::Start) {
-            Begin::Running(running) => match watch(&table, &pod, &key, &running).await {
-                Ended::Gone => return,
-                Ended::LivenessFailed(why) => {
-                    if !table.take_back(&key, &running) {
-                        return;
-                    }
-                    ("LivenessProbeFailed", why)
+            Begin::Running(running) => {
+                let ended = watch(&table, &pod, &key, &running).await;
+                match after(&table, &pod, &key, &running, ended, restarts).await {
+                    Some(f) => f,
+                    None => return,
                 }
-            },
+            }
             Begin::Start => {
                 let started = table.start(&pod).await;
                 if table.is_held(&uid) || !table.is_busy(&uid) {
@@ -234,17 +307,15 @@ pub(crate) async fn supervise(table: Arc<PodTable>, pod: Pod, begin: Begin) {
                         tracing::info!(pod = %key, restarts, "pod running");
                         table.report_running(&pod, &running).await;
                         let since = Instant::now();
-                        match watch(&table, &pod, &key, &running).await {
-                            Ended::Gone => return,
-                            Ended::LivenessFailed(why) => {
-                                if !table.take_back(&key, &running) {
-                                    return;
-                                }
+                        let ended = watch(&table, &pod, &key, &running).await;
+                        match after(&table, &pod, &key, &running, ended, restarts).await {
+                            Some(f) => {
                                 if since.elapsed() >= BACKOFF_RESET {
                                     previous = 0;
                                 }
-                                ("LivenessProbeFailed", why)
+                                f
                             }
+                            None => return,
                         }
                     }
                     Err(e)

@@ -71,7 +71,7 @@ pub use node::{
     NodeCondition, NodeSpec, NodeStatus, OS_LABEL, READY_CONDITION,
 };
 pub use pod::{
-    Component, EnvVar, EnvVarSource, KeyRef, NO_POD_HEADER, POD_NAME_HEADER, Pod, PodPhase, PodSpec,
+    Component, EnvVar, EnvVarSource, KeyRef, NO_POD_HEADER, OciSpec, POD_NAME_HEADER, Pod, PodPhase, PodSpec,
     PodStatus, Resources, RestartPolicy, SchedulingStatus, WasmSpec, World,
 };
 pub use policy::{

@@ -104,13 +104,17 @@ pub enum RestartPolicy {
 pub struct Component {
     /// Name, unique within the pod (a DNS label).
     pub name: String,
-    /// The WebAssembly component to run. Required (the only runtime of this release).
+    /// The WebAssembly component to run (exactly one of `wasm` and `oci`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasm: Option<WasmSpec>,
+    /// An OCI container to run instead, through the node's `oci` runtime plugin (`skiff-oci`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciSpec>,
     /// Environment variables the guest sees through wasi:cli.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
-    /// Arguments a `world: command` component sees through `wasi:cli/environment` (after its name).
+    /// Arguments a `world: command` component sees through `wasi:cli/environment` (after its
+    /// name); for an `oci` component, the arguments that replace the image's `Cmd`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// Configuration the guest reads through `wasi:config/store` (`get`, `get-all`): the same
@@ -157,6 +161,36 @@ pub struct WasmSpec {
     /// Serve many requests from one instance instead of a fresh instance per request.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub instance_reuse: bool,
+}
+
+/// An OCI container: the image and how to run it. The container shares the host's network and
+/// gets a port of its own, passed as `PORT`; the first component of a pod serves its traffic on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OciSpec {
+    /// `registry[:port]/repository[:tag][@sha256:<manifest digest>]`. A registry on loopback is
+    /// spoken to over plain HTTP, every other one over HTTPS; every blob is verified by digest.
+    pub image: String,
+    /// Replaces the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Working directory (default: the image's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Writable tmpfs directories (absolute paths); the rest of the root filesystem is
+    /// read-only unless `writableRoot`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    /// Make the root filesystem writable (a private copy of the image).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writable_root: bool,
+}
+
+impl Component {
+    /// The runtime the component needs on its node: `wasm` or `oci`.
+    pub fn runtime(&self) -> &'static str {
+        if self.oci.is_some() { "oci" } else { "wasm" }
+    }
 }
 
 /// The world a wasm component targets.

@@ -263,6 +263,63 @@ impl Checker {
         }
     }
 
+    fn oci(&mut self, cp: &str, c: &crate::Component, o: &crate::OciSpec) {
+        if let Err(why) = ImageRef::parse(&o.image) {
+            self.err(format!("{cp}.oci.image"), format!("{:?} {why}", o.image));
+        }
+        if o.command
+            .as_ref()
+            .is_some_and(|c| c.is_empty() || c[0].is_empty())
+        {
+            self.err(
+                format!("{cp}.oci.command"),
+                "is empty: give the program and its arguments, or omit command to run the image's entrypoint",
+            );
+        }
+        if let Some(w) = &o.working_dir
+            && !w.starts_with('/')
+        {
+            self.err(
+                format!("{cp}.oci.workingDir"),
+                format!("{w:?} must be an absolute path"),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (j, v) in o.volumes.iter().enumerate() {
+            if !v.starts_with('/') || v == "/" || v.split('/').any(|p| p == "..") {
+                self.err(
+                    format!("{cp}.oci.volumes[{j}]"),
+                    format!("{v:?} must be an absolute directory below / without \"..\" (e.g. /tmp)"),
+                );
+            } else if !seen.insert(v.trim_end_matches('/')) {
+                self.err(
+                    format!("{cp}.oci.volumes[{j}]"),
+                    format!("duplicate volume {v:?}"),
+                );
+            }
+        }
+        if let Some(m) = c.resources.memory
+            && m.0 < 4 << 20
+        {
+            self.err(
+                format!("{cp}.resources.memory"),
+                format!("{m} is too little for a container: use at least 4Mi"),
+            );
+        }
+        if c.resources.fuel.is_some() {
+            self.err(
+                format!("{cp}.resources.fuel"),
+                "applies to wasm components only: remove it from the container",
+            );
+        }
+        if !c.config.is_empty() {
+            self.err(
+                format!("{cp}.config"),
+                "is read through wasi:config by wasm components only: pass a container's settings in env",
+            );
+        }
+    }
+
     fn pod_spec(&mut self, path: &str, spec: &PodSpec) {
         self.placement(path, spec);
         if spec.components.is_empty() {
@@ -282,10 +339,18 @@ impl Checker {
                     );
                 }
             }
+            if let Some(o) = &c.oci {
+                self.oci(&cp, c, o);
+            }
             match &c.wasm {
+                None if c.oci.is_some() => {}
                 None => self.err(
                     format!("{cp}.wasm"),
-                    "missing: every component needs a wasm artifact (wasm.path, wasm.digest, wasm.url with digest, or wasm.image)",
+                    "missing: every component needs a wasm artifact (wasm.path, wasm.digest, wasm.url with digest, or wasm.image) or an OCI image (oci.image)",
+                ),
+                Some(_) if c.oci.is_some() => self.err(
+                    cp.clone(),
+                    "sets both wasm and oci: a component is either a wasm component or a container; split it into two components",
                 ),
                 Some(w) => {
                     let sources = [w.path.is_some(), w.url.is_some(), w.image.is_some()];
@@ -746,6 +811,44 @@ mod tests {
                 "spec.template.spec.components[0].wasm"
             ]
         );
+    }
+
+    #[test]
+    fn oci_components_are_checked() {
+        let o = obj(
+            r#"{"kind":"Pod","apiVersion":"skiff.dev/v1","metadata":{"name":"p"},
+            "spec":{"components":[
+              {"name":"a","oci":{"image":"busybox","command":[],"workingDir":"srv",
+                "volumes":["tmp","/cache","/cache/","/x/../y"]},
+               "resources":{"memory":"1Mi","fuel":5},"config":[{"name":"k","value":"v"}]},
+              {"name":"b","oci":{"image":"127.0.0.1:5000/site:v1"},
+               "wasm":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}}]}}"#,
+        );
+        let e = o.validate().unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.components[0].oci.image",
+                "spec.components[0].oci.command",
+                "spec.components[0].oci.workingDir",
+                "spec.components[0].oci.volumes[0]",
+                "spec.components[0].oci.volumes[2]",
+                "spec.components[0].oci.volumes[3]",
+                "spec.components[0].resources.memory",
+                "spec.components[0].resources.fuel",
+                "spec.components[0].config",
+                "spec.components[1]",
+            ],
+            "{e}"
+        );
+        assert!(e.to_string().contains("names no registry"), "{e}");
+        let ok = obj(
+            r#"{"kind":"Pod","apiVersion":"skiff.dev/v1","metadata":{"name":"p"},
+            "spec":{"components":[{"name":"web","oci":{"image":"127.0.0.1:5000/site:v1","volumes":["/tmp"]}},
+              {"name":"side","wasm":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}}]}}"#,
+        );
+        ok.validate().unwrap();
     }
 
     #[test]

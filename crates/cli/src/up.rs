@@ -15,6 +15,38 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ClientFile, Connection, write_client_file};
 
+/// How a worker runs pods: runtime plugins, container ports, restart back-off (`skiff up` and
+/// `skiff agent`).
+#[derive(Args, Debug, Clone)]
+pub(crate) struct RuntimeFlags {
+    /// Run a runtime plugin for a component kind, `KIND=PROGRAM [ARGS…]`, e.g.
+    /// `oci=/usr/local/bin/skiff-oci` for OCI containers (repeatable).
+    #[arg(long = "runtime-plugin", value_name = "KIND=PROGRAM")]
+    runtime_plugins: Vec<skiff_agent::RuntimePluginConfig>,
+    /// Ports handed to containers as PORT, `FIRST-LAST`.
+    #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767", value_parser = parse_port_range)]
+    container_ports: std::ops::RangeInclusive<u16>,
+    /// First wait before a failed pod or container is restarted (doubled on each restart in a
+    /// row, at most 5m).
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    restart_backoff: skiff_api::DurationValue,
+}
+
+fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("{s:?} is not a port range: give FIRST-LAST, e.g. 30000-32767");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a == 0 || a > b {
+        return Err(format!(
+            "{s:?}: the first port must be 1 or more and not above the last"
+        ));
+    }
+    Ok(a..=b)
+}
+
 /// Arguments of `skiff up`.
 #[derive(Args, Debug)]
 pub(crate) struct UpArgs {
@@ -36,6 +68,8 @@ pub(crate) struct UpArgs {
     /// Manifests (file, directory) to apply once the cluster is up.
     #[arg(long = "apply", value_name = "PATH")]
     apply: Vec<PathBuf>,
+    #[command(flatten)]
+    runtime: RuntimeFlags,
     /// Log format.
     #[arg(long, value_parser = ["pretty", "json"], default_value = "pretty")]
     log_format: String,
@@ -112,6 +146,8 @@ pub(crate) struct AgentArgs {
     /// URL other processes use to reach the data plane (default: https://<data-plane address>).
     #[arg(long)]
     advertise: Option<String>,
+    #[command(flatten)]
+    runtime: RuntimeFlags,
     /// Log format.
     #[arg(long, value_parser = ["pretty", "json"], default_value = "pretty")]
     log_format: String,
@@ -257,6 +293,7 @@ struct AgentSetup<'a> {
     taints: Vec<skiff_api::Taint>,
     capacity: Option<skiff_api::NodeCapacity>,
     advertise: Option<String>,
+    runtime: RuntimeFlags,
 }
 
 async fn start_agent(
@@ -274,6 +311,9 @@ async fn start_agent(
     if let Some(c) = setup.capacity {
         config.capacity = c;
     }
+    config.runtime_plugins = setup.runtime.runtime_plugins;
+    config.container_ports = setup.runtime.container_ports;
+    config.restart_backoff = setup.runtime.restart_backoff.0;
     let agent = loop {
         match skiff_agent::Agent::start(config.clone(), address.clone()).await {
             Ok(a) => break a,
@@ -334,6 +374,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
             taints: Vec::new(),
             capacity: None,
             advertise: None,
+            runtime: args.runtime.clone(),
         },
         dp_listener,
         &stop,
@@ -477,6 +518,7 @@ pub(crate) async fn agent(conn: &Connection, args: AgentArgs) -> Result<()> {
                 )),
             }),
             advertise: args.advertise,
+            runtime: args.runtime,
         },
         listener,
         &stop,

@@ -169,7 +169,7 @@ impl Runtime {
         loop {
             match self.state(id)? {
                 ContainerState::Created if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 ContainerState::Created => {
                     return Err(runc_err(id, "did not start within 10 s", tail(&log, 4096)));

@@ -95,10 +95,25 @@ fn serve(socket: PathBuf, state: PathBuf, runc: PathBuf, insecure: Vec<String>) 
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            _ = parent_gone() => {
+                tracing::warn!("the process that started skiff-oci is gone: stopping (containers keep running)");
+            }
         }
         let _ = stop.send(true);
         let _ = server.await;
         let _ = std::fs::remove_file(&socket);
         Ok(())
     })
+}
+
+/// Resolves once this process's parent (the agent that started it) has exited, so a plugin
+/// never outlives a killed agent; its containers keep running under their shims.
+async fn parent_gone() {
+    let parent = std::os::unix::process::parent_id();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if std::os::unix::process::parent_id() != parent {
+            return;
+        }
+    }
 }

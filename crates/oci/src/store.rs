@@ -151,8 +151,14 @@ impl ImageStore {
             reference: reference.to_owned(),
             reason: format!("{e}"),
         })?;
+        // A registry on this machine's loopback is spoken to over plain HTTP, like the agent's
+        // wasm pulls; every other one over HTTPS unless configured insecure.
+        let mut insecure = self.insecure.clone();
+        if is_loopback_registry(parsed.registry()) {
+            insecure.push(parsed.registry().to_owned());
+        }
         let client = Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
+            protocol: ClientProtocol::HttpsExcept(insecure),
             platform_resolver: Some(Box::new(oci_client::client::current_platform_resolver)),
             ..Default::default()
         });
@@ -492,4 +498,38 @@ fn hash_file(path: &Path) -> Result<String, OciError> {
         h.update(&buf[..n]);
     }
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+/// Whether `registry` (`host[:port]`) is on the loopback interface: `localhost`, `127.x.y.z` or
+/// `[::1]`.
+pub(crate) fn is_loopback_registry(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => registry,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    #[test]
+    fn loopback_registries_are_recognised() {
+        for r in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.3.2.1",
+            "[::1]:5000",
+            "localhost",
+        ] {
+            assert!(super::is_loopback_registry(r), "{r}");
+        }
+        for r in [
+            "registry.example.com",
+            "10.0.0.1:5000",
+            "localhost.example.com:5000",
+        ] {
+            assert!(!super::is_loopback_registry(r), "{r}");
+        }
+    }
 }

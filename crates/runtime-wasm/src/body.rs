@@ -25,6 +25,14 @@ pub struct BodyError {
 }
 
 impl BodyError {
+    /// A body error saying `message` (for callers that relay bodies from elsewhere, such as a
+    /// node proxying to a container).
+    pub fn new(message: impl Into<String>) -> Self {
+        BodyError {
+            message: message.into(),
+        }
+    }
+
     /// What went wrong.
     pub fn message(&self) -> &str {
         &self.message

@@ -249,7 +249,8 @@ fn node_affinity(pod: &Pod, node: &NodeInfo) -> Result<(), Rejection> {
 fn runtime(pod: &Pod, node: &NodeInfo) -> Result<(), Rejection> {
     let offered = &node.node.status.runtimes;
     for c in &pod.spec.components {
-        if c.wasm.is_some() && !offered.iter().any(|r| r == "wasm") {
+        let needed = c.runtime();
+        if !offered.iter().any(|r| r == needed) {
             let list = if offered.is_empty() {
                 "none".to_owned()
             } else {
@@ -258,7 +259,7 @@ fn runtime(pod: &Pod, node: &NodeInfo) -> Result<(), Rejection> {
             return reject(
                 FilterKind::Runtime,
                 format!(
-                    "runtime missing: component {:?} needs the wasm runtime, the node offers {list}",
+                    "runtime missing: component {:?} needs the {needed} runtime, the node offers {list}",
                     c.name
                 ),
             );
@@ -441,6 +442,20 @@ mod tests {
             reason(&pod(64), &n).1,
             "runtime missing: component \"web\" needs the wasm runtime, the node offers oci"
         );
+        // A container needs a node whose agent runs the oci plugin.
+        let mut p = pod(64);
+        p.spec.components[0].wasm = None;
+        p.spec.components[0].oci = Some(skiff_api::OciSpec {
+            image: "127.0.0.1:5000/site:v1".into(),
+            ..Default::default()
+        });
+        n.node.status.runtimes = vec!["wasm".into()];
+        assert_eq!(
+            reason(&p, &n).1,
+            "runtime missing: component \"web\" needs the oci runtime, the node offers wasm"
+        );
+        n.node.status.runtimes = vec!["wasm".into(), "oci".into()];
+        assert_eq!(check(&p, &n), Ok(()));
     }
 
     #[test]

@@ -29,11 +29,18 @@ pub(crate) struct Skiff {
     pub(crate) data_plane: u16,
     child: Option<Child>,
     http: reqwest::blocking::Client,
+    /// Extra `skiff up` arguments.
+    extra: Vec<String>,
 }
 
 impl Skiff {
     /// Starts `skiff up` in a new temp dir and waits until its API is ready.
     pub(crate) fn start() -> Skiff {
+        Skiff::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with extra `skiff up` arguments.
+    pub(crate) fn start_with(extra: &[String]) -> Skiff {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = Skiff {
             dir,
@@ -45,6 +52,7 @@ impl Skiff {
                 .timeout(Duration::from_secs(20))
                 .build()
                 .expect("client"),
+            extra: extra.to_vec(),
         };
         s.spawn();
         s
@@ -68,6 +76,7 @@ impl Skiff {
             .args(["--api", &format!("127.0.0.1:{}", self.api)])
             .args(["--gateway", &format!("127.0.0.1:{}", self.gateway)])
             .args(["--data-plane", &format!("127.0.0.1:{}", self.data_plane)])
+            .args(&self.extra)
             .env("RUST_LOG", "info,skiff_control=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

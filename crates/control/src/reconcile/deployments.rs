@@ -460,6 +460,11 @@ fn change_cause(d: &Deployment, new: &PodTemplate, previous: Option<&PodTemplate
                         .unwrap_or_default();
                     parts.push(format!("component {name}: wasm{what}"));
                 }
+                if o.oci.as_ref().map(|x| &x.image) != c.oci.as_ref().map(|x| &x.image)
+                    && let Some(x) = &c.oci
+                {
+                    parts.push(format!("component {name}: image to {}", short_ref(&x.image)));
+                }
                 if o.env != c.env {
                     parts.push(format!("component {name}: env"));
                 }
@@ -469,6 +474,9 @@ fn change_cause(d: &Deployment, new: &PodTemplate, previous: Option<&PodTemplate
                 let (mut a, mut b) = ((*o).clone(), (*c).clone());
                 (a.wasm, a.env, a.resources) = (None, Vec::new(), Default::default());
                 (b.wasm, b.env, b.resources) = (None, Vec::new(), Default::default());
+                if let (Some(x), Some(y)) = (&mut a.oci, &mut b.oci) {
+                    (x.image, y.image) = (String::new(), String::new());
+                }
                 if a != b {
                     parts.push(format!("component {name}: settings"));
                 }
