@@ -50,6 +50,10 @@ pub(crate) struct Containers {
     taken: Mutex<BTreeSet<u16>>,
     /// Container ids this agent process has run: never taken over again, always replaced.
     seen: Mutex<HashSet<String>>,
+    /// Images this agent process pulled.
+    pulled: Mutex<HashSet<String>>,
+    /// Containers being stopped and removed.
+    removing: Arc<Mutex<HashSet<String>>>,
     proxy: Client<HttpConnector, ProxyBody>,
 }
 
@@ -95,6 +99,8 @@ impl Containers {
             ports,
             taken: Mutex::new(BTreeSet::new()),
             seen: Mutex::new(HashSet::new()),
+            pulled: Mutex::new(HashSet::new()),
+            removing: Arc::default(),
             proxy: Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build_http(),
@@ -154,6 +160,7 @@ impl Containers {
         };
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let id = container_id(&uid, &c.name);
+        let t0 = Instant::now();
         let first_time = lock(&self.seen).insert(id.clone());
         match plugin.inspect(&id).await {
             Ok(info)
@@ -181,10 +188,7 @@ impl Containers {
             Err(e) if e.code == "ContainerNotFound" => {}
             Err(e) => return Err(start_error(c, "asking the runtime plugin", e)),
         }
-        plugin
-            .pull(&oci.image)
-            .await
-            .map_err(|e| start_error(c, &format!("pulling {}", oci.image), e))?;
+        self.pull(plugin, c, &oci.image, false).await?;
         let Some(port) = self.allocate() else {
             return Err(StartError {
                 reason: "NoPortAvailable",
@@ -216,10 +220,15 @@ impl Containers {
             port,
         };
         let started = async {
-            plugin
-                .create(&spec)
-                .await
-                .map_err(|e| start_error(c, "creating the container", e))?;
+            match plugin.create(&spec).await {
+                // The plugin's store lost an image this agent pulled before: pull it again.
+                Err(e) if e.code == "ImageNotFound" => {
+                    self.pull(plugin, c, &oci.image, true).await?;
+                    plugin.create(&spec).await
+                }
+                other => other,
+            }
+            .map_err(|e| start_error(c, "creating the container", e))?;
             match plugin
                 .start(&id)
                 .await
@@ -239,14 +248,40 @@ impl Containers {
                 _ => Ok(()),
             }
         };
+        let prepared = t0.elapsed();
         if let Err(e) = started.await {
             self.retire(running);
             return Err(e);
         }
+        let created = t0.elapsed();
         if serving {
             self.wait_listening(pod, &running).await;
         }
+        tracing::debug!(
+            pod = %crate::pods::key(pod),
+            container = %id,
+            prepare_ms = prepared.as_secs_f64() * 1e3,
+            start_ms = (created - prepared).as_secs_f64() * 1e3,
+            listen_ms = (t0.elapsed() - created).as_secs_f64() * 1e3,
+            "container started"
+        );
         Ok(running)
+    }
+
+    /// Pulls `image` through the plugin, unless this agent pulled it already and it is pinned by
+    /// digest or has a tag other than `latest` (Kubernetes' `IfNotPresent`); `again` forces it.
+    async fn pull(&self, plugin: &Plugin, c: &Component, image: &str, again: bool) -> Result<(), StartError> {
+        let tag = image.rsplit_once('/').map_or(image, |(_, last)| last);
+        let mutable = !image.contains('@') && (!tag.contains(':') || tag.ends_with(":latest"));
+        if !again && !mutable && lock(&self.pulled).contains(image) {
+            return Ok(());
+        }
+        plugin
+            .pull(image)
+            .await
+            .map_err(|e| start_error(c, &format!("pulling {image}"), e))?;
+        lock(&self.pulled).insert(image.to_owned());
+        Ok(())
     }
 
     /// Waits (up to [`LISTEN_WAIT`]) until the container accepts connections on its port.
@@ -268,7 +303,7 @@ impl Containers {
                 }
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            pause = (pause * 2).min(Duration::from_millis(2));
         }
         tracing::warn!(pod = %crate::pods::key(pod), container = %rc.id, port = rc.port, "the container does not listen on its PORT yet; reporting the pod running (add a readinessProbe to wait for it)");
     }
@@ -306,15 +341,42 @@ impl Containers {
     /// Stops and removes the container in the background and frees its port.
     pub(crate) fn retire(self: &Containers, rc: RunningContainer) {
         self.free(rc.port);
+        self.remove_in_background(rc.plugin, rc.id);
+    }
+
+    fn remove_in_background(&self, plugin: Arc<Plugin>, id: String) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        if !lock(&self.removing).insert(id.clone()) {
+            return; // already on its way out
+        }
+        let removing = self.removing.clone();
         handle.spawn(async move {
-            match rc.plugin.stop_and_remove(&rc.id, STOP_GRACE).await {
-                Ok(()) => tracing::info!(container = %rc.id, "container stopped and removed"),
-                Err(e) => tracing::warn!(container = %rc.id, error = %e, "cannot remove the container"),
+            match plugin.stop_and_remove(&id, STOP_GRACE).await {
+                Ok(()) => tracing::info!(container = %id, "container stopped and removed"),
+                Err(e) => tracing::warn!(container = %id, error = %e, "cannot remove the container; retried at the next collection"),
             }
+            lock(&removing).remove(&id);
         });
+    }
+
+    /// Removes the containers this agent made (`skiff-…` ids) that belong to none of `keep` (the
+    /// container ids of the pods assigned here): those of pods deleted while the agent or the
+    /// plugin was down, or whose removal was cut short.
+    pub(crate) async fn collect_orphans(&self, keep: &HashSet<String>) {
+        for plugin in self.plugins.values().filter(|p| p.ever_up()) {
+            let Ok(list) = plugin.list().await else {
+                continue;
+            };
+            for info in list {
+                let id = info.spec.id;
+                if id.starts_with("skiff-") && !keep.contains(&id) && !lock(&self.removing).contains(&id) {
+                    tracing::info!(container = %id, "container of no pod assigned here: removing it");
+                    self.remove_in_background(plugin.clone(), id);
+                }
+            }
+        }
     }
 
     /// Relays `req` to the container listening on `port`.

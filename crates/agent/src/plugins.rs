@@ -345,6 +345,14 @@ impl Plugin {
         self.parse("inspect", &bytes)
     }
 
+    /// Every container the plugin knows.
+    pub(crate) async fn list(&self) -> Result<Vec<ContainerInfo>, PluginError> {
+        let bytes = self
+            .call(Method::GET, "/v1/containers", None, Duration::from_secs(30))
+            .await?;
+        self.parse("list", &bytes)
+    }
+
     /// The container's output (the newest 1 MiB).
     pub(crate) async fn logs(&self, id: &str) -> Result<String, PluginError> {
         let bytes = self

@@ -500,6 +500,18 @@ impl PodTable {
             }
             *last = Some(now);
         }
+        let containers: HashSet<String> = desired
+            .values()
+            .flat_map(|p| {
+                let uid = p.metadata.uid.clone().unwrap_or_default();
+                p.spec
+                    .components
+                    .iter()
+                    .filter(|c| c.oci.is_some())
+                    .map(move |c| crate::containers::container_id(&uid, &c.name))
+            })
+            .collect();
+        self.containers.collect_orphans(&containers).await;
         let in_use: HashSet<String> = desired
             .values()
             .flat_map(|p| p.spec.components.iter())

@@ -87,7 +87,9 @@ pub fn argv(spec: &ContainerSpec, image: &RunConfig) -> Vec<String> {
 }
 
 /// `config.json` for `spec` running `image`.
-pub fn config_json(spec: &ContainerSpec, image: &RunConfig) -> Value {
+/// `root` is the root filesystem's path: `rootfs` inside the bundle (a private copy), or the
+/// image's shared read-only root.
+pub fn config_json(spec: &ContainerSpec, image: &RunConfig, root: &str) -> Value {
     let mut env: Vec<String> = image.env.clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -133,7 +135,7 @@ pub fn config_json(spec: &ContainerSpec, image: &RunConfig) -> Value {
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 4096}]
         },
-        "root": {"path": "rootfs", "readonly": !spec.writable_root},
+        "root": {"path": root, "readonly": !spec.writable_root},
         "hostname": spec.id.chars().take(63).collect::<String>(),
         "mounts": mounts,
         "linux": {
@@ -181,7 +183,7 @@ mod tests {
             volumes: vec!["/var/cache".into()],
             ..Default::default()
         };
-        let c = config_json(&spec, &RunConfig::default());
+        let c = config_json(&spec, &RunConfig::default(), "rootfs");
         assert_eq!(c["root"]["readonly"], true);
         assert_eq!(c["process"]["noNewPrivileges"], true);
         assert!(

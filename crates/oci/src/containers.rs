@@ -4,8 +4,10 @@
 //! ```text
 //!  <root>/containers/<id>/
 //!      spec.json      what was asked (for listing and re-adoption)
-//!      config.json    the OCI runtime config      rootfs/   the unpacked image
+//!      config.json    the OCI runtime config      rootfs/   a private copy (writableRoot only)
 //!      output.log     stdout and stderr            exit      {"code": N, "finishedAt": …}
+//!      pid            the container's pid (runc --pid-file)
+//!  <root>/rootfs/<manifest hex>/   an image unpacked once, shared read-only by its containers
 //! ```
 //!
 //! `start` spawns the shim in its own process group; the shim runs `runc run` in the foreground
@@ -86,6 +88,14 @@ impl Runtime {
         let root = root.into();
         let dir = root.join("containers");
         fs::create_dir_all(&dir).map_err(OciError::io(&dir))?;
+        // Unpacks a previous process did not finish.
+        if let Ok(entries) = fs::read_dir(root.join("rootfs")) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".unpacking-") {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
         Ok(Runtime {
             root,
             runc,
@@ -110,6 +120,43 @@ impl Runtime {
         Ok(self.root.join("containers").join(id))
     }
 
+    /// The image's root filesystem shared by its read-only containers, `<root>/rootfs/<manifest
+    /// hex>`: unpacked once (into a temporary directory, then renamed into place, so a crash or a
+    /// concurrent create never leaves a partial one).
+    fn shared_root(&self, image: &StoredImage) -> Result<PathBuf, OciError> {
+        let hex = image
+            .manifest_digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| OciError::Manifest {
+                reference: image.reference.clone(),
+                reason: format!("manifest digest {:?} is not sha256", image.manifest_digest),
+            })?;
+        let shared = self.root.join("rootfs").join(hex);
+        if shared.is_dir() {
+            return Ok(shared);
+        }
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let tmp = self
+            .root
+            .join("rootfs")
+            .join(format!(".unpacking-{hex}-{}-{nanos}", std::process::id()));
+        self.store.unpack(image, &tmp, UnpackLimits::default())?;
+        if fs::rename(&tmp, &shared).is_err() {
+            // Another create got there first.
+            let _ = fs::remove_dir_all(&tmp);
+            if !shared.is_dir() {
+                return Err(OciError::Io {
+                    path: shared,
+                    source: std::io::Error::other("cannot move the unpacked root filesystem into place"),
+                });
+            }
+        }
+        Ok(shared)
+    }
+
     /// Makes the container: unpacks `image` into its root filesystem and writes its bundle.
     /// Nothing is left behind when it fails.
     ///
@@ -125,9 +172,15 @@ impl Runtime {
         }
         let made = (|| {
             fs::create_dir_all(&dir).map_err(OciError::io(&dir))?;
-            self.store
-                .unpack(image, &dir.join("rootfs"), UnpackLimits::default())?;
-            let config = serde_json::to_vec_pretty(&config_json(spec, &image.config)).unwrap_or_default();
+            let root = if spec.writable_root {
+                self.store
+                    .unpack(image, &dir.join("rootfs"), UnpackLimits::default())?;
+                "rootfs".to_owned()
+            } else {
+                self.shared_root(image)?.display().to_string()
+            };
+            let config =
+                serde_json::to_vec_pretty(&config_json(spec, &image.config, &root)).unwrap_or_default();
             fs::write(dir.join("config.json"), config).map_err(OciError::io(&dir))?;
             let saved = serde_json::to_vec_pretty(spec).unwrap_or_default();
             fs::write(dir.join("spec.json"), saved).map_err(OciError::io(&dir))
@@ -166,7 +219,22 @@ impl Runtime {
         .spawn()
         .map_err(|e| runc_err(id, "cannot run its shim", format!("{}: {e}", self.shim.display())))?;
         let deadline = Instant::now() + Duration::from_secs(10);
+        // runc writes the pid file once the container's process runs: watch for it (or for the
+        // shim's exit file) without running `runc state` each time.
+        let pid_file = dir.join("pid");
         loop {
+            if !dir.join("exit").exists()
+                && let Some(pid) = fs::read_to_string(&pid_file)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u32>().ok())
+                    .filter(|p| *p > 0)
+            {
+                return Ok(ContainerState::Running { pid });
+            }
+            if !dir.join("exit").exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(500));
+                continue;
+            }
             match self.state(id)? {
                 ContainerState::Created if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(1));
@@ -234,23 +302,34 @@ impl Runtime {
                 .status();
         };
         kill("TERM");
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let s @ ContainerState::Exited { .. } = self.state(id)? {
-                return Ok(s);
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if let Some(s) = self.wait_exit(id, grace)? {
+            return Ok(s);
         }
         kill("KILL");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        match self.wait_exit(id, Duration::from_secs(10))? {
+            Some(s) => Ok(s),
+            None => Err(runc_err(id, "did not stop", "still running 10 s after SIGKILL")),
+        }
+    }
+
+    /// Waits up to `limit` for the container to exit: the shim's exit file is checked every
+    /// 5 ms (cheap), `runc state` only every 500 ms (for a container whose shim is gone).
+    fn wait_exit(&self, id: &str, limit: Duration) -> Result<Option<ContainerState>, OciError> {
+        let exit = self.dir(id)?.join("exit");
+        let deadline = Instant::now() + limit;
+        let mut asked = Instant::now();
         loop {
-            if let s @ ContainerState::Exited { .. } = self.state(id)? {
-                return Ok(s);
+            let now = Instant::now();
+            if exit.exists() || now.duration_since(asked) >= Duration::from_millis(500) {
+                asked = now;
+                if let s @ ContainerState::Exited { .. } = self.state(id)? {
+                    return Ok(Some(s));
+                }
             }
-            if Instant::now() > deadline {
-                return Err(runc_err(id, "did not stop", "still running 10 s after SIGKILL"));
+            if now >= deadline {
+                return Ok(None);
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -336,7 +415,9 @@ pub fn run_shim(dir: &Path, id: &str, runc: &Path) -> i32 {
         Err(_) => (Stdio::null(), Stdio::null()),
     };
     let status = Command::new(runc)
-        .args(["run", "--bundle"])
+        .args(["run", "--pid-file"])
+        .arg(dir.join("pid"))
+        .arg("--bundle")
         .arg(dir)
         .arg(id)
         .stdin(Stdio::null())

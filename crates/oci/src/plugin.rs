@@ -200,7 +200,7 @@ async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
                     let rt = rt.clone();
                     blocking(move || {
                         rt.create(&spec, &image)?;
-                        rt.state(&spec.id)
+                        Ok(ContainerState::Created)
                     })
                     .await?
                 };

@@ -158,6 +158,34 @@ fn containers_serve_exit_stop_and_are_re_adopted_by_a_new_plugin() {
     );
     rt.remove(&ro).unwrap();
 
+    // Read-only containers share the image's root filesystem, unpacked once; a writable root is a
+    // private copy, and what is written there never reaches the shared one.
+    let shared = root
+        .join("rootfs")
+        .join(image.manifest_digest.trim_start_matches("sha256:"));
+    assert!(shared.join("bin/busybox").exists(), "the shared root");
+    let rw = format!("rw-{tag}");
+    let mut writable = spec(&rw, None, Some(&["sh", "-c", "touch /x && exit 0"]));
+    writable.writable_root = true;
+    rt.create(&writable, &image).unwrap();
+    assert!(
+        root.join("containers")
+            .join(&rw)
+            .join("rootfs/bin/busybox")
+            .exists()
+    );
+    rt.start(&rw).unwrap();
+    wait_until("the writer exits", || {
+        matches!(rt.state(&rw), Ok(ContainerState::Exited { .. }))
+    });
+    assert!(
+        matches!(rt.state(&rw).unwrap(), ContainerState::Exited { code: 0, .. }),
+        "{}",
+        rt.logs(&rw).unwrap()
+    );
+    assert!(!shared.join("x").exists(), "the shared root is untouched");
+    rt.remove(&rw).unwrap();
+
     // Stop: TERM first; a process that ignores it is killed after the grace.
     let stubborn = format!("stubborn-{tag}");
     rt.create(

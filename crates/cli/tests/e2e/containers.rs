@@ -458,6 +458,22 @@ fn container_pid(id: &str) -> Option<u32> {
     (v["status"] == "running" && pid > 0).then_some(pid)
 }
 
+/// One request to the agent's plugin on its socket; the raw answer.
+fn plugin_call(s: &Skiff, method: &str, path: &str, body: &str) -> String {
+    use std::io::Read;
+    let mut c =
+        std::os::unix::net::UnixStream::connect(s.state_dir().join("agent/plugins/oci.sock")).unwrap();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: plugin\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// The pid of this test's `skiff-oci serve`.
 fn plugin_pid(s: &Skiff) -> Option<u32> {
     let socket = s.state_dir().join("agent/plugins/oci.sock");
@@ -543,13 +559,22 @@ fn a_mixed_pod_lives_as_one_and_survives_killed_containers_and_a_killed_plugin()
     assert!(s.alive(), "the agent stays up");
     assert!(s.gateway_get("/").is_some_and(|(st, _)| st == 200));
 
-    // Deleting the pod removes the container and the wasm component together.
-    s.cli_ok(&["delete", "pod", "mixed"]);
-    s.wait_until(
-        "the container to be removed with the pod",
-        Duration::from_secs(60),
-        || container_dirs(&s).is_empty() && container_pid(&id).is_none(),
+    // A container of no pod (as a pod deleted while the agent was down leaves) is collected.
+    let stray = plugin_call(
+        &s,
+        "POST",
+        "/v1/containers",
+        &format!(r#"{{"id":"skiff-stray-web","image":"{image}"}}"#),
     );
+    assert!(stray.starts_with("HTTP/1.1 201"), "{stray}");
+    assert!(container_dirs(&s).contains("skiff-stray-web"));
+
+    // Deleting the pod removes the container and the wasm component together (and the agent's
+    // collection after a pod stops removes the stray one).
+    s.cli_ok(&["delete", "pod", "mixed"]);
+    s.wait_until("the containers to be removed", Duration::from_secs(60), || {
+        container_dirs(&s).is_empty() && container_pid(&id).is_none()
+    });
     s.wait_until("the route to stop answering", Duration::from_secs(30), || {
         s.gateway_get("/").is_none_or(|(st, _)| st != 200)
     });
