@@ -54,6 +54,8 @@ pub(crate) struct Containers {
     pulled: Mutex<HashSet<String>>,
     /// Containers being stopped and removed.
     removing: Arc<Mutex<HashSet<String>>>,
+    /// Whether a collection of orphaned containers runs.
+    collecting: std::sync::atomic::AtomicBool,
     proxy: Client<HttpConnector, ProxyBody>,
 }
 
@@ -101,6 +103,7 @@ impl Containers {
             seen: Mutex::new(HashSet::new()),
             pulled: Mutex::new(HashSet::new()),
             removing: Arc::default(),
+            collecting: std::sync::atomic::AtomicBool::new(false),
             proxy: Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build_http(),
@@ -365,6 +368,15 @@ impl Containers {
     /// container ids of the pods assigned here): those of pods deleted while the agent or the
     /// plugin was down, or whose removal was cut short.
     pub(crate) async fn collect_orphans(&self, keep: &HashSet<String>) {
+        // One collection at a time; a pod stopping meanwhile is seen by the next one.
+        if self.collecting.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        self.collect_orphans_now(keep).await;
+        self.collecting.store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    async fn collect_orphans_now(&self, keep: &HashSet<String>) {
         for plugin in self.plugins.values().filter(|p| p.ever_up()) {
             let Ok(list) = plugin.list().await else {
                 continue;

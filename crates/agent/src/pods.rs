@@ -511,7 +511,9 @@ impl PodTable {
                     .map(move |c| crate::containers::container_id(&uid, &c.name))
             })
             .collect();
-        self.containers.collect_orphans(&containers).await;
+        // In the background: asking the plugin about every container must not hold up the sync.
+        let collector = self.containers.clone();
+        tokio::spawn(async move { collector.collect_orphans(&containers).await });
         let in_use: HashSet<String> = desired
             .values()
             .flat_map(|p| p.spec.components.iter())
