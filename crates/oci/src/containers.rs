@@ -366,6 +366,23 @@ impl Runtime {
         Ok(tail(&dir.join("output.log"), MAX_LOG_BYTES))
     }
 
+    /// The file the container's output goes to.
+    ///
+    /// # Errors
+    /// [`OciError::Container`] for an unknown id.
+    pub fn log_path(&self, id: &str) -> Result<PathBuf, OciError> {
+        let dir = self.dir(id)?;
+        if !dir.join("spec.json").exists() {
+            return Err(runc_err(id, "unknown container", "no such id"));
+        }
+        Ok(dir.join("output.log"))
+    }
+
+    /// Whether the container's shim recorded its exit.
+    pub fn has_exited(&self, id: &str) -> bool {
+        self.dir(id).is_ok_and(|d| d.join("exit").exists())
+    }
+
     /// Every container with its spec and state (a restarted plugin re-adopts them from here).
     pub fn list(&self) -> Vec<(ContainerSpec, ContainerState)> {
         let Ok(entries) = fs::read_dir(self.root.join("containers")) else {

@@ -11,7 +11,7 @@
 //! | GET | `/v1/containers/{id}` | → `{spec, state}` |
 //! | POST | `/v1/containers/{id}/start` | → `{id, state}` |
 //! | POST | `/v1/containers/{id}/stop` | `{graceMillis}` → `{id, state}` |
-//! | GET | `/v1/containers/{id}/logs` | → output as text |
+//! | GET | `/v1/containers/{id}/logs[?follow=true]` | → output as text (followed: streamed until it exits) |
 //! | DELETE | `/v1/containers/{id}` | → `204` |
 //!
 //! Errors are `{code, message}` with 400 (bad request), 404 (unknown image or container),
@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
@@ -77,10 +78,14 @@ struct StopRequest {
     grace_millis: Option<u64>,
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<UnsyncBoxBody<Bytes, std::convert::Infallible>>;
+
+fn full(b: impl Into<Bytes>) -> UnsyncBoxBody<Bytes, std::convert::Infallible> {
+    Full::new(b.into()).boxed_unsync()
+}
 
 fn json(status: StatusCode, v: &impl Serialize) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
+    let mut r = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -152,6 +157,7 @@ async fn blocking<T: Send + 'static>(
 
 async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result: Result<Reply, Reply> = async {
         match (req.method().clone(), parts.as_slice()) {
@@ -260,9 +266,25 @@ async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
                         ))
                     }
                     (Method::GET, ["logs"]) => {
-                        let rt = rt.clone();
-                        let text = blocking(move || rt.logs(&id)).await?;
-                        let mut r = Response::new(Full::new(Bytes::from(text)));
+                        let follow = query.split('&').any(|kv| kv == "follow=true" || kv == "follow=1");
+                        // Where following starts: the end of the output before it is read (a
+                        // line written meanwhile may come twice, never not at all).
+                        let offset = rt
+                            .log_path(&id)
+                            .ok()
+                            .and_then(|p| std::fs::metadata(p).ok())
+                            .map_or(0, |m| m.len());
+                        let text = {
+                            let rt = rt.clone();
+                            let id = id.clone();
+                            blocking(move || rt.logs(&id)).await?
+                        };
+                        let body = if follow {
+                            follow_logs(rt.clone(), id, text, offset)
+                        } else {
+                            full(text)
+                        };
+                        let mut r = Response::new(body);
                         r.headers_mut().insert(
                             http::header::CONTENT_TYPE,
                             http::HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -276,7 +298,7 @@ async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
                             rt.remove(&id)
                         })
                         .await?;
-                        let mut r = Response::new(Full::new(Bytes::new()));
+                        let mut r = Response::new(full(Bytes::new()));
                         *r.status_mut() = StatusCode::NO_CONTENT;
                         Ok(r)
                     }
@@ -296,6 +318,53 @@ async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
     }
     .await;
     result.unwrap_or_else(|e| e)
+}
+
+/// The output so far (`first`), then whatever the container writes until it has exited and all
+/// of it was sent (or the reader went away).
+fn follow_logs(
+    rt: Arc<Runtime>,
+    id: String,
+    first: String,
+    mut offset: u64,
+) -> UnsyncBoxBody<Bytes, std::convert::Infallible> {
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(16);
+    tokio::spawn(async move {
+        let Ok(path) = rt.log_path(&id) else { return };
+        if tx.send_data(Bytes::from(first)).await.is_err() {
+            return;
+        }
+        loop {
+            let exited = rt.has_exited(&id);
+            let grown = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || {
+                    use std::io::{Read, Seek, SeekFrom};
+                    let mut f = std::fs::File::open(&path).ok()?;
+                    f.seek(SeekFrom::Start(offset)).ok()?;
+                    let mut buf = Vec::new();
+                    f.take(1 << 20).read_to_end(&mut buf).ok()?;
+                    Some(buf)
+                }
+            })
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+            if !grown.is_empty() {
+                offset += grown.len() as u64;
+                if tx.send_data(Bytes::from(grown)).await.is_err() {
+                    return; // the reader went away
+                }
+                continue;
+            }
+            if exited || !rt.log_path(&id).is_ok_and(|p| p.exists()) {
+                return; // ended (or removed) and everything was sent
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    body.boxed_unsync()
 }
 
 /// Serves the protocol on `listener` until `shutdown` turns true.

@@ -175,6 +175,36 @@ async fn the_plugin_protocol_runs_a_container_that_survives_a_plugin_restart() {
     assert_eq!(status, 404, "{body}");
     assert_eq!(parse(&body)["code"], "ContainerNotFound");
 
+    // Followed logs stream what the container writes and end when it exits.
+    let talker = format!("{id}-talker");
+    let (status, body) = call(
+        &socket,
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": talker, "image": image_ref,
+            "command": ["sh", "-c", "echo first-line; sleep 1; echo second-line"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(&socket, "POST", &format!("/v1/containers/{talker}/start"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let followed = tokio::time::timeout(
+        Duration::from_secs(30),
+        call(
+            &socket,
+            "GET",
+            &format!("/v1/containers/{talker}/logs?follow=true"),
+            None,
+        ),
+    )
+    .await
+    .expect("a followed log ends when its container exits");
+    assert_eq!(followed.0, 200);
+    let (a, b) = (followed.1.find("first-line"), followed.1.find("second-line"));
+    assert!(a.is_some() && b.is_some() && a < b, "{}", followed.1);
+    let (status, _) = call(&socket, "DELETE", &format!("/v1/containers/{talker}"), None).await;
+    assert_eq!(status, 204);
+
     // Bad input: each with its status and a message saying what to do.
     let (status, body) = call(
         &socket,
