@@ -187,6 +187,22 @@ fn start_skiff() -> Skiff {
     ])
 }
 
+/// The registry with the busybox image pushed, its reference, and `skiff up` with the plugin;
+/// `None` (said loudly) when this machine cannot run containers.
+fn setup() -> Option<(Registry, String, Skiff, Cleanup)> {
+    let Some(busybox) = tools() else {
+        eprintln!(
+            "\n\n!!!!!!!! SKIPPED: runc, busybox-static or docker-registry cannot be installed, or not root !!!!!!!!\n\n"
+        );
+        return None;
+    };
+    let registry = start_registry();
+    let image = push_busybox(&registry.addr, &busybox);
+    let s = start_skiff();
+    let cleanup = Cleanup(s.state_dir());
+    Some((registry, image, s, cleanup))
+}
+
 /// Kills whatever containers the test's plugin left (a failed assertion must not leave busybox
 /// processes behind).
 struct Cleanup(PathBuf);
@@ -290,16 +306,9 @@ fn running_pods(s: &Skiff, selector: &str) -> Vec<Value> {
 
 #[test]
 fn an_oci_deployment_serves_scales_rolls_and_is_deleted_like_a_wasm_one() {
-    let Some(busybox) = tools() else {
-        eprintln!(
-            "\n\n!!!!!!!! SKIPPED: runc, busybox-static or docker-registry cannot be installed, or not root !!!!!!!!\n\n"
-        );
+    let Some((_registry, image, s, _cleanup)) = setup() else {
         return;
     };
-    let registry = start_registry();
-    let image = push_busybox(&registry.addr, &busybox);
-    let s = start_skiff();
-    let _cleanup = Cleanup(s.state_dir());
     // The node offers the oci runtime next to wasm.
     s.wait_until("the node to advertise oci", Duration::from_secs(30), || {
         let out = s.cli(&["get", "node", "local", "-o", "json"]);
@@ -489,16 +498,9 @@ fn plugin_pid(s: &Skiff) -> Option<u32> {
 
 #[test]
 fn a_mixed_pod_lives_as_one_and_survives_killed_containers_and_a_killed_plugin() {
-    let Some(busybox) = tools() else {
-        eprintln!(
-            "\n\n!!!!!!!! SKIPPED: runc, busybox-static or docker-registry cannot be installed, or not root !!!!!!!!\n\n"
-        );
+    let Some((_registry, image, mut s, _cleanup)) = setup() else {
         return;
     };
-    let registry = start_registry();
-    let image = push_busybox(&registry.addr, &busybox);
-    let mut s = start_skiff();
-    let _cleanup = Cleanup(s.state_dir());
     let work = tempfile::tempdir().unwrap();
     s.cli_ok(&["apply", "-f", mixed_pod(work.path(), &image).to_str().unwrap()]);
     s.wait_until(
