@@ -268,6 +268,17 @@ impl Runtime {
                 finished_at: e.finished_at,
             });
         }
+        // Fast path: runc's pid file names the container's first process; while that process
+        // exists and no exit is recorded, the container runs — no runc process is needed to say
+        // so (the agent asks about every container every second).
+        if let Some(pid) = fs::read_to_string(dir.join("pid"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .filter(|p| *p > 0)
+            && Path::new(&format!("/proc/{pid}")).exists()
+        {
+            return Ok(ContainerState::Running { pid });
+        }
         let out = Command::new(&self.runc)
             .args(["state", id])
             .output()
