@@ -12,8 +12,8 @@
 //!
 //! `start` spawns the shim in its own process group; the shim runs `runc run` in the foreground
 //! with the log as its output, waits, and writes `exit`. The state of a container is read from
-//! `exit` and `runc state`, never from memory, so a new plugin process sees exactly what the old
-//! one left.
+//! `exit`, the `pid` file and `/proc` (or `runc state` when they cannot say), never from memory,
+//! so a new plugin process sees exactly what the old one left.
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -251,7 +251,7 @@ impl Runtime {
         }
     }
 
-    /// The container's state, from its exit file and `runc state`.
+    /// The container's state: from its exit file, runc's pid file and `/proc`, else `runc state`.
     ///
     /// # Errors
     /// [`OciError::Container`] for an unknown id.
