@@ -6,8 +6,7 @@
 //!   collected;
 //! - an image pushed to a real registry with the OCI distribution API runs from `image:`, pinned by
 //!   its manifest digest; a wrong `digest:` is refused the same way.
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -188,79 +187,6 @@ async fn url_pinned_by_digest_runs_a_wrong_digest_is_refused_and_unused_artifact
     .await;
 }
 
-/// The `docker-registry` binary, installed from Debian if missing; `None` only when it cannot be.
-fn registry_binary() -> Option<PathBuf> {
-    let path = PathBuf::from("/usr/bin/docker-registry");
-    if !path.exists() {
-        eprintln!("docker-registry is missing: installing Debian's docker-registry package");
-        let installed = Command::new("apt-get")
-            .args(["install", "-y", "-q", "docker-registry"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed || !path.exists() {
-            return None;
-        }
-    }
-    Some(path)
-}
-
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_registry(binary: &Path) -> Registry {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(binary)
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let registry = Registry {
-        child,
-        addr,
-        _dir: dir,
-    };
-    let http = reqwest::Client::new();
-    poll("the registry to answer /v2/", || async {
-        let r = http
-            .get(format!("http://{}/v2/", registry.addr))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
-    registry
-}
-
 /// Uploads one blob with the distribution API (start an upload, then PUT it whole).
 async fn push_blob(http: &reqwest::Client, base: &str, bytes: Vec<u8>) -> String {
     let digest = sha256(&bytes);
@@ -286,14 +212,13 @@ async fn push_blob(http: &reqwest::Client, base: &str, bytes: Vec<u8>) -> String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_pushed_to_a_real_registry_runs_from_image() {
-    let Some(binary) = registry_binary() else {
+    let Some(registry) = skiff_testkit::start_registry() else {
         eprintln!(
             "\n\n!!!!!!!! SKIPPED: Debian's docker-registry is not installed and cannot be \
              (apt-get install docker-registry failed; run as root or install it by hand) !!!!!!!!\n\n"
         );
         return;
     };
-    let registry = start_registry(&binary).await;
     let http = reqwest::Client::new();
     let base = format!("http://{}/v2/skiff/hello", registry.addr);
     let wasm = hello_wasm();

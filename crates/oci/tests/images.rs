@@ -4,8 +4,6 @@
 //! bad input refused with nothing left behind.
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use skiff_oci::{ImageStore, OciError, UnpackLimits, UnpackStats, apply_layer, sha256_digest};
 
@@ -345,71 +343,9 @@ fn image_layouts_and_tarballs_import_verified_and_bad_ones_are_refused() {
     assert!(!rootfs.exists(), "the partial root filesystem was removed");
 }
 
-/// Debian's `docker-registry` on a free loopback port; `None` when it cannot be installed.
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry() -> Option<Registry> {
-    let binary = PathBuf::from("/usr/bin/docker-registry");
-    if !binary.exists() {
-        let ok = Command::new("apt-get")
-            .args(["install", "-y", "-q", "docker-registry"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok || !binary.exists() {
-            return None;
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(binary)
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "the registry did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(Registry {
-        child,
-        addr,
-        _dir: dir,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_pushed_to_a_real_registry_pull_verified_and_errors_are_clear() {
-    let Some(registry) = start_registry() else {
+    let Some(registry) = skiff_testkit::start_registry() else {
         eprintln!("\n\n!!!!!!!! SKIPPED: Debian's docker-registry cannot be installed !!!!!!!!\n\n");
         return;
     };

@@ -7,12 +7,12 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Skiff, poll, repo_root};
+use crate::harness::{Skiff, repo_root};
 
 /// runc and busybox, installed from Debian when missing; `None` when this process cannot run
 /// containers (not root) or they cannot be installed.
@@ -52,57 +52,6 @@ fn skiff_oci() -> PathBuf {
         );
     }
     path
-}
-
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry() -> Registry {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", crate::harness::free_port());
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
-        .spawn()
-        .expect("start docker-registry");
-    let r = Registry {
-        child,
-        addr,
-        _dir: dir,
-    };
-    let http = reqwest::blocking::Client::new();
-    poll(
-        "the registry to answer /v2/",
-        Duration::from_secs(30),
-        || {
-            http.get(format!("http://{}/v2/", r.addr))
-                .send()
-                .is_ok_and(|x| x.status().is_success())
-        },
-        String::new,
-    );
-    r
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -189,14 +138,14 @@ fn start_skiff() -> Skiff {
 
 /// The registry with the busybox image pushed, its reference, and `skiff up` with the plugin;
 /// `None` (said loudly) when this machine cannot run containers.
-fn setup() -> Option<(Registry, String, Skiff, Cleanup)> {
+fn setup() -> Option<(skiff_testkit::Registry, String, Skiff, Cleanup)> {
     let Some(busybox) = tools() else {
         eprintln!(
             "\n\n!!!!!!!! SKIPPED: runc, busybox-static or docker-registry cannot be installed, or not root !!!!!!!!\n\n"
         );
         return None;
     };
-    let registry = start_registry();
+    let registry = skiff_testkit::start_registry()?;
     let image = push_busybox(&registry.addr, &busybox);
     let s = start_skiff();
     let cleanup = Cleanup(s.state_dir());
