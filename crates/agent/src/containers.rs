@@ -8,7 +8,7 @@
 //! process a pod that starts again always gets a fresh container.
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::RangeInclusive;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,7 +21,7 @@ use skiff_api::{Component, OciSpec, Pod};
 use skiff_runtime_wasm::{BodyError, ResponseBody};
 
 use crate::plugins::{ContainerSpec, ContainerState, Plugin, PluginError};
-use crate::pods::StartError;
+use crate::pods::{StartError, lock};
 
 /// Default range container ports are allocated from.
 pub(crate) const DEFAULT_PORTS: RangeInclusive<u16> = 30000..=32767;
@@ -57,10 +57,6 @@ pub(crate) struct Containers {
     /// Whether a collection of orphaned containers runs.
     collecting: std::sync::atomic::AtomicBool,
     proxy: Client<HttpConnector, ProxyBody>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The container id of component `c` of the pod with `uid`.
@@ -301,7 +297,7 @@ impl Containers {
             }
             if checked.elapsed() > Duration::from_millis(200) {
                 checked = Instant::now();
-                if self.exit_code(rc).await.is_some() {
+                if self.exit_code_of(&rc.id).await.is_some() {
                     return; // the supervisor sees it and restarts it
                 }
             }
@@ -311,12 +307,7 @@ impl Containers {
         tracing::warn!(pod = %crate::pods::key(pod), container = %rc.id, port = rc.port, "the container does not listen on its PORT yet; reporting the pod running (add a readinessProbe to wait for it)");
     }
 
-    /// The container's exit code once it ended; `None` while it runs or the plugin cannot say.
-    pub(crate) async fn exit_code(&self, rc: &RunningContainer) -> Option<i32> {
-        self.exit_code_of(&rc.id).await
-    }
-
-    /// [`exit_code`](Self::exit_code) by container id.
+    /// Container `id`'s exit code once it ended; `None` while it runs or the plugin cannot say.
     pub(crate) async fn exit_code_of(&self, id: &str) -> Option<i32> {
         let plugin = self.plugins.get("oci")?;
         match plugin.inspect(id).await {
@@ -342,7 +333,7 @@ impl Containers {
     }
 
     /// Stops and removes the container in the background and frees its port.
-    pub(crate) fn retire(self: &Containers, rc: RunningContainer) {
+    pub(crate) fn retire(&self, rc: RunningContainer) {
         self.free(rc.port);
         self.remove_in_background(rc.plugin, rc.id);
     }

@@ -168,8 +168,8 @@ pub(crate) struct Plugin {
     socket: PathBuf,
     state: PathBuf,
     log: PathBuf,
-    /// What it said, once it did.
-    handshake: std::sync::Mutex<Option<Handshake>>,
+    /// Whether it answered a handshake (in this agent process).
+    answered: std::sync::atomic::AtomicBool,
 }
 
 impl Plugin {
@@ -180,7 +180,7 @@ impl Plugin {
             state: dir.join(&config.kind),
             log: dir.join(format!("{}.log", config.kind)),
             config,
-            handshake: std::sync::Mutex::new(None),
+            answered: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -191,7 +191,7 @@ impl Plugin {
 
     /// Whether it ever answered a handshake in this agent process (its kind is advertised).
     pub(crate) fn ever_up(&self) -> bool {
-        self.handshake.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn call_once(
@@ -418,7 +418,7 @@ impl Plugin {
                     match ready {
                         Some(Ok(h)) if h.protocol == PROTOCOL_VERSION && h.kinds.contains(&kind) => {
                             tracing::info!(plugin = %kind, pid, name = %h.name, version = %h.version, "runtime plugin ready");
-                            *self.handshake.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+                            self.answered.store(true, std::sync::atomic::Ordering::Relaxed);
                         }
                         Some(Ok(h)) => {
                             tracing::error!(
