@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{CronJob, DaemonSet, Job};
 use crate::config::{ConfigMap, Secret};
 use crate::event::Event;
+use crate::function::Function;
 use crate::meta::ObjectMeta;
 use crate::node::Namespace;
 use crate::node::Node;
@@ -49,18 +50,20 @@ pub enum Kind {
     Job,
     /// Jobs on a schedule.
     CronJob,
+    /// A component plus triggers, scaled with its load (to zero when idle).
+    Function,
 }
 
 /// A kind name that is not one of [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, ReplicaSet, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret, DaemonSet, Job, CronJob"
+    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, ReplicaSet, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret, DaemonSet, Job, CronJob, Function"
 )]
 pub struct UnknownKind(pub String);
 
 impl Kind {
     /// All kinds, in the order objects of a multi-kind apply are created.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Namespace,
         Kind::Node,
         Kind::ConfigMap,
@@ -71,6 +74,7 @@ impl Kind {
         Kind::DaemonSet,
         Kind::CronJob,
         Kind::Job,
+        Kind::Function,
         Kind::Pod,
         Kind::Endpoints,
         Kind::HttpRoute,
@@ -96,6 +100,7 @@ impl Kind {
             Kind::DaemonSet => "DaemonSet",
             Kind::Job => "Job",
             Kind::CronJob => "CronJob",
+            Kind::Function => "Function",
         }
     }
 
@@ -117,6 +122,7 @@ impl Kind {
             Kind::DaemonSet => "daemonsets",
             Kind::Job => "jobs",
             Kind::CronJob => "cronjobs",
+            Kind::Function => "functions",
         }
     }
 
@@ -131,7 +137,7 @@ impl Kind {
     }
 
     /// Parses a plural (`pods`), singular (`pod`), kind name (`Pod`) or short name (`po`, `deploy`,
-    /// `svc`, `ep`, `ns`, `no`, `route`, `ev`, `cm`), case-insensitively.
+    /// `svc`, `ep`, `ns`, `no`, `route`, `ev`, `cm`, `fn`), case-insensitively.
     pub fn parse_any(s: &str) -> Result<Kind, UnknownKind> {
         let l = s.to_ascii_lowercase();
         let k = match l.as_str() {
@@ -150,6 +156,7 @@ impl Kind {
             "daemonset" | "daemonsets" | "ds" => Kind::DaemonSet,
             "job" | "jobs" => Kind::Job,
             "cronjob" | "cronjobs" | "cj" => Kind::CronJob,
+            "function" | "functions" | "fn" => Kind::Function,
             _ => return Err(UnknownKind(s.to_owned())),
         };
         Ok(k)
@@ -211,6 +218,8 @@ pub enum Object {
     Job(Job),
     /// A [`CronJob`].
     CronJob(CronJob),
+    /// A [`Function`].
+    Function(Function),
 }
 
 macro_rules! each_variant {
@@ -231,6 +240,7 @@ macro_rules! each_variant {
             Object::DaemonSet($o) => $e,
             Object::Job($o) => $e,
             Object::CronJob($o) => $e,
+            Object::Function($o) => $e,
         }
     };
 }
@@ -254,6 +264,7 @@ impl Object {
             Object::DaemonSet(_) => Kind::DaemonSet,
             Object::Job(_) => Kind::Job,
             Object::CronJob(_) => Kind::CronJob,
+            Object::Function(_) => Kind::Function,
         }
     }
 
@@ -292,6 +303,7 @@ impl Object {
             Object::DaemonSet(d) => serde_json::to_value(&d.spec).unwrap_or_default(),
             Object::Job(j) => serde_json::to_value(&j.spec).unwrap_or_default(),
             Object::CronJob(c) => serde_json::to_value(&c.spec).unwrap_or_default(),
+            Object::Function(f) => serde_json::to_value(&f.spec).unwrap_or_default(),
         }
     }
 
@@ -305,6 +317,7 @@ impl Object {
             (Object::DaemonSet(n), Object::DaemonSet(o)) => n.status = o.status.clone(),
             (Object::Job(n), Object::Job(o)) => n.status = o.status.clone(),
             (Object::CronJob(n), Object::CronJob(o)) => n.status = o.status.clone(),
+            (Object::Function(n), Object::Function(o)) => n.status = o.status.clone(),
             (Object::Node(n), Object::Node(o)) => n.status = o.status.clone(),
             _ => {}
         }
@@ -340,6 +353,39 @@ impl Object {
             )),
             _ => None,
         }
+    }
+
+    /// Every component the object runs, with its field path (`spec.components[0]`,
+    /// `spec.component`): its pod spec's, or a function's one.
+    pub fn components(&self) -> Vec<(String, &crate::pod::Component)> {
+        if let Object::Function(f) = self {
+            return vec![("spec.component".to_owned(), &f.spec.component)];
+        }
+        self.pod_spec()
+            .map(|(prefix, spec)| {
+                spec.components
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (format!("{prefix}.components[{i}]"), c))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// [`components`](Self::components), mutably.
+    pub fn components_mut(&mut self) -> Vec<(String, &mut crate::pod::Component)> {
+        if let Object::Function(f) = self {
+            return vec![("spec.component".to_owned(), &mut f.spec.component)];
+        }
+        self.pod_spec_mut()
+            .map(|(prefix, spec)| {
+                spec.components
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, c)| (format!("{prefix}.components[{i}]"), c))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// `kind/namespace/name` (or `kind/name`), as used in messages.

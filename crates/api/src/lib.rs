@@ -29,6 +29,9 @@
 //!   deduplicated by object and reason with a `count`.
 //! - [`ConfigMap`] and [`Secret`] hold `data` (key → string) that components read as environment
 //!   variables (`env[].valueFrom`); Secret values are encrypted at rest by the control plane.
+//! - [`Function`] is a component plus [`Trigger`]s (HTTP, cron, event topics, MQTT) with no pods
+//!   while idle; events published to a topic ([`CloudEvent`]) reach every subscribed function at
+//!   least once, with [`RetryPolicy`] back-off and a dead-letter topic.
 //! - [`WatchEvent`], [`ObjectList`] and [`ErrorBody`] are the API's envelopes.
 #![deny(missing_docs)]
 
@@ -36,6 +39,7 @@ mod affinity;
 mod batch;
 mod config;
 mod event;
+mod function;
 mod image;
 mod kind;
 mod meta;
@@ -63,6 +67,12 @@ pub use batch::{
 };
 pub use config::{ConfigMap, MAX_CONFIG_DATA_BYTES, MAX_CONFIG_KEY_LEN, Secret, config_key_problem};
 pub use event::{Event, EventSeverity, EventSource, ObjectReference};
+pub use function::{
+    CloudEvent, CronTrigger, EventTrigger, FUNCTION_ERROR_HEADER, FUNCTION_LABEL, Function, FunctionSpec,
+    FunctionStatus, HttpTrigger, MqttTrigger, OVERLOADED_HEADER, PublishResult, RetryPolicy,
+    SubscriberStatus, TopicStatus, Trigger, TriggerConnection, cron_topic, function_endpoints_name,
+    is_internal_topic, mqtt_topic, topic_name_problem,
+};
 pub use image::{ImageRef, is_sha256_digest};
 pub use kind::{Kind, Object, UnknownKind};
 pub use meta::{API_VERSION, ApiVersion, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference};

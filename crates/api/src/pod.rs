@@ -202,6 +202,9 @@ pub enum World {
     Http,
     /// `wasi:cli/command`: runs `wasi:cli/run` once, to its exit (Jobs); never an endpoint.
     Command,
+    /// `skiff:function/handler`: one event in, an optional payload or an error out (Functions);
+    /// a fresh instance per call.
+    Function,
 }
 
 /// An environment variable: a literal `value`, or a value read from a ConfigMap or Secret when the
@@ -287,6 +290,10 @@ pub struct Resources {
     /// only: instances are bounded by `timeout` and `fuel`, not throttled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<crate::Millicores>,
+    /// Requests (or calls) the component takes at once on this pod; one more is answered 429
+    /// with `x-skiff-overloaded` instead of queueing. Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
 }
 
 impl Resources {

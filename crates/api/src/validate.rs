@@ -43,6 +43,7 @@ const MAX_REPLICAS: i64 = 10_000;
 /// Longest `replaceAfter` / `stopAfter` other than `never`.
 const MAX_DISCONNECT_DELAY: Duration = Duration::from_secs(30 * 86_400);
 
+mod function;
 mod workload;
 
 struct Checker {
@@ -679,6 +680,7 @@ impl Object {
             Object::DaemonSet(d) => c.daemon_set(&d.spec),
             Object::Job(j) => c.job("spec", &j.spec),
             Object::CronJob(cj) => c.cron_job(&cj.spec),
+            Object::Function(f) => c.function(&f.spec),
             Object::Service(s) => {
                 c.selector("spec.selector", &s.spec.selector, "service");
                 for (i, p) in s.spec.ports.iter().enumerate() {
@@ -748,17 +750,10 @@ impl Object {
             Ok(()) => Vec::new(),
             Err(e) => e.0,
         };
-        let Some((prefix, spec)) = self.pod_spec() else {
-            return if errors.is_empty() {
-                Ok(())
-            } else {
-                Err(ValidationErrors(errors))
-            };
-        };
-        for (i, c) in spec.components.iter().enumerate() {
+        for (path, c) in self.components() {
             if c.wasm.as_ref().is_some_and(|w| w.path.is_some()) {
                 errors.push(FieldError {
-                    path: format!("{prefix}.components[{i}].wasm.path"),
+                    path: format!("{path}.wasm.path"),
                     message: "local paths are resolved by `skiff apply`: upload the file \
                               (POST /api/v1/artifacts) and set wasm.digest instead"
                         .into(),

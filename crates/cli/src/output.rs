@@ -45,6 +45,27 @@ fn since(time: Option<&str>) -> String {
     }
 }
 
+/// `http:/hello,event:orders,cron:*/5 * * * *` — what invokes a function, compactly.
+fn trigger_summary(triggers: &[skiff_api::Trigger]) -> String {
+    let parts: Vec<String> = triggers
+        .iter()
+        .map(|t| {
+            if let Some(h) = &t.http {
+                format!("http:{}", h.path)
+            } else if let Some(c) = &t.cron {
+                format!("cron:{}", c.schedule)
+            } else if let Some(e) = &t.event {
+                format!("event:{}", e.topic)
+            } else if let Some(m) = &t.mqtt {
+                format!("mqtt:{}", m.topic)
+            } else {
+                "?".into()
+            }
+        })
+        .collect();
+    parts.join(",")
+}
+
 fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
     let mut c = match kind {
         Kind::Pod => vec!["NAME", "READY", "STATUS", "RESTARTS", "NODE", "AGE"],
@@ -61,6 +82,7 @@ fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
             "LAST SCHEDULE",
             "AGE",
         ],
+        Kind::Function => vec!["NAME", "TRIGGERS", "READY", "DESIRED", "SCALE", "AGE"],
         Kind::Service => vec!["NAME", "SELECTOR", "AGE"],
         Kind::Endpoints => vec!["NAME", "ENDPOINTS", "AGE"],
         Kind::HttpRoute => vec!["NAME", "HOSTNAMES", "PATHS", "BACKENDS", "AGE"],
@@ -144,6 +166,14 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
             c.spec.suspend.to_string(),
             c.status.active.len().to_string(),
             since(c.status.last_schedule_time.as_deref()),
+            age(o),
+        ],
+        Object::Function(f) => vec![
+            name,
+            trigger_summary(&f.spec.triggers),
+            format!("{}/{}", f.status.ready_replicas, f.status.replicas),
+            f.status.desired_replicas.to_string(),
+            format!("{}-{}", f.spec.min_scale, f.spec.max_scale_or_default()),
             age(o),
         ],
         Object::ReplicaSet(r) => vec![

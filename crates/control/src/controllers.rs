@@ -260,6 +260,7 @@ impl ControlPlane {
             Kind::DaemonSet,
             Kind::Job,
             Kind::CronJob,
+            Kind::Function,
             Kind::Service,
             Kind::Endpoints,
             Kind::Event,

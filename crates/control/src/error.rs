@@ -118,6 +118,7 @@ impl From<StateError> for ApiError {
             StateError::Invalid { message } if message.contains("too old") => (StatusCode::GONE, "Gone"),
             StateError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             StateError::Decode { .. } => (StatusCode::BAD_REQUEST, "BadRequest"),
+            StateError::TopicFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "TopicFull"),
             StateError::Storage { .. } => return ApiError::internal(e),
         };
         ApiError::new(status, code, e.to_string())

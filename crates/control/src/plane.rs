@@ -65,7 +65,7 @@ impl ControlConfig {
     }
 }
 
-pub(crate) type Output = Result<Vec<Object>, StateError>;
+pub(crate) type Output = Result<skiff_state::Applied, StateError>;
 
 pub(crate) struct Inner {
     pub(crate) config: ControlConfig,
@@ -267,7 +267,15 @@ impl ControlPlane {
     ///
     /// # Errors
     /// The state machine's or Raft's error, as an [`ApiError`].
-    pub async fn propose(&self, mut ops: Vec<Op>) -> Result<Vec<Object>, ApiError> {
+    pub async fn propose(&self, ops: Vec<Op>) -> Result<Vec<Object>, ApiError> {
+        Ok(self.propose_applied(ops).await?.objects)
+    }
+
+    /// [`propose`](Self::propose), answering the results of `Publish` ops too.
+    ///
+    /// # Errors
+    /// The state machine's or Raft's error, as an [`ApiError`].
+    pub async fn propose_applied(&self, mut ops: Vec<Op>) -> Result<skiff_state::Applied, ApiError> {
         // Secret values are sealed here, so the log, the tables, snapshots and backups hold only
         // ciphertext; the objects returned are opened again.
         for op in &mut ops {
@@ -289,7 +297,7 @@ impl ControlPlane {
                 ))
             })??;
         let mut out = out?;
-        for o in &mut out {
+        for o in &mut out.objects {
             self.reveal(o)?;
         }
         Ok(out)

@@ -82,6 +82,8 @@ pub struct Snapshot {
     pub jobs: Vec<skiff_api::Job>,
     /// CronJobs.
     pub cron_jobs: Vec<skiff_api::CronJob>,
+    /// Functions.
+    pub functions: Vec<skiff_api::Function>,
     /// Services.
     pub services: Vec<Service>,
     /// Endpoints.
@@ -124,6 +126,7 @@ impl Snapshot {
                 Object::DaemonSet(d) => s.daemon_sets.push(d),
                 Object::Job(j) => s.jobs.push(j),
                 Object::CronJob(c) => s.cron_jobs.push(c),
+                Object::Function(f) => s.functions.push(f),
                 Object::Service(v) => s.services.push(v),
                 Object::Endpoints(e) => s.endpoints.push(e),
                 Object::Event(e) => s.events.push(e),
@@ -364,6 +367,7 @@ pub fn garbage(s: &Snapshot) -> Vec<Op> {
         .chain(s.jobs.iter().filter_map(|r| r.metadata.uid.as_deref()))
         .chain(s.cron_jobs.iter().filter_map(|r| r.metadata.uid.as_deref()))
         .chain(s.services.iter().filter_map(|v| v.metadata.uid.as_deref()))
+        .chain(s.functions.iter().filter_map(|f| f.metadata.uid.as_deref()))
         .collect();
     let orphan = |m: &ObjectMeta| m.controller().is_some_and(|o| !owners.contains(o.uid.as_str()));
     let mut ops: Vec<Op> = s

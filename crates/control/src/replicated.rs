@@ -1,19 +1,18 @@
 //! Binds the state machine to the Raft driver.
-use skiff_api::Object;
-use skiff_state::{Machine, StateError};
+use skiff_state::{Applied, Machine, StateError};
 
 /// [`Machine`] as the Raft driver's state machine.
 pub(crate) struct Replicated(pub(crate) Machine);
 
 impl skiff_raft::StateMachine for Replicated {
-    type Output = Result<Vec<Object>, StateError>;
+    type Output = Result<Applied, StateError>;
 
     fn init(&mut self, txn: &redb::WriteTransaction) -> Result<(), String> {
         self.0.init(txn)
     }
 
     fn apply(&mut self, txn: &redb::WriteTransaction, index: u64, proposal: &[u8]) -> Self::Output {
-        self.0.apply(txn, index, proposal)
+        self.0.apply_full(txn, index, proposal)
     }
 
     fn committed(&mut self) {

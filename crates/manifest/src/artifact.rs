@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use skiff_api::{Component, Object};
+use skiff_api::Object;
 
 use crate::error::UnknownArtifactField;
 
@@ -19,19 +19,6 @@ pub struct ArtifactRef {
     pub path: PathBuf,
 }
 
-/// The components of an object's pod spec and the path prefix of their list.
-fn components(object: &Object) -> Option<(String, &[Component])> {
-    object
-        .pod_spec()
-        .map(|(prefix, spec)| (format!("{prefix}.components"), spec.components.as_slice()))
-}
-
-fn components_mut(object: &mut Object) -> Option<(String, &mut [Component])> {
-    object
-        .pod_spec_mut()
-        .map(|(prefix, spec)| (format!("{prefix}.components"), spec.components.as_mut_slice()))
-}
-
 /// The `\0asm` magic every WebAssembly module and component starts with.
 const WASM_MAGIC: [u8; 4] = *b"\0asm";
 
@@ -42,17 +29,14 @@ const WASM_MAGIC: [u8; 4] = *b"\0asm";
 pub(crate) fn collect(object: &Object, base_dir: &Path) -> (Vec<ArtifactRef>, Vec<(String, String)>) {
     let mut found = Vec::new();
     let mut problems = Vec::new();
-    let Some((prefix, comps)) = components(object) else {
-        return (found, problems);
-    };
-    for (i, c) in comps.iter().enumerate() {
+    for (i, (prefix, c)) in object.components().into_iter().enumerate() {
         let Some(rel) = c.wasm.as_ref().and_then(|w| w.path.as_deref()) else {
             continue;
         };
         if rel.trim().is_empty() {
             continue; // reported by validation
         }
-        let field_path = format!("{prefix}[{i}].wasm.path");
+        let field_path = format!("{prefix}.wasm.path");
         let resolved = base_dir.join(rel);
         match check_file(&resolved) {
             Ok(path) => found.push(ArtifactRef {
@@ -125,18 +109,15 @@ pub fn set_digest(
         field_path: field_path.to_owned(),
         object: o.describe(),
     };
-    let index = components(object).and_then(|(prefix, _)| {
-        let rest = field_path.strip_prefix(prefix.as_str())?.strip_prefix('[')?;
-        let (num, tail) = rest.split_once(']')?;
-        matches!(tail, "" | ".wasm" | ".wasm.path")
-            .then(|| num.parse::<usize>().ok())
-            .flatten()
-    });
-    let wasm = index.and_then(|i| {
-        components_mut(object)
-            .and_then(|(_, comps)| comps.get_mut(i))
-            .and_then(|c| c.wasm.as_mut())
-    });
+    let wasm = object
+        .components_mut()
+        .into_iter()
+        .find(|(prefix, _)| {
+            field_path
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|tail| matches!(tail, "" | ".wasm" | ".wasm.path"))
+        })
+        .and_then(|(_, c)| c.wasm.as_mut());
     match wasm {
         Some(w) => {
             w.path = None;

@@ -8,7 +8,7 @@ pub(crate) type Problem = (Option<String>, String);
 
 /// The kinds a manifest may hold, as listed in messages.
 const WRITABLE_KINDS: &str =
-    "Namespace, Pod, Deployment, DaemonSet, Job, CronJob, Service, HTTPRoute, ConfigMap, Secret";
+    "Namespace, Pod, Deployment, DaemonSet, Job, CronJob, Function, Service, HTTPRoute, ConfigMap, Secret";
 
 /// `a string "x"`, `a mapping`, ... for messages.
 pub(crate) fn describe_value(v: &Value) -> String {
@@ -56,6 +56,7 @@ pub(crate) fn decode(value: Value) -> Result<Object, Vec<Problem>> {
         Kind::DaemonSet => typed::<skiff_api::DaemonSet>(value).map(Object::DaemonSet),
         Kind::Job => typed::<skiff_api::Job>(value).map(Object::Job),
         Kind::CronJob => typed::<skiff_api::CronJob>(value).map(Object::CronJob),
+        Kind::Function => typed::<skiff_api::Function>(value).map(Object::Function),
         // Rejected by `check_kind`.
         Kind::Node | Kind::Endpoints | Kind::JoinToken | Kind::Event | Kind::ReplicaSet => {
             Err((Some("kind".into()), server_owned(kind)))

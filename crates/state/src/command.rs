@@ -1,8 +1,9 @@
 //! The Raft log payload.
 use serde::{Deserialize, Serialize};
-use skiff_api::{Kind, Object};
+use skiff_api::{CloudEvent, Kind, Object};
 
 use crate::error::StateError;
+use crate::topics::Outcome;
 
 /// The version written into every encoded [`Command`]. A node refuses to apply a command of a newer
 /// version than it knows (it must be upgraded first) instead of guessing.
@@ -62,6 +63,33 @@ pub enum Op {
         /// Delete only if the stored object is at this revision.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resource_version: Option<u64>,
+    },
+    /// Append an event to a topic (created on first use).
+    Publish {
+        /// Namespace.
+        namespace: String,
+        /// Topic.
+        topic: String,
+        /// The event (its `id` chosen by the proposer when the client gave none).
+        event: CloudEvent,
+        /// Idempotency key: a second publish with it within a day stores nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
+    /// Record what became of deliveries to one function's subscription.
+    Ack {
+        /// Namespace.
+        namespace: String,
+        /// Topic.
+        topic: String,
+        /// Subscribing function.
+        function: String,
+        /// The subscription's new cursor: every event before it is accounted for (by this or an
+        /// earlier ack). A lower one than stored is ignored.
+        cursor: u64,
+        /// Per-event results.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        outcomes: Vec<Outcome>,
     },
 }
 

@@ -53,6 +53,20 @@ pub enum StateError {
         /// What is wrong.
         message: String,
     },
+    /// A topic holds as many undelivered events as it may.
+    #[error(
+        "topic {topic:?} in namespace {namespace:?} has {backlog} events its subscribers have not finished (limit {limit}): slow down, or scale the subscribing functions"
+    )]
+    TopicFull {
+        /// Namespace.
+        namespace: String,
+        /// Topic.
+        topic: String,
+        /// Events not yet finished by the slowest subscriber.
+        backlog: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The command bytes could not be decoded.
     #[error("undecodable command: {message}")]
     Decode {

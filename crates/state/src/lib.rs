@@ -35,6 +35,12 @@
 //!   `state_meta` (revision, compaction point).
 //! - [`Reader`] — read-only queries (get, list with label selectors, events since a revision) that
 //!   any thread may run on a redb read transaction.
+//! - **Topics** — durable event logs: `Publish` appends an event at the topic's next sequence
+//!   number (an idempotency key seen within a day stores nothing again); each Function with an
+//!   event, cron or MQTT trigger has a [`Subscription`] per topic, made and removed by the same
+//!   command that writes the Function, whose cursor the leader's dispatcher moves with `Ack`
+//!   ([`Outcome`]: delivered, retry later, dead-lettered). Events every subscription has passed
+//!   are trimmed; a topic whose slowest subscriber is [`MAX_BACKLOG`] behind refuses publishes.
 //! - Watch events are published on a `tokio::sync::broadcast` channel after the transaction that
 //!   wrote them commits ([`Machine::committed`]); a watcher replays history from the `events` table,
 //!   then follows the channel.
@@ -45,9 +51,13 @@ mod error;
 mod machine;
 mod reader;
 mod tables;
+mod topics;
 
 pub use command::{COMMAND_VERSION, Command, Op};
 pub use error::StateError;
-pub use machine::{Machine, StoredEvent, export};
+pub use machine::{Applied, Machine, StoredEvent, export};
 pub use reader::{Reader, check_export, object_key};
 pub use tables::EVENT_RETENTION;
+pub use topics::{
+    IDEMPOTENCY_WINDOW_MS, MAX_BACKLOG, Outcome, Retry, Subscription, UNSUBSCRIBED_RETENTION, function_topics,
+};

@@ -11,6 +11,7 @@ use crate::command::{Command, Op};
 use crate::error::StateError;
 use crate::reader::{decode, object_key};
 use crate::tables::{COMPACTED, EVENT_RETENTION, EVENTS, META, OBJECTS, REVISION};
+use crate::topics::{Topics, TopicsExport, export_topics, restore_topics};
 
 /// A watch event with the revision that produced it.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +20,16 @@ pub struct StoredEvent {
     pub revision: u64,
     /// The event.
     pub event: WatchEvent,
+}
+
+/// What one applied command produced: the stored objects (one per object op; for a namespace
+/// delete, the namespace) and the result of each `Publish` op, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Applied {
+    /// Objects, one per object op.
+    pub objects: Vec<Object>,
+    /// One per `Publish` op.
+    pub published: Vec<skiff_api::PublishResult>,
 }
 
 /// The state machine: applies commands inside the Raft driver's write transactions and publishes
@@ -47,6 +58,9 @@ pub(crate) struct Snapshot {
     pub(crate) compacted: u64,
     pub(crate) objects: Vec<(String, serde_json::Value)>,
     pub(crate) events: Vec<(u64, serde_json::Value)>,
+    /// Topics, their events and subscriptions (absent in exports of older releases).
+    #[serde(default)]
+    pub(crate) topics: TopicsExport,
 }
 
 impl Machine {
@@ -78,6 +92,7 @@ impl Machine {
         txn.open_table(OBJECTS).map_err(|e| e.to_string())?;
         txn.open_table(EVENTS).map_err(|e| e.to_string())?;
         txn.open_table(META).map_err(|e| e.to_string())?;
+        crate::topics::init(txn)?;
         Ok(())
     }
 
@@ -92,6 +107,19 @@ impl Machine {
         index: u64,
         bytes: &[u8],
     ) -> Result<Vec<Object>, StateError> {
+        self.apply_full(txn, index, bytes).map(|a| a.objects)
+    }
+
+    /// [`apply`](Self::apply), with the results of `Publish` ops too.
+    ///
+    /// # Errors
+    /// The first op that cannot apply; nothing is written then.
+    pub fn apply_full(
+        &mut self,
+        txn: &WriteTransaction,
+        index: u64,
+        bytes: &[u8],
+    ) -> Result<Applied, StateError> {
         let cmd = Command::decode(bytes)?;
         let result = self.apply_command(txn, &cmd);
         if let Err(e) = &result {
@@ -108,7 +136,21 @@ impl Machine {
         }
     }
 
-    fn apply_command(&mut self, txn: &WriteTransaction, cmd: &Command) -> Result<Vec<Object>, StateError> {
+    fn apply_command(&mut self, txn: &WriteTransaction, cmd: &Command) -> Result<Applied, StateError> {
+        let topics = Topics::new(txn, &cmd.now);
+        // Topic ops are checked before anything is written (a failing command writes nothing);
+        // within one command, publishes to one topic are checked against the stored backlog.
+        for op in &cmd.ops {
+            if let Op::Publish {
+                namespace,
+                topic,
+                event,
+                key,
+            } = op
+            {
+                topics.check_publish(namespace, topic, event, key.as_deref())?;
+            }
+        }
         let mut objects = txn.open_table(OBJECTS).map_err(StateError::storage)?;
         let mut meta = txn.open_table(META).map_err(StateError::storage)?;
         let base_rev = meta
@@ -258,6 +300,15 @@ impl Machine {
                     last.meta_mut().resource_version = Some(rev);
                     outputs.push(last);
                 }
+                Op::Publish { namespace, .. } => {
+                    let ns_key = object_key(Kind::Namespace, None, namespace);
+                    if read(&overlay, &ns_key)?.is_none() {
+                        return Err(StateError::NamespaceNotFound {
+                            namespace: namespace.clone(),
+                        });
+                    }
+                }
+                Op::Ack { .. } => {}
             }
         }
 
@@ -274,6 +325,36 @@ impl Machine {
                     objects.remove(key.as_str()).map_err(StateError::storage)?;
                 }
             }
+        }
+        // Functions written or deleted: their subscriptions follow.
+        for (event_type, object) in &staged {
+            if let Object::Function(f) = object {
+                let ns = f.metadata.namespace_or_default();
+                let current = (*event_type != EventType::Deleted).then_some(f);
+                topics.sync_function(ns, &f.metadata.name, current)?;
+            }
+        }
+        let mut published = Vec::new();
+        for op in &cmd.ops {
+            match op {
+                Op::Publish {
+                    namespace,
+                    topic,
+                    event,
+                    key,
+                } => published.push(topics.publish(namespace, topic, event, key.as_deref())?),
+                Op::Ack {
+                    namespace,
+                    topic,
+                    function,
+                    cursor,
+                    outcomes,
+                } => topics.ack(namespace, topic, function, *cursor, outcomes)?,
+                _ => {}
+            }
+        }
+        if !published.is_empty() {
+            topics.expire_keys()?;
         }
         let mut events = txn.open_table(EVENTS).map_err(StateError::storage)?;
         let mut r = base_rev;
@@ -299,7 +380,10 @@ impl Machine {
                 meta.insert(COMPACTED, keep_from).map_err(StateError::storage)?;
             }
         }
-        Ok(outputs)
+        Ok(Applied {
+            objects: outputs,
+            published,
+        })
     }
 
     /// Serializes the tables for a Raft snapshot.
@@ -334,6 +418,7 @@ impl Machine {
         let mut meta = txn.open_table(META).map_err(|e| s(&e))?;
         meta.insert(REVISION, snap.revision).map_err(|e| s(&e))?;
         meta.insert(COMPACTED, snap.compacted).map_err(|e| s(&e))?;
+        restore_topics(txn, &snap.topics)?;
         Ok(())
     }
 }
@@ -356,6 +441,7 @@ pub fn export(txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
         compacted: get(COMPACTED)?,
         objects: vec![],
         events: vec![],
+        topics: export_topics(txn)?,
     };
     for item in objects_t.iter().map_err(|e| s(&e))? {
         let (k, v) = item.map_err(|e| s(&e))?;
@@ -434,6 +520,7 @@ fn update_status(old: &Object, new: &Object, rev: u64) -> Result<Option<Object>,
         (Object::DaemonSet(n), Object::DaemonSet(s)) => n.status = s.status.clone(),
         (Object::Job(n), Object::Job(s)) => n.status = s.status.clone(),
         (Object::CronJob(n), Object::CronJob(s)) => n.status = s.status.clone(),
+        (Object::Function(n), Object::Function(s)) => n.status = s.status.clone(),
         (Object::Node(n), Object::Node(s)) => n.status = s.status.clone(),
         (Object::Endpoints(n), Object::Endpoints(s)) => n.endpoints = s.endpoints.clone(),
         _ => {

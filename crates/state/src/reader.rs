@@ -55,6 +55,53 @@ impl Reader {
             .unwrap_or(0))
     }
 
+    /// Topics (of one namespace, or all) with their subscribers' positions.
+    ///
+    /// # Errors
+    /// [`StateError::Storage`].
+    pub fn topics(&self, namespace: Option<&str>) -> Result<Vec<skiff_api::TopicStatus>, StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        crate::topics::read_topics(&txn, namespace)
+    }
+
+    /// Every subscription of a function to a topic.
+    ///
+    /// # Errors
+    /// [`StateError::Storage`].
+    pub fn subscriptions(&self) -> Result<Vec<crate::Subscription>, StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        crate::topics::read_subscriptions(&txn)
+    }
+
+    /// Up to `limit` stored events of a topic from sequence number `from` on.
+    ///
+    /// # Errors
+    /// [`StateError::Storage`].
+    pub fn topic_events(
+        &self,
+        namespace: &str,
+        topic: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, skiff_api::CloudEvent)>, StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        crate::topics::read_events(&txn, namespace, topic, from, limit)
+    }
+
+    /// One stored event of a topic.
+    ///
+    /// # Errors
+    /// [`StateError::Storage`].
+    pub fn topic_event(
+        &self,
+        namespace: &str,
+        topic: &str,
+        seq: u64,
+    ) -> Result<Option<skiff_api::CloudEvent>, StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        crate::topics::read_event(&txn, namespace, topic, seq)
+    }
+
     /// One object.
     ///
     /// # Errors

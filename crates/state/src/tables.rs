@@ -15,3 +15,16 @@ pub(crate) const COMPACTED: &str = "compacted";
 
 /// How many past revisions of watch events are kept for watchers that resume.
 pub const EVENT_RETENTION: u64 = 20_000;
+
+/// `namespace/topic` → topic counters JSON.
+pub(crate) const TOPICS: TableDefinition<&str, &[u8]> = TableDefinition::new("state_topics");
+/// (`namespace/topic`, sequence number) → event JSON.
+pub(crate) const TOPIC_EVENTS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("state_topic_events");
+/// `namespace/topic/function` → subscription JSON.
+pub(crate) const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("state_subscriptions");
+/// `namespace/topic\0key` → (sequence number, ms published) JSON.
+pub(crate) const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("state_idempotency");
+/// (ms published, idempotency table key) → (), to expire keys in time order.
+pub(crate) const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("state_idempotency_expiry");
