@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use skiff_api::{NO_POD_HEADER, POD_NAME_HEADER};
+use skiff_api::{NO_POD_HEADER, OVERLOADED_HEADER, POD_NAME_HEADER};
 use skiff_peer::{Identity, Role, ServerConfig};
 use skiff_runtime_wasm::ResponseBody;
 use tokio::net::TcpListener;
@@ -33,6 +33,20 @@ pub struct DataPlane {
 pub(crate) struct Traffic {
     requests: AtomicU64,
     errors: AtomicU64,
+    /// Requests refused at the pod's concurrency limit (429).
+    shed: AtomicU64,
+    /// Microseconds spent serving, all requests together: its growth over a wall-clock span is
+    /// the pod's average concurrency in that span (the function scaler reads it).
+    busy_us: AtomicU64,
+}
+
+/// Holds one of a pod's concurrency slots while a request is served.
+struct Slot<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Who sent a data-plane request: the identity in the client certificate the cluster CA
@@ -117,7 +131,27 @@ impl DataPlane {
         match self.pods.get(&target) {
             Some(pod) => {
                 let traffic = self.traffic_of(&pod.uid);
+                let taken = pod.inflight.fetch_add(1, Ordering::AcqRel) + 1;
+                let slot = Slot(&pod.inflight);
+                if pod.concurrency.is_some_and(|limit| taken > limit) {
+                    drop(slot);
+                    traffic.shed.fetch_add(1, Ordering::Relaxed);
+                    let mut r = text(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!(
+                            "pod {target} is at its concurrency limit of {} requests; retry, or raise maxScale/concurrency\n",
+                            pod.concurrency.unwrap_or(0)
+                        ),
+                    );
+                    r.headers_mut()
+                        .insert(OVERLOADED_HEADER, header::HeaderValue::from_static("1"));
+                    return r;
+                }
+                let began = std::time::Instant::now();
                 let resp = pod.handler.handle(req).await;
+                drop(slot);
+                let spent = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+                traffic.busy_us.fetch_add(spent, Ordering::Relaxed);
                 traffic.requests.fetch_add(1, Ordering::Relaxed);
                 if resp.status().is_server_error() {
                     traffic.errors.fetch_add(1, Ordering::Relaxed);
@@ -152,6 +186,9 @@ impl DataPlane {
                         "uid": pod.uid,
                         "requests": t.requests.load(Ordering::Relaxed),
                         "errors": t.errors.load(Ordering::Relaxed),
+                        "shed": t.shed.load(Ordering::Relaxed),
+                        "busyUs": t.busy_us.load(Ordering::Relaxed),
+                        "inflight": pod.inflight.load(Ordering::Relaxed),
                     });
                     let mut r = text(StatusCode::OK, body.to_string());
                     r.headers_mut().insert(

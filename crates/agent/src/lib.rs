@@ -90,6 +90,7 @@ mod containers;
 mod dataplane;
 mod disconnect;
 mod error;
+mod function;
 mod labels;
 mod plugins;
 mod pods;

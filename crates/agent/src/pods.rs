@@ -35,6 +35,10 @@ pub(crate) struct RunningPod {
     pub(crate) ready: AtomicBool,
     /// Its `status.restartCount` (restarts by this agent included).
     pub(crate) restarts: u32,
+    /// Requests it takes at once (its first component's `resources.concurrency`); more get 429.
+    pub(crate) concurrency: Option<u32>,
+    /// Requests being served now.
+    pub(crate) inflight: std::sync::atomic::AtomicU32,
 }
 
 impl RunningPod {
@@ -55,6 +59,7 @@ impl RunningPod {
 /// The serving component of a pod: a wasm handler, or a container reached on its port.
 pub(crate) enum Serving {
     Wasm(HttpHandler),
+    Function(crate::function::FunctionServer),
     Container { containers: Arc<Containers>, port: u16 },
 }
 
@@ -70,6 +75,7 @@ impl Serving {
     {
         match self {
             Serving::Wasm(h) => h.handle(req).await,
+            Serving::Function(f) => f.handle(req).await,
             Serving::Container { containers, port } => containers.proxy(*port, req).await,
         }
     }
@@ -704,6 +710,8 @@ impl PodTable {
                 stop_after: pod.spec.disconnect_policy().stop_after(),
                 ready: AtomicBool::new(true),
                 restarts: pod.status.restarts,
+                concurrency: pod.spec.components.first().and_then(|c| c.resources.concurrency),
+                inflight: Default::default(),
             }),
             (result, _) => {
                 // Nothing of a pod that failed to start keeps running.
@@ -767,6 +775,31 @@ impl PodTable {
                 message: format!("component {}: {e}", c.name),
             })?;
             lock(&self.cached).insert(component.digest().to_owned());
+            if wasm.world == skiff_api::World::Function {
+                let mut opts = skiff_runtime_wasm::FunctionOptions::new(format!("{}/{}", key(pod), c.name));
+                opts.env = self.component_env(pod, c).await?;
+                opts.config = self.resolve_env(pod, c, &c.config, "config").await?;
+                opts.memory_limit = c.resources.memory_or_default().0;
+                opts.timeout = c.resources.timeout_or_default();
+                opts.logs = logs.clone();
+                if !self.runtime.is_function(&component) {
+                    return Err(StartError {
+                        reason: "InstantiateError",
+                        message: format!(
+                            "component {} is not a function: it does not export skiff:function/handler (build it for the world in wit/function.wit, or set world: http)",
+                            c.name
+                        ),
+                    });
+                }
+                if i == 0 {
+                    *serving = Some(Serving::Function(crate::function::FunctionServer {
+                        runtime: self.runtime.clone(),
+                        component,
+                        options: opts,
+                    }));
+                }
+                continue;
+            }
             let mut opts = HandlerOptions::new(format!("{}/{}", key(pod), c.name));
             opts.env = self.component_env(pod, c).await?;
             opts.config = self.resolve_env(pod, c, &c.config, "config").await?;

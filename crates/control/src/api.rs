@@ -54,6 +54,21 @@ impl ControlPlane {
                 axum::routing::put(status_cluster),
             )
             .route("/api/v1/apply", post(apply_many))
+            .route("/api/v1/topics", get(crate::functions::list_all_topics))
+            .route("/api/v1/namespaces/{ns}/topics", get(crate::functions::list_topics))
+            .route("/api/v1/namespaces/{ns}/topics/{topic}", get(crate::functions::get_topic))
+            .route(
+                "/api/v1/namespaces/{ns}/topics/{topic}/events",
+                get(crate::functions::list_events).post(crate::functions::publish),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/functions/{name}/invoke",
+                post(crate::functions::invoke),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/functions/{name}/activate",
+                post(crate::functions::activate),
+            )
             .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
         let artifacts = Router::new()
             .route("/api/v1/artifacts", post(upload_artifact))

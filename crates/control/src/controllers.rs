@@ -14,11 +14,30 @@ const TRAFFIC_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// An agent's answer to `GET /skiff/pods/{ns}/{name}/stats`.
 #[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct PodStats {
     uid: String,
     #[serde(flatten)]
     traffic: PodTraffic,
+    /// Microseconds spent serving, all requests together.
+    #[serde(default)]
+    busy_us: u64,
+    /// Requests in flight now.
+    #[serde(default)]
+    inflight: u64,
 }
+
+/// One function pod's busy time when last sampled, and the concurrency derived from the sample
+/// before.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoadSample {
+    at: std::time::Instant,
+    busy_us: u64,
+    concurrency: f64,
+}
+
+/// Shortest span a function pod's concurrency is measured over.
+const LOAD_SPAN: Duration = Duration::from_millis(900);
 
 /// Longest pause between two passes when nothing changes.
 const RESYNC: Duration = Duration::from_secs(1);
@@ -28,7 +47,10 @@ const DEBOUNCE: Duration = Duration::from_millis(5);
 impl ControlPlane {
     /// Runs the controllers and the scheduler until `shutdown` turns true. They act only while this
     /// node leads; every pass reads the whole state, so a restart or a new leader simply continues.
+    ///
+    /// The event dispatcher (see `dispatch.rs`) runs alongside, on the same shutdown signal.
     pub fn spawn_controllers(&self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let _dispatcher = self.spawn_dispatcher(shutdown.clone());
         let plane = self.clone();
         tokio::spawn(async move {
             let mut events = plane.inner.events.subscribe();
@@ -83,6 +105,7 @@ impl ControlPlane {
         snapshot.heartbeats = heartbeats.clone();
         snapshot.pod_traffic = self.canary_traffic(&snapshot).await;
         snapshot.config_hashes = self.config_hashes(&snapshot);
+        let function_load = self.function_load(&snapshot).await;
         let mut commands: Vec<(&str, Vec<skiff_state::Op>)> = Vec::new();
         for ops in reconcile::deployments(&snapshot, &mut RandomIds) {
             // Later controllers of this pass see the deployments' new status (a canary's weight).
@@ -111,6 +134,9 @@ impl ControlPlane {
         }
         for ops in reconcile::cron_jobs(&snapshot, &mut RandomIds) {
             commands.push(("cronjob", ops));
+        }
+        for ops in reconcile::functions(&snapshot, &function_load, &mut RandomIds) {
+            commands.push(("function", ops));
         }
         commands.push(("garbage", reconcile::garbage(&snapshot)));
         commands.push(("event-expiry", reconcile::expire_events(&snapshot)));
@@ -168,46 +194,126 @@ impl ControlPlane {
         if canary_rs.is_empty() {
             return BTreeMap::new();
         }
+        let pods = s.pods.iter().filter(|p| {
+            p.metadata
+                .controller()
+                .is_some_and(|o| canary_rs.contains(&o.uid.as_str()))
+        });
+        self.pod_stats(s, pods)
+            .await
+            .into_iter()
+            .map(|(uid, st)| (uid, st.traffic))
+            .collect()
+    }
+
+    /// What the agents counted for `pods` (by uid), fetched concurrently with a short deadline;
+    /// a node that does not answer leaves its pods out.
+    async fn pod_stats<'a>(
+        &self,
+        s: &Snapshot,
+        pods: impl Iterator<Item = &'a skiff_api::Pod>,
+    ) -> BTreeMap<String, PodStats> {
         let addresses: BTreeMap<&str, &str> = s
             .nodes
             .iter()
             .map(|n| (n.metadata.name.as_str(), n.status.address.as_str()))
             .collect();
-        let fetches = s
-            .pods
-            .iter()
-            .filter(|p| {
-                p.metadata
-                    .controller()
-                    .is_some_and(|o| canary_rs.contains(&o.uid.as_str()))
+        let fetches = pods.filter_map(|p| {
+            let address = addresses.get(p.spec.node_name.as_deref()?)?;
+            let url = format!(
+                "{}/skiff/pods/{}/{}/stats",
+                address.trim_end_matches('/'),
+                p.metadata.namespace_or_default(),
+                p.metadata.name
+            );
+            let uid = p.metadata.uid.clone()?;
+            let http = self.inner.agent_http.clone();
+            Some(async move {
+                let resp = http
+                    .get(skiff_peer::https::https_url(&url))
+                    .timeout(TRAFFIC_TIMEOUT)
+                    .send()
+                    .await
+                    .ok()?;
+                let stats: PodStats = resp.error_for_status().ok()?.json().await.ok()?;
+                // A pod re-created under the same name is another pod.
+                (stats.uid == uid).then_some((uid, stats))
             })
-            .filter_map(|p| {
-                let address = addresses.get(p.spec.node_name.as_deref()?)?;
-                let url = format!(
-                    "{}/skiff/pods/{}/{}/stats",
-                    address.trim_end_matches('/'),
-                    p.metadata.namespace_or_default(),
-                    p.metadata.name
-                );
-                let uid = p.metadata.uid.clone()?;
-                let http = self.inner.agent_http.clone();
-                Some(async move {
-                    let resp = http
-                        .get(skiff_peer::https::https_url(&url))
-                        .timeout(TRAFFIC_TIMEOUT)
-                        .send()
-                        .await
-                        .ok()?;
-                    let stats: PodStats = resp.error_for_status().ok()?.json().await.ok()?;
-                    // A pod re-created under the same name is another pod.
-                    (stats.uid == uid).then_some((uid, stats.traffic))
-                })
-            });
+        });
         futures::future::join_all(fetches)
             .await
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// Each function's load (`namespace/name` → calls in flight on average, and events waiting
+    /// in its topics). A pod's busy time is sampled at most about once a second; between samples
+    /// the last figure stands, raised to the calls in flight right now.
+    async fn function_load(&self, s: &Snapshot) -> BTreeMap<String, reconcile::FunctionLoad> {
+        let mut out: BTreeMap<String, reconcile::FunctionLoad> = BTreeMap::new();
+        if s.functions.is_empty() {
+            return out;
+        }
+        match self.inner.reader.topics(None) {
+            Ok(topics) => {
+                for t in topics {
+                    for sub in t.subscribers {
+                        out.entry(format!("{}/{}", t.namespace, sub.function))
+                            .or_default()
+                            .backlog += sub.lag;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read topic backlogs"),
+        }
+        let now = std::time::Instant::now();
+        let due: Vec<&skiff_api::Pod> = {
+            let samples = self.inner.function_samples.lock().unwrap_or_else(|p| p.into_inner());
+            s.pods
+                .iter()
+                .filter(|p| p.metadata.labels.contains_key(skiff_api::FUNCTION_LABEL))
+                .filter(|p| {
+                    p.metadata.uid.as_deref().is_none_or(|u| {
+                        samples
+                            .get(u)
+                            .is_none_or(|x| now.duration_since(x.at) >= LOAD_SPAN)
+                    })
+                })
+                .collect()
+        };
+        let fresh = self.pod_stats(s, due.into_iter()).await;
+        let mut samples = self.inner.function_samples.lock().unwrap_or_else(|p| p.into_inner());
+        for (uid, st) in &fresh {
+            let concurrency = match samples.get(uid) {
+                Some(prev) => {
+                    let span = now.duration_since(prev.at).as_micros().max(1) as f64;
+                    (st.busy_us.saturating_sub(prev.busy_us) as f64 / span).max(st.inflight as f64)
+                }
+                None => st.inflight as f64,
+            };
+            samples.insert(
+                uid.clone(),
+                LoadSample {
+                    at: now,
+                    busy_us: st.busy_us,
+                    concurrency,
+                },
+            );
+        }
+        let live: std::collections::BTreeSet<&str> = s.pods.iter().filter_map(|p| p.metadata.uid.as_deref()).collect();
+        samples.retain(|u, _| live.contains(u.as_str()));
+        for p in &s.pods {
+            let (Some(name), Some(uid)) = (p.metadata.labels.get(skiff_api::FUNCTION_LABEL), p.metadata.uid.as_deref()) else {
+                continue;
+            };
+            if let Some(x) = samples.get(uid) {
+                out.entry(format!("{}/{name}", p.metadata.namespace_or_default()))
+                    .or_default()
+                    .concurrency += x.concurrency;
+            }
+        }
+        out
     }
 
     /// Fingerprints of the ConfigMaps and Secrets read by deployments with

@@ -84,6 +84,10 @@ pub(crate) struct Inner {
     pub(crate) node: skiff_peer::NodeCert,
     /// Seals Secret values before they are proposed and opens them for reads.
     pub(crate) secrets: crate::secrets::SecretsKey,
+    /// The last busy-time sample of each function pod (by uid), for the scaler.
+    /// Wakes the event dispatcher (a publish, a delivery done).
+    pub(crate) dispatch: tokio::sync::Notify,
+    pub(crate) function_samples: std::sync::Mutex<std::collections::BTreeMap<String, crate::controllers::LoadSample>>,
 }
 
 /// A running control node (cheap to clone).
@@ -202,6 +206,8 @@ impl ControlPlane {
                 api_tls,
                 node,
                 secrets,
+                function_samples: Default::default(),
+                dispatch: tokio::sync::Notify::new(),
             }),
         };
         if let Some(peer) = prepared.peer {

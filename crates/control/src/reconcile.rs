@@ -9,6 +9,7 @@
 //! | [`daemon_sets`] | DaemonSets, Nodes, Pods | Pods bound to each matching node, rolling update, status |
 //! | [`jobs`] | Jobs, Pods | Pods until `completions` succeed, failure back-off, Complete/Failed conditions |
 //! | [`cron_jobs`] | CronJobs, Jobs | Jobs at scheduled times (time zone, concurrency, deadline, history) |
+//! | [`functions`] | Functions, Pods, Nodes, measured load and topic backlog | Pods (scaled between minScale and maxScale), `fn.NAME` Endpoints, Function status |
 //! | [`schedule`] | Pods without a node, Nodes | Pod `spec.nodeName`, Pod scheduling status, Events |
 //! | [`endpoints`] | Services, Pods, Nodes | Endpoints |
 //! | [`garbage`] | owner references | deletes orphans |
@@ -20,6 +21,7 @@ mod cronjobs;
 mod daemonsets;
 mod deployments;
 mod events;
+mod functions;
 mod jobs;
 mod nodes;
 mod pod_events;
@@ -44,6 +46,9 @@ pub use deployments::{DEPLOYMENT_CONTROLLER, SCALING_REPLICA_SET, deployments};
 pub use events::{
     EVENT_TTL, FAILED_SCHEDULING, NODE_NOT_READY, NODE_READY, POD_EVICTED, Recorder, SCHEDULED, event_name,
     expire_events,
+};
+pub use functions::{
+    FUNCTION_CONTROLLER, FUNCTION_SPEC_HASH_LABEL, FunctionLoad, desired_replicas, functions, spec_hash,
 };
 pub use jobs::{
     BACKOFF_LIMIT_EXCEEDED, DEADLINE_EXCEEDED, JOB_CONTROLLER, JOB_NAME_LABEL, MAX_JOB_BACKOFF, jobs,
