@@ -70,7 +70,8 @@ pub(crate) fn event_of(parts: &http::request::Parts, data: Vec<u8>) -> Event {
         source: h("ce-source").unwrap_or_else(|| format!("/http{}", parts.uri.path())),
         type_: h("ce-type").unwrap_or_else(|| "dev.skiff.http.request".into()),
         subject: h("ce-subject"),
-        time: h("ce-time").or_else(|| Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string())),
+        time: h("ce-time")
+            .or_else(|| Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string())),
         datacontenttype: h(header::CONTENT_TYPE.as_str()),
         data,
         extensions,
@@ -102,6 +103,16 @@ fn getrandom(b: &mut [u8; 16]) {
     }
 }
 
+type BoxedBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+fn boxed<B>(body: B) -> BoxedBody
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    body.map_err(|e| std::io::Error::other(e.into())).boxed_unsync()
+}
+
 fn failed(status: StatusCode, kind: &'static str, message: String) -> Response<ResponseBody> {
     let mut r = text(status, format!("{message}\n"));
     r.headers_mut()
@@ -117,19 +128,29 @@ impl FunctionServer {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = req.into_parts();
-        let limited = http_body_util::Limited::new(body, MAX_EVENT_BYTES);
-        let data = match limited.collect().await {
-            Ok(c) => c.to_bytes().to_vec(),
-            Err(e) => {
+        // A concrete body type before the first await keeps the future's Send bound simple.
+        self.call(parts, boxed(body)).await
+    }
+
+    async fn call(&self, parts: http::request::Parts, body: BoxedBody) -> Response<ResponseBody> {
+        let mut body = body;
+        let mut data = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let chunk = match frame {
+                Ok(f) => f.into_data().unwrap_or_default(),
+                Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot read the event: {e}\n")),
+            };
+            if data.len() + chunk.len() > MAX_EVENT_BYTES {
                 return text(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!(
-                        "cannot read the event: {e} (a function takes at most {} MiB)\n",
+                        "the event is larger than the {} MiB a function takes\n",
                         MAX_EVENT_BYTES >> 20
                     ),
                 );
             }
-        };
+            data.extend_from_slice(&chunk);
+        }
         let event = event_of(&parts, data);
         let id = event.id.clone();
         let answer = self

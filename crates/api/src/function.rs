@@ -332,8 +332,8 @@ pub struct TriggerConnection {
 
 /// One event, in the CloudEvents 1.0 JSON format: `data` for a JSON payload or `data_base64` for
 /// bytes. What `POST …/topics/{topic}/events` takes and `GET …/topics/{topic}/events` answers.
+/// Attributes other than the ones below are extensions (string values).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CloudEvent {
     /// Always `1.0`.
     #[serde(default = "spec_version")]

@@ -102,7 +102,8 @@ pub enum RestartPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Component {
-    /// Name, unique within the pod (a DNS label).
+    /// Name, unique within the pod (a DNS label); a function's may be left out (`fn`).
+    #[serde(default)]
     pub name: String,
     /// The WebAssembly component to run (exactly one of `wasm` and `oci`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

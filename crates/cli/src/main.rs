@@ -1,6 +1,7 @@
 //! The `skiff` command: `skiff up` runs a one-node cluster; the other verbs are API clients.
 mod cluster;
 mod config;
+mod functions;
 mod label;
 mod node;
 mod output;
@@ -56,8 +57,12 @@ enum Command {
     Describe(verbs::DescribeArgs),
     /// Delete objects named on the command line or in manifests.
     Delete(verbs::DeleteArgs),
-    /// Print the captured output of a pod.
+    /// Print the captured output of a pod (or of a function's pods: fn/NAME).
     Logs(verbs::LogsArgs),
+    /// Publish an event to a topic (committed before this returns).
+    Publish(functions::PublishArgs),
+    /// Call a function once and print its answer: `skiff invoke fn/NAME --data '{...}'`.
+    Invoke(functions::InvokeArgs),
     /// Change the number of replicas of a deployment.
     Scale(verbs::ScaleArgs),
     /// Add, change or remove labels of an object (`key=value`, `key-`).
@@ -101,6 +106,8 @@ fn main() -> std::process::ExitCode {
             Command::Describe(a) => verbs::describe(&conn, a).await,
             Command::Delete(a) => verbs::delete(&conn, a).await,
             Command::Logs(a) => verbs::logs(&conn, a).await,
+            Command::Publish(a) => functions::publish(&conn, a).await,
+            Command::Invoke(a) => functions::invoke(&conn, a).await,
             Command::Scale(a) => verbs::scale(&conn, a).await,
             Command::Rollout(a) => rollout::rollout(&conn, a).await,
             Command::Label(a) => label::label(&conn, a).await,

@@ -27,7 +27,7 @@ pub(crate) struct ApplyArgs {
 #[derive(Args, Debug)]
 pub(crate) struct GetArgs {
     /// Kind: pods (po), deployments (deploy), replicasets (rs), services (svc), endpoints (ep), httproutes (route),
-    /// nodes (no), namespaces (ns), configmaps (cm), secrets, events (ev), jointokens.
+    /// nodes (no), namespaces (ns), configmaps (cm), secrets, events (ev), jointokens, functions (fn), topics.
     kind: String,
     /// Name of one object.
     name: Option<String>,
@@ -218,6 +218,16 @@ async fn apply_in(conn: &Connection, files: &[PathBuf], namespace: Option<&str>)
 }
 
 pub(crate) async fn get(conn: &Connection, a: GetArgs) -> Result<()> {
+    if matches!(a.kind.to_ascii_lowercase().as_str(), "topic" | "topics") {
+        return crate::functions::get_topics(
+            conn,
+            &a.namespace,
+            a.all_namespaces,
+            a.name.as_deref(),
+            a.output,
+        )
+        .await;
+    }
     let kind = parse_kind(&a.kind)?;
     let client = conn.client()?;
     let ns = (!a.all_namespaces).then_some(a.namespace.as_str());
@@ -435,11 +445,21 @@ pub(crate) async fn delete(conn: &Connection, a: DeleteArgs) -> Result<()> {
 
 pub(crate) async fn logs(conn: &Connection, a: LogsArgs) -> Result<()> {
     let client = conn.client()?;
-    if let Some(pod) = &a.pod {
+    let function_selector = a
+        .pod
+        .as_deref()
+        .filter(|p| p.contains('/'))
+        .map(|p| {
+            crate::functions::function_name(p)
+                .map(|n| format!("{}={n}", skiff_api::FUNCTION_LABEL))
+                .ok_or_else(|| anyhow::anyhow!("{p:?}: write a pod name or fn/NAME"))
+        })
+        .transpose()?;
+    if let (Some(pod), None) = (&a.pod, &function_selector) {
         print!("{}", client.logs(&a.namespace, pod).await?);
         return Ok(());
     }
-    let Some(selector) = &a.selector else {
+    let Some(selector) = function_selector.as_ref().or(a.selector.as_ref()) else {
         bail!("say whose logs: a POD name or -l SELECTOR");
     };
     let ns = (!a.all_namespaces).then_some(a.namespace.as_str());
@@ -449,6 +469,11 @@ pub(crate) async fn logs(conn: &Connection, a: LogsArgs) -> Result<()> {
     };
     let pods = client.list(Kind::Pod, ns, Some(&opts)).await?.items;
     if pods.is_empty() {
+        if function_selector.is_some() {
+            bail!(
+                "the function has no pods now (scaled to zero): its output is kept with its pods; invoke it and look again"
+            );
+        }
         bail!("no pod matches {selector:?}");
     }
     for p in pods {

@@ -58,6 +58,22 @@ pub struct ApplyResult {
 }
 
 /// One request, kept so it can be sent again to another server.
+/// A function's answer to [`Client::invoke`].
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// HTTP status: 200 with a payload, 204 without, 422/503/500/504 for the function's failures,
+    /// 429 when its pods are full.
+    pub status: u16,
+    /// The payload's media type.
+    pub content_type: Option<String>,
+    /// `invalid`, `retryable`, `trap` or `timeout` when the call failed inside the function.
+    pub function_error: Option<String>,
+    /// The pod that answered.
+    pub pod: Option<String>,
+    /// The payload (or the failure's message).
+    pub body: Bytes,
+}
+
 struct Req {
     method: Method,
     path: String,
@@ -352,6 +368,97 @@ impl Client {
     /// [`ClientError::Unreachable`] or [`ClientError::Unauthorized`].
     pub async fn ping(&self) -> Result<serde_json::Value, ClientError> {
         self.send(Req::new(Method::GET, "/api/v1/cluster".into())).await
+    }
+
+    /// POSTs JSON to any API path and decodes the JSON answer.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(Req::new(Method::POST, path.to_owned()).json(body)?)
+            .await
+    }
+
+    /// Publishes events to a topic (committed through Raft before this returns).
+    ///
+    /// # Errors
+    /// [`ClientError`]; 429 `TopicFull` when the topic's subscribers are too far behind.
+    pub async fn publish(
+        &self,
+        namespace: &str,
+        topic: &str,
+        events: &[skiff_api::CloudEvent],
+    ) -> Result<Vec<skiff_api::PublishResult>, ClientError> {
+        self.post_json(
+            &format!("/api/v1/namespaces/{namespace}/topics/{topic}/events"),
+            events,
+        )
+        .await
+    }
+
+    /// Calls a function once with `data` (sent as `content_type`) and returns its answer as it
+    /// is, failures of the function included (only failures to reach it are errors).
+    ///
+    /// # Errors
+    /// [`ClientError`] when no control node answers, or for API errors (unknown function).
+    pub async fn invoke(
+        &self,
+        namespace: &str,
+        function: &str,
+        data: Vec<u8>,
+        content_type: &str,
+        headers: &[(String, String)],
+    ) -> Result<Invocation, ClientError> {
+        let path = format!("/api/v1/namespaces/{namespace}/functions/{function}/invoke");
+        let base = &self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()];
+        let url = format!("{base}{path}");
+        let mut rb = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(data);
+        if !self.token.is_empty() {
+            rb = rb.bearer_auth(&self.token);
+        }
+        for (k, v) in headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        let resp = tokio::time::timeout(self.timeout.max(Duration::from_secs(60)), rb.send())
+            .await
+            .map_err(|_| ClientError::Timeout {
+                url: url.clone(),
+                millis: self.timeout.max(Duration::from_secs(60)).as_millis() as u64,
+            })?
+            .map_err(|e| unreachable(base, &e))?;
+        let header = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let function_error = header(skiff_api::FUNCTION_ERROR_HEADER);
+        let is_api_error = !resp.status().is_success()
+            && function_error.is_none()
+            && header(skiff_api::OVERLOADED_HEADER).is_none()
+            && header("x-skiff-pod").is_none();
+        if is_api_error {
+            return Err(error_from(resp, &url, base).await);
+        }
+        let status = resp.status().as_u16();
+        let content_type = header(reqwest::header::CONTENT_TYPE.as_str());
+        let pod = header("x-skiff-pod");
+        let body = resp.bytes().await.map_err(|e| unreachable(&url, &e))?;
+        Ok(Invocation {
+            status,
+            content_type,
+            function_error,
+            pod,
+            body,
+        })
     }
 
     /// GETs any API path (e.g. `/api/v1/members`) and decodes its JSON.

@@ -28,7 +28,7 @@ mod error;
 mod informer;
 mod join;
 
-pub use client::{ApplyResult, Client, DEFAULT_TIMEOUT, ListOptions};
+pub use client::{ApplyResult, Client, DEFAULT_TIMEOUT, Invocation, ListOptions};
 pub use error::ClientError;
 pub use informer::Informer;
 pub use join::node_credentials;

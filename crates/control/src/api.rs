@@ -55,8 +55,14 @@ impl ControlPlane {
             )
             .route("/api/v1/apply", post(apply_many))
             .route("/api/v1/topics", get(crate::functions::list_all_topics))
-            .route("/api/v1/namespaces/{ns}/topics", get(crate::functions::list_topics))
-            .route("/api/v1/namespaces/{ns}/topics/{topic}", get(crate::functions::get_topic))
+            .route(
+                "/api/v1/namespaces/{ns}/topics",
+                get(crate::functions::list_topics),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/topics/{topic}",
+                get(crate::functions::get_topic),
+            )
             .route(
                 "/api/v1/namespaces/{ns}/topics/{topic}/events",
                 get(crate::functions::list_events).post(crate::functions::publish),

@@ -209,7 +209,10 @@ fn gateway_may(identity: &Identity, req: &Request) -> Result<(), ApiError> {
         };
     // Asking for a pod of a function scaled to zero, for a request that found none.
     let activates = req.method() == Method::POST
-        && matches!(resource(req.uri().path()), Some(("functions", Some(_), Some(_), Some("activate"))));
+        && matches!(
+            resource(req.uri().path()),
+            Some(("functions", Some(_), Some(_), Some("activate")))
+        );
     if readable || activates {
         Ok(())
     } else {

@@ -269,7 +269,11 @@ impl ControlPlane {
         }
         let now = std::time::Instant::now();
         let due: Vec<&skiff_api::Pod> = {
-            let samples = self.inner.function_samples.lock().unwrap_or_else(|p| p.into_inner());
+            let samples = self
+                .inner
+                .function_samples
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             s.pods
                 .iter()
                 .filter(|p| p.metadata.labels.contains_key(skiff_api::FUNCTION_LABEL))
@@ -283,7 +287,11 @@ impl ControlPlane {
                 .collect()
         };
         let fresh = self.pod_stats(s, due.into_iter()).await;
-        let mut samples = self.inner.function_samples.lock().unwrap_or_else(|p| p.into_inner());
+        let mut samples = self
+            .inner
+            .function_samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for (uid, st) in &fresh {
             let concurrency = match samples.get(uid) {
                 Some(prev) => {
@@ -301,10 +309,14 @@ impl ControlPlane {
                 },
             );
         }
-        let live: std::collections::BTreeSet<&str> = s.pods.iter().filter_map(|p| p.metadata.uid.as_deref()).collect();
+        let live: std::collections::BTreeSet<&str> =
+            s.pods.iter().filter_map(|p| p.metadata.uid.as_deref()).collect();
         samples.retain(|u, _| live.contains(u.as_str()));
         for p in &s.pods {
-            let (Some(name), Some(uid)) = (p.metadata.labels.get(skiff_api::FUNCTION_LABEL), p.metadata.uid.as_deref()) else {
+            let (Some(name), Some(uid)) = (
+                p.metadata.labels.get(skiff_api::FUNCTION_LABEL),
+                p.metadata.uid.as_deref(),
+            ) else {
                 continue;
             };
             if let Some(x) = samples.get(uid) {

@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use skiff_api::{
-    CloudEvent, EndpointAddress, FUNCTION_ERROR_HEADER, Function, Kind, NO_POD_HEADER, Object, POD_NAME_HEADER,
-    function_endpoints_name,
+    CloudEvent, EndpointAddress, FUNCTION_ERROR_HEADER, Function, Kind, NO_POD_HEADER, Object,
+    POD_NAME_HEADER, function_endpoints_name,
 };
 use skiff_state::{Op, Outcome, Subscription};
 use tokio::sync::{mpsc, watch};
@@ -141,7 +141,10 @@ impl ControlPlane {
             let key = sub_key(sub);
             let track = tracks.entry(key.clone()).or_default();
             track.next = track.next.max(sub.cursor);
-            let Ok(Object::Function(f)) = self.inner.reader.get(Kind::Function, Some(&sub.namespace), &sub.function)
+            let Ok(Object::Function(f)) =
+                self.inner
+                    .reader
+                    .get(Kind::Function, Some(&sub.namespace), &sub.function)
             else {
                 continue;
             };
@@ -152,7 +155,8 @@ impl ControlPlane {
             if endpoints.is_empty() {
                 continue; // The scaler sees the backlog and starts a pod.
             }
-            let window = (endpoints.len() * f.spec.target_concurrency_or_default() as usize).clamp(1, MAX_WINDOW);
+            let window =
+                (endpoints.len() * f.spec.target_concurrency_or_default() as usize).clamp(1, MAX_WINDOW);
             let now = std::time::Instant::now();
             let mut offers: Vec<(u64, u32)> = Vec::new();
             // Offered again first, then due retries, then new events.
@@ -186,7 +190,11 @@ impl ControlPlane {
             }
             if track.inflight.len() + offers.len() < window {
                 let room = window - track.inflight.len() - offers.len();
-                match self.inner.reader.topic_events(&sub.namespace, &sub.topic, track.next, room) {
+                match self
+                    .inner
+                    .reader
+                    .topic_events(&sub.namespace, &sub.topic, track.next, room)
+                {
                     Ok(evs) => {
                         for (seq, _) in evs {
                             track.open.insert(seq);
@@ -208,7 +216,12 @@ impl ControlPlane {
                 let plane = self.clone();
                 let tx = tx.clone();
                 let key = key.clone();
-                let timeout = f.spec.timeout.map(|t| t.0).unwrap_or(skiff_api::Resources::DEFAULT_TIMEOUT) + DELIVERY_SLACK;
+                let timeout = f
+                    .spec
+                    .timeout
+                    .map(|t| t.0)
+                    .unwrap_or(skiff_api::Resources::DEFAULT_TIMEOUT)
+                    + DELIVERY_SLACK;
                 let ns = sub.namespace.clone();
                 tokio::spawn(async move {
                     let result = plane.deliver(&ns, &ep, &event, timeout).await;
@@ -225,11 +238,11 @@ impl ControlPlane {
 
     /// Ready endpoints of a function.
     pub(crate) fn ready_endpoints(&self, namespace: &str, function: &str) -> Vec<EndpointAddress> {
-        match self
-            .inner
-            .reader
-            .get(Kind::Endpoints, Some(namespace), &function_endpoints_name(function))
-        {
+        match self.inner.reader.get(
+            Kind::Endpoints,
+            Some(namespace),
+            &function_endpoints_name(function),
+        ) {
             Ok(Object::Endpoints(e)) => e.endpoints.into_iter().filter(|a| a.ready).collect(),
             _ => Vec::new(),
         }
@@ -238,8 +251,7 @@ impl ControlPlane {
     /// Proposes every gathered outcome, one command for all subscriptions; on failure they stay
     /// to be proposed with the next pass.
     async fn flush(&self, subs: &[Subscription], tracks: &mut BTreeMap<String, Track>) {
-        let mut ops = Vec::new();
-        let mut flushed = Vec::new();
+        let mut batches: Vec<(String, Vec<Op>)> = Vec::new();
         for sub in subs {
             let key = sub_key(sub);
             let Some(t) = tracks.get_mut(&key) else { continue };
@@ -247,7 +259,7 @@ impl ControlPlane {
             if t.outcomes.is_empty() && cursor <= sub.cursor {
                 continue;
             }
-            ops.append(&mut t.dead_letters.clone());
+            let mut ops = t.dead_letters.clone();
             ops.push(Op::Ack {
                 namespace: sub.namespace.clone(),
                 topic: sub.topic.clone(),
@@ -255,26 +267,59 @@ impl ControlPlane {
                 cursor,
                 outcomes: t.outcomes.clone(),
             });
-            flushed.push(key);
+            batches.push((key, ops));
         }
-        if ops.is_empty() {
+        if batches.is_empty() {
             return;
         }
-        match self.propose(ops).await {
+        let all: Vec<Op> = batches.iter().flat_map(|(_, ops)| ops.clone()).collect();
+        let done = |tracks: &mut BTreeMap<String, Track>, key: &str| {
+            if let Some(t) = tracks.get_mut(key) {
+                t.outcomes.clear();
+                t.dead_letters.clear();
+            }
+        };
+        match self.propose(all).await {
             Ok(_) => {
-                for key in flushed {
-                    if let Some(t) = tracks.get_mut(&key) {
-                        t.outcomes.clear();
-                        t.dead_letters.clear();
+                for (key, _) in &batches {
+                    done(tracks, key);
+                }
+                return;
+            }
+            Err(e) if batches.len() == 1 && !refused(&e) => {
+                tracing::warn!(error = %e.body.message, "cannot record deliveries yet; retrying");
+                return;
+            }
+            Err(_) => {}
+        }
+        // One subscription's ops may be what failed: each on its own, so the others progress.
+        for (key, mut ops) in batches {
+            match self.propose(ops.clone()).await {
+                Ok(_) => done(tracks, &key),
+                Err(e) if refused(&e) && ops.len() > 1 => {
+                    // The dead-letter publish is refused (a full or invalid topic): the events
+                    // are still given up on, recorded without it.
+                    tracing::error!(subscription = %key, error = %e.body.message, "dead-letter publish refused; dropping the dead letters");
+                    ops.retain(|o| matches!(o, Op::Ack { .. }));
+                    if self.propose(ops).await.is_ok() {
+                        done(tracks, &key);
                     }
                 }
+                Err(e) => {
+                    tracing::warn!(subscription = %key, error = %e.body.message, "cannot record deliveries yet; retrying")
+                }
             }
-            Err(e) => tracing::warn!(error = %e.body.message, "cannot record deliveries yet; retrying"),
         }
     }
 
     /// Sends one event to one pod and classifies the answer.
-    async fn deliver(&self, namespace: &str, ep: &EndpointAddress, event: &CloudEvent, timeout: Duration) -> Result_ {
+    async fn deliver(
+        &self,
+        namespace: &str,
+        ep: &EndpointAddress,
+        event: &CloudEvent,
+        timeout: Duration,
+    ) -> Result_ {
         let url = skiff_peer::https::https_url(&format!("{}/", ep.address.trim_end_matches('/')));
         let (body, content_type) = event_body(event);
         let mut req = self
@@ -301,7 +346,9 @@ impl ControlPlane {
         }
         let resp = match req.body(body).send().await {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => return Result_::Failed(format!("no answer from {} within {timeout:?}", ep.pod)),
+            Err(e) if e.is_timeout() => {
+                return Result_::Failed(format!("no answer from {} within {timeout:?}", ep.pod));
+            }
             Err(e) => return Result_::NotReached(format!("{}: {e}", ep.pod)),
         };
         let status = resp.status();
@@ -325,6 +372,12 @@ impl ControlPlane {
             Result_::Failed(msg)
         }
     }
+}
+
+/// Whether the state machine refused a command as written (retrying it cannot help).
+fn refused(e: &crate::error::ApiError) -> bool {
+    let s = e.status.as_u16();
+    (400..500).contains(&s) && s != 409 && s != 404
 }
 
 fn outcome_seq(o: &Outcome) -> u64 {
@@ -376,13 +429,26 @@ fn record(plane: &ControlPlane, tracks: &mut BTreeMap<String, Track>, d: Done) {
     let max_attempts = policy.spec.retry.attempts_or_default();
     let dead = |t: &mut Track, why: &str| {
         t.outcomes.push(Outcome::Dead { seq: d.seq });
-        tracing::warn!(namespace = ns, function, topic, seq = d.seq, reason = why, "event dead-lettered");
+        tracing::warn!(
+            namespace = ns,
+            function,
+            topic,
+            seq = d.seq,
+            reason = why,
+            "event dead-lettered"
+        );
         if let Some(dlq) = &policy.spec.dead_letter_topic
             && let Ok(Some(mut event)) = plane.inner.reader.topic_event(ns, topic, d.seq)
         {
-            event.extensions.insert("skiffdeadletterreason".into(), why.chars().take(500).collect());
-            event.extensions.insert("skiffdeadlettertopic".into(), topic.to_owned());
-            event.extensions.insert("skiffdeadletterfunction".into(), function.to_owned());
+            event
+                .extensions
+                .insert("skiffdeadletterreason".into(), why.chars().take(500).collect());
+            event
+                .extensions
+                .insert("skiffdeadlettertopic".into(), topic.to_owned());
+            event
+                .extensions
+                .insert("skiffdeadletterfunction".into(), function.to_owned());
             t.dead_letters.push(Op::Publish {
                 namespace: ns.to_owned(),
                 topic: dlq.clone(),

@@ -11,11 +11,11 @@
 //! | `POST /api/v1/namespaces/{ns}/functions/{name}/activate` | ask for a pod of a function scaled to zero (gateways do, on a request that finds none) |
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use skiff_api::{
     CloudEvent, FUNCTION_ERROR_HEADER, Function, Kind, Object, POD_NAME_HEADER, PublishResult, TopicStatus,
@@ -61,7 +61,11 @@ fn check_topic(topic: &str) -> Result<(), ApiError> {
 }
 
 /// The events a publish request carries, completed with the server's defaults.
-fn events_of(topic: &str, headers: &HeaderMap, body: &[u8]) -> Result<Vec<(CloudEvent, Option<String>)>, ApiError> {
+fn events_of(
+    topic: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(CloudEvent, Option<String>)>, ApiError> {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let content_type = h(header::CONTENT_TYPE.as_str()).unwrap_or_default();
     let mut events: Vec<CloudEvent> = if h("ce-id").is_some() || h("ce-type").is_some() {
@@ -78,7 +82,9 @@ fn events_of(topic: &str, headers: &HeaderMap, body: &[u8]) -> Result<Vec<(Cloud
         };
         if content_type.contains("json") {
             e.data = Some(serde_json::from_slice(body).map_err(|err| {
-                ApiError::bad_request(format!("the body is not the JSON its content type {content_type} says: {err}"))
+                ApiError::bad_request(format!(
+                    "the body is not the JSON its content type {content_type} says: {err}"
+                ))
             })?);
         } else if let Ok(text) = std::str::from_utf8(body) {
             e.data = Some(serde_json::Value::String(text.to_owned()));
@@ -138,7 +144,9 @@ fn events_of(topic: &str, headers: &HeaderMap, body: &[u8]) -> Result<Vec<(Cloud
             )));
         }
         if e.data.is_some() && e.data_base64.is_some() {
-            return Err(ApiError::bad_request(format!("event [{i}] sets both data and data_base64: keep one")));
+            return Err(ApiError::bad_request(format!(
+                "event [{i}] sets both data and data_base64: keep one"
+            )));
         }
         if e.source.is_empty() {
             e.source = format!("/topics/{topic}");
@@ -222,7 +230,10 @@ pub(crate) async fn list_events(
     check_topic(&topic)?;
     barrier(&p, &q).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let events = p.inner.reader.topic_events(&ns, &topic, q.from.unwrap_or(0), limit)?;
+    let events = p
+        .inner
+        .reader
+        .topic_events(&ns, &topic, q.from.unwrap_or(0), limit)?;
     let items: Vec<serde_json::Value> = events
         .into_iter()
         .map(|(seq, e)| serde_json::json!({"sequence": seq, "event": e}))
@@ -339,7 +350,12 @@ pub(crate) async fn invoke(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let timeout = f.spec.timeout.map(|t| t.0).unwrap_or(skiff_api::Resources::DEFAULT_TIMEOUT) + Duration::from_secs(5);
+    let timeout = f
+        .spec
+        .timeout
+        .map(|t| t.0)
+        .unwrap_or(skiff_api::Resources::DEFAULT_TIMEOUT)
+        + Duration::from_secs(5);
     let url = skiff_peer::https::https_url(&format!("{}/", ep.address.trim_end_matches('/')));
     let mut req = p
         .inner
@@ -364,7 +380,11 @@ pub(crate) async fn invoke(
     })?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut out_headers = HeaderMap::new();
-    for name in [header::CONTENT_TYPE.as_str(), FUNCTION_ERROR_HEADER, skiff_api::OVERLOADED_HEADER] {
+    for name in [
+        header::CONTENT_TYPE.as_str(),
+        FUNCTION_ERROR_HEADER,
+        skiff_api::OVERLOADED_HEADER,
+    ] {
         if let Some(v) = resp.headers().get(name)
             && let Ok(v) = axum::http::HeaderValue::from_bytes(v.as_bytes())
             && let Ok(n) = axum::http::HeaderName::from_bytes(name.as_bytes())

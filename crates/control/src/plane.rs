@@ -87,7 +87,8 @@ pub(crate) struct Inner {
     /// The last busy-time sample of each function pod (by uid), for the scaler.
     /// Wakes the event dispatcher (a publish, a delivery done).
     pub(crate) dispatch: tokio::sync::Notify,
-    pub(crate) function_samples: std::sync::Mutex<std::collections::BTreeMap<String, crate::controllers::LoadSample>>,
+    pub(crate) function_samples:
+        std::sync::Mutex<std::collections::BTreeMap<String, crate::controllers::LoadSample>>,
 }
 
 /// A running control node (cheap to clone).

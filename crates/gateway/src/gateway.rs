@@ -88,6 +88,10 @@ struct Inner {
     config: GatewayConfig,
     routes: Informer,
     endpoints: Informer,
+    functions: Informer,
+    client: Client,
+    /// Bumped on every table rebuild (requests waiting for a function's first pod watch it).
+    rebuilt: watch::Sender<u64>,
     table: RwLock<Arc<RouteTable>>,
     inflight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     http: HttpClient<HttpsConnector<HttpConnector>, RequestBody>,
@@ -139,7 +143,8 @@ impl Gateway {
         let api_tls = skiff_peer::https::https_client_config(&config.node, Peer::Control)?;
         let client = Client::with_tls(&config.server, "", api_tls)?;
         let routes = Informer::start(client.clone(), Kind::HttpRoute, None, ListOptions::default());
-        let endpoints = Informer::start(client, Kind::Endpoints, None, ListOptions::default());
+        let endpoints = Informer::start(client.clone(), Kind::Endpoints, None, ListOptions::default());
+        let functions = Informer::start(client.clone(), Kind::Function, None, ListOptions::default());
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -160,6 +165,9 @@ impl Gateway {
                 config,
                 routes,
                 endpoints,
+                functions,
+                client,
+                rebuilt: watch::channel(0).0,
                 table: RwLock::new(Arc::new(RouteTable::default())),
                 inflight: Mutex::new(HashMap::new()),
                 http,
@@ -173,12 +181,14 @@ impl Gateway {
     }
 
     fn rebuild(&self) {
-        let t = RouteTable::build(
+        let t = RouteTable::build_with_functions(
             &self.inner.routes.snapshot(),
+            &self.inner.functions.snapshot(),
             &self.inner.endpoints.snapshot(),
             self.inner.config.default_timeout,
         );
         *self.inner.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(t);
+        self.inner.rebuilt.send_modify(|n| *n += 1);
     }
 
     /// Serves `listener` until `shutdown`, rebuilding the table on every change.
@@ -186,6 +196,7 @@ impl Gateway {
         let this = self.clone();
         let mut r = self.inner.routes.changed();
         let mut e = self.inner.endpoints.changed();
+        let mut f = self.inner.functions.changed();
         let mut stop = shutdown.clone();
         let rebuilder = tokio::spawn(async move {
             loop {
@@ -193,6 +204,7 @@ impl Gateway {
                 tokio::select! {
                     x = r.changed() => if x.is_err() { return },
                     x = e.changed() => if x.is_err() { return },
+                    x = f.changed() => if x.is_err() { return },
                     _ = stop.changed() => return,
                 }
             }
@@ -231,7 +243,7 @@ impl Gateway {
             .unwrap_or("")
             .to_owned();
         let path = req.uri().path().to_owned();
-        let Some(sel) = self.table().select(&host, &path) else {
+        let Some(mut sel) = self.table().select_method(&host, req.method().as_str(), &path) else {
             return text(
                 StatusCode::NOT_FOUND,
                 format!("no route for host {host:?} and path {path:?}: create an HTTPRoute that matches\n"),
@@ -241,6 +253,30 @@ impl Gateway {
             req.headers_mut().insert("x-forwarded-for", v);
         }
         let timeout = sel.timeout;
+        let started = tokio::time::Instant::now();
+        if let Some((ns, name)) = sel.function.clone()
+            && !has_ready(&sel)
+        {
+            match tokio::time::timeout(
+                timeout,
+                self.activate(&ns, &name, &host, req.method().as_str(), &path),
+            )
+            .await
+            {
+                Ok(Ok(ready)) => sel = ready,
+                Ok(Err(resp)) => return resp,
+                Err(_) => {
+                    return text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "function {ns}/{name} got no ready pod within {}ms\n",
+                            timeout.as_millis()
+                        ),
+                    );
+                }
+            }
+        }
+        let timeout = timeout.saturating_sub(started.elapsed());
         match tokio::time::timeout(timeout, self.forward(req, &sel)).await {
             Ok(resp) => resp,
             Err(_) => text(
@@ -251,6 +287,46 @@ impl Gateway {
                     timeout.as_millis()
                 ),
             ),
+        }
+    }
+
+    /// Asks the control plane for a pod of a function scaled to zero and waits until the table
+    /// has a ready endpoint for the request.
+    async fn activate(
+        &self,
+        ns: &str,
+        name: &str,
+        host: &str,
+        method: &str,
+        path: &str,
+    ) -> Result<Selected, Response<GatewayBody>> {
+        let mut rebuilt = self.inner.rebuilt.subscribe();
+        let path_api = format!("/api/v1/namespaces/{ns}/functions/{name}/activate");
+        let mut asked = tokio::time::Instant::now() - Duration::from_secs(10);
+        loop {
+            if asked.elapsed() >= Duration::from_secs(1) {
+                asked = tokio::time::Instant::now();
+                if let Err(e) = self
+                    .inner
+                    .client
+                    .post_json::<_, serde_json::Value>(&path_api, &serde_json::json!({}))
+                    .await
+                {
+                    tracing::warn!(function = %name, namespace = %ns, error = %e, "activation failed");
+                    if matches!(&e, skiff_client::ClientError::Api { status: 404, .. }) {
+                        return Err(text(
+                            StatusCode::NOT_FOUND,
+                            format!("function {ns}/{name} no longer exists\n"),
+                        ));
+                    }
+                }
+            }
+            if let Some(sel) = self.table().select_method(host, method, path)
+                && has_ready(&sel)
+            {
+                return Ok(sel);
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(500), rebuilt.changed()).await;
         }
     }
 
@@ -405,6 +481,11 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Whether any backend of the rule has a ready endpoint.
+fn has_ready(sel: &Selected) -> bool {
+    sel.backends.iter().any(|b| !b.endpoints.is_empty())
 }
 
 /// An endpoint's share of its service's traffic: its weight, or an even share.

@@ -13,6 +13,9 @@ pub struct Selected {
     pub backends: Vec<Backend>,
     /// The rule's deadline.
     pub timeout: Duration,
+    /// `(namespace, name)` when the rule is a function's HTTP trigger (activated when it has no
+    /// ready pod).
+    pub function: Option<(String, String)>,
 }
 
 /// One backend service of a rule.
@@ -34,6 +37,9 @@ struct Rule {
     prefix: String,
     backends: Vec<(String, u64)>,
     timeout: Duration,
+    /// Methods the rule takes (any when empty).
+    methods: Vec<String>,
+    function: Option<(String, String)>,
 }
 
 /// Routes and endpoints at one moment.
@@ -61,10 +67,24 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 impl RouteTable {
     /// Builds a table from the cached routes and endpoints.
     pub fn build(routes: &[Object], endpoints: &[Object], default_timeout: Duration) -> Self {
+        Self::build_with_functions(routes, &[], endpoints, default_timeout)
+    }
+
+    /// [`build`](Self::build), with the HTTP triggers of `functions` as rules too.
+    pub fn build_with_functions(
+        routes: &[Object],
+        functions: &[Object],
+        endpoints: &[Object],
+        default_timeout: Duration,
+    ) -> Self {
         let mut rules = Vec::new();
         for o in routes {
             let Object::HttpRoute(r) = o else { continue };
             rules.extend(rules_of(r, default_timeout));
+        }
+        for o in functions {
+            let Object::Function(f) = o else { continue };
+            rules.extend(function_rules(f, default_timeout));
         }
         // Longest prefix first; among equals, routes with host names before catch-alls.
         rules.sort_by(|a, b| {
@@ -91,6 +111,12 @@ impl RouteTable {
 
     /// The rule for `host` (port stripped, any case) and `path`, or `None` (404).
     pub fn select(&self, host: &str, path: &str) -> Option<Selected> {
+        self.select_method(host, "", path)
+    }
+
+    /// [`select`](Self::select) for a request with `method` (rules limited to other methods do
+    /// not match; an empty method matches any rule).
+    pub fn select_method(&self, host: &str, method: &str, path: &str) -> Option<Selected> {
         let host = host.rsplit_once(':').map_or(host, |(h, p)| {
             if p.bytes().all(|b| b.is_ascii_digit()) {
                 h
@@ -102,6 +128,7 @@ impl RouteTable {
         let rule = self.rules.iter().find(|r| {
             (r.hostnames.is_empty() || r.hostnames.iter().any(|h| host_matches(h, &host)))
                 && prefix_matches(&r.prefix, path)
+                && (method.is_empty() || r.methods.is_empty() || r.methods.iter().any(|m| m == method))
         })?;
         let backends = rule
             .backends
@@ -119,6 +146,7 @@ impl RouteTable {
             route: rule.route.clone(),
             backends,
             timeout: rule.timeout,
+            function: rule.function.clone(),
         })
     }
 }
@@ -143,9 +171,37 @@ fn rules_of(r: &HttpRoute, default_timeout: Duration) -> Vec<Rule> {
                 .map(|b| (b.service.clone(), u64::try_from(b.weight).unwrap_or(0)))
                 .collect(),
             timeout: rule.timeout.map(|t| t.0).unwrap_or(default_timeout),
+            methods: Vec::new(),
+            function: None,
         })
         .collect()
 }
+
+/// A function's HTTP triggers as rules to its `fn.NAME` endpoints, with the function's timeout
+/// (plus the time a pod may take to start from zero).
+fn function_rules(f: &skiff_api::Function, default_timeout: Duration) -> Vec<Rule> {
+    let ns = f.metadata.namespace_or_default().to_owned();
+    let timeout = f.spec.timeout.map(|t| t.0).unwrap_or(default_timeout) + FUNCTION_START_ALLOWANCE;
+    f.spec
+        .triggers
+        .iter()
+        .filter_map(|t| t.http.as_ref())
+        .map(|h| Rule {
+            route: format!("{ns}/function/{}", f.metadata.name),
+            namespace: ns.clone(),
+            hostnames: h.hostnames.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            prefix: h.path.clone(),
+            backends: vec![(skiff_api::function_endpoints_name(&f.metadata.name), 1)],
+            timeout,
+            methods: h.methods.clone(),
+            function: Some((ns.clone(), f.metadata.name.clone())),
+        })
+        .collect()
+}
+
+/// Time a request to a function scaled to zero may wait for its first pod, on top of the
+/// function's own timeout.
+pub(crate) const FUNCTION_START_ALLOWANCE: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

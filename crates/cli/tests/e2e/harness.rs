@@ -309,3 +309,12 @@ pub(crate) fn join_token(dir: &Path) -> String {
         .trim()
         .to_owned()
 }
+
+/// The function test guest (`tests/guests/function`, a `skiff:function` handler), built with the
+/// hostile guest.
+pub(crate) fn function_wasm() -> PathBuf {
+    hostile_wasm()
+        .parent()
+        .expect("guest target dir")
+        .join("function.wasm")
+}

@@ -4,6 +4,7 @@ mod cluster;
 mod containers;
 mod daemonset;
 mod edge;
+mod functions;
 mod ha;
 mod harness;
 mod hostile;

@@ -41,7 +41,8 @@ pub fn desired_replicas(f: &Function, load: FunctionLoad, now: SystemTime) -> (u
     let spec = &f.spec;
     let (min, max) = (spec.min_scale, spec.max_scale_or_default().max(1));
     let delay = spec.scale_down_delay_or_default();
-    let recent = |t: Option<&str>| parse_time(t).is_some_and(|t| now.duration_since(t).unwrap_or_default() < delay);
+    let recent =
+        |t: Option<&str>| parse_time(t).is_some_and(|t| now.duration_since(t).unwrap_or_default() < delay);
     let by_load = (load.concurrency / f64::from(spec.target_concurrency_or_default())).ceil();
     let mut wanted = if by_load.is_finite() && by_load > 0.0 {
         by_load.min(f64::from(max)) as u32
@@ -113,7 +114,8 @@ pub fn functions(s: &Snapshot, load: &BTreeMap<String, FunctionLoad>, ids: &mut 
         return Vec::new();
     };
     let serving = serving_fn(s);
-    let nodes: BTreeMap<&str, &skiff_api::Node> = s.nodes.iter().map(|n| (n.metadata.name.as_str(), n)).collect();
+    let nodes: BTreeMap<&str, &skiff_api::Node> =
+        s.nodes.iter().map(|n| (n.metadata.name.as_str(), n)).collect();
     let mut out = Vec::new();
     for f in &s.functions {
         let Some(uid) = f.metadata.uid.as_deref() else {

@@ -1,0 +1,269 @@
+//! Functions on `skiff up` with the real function guest: an HTTP trigger through the gateway
+//! from zero pods, events published through the API and the CLI, retries then the dead-letter
+//! topic, the timeout, 429 at maxScale, `skiff invoke`, `skiff get topics` and scale back to zero.
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{Skiff, function_wasm};
+
+fn api(s: &Skiff) -> String {
+    format!("http://127.0.0.1:{}", s.api)
+}
+
+fn token(s: &Skiff) -> String {
+    std::fs::read_to_string(s.state_dir().join("admin.token"))
+        .expect("admin token")
+        .trim()
+        .to_owned()
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+fn topic(s: &Skiff, name: &str) -> Option<Value> {
+    let r = http()
+        .get(format!("{}/api/v1/namespaces/default/topics/{name}", api(s)))
+        .bearer_auth(token(s))
+        .send()
+        .ok()?;
+    r.status().is_success().then(|| r.json().ok()).flatten()
+}
+
+fn subscriber<'a>(t: &'a Value, function: &str) -> &'a Value {
+    t["subscribers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["function"] == function))
+        .unwrap_or(&Value::Null)
+}
+
+fn function_pods(s: &Skiff, name: &str) -> usize {
+    let out = s.cli_ok(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("skiff.dev/function={name}"),
+        "-o",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    v["items"].as_array().map(|a| a.len()).unwrap_or(0)
+}
+
+#[test]
+fn functions_scale_from_zero_take_events_retry_dead_letter_time_out_and_shed_load() {
+    let mut s = Skiff::start();
+    let wasm = function_wasm();
+    let manifest = format!(
+        r#"apiVersion: skiff.dev/v1
+kind: Function
+metadata: {{name: echo}}
+spec:
+  component: {{wasm: {{path: {wasm}, world: function}}}}
+  scaleDownDelay: 3s
+  triggers:
+    - http: {{path: /fn/echo}}
+    - event: {{topic: orders}}
+---
+apiVersion: skiff.dev/v1
+kind: Function
+metadata: {{name: flaky}}
+spec:
+  component: {{wasm: {{path: {wasm}, world: function}}}}
+  retry: {{attempts: 3, backoff: 100ms}}
+  deadLetterTopic: jobs-dlq
+  triggers:
+    - event: {{topic: jobs}}
+---
+apiVersion: skiff.dev/v1
+kind: Function
+metadata: {{name: slow}}
+spec:
+  component: {{wasm: {{path: {wasm}, world: function}}}}
+  timeout: 500ms
+  concurrency: 1
+  maxScale: 1
+  triggers:
+    - http: {{path: /fn/slow, methods: [POST]}}
+"#,
+        wasm = wasm.display()
+    );
+    let file = s.dir.path().join("functions.yaml");
+    std::fs::write(&file, manifest).expect("write");
+    s.cli_ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    let table = s.cli_ok(&["get", "functions"]);
+    assert!(
+        table.contains("echo") && table.contains("http:/fn/echo,event:orders"),
+        "{table}"
+    );
+    assert_eq!(
+        function_pods(&s, "echo"),
+        0,
+        "minScale 0: no pod before the first request"
+    );
+
+    // The first request through the gateway finds no pod, activates one and is answered.
+    let gw = format!("http://127.0.0.1:{}", s.gateway);
+    let r = http()
+        .post(format!("{gw}/fn/echo/x"))
+        .header("ce-type", "upper")
+        .header("ce-id", "first")
+        .header("ce-source", "/test")
+        .body("hello")
+        .send()
+        .expect("gateway");
+    assert_eq!(r.status().as_u16(), 200, "{}", s.log());
+    assert_eq!(r.text().expect("body"), "HELLO");
+    // A plain HTTP request is an event too (type dev.skiff.http.request: no payload).
+    let r = http().get(format!("{gw}/fn/echo")).send().expect("gateway");
+    assert_eq!(r.status().as_u16(), 204);
+
+    // Events through the API and the CLI reach the subscriber; the same id twice is stored once.
+    let r = http()
+        .post(format!(
+            "{}/api/v1/namespaces/default/topics/orders/events",
+            api(&s)
+        ))
+        .bearer_auth(token(&s))
+        .json(&serde_json::json!({"type": "echo", "id": "order-1", "data": {"n": 1}}))
+        .send()
+        .expect("publish");
+    assert_eq!(r.status().as_u16(), 201);
+    let first: Value = r.json().expect("json");
+    assert_eq!(
+        (first["sequence"].as_u64(), first["duplicate"].as_bool()),
+        (Some(1), Some(false))
+    );
+    let out = s.cli_ok(&[
+        "publish",
+        "orders",
+        "--type",
+        "echo",
+        "--id",
+        "order-2",
+        "--data",
+        r#"{"n":2}"#,
+    ]);
+    assert!(out.contains("published to topic orders as #2"), "{out}");
+    let out = s.cli_ok(&[
+        "publish",
+        "orders",
+        "--type",
+        "echo",
+        "--id",
+        "order-2",
+        "--data",
+        r#"{"n":2}"#,
+    ]);
+    assert!(out.contains("duplicate"), "{out}");
+    s.wait_until("both orders are delivered", Duration::from_secs(60), || {
+        topic(&s, "orders").is_some_and(|t| subscriber(&t, "echo")["delivered"] == 2 && t["backlog"] == 0)
+    });
+    let topics = s.cli_ok(&["get", "topics"]);
+    assert!(
+        topics.contains("orders") && topics.contains("echo:0/0/0"),
+        "{topics}"
+    );
+
+    // A failing function: a retryable failure is tried 3 times, then dead-lettered; an invalid
+    // event goes to the dead-letter topic at once.
+    s.cli_ok(&["publish", "jobs", "--type", "retry", "--id", "job-1"]);
+    s.cli_ok(&["publish", "jobs", "--type", "invalid", "--id", "job-2"]);
+    s.cli_ok(&[
+        "publish", "jobs", "--type", "echo", "--id", "job-3", "--data", "fine",
+    ]);
+    s.wait_until(
+        "two jobs are dead-lettered, one delivered",
+        Duration::from_secs(60),
+        || {
+            topic(&s, "jobs").is_some_and(|t| {
+                let sub = subscriber(&t, "flaky");
+                sub["deadLettered"] == 2 && sub["delivered"] == 1 && sub["lag"] == 0
+            })
+        },
+    );
+    let dlq: Value = http()
+        .get(format!(
+            "{}/api/v1/namespaces/default/topics/jobs-dlq/events",
+            api(&s)
+        ))
+        .bearer_auth(token(&s))
+        .send()
+        .expect("dlq")
+        .json()
+        .expect("json");
+    let events = dlq["events"].as_array().expect("events");
+    let ids: Vec<&str> = events.iter().filter_map(|e| e["event"]["id"].as_str()).collect();
+    assert_eq!(ids.len(), 2, "{dlq}");
+    assert!(ids.contains(&"job-1") && ids.contains(&"job-2"), "{dlq}");
+    let retried = events
+        .iter()
+        .find(|e| e["event"]["id"] == "job-1")
+        .expect("job-1");
+    assert_eq!(retried["event"]["skiffdeadletterfunction"], "flaky");
+    assert!(
+        retried["event"]["skiffdeadletterreason"]
+            .as_str()
+            .is_some_and(|r| r.contains("try again later")),
+        "{retried}"
+    );
+
+    // `skiff invoke` calls a function once and prints its answer.
+    let out = s.cli_ok(&["invoke", "fn/echo", "--type", "upper", "--data", "from the cli"]);
+    assert_eq!(out.trim(), "FROM THE CLI");
+    let failed = s.cli(&["invoke", "fn/echo", "--type", "invalid"]);
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("invalid"));
+
+    // A slow call is cut at the timeout (504); a second one while the only pod (maxScale 1,
+    // concurrency 1) is busy is shed with 429.
+    let call = |gw: String| {
+        std::thread::spawn(move || {
+            let r = http()
+                .post(format!("{gw}/fn/slow"))
+                .header("ce-type", "spin")
+                .header("ce-id", "spin")
+                .header("ce-source", "/test")
+                .send()
+                .expect("gateway");
+            (
+                r.status().as_u16(),
+                r.headers().contains_key("x-skiff-overloaded"),
+            )
+        })
+    };
+    let warm = http()
+        .post(format!("{gw}/fn/slow"))
+        .header("ce-type", "upper")
+        .header("ce-id", "w")
+        .header("ce-source", "/t")
+        .body("w")
+        .send()
+        .expect("warm");
+    assert_eq!(warm.status().as_u16(), 200, "the slow function starts");
+    let a = call(gw.clone());
+    let b = call(gw.clone());
+    let mut answers = vec![a.join().expect("a"), b.join().expect("b")];
+    answers.sort();
+    assert_eq!(
+        answers,
+        vec![(429, true), (504, false)],
+        "one cut at its timeout, one shed"
+    );
+    assert!(s.alive(), "the node survived");
+    let r = http().get(format!("{gw}/fn/slow")).send().expect("gateway");
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "GET is not one of the trigger's methods"
+    );
+
+    // Idle for scaleDownDelay: back to zero pods.
+    s.wait_until("echo scales back to zero", Duration::from_secs(60), || {
+        function_pods(&s, "echo") == 0
+    });
+}
