@@ -163,10 +163,10 @@ impl Checker {
                 }
             }
         }
-        if let Some(c) = &t.cron {
-            if let Err(why) = crate::batch::parse_schedule(&c.schedule, c.timezone.as_deref()) {
-                self.err(format!("{path}.cron"), why);
-            }
+        if let Some(c) = &t.cron
+            && let Err(why) = crate::batch::parse_schedule(&c.schedule, c.timezone.as_deref())
+        {
+            self.err(format!("{path}.cron"), why);
         }
         if let Some(e) = &t.event {
             if let Some(why) = topic_name_problem(&e.topic) {

@@ -99,6 +99,7 @@ pub(crate) fn apply(s: &mut Snapshot, ops: &[Op]) {
                 Kind::Job => s.jobs.retain(|p| &p.metadata.name != name),
                 other => panic!("unexpected delete of a {other}"),
             },
+            Op::Publish { .. } | Op::Ack { .. } => panic!("unexpected topic op in this test: {op:?}"),
             Op::Replace { object } => match object {
                 Object::Node(n) => replace_in(
                     &mut s.nodes,
@@ -190,6 +191,14 @@ pub(crate) fn apply(s: &mut Snapshot, ops: &[Op]) {
                     |o| &o.metadata,
                     |o| {
                         o.status = d.status.clone();
+                    },
+                ),
+                Object::Function(f) => replace_in(
+                    &mut s.functions,
+                    &f.metadata.name,
+                    |o| &o.metadata,
+                    |o| {
+                        o.status = f.status.clone();
                     },
                 ),
                 Object::CronJob(d) => replace_in(
