@@ -70,6 +70,9 @@ pub(crate) struct UpArgs {
     apply: Vec<PathBuf>,
     #[command(flatten)]
     runtime: RuntimeFlags,
+    /// Cron triggers go by the RFC 3339 time in this file instead of the system clock (tests).
+    #[arg(long, hide = true, env = "SKIFF_CLOCK_FILE", value_name = "FILE")]
+    clock_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_parser = ["pretty", "json"], default_value = "pretty")]
     log_format: String,
@@ -109,6 +112,9 @@ pub(crate) struct ServerArgs {
     /// Take a Raft snapshot and compact the log every N applied entries (keeps N/5 behind it).
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..))]
     raft_snapshot_every: u64,
+    /// Cron triggers go by the RFC 3339 time in this file instead of the system clock (tests).
+    #[arg(long, hide = true, env = "SKIFF_CLOCK_FILE", value_name = "FILE")]
+    clock_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_parser = ["pretty", "json"], default_value = "pretty")]
     log_format: String,
@@ -360,7 +366,9 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     let gateway_url = format!("http://{}", gw_listener.local_addr()?);
 
     let (stop_tx, stop) = watch::channel(false);
-    let control = start_control(skiff_control::ControlConfig::new(&dir), api_listener, &stop).await?;
+    let mut config = skiff_control::ControlConfig::new(&dir);
+    config.clock_file = args.clock_file.clone();
+    let control = start_control(config, api_listener, &stop).await?;
     let mut tasks = control.tasks;
     // The worker and the gateway join their own control plane like remote ones would.
     let join_token = control.plane.join_token()?;
@@ -462,6 +470,7 @@ pub(crate) async fn server(conn: &Connection, args: ServerArgs) -> Result<()> {
     };
     let mut config = skiff_control::ControlConfig::new(&dir);
     config.restore = args.restore;
+    config.clock_file = args.clock_file;
     config.snapshot_every = args.raft_snapshot_every;
     config.keep_entries = (args.raft_snapshot_every / 5).max(1);
     config.cluster = Some(skiff_control::ClusterConfig {

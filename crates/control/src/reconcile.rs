@@ -48,7 +48,8 @@ pub use events::{
     expire_events,
 };
 pub use functions::{
-    FUNCTION_CONTROLLER, FUNCTION_SPEC_HASH_LABEL, FunctionLoad, desired_replicas, functions, spec_hash,
+    CRON_TICK_TYPE, FUNCTION_CONTROLLER, FUNCTION_SPEC_HASH_LABEL, FunctionLoad, cron_ticks,
+    desired_replicas, functions, spec_hash,
 };
 pub use jobs::{
     BACKOFF_LIMIT_EXCEEDED, DEADLINE_EXCEEDED, JOB_CONTROLLER, JOB_NAME_LABEL, MAX_JOB_BACKOFF, jobs,

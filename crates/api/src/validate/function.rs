@@ -168,6 +168,14 @@ impl Checker {
         {
             self.err(format!("{path}.cron"), why);
         }
+        if let Some(w) = t.cron.as_ref().and_then(|c| c.catch_up_window)
+            && w.0 > std::time::Duration::from_secs(86_400)
+        {
+            self.err(
+                format!("{path}.cron.catchUpWindow"),
+                "is longer than a day: ticks are deduplicated for a day, so a longer window could fire one twice",
+            );
+        }
         if let Some(e) = &t.event {
             if let Some(why) = topic_name_problem(&e.topic) {
                 self.err(format!("{path}.event.topic"), why);

@@ -267,3 +267,179 @@ spec:
         function_pods(&s, "echo") == 0
     });
 }
+
+/// `event ID` lines the function's pods printed (`skiff logs fn/NAME`), with repeats.
+fn recorded(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.split_once("event ").map(|(_, id)| id.trim().to_owned()))
+        .collect()
+}
+
+/// An RFC 3339 time `secs` after `base`.
+fn at(base: std::time::SystemTime, secs: u64) -> String {
+    humantime::format_rfc3339_seconds(base + Duration::from_secs(secs)).to_string()
+}
+
+#[test]
+fn killing_the_leader_loses_no_acknowledged_event_and_no_cron_tick_doubles() {
+    use std::collections::BTreeSet;
+
+    use crate::cluster::Cluster;
+    use crate::harness::{Proc, free_port, poll};
+
+    // Cron time is under the test's control: a clock file every member reads. It starts an
+    // hour ahead (past the function's creation), 45 s into a minute; the 90 s catch-up window
+    // then holds one tick (the minute's start).
+    let clock_dir = tempfile::tempdir().expect("tempdir");
+    let clock = clock_dir.path().join("now");
+    let now = std::time::SystemTime::now();
+    let secs = now.duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+    let base = std::time::UNIX_EPOCH + Duration::from_secs((secs / 60 + 60) * 60);
+    std::fs::write(&clock, at(base, 45)).expect("clock");
+    let clock_arg = clock.display().to_string();
+    let mut c = Cluster::start(3, &["--clock-file", &clock_arg]);
+
+    let join = std::fs::read_to_string(c.members[0].dir.join("join.token")).expect("join token");
+    let _agent = Proc::spawn(
+        &[
+            "agent",
+            "--server",
+            &c.servers(),
+            "--token",
+            join.trim(),
+            "--name",
+            "w1",
+            "--dir",
+            c.tmp.path().join("w1").to_str().expect("utf-8"),
+            "--data-plane",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
+        c.tmp.path().join("w1.log"),
+    );
+    let manifest = format!(
+        r#"apiVersion: skiff.dev/v1
+kind: Function
+metadata: {{name: counter}}
+spec:
+  component: {{wasm: {{path: {wasm}, world: function}}}}
+  minScale: 1
+  triggers:
+    - event: {{topic: readings}}
+    - cron: {{schedule: "* * * * *", catchUpWindow: 90s}}
+"#,
+        wasm = function_wasm().display()
+    );
+    let file = c.tmp.path().join("counter.yaml");
+    std::fs::write(&file, manifest).expect("write");
+    let out = c.cli(&["apply", "-f", file.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.wait_until("the function's pod is ready", Duration::from_secs(90), |c| {
+        let out = c.cli(&["get", "function", "counter", "-o", "json"]);
+        serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|f| f["status"]["readyReplicas"] == 1)
+    });
+    let topic_of = |c: &Cluster, name: &str| -> Option<Value> {
+        (0..c.members.len()).find_map(|i| {
+            c.http
+                .get(format!("{}/api/v1/namespaces/default/topics/{name}", c.url(i)))
+                .bearer_auth(&c.token)
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
+                .and_then(|r| r.json::<Value>().ok())
+        })
+    };
+    let ticks = |c: &Cluster| {
+        topic_of(c, "cron.counter.1")
+            .and_then(|t| t["published"].as_u64())
+            .unwrap_or(0)
+    };
+    c.wait_until(
+        "the minute's first tick is published",
+        Duration::from_secs(30),
+        |c| ticks(c) == 1,
+    );
+
+    // The minute turns: one more tick.
+    std::fs::write(&clock, at(base, 65)).expect("clock");
+    c.wait_until("the next tick is published", Duration::from_secs(30), |c| {
+        ticks(c) == 2
+    });
+
+    // Publish events through every member in turn while the leader is killed; an event counts
+    // as acknowledged when a publish answered 2xx. Failed publishes are retried with the same id.
+    let total = 150;
+    let mut acked: BTreeSet<String> = BTreeSet::new();
+    let mut killed = None;
+    for n in 0..total {
+        let id = format!("r-{n}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut member = n;
+        loop {
+            let i = member % c.members.len();
+            member += 1;
+            if killed == Some(i) {
+                continue;
+            }
+            let r = c
+                .http
+                .post(format!(
+                    "{}/api/v1/namespaces/default/topics/readings/events",
+                    c.url(i)
+                ))
+                .bearer_auth(&c.token)
+                .json(&serde_json::json!({"id": id, "source": "/sensor", "type": "record"}))
+                .send();
+            if r.is_ok_and(|r| r.status().is_success()) {
+                acked.insert(id.clone());
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "publishing {id} kept failing:\n{}",
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if n == 50 {
+            let leader = c.leader_among(&[0, 1, 2]).expect("a leader");
+            c.kill(leader);
+            killed = Some(leader);
+            // The next minute is due while there is no leader: the new one must catch it up,
+            // and re-publishes the previous tick (still in its window) without doubling it.
+            std::fs::write(&clock, at(base, 125)).expect("clock");
+        }
+    }
+    assert_eq!(acked.len(), total);
+    let alive: Vec<usize> = (0..3).filter(|i| Some(*i) != killed).collect();
+    c.wait_until("a new leader", Duration::from_secs(30), |c| {
+        c.leader_among(&alive).is_some()
+    });
+    c.wait_until("every event is delivered", Duration::from_secs(120), |c| {
+        topic_of(c, "readings").is_some_and(|t| t["backlog"] == 0 && t["published"] == total)
+    });
+    c.wait_until(
+        "the tick due without a leader is caught up",
+        Duration::from_secs(30),
+        |c| ticks(c) == 3,
+    );
+
+    // What the function saw: every acknowledged event (repeats only as at-least-once allows).
+    let seen = std::cell::RefCell::new(Vec::<String>::new());
+    poll(
+        "the function printed every event",
+        Duration::from_secs(30),
+        || {
+            let out = c.cli(&["logs", "fn/counter"]);
+            *seen.borrow_mut() = recorded(&String::from_utf8_lossy(&out.stdout));
+            acked.iter().all(|id| seen.borrow().contains(id))
+        },
+        || format!("seen {} of {}:\n{}", seen.borrow().len(), acked.len(), c.logs()),
+    );
+    let seen = seen.into_inner();
+    let distinct: BTreeSet<&String> = seen.iter().filter(|id| id.starts_with("r-")).collect();
+    assert_eq!(distinct.len(), total, "nothing beyond what was published");
+    let cron_seen: Vec<&String> = seen.iter().filter(|id| id.starts_with("counter-1-")).collect();
+    let cron_distinct: BTreeSet<&&String> = cron_seen.iter().collect();
+    assert_eq!(cron_distinct.len(), 3, "each tick once: {cron_seen:?}");
+    assert_eq!(ticks(&c), 3, "no tick doubled by the leader change");
+}

@@ -29,7 +29,12 @@ fn parse(t: Option<&str>) -> Option<SystemTime> {
 
 /// The scheduled times after `after` up to and including `now`, at most `MAX_MISSED + 1` (more
 /// means too many were missed).
-fn due_times(cron: &croner::Cron, tz: chrono_tz::Tz, after: SystemTime, now: SystemTime) -> Vec<SystemTime> {
+pub(crate) fn due_times(
+    cron: &croner::Cron,
+    tz: chrono_tz::Tz,
+    after: SystemTime,
+    now: SystemTime,
+) -> Vec<SystemTime> {
     let mut out = Vec::new();
     let mut cursor: DateTime<chrono_tz::Tz> = DateTime::<Utc>::from(after).with_timezone(&tz);
     let now_tz: DateTime<chrono_tz::Tz> = DateTime::<Utc>::from(now).with_timezone(&tz);

@@ -251,3 +251,63 @@ pub fn spec_hash(f: &Function) -> String {
     let json = serde_json::to_vec(&f.spec.pod_spec()).unwrap_or_default();
     hex::encode(&sha2::Sha256::digest(&json)[..5])
 }
+
+/// Type of the events a cron trigger publishes.
+pub const CRON_TICK_TYPE: &str = "dev.skiff.cron.tick";
+
+/// The ticks of `f`'s cron triggers due in `(after, now]` (after: the later of `now` minus the
+/// trigger's catch-up window and the function's creation), as `Publish` ops to the triggers'
+/// topics. Each carries the idempotency key `cron:TRIGGER:UNIXSECONDS`, so whichever leader
+/// publishes a tick, and however often, it is stored once. `since` skips ticks at or before a
+/// time already published (per trigger index), to spare the log.
+pub fn cron_ticks(
+    f: &Function,
+    now: SystemTime,
+    since: &BTreeMap<usize, SystemTime>,
+) -> Vec<(usize, SystemTime, Op)> {
+    let ns = ns_of(&f.metadata);
+    let created = parse_time(f.metadata.creation_timestamp.as_deref()).unwrap_or(now);
+    let mut out = Vec::new();
+    for (i, t) in f.spec.triggers.iter().enumerate() {
+        let Some(c) = &t.cron else { continue };
+        let Ok((cron, tz)) = skiff_api::parse_schedule(&c.schedule, c.timezone.as_deref()) else {
+            continue;
+        };
+        let window = c
+            .catch_up_window
+            .map(|d| d.0)
+            .unwrap_or(skiff_api::CronTrigger::DEFAULT_CATCH_UP);
+        let mut after = now.checked_sub(window).unwrap_or(created).max(created);
+        if let Some(s) = since.get(&i) {
+            after = after.max(*s);
+        }
+        for at in super::cronjobs::due_times(&cron, tz, after, now) {
+            let secs = at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let scheduled = rfc3339(at);
+            let event = skiff_api::CloudEvent {
+                specversion: "1.0".into(),
+                id: format!("{}-{i}-{secs}", f.metadata.name),
+                source: format!("/functions/{}/cron/{i}", f.metadata.name),
+                type_: CRON_TICK_TYPE.into(),
+                time: Some(scheduled.clone()),
+                datacontenttype: Some("application/json".into()),
+                data: Some(serde_json::json!({"scheduled": scheduled, "schedule": c.schedule})),
+                ..Default::default()
+            };
+            out.push((
+                i,
+                at,
+                Op::Publish {
+                    namespace: ns.to_owned(),
+                    topic: skiff_api::cron_topic(&f.metadata.name, i),
+                    event,
+                    key: Some(format!("cron:{i}:{secs}")),
+                },
+            ));
+        }
+    }
+    out
+}

@@ -9,6 +9,7 @@
 //! | `retry` | error `retryable` |
 //! | `trap` | a panic (trap) |
 //! | `spin` | an endless loop |
+//! | `record`, `dev.skiff.cron.tick` | prints `event ID` to stdout, no payload |
 //! | anything else | no payload |
 
 wit_bindgen::generate!({
@@ -44,6 +45,10 @@ impl Guest for Function {
             "invalid" => Err(Error::Invalid("cannot handle this event".into())),
             "retry" => Err(Error::Retryable("try again later".into())),
             "trap" => panic!("function asked to trap"),
+            "record" | "dev.skiff.cron.tick" => {
+                println!("event {}", event.id);
+                Ok(None)
+            }
             "spin" => {
                 let mut n: u64 = 0;
                 loop {
