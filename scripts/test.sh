@@ -34,6 +34,19 @@ if ! command -v runc >/dev/null || [ ! -x /bin/busybox ]; then
   }
 fi
 
+echo "== setup: mosquitto and its clients (the MQTT trigger test runs a broker on loopback)"
+if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ] || ! command -v mosquitto_pub >/dev/null; then
+  sudo_if_needed=""
+  [ "$(id -u)" -eq 0 ] || sudo_if_needed="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q mosquitto mosquitto-clients >/dev/null 2>&1 || {
+    $sudo_if_needed apt-get update -q >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q mosquitto mosquitto-clients >/dev/null ||
+      echo "WARNING: mosquitto could not be installed; the MQTT trigger test will say it skipped"
+  }
+fi
+# Debian installs the broker under /usr/sbin, which a non-root PATH may lack.
+export PATH="$PATH:/usr/sbin"
+
 echo "== format"
 cargo fmt --all -- --check
 

@@ -41,8 +41,8 @@ const DELIVERY_SLACK: Duration = Duration::from_secs(5);
 /// What came of one delivery.
 #[derive(Debug)]
 enum Result_ {
-    /// 2xx.
-    Delivered,
+    /// 2xx, with the function's payload (empty for none).
+    Delivered(Vec<u8>),
     /// The function failed; retry per policy.
     Failed(String),
     /// The function called the event invalid: no retry.
@@ -95,11 +95,13 @@ impl ControlPlane {
             let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
             let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
             let mut cron_since: BTreeMap<String, BTreeMap<usize, SystemTime>> = BTreeMap::new();
+            let mut connectors: BTreeMap<String, crate::mqtt::Connector> = BTreeMap::new();
             let mut events = plane.inner.events.subscribe();
             loop {
                 if *shutdown.borrow() {
                     return;
                 }
+                plane.sync_connectors(&mut connectors);
                 if plane.is_leader() {
                     plane.cron_pass(&mut cron_since).await;
                     plane.dispatch_pass(&mut tracks, &tx).await;
@@ -115,11 +117,15 @@ impl ControlPlane {
                     _ = plane.inner.dispatch.notified() => {}
                     r = events.recv() => { if r.is_ok() { while events.try_recv().is_ok() {} } }
                     d = rx.recv() => {
+                        let mut replies = Vec::new();
                         if let Some(d) = d {
-                            record(&plane, &mut tracks, d);
+                            replies.extend(record(&plane, &mut tracks, d));
                             while let Ok(d) = rx.try_recv() {
-                                record(&plane, &mut tracks, d);
+                                replies.extend(record(&plane, &mut tracks, d));
                             }
+                        }
+                        for (ns, function, index, payload) in replies {
+                            plane.mqtt_reply(&connectors, &ns, &function, index, payload).await;
                         }
                     }
                 }
@@ -420,7 +426,8 @@ impl ControlPlane {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         if status.is_success() {
-            return Result_::Delivered;
+            let payload = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+            return Result_::Delivered(payload);
         }
         let text = resp.text().await.unwrap_or_default();
         let msg = format!("{status}: {}", text.trim());
@@ -476,9 +483,13 @@ pub(crate) fn event_body(event: &CloudEvent) -> (Vec<u8>, Option<String>) {
     }
 }
 
-/// Books one delivery's result into its subscription's track.
-fn record(plane: &ControlPlane, tracks: &mut BTreeMap<String, Track>, d: Done) {
-    let Some(t) = tracks.get_mut(&d.sub) else { return };
+/// A function's payload for an event of its MQTT trigger: (namespace, function, trigger, payload).
+type Reply = (String, String, usize, Vec<u8>);
+
+/// Books one delivery's result into its subscription's track; a payload answering an MQTT
+/// event comes back to be published on the trigger's reply topic.
+fn record(plane: &ControlPlane, tracks: &mut BTreeMap<String, Track>, d: Done) -> Option<Reply> {
+    let t = tracks.get_mut(&d.sub)?;
     t.inflight.remove(&d.seq);
     let (ns, rest) = d.sub.split_once('/').unwrap_or_default();
     let (topic, function) = rest.split_once('/').unwrap_or_default();
@@ -517,12 +528,25 @@ fn record(plane: &ControlPlane, tracks: &mut BTreeMap<String, Track>, d: Done) {
             });
         }
     };
+    let mut reply = None;
     match d.result {
-        Result_::Delivered => t.outcomes.push(Outcome::Delivered { seq: d.seq }),
+        Result_::Delivered(payload) => {
+            t.outcomes.push(Outcome::Delivered { seq: d.seq });
+            let index = topic
+                .strip_prefix("mqtt.")
+                .and_then(|r| r.strip_prefix(function))
+                .and_then(|r| r.strip_prefix('.'))
+                .and_then(|i| i.parse::<usize>().ok());
+            if let Some(index) = index
+                && !payload.is_empty()
+            {
+                reply = Some((ns.to_owned(), function.to_owned(), index, payload));
+            }
+        }
         Result_::NotReached(why) => {
             tracing::debug!(function, topic, seq = d.seq, reason = %why, "event not delivered; offering again");
             t.reoffer.insert(d.seq, std::time::Instant::now() + REOFFER);
-            return; // still open
+            return None; // still open
         }
         Result_::Invalid(why) => dead(t, &why),
         Result_::Failed(why) => {
@@ -542,4 +566,5 @@ fn record(plane: &ControlPlane, tracks: &mut BTreeMap<String, Track>, d: Done) {
     }
     t.open.remove(&d.seq);
     plane.inner.dispatch.notify_one();
+    reply
 }

@@ -49,6 +49,7 @@ mod forward;
 mod functions;
 mod ids;
 mod join;
+mod mqtt;
 mod plane;
 pub mod reconcile;
 mod replicate;

@@ -443,3 +443,176 @@ spec:
     assert_eq!(cron_distinct.len(), 3, "each tick once: {cron_seen:?}");
     assert_eq!(ticks(&c), 3, "no tick doubled by the leader change");
 }
+
+/// A `mosquitto` broker on a loopback port, stopped on drop.
+struct Broker {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Broker {
+    /// Starts Debian's mosquitto on `port`; `None` when it is not installed (scripts/test.sh
+    /// installs it).
+    fn start(dir: &std::path::Path, port: u16) -> Option<Broker> {
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .expect("conf");
+        let log = dir.join(format!("mosquitto-{port}.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
+        let child = std::process::Command::new("mosquitto")
+            .args(["-c", conf.to_str().expect("utf-8")])
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .ok()?;
+        let b = Broker { child, log };
+        crate::harness::poll(
+            "mosquitto listens",
+            Duration::from_secs(10),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            || std::fs::read_to_string(&b.log).unwrap_or_default(),
+        );
+        Some(b)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn connection(s: &Skiff, name: &str) -> Option<bool> {
+    let out = s.cli_ok(&["get", "function", name, "-o", "json"]);
+    let f: Value = serde_json::from_str(&out).ok()?;
+    f["status"]["connections"][0]["connected"].as_bool()
+}
+
+#[test]
+fn mqtt_messages_from_a_device_reach_the_function_and_its_replies_go_back() {
+    if std::process::Command::new("mosquitto")
+        .arg("-h")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: mosquitto is not installed (scripts/test.sh installs it)");
+        return;
+    }
+    let s = Skiff::start();
+    let port = crate::harness::free_port();
+    let mut broker = Broker::start(s.dir.path(), port).expect("mosquitto");
+    let manifest = format!(
+        r#"apiVersion: skiff.dev/v1
+kind: Function
+metadata: {{name: sensor}}
+spec:
+  component: {{wasm: {{path: {wasm}, world: function}}}}
+  triggers:
+    - mqtt: {{broker: "mqtt://127.0.0.1:{port}", topic: "sensors/+/temp", qos: 1, replyTopic: replies}}
+"#,
+        wasm = function_wasm().display()
+    );
+    let file = s.dir.path().join("sensor.yaml");
+    std::fs::write(&file, manifest).expect("write");
+    s.cli_ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    s.wait_until("the MQTT trigger is connected", Duration::from_secs(30), || {
+        connection(&s, "sensor") == Some(true)
+    });
+
+    // The device publishes; the function's answer comes back on the reply topic.
+    let sub = std::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "replies",
+            "-C",
+            "1",
+            "-W",
+            "60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub");
+    let publish = |msg: &str| {
+        let st = std::process::Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-q",
+                "1",
+                "-t",
+                "sensors/kitchen/temp",
+                "-m",
+                msg,
+            ])
+            .status()
+            .expect("mosquitto_pub");
+        assert!(st.success());
+    };
+    // mosquitto_sub subscribes asynchronously: publish until the reply arrives.
+    let out = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| sub.wait_with_output().expect("sub output"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !waiter.is_finished() && std::time::Instant::now() < deadline {
+            publish("21.5");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        waiter.join().expect("sub")
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ack:21.5",
+        "{}",
+        s.log()
+    );
+    let t = topic(&s, "mqtt.sensor.0").expect("the trigger's topic");
+    assert!(
+        subscriber(&t, "sensor")["delivered"].as_u64().unwrap_or(0) >= 1,
+        "{t}"
+    );
+
+    // The broker goes away: visible in status; it comes back: the connector reconnects and
+    // messages flow again.
+    broker.stop();
+    s.wait_until(
+        "the lost connection shows in status",
+        Duration::from_secs(30),
+        || connection(&s, "sensor") == Some(false),
+    );
+    let out = s.cli_ok(&["get", "function", "sensor", "-o", "json"]);
+    assert!(out.contains("broker mqtt://127.0.0.1"), "{out}");
+    let _broker = Broker::start(s.dir.path(), port).expect("mosquitto again");
+    s.wait_until("the connector reconnects", Duration::from_secs(30), || {
+        connection(&s, "sensor") == Some(true)
+    });
+    let before = subscriber(&topic(&s, "mqtt.sensor.0").expect("topic"), "sensor")["delivered"]
+        .as_u64()
+        .unwrap_or(0);
+    publish("19.0");
+    s.wait_until(
+        "the message after the reconnect is delivered",
+        Duration::from_secs(30),
+        || {
+            topic(&s, "mqtt.sensor.0")
+                .is_some_and(|t| subscriber(&t, "sensor")["delivered"].as_u64().unwrap_or(0) > before)
+        },
+    );
+}

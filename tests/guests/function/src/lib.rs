@@ -10,6 +10,7 @@
 //! | `trap` | a panic (trap) |
 //! | `spin` | an endless loop |
 //! | `record`, `dev.skiff.cron.tick` | prints `event ID` to stdout, no payload |
+//! | `dev.skiff.mqtt.message` | prints `event ID`, answers `ack:` and the data |
 //! | anything else | no payload |
 
 wit_bindgen::generate!({
@@ -48,6 +49,15 @@ impl Guest for Function {
             "record" | "dev.skiff.cron.tick" => {
                 println!("event {}", event.id);
                 Ok(None)
+            }
+            "dev.skiff.mqtt.message" => {
+                println!("event {}", event.id);
+                let mut data = b"ack:".to_vec();
+                data.extend_from_slice(&event.data);
+                Ok(Some(Payload {
+                    content_type: Some("text/plain".into()),
+                    data,
+                }))
             }
             "spin" => {
                 let mut n: u64 = 0;
