@@ -57,7 +57,7 @@ if ! wasmtime_ok; then
 fi
 if [[ $SKIP_BUILD != 1 ]]; then
     log "building skiff and the cold_invoke example (release)"
-    (cd "$ROOT" && cargo build --release --locked -p skiff-cli -p skiff-runtime-wasm --example cold_invoke)
+    (cd "$ROOT" && cargo build --release --locked -p skiff-cli -p skiff-runtime-wasm --bins --examples)
     log "building the function guest"
     (cd "$GUESTS" && env -u CARGO_TARGET_DIR cargo build --release --target wasm32-wasip2 --quiet)
 fi
@@ -105,7 +105,8 @@ to_ms() {
 }
 wrk_run() { # URL CONNS -> "rps p50 p99 errors"
     local out=$WORK/wrk-$RANDOM.txt
-    wrk -t2 -c"$2" -d"$WRK_DURATION" --latency "$1" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
+    local threads=$(($2 < 2 ? $2 : 2))
+    wrk -t"$threads" -c"$2" -d"$WRK_DURATION" --latency "$1" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
     local non sock
     non=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
     sock=$(awk '/Socket errors:/ { s = 0; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) s += $i; print s }' "$out")
@@ -116,7 +117,7 @@ for conns in 1 32; do
     for t in skiff wasmtime; do
         url="http://$GW/bench"
         [[ $t == wasmtime ]] && url="http://$WT/"
-        wrk -t2 -c"$conns" -d2s "$url" >/dev/null 2>&1 || true
+        wrk -t1 -c"$conns" -d2s "$url" >/dev/null 2>&1 || true
         log "gateway: $t, wrk -c$conns -d$WRK_DURATION"
         R[$t-$conns]=$(wrk_run "$url" "$conns")
         log "  ${R[$t-$conns]} (req/s p50_ms p99_ms errors)"
@@ -168,7 +169,7 @@ cat <<EOF
 |---|---:|
 | $BURST concurrent calls on one runtime | ${B_ALL} ms |
 
-| end to end (wrk -t2 -d$WRK_DURATION) | req/s | p50 ms | p99 ms | errors |
+| end to end (wrk -t1|2 -d$WRK_DURATION) | req/s | p50 ms | p99 ms | errors |
 |---|---:|---:|---:|---:|
 | Skiff gateway → function, -c1 | $s1 | $s1p50 | $s1p99 | $s1e |
 | wasmtime serve (per-request), -c1 | $w1 | $w1p50 | $w1p99 | $w1e |

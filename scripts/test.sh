@@ -12,38 +12,28 @@ export CARGO_TERM_COLOR=never
 echo "== setup: wasm32-wasip2 target (guest components are built from source by the tests)"
 rustup target add wasm32-wasip2
 
-echo "== setup: docker-registry (the OCI registry the agent's wasm.image test pushes to)"
-if [ ! -x /usr/bin/docker-registry ]; then
-  sudo_if_needed=""
+# apt_install WHAT PACKAGE...: installs Debian packages (updating the index once if needed); a
+# failure only warns, and the tests that need WHAT say they skipped.
+apt_install() {
+  local what=$1 sudo_if_needed=""
+  shift
   [ "$(id -u)" -eq 0 ] || sudo_if_needed="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q docker-registry >/dev/null 2>&1 || {
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q "$@" >/dev/null 2>&1 || {
     $sudo_if_needed apt-get update -q >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q docker-registry >/dev/null ||
-      echo "WARNING: docker-registry could not be installed; the wasm.image test will say it skipped"
+    DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q "$@" >/dev/null ||
+      echo "WARNING: $* could not be installed; the $what will say it skipped"
   }
-fi
+}
+
+echo "== setup: docker-registry (the OCI registry the agent's wasm.image test pushes to)"
+[ -x /usr/bin/docker-registry ] || apt_install "wasm.image test" docker-registry
 
 echo "== setup: runc and busybox-static (the OCI plugin's container tests run busybox under runc)"
-if ! command -v runc >/dev/null || [ ! -x /bin/busybox ]; then
-  sudo_if_needed=""
-  [ "$(id -u)" -eq 0 ] || sudo_if_needed="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q runc busybox-static >/dev/null 2>&1 || {
-    $sudo_if_needed apt-get update -q >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q runc busybox-static >/dev/null ||
-      echo "WARNING: runc/busybox-static could not be installed; the container test will say it skipped"
-  }
-fi
+{ command -v runc >/dev/null && [ -x /bin/busybox ]; } || apt_install "container test" runc busybox-static
 
 echo "== setup: mosquitto and its clients (the MQTT trigger test runs a broker on loopback)"
-if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ] || ! command -v mosquitto_pub >/dev/null; then
-  sudo_if_needed=""
-  [ "$(id -u)" -eq 0 ] || sudo_if_needed="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q mosquitto mosquitto-clients >/dev/null 2>&1 || {
-    $sudo_if_needed apt-get update -q >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q mosquitto mosquitto-clients >/dev/null ||
-      echo "WARNING: mosquitto could not be installed; the MQTT trigger test will say it skipped"
-  }
-fi
+{ [ -x /usr/sbin/mosquitto ] && command -v mosquitto_pub >/dev/null; } ||
+  apt_install "MQTT trigger test" mosquitto mosquitto-clients
 # Debian installs the broker under /usr/sbin, which a non-root PATH may lack.
 export PATH="$PATH:/usr/sbin"
 

@@ -262,18 +262,7 @@ pub fn endpoints(s: &Snapshot) -> Vec<Op> {
                     && !jobs::runs_command(p)
                     && map_matches(&svc.spec.selector, &p.metadata.labels)
             })
-            .filter_map(|p| {
-                let node_name = p.spec.node_name.as_deref()?;
-                let node = nodes.get(node_name)?;
-                Some(EndpointAddress {
-                    pod: p.metadata.name.clone(),
-                    pod_uid: p.metadata.uid.clone().unwrap_or_default(),
-                    node: node_name.to_owned(),
-                    address: node.status.address.clone(),
-                    ready: serving_on(p, node.status.ready),
-                    weight: None,
-                })
-            })
+            .filter_map(|p| endpoint_of(p, &nodes))
             .collect();
         weigh(&mut addrs, &groups);
         addrs.sort();
@@ -299,6 +288,21 @@ pub fn endpoints(s: &Snapshot) -> Vec<Op> {
         });
     }
     ops
+}
+
+/// A pod bound to a known node as an endpoint: its node's data-plane address, ready when it
+/// serves (see [`serving_on`]).
+fn endpoint_of(p: &Pod, nodes: &BTreeMap<&str, &Node>) -> Option<EndpointAddress> {
+    let node_name = p.spec.node_name.as_deref()?;
+    let node = nodes.get(node_name)?;
+    Some(EndpointAddress {
+        pod: p.metadata.name.clone(),
+        pod_uid: p.metadata.uid.clone().unwrap_or_default(),
+        node: node_name.to_owned(),
+        address: node.status.address.clone(),
+        ready: serving_on(p, node.status.ready),
+        weight: None,
+    })
 }
 
 /// A pod's part in a canary rollout: its deployment's uid, whether it runs the canary revision,

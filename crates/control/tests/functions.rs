@@ -6,21 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use skiff_api::{Function, Node, Object, PodPhase};
-use skiff_control::reconcile::{self, FunctionLoad, Ids, Snapshot};
+use skiff_control::reconcile::{self, FunctionLoad, Snapshot};
 use skiff_state::Op;
 
-struct Counted(u32);
-
-impl Ids for Counted {
-    fn uid(&mut self) -> String {
-        self.0 += 1;
-        format!("uid-{}", self.0)
-    }
-    fn suffix(&mut self) -> String {
-        self.0 += 1;
-        format!("s{}", self.0)
-    }
-}
+#[path = "support/sim.rs"]
+mod sim;
+use sim::Counted;
 
 fn t0() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)

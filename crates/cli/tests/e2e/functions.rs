@@ -138,27 +138,21 @@ spec:
         (first["sequence"].as_u64(), first["duplicate"].as_bool()),
         (Some(1), Some(false))
     );
-    let out = s.cli_ok(&[
-        "publish",
-        "orders",
-        "--type",
-        "echo",
-        "--id",
-        "order-2",
-        "--data",
-        r#"{"n":2}"#,
-    ]);
+    let publish_order_2 = || {
+        s.cli_ok(&[
+            "publish",
+            "orders",
+            "--type",
+            "echo",
+            "--id",
+            "order-2",
+            "--data",
+            r#"{"n":2}"#,
+        ])
+    };
+    let out = publish_order_2();
     assert!(out.contains("published to topic orders as #2"), "{out}");
-    let out = s.cli_ok(&[
-        "publish",
-        "orders",
-        "--type",
-        "echo",
-        "--id",
-        "order-2",
-        "--data",
-        r#"{"n":2}"#,
-    ]);
+    let out = publish_order_2();
     assert!(out.contains("duplicate"), "{out}");
     s.wait_until("both orders are delivered", Duration::from_secs(60), || {
         topic(&s, "orders").is_some_and(|t| subscriber(&t, "echo")["delivered"] == 2 && t["backlog"] == 0)

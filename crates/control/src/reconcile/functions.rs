@@ -17,7 +17,7 @@ use skiff_api::{
 use skiff_state::Op;
 
 use super::replicasets::{owned_by, serving_fn};
-use super::{Ids, Snapshot, delete_op, is_terminal, ns_of, rfc3339};
+use super::{Ids, Snapshot, delete_op, endpoint_of, is_terminal, ns_of, rfc3339};
 
 /// The `source.component` of the function controller.
 pub const FUNCTION_CONTROLLER: &str = "function-controller";
@@ -169,21 +169,7 @@ pub fn functions(s: &Snapshot, load: &BTreeMap<String, FunctionLoad>, ids: &mut 
             }
         }
         // Endpoints: the ready pods, current spec first served (old ones until they go).
-        let mut addrs: Vec<EndpointAddress> = live
-            .iter()
-            .filter_map(|p| {
-                let node_name = p.spec.node_name.as_deref()?;
-                let node = nodes.get(node_name)?;
-                Some(EndpointAddress {
-                    pod: p.metadata.name.clone(),
-                    pod_uid: p.metadata.uid.clone().unwrap_or_default(),
-                    node: node_name.to_owned(),
-                    address: node.status.address.clone(),
-                    ready: serving(p),
-                    weight: None,
-                })
-            })
-            .collect();
+        let mut addrs: Vec<EndpointAddress> = live.iter().filter_map(|p| endpoint_of(p, &nodes)).collect();
         addrs.sort();
         let ep_name = function_endpoints_name(&f.metadata.name);
         let existing = s
