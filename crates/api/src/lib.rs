@@ -32,6 +32,8 @@
 //! - [`Function`] is a component plus [`Trigger`]s (HTTP, cron, event topics, MQTT) with no pods
 //!   while idle; events published to a topic ([`CloudEvent`]) reach every subscribed function at
 //!   least once, with [`RetryPolicy`] back-off and a dead-letter topic.
+//! - [`Capabilities`] grant a component what lies outside its sandbox: key-value stores
+//!   ([`KeyValueStore`]) of its namespace, opened through `wasi:keyvalue`.
 //! - [`WatchEvent`], [`ObjectList`] and [`ErrorBody`] are the API's envelopes.
 #![deny(missing_docs)]
 
@@ -41,6 +43,7 @@ mod config;
 mod event;
 mod function;
 mod image;
+mod keyvalue;
 mod kind;
 mod meta;
 mod node;
@@ -74,6 +77,10 @@ pub use function::{
     is_internal_topic, mqtt_topic, topic_name_problem,
 };
 pub use image::{ImageRef, is_sha256_digest};
+pub use keyvalue::{
+    Capabilities, KeyPage, KeyValueStore, MAX_KV_KEY_BYTES, MAX_KV_KEYS_PER_STORE, MAX_KV_VALUE_BYTES,
+    kv_key_problem, store_name_problem,
+};
 pub use kind::{Kind, Object, UnknownKind};
 pub use meta::{API_VERSION, ApiVersion, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference};
 pub use node::{

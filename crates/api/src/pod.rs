@@ -125,6 +125,9 @@ pub struct Component {
     /// Limits per instance.
     #[serde(default)]
     pub resources: Resources,
+    /// What the component may reach outside its sandbox (denied unless granted here).
+    #[serde(default, skip_serializing_if = "crate::Capabilities::is_empty")]
+    pub capabilities: crate::Capabilities,
     /// Whether the pod may receive traffic: while it fails, `status.ready` is false and
     /// services leave the pod out. Without one, a started pod is ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -313,6 +313,12 @@ impl Checker {
                 "applies to wasm components only: remove it from the container",
             );
         }
+        if !c.capabilities.key_value.is_empty() {
+            self.err(
+                format!("{cp}.capabilities.keyValue"),
+                "key-value stores are opened through wasi:keyvalue by wasm components only: a container reaches them through the API",
+            );
+        }
         if !c.config.is_empty() {
             self.err(
                 format!("{cp}.config"),
@@ -476,6 +482,15 @@ impl Checker {
                         format!("{cp}.{name}"),
                         "only the first component serves the pod's traffic and can be probed: move the probe to components[0]",
                     );
+                }
+            }
+            let mut stores = BTreeSet::new();
+            for (j, store) in c.capabilities.key_value.iter().enumerate() {
+                let at = format!("{cp}.capabilities.keyValue[{j}]");
+                if let Some(why) = crate::store_name_problem(store) {
+                    self.err(at, why);
+                } else if !stores.insert(store.as_str()) {
+                    self.err(at, format!("duplicate key-value store {store:?}"));
                 }
             }
             if c.resources.fuel == Some(0) {

@@ -91,6 +91,38 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         outcomes: Vec<Outcome>,
     },
+    /// Set a key of a key-value store (the store is created by its first write).
+    KvSet {
+        /// Namespace.
+        namespace: String,
+        /// Store.
+        store: String,
+        /// Key.
+        key: String,
+        /// The value (base64 in the log).
+        #[serde(with = "crate::keyvalue::base64_bytes")]
+        value: Vec<u8>,
+    },
+    /// Delete a key of a key-value store (nothing happens when it is not there).
+    KvDelete {
+        /// Namespace.
+        namespace: String,
+        /// Store.
+        store: String,
+        /// Key.
+        key: String,
+    },
+    /// Add `delta` to the decimal integer a key holds (0 when absent); the new value is returned.
+    KvIncrement {
+        /// Namespace.
+        namespace: String,
+        /// Store.
+        store: String,
+        /// Key.
+        key: String,
+        /// What to add (may be negative).
+        delta: i64,
+    },
 }
 
 impl Command {

@@ -67,6 +67,18 @@ pub enum StateError {
         /// The limit.
         limit: u64,
     },
+    /// A key-value store holds as many keys as it may.
+    #[error(
+        "key-value store {store:?} in namespace {namespace:?} holds {limit} keys, the most it may: delete keys, or use another store"
+    )]
+    StoreFull {
+        /// Namespace.
+        namespace: String,
+        /// Store.
+        store: String,
+        /// The limit.
+        limit: u64,
+    },
     /// The command bytes could not be decoded.
     #[error("undecodable command: {message}")]
     Decode {

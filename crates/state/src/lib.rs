@@ -41,6 +41,10 @@
 //!   command that writes the Function, whose cursor the leader's dispatcher moves with `Ack`
 //!   ([`Outcome`]: delivered, retry later, dead-lettered). Events every subscription has passed
 //!   are trimmed; a topic whose slowest subscriber is [`MAX_BACKLOG`] behind refuses publishes.
+//! - **Key-value stores** — per namespace and store name, string keys to byte values: `KvSet`,
+//!   `KvDelete` and `KvIncrement` (a decimal integer, read-modify-write inside the apply, so
+//!   concurrent increments never lose one). A store exists while it holds keys; namespaces take
+//!   theirs along when deleted.
 //! - Watch events are published on a `tokio::sync::broadcast` channel after the transaction that
 //!   wrote them commits ([`Machine::committed`]); a watcher replays history from the `events` table,
 //!   then follows the channel.
@@ -48,6 +52,7 @@
 
 mod command;
 mod error;
+mod keyvalue;
 mod machine;
 mod reader;
 mod tables;

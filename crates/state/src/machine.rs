@@ -30,6 +30,8 @@ pub struct Applied {
     pub objects: Vec<Object>,
     /// One per `Publish` op.
     pub published: Vec<skiff_api::PublishResult>,
+    /// One per `KvIncrement` op: the key's value after it.
+    pub incremented: Vec<i64>,
 }
 
 /// The state machine: applies commands inside the Raft driver's write transactions and publishes
@@ -61,6 +63,9 @@ pub(crate) struct Snapshot {
     /// Topics, their events and subscriptions (absent in exports of older releases).
     #[serde(default)]
     pub(crate) topics: TopicsExport,
+    /// Key-value store entries (absent in exports of older releases).
+    #[serde(default)]
+    pub(crate) keyvalue: Vec<crate::keyvalue::KvEntry>,
 }
 
 impl Machine {
@@ -93,6 +98,7 @@ impl Machine {
         txn.open_table(EVENTS).map_err(|e| e.to_string())?;
         txn.open_table(META).map_err(|e| e.to_string())?;
         crate::topics::init(txn)?;
+        crate::keyvalue::init(txn)?;
         Ok(())
     }
 
@@ -151,6 +157,7 @@ impl Machine {
                 topics.check_publish(namespace, topic, event, key.as_deref())?;
             }
         }
+        let kv = crate::keyvalue::KvStage::new(txn, &cmd.ops)?;
         let mut objects = txn.open_table(OBJECTS).map_err(StateError::storage)?;
         let mut meta = txn.open_table(META).map_err(StateError::storage)?;
         let base_rev = meta
@@ -300,7 +307,10 @@ impl Machine {
                     last.meta_mut().resource_version = Some(rev);
                     outputs.push(last);
                 }
-                Op::Publish { namespace, .. } => {
+                Op::Publish { namespace, .. }
+                | Op::KvSet { namespace, .. }
+                | Op::KvDelete { namespace, .. }
+                | Op::KvIncrement { namespace, .. } => {
                     let ns_key = object_key(Kind::Namespace, None, namespace);
                     if read(&overlay, &ns_key)?.is_none() {
                         return Err(StateError::NamespaceNotFound {
@@ -332,6 +342,13 @@ impl Machine {
                 let ns = f.metadata.namespace_or_default();
                 let current = (*event_type != EventType::Deleted).then_some(f);
                 topics.sync_function(ns, &f.metadata.name, current)?;
+            }
+        }
+        let incremented = kv.write(txn)?;
+        // A deleted namespace takes its key-value stores along.
+        for (event_type, object) in &staged {
+            if let (EventType::Deleted, Object::Namespace(n)) = (event_type, object) {
+                crate::keyvalue::drop_namespace(txn, &n.metadata.name)?;
             }
         }
         let mut published = Vec::new();
@@ -383,6 +400,7 @@ impl Machine {
         Ok(Applied {
             objects: outputs,
             published,
+            incremented,
         })
     }
 
@@ -419,6 +437,7 @@ impl Machine {
         meta.insert(REVISION, snap.revision).map_err(|e| s(&e))?;
         meta.insert(COMPACTED, snap.compacted).map_err(|e| s(&e))?;
         restore_topics(txn, &snap.topics)?;
+        crate::keyvalue::restore_kv(txn, &snap.keyvalue)?;
         Ok(())
     }
 }
@@ -442,6 +461,7 @@ pub fn export(txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
         objects: vec![],
         events: vec![],
         topics: export_topics(txn)?,
+        keyvalue: crate::keyvalue::export_kv(txn)?,
     };
     for item in objects_t.iter().map_err(|e| s(&e))? {
         let (k, v) = item.map_err(|e| s(&e))?;

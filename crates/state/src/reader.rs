@@ -102,6 +102,40 @@ impl Reader {
         crate::topics::read_event(&txn, namespace, topic, seq)
     }
 
+    /// Key-value stores (of one namespace, or all) with their sizes.
+    ///
+    /// # Errors
+    /// [`StateError::Storage`].
+    pub fn kv_stores(&self, namespace: Option<&str>) -> Result<Vec<skiff_api::KeyValueStore>, StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        crate::keyvalue::read_stores(&txn, namespace)
+    }
+
+    /// The value of one key (`None`: no such key, or no such store).
+    ///
+    /// # Errors
+    /// [`StateError::Storage`].
+    pub fn kv_get(&self, namespace: &str, store: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        crate::keyvalue::read_value(&txn, namespace, store, key)
+    }
+
+    /// Up to `limit` keys of a store starting with `prefix`, after `after`, in byte order.
+    ///
+    /// # Errors
+    /// [`StateError::Storage`].
+    pub fn kv_keys(
+        &self,
+        namespace: &str,
+        store: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<skiff_api::KeyPage, StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        crate::keyvalue::read_keys(&txn, namespace, store, prefix, after, limit)
+    }
+
     /// One object.
     ///
     /// # Errors

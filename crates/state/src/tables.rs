@@ -28,3 +28,7 @@ pub(crate) const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::ne
 /// (ms published, idempotency table key) → (), to expire keys in time order.
 pub(crate) const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("state_idempotency_expiry");
+/// (`namespace/store`, key) → value bytes.
+pub(crate) const KV_VALUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("state_kv_values");
+/// `namespace/store` → the store's counters JSON.
+pub(crate) const KV_STORES: TableDefinition<&str, &[u8]> = TableDefinition::new("state_kv_stores");

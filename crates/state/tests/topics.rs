@@ -1,56 +1,12 @@
 //! Topics in the state machine against real redb files: publish, idempotency, subscriptions that
 //! follow Functions, acks, retries, trimming, back-pressure, and export/restore.
-use std::sync::Arc;
-
 use skiff_api::{CloudEvent, Object};
-use skiff_state::{Applied, Command, Machine, Op, Outcome, Reader, StateError};
+use skiff_state::{Op, Outcome, StateError};
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    db: Arc<redb::Database>,
-    machine: Machine,
-    index: u64,
-    now: String,
-}
+mod common;
+use common::{Fixture, obj};
 
 impl Fixture {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(redb::Database::create(dir.path().join("state.redb")).unwrap());
-        let mut machine = Machine::new(db.clone());
-        let txn = db.begin_write().unwrap();
-        machine.init(&txn).unwrap();
-        txn.commit().unwrap();
-        let mut f = Fixture {
-            _dir: dir,
-            db,
-            machine,
-            index: 0,
-            now: "2026-01-01T00:00:00Z".into(),
-        };
-        f.run(vec![Op::Create {
-            object: obj(serde_json::json!({"kind":"Namespace","metadata":{"name":"default"}})),
-            uid: "ns".into(),
-        }])
-        .unwrap();
-        f
-    }
-
-    fn run(&mut self, ops: Vec<Op>) -> Result<Applied, StateError> {
-        self.index += 1;
-        let txn = self.db.begin_write().unwrap();
-        let out = self
-            .machine
-            .apply_full(&txn, self.index, &Command::new(self.now.clone(), ops).encode());
-        txn.commit().unwrap();
-        self.machine.committed();
-        out
-    }
-
-    fn reader(&self) -> Reader {
-        Reader::new(self.db.clone())
-    }
-
     fn publish(
         &mut self,
         topic: &str,
@@ -60,10 +16,6 @@ impl Fixture {
         let out = self.run(vec![publish(topic, id, key)])?;
         Ok(out.published[0].clone())
     }
-}
-
-fn obj(json: serde_json::Value) -> Object {
-    serde_json::from_value(json).unwrap()
 }
 
 fn publish(topic: &str, id: &str, key: Option<&str>) -> Op {
