@@ -91,6 +91,7 @@ mod dataplane;
 mod disconnect;
 mod error;
 mod function;
+mod keyvalue;
 mod labels;
 mod plugins;
 mod pods;

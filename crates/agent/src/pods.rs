@@ -683,6 +683,7 @@ impl PodTable {
         opts.memory_limit = c.resources.memory_or_default().0;
         opts.timeout = c.resources.timeout.map(|t| t.0);
         opts.logs = logs;
+        opts.key_value = crate::keyvalue::grant(&self.client, pod, c);
         self.runtime
             .run_command(&component, opts)
             .await
@@ -782,6 +783,7 @@ impl PodTable {
                 opts.memory_limit = c.resources.memory_or_default().0;
                 opts.timeout = c.resources.timeout_or_default();
                 opts.logs = logs.clone();
+                opts.key_value = crate::keyvalue::grant(&self.client, pod, c);
                 if !self.runtime.is_function(&component) {
                     return Err(StartError {
                         reason: "InstantiateError",
@@ -808,6 +810,7 @@ impl PodTable {
             opts.fuel = c.resources.fuel;
             opts.instance_reuse = wasm.instance_reuse;
             opts.logs = logs.clone();
+            opts.key_value = crate::keyvalue::grant(&self.client, pod, c);
             let h = self.runtime.handler(component, opts).map_err(|e| StartError {
                 reason: "InstantiateError",
                 message: format!("component {}: {e}", c.name),

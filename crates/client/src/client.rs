@@ -461,6 +461,93 @@ impl Client {
         })
     }
 
+    fn kv_path(namespace: &str, store: &str, key: &str) -> String {
+        format!(
+            "/api/v1/namespaces/{namespace}/keyvalue/{store}/keys/{}",
+            encode_key(key)
+        )
+    }
+
+    /// The key-value stores of a namespace, or of all with `None`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn kv_stores(&self, namespace: Option<&str>) -> Result<Vec<skiff_api::KeyValueStore>, ClientError> {
+        match namespace {
+            Some(ns) => self.get_json(&format!("/api/v1/namespaces/{ns}/keyvalue")).await,
+            None => self.get_json("/api/v1/keyvalue").await,
+        }
+    }
+
+    /// One page of a store's keys that start with `prefix`, after `after`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn kv_keys(
+        &self,
+        namespace: &str,
+        store: &str,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> Result<skiff_api::KeyPage, ClientError> {
+        let mut req = Req::new(Method::GET, format!("/api/v1/namespaces/{namespace}/keyvalue/{store}"));
+        req.query.push(("prefix", prefix.to_owned()));
+        if let Some(a) = after {
+            req.query.push(("after", a.to_owned()));
+        }
+        self.send(req).await
+    }
+
+    /// The value of a key, `None` when it is absent.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn kv_get(&self, namespace: &str, store: &str, key: &str) -> Result<Option<Bytes>, ClientError> {
+        let req = Req::new(Method::GET, Self::kv_path(namespace, store, key));
+        match self.send_raw(req).await {
+            Ok((resp, url)) => resp.bytes().await.map(Some).map_err(|e| unreachable(&url, &e)),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets a key (committed through Raft before this returns).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn kv_set(&self, namespace: &str, store: &str, key: &str, value: Vec<u8>) -> Result<(), ClientError> {
+        let mut req = Req::new(Method::PUT, Self::kv_path(namespace, store, key));
+        req.body = Some((value.into(), "application/octet-stream"));
+        self.send_raw(req).await.map(drop)
+    }
+
+    /// Deletes a key (nothing happens when it is absent).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn kv_delete(&self, namespace: &str, store: &str, key: &str) -> Result<(), ClientError> {
+        let req = Req::new(Method::DELETE, Self::kv_path(namespace, store, key));
+        self.send_raw(req).await.map(drop)
+    }
+
+    /// Adds `delta` to the integer a key holds (0 when absent) and returns the new value.
+    ///
+    /// # Errors
+    /// [`ClientError`]; 422 when the key holds something else than a decimal integer.
+    pub async fn kv_increment(&self, namespace: &str, store: &str, key: &str, delta: i64) -> Result<i64, ClientError> {
+        #[derive(Deserialize)]
+        struct Value {
+            value: i64,
+        }
+        let v: Value = self
+            .post_json(
+                &Self::kv_path(namespace, store, key),
+                &serde_json::json!({ "delta": delta }),
+            )
+            .await?;
+        Ok(v.value)
+    }
+
     /// GETs any API path (e.g. `/api/v1/members`) and decodes its JSON.
     ///
     /// # Errors
@@ -643,4 +730,18 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// A key as a path: `/` stays (the route takes the rest of the path), every byte outside the
+/// unreserved set is percent-encoded.
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

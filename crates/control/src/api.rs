@@ -55,6 +55,22 @@ impl ControlPlane {
             )
             .route("/api/v1/apply", post(apply_many))
             .route("/api/v1/topics", get(crate::functions::list_all_topics))
+            .route("/api/v1/keyvalue", get(crate::keyvalue::list_all_stores))
+            .route(
+                "/api/v1/namespaces/{ns}/keyvalue",
+                get(crate::keyvalue::list_stores),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/keyvalue/{store}",
+                get(crate::keyvalue::list_keys),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/keyvalue/{store}/keys/{*key}",
+                get(crate::keyvalue::get_value)
+                    .put(crate::keyvalue::put_value)
+                    .delete(crate::keyvalue::delete_value)
+                    .post(crate::keyvalue::increment),
+            )
             .route(
                 "/api/v1/namespaces/{ns}/topics",
                 get(crate::functions::list_topics),

@@ -116,6 +116,19 @@ async fn agent_may(plane: &ControlPlane, identity: &Identity, req: Request) -> R
     let node = identity.name.as_str();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    if let Some((ns, store)) = kv_path(&path) {
+        if node_may_use_store(&plane.inner.reader, node, ns, store) {
+            return Ok(req);
+        }
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!(
+                "{identity} may use key-value store {ns}/{store} only while a pod bound to node {node} \
+                 is granted it (capabilities.keyValue); none is"
+            ),
+        ));
+    }
     let res = resource(&path);
     if method == Method::GET || method == Method::HEAD {
         let readable = match res {
@@ -191,6 +204,32 @@ async fn agent_may(plane: &ControlPlane, identity: &Identity, req: Request) -> R
 
 /// Whether node `node` may read Secret `ns/name`: some pod in `ns` bound to the node references it
 /// through `env[].valueFrom.secretKeyRef` (the rule Kubernetes' node authorizer applies).
+/// The namespace and store of a key-value path (`/api/v1/namespaces/{ns}/keyvalue/{store}[/…]`).
+fn kv_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    let (ns, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("keyvalue/")?;
+    let store = rest.split('/').next()?;
+    (!store.is_empty()).then_some((ns, store))
+}
+
+/// Whether a pod bound to `node` has a component granted key-value store `ns/store`.
+fn node_may_use_store(reader: &skiff_state::Reader, node: &str, ns: &str, store: &str) -> bool {
+    let Ok((_, pods)) = reader.list(Kind::Pod, Some(ns), &skiff_api::LabelSelector::default()) else {
+        return false;
+    };
+    pods.iter().any(|o| match o {
+        Object::Pod(p) => {
+            p.spec.node_name.as_deref() == Some(node)
+                && p.spec
+                    .components
+                    .iter()
+                    .any(|c| c.capabilities.key_value.iter().any(|s| s == store))
+        }
+        _ => false,
+    })
+}
+
 pub(crate) fn node_may_read_secret(reader: &skiff_state::Reader, node: &str, ns: &str, name: &str) -> bool {
     let Ok((_, pods)) = reader.list(Kind::Pod, Some(ns), &skiff_api::LabelSelector::default()) else {
         return false;

@@ -119,6 +119,7 @@ impl From<StateError> for ApiError {
             StateError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             StateError::Decode { .. } => (StatusCode::BAD_REQUEST, "BadRequest"),
             StateError::TopicFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "TopicFull"),
+            StateError::StoreFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "StoreFull"),
             StateError::Storage { .. } => return ApiError::internal(e),
         };
         ApiError::new(status, code, e.to_string())

@@ -49,6 +49,7 @@ mod forward;
 mod functions;
 mod ids;
 mod join;
+mod keyvalue;
 mod mqtt;
 mod plane;
 pub mod reconcile;

@@ -27,6 +27,9 @@ pub struct CommandOptions {
     pub timeout: Option<Duration>,
     /// Where stdout and stderr go.
     pub logs: Arc<LogBuffer>,
+    /// Key-value stores the guest may open through `wasi:keyvalue` (none: every `open` is
+    /// denied).
+    pub key_value: Option<crate::KeyValueGrant>,
 }
 
 impl CommandOptions {
@@ -40,6 +43,7 @@ impl CommandOptions {
             memory_limit: 128 * 1024 * 1024,
             timeout: None,
             logs: Arc::new(LogBuffer::new(1024 * 1024)),
+            key_value: None,
         }
     }
 }
@@ -78,7 +82,7 @@ impl WasmRuntime {
         })?;
         let mut args = vec![opts.name.rsplit('/').next().unwrap_or("command").to_owned()];
         args.extend(opts.args.iter().cloned());
-        let state = HostState::new(
+        let mut state = HostState::new(
             &opts.env,
             &args,
             Arc::new(opts.config.iter().cloned().collect()),
@@ -86,6 +90,7 @@ impl WasmRuntime {
             usize::try_from(opts.memory_limit).unwrap_or(usize::MAX),
             Arc::from(Vec::new()),
         );
+        state.key_value = opts.key_value.clone();
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         let deadline = opts.timeout.map(|t| Instant::now() + t);

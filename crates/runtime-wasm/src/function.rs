@@ -36,6 +36,9 @@ pub struct FunctionOptions {
     pub timeout: Duration,
     /// Where stdout and stderr go.
     pub logs: Arc<LogBuffer>,
+    /// Key-value stores the guest may open through `wasi:keyvalue` (none: every `open` is
+    /// denied).
+    pub key_value: Option<crate::KeyValueGrant>,
 }
 
 impl FunctionOptions {
@@ -48,6 +51,7 @@ impl FunctionOptions {
             memory_limit: 128 * 1024 * 1024,
             timeout: Duration::from_secs(30),
             logs: Arc::new(LogBuffer::new(1024 * 1024)),
+            key_value: None,
         }
     }
 }
@@ -83,7 +87,7 @@ impl WasmRuntime {
                 digest: component.digest().to_owned(),
                 reason: format!("{e:#}"),
             })?;
-        let state = HostState::new(
+        let mut state = HostState::new(
             &opts.env,
             &[],
             Arc::new(opts.config.iter().cloned().collect()),
@@ -91,6 +95,7 @@ impl WasmRuntime {
             usize::try_from(opts.memory_limit).unwrap_or(usize::MAX),
             Arc::from(Vec::new()),
         );
+        state.key_value = opts.key_value.clone();
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         let deadline = Instant::now() + opts.timeout;

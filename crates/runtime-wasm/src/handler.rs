@@ -60,6 +60,9 @@ pub struct HandlerOptions {
     pub allowed_outbound_hosts: Vec<String>,
     /// Where guest stdout and stderr go; share one buffer per pod.
     pub logs: Arc<LogBuffer>,
+    /// Key-value stores the guest may open through `wasi:keyvalue` (none: every `open` is
+    /// denied).
+    pub key_value: Option<crate::KeyValueGrant>,
 }
 
 impl HandlerOptions {
@@ -77,6 +80,7 @@ impl HandlerOptions {
             max_idle_instances: 4,
             allowed_outbound_hosts: Vec::new(),
             logs: Arc::new(LogBuffer::new(1024 * 1024)),
+            key_value: None,
         }
     }
 }
@@ -111,6 +115,7 @@ pub(crate) struct HandlerInner {
     pub(crate) fuel: Option<u64>,
     pub(crate) max_body_bytes: usize,
     pub(crate) allowed_hosts: Arc<[String]>,
+    pub(crate) key_value: Option<crate::KeyValueGrant>,
     pub(crate) logs: Arc<LogBuffer>,
     /// `Some` in reuse mode: idle instances.
     pub(crate) idle: Option<Mutex<Vec<GuestInstance>>>,
@@ -355,7 +360,7 @@ impl HandlerInner {
 
     /// A new store with this handler's environment, output and limits.
     fn new_store(&self) -> (Store<HostState>, Arc<AtomicBool>) {
-        let state = HostState::new(
+        let mut state = HostState::new(
             &self.env,
             &[],
             self.config.clone(),
@@ -363,6 +368,7 @@ impl HandlerInner {
             self.memory_limit,
             self.allowed_hosts.clone(),
         );
+        state.key_value = self.key_value.clone();
         let memory_refused = state.limits.memory_refused();
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);

@@ -127,6 +127,7 @@ impl WasmRuntime {
                     wasmtime_wasi_config::WasiConfig::from(h.config.as_ref())
                 })
             })
+            .and_then(|()| crate::keyvalue::add_to_linker(&mut linker))
             .map_err(|e| Error::Engine {
                 reason: format!("cannot link WASI: {}", chain(&e)),
             })?;
@@ -280,6 +281,7 @@ impl WasmRuntime {
             fuel,
             max_body_bytes: config.max_body_bytes,
             allowed_hosts: opts.allowed_outbound_hosts.into(),
+            key_value: opts.key_value,
             logs: opts.logs,
             idle: opts.instance_reuse.then(|| Mutex::new(Vec::new())),
             max_idle: opts.max_idle_instances,

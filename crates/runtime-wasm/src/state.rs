@@ -21,9 +21,11 @@ pub(crate) struct HostState {
     /// What `wasi:config/store` answers (shared by every instance of a handler).
     pub(crate) config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
     http: WasiHttpCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     outbound: OutboundPolicy,
     pub(crate) limits: GuestLimits,
+    /// The key-value stores the guest may open.
+    pub(crate) key_value: Option<crate::KeyValueGrant>,
 }
 
 impl HostState {
@@ -53,6 +55,7 @@ impl HostState {
             table: ResourceTable::new(),
             outbound: OutboundPolicy { allowed_hosts },
             limits: GuestLimits::new(memory_limit),
+            key_value: None,
         }
     }
 }
