@@ -36,7 +36,11 @@ impl KeyValueBackend for ControlStores {
         })
     }
 
-    fn keys<'a>(&'a self, store: &'a str, after: Option<&'a str>) -> KvFuture<'a, (Vec<String>, Option<String>)> {
+    fn keys<'a>(
+        &'a self,
+        store: &'a str,
+        after: Option<&'a str>,
+    ) -> KvFuture<'a, (Vec<String>, Option<String>)> {
         Box::pin(async move {
             let page = self.client.kv_keys(&self.namespace, store, "", after).await;
             page.map(|p| (p.keys, p.next)).map_err(|e| e.to_string())

@@ -53,7 +53,7 @@ pub(crate) struct InvokeArgs {
 }
 
 /// The bytes `--data` names.
-fn data_bytes(data: Option<&str>) -> Result<Vec<u8>> {
+pub(crate) fn data_bytes(data: Option<&str>) -> Result<Vec<u8>> {
     match data {
         None => Ok(Vec::new()),
         Some("-") => {
@@ -191,19 +191,17 @@ pub(crate) async fn get_topics(
         Format::Json => println!("{}", serde_json::to_string_pretty(&topics)?),
         Format::Yaml => print!("{}", serde_saphyr::to_string(&topics)?),
         Format::Table | Format::Wide => {
-            let mut rows = vec![{
-                let mut h = vec![
-                    "NAME",
-                    "PUBLISHED",
-                    "STORED",
-                    "BACKLOG",
-                    "SUBSCRIBERS (lag/retrying/dead)",
-                ];
-                if all {
-                    h.insert(0, "NAMESPACE");
-                }
-                h.into_iter().map(str::to_owned).collect::<Vec<_>>()
-            }];
+            let mut header = vec![
+                "NAME".to_owned(),
+                "PUBLISHED".into(),
+                "STORED".into(),
+                "BACKLOG".into(),
+                "SUBSCRIBERS (lag/retrying/dead)".into(),
+            ];
+            if all {
+                header.insert(0, "NAMESPACE".into());
+            }
+            let mut rows = Vec::new();
             for t in &topics {
                 let subs: Vec<String> = t
                     .subscribers
@@ -226,17 +224,7 @@ pub(crate) async fn get_topics(
                 }
                 rows.push(row);
             }
-            let widths: Vec<usize> = (0..rows[0].len())
-                .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-                .collect();
-            for r in rows {
-                let line: Vec<String> = r
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-                    .collect();
-                println!("{}", line.join("   ").trim_end());
-            }
+            print!("{}", crate::output::table(header, rows));
             if topics.is_empty() {
                 eprintln!("no topics found");
             }

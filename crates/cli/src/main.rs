@@ -2,6 +2,7 @@
 mod cluster;
 mod config;
 mod functions;
+mod keyvalue;
 mod label;
 mod node;
 mod output;
@@ -63,6 +64,8 @@ enum Command {
     Publish(functions::PublishArgs),
     /// Call a function once and print its answer: `skiff invoke fn/NAME --data '{...}'`.
     Invoke(functions::InvokeArgs),
+    /// Key-value stores: get, set, delete, ls, incr.
+    Kv(keyvalue::KvArgs),
     /// Change the number of replicas of a deployment.
     Scale(verbs::ScaleArgs),
     /// Add, change or remove labels of an object (`key=value`, `key-`).
@@ -108,6 +111,7 @@ fn main() -> std::process::ExitCode {
             Command::Logs(a) => verbs::logs(&conn, a).await,
             Command::Publish(a) => functions::publish(&conn, a).await,
             Command::Invoke(a) => functions::invoke(&conn, a).await,
+            Command::Kv(a) => keyvalue::kv(&conn, a).await,
             Command::Scale(a) => verbs::scale(&conn, a).await,
             Command::Rollout(a) => rollout::rollout(&conn, a).await,
             Command::Label(a) => label::label(&conn, a).await,

@@ -306,7 +306,7 @@ pub(crate) fn sort_events(items: &mut [Object]) {
     });
 }
 
-fn table(header: Vec<String>, rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(header: Vec<String>, rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(String::len).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {

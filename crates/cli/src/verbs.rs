@@ -228,6 +228,12 @@ pub(crate) async fn get(conn: &Connection, a: GetArgs) -> Result<()> {
         )
         .await;
     }
+    if matches!(
+        a.kind.to_ascii_lowercase().as_str(),
+        "keyvalue" | "kv" | "stores" | "keyvaluestores"
+    ) {
+        return crate::keyvalue::get_stores(conn, &a.namespace, a.all_namespaces, a.output).await;
+    }
     let kind = parse_kind(&a.kind)?;
     let client = conn.client()?;
     let ns = (!a.all_namespaces).then_some(a.namespace.as_str());

@@ -472,7 +472,10 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn kv_stores(&self, namespace: Option<&str>) -> Result<Vec<skiff_api::KeyValueStore>, ClientError> {
+    pub async fn kv_stores(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<skiff_api::KeyValueStore>, ClientError> {
         match namespace {
             Some(ns) => self.get_json(&format!("/api/v1/namespaces/{ns}/keyvalue")).await,
             None => self.get_json("/api/v1/keyvalue").await,
@@ -490,7 +493,10 @@ impl Client {
         prefix: &str,
         after: Option<&str>,
     ) -> Result<skiff_api::KeyPage, ClientError> {
-        let mut req = Req::new(Method::GET, format!("/api/v1/namespaces/{namespace}/keyvalue/{store}"));
+        let mut req = Req::new(
+            Method::GET,
+            format!("/api/v1/namespaces/{namespace}/keyvalue/{store}"),
+        );
         req.query.push(("prefix", prefix.to_owned()));
         if let Some(a) = after {
             req.query.push(("after", a.to_owned()));
@@ -502,7 +508,12 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn kv_get(&self, namespace: &str, store: &str, key: &str) -> Result<Option<Bytes>, ClientError> {
+    pub async fn kv_get(
+        &self,
+        namespace: &str,
+        store: &str,
+        key: &str,
+    ) -> Result<Option<Bytes>, ClientError> {
         let req = Req::new(Method::GET, Self::kv_path(namespace, store, key));
         match self.send_raw(req).await {
             Ok((resp, url)) => resp.bytes().await.map(Some).map_err(|e| unreachable(&url, &e)),
@@ -515,7 +526,13 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn kv_set(&self, namespace: &str, store: &str, key: &str, value: Vec<u8>) -> Result<(), ClientError> {
+    pub async fn kv_set(
+        &self,
+        namespace: &str,
+        store: &str,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), ClientError> {
         let mut req = Req::new(Method::PUT, Self::kv_path(namespace, store, key));
         req.body = Some((value.into(), "application/octet-stream"));
         self.send_raw(req).await.map(drop)
@@ -534,7 +551,13 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError`]; 422 when the key holds something else than a decimal integer.
-    pub async fn kv_increment(&self, namespace: &str, store: &str, key: &str, delta: i64) -> Result<i64, ClientError> {
+    pub async fn kv_increment(
+        &self,
+        namespace: &str,
+        store: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<i64, ClientError> {
         #[derive(Deserialize)]
         struct Value {
             value: i64,

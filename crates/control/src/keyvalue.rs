@@ -176,8 +176,10 @@ pub(crate) async fn increment(
             delta,
         }])
         .await?;
-    let value = applied.incremented.first().copied().ok_or_else(|| {
-        ApiError::internal("the increment was applied but its result is missing")
-    })?;
+    let value = applied
+        .incremented
+        .first()
+        .copied()
+        .ok_or_else(|| ApiError::internal("the increment was applied but its result is missing"))?;
     Ok(Json(serde_json::json!({ "value": value })))
 }

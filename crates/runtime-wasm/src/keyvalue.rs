@@ -33,7 +33,11 @@ pub trait KeyValueBackend: Send + Sync + 'static {
     /// Deletes `key` (absent is fine).
     fn delete<'a>(&'a self, store: &'a str, key: &'a str) -> KvFuture<'a, ()>;
     /// A page of keys after `after`, and the key to continue after (`None`: last page).
-    fn keys<'a>(&'a self, store: &'a str, after: Option<&'a str>) -> KvFuture<'a, (Vec<String>, Option<String>)>;
+    fn keys<'a>(
+        &'a self,
+        store: &'a str,
+        after: Option<&'a str>,
+    ) -> KvFuture<'a, (Vec<String>, Option<String>)>;
     /// Adds `delta` to the integer `key` holds (0 when absent), atomically; the new value.
     fn increment<'a>(&'a self, store: &'a str, key: &'a str, delta: i64) -> KvFuture<'a, i64>;
 }
@@ -49,7 +53,9 @@ pub struct KeyValueGrant {
 
 impl std::fmt::Debug for KeyValueGrant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyValueGrant").field("stores", &self.stores).finish()
+        f.debug_struct("KeyValueGrant")
+            .field("stores", &self.stores)
+            .finish()
     }
 }
 
@@ -130,14 +136,26 @@ impl store::HostBucket for HostState {
         Ok(backend.set(&store, &key, value).await.map_err(other))
     }
 
-    async fn delete(&mut self, b: Resource<Bucket>, key: String) -> wasmtime::Result<Result<(), store::Error>> {
+    async fn delete(
+        &mut self,
+        b: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
         let (backend, store) = self.bucket(&b)?;
         Ok(backend.delete(&store, &key).await.map_err(other))
     }
 
-    async fn exists(&mut self, b: Resource<Bucket>, key: String) -> wasmtime::Result<Result<bool, store::Error>> {
+    async fn exists(
+        &mut self,
+        b: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, store::Error>> {
         let (backend, store) = self.bucket(&b)?;
-        Ok(backend.get(&store, &key).await.map(|v| v.is_some()).map_err(other))
+        Ok(backend
+            .get(&store, &key)
+            .await
+            .map(|v| v.is_some())
+            .map_err(other))
     }
 
     async fn list_keys(
@@ -150,7 +168,11 @@ impl store::HostBucket for HostState {
             None => None,
             Some(c) => match self.table.get(&b)?.cursors.get(c as usize) {
                 Some(after) => Some(after.clone()),
-                None => return Ok(Err(other(format!("list-keys cursor {c} was not handed out by this bucket")))),
+                None => {
+                    return Ok(Err(other(format!(
+                        "list-keys cursor {c} was not handed out by this bucket"
+                    ))));
+                }
             },
         };
         let (keys, next) = match backend.keys(&store, after.as_deref()).await {

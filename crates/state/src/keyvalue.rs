@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use skiff_api::{KeyPage, KeyValueStore, MAX_KV_KEYS_PER_STORE, MAX_KV_VALUE_BYTES, kv_key_problem, store_name_problem};
+use skiff_api::{
+    KeyPage, KeyValueStore, MAX_KV_KEYS_PER_STORE, MAX_KV_VALUE_BYTES, kv_key_problem, store_name_problem,
+};
 
 use crate::command::Op;
 use crate::error::StateError;
@@ -75,10 +77,12 @@ impl KvStage {
     /// Checks and stages every key-value op of `ops`, reading the stored values through the stage.
     pub(crate) fn new(txn: &WriteTransaction, ops: &[Op]) -> Result<Self, StateError> {
         let mut stage = KvStage::default();
-        if !ops
-            .iter()
-            .any(|op| matches!(op, Op::KvSet { .. } | Op::KvDelete { .. } | Op::KvIncrement { .. }))
-        {
+        if !ops.iter().any(|op| {
+            matches!(
+                op,
+                Op::KvSet { .. } | Op::KvDelete { .. } | Op::KvIncrement { .. }
+            )
+        }) {
             return Ok(stage);
         }
         let values = txn.open_table(KV_VALUES).map_err(StateError::storage)?;
@@ -177,9 +181,7 @@ impl KvStage {
         let mut stores = txn.open_table(KV_STORES).map_err(StateError::storage)?;
         for ((sk, key), v) in &self.values {
             match v {
-                Some(v) => values
-                    .insert((sk.as_str(), key.as_str()), v.as_slice())
-                    .map(drop),
+                Some(v) => values.insert((sk.as_str(), key.as_str()), v.as_slice()).map(drop),
                 None => values.remove((sk.as_str(), key.as_str())).map(drop),
             }
             .map_err(StateError::storage)?;
@@ -189,7 +191,9 @@ impl KvStage {
                 stores.remove(sk.as_str()).map_err(StateError::storage)?;
             } else {
                 let b = serde_json::to_vec(meta).map_err(StateError::storage)?;
-                stores.insert(sk.as_str(), b.as_slice()).map_err(StateError::storage)?;
+                stores
+                    .insert(sk.as_str(), b.as_slice())
+                    .map_err(StateError::storage)?;
             }
         }
         Ok(self.incremented)
@@ -242,7 +246,9 @@ pub(crate) fn drop_namespace(txn: &WriteTransaction, namespace: &str) -> Result<
             })
             .collect::<Result<_, _>>()?;
         for key in doomed {
-            values.remove((sk.as_str(), key.as_str())).map_err(StateError::storage)?;
+            values
+                .remove((sk.as_str(), key.as_str()))
+                .map_err(StateError::storage)?;
         }
         stores.remove(sk.as_str()).map_err(StateError::storage)?;
     }
@@ -316,7 +322,10 @@ pub(crate) fn read_keys(
         _ => prefix,
     };
     let mut page = KeyPage::default();
-    for item in values.range((sk.as_str(), start)..).map_err(StateError::storage)? {
+    for item in values
+        .range((sk.as_str(), start)..)
+        .map_err(StateError::storage)?
+    {
         let (k, _) = item.map_err(StateError::storage)?;
         let (s, key) = k.value();
         if s != sk || !key.starts_with(prefix) {

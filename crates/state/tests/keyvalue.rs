@@ -27,18 +27,31 @@ fn incr(store: &str, key: &str, delta: i64) -> Op {
 #[test]
 fn values_are_set_read_listed_and_deleted() {
     let mut f = Fixture::new();
-    f.run(vec![set("readings", "b", b"2"), set("readings", "a", &[0, 255, 7])])
-        .unwrap();
+    f.run(vec![
+        set("readings", "b", b"2"),
+        set("readings", "a", &[0, 255, 7]),
+    ])
+    .unwrap();
     let r = f.reader();
-    assert_eq!(r.kv_get("default", "readings", "a").unwrap(), Some(vec![0, 255, 7]));
+    assert_eq!(
+        r.kv_get("default", "readings", "a").unwrap(),
+        Some(vec![0, 255, 7])
+    );
     assert_eq!(r.kv_get("default", "readings", "zz").unwrap(), None);
     assert_eq!(r.kv_get("default", "other", "a").unwrap(), None);
-    assert_eq!(r.kv_keys("default", "readings", "", None, 10).unwrap().keys, ["a", "b"]);
+    assert_eq!(
+        r.kv_keys("default", "readings", "", None, 10).unwrap().keys,
+        ["a", "b"]
+    );
     let stores = r.kv_stores(Some("default")).unwrap();
     assert_eq!((stores.len(), stores[0].keys, stores[0].bytes), (1, 2, 4));
 
     f.run(vec![set("readings", "a", b"x")]).unwrap();
-    assert_eq!(f.reader().kv_stores(None).unwrap()[0].bytes, 2, "an overwrite replaces the size");
+    assert_eq!(
+        f.reader().kv_stores(None).unwrap()[0].bytes,
+        2,
+        "an overwrite replaces the size"
+    );
     f.run(vec![Op::KvDelete {
         namespace: "default".into(),
         store: "readings".into(),
@@ -51,14 +64,23 @@ fn values_are_set_read_listed_and_deleted() {
         key: "never".into(),
     }])
     .expect("deleting an absent key is not an error");
-    assert_eq!(f.reader().kv_keys("default", "readings", "", None, 10).unwrap().keys, ["b"]);
+    assert_eq!(
+        f.reader()
+            .kv_keys("default", "readings", "", None, 10)
+            .unwrap()
+            .keys,
+        ["b"]
+    );
     f.run(vec![Op::KvDelete {
         namespace: "default".into(),
         store: "readings".into(),
         key: "b".into(),
     }])
     .unwrap();
-    assert!(f.reader().kv_stores(None).unwrap().is_empty(), "an empty store is gone");
+    assert!(
+        f.reader().kv_stores(None).unwrap().is_empty(),
+        "an empty store is gone"
+    );
 }
 
 #[test]
@@ -73,7 +95,9 @@ fn keys_page_by_prefix_in_byte_order() {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = r.kv_keys("default", "s", "sensor-", after.as_deref(), 10).unwrap();
+        let page = r
+            .kv_keys("default", "s", "sensor-", after.as_deref(), 10)
+            .unwrap();
         seen.extend(page.keys.clone());
         match page.next {
             Some(n) => after = Some(n),
@@ -91,11 +115,15 @@ fn increments_are_atomic_counters_inside_one_command_too() {
         .run(vec![incr("c", "n", 5), incr("c", "n", -2), incr("c", "m", 1)])
         .unwrap();
     assert_eq!(out.incremented, [5, 3, 1]);
-    assert_eq!(f.reader().kv_get("default", "c", "n").unwrap(), Some(b"3".to_vec()));
+    assert_eq!(
+        f.reader().kv_get("default", "c", "n").unwrap(),
+        Some(b"3".to_vec())
+    );
     f.run(vec![set("c", "text", b"hello")]).unwrap();
     let err = f.run(vec![incr("c", "text", 1)]).unwrap_err();
     assert!(err.to_string().contains("not a decimal integer"), "{err}");
-    f.run(vec![set("c", "big", i64::MAX.to_string().as_bytes())]).unwrap();
+    f.run(vec![set("c", "big", i64::MAX.to_string().as_bytes())])
+        .unwrap();
     let err = f.run(vec![incr("c", "big", 1)]).unwrap_err();
     assert!(err.to_string().contains("overflows"), "{err}");
 }
@@ -103,12 +131,13 @@ fn increments_are_atomic_counters_inside_one_command_too() {
 #[test]
 fn a_failing_op_writes_nothing_of_its_command() {
     let mut f = Fixture::new();
-    let err = f
-        .run(vec![set("s", "ok", b"1"), set("s", "", b"1")])
-        .unwrap_err();
+    let err = f.run(vec![set("s", "ok", b"1"), set("s", "", b"1")]).unwrap_err();
     assert!(err.to_string().contains("key is empty"), "{err}");
     let err = f
-        .run(vec![set("s", "ok", b"1"), set("s", "big", &vec![0; MAX_KV_VALUE_BYTES + 1])])
+        .run(vec![
+            set("s", "ok", b"1"),
+            set("s", "big", &vec![0; MAX_KV_VALUE_BYTES + 1]),
+        ])
         .unwrap_err();
     assert!(err.to_string().contains("KiB"), "{err}");
     let err = f.run(vec![set("Bad_Store", "k", b"1")]).unwrap_err();
@@ -161,7 +190,8 @@ fn deleting_a_namespace_drops_its_stores_only() {
 #[test]
 fn export_and_restore_keep_stores() {
     let mut f = Fixture::new();
-    f.run(vec![set("s", "a", &[1, 2, 3]), incr("s", "n", 41)]).unwrap();
+    f.run(vec![set("s", "a", &[1, 2, 3]), incr("s", "n", 41)])
+        .unwrap();
     let txn = redb::ReadableDatabase::begin_read(&*f.db).unwrap();
     let data = skiff_state::export(&txn).unwrap();
     drop(txn);
@@ -169,7 +199,13 @@ fn export_and_restore_keep_stores() {
     let txn = g.db.begin_write().unwrap();
     g.machine.restore(&txn, &data).unwrap();
     txn.commit().unwrap();
-    assert_eq!(g.reader().kv_stores(None).unwrap(), f.reader().kv_stores(None).unwrap());
-    assert_eq!(g.reader().kv_get("default", "s", "a").unwrap(), Some(vec![1, 2, 3]));
+    assert_eq!(
+        g.reader().kv_stores(None).unwrap(),
+        f.reader().kv_stores(None).unwrap()
+    );
+    assert_eq!(
+        g.reader().kv_get("default", "s", "a").unwrap(),
+        Some(vec![1, 2, 3])
+    );
     assert_eq!(g.run(vec![incr("s", "n", 1)]).unwrap().incremented, [42]);
 }

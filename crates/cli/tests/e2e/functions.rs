@@ -7,25 +7,25 @@ use serde_json::Value;
 
 use crate::harness::{Skiff, function_wasm};
 
-fn api(s: &Skiff) -> String {
+pub(crate) fn api(s: &Skiff) -> String {
     format!("http://127.0.0.1:{}", s.api)
 }
 
-fn token(s: &Skiff) -> String {
+pub(crate) fn token(s: &Skiff) -> String {
     std::fs::read_to_string(s.state_dir().join("admin.token"))
         .expect("admin token")
         .trim()
         .to_owned()
 }
 
-fn http() -> reqwest::blocking::Client {
+pub(crate) fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client")
 }
 
-fn topic(s: &Skiff, name: &str) -> Option<Value> {
+pub(crate) fn topic(s: &Skiff, name: &str) -> Option<Value> {
     let r = http()
         .get(format!("{}/api/v1/namespaces/default/topics/{name}", api(s)))
         .bearer_auth(token(s))
@@ -439,7 +439,7 @@ spec:
 }
 
 /// A `mosquitto` broker on a loopback port, stopped on drop.
-struct Broker {
+pub(crate) struct Broker {
     child: std::process::Child,
     log: std::path::PathBuf,
 }
@@ -447,7 +447,7 @@ struct Broker {
 impl Broker {
     /// Starts Debian's mosquitto on `port`; `None` when it is not installed (scripts/test.sh
     /// installs it).
-    fn start(dir: &std::path::Path, port: u16) -> Option<Broker> {
+    pub(crate) fn start(dir: &std::path::Path, port: u16) -> Option<Broker> {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -489,7 +489,7 @@ impl Drop for Broker {
     }
 }
 
-fn connection(s: &Skiff, name: &str) -> Option<bool> {
+pub(crate) fn connection(s: &Skiff, name: &str) -> Option<bool> {
     let out = s.cli_ok(&["get", "function", name, "-o", "json"]);
     let f: Value = serde_json::from_str(&out).ok()?;
     f["status"]["connections"][0]["connected"].as_bool()

@@ -9,6 +9,7 @@ mod ha;
 mod harness;
 mod hostile;
 mod invalid;
+mod iot;
 mod jobs;
 mod lincheck;
 mod namespaces;

@@ -3,7 +3,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /readings` | `{"sensors":[{"sensor":…,"count":…,"mean":…,"last":…},…]}` |
-//! | `GET /readings/<sensor>` | that sensor's object; 404 (invalid) when it has no readings |
+//! | `GET /readings/<sensor>` | that sensor's object; 422 (an invalid event) when it has no readings |
 //!
 //! It is an HTTP-triggered function: the request arrives as an event whose `httppath` extension
 //! is the path.
