@@ -278,7 +278,63 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::resource;
+    use super::{kv_path, node_may_use_store, resource};
+
+    #[test]
+    fn key_value_paths_name_their_store() {
+        assert_eq!(
+            kv_path("/api/v1/namespaces/iot/keyvalue/readings/keys/kitchen/count"),
+            Some(("iot", "readings"))
+        );
+        assert_eq!(
+            kv_path("/api/v1/namespaces/iot/keyvalue/readings"),
+            Some(("iot", "readings"))
+        );
+        assert_eq!(kv_path("/api/v1/namespaces/iot/keyvalue"), None);
+        assert_eq!(kv_path("/api/v1/keyvalue"), None);
+        assert_eq!(kv_path("/api/v1/namespaces/iot/pods/p"), None);
+    }
+
+    #[test]
+    fn a_node_uses_only_stores_granted_to_pods_bound_to_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = std::sync::Arc::new(redb::Database::create(dir.path().join("s.redb")).expect("db"));
+        let mut machine = skiff_state::Machine::new(db.clone());
+        let txn = db.begin_write().expect("txn");
+        machine.init(&txn).expect("init");
+        let objects = [
+            serde_json::json!({"kind": "Namespace", "metadata": {"name": "iot"}}),
+            serde_json::json!({"kind": "Pod", "metadata": {"name": "agg", "namespace": "iot"},
+                "spec": {"nodeName": "w1", "components": [{"name": "fn",
+                    "wasm": {"digest": format!("sha256:{}", "a".repeat(64)), "world": "function"},
+                    "capabilities": {"keyValue": ["readings"]}}]}}),
+        ];
+        let ops = objects
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| skiff_state::Op::Create {
+                object: serde_json::from_value(o).expect("object"),
+                uid: format!("u{i}"),
+            })
+            .collect();
+        let cmd = skiff_state::Command::new("2026-01-01T00:00:00Z", ops);
+        machine.apply(&txn, 1, &cmd.encode()).expect("apply");
+        txn.commit().expect("commit");
+        let reader = skiff_state::Reader::new(db);
+        assert!(node_may_use_store(&reader, "w1", "iot", "readings"));
+        assert!(
+            !node_may_use_store(&reader, "w2", "iot", "readings"),
+            "another node"
+        );
+        assert!(
+            !node_may_use_store(&reader, "w1", "iot", "secrets"),
+            "an ungranted store"
+        );
+        assert!(
+            !node_may_use_store(&reader, "w1", "default", "readings"),
+            "another namespace"
+        );
+    }
 
     #[test]
     fn resource_paths() {

@@ -60,7 +60,7 @@ impl std::fmt::Debug for KeyValueGrant {
 }
 
 /// An open store (the guest's `bucket` resource).
-#[allow(unreachable_pub)] // named by the generated bindings
+#[allow(unreachable_pub, reason = "named by the generated bindings")]
 pub struct Bucket {
     store: String,
     /// `list-keys` cursors handed out: cursor `n` continues after `cursors[n]`.
@@ -101,7 +101,7 @@ fn other(e: String) -> store::Error {
 impl store::Host for HostState {
     async fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
         let granted = match self.grant() {
-            Ok(g) => g.stores.iter().any(|s| *s == identifier),
+            Ok(g) => g.stores.contains(&identifier),
             Err(e) => return Ok(Err(e)),
         };
         if !granted {

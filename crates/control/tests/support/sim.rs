@@ -99,7 +99,11 @@ pub(crate) fn apply(s: &mut Snapshot, ops: &[Op]) {
                 Kind::Job => s.jobs.retain(|p| &p.metadata.name != name),
                 other => panic!("unexpected delete of a {other}"),
             },
-            Op::Publish { .. } | Op::Ack { .. } => panic!("unexpected topic op in this test: {op:?}"),
+            Op::Publish { .. }
+            | Op::Ack { .. }
+            | Op::KvSet { .. }
+            | Op::KvDelete { .. }
+            | Op::KvIncrement { .. } => panic!("unexpected topic or key-value op in this test: {op:?}"),
             Op::Replace { object } => match object {
                 Object::Node(n) => replace_in(
                     &mut s.nodes,
