@@ -34,11 +34,15 @@ pub(crate) fn topic(s: &Skiff, name: &str) -> Option<Value> {
     r.status().is_success().then(|| r.json().ok()).flatten()
 }
 
-fn subscriber<'a>(t: &'a Value, function: &str) -> &'a Value {
-    t["subscribers"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["function"] == function))
+/// The item of a JSON list whose `field` is `value` (null when none is).
+pub(crate) fn item<'a>(list: &'a Value, field: &str, value: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|a| a.iter().find(|s| s[field] == value))
         .unwrap_or(&Value::Null)
+}
+
+fn subscriber<'a>(t: &'a Value, function: &str) -> &'a Value {
+    item(&t["subscribers"], "function", function)
 }
 
 fn function_pods(s: &Skiff, name: &str) -> usize {

@@ -161,25 +161,29 @@ impl Drop for Skiff {
     }
 }
 
+/// Builds the guest components of the standalone Cargo project `dir` (wasm32-wasip2, release)
+/// and returns the directory the `.wasm` files are in.
+pub(crate) fn build_wasm_project(dir: &Path) -> PathBuf {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+        .current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("run cargo for the guest");
+    assert!(
+        status.success(),
+        "building {} failed (is the wasm32-wasip2 target installed?)",
+        dir.display()
+    );
+    dir.join("target/wasm32-wasip2/release")
+}
+
 /// Builds the hostile guest component (wasm32-wasip2) once and returns its path.
 pub(crate) fn hostile_wasm() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let dir = repo_root().join("tests/guests");
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
-                .current_dir(&dir)
-                .env_remove("CARGO_TARGET_DIR")
-                .env_remove("RUSTFLAGS")
-                .status()
-                .expect("run cargo for the guest");
-            assert!(
-                status.success(),
-                "building tests/guests failed (is the wasm32-wasip2 target installed?)"
-            );
-            dir.join("target/wasm32-wasip2/release/hostile.wasm")
-        })
+        .get_or_init(|| build_wasm_project(&repo_root().join("tests/guests")).join("hostile.wasm"))
         .clone()
 }
 

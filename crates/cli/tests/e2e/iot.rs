@@ -15,18 +15,7 @@ use crate::harness::{Skiff, repo_root};
 fn example_wasm_dir() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let dir = repo_root().join("examples/iot");
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
-                .current_dir(&dir)
-                .env_remove("CARGO_TARGET_DIR")
-                .env_remove("RUSTFLAGS")
-                .status()
-                .expect("run cargo for the example");
-            assert!(status.success(), "building examples/iot failed");
-            dir.join("target/wasm32-wasip2/release")
-        })
+        .get_or_init(|| crate::harness::build_wasm_project(&repo_root().join("examples/iot")))
         .clone()
 }
 
@@ -62,10 +51,7 @@ fn kv(s: &Skiff, key: &str) -> Option<String> {
 }
 
 fn sensor<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["sensors"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["sensor"] == name))
-        .unwrap_or(&Value::Null)
+    crate::functions::item(&v["sensors"], "sensor", name)
 }
 
 #[test]
