@@ -276,7 +276,13 @@ fn check_writable(kind: Kind) -> Result<(), ApiError> {
 }
 
 async fn read_gate(plane: &ControlPlane, q: &ListQuery) -> Result<(), ApiError> {
-    match q.consistency.as_deref() {
+    consistent_read(plane, q.consistency.as_deref()).await
+}
+
+/// Waits for a linearizable read (a ReadIndex barrier) unless `?consistency=stale` asks for the
+/// local state as it is.
+pub(crate) async fn consistent_read(plane: &ControlPlane, consistency: Option<&str>) -> Result<(), ApiError> {
+    match consistency {
         None | Some("linearizable") => plane.read_barrier().await,
         Some("stale") => Ok(()),
         Some(other) => Err(ApiError::bad_request(format!(

@@ -47,10 +47,7 @@ pub(crate) struct ReadQuery {
 }
 
 async fn barrier(p: &ControlPlane, q: &ReadQuery) -> Result<(), ApiError> {
-    if q.consistency.as_deref() != Some("stale") {
-        p.read_barrier().await?;
-    }
-    Ok(())
+    crate::api::consistent_read(p, q.consistency.as_deref()).await
 }
 
 fn check_topic(topic: &str) -> Result<(), ApiError> {

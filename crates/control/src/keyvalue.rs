@@ -46,10 +46,7 @@ pub(crate) struct Increment {
 }
 
 async fn barrier(p: &ControlPlane, q: &KvQuery) -> Result<(), ApiError> {
-    if q.consistency.as_deref() != Some("stale") {
-        p.read_barrier().await?;
-    }
-    Ok(())
+    crate::api::consistent_read(p, q.consistency.as_deref()).await
 }
 
 fn check(store: &str, key: Option<&str>) -> Result<(), ApiError> {

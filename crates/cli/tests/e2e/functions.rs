@@ -493,6 +493,26 @@ impl Drop for Broker {
     }
 }
 
+/// Publishes `msg` on `topic` with QoS 1 through the broker on `port`, as a device would.
+pub(crate) fn mosquitto_pub(port: u16, topic: &str, msg: &str) {
+    let st = std::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            msg,
+        ])
+        .status()
+        .expect("mosquitto_pub");
+    assert!(st.success(), "mosquitto_pub failed");
+}
+
 pub(crate) fn connection(s: &Skiff, name: &str) -> Option<bool> {
     let out = s.cli_ok(&["get", "function", name, "-o", "json"]);
     let f: Value = serde_json::from_str(&out).ok()?;
@@ -547,24 +567,7 @@ spec:
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("mosquitto_sub");
-    let publish = |msg: &str| {
-        let st = std::process::Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-q",
-                "1",
-                "-t",
-                "sensors/kitchen/temp",
-                "-m",
-                msg,
-            ])
-            .status()
-            .expect("mosquitto_pub");
-        assert!(st.success());
-    };
+    let publish = |msg: &str| mosquitto_pub(port, "sensors/kitchen/temp", msg);
     // mosquitto_sub subscribes asynchronously: publish until the reply arrives.
     let out = std::thread::scope(|scope| {
         let waiter = scope.spawn(|| sub.wait_with_output().expect("sub output"));

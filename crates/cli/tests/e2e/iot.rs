@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::functions::{Broker, api, connection, http, token, topic};
+use crate::functions::{Broker, api, connection, http, mosquitto_pub as publish, token, topic};
 use crate::harness::{Skiff, repo_root};
 
 /// Builds the example's functions once; returns their directory.
@@ -17,25 +17,6 @@ fn example_wasm_dir() -> PathBuf {
     BUILT
         .get_or_init(|| crate::harness::build_wasm_project(&repo_root().join("examples/iot")))
         .clone()
-}
-
-fn publish(port: u16, topic: &str, msg: &str) {
-    let st = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-m",
-            msg,
-        ])
-        .status()
-        .expect("mosquitto_pub");
-    assert!(st.success(), "mosquitto_pub failed");
 }
 
 fn kv(s: &Skiff, key: &str) -> Option<String> {
