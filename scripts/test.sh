@@ -13,7 +13,7 @@ echo "== setup: wasm32-wasip2 target (guest components are built from source by 
 rustup target add wasm32-wasip2
 
 # apt_install WHAT PACKAGE...: installs Debian packages (updating the index once if needed); a
-# failure only warns, and the tests that need WHAT say they skipped.
+# failure only warns here: the tests that need WHAT fail under CI (and say they skipped elsewhere).
 apt_install() {
   local what=$1 sudo_if_needed=""
   shift
@@ -21,7 +21,7 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q "$@" >/dev/null 2>&1 || {
     $sudo_if_needed apt-get update -q >/dev/null 2>&1 || true
     DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q "$@" >/dev/null ||
-      echo "WARNING: $* could not be installed; the $what will say it skipped"
+      echo "WARNING: $* could not be installed; the $what will fail under CI"
   }
 }
 

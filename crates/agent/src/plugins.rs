@@ -17,6 +17,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
+use skiff_client::ApiPath;
 
 /// The protocol version this agent speaks.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
@@ -324,7 +325,7 @@ impl Plugin {
         let bytes = self
             .call(
                 Method::POST,
-                &format!("/v1/containers/{id}/start"),
+                &container_path(id, "start")?,
                 None,
                 Duration::from_secs(30),
             )
@@ -337,7 +338,7 @@ impl Plugin {
         let bytes = self
             .call(
                 Method::GET,
-                &format!("/v1/containers/{id}"),
+                &container_path(id, "")?,
                 None,
                 Duration::from_secs(10),
             )
@@ -358,7 +359,7 @@ impl Plugin {
         let bytes = self
             .call(
                 Method::GET,
-                &format!("/v1/containers/{id}/logs"),
+                &container_path(id, "logs")?,
                 None,
                 Duration::from_secs(10),
             )
@@ -371,7 +372,7 @@ impl Plugin {
         let stopped = self
             .call(
                 Method::POST,
-                &format!("/v1/containers/{id}/stop"),
+                &container_path(id, "stop")?,
                 Some(serde_json::json!({ "graceMillis": grace.as_millis() as u64 })),
                 grace + Duration::from_secs(15),
             )
@@ -386,7 +387,7 @@ impl Plugin {
         match self
             .call(
                 Method::DELETE,
-                &format!("/v1/containers/{id}"),
+                &container_path(id, "")?,
                 None,
                 Duration::from_secs(30),
             )
@@ -501,6 +502,22 @@ impl Plugin {
             }
         }
     }
+}
+
+/// `/v1/containers/{id}[/{action}]`, the id encoded like every path segment.
+fn container_path(id: &str, action: &'static str) -> Result<String, PluginError> {
+    let path = ApiPath::root()
+        .lit("v1/containers")
+        .seg("container id", id)
+        .map_err(|e| PluginError {
+            code: "InvalidContainerId".into(),
+            message: e.to_string(),
+        })?;
+    Ok(if action.is_empty() {
+        path.to_string()
+    } else {
+        path.lit(action).to_string()
+    })
 }
 
 #[cfg(test)]

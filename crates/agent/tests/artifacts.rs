@@ -213,10 +213,7 @@ async fn push_blob(http: &reqwest::Client, base: &str, bytes: Vec<u8>) -> String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_pushed_to_a_real_registry_runs_from_image() {
     let Some(registry) = skiff_testkit::start_registry() else {
-        eprintln!(
-            "\n\n!!!!!!!! SKIPPED: Debian's docker-registry is not installed and cannot be \
-             (apt-get install docker-registry failed; run as root or install it by hand) !!!!!!!!\n\n"
-        );
+        skiff_testkit::tool_missing("Debian's docker-registry (apt-get install docker-registry, as root)");
         return;
     };
     let http = reqwest::Client::new();

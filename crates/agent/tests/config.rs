@@ -142,7 +142,7 @@ async fn env_comes_from_configmaps_and_secrets_and_nodes_read_only_their_secrets
         .await
         .unwrap_err();
     assert!(
-        refused(&err).contains("may read Secret default/db only while"),
+        refused(&err).contains("may not read Secret default/db: only while"),
         "{err}"
     );
     assert!(
@@ -186,14 +186,17 @@ async fn env_comes_from_configmaps_and_secrets_and_nodes_read_only_their_secrets
         .list(Kind::Secret, Some("default"), None)
         .await
         .unwrap_err();
-    assert!(refused(&err).contains("may not GET"), "{err}");
+    assert!(refused(&err).contains("may not list secrets"), "{err}");
     let other = node_client(control_dir.path(), &server, &Identity::agent("elsewhere"));
     let err = other.get(Kind::Secret, Some("default"), "db").await.unwrap_err();
     assert!(refused(&err).contains("node elsewhere"), "{err}");
     let gateway = node_client(control_dir.path(), &server, &Identity::gateway("gw"));
     for kind in [Kind::Secret, Kind::ConfigMap] {
         let err = gateway.list(kind, Some("default"), None).await.unwrap_err();
-        assert!(refused(&err).contains("may not GET"), "{kind}: {err}");
+        assert!(
+            refused(&err).contains(&format!("may not list {}", kind.plural())),
+            "{kind}: {err}"
+        );
     }
 
     // A missing key fails the pod with ConfigError and a message naming the reference.

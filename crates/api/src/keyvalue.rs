@@ -34,7 +34,8 @@ pub fn store_name_problem(name: &str) -> Option<String> {
     dns_label_problem(name).map(|why| format!("key-value store name {name:?} {why}"))
 }
 
-/// Why `key` cannot be a key, or `None` when it can (1 to [`MAX_KV_KEY_BYTES`] bytes, no NUL).
+/// Why `key` cannot be a key, or `None` when it can (1 to [`MAX_KV_KEY_BYTES`] bytes, no NUL,
+/// not `.` or `..`).
 pub fn kv_key_problem(key: &str) -> Option<String> {
     if key.is_empty() {
         return Some("the key is empty: give at least one character".into());
@@ -47,6 +48,12 @@ pub fn kv_key_problem(key: &str) -> Option<String> {
     }
     if key.contains('\0') {
         return Some("the key contains a NUL character".into());
+    }
+    if key == "." || key == ".." {
+        return Some(format!(
+            "the key {key:?} cannot be addressed: `.` and `..` mean \"this\" and \"parent\" in a URL path; \
+             use another key (any other text, `/` included, is fine)"
+        ));
     }
     None
 }

@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{ApiToken, Role};
 use crate::batch::{CronJob, DaemonSet, Job};
 use crate::config::{ConfigMap, Secret};
 use crate::event::Event;
@@ -52,19 +53,25 @@ pub enum Kind {
     CronJob,
     /// A component plus triggers, scaled with its load (to zero when idle).
     Function,
+    /// A named set of permissions API tokens are bound to (cluster-scoped).
+    Role,
+    /// A bearer token for API clients, bound to a role (cluster-scoped).
+    ApiToken,
 }
 
 /// A kind name that is not one of [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, ReplicaSet, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret, DaemonSet, Job, CronJob, Function"
+    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, ReplicaSet, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret, DaemonSet, Job, CronJob, Function, Role, ApiToken"
 )]
 pub struct UnknownKind(pub String);
 
 impl Kind {
     /// All kinds, in the order objects of a multi-kind apply are created.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Namespace,
+        Kind::Role,
+        Kind::ApiToken,
         Kind::Node,
         Kind::ConfigMap,
         Kind::Secret,
@@ -101,6 +108,8 @@ impl Kind {
             Kind::Job => "Job",
             Kind::CronJob => "CronJob",
             Kind::Function => "Function",
+            Kind::Role => "Role",
+            Kind::ApiToken => "ApiToken",
         }
     }
 
@@ -123,12 +132,17 @@ impl Kind {
             Kind::Job => "jobs",
             Kind::CronJob => "cronjobs",
             Kind::Function => "functions",
+            Kind::Role => "roles",
+            Kind::ApiToken => "apitokens",
         }
     }
 
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Node | Kind::JoinToken)
+        !matches!(
+            self,
+            Kind::Namespace | Kind::Node | Kind::JoinToken | Kind::Role | Kind::ApiToken
+        )
     }
 
     /// Whether clients may create objects of this kind (others are written by Skiff itself).
@@ -157,6 +171,8 @@ impl Kind {
             "job" | "jobs" => Kind::Job,
             "cronjob" | "cronjobs" | "cj" => Kind::CronJob,
             "function" | "functions" | "fn" => Kind::Function,
+            "role" | "roles" => Kind::Role,
+            "apitoken" | "apitokens" => Kind::ApiToken,
             _ => return Err(UnknownKind(s.to_owned())),
         };
         Ok(k)
@@ -220,6 +236,10 @@ pub enum Object {
     CronJob(CronJob),
     /// A [`Function`].
     Function(Function),
+    /// A [`Role`].
+    Role(Role),
+    /// An [`ApiToken`].
+    ApiToken(ApiToken),
 }
 
 macro_rules! each_variant {
@@ -241,6 +261,8 @@ macro_rules! each_variant {
             Object::Job($o) => $e,
             Object::CronJob($o) => $e,
             Object::Function($o) => $e,
+            Object::Role($o) => $e,
+            Object::ApiToken($o) => $e,
         }
     };
 }
@@ -265,6 +287,8 @@ impl Object {
             Object::Job(_) => Kind::Job,
             Object::CronJob(_) => Kind::CronJob,
             Object::Function(_) => Kind::Function,
+            Object::Role(_) => Kind::Role,
+            Object::ApiToken(_) => Kind::ApiToken,
         }
     }
 
@@ -304,6 +328,8 @@ impl Object {
             Object::Job(j) => serde_json::to_value(&j.spec).unwrap_or_default(),
             Object::CronJob(c) => serde_json::to_value(&c.spec).unwrap_or_default(),
             Object::Function(f) => serde_json::to_value(&f.spec).unwrap_or_default(),
+            Object::Role(r) => serde_json::to_value(&r.spec).unwrap_or_default(),
+            Object::ApiToken(t) => serde_json::to_value(&t.spec).unwrap_or_default(),
         }
     }
 

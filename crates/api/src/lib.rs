@@ -37,6 +37,7 @@
 //! - [`WatchEvent`], [`ObjectList`] and [`ErrorBody`] are the API's envelopes.
 #![deny(missing_docs)]
 
+mod access;
 mod affinity;
 mod batch;
 mod config;
@@ -59,6 +60,10 @@ mod validate;
 mod wire;
 mod workload;
 
+pub use access::{
+    API_TOKEN_PREFIX, API_TOKEN_SECRET_LEN, ApiToken, ApiTokenSpec, AuditRecord, BUILTIN_ROLES,
+    EXTRA_RESOURCES, Role, RoleRule, RoleSpec, VERBS, parse_api_token,
+};
 pub use affinity::{
     Affinity, LabelOperator, LabelRequirement, NodeAffinity, NodeSelectorTerm, PodAffinityTerm,
     PreferredTerm, TopologySpreadConstraint, WhenUnsatisfiable, selector_matches,

@@ -43,6 +43,7 @@ const MAX_REPLICAS: i64 = 10_000;
 /// Longest `replaceAfter` / `stopAfter` other than `never`.
 const MAX_DISCONNECT_DELAY: Duration = Duration::from_secs(30 * 86_400);
 
+mod access;
 mod function;
 mod workload;
 
@@ -51,43 +52,6 @@ struct Checker {
 }
 
 impl Checker {
-    fn join_token(&mut self, t: &crate::JoinToken) {
-        let id = &t.metadata.name;
-        if id.len() != crate::TOKEN_ID_LEN
-            || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        {
-            self.err(
-                "metadata.name",
-                format!(
-                    "{id:?} is not a token id: use {} characters of a-z and 0-9 (`skiff token create` makes one)",
-                    crate::TOKEN_ID_LEN
-                ),
-            );
-        }
-        let h = &t.spec.secret_hash;
-        if h.len() != 64
-            || !h
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            self.err(
-                "spec.secretHash",
-                "must be the SHA-256 of the secret as 64 lowercase hex characters",
-            );
-        }
-        if let Some(e) = &t.spec.expires
-            && humantime::parse_rfc3339(e).is_err()
-        {
-            self.err(
-                "spec.expires",
-                format!("{e:?} is not an RFC 3339 UTC time such as 2026-01-02T03:04:05Z"),
-            );
-        }
-        if t.spec.description.chars().count() > 256 {
-            self.err("spec.description", "is longer than 256 characters");
-        }
-    }
-
     fn env_source(&mut self, path: &str, value: &str, from: &crate::EnvVarSource) {
         if !value.is_empty() {
             self.err(
@@ -680,6 +644,8 @@ impl Object {
             Object::Namespace(_) | Object::Endpoints(_) | Object::Event(_) => {}
             Object::Node(n) => c.taints("spec.taints", &n.spec.taints),
             Object::JoinToken(t) => c.join_token(t),
+            Object::ApiToken(t) => c.api_token(t),
+            Object::Role(r) => c.role(r),
             Object::ConfigMap(m) => c.config_data(&m.data),
             Object::Secret(m) => c.config_data(&m.data),
             Object::Pod(p) => c.pod_spec("spec", &p.spec),

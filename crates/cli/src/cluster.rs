@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use skiff_client::ApiPath;
 use skiff_control::MemberView;
 
 use crate::config::Connection;
@@ -45,7 +46,7 @@ pub(crate) async fn member(conn: &Connection, a: MemberArgs) -> Result<()> {
     let client = conn.client()?;
     match a.command {
         MemberCommand::List => {
-            let members: Vec<MemberView> = client.get_json("/api/v1/members").await?;
+            let members: Vec<MemberView> = client.get_json(&ApiPath::api().lit("members")).await?;
             println!(
                 "{:<16} {:<20} {:<8} {:<7} {:<22} API",
                 "NAME", "ID", "ROLE", "LEADER", "PEER"
@@ -63,7 +64,9 @@ pub(crate) async fn member(conn: &Connection, a: MemberArgs) -> Result<()> {
             }
         }
         MemberCommand::Remove { name } => {
-            let m: MemberView = client.delete_path(&format!("/api/v1/members/{name}")).await?;
+            let m: MemberView = client
+                .delete_path(&ApiPath::api().lit("members").seg("member name", &name)?)
+                .await?;
             println!("member {} (id {}) removed; stop its process now", m.name, m.id);
         }
     }
@@ -74,7 +77,7 @@ pub(crate) async fn snapshot(conn: &Connection, a: SnapshotArgs) -> Result<()> {
     let client = conn.client()?;
     match a.command {
         SnapshotCommand::Save { file } => {
-            let bytes = client.get_bytes("/api/v1/snapshot").await?;
+            let bytes = client.get_bytes(&ApiPath::api().lit("snapshot")).await?;
             let (header, _) = skiff_control::backup::decode(&bytes)
                 .context("the server sent a damaged backup; try again")?;
             let tmp = file.with_extension("partial");

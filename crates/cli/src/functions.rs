@@ -4,6 +4,7 @@ use std::io::Read;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use skiff_api::{CloudEvent, DEFAULT_NAMESPACE, TopicStatus};
+use skiff_client::ApiPath;
 
 use crate::config::Connection;
 use crate::output::Format;
@@ -173,10 +174,15 @@ pub(crate) async fn get_topics(
 ) -> Result<()> {
     let client = conn.client()?;
     let mut topics: Vec<TopicStatus> = if all {
-        client.get_json("/api/v1/topics").await?
+        client.get_json(&ApiPath::api().lit("topics")).await?
     } else {
         client
-            .get_json(&format!("/api/v1/namespaces/{namespace}/topics"))
+            .get_json(
+                &ApiPath::api()
+                    .lit("namespaces")
+                    .seg("namespace", namespace)?
+                    .lit("topics"),
+            )
             .await?
     };
     if let Some(n) = name {

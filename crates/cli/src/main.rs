@@ -1,4 +1,5 @@
 //! The `skiff` command: `skiff up` runs a one-node cluster; the other verbs are API clients.
+mod auth;
 mod cluster;
 mod config;
 mod functions;
@@ -80,6 +81,10 @@ enum Command {
     Node(node::NodeArgs),
     /// Join tokens for agents and gateways: create, list, delete (revoke).
     Token(token::TokenArgs),
+    /// API tokens bound to roles: `skiff auth token create --role view -n team-a --ttl 30d`.
+    Auth(auth::AuthArgs),
+    /// The audit log of the control node: every write and every refused request.
+    Audit(auth::AuditArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -119,6 +124,8 @@ fn main() -> std::process::ExitCode {
             Command::Snapshot(a) => cluster::snapshot(&conn, a).await,
             Command::Node(a) => node::node(&conn, a).await,
             Command::Token(a) => token::token(&conn, a).await,
+            Command::Auth(a) => auth::auth(&conn, a).await,
+            Command::Audit(a) => auth::audit(&conn, a).await,
         }
     });
     match result {

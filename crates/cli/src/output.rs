@@ -89,6 +89,8 @@ fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         Kind::Node => vec!["NAME", "STATUS", "ARCH", "AGE"],
         Kind::Namespace => vec!["NAME", "AGE"],
         Kind::JoinToken => vec!["ID", "EXPIRES", "DESCRIPTION", "AGE"],
+        Kind::ApiToken => vec!["ID", "ROLE", "NAMESPACES", "EXPIRES", "DESCRIPTION", "AGE"],
+        Kind::Role => vec!["NAME", "RULES", "AGE"],
         Kind::Event => vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         Kind::ConfigMap | Kind::Secret => vec!["NAME", "DATA", "AGE"],
     };
@@ -240,11 +242,29 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
         Object::JoinToken(t) => vec![
             name,
             t.spec.expires.clone().unwrap_or_else(|| "never".into()),
-            if t.spec.description.is_empty() {
-                "-".into()
+            or_dash(&t.spec.description),
+            age(o),
+        ],
+        Object::ApiToken(t) => vec![
+            name,
+            t.spec.role.clone(),
+            if t.spec.namespaces.is_empty() {
+                "*".into()
             } else {
-                t.spec.description.clone()
+                t.spec.namespaces.join(",")
             },
+            t.spec.expires.clone().unwrap_or_else(|| "never".into()),
+            or_dash(&t.spec.description),
+            age(o),
+        ],
+        Object::Role(r) => vec![
+            name,
+            r.spec
+                .rules
+                .iter()
+                .map(|r| format!("{}:{}", r.verbs.join(","), r.resources.join(",")))
+                .collect::<Vec<_>>()
+                .join(" "),
             age(o),
         ],
     };
@@ -469,6 +489,11 @@ pub(crate) fn redact(o: &mut Object) {
             *v = format!("<redacted, {} bytes>", v.len());
         }
     }
+}
+
+/// `s`, or `-` when it is empty.
+fn or_dash(s: &str) -> String {
+    if s.is_empty() { "-".into() } else { s.to_owned() }
 }
 
 #[cfg(test)]

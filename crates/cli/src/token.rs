@@ -38,7 +38,8 @@ enum TokenCommand {
 
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
-fn random_word(len: usize) -> String {
+/// `len` random characters of `a-z0-9`.
+pub(crate) fn random_word(len: usize) -> String {
     let mut rng = rand::rng();
     (0..len)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
@@ -49,14 +50,10 @@ pub(crate) async fn token(conn: &Connection, a: TokenArgs) -> Result<()> {
     let client = conn.client()?;
     match a.command {
         TokenCommand::Create { ttl, description } => {
-            let ttl: Duration = if ttl.trim() == "0" {
-                Duration::ZERO
-            } else {
-                humantime::parse_duration(&ttl).with_context(|| {
-                    format!("--ttl {ttl:?}: use a duration such as 30m, 24h or 7d, or 0 for no expiry")
-                })?
-            };
-            let info: serde_json::Value = client.get_json("/api/v1/cluster").await?;
+            let expires = expiry(&ttl)?;
+            let info: serde_json::Value = client
+                .get_json(&skiff_client::ApiPath::api().lit("cluster"))
+                .await?;
             let ca_hash = info
                 .get("caHash")
                 .and_then(|h| h.as_str())
@@ -65,8 +62,6 @@ pub(crate) async fn token(conn: &Connection, a: TokenArgs) -> Result<()> {
                 .to_owned();
             let id = random_word(TOKEN_ID_LEN);
             let secret = random_word(TOKEN_SECRET_LEN);
-            let expires = (!ttl.is_zero())
-                .then(|| humantime::format_rfc3339_seconds(SystemTime::now() + ttl).to_string());
             let object = Object::JoinToken(JoinToken {
                 metadata: ObjectMeta {
                     name: id.clone(),
@@ -109,4 +104,17 @@ pub(crate) async fn token(conn: &Connection, a: TokenArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// When a token made now with `--ttl ttl` expires (RFC 3339), `None` for `0` (never).
+pub(crate) fn expiry(ttl: &str) -> Result<Option<String>> {
+    if ttl.trim() == "0" {
+        return Ok(None);
+    }
+    let ttl: Duration = humantime::parse_duration(ttl).with_context(|| {
+        format!("--ttl {ttl:?}: use a duration such as 30m, 24h or 7d, or 0 for no expiry")
+    })?;
+    Ok(Some(
+        humantime::format_rfc3339_seconds(SystemTime::now() + ttl).to_string(),
+    ))
 }

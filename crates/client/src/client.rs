@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use skiff_api::{ErrorBody, Kind, Object, ObjectList, WatchEvent};
 
 use crate::error::ClientError;
+use crate::path::ApiPath;
 
 /// How long a request may wait for the server's answer headers before the client gives up on
 /// that server (a paused or partitioned server accepts connections but never answers).
@@ -76,13 +77,13 @@ pub struct Invocation {
 
 struct Req {
     method: Method,
-    path: String,
+    path: ApiPath,
     query: Vec<(&'static str, String)>,
     body: Option<(Bytes, &'static str)>,
 }
 
 impl Req {
-    fn new(method: Method, path: String) -> Self {
+    fn new(method: Method, path: ApiPath) -> Self {
         Req {
             method,
             path,
@@ -162,16 +163,16 @@ impl Client {
         &self.servers
     }
 
-    fn collection_path(kind: Kind, namespace: Option<&str>) -> String {
-        match (kind.namespaced(), namespace) {
-            (true, Some(ns)) => format!("/api/v1/namespaces/{ns}/{}", kind.plural()),
-            _ => format!("/api/v1/{}", kind.plural()),
-        }
+    fn collection_path(kind: Kind, namespace: Option<&str>) -> Result<ApiPath, ClientError> {
+        Ok(match (kind.namespaced(), namespace) {
+            (true, Some(ns)) => namespaced(ns)?.lit(kind.plural()),
+            _ => ApiPath::api().lit(kind.plural()),
+        })
     }
 
-    fn object_path(kind: Kind, namespace: Option<&str>, name: &str) -> String {
+    fn object_path(kind: Kind, namespace: Option<&str>, name: &str) -> Result<ApiPath, ClientError> {
         let ns = namespace.unwrap_or(skiff_api::DEFAULT_NAMESPACE);
-        format!("{}/{name}", Self::collection_path(kind, Some(ns)))
+        Self::collection_path(kind, Some(ns))?.seg(&format!("{} name", kind.as_str()), name)
     }
 
     async fn send<T: DeserializeOwned>(&self, req: Req) -> Result<T, ClientError> {
@@ -192,7 +193,7 @@ impl Client {
         for attempt in 0..n {
             let i = (start + attempt) % n;
             let base = &self.servers[i];
-            let url = format!("{base}{}", req.path);
+            let url = format!("{base}{}", req.path.as_str());
             let mut rb = self.http.request(req.method.clone(), &url);
             if !self.token.is_empty() {
                 rb = rb.bearer_auth(&self.token);
@@ -249,7 +250,7 @@ impl Client {
     /// # Errors
     /// [`ClientError`]; 404 when missing.
     pub async fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Result<Object, ClientError> {
-        self.send(Req::new(Method::GET, Self::object_path(kind, namespace, name)))
+        self.send(Req::new(Method::GET, Self::object_path(kind, namespace, name)?))
             .await
     }
 
@@ -263,7 +264,7 @@ impl Client {
         namespace: Option<&str>,
         opts: Option<&ListOptions>,
     ) -> Result<ObjectList, ClientError> {
-        let mut req = Req::new(Method::GET, Self::collection_path(kind, namespace));
+        let mut req = Req::new(Method::GET, Self::collection_path(kind, namespace)?);
         if let Some(o) = opts {
             req.query = query(o);
         }
@@ -275,7 +276,7 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn create(&self, object: &Object) -> Result<Object, ClientError> {
-        let path = Self::collection_path(object.kind(), object.namespace());
+        let path = Self::collection_path(object.kind(), object.namespace())?;
         self.send(Req::new(Method::POST, path).json(object)?).await
     }
 
@@ -284,7 +285,7 @@ impl Client {
     /// # Errors
     /// [`ClientError`]; 409 on a stale `resourceVersion`.
     pub async fn replace(&self, object: &Object) -> Result<Object, ClientError> {
-        let path = Self::object_path(object.kind(), object.namespace(), &object.meta().name);
+        let path = Self::object_path(object.kind(), object.namespace(), &object.meta().name)?;
         self.send(Req::new(Method::PUT, path).json(object)?).await
     }
 
@@ -293,10 +294,7 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn update_status(&self, object: &Object) -> Result<Object, ClientError> {
-        let path = format!(
-            "{}/status",
-            Self::object_path(object.kind(), object.namespace(), &object.meta().name)
-        );
+        let path = Self::object_path(object.kind(), object.namespace(), &object.meta().name)?.lit("status");
         self.send(Req::new(Method::PUT, path).json(object)?).await
     }
 
@@ -310,8 +308,11 @@ impl Client {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Object, ClientError> {
-        self.send(Req::new(Method::DELETE, Self::object_path(kind, namespace, name)))
-            .await
+        self.send(Req::new(
+            Method::DELETE,
+            Self::object_path(kind, namespace, name)?,
+        ))
+        .await
     }
 
     /// Creates or updates every object in one all-or-nothing transaction.
@@ -321,7 +322,7 @@ impl Client {
     pub async fn apply(&self, objects: &[Object]) -> Result<Vec<Object>, ClientError> {
         let body = serde_json::json!({ "objects": objects });
         let r: ApplyResult = self
-            .send(Req::new(Method::POST, "/api/v1/apply".into()).json(&body)?)
+            .send(Req::new(Method::POST, ApiPath::api().lit("apply")).json(&body)?)
             .await?;
         Ok(r.objects)
     }
@@ -335,7 +336,7 @@ impl Client {
         struct Uploaded {
             digest: String,
         }
-        let mut req = Req::new(Method::POST, "/api/v1/artifacts".into());
+        let mut req = Req::new(Method::POST, ApiPath::api().lit("artifacts"));
         req.body = Some((bytes.into(), "application/wasm"));
         let r: Uploaded = self.send(req).await?;
         Ok(r.digest)
@@ -346,7 +347,8 @@ impl Client {
     /// # Errors
     /// [`ClientError`]; 404 when the store does not have it.
     pub async fn artifact(&self, digest: &str) -> Result<Bytes, ClientError> {
-        let req = Req::new(Method::GET, format!("/api/v1/artifacts/{digest}"));
+        let path = ApiPath::api().lit("artifacts").seg("artifact digest", digest)?;
+        let req = Req::new(Method::GET, path);
         let (resp, url) = self.send_raw(req).await?;
         resp.bytes().await.map_err(|e| unreachable(&url, &e))
     }
@@ -356,7 +358,7 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn logs(&self, namespace: &str, pod: &str) -> Result<String, ClientError> {
-        let path = format!("{}/log", Self::object_path(Kind::Pod, Some(namespace), pod));
+        let path = Self::object_path(Kind::Pod, Some(namespace), pod)?.lit("log");
         let (resp, url) = self.send_raw(Req::new(Method::GET, path)).await?;
         let bytes = resp.bytes().await.map_err(|e| unreachable(&url, &e))?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -367,7 +369,8 @@ impl Client {
     /// # Errors
     /// [`ClientError::Unreachable`] or [`ClientError::Unauthorized`].
     pub async fn ping(&self) -> Result<serde_json::Value, ClientError> {
-        self.send(Req::new(Method::GET, "/api/v1/cluster".into())).await
+        self.send(Req::new(Method::GET, ApiPath::api().lit("cluster")))
+            .await
     }
 
     /// POSTs JSON to any API path and decodes the JSON answer.
@@ -376,11 +379,10 @@ impl Client {
     /// [`ClientError`].
     pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
-        path: &str,
+        path: &ApiPath,
         body: &B,
     ) -> Result<T, ClientError> {
-        self.send(Req::new(Method::POST, path.to_owned()).json(body)?)
-            .await
+        self.send(Req::new(Method::POST, path.clone()).json(body)?).await
     }
 
     /// Publishes events to a topic (committed through Raft before this returns).
@@ -393,11 +395,11 @@ impl Client {
         topic: &str,
         events: &[skiff_api::CloudEvent],
     ) -> Result<Vec<skiff_api::PublishResult>, ClientError> {
-        self.post_json(
-            &format!("/api/v1/namespaces/{namespace}/topics/{topic}/events"),
-            events,
-        )
-        .await
+        let path = namespaced(namespace)?
+            .lit("topics")
+            .seg("topic", topic)?
+            .lit("events");
+        self.post_json(&path, events).await
     }
 
     /// Calls a function once with `data` (sent as `content_type`) and returns its answer as it
@@ -413,7 +415,10 @@ impl Client {
         content_type: &str,
         headers: &[(String, String)],
     ) -> Result<Invocation, ClientError> {
-        let path = format!("/api/v1/namespaces/{namespace}/functions/{function}/invoke");
+        let path = namespaced(namespace)?
+            .lit("functions")
+            .seg("function name", function)?
+            .lit("invoke");
         let base = &self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()];
         let url = format!("{base}{path}");
         let mut rb = self
@@ -461,11 +466,14 @@ impl Client {
         })
     }
 
-    fn kv_path(namespace: &str, store: &str, key: &str) -> String {
-        format!(
-            "/api/v1/namespaces/{namespace}/keyvalue/{store}/keys/{}",
-            encode_key(key)
-        )
+    fn kv_store_path(namespace: &str, store: &str) -> Result<ApiPath, ClientError> {
+        namespaced(namespace)?
+            .lit("keyvalue")
+            .seg("key-value store name", store)
+    }
+
+    fn kv_path(namespace: &str, store: &str, key: &str) -> Result<ApiPath, ClientError> {
+        Self::kv_store_path(namespace, store)?.lit("keys").seg("key", key)
     }
 
     /// The key-value stores of a namespace, or of all with `None`.
@@ -477,8 +485,8 @@ impl Client {
         namespace: Option<&str>,
     ) -> Result<Vec<skiff_api::KeyValueStore>, ClientError> {
         match namespace {
-            Some(ns) => self.get_json(&format!("/api/v1/namespaces/{ns}/keyvalue")).await,
-            None => self.get_json("/api/v1/keyvalue").await,
+            Some(ns) => self.get_json(&namespaced(ns)?.lit("keyvalue")).await,
+            None => self.get_json(&ApiPath::api().lit("keyvalue")).await,
         }
     }
 
@@ -493,10 +501,7 @@ impl Client {
         prefix: &str,
         after: Option<&str>,
     ) -> Result<skiff_api::KeyPage, ClientError> {
-        let mut req = Req::new(
-            Method::GET,
-            format!("/api/v1/namespaces/{namespace}/keyvalue/{store}"),
-        );
+        let mut req = Req::new(Method::GET, Self::kv_store_path(namespace, store)?);
         req.query.push(("prefix", prefix.to_owned()));
         if let Some(a) = after {
             req.query.push(("after", a.to_owned()));
@@ -514,7 +519,7 @@ impl Client {
         store: &str,
         key: &str,
     ) -> Result<Option<Bytes>, ClientError> {
-        let req = Req::new(Method::GET, Self::kv_path(namespace, store, key));
+        let req = Req::new(Method::GET, Self::kv_path(namespace, store, key)?);
         match self.send_raw(req).await {
             Ok((resp, url)) => resp.bytes().await.map(Some).map_err(|e| unreachable(&url, &e)),
             Err(ClientError::Api { status: 404, .. }) => Ok(None),
@@ -533,7 +538,7 @@ impl Client {
         key: &str,
         value: Vec<u8>,
     ) -> Result<(), ClientError> {
-        let mut req = Req::new(Method::PUT, Self::kv_path(namespace, store, key));
+        let mut req = Req::new(Method::PUT, Self::kv_path(namespace, store, key)?);
         req.body = Some((value.into(), "application/octet-stream"));
         self.send_raw(req).await.map(drop)
     }
@@ -543,7 +548,7 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn kv_delete(&self, namespace: &str, store: &str, key: &str) -> Result<(), ClientError> {
-        let req = Req::new(Method::DELETE, Self::kv_path(namespace, store, key));
+        let req = Req::new(Method::DELETE, Self::kv_path(namespace, store, key)?);
         self.send_raw(req).await.map(drop)
     }
 
@@ -564,7 +569,7 @@ impl Client {
         }
         let v: Value = self
             .post_json(
-                &Self::kv_path(namespace, store, key),
+                &Self::kv_path(namespace, store, key)?,
                 &serde_json::json!({ "delta": delta }),
             )
             .await?;
@@ -575,24 +580,38 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.send(Req::new(Method::GET, path.to_owned())).await
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &ApiPath) -> Result<T, ClientError> {
+        self.send(Req::new(Method::GET, path.clone())).await
+    }
+
+    /// GETs any API path with query parameters and decodes its JSON.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn get_json_query<T: DeserializeOwned>(
+        &self,
+        path: &ApiPath,
+        query: &[(&'static str, String)],
+    ) -> Result<T, ClientError> {
+        let mut req = Req::new(Method::GET, path.clone());
+        req.query = query.to_vec();
+        self.send(req).await
     }
 
     /// DELETEs any API path and decodes the JSON answer.
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn delete_path<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.send(Req::new(Method::DELETE, path.to_owned())).await
+    pub async fn delete_path<T: DeserializeOwned>(&self, path: &ApiPath) -> Result<T, ClientError> {
+        self.send(Req::new(Method::DELETE, path.clone())).await
     }
 
     /// GETs any API path and returns the raw bytes (e.g. `/api/v1/snapshot`).
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn get_bytes(&self, path: &str) -> Result<Bytes, ClientError> {
-        let (resp, url) = self.send_raw(Req::new(Method::GET, path.to_owned())).await?;
+    pub async fn get_bytes(&self, path: &ApiPath) -> Result<Bytes, ClientError> {
+        let (resp, url) = self.send_raw(Req::new(Method::GET, path.clone())).await?;
         resp.bytes().await.map_err(|e| unreachable(&url, &e))
     }
 
@@ -608,7 +627,7 @@ impl Client {
         opts: &ListOptions,
         resource_version: u64,
     ) -> Result<impl Stream<Item = Result<WatchEvent, ClientError>> + Send + use<>, ClientError> {
-        let mut req = Req::new(Method::GET, Self::collection_path(kind, namespace));
+        let mut req = Req::new(Method::GET, Self::collection_path(kind, namespace)?);
         req.query = query(opts);
         req.query.push(("watch", "true".into()));
         req.query.push(("resourceVersion", resource_version.to_string()));
@@ -755,16 +774,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A key as a path: `/` stays (the route takes the rest of the path), every byte outside the
-/// unreserved set is percent-encoded.
-fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// `/api/v1/namespaces/{namespace}`.
+fn namespaced(namespace: &str) -> Result<ApiPath, ClientError> {
+    ApiPath::api().lit("namespaces").seg("namespace", namespace)
 }

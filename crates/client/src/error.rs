@@ -61,6 +61,16 @@ pub enum ClientError {
     /// node or cluster. Retrying does not help; the message says what to change.
     #[error("cannot join the cluster: {0}")]
     Join(String),
+    /// A value cannot be put in a URL path (empty, `.` or `..`); nothing was sent.
+    #[error("the {what} {value:?} cannot be sent to the server: {why}; use another {what}")]
+    InvalidPath {
+        /// What the value is (`"pod name"`, `"key"`).
+        what: String,
+        /// The value.
+        value: String,
+        /// Why it cannot be a path segment.
+        why: String,
+    },
     /// The client was built with bad arguments.
     #[error("invalid client configuration: {0}")]
     Config(String),

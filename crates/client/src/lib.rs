@@ -21,14 +21,18 @@
 //!   server's [`ErrorBody`](skiff_api::ErrorBody)) and a watch whose history is gone (relist).
 //! - [`Client::watch`] — a stream of [`WatchEvent`](skiff_api::WatchEvent)s from a revision; the
 //!   [`Informer`] builds on it to keep a local cache of a kind up to date across disconnects.
+//! - [`ApiPath`] — every request is addressed by one; names, keys and other data enter it only
+//!   through [`ApiPath::seg`], which encodes them so that they cannot leave their segment.
 #![deny(missing_docs)]
 
 mod client;
 mod error;
 mod informer;
 mod join;
+mod path;
 
 pub use client::{ApplyResult, Client, DEFAULT_TIMEOUT, Invocation, ListOptions};
 pub use error::ClientError;
 pub use informer::Informer;
 pub use join::node_credentials;
+pub use path::ApiPath;

@@ -106,6 +106,7 @@ impl ControlPlane {
             .route("/api/v1/members", get(members))
             .route("/api/v1/members/{name}", axum::routing::delete(remove_member))
             .route("/api/v1/snapshot", get(snapshot))
+            .route("/api/v1/audit", get(crate::access::list_audit))
             .route("/api/v1/join", post(crate::join::join_node))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
@@ -116,7 +117,7 @@ impl ControlPlane {
             ))
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
-                crate::auth::authorize,
+                crate::access::guard,
             ))
             .with_state(self.clone())
     }

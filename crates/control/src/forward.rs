@@ -28,7 +28,12 @@ pub const FORWARDED_HEADER: &str = "x-skiff-forwarded-by";
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Request headers passed on to the leader.
-const PASSED: [HeaderName; 3] = [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
+const PASSED: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    HeaderName::from_static(crate::access::REQUEST_ID_HEADER),
+];
 
 /// Forwards writes to the leader when this node does not lead (after authentication).
 pub(crate) async fn forward_writes(State(plane): State<ControlPlane>, req: Request, next: Next) -> Response {

@@ -30,6 +30,12 @@ pub(crate) fn token() -> String {
     hex::encode(b)
 }
 
+/// A random request id (64 bits, hex) for requests that bring none.
+pub(crate) fn request_id() -> String {
+    let b: [u8; 8] = rand::rng().random();
+    hex::encode(b)
+}
+
 /// Now, RFC 3339 with seconds.
 pub(crate) fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()

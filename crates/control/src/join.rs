@@ -54,8 +54,8 @@ pub(crate) async fn check_token(plane: &ControlPlane, secret: &str) -> Result<()
             )));
         }
     };
-    let given = hex::encode(Sha256::digest(secret.as_bytes()));
-    if !crate::auth::constant_time_eq(given.as_bytes(), token.spec.secret_hash.as_bytes()) {
+    let given = sha256_hex(secret);
+    if !crate::access::constant_time_eq(given.as_bytes(), token.spec.secret_hash.as_bytes()) {
         return Err(refused(format!(
             "join token {id:?}: the secret does not match; copy the whole token `skiff token create` printed"
         )));
@@ -127,6 +127,11 @@ pub(crate) async fn join_node(
         cert_pem,
         ca_pem: ca.cert_pem().to_owned(),
     }))
+}
+
+/// The lowercase hex SHA-256 of a token secret, as tokens store it.
+pub(crate) fn sha256_hex(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 #[cfg(test)]

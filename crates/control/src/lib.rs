@@ -37,9 +37,9 @@
 //!   level-triggered loop runs them after every change and once a second.
 #![deny(missing_docs)]
 
+mod access;
 mod api;
 mod artifacts;
-mod auth;
 pub mod backup;
 mod cluster;
 mod controllers;
@@ -59,6 +59,7 @@ mod secrets;
 mod serve;
 mod watch;
 
+pub use access::REQUEST_ID_HEADER;
 pub use artifacts::ArtifactStore;
 pub use cluster::{ClusterConfig, JoinConfig, MemberInfo, MemberView};
 pub use error::{ApiError, ControlError};

@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     pub(crate) events: broadcast::Sender<Arc<StoredEvent>>,
     pub(crate) artifacts: ArtifactStore,
     pub(crate) admin_token: String,
+    /// This member's audit log.
+    pub(crate) audit: crate::access::audit::AuditLog,
     /// HTTPS to other control nodes' API ports, with this node's certificate.
     pub(crate) http: reqwest::Client,
     /// HTTPS to agents' data planes, with this node's certificate.
@@ -166,6 +168,8 @@ impl ControlPlane {
         let raft = skiff_raft::start_with(db.clone(), Replicated(machine), raft_config, options)
             .map_err(|e| ControlError::Raft(e.to_string()))?;
         let admin_token = load_or_create_token(&admin_token_path)?;
+        let audit =
+            crate::access::audit::AuditLog::open(&dir.join("audit")).map_err(|e| state_dir(dir, e))?;
         let artifacts = ArtifactStore::open(dir.join("artifacts"), config.max_artifact_bytes)
             .map_err(|e| state_dir(dir, e))?;
         let pki = crate::cluster::pki_dir(dir);
@@ -206,6 +210,7 @@ impl ControlPlane {
                 events,
                 artifacts,
                 admin_token,
+                audit,
                 http,
                 agent_http,
                 api_tls,

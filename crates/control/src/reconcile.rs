@@ -139,6 +139,8 @@ impl Snapshot {
                 Object::Namespace(_)
                 | Object::HttpRoute(_)
                 | Object::JoinToken(_)
+                | Object::ApiToken(_)
+                | Object::Role(_)
                 | Object::ConfigMap(_)
                 | Object::Secret(_) => {}
             }

@@ -3,7 +3,7 @@
 //!
 //! A TLS connection may present a client certificate; the identity in it (control node, agent,
 //! gateway) is attached to every request of the connection as a [`Conn`] and decides what the
-//! request may do (see [`crate::auth`]). Plain HTTP carries only bearer-token requests: it is
+//! request may do (see [`crate::access`]). Plain HTTP carries only bearer-token requests: it is
 //! kept for admin clients on loopback and trusted networks.
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,6 +33,8 @@ pub(crate) struct Conn {
     pub(crate) tls: bool,
     /// The identity in the client certificate (verified against the cluster CA), if any.
     pub(crate) identity: Option<Identity>,
+    /// The client's address.
+    pub(crate) remote: Option<SocketAddr>,
 }
 
 impl ControlPlane {
@@ -74,7 +76,10 @@ async fn serve_conn(tcp: TcpStream, remote: SocketAddr, router: Router, acceptor
         _ => return,
     }
     if first[0] != TLS_HANDSHAKE {
-        let conn = Conn::default();
+        let conn = Conn {
+            remote: Some(remote),
+            ..Conn::default()
+        };
         http(TokioIo::new(tcp), router.layer(Extension(conn))).await;
         return;
     }
@@ -87,7 +92,11 @@ async fn serve_conn(tcp: TcpStream, remote: SocketAddr, router: Router, acceptor
         Err(_) => return,
     };
     let identity = skiff_peer::https::client_identity(tls.get_ref().1.peer_certificates());
-    let conn = Conn { tls: true, identity };
+    let conn = Conn {
+        tls: true,
+        identity,
+        remote: Some(remote),
+    };
     http(TokioIo::new(tls), router.layer(Extension(conn))).await;
 }
 

@@ -7,8 +7,7 @@ use skiff_api::{API_VERSION, Deployment, HttpRoute, Kind, Namespace, Object, Pod
 pub(crate) type Problem = (Option<String>, String);
 
 /// The kinds a manifest may hold, as listed in messages.
-const WRITABLE_KINDS: &str =
-    "Namespace, Pod, Deployment, DaemonSet, Job, CronJob, Function, Service, HTTPRoute, ConfigMap, Secret";
+const WRITABLE_KINDS: &str = "Namespace, Pod, Deployment, DaemonSet, Job, CronJob, Function, Service, HTTPRoute, ConfigMap, Secret, Role";
 
 /// `a string "x"`, `a mapping`, ... for messages.
 pub(crate) fn describe_value(v: &Value) -> String {
@@ -57,8 +56,9 @@ pub(crate) fn decode(value: Value) -> Result<Object, Vec<Problem>> {
         Kind::Job => typed::<skiff_api::Job>(value).map(Object::Job),
         Kind::CronJob => typed::<skiff_api::CronJob>(value).map(Object::CronJob),
         Kind::Function => typed::<skiff_api::Function>(value).map(Object::Function),
+        Kind::Role => typed::<skiff_api::Role>(value).map(Object::Role),
         // Rejected by `check_kind`.
-        Kind::Node | Kind::Endpoints | Kind::JoinToken | Kind::Event | Kind::ReplicaSet => {
+        Kind::Node | Kind::Endpoints | Kind::JoinToken | Kind::ApiToken | Kind::Event | Kind::ReplicaSet => {
             Err((Some("kind".into()), server_owned(kind)))
         }
     };
@@ -104,7 +104,11 @@ fn check_kind(map: &Map<String, Value>, problems: &mut Vec<Problem>) -> Option<K
         }
     };
     match name.parse::<Kind>() {
-        Ok(kind) if kind.user_writable() && !matches!(kind, Kind::Node | Kind::JoinToken) => Some(kind),
+        Ok(kind)
+            if kind.user_writable() && !matches!(kind, Kind::Node | Kind::JoinToken | Kind::ApiToken) =>
+        {
+            Some(kind)
+        }
         Ok(kind) => {
             problems.push((path, server_owned(kind)));
             None
@@ -135,6 +139,10 @@ fn server_owned(kind: Kind) -> String {
             .into(),
         Kind::JoinToken => "JoinToken objects cannot be applied: make one with `skiff token create` \
                             (it prints the token once) and revoke it with `skiff token delete ID`"
+            .into(),
+        Kind::ApiToken => "ApiToken objects cannot be applied: make one with `skiff auth token create \
+                           --role ROLE` (it prints the token once) and revoke it with \
+                           `skiff auth token revoke ID`"
             .into(),
         Kind::Event => "Event objects cannot be applied: Skiff's controllers record them; remove this \
                          document"

@@ -53,7 +53,7 @@ fn spec(id: &str, port: Option<u16>, args: Option<&[&str]>) -> ContainerSpec {
 #[test]
 fn containers_serve_exit_stop_and_are_re_adopted_by_a_new_plugin() {
     let Some((runc, busybox)) = tools() else {
-        eprintln!("\n\n!!!!!!!! SKIPPED: runc/busybox unavailable or not root !!!!!!!!\n\n");
+        skiff_testkit::tool_missing("runc or busybox-static (or root)");
         return;
     };
     let work = tempfile::tempdir().unwrap();

@@ -346,7 +346,7 @@ fn image_layouts_and_tarballs_import_verified_and_bad_ones_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_pushed_to_a_real_registry_pull_verified_and_errors_are_clear() {
     let Some(registry) = skiff_testkit::start_registry() else {
-        eprintln!("\n\n!!!!!!!! SKIPPED: Debian's docker-registry cannot be installed !!!!!!!!\n\n");
+        skiff_testkit::tool_missing("Debian's docker-registry");
         return;
     };
     let reference = format!("{}/skiff/site:v1", registry.addr);

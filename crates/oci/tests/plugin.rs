@@ -88,7 +88,7 @@ fn http_ok(port: u16) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_protocol_runs_a_container_that_survives_a_plugin_restart() {
     let Some((runc, busybox)) = tools() else {
-        eprintln!("\n\n!!!!!!!! SKIPPED: runc/busybox unavailable or not root !!!!!!!!\n\n");
+        skiff_testkit::tool_missing("runc or busybox-static (or root)");
         return;
     };
     let work = tempfile::tempdir().unwrap();

@@ -92,6 +92,20 @@ impl HostState {
             .ok_or_else(|| wasmtime::Error::msg("bucket without a key-value grant"))?;
         Ok((backend, store))
     }
+
+    /// The backend and store of an open bucket, once `key` is known to be a key: a key that is
+    /// not (empty, too long, `..`) is refused here, before anything is sent anywhere.
+    #[allow(clippy::type_complexity, reason = "the host-binding result shape")]
+    fn keyed(
+        &self,
+        b: &Resource<Bucket>,
+        key: &str,
+    ) -> wasmtime::Result<Result<(Arc<dyn KeyValueBackend>, String), store::Error>> {
+        if let Some(why) = skiff_api::kv_key_problem(key) {
+            return Ok(Err(other(why)));
+        }
+        self.bucket(b).map(Ok)
+    }
 }
 
 fn other(e: String) -> store::Error {
@@ -122,7 +136,10 @@ impl store::HostBucket for HostState {
         b: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
-        let (backend, store) = self.bucket(&b)?;
+        let (backend, store) = match self.keyed(&b, &key)? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(backend.get(&store, &key).await.map_err(other))
     }
 
@@ -132,7 +149,10 @@ impl store::HostBucket for HostState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        let (backend, store) = self.bucket(&b)?;
+        let (backend, store) = match self.keyed(&b, &key)? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(backend.set(&store, &key, value).await.map_err(other))
     }
 
@@ -141,7 +161,10 @@ impl store::HostBucket for HostState {
         b: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        let (backend, store) = self.bucket(&b)?;
+        let (backend, store) = match self.keyed(&b, &key)? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(backend.delete(&store, &key).await.map_err(other))
     }
 
@@ -150,7 +173,10 @@ impl store::HostBucket for HostState {
         b: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<bool, store::Error>> {
-        let (backend, store) = self.bucket(&b)?;
+        let (backend, store) = match self.keyed(&b, &key)? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(backend
             .get(&store, &key)
             .await
@@ -208,7 +234,10 @@ impl atomics::Host for HostState {
         key: String,
         delta: u64,
     ) -> wasmtime::Result<Result<u64, store::Error>> {
-        let (backend, store) = self.bucket(&b)?;
+        let (backend, store) = match self.keyed(&b, &key)? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
         // Counters are 64-bit two's complement: a delta above i64::MAX subtracts (wrapping
         // u64 arithmetic and i64 arithmetic agree), so a guest can count down too.
         Ok(backend

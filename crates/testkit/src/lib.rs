@@ -96,6 +96,21 @@ pub fn start_registry() -> Option<Registry> {
     Some(registry)
 }
 
+/// Says that a test cannot run because `what` is missing, and fails it under CI (`CI` set and
+/// not `false` or `0`): a test whose tool is missing must never pass there. Elsewhere it prints
+/// why the test did not run; the caller returns.
+///
+/// # Panics
+/// Under CI.
+pub fn tool_missing(what: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !ci,
+        "{what} is missing, and under CI every test must run: scripts/test.sh installs it"
+    );
+    eprintln!("\n\n!!!!!!!! SKIPPED: {what} is missing (scripts/test.sh installs it) !!!!!!!!\n\n");
+}
+
 /// Whether `GET /v2/` on `addr` answers 200.
 fn answers_v2(addr: &str) -> bool {
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {

@@ -140,12 +140,13 @@ fn start_skiff() -> Skiff {
 /// `None` (said loudly) when this machine cannot run containers.
 fn setup() -> Option<(skiff_testkit::Registry, String, Skiff, Cleanup)> {
     let Some(busybox) = tools() else {
-        eprintln!(
-            "\n\n!!!!!!!! SKIPPED: runc, busybox-static or docker-registry cannot be installed, or not root !!!!!!!!\n\n"
-        );
+        skiff_testkit::tool_missing("runc or busybox-static (or root)");
         return None;
     };
-    let registry = skiff_testkit::start_registry()?;
+    let Some(registry) = skiff_testkit::start_registry() else {
+        skiff_testkit::tool_missing("Debian's docker-registry");
+        return None;
+    };
     let image = push_busybox(&registry.addr, &busybox);
     let s = start_skiff();
     let cleanup = Cleanup(s.state_dir());

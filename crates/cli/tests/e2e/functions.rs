@@ -526,7 +526,7 @@ fn mqtt_messages_from_a_device_reach_the_function_and_its_replies_go_back() {
         .output()
         .is_err()
     {
-        eprintln!("skipped: mosquitto is not installed (scripts/test.sh installs it)");
+        skiff_testkit::tool_missing("mosquitto");
         return;
     }
     let s = Skiff::start();

@@ -317,8 +317,13 @@ pub(crate) fn join_token(dir: &Path) -> String {
 /// The function test guest (`tests/guests/function`, a `skiff:function` handler), built with the
 /// hostile guest.
 pub(crate) fn function_wasm() -> PathBuf {
+    guest_wasm("function")
+}
+
+/// The test guest `tests/guests/NAME`, built with the others.
+pub(crate) fn guest_wasm(name: &str) -> PathBuf {
     hostile_wasm()
         .parent()
         .expect("guest target dir")
-        .join("function.wasm")
+        .join(format!("{name}.wasm"))
 }

@@ -38,7 +38,7 @@ fn sensor<'a>(v: &'a Value, name: &str) -> &'a Value {
 #[test]
 fn sensor_readings_over_mqtt_are_aggregated_into_the_store_and_served_over_http() {
     if Command::new("mosquitto").arg("-h").output().is_err() {
-        eprintln!("skipped: mosquitto is not installed (scripts/test.sh installs it)");
+        skiff_testkit::tool_missing("mosquitto");
         return;
     }
     let wasm_dir = example_wasm_dir();

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `skiff` binary in temp dirs on loopback, driven by HTTP and the CLI.
 //! One test binary (modules below) so the binary and helpers are built once.
+mod access;
 mod cluster;
 mod containers;
 mod daemonset;

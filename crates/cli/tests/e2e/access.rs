@@ -1,0 +1,193 @@
+//! The trust boundary end to end: guest and user data never becomes a path to another resource.
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::functions::{api, http, token};
+use crate::harness::{Skiff, guest_wasm};
+
+/// Invokes the key-value guest (`tests/guests/keyvalue`) once: `(status, body)`.
+fn guest(s: &Skiff, op: &str, store: &str, key: &str) -> (u16, String) {
+    let r = http()
+        .post(format!(
+            "{}/api/v1/namespaces/default/functions/kv/invoke",
+            api(s)
+        ))
+        .bearer_auth(token(s))
+        .header("ce-id", format!("{op}-{}", key.len()))
+        .header("ce-type", op)
+        .header("ce-source", "access-test")
+        .header("ce-subject", store)
+        .body(key.to_owned())
+        .send()
+        .expect("invoke");
+    let status = r.status().as_u16();
+    (status, r.text().unwrap_or_default())
+}
+
+#[test]
+fn guest_and_cli_keys_never_reach_another_resource() {
+    let s = Skiff::start();
+    let manifest = format!(
+        r#"apiVersion: skiff.dev/v1
+kind: Function
+metadata: {{name: kv}}
+spec:
+  component:
+    wasm: {{path: {wasm}, world: function}}
+    capabilities: {{keyValue: [demo]}}
+  triggers: [{{event: {{topic: kv-unused}}}}]
+---
+apiVersion: skiff.dev/v1
+kind: ConfigMap
+metadata: {{name: settings}}
+data: {{colour: teal-configmap-value}}
+---
+apiVersion: skiff.dev/v1
+kind: Secret
+metadata: {{name: password}}
+data: {{value: hunter2-secret-value}}
+"#,
+        wasm = guest_wasm("keyvalue").display()
+    );
+    let file = s.dir.path().join("kv.yaml");
+    std::fs::write(&file, manifest).expect("write");
+    s.cli_ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    // A literal key that looks like a way out, written by the admin through the CLI.
+    s.cli_ok(&["kv", "set", "demo", "a/../../b", "literal"]);
+
+    let leaks = |body: &str| {
+        ["teal-configmap-value", "hunter2", "\"items\"", "\"kind\""]
+            .iter()
+            .any(|l| body.contains(l))
+    };
+    s.wait_until("the guest answers", Duration::from_secs(60), || {
+        guest(&s, "get", "demo", "a/../../b") == (200, "literal".into())
+    });
+    for key in [
+        "../../../../../configmaps",
+        "../../../../../deployments",
+        "../../../../../secrets/password",
+        "%2e%2e/x",
+        "%2E%2E%2F%2E%2E%2Fconfigmaps",
+        "../../../../../nodes/skiff-local/status",
+        "..\\..\\configmaps",
+        "a/../../b/../../../pods",
+    ] {
+        let (status, body) = guest(&s, "get", "demo", key);
+        assert!(!leaks(&body), "{key}: another resource leaked: {body}");
+        assert_eq!(status, 422, "{key}: {body}");
+        assert!(body.trim_end().ends_with("invalid: absent"), "{key}: {body}");
+    }
+    // The two values no URL can carry get a clear error; nothing is sent.
+    for key in ["..", "."] {
+        let (status, body) = guest(&s, "set", "demo", key);
+        assert_eq!(status, 503, "{key}: {body}");
+        assert!(body.contains("cannot be addressed"), "{key}: {body}");
+    }
+
+    // Writes land on exactly the literal key, and nothing else changed.
+    for key in ["%2e%2e/x", "../../../../../configmaps/settings"] {
+        assert_eq!(guest(&s, "set", "demo", key).0, 204, "{key}");
+        assert_eq!(
+            s.cli_ok(&["kv", "get", "demo", key]).trim(),
+            "written by the guest",
+            "{key}"
+        );
+    }
+    let (status, keys) = guest(&s, "list", "demo", "");
+    assert_eq!(status, 200, "{keys}");
+    let mut keys: Vec<&str> = keys.lines().collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["%2e%2e/x", "../../../../../configmaps/settings", "a/../../b"]
+    );
+    let cm: Value =
+        serde_json::from_str(&s.cli_ok(&["get", "configmap", "settings", "-o", "json"])).expect("json");
+    assert_eq!(cm["data"]["colour"], "teal-configmap-value", "{cm}");
+
+    // The CLI sends the key from the report as a key, not as a path.
+    let out = s.cli(&["kv", "get", "demo", "../../../../../deployments"]);
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{printed}");
+    assert!(!leaks(&printed), "{printed}");
+    let out = s.cli(&["kv", "get", "demo", ".."]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`.` and `..`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.cli(&["get", "configmap", ".."]);
+    assert!(!out.status.success());
+    assert!(!leaks(&String::from_utf8_lossy(&out.stdout)));
+}
+
+#[test]
+fn api_tokens_are_made_used_refused_revoked_and_audited_from_the_cli() {
+    let s = Skiff::start();
+    let ns = "apiVersion: skiff.dev/v1\nkind: Namespace\nmetadata: {name: team-a}\n---\napiVersion: skiff.dev/v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: team-a}\ndata: {colour: teal}\n";
+    let file = s.dir.path().join("team-a.yaml");
+    std::fs::write(&file, ns).expect("write");
+    s.cli_ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+
+    let out = s.cli(&[
+        "auth", "token", "create", "--role", "view", "-n", "team-a", "--ttl", "1h",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(token.starts_with("skt1."), "{token}");
+    let id = token.split('.').nth(1).expect("id").to_owned();
+    let listed = s.cli_ok(&["auth", "token", "list"]);
+    assert!(
+        listed.contains(&id) && listed.contains("view") && listed.contains("team-a"),
+        "{listed}"
+    );
+
+    // Reads in its namespace work; writes and other namespaces are refused with the reason.
+    let as_view = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--token", token.as_str()]);
+        s.cli(&all)
+    };
+    let out = as_view(&["get", "configmap", "settings", "-n", "team-a", "-o", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = as_view(&["delete", "configmap", "settings", "-n", "team-a"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("may not delete configmaps in namespace \"team-a\"")
+            && err.contains("the edit role does"),
+        "{err}"
+    );
+    let out = as_view(&["get", "pods", "-n", "default"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("acts only in namespaces [team-a]"),
+        "{err}"
+    );
+    let out = as_view(&["audit"]);
+    assert!(!out.status.success(), "view does not read the audit log");
+
+    // The audit log has the refused delete once, with the token as the caller.
+    let audit = s.cli_ok(&["audit", "--limit", "1000", "-o", "json"]);
+    let refused: Vec<Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["caller"] == format!("token:{id}") && r["verb"] == "delete")
+        .collect();
+    assert_eq!(refused.len(), 1, "{audit}");
+    assert_eq!(refused[0]["code"], 403);
+    assert_eq!(refused[0]["name"], "settings");
+
+    // Revoked: refused from the next request on.
+    s.cli_ok(&["auth", "token", "revoke", &id]);
+    let out = as_view(&["get", "configmap", "settings", "-n", "team-a"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("revoked"), "{err}");
+}

@@ -1,0 +1,359 @@
+//! Access control: who is calling, whether they may, and a record of it.
+//!
+//! Every request passes [`guard`] before any handler runs:
+//!
+//! ```text
+//!  request ──► parse (verb, resource, namespace, name) ──► authenticate ──► authorize ──► handler
+//!                                                             │ 401            │ 403        │
+//!                                                             └────────────────┴────────────┴──► audit line
+//! ```
+//!
+//! | caller | recognised by | may |
+//! |---|---|---|
+//! | cluster admin | `Authorization: Bearer <admin.token>` | everything |
+//! | API token | `Authorization: Bearer skt1.<id>.<secret>` (an [`ApiToken`](skiff_api::ApiToken)) | what its role allows, in its namespaces ([`rbac`]) |
+//! | control member | TLS client certificate with a control identity | everything (members forward writes and copy artifacts) |
+//! | agent, gateway | TLS client certificate of the node | the node rules ([`nodes`]) |
+//!
+//! Writes and refused requests are recorded in the member's audit log ([`audit`]); a write a
+//! follower forwarded to the leader is recorded once, by the follower, with the leader's answer.
+pub(crate) mod audit;
+mod nodes;
+mod rbac;
+mod request;
+
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use skiff_api::{ApiToken, AuditRecord, Kind, Object, RoleSpec};
+use skiff_peer::{Identity, Role as PeerRole};
+
+use rbac::Grant;
+use request::Target;
+
+use crate::error::ApiError;
+use crate::plane::ControlPlane;
+use crate::serve::Conn;
+
+/// The request id header, accepted from clients (when well-formed) and always answered.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Largest body read to authorize an apply (the apply route's own limit).
+const MAX_INSPECTED_BODY: usize = 4 << 20;
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub(crate) enum Caller {
+    /// The cluster admin token.
+    Admin,
+    /// An API token.
+    Token {
+        /// Its id.
+        id: String,
+        /// Its role and namespaces.
+        grant: Grant,
+    },
+    /// A node certificate (control member, agent or gateway).
+    Node(Identity),
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Admin => f.write_str("admin"),
+            Caller::Token { id, .. } => write!(f, "token:{id}"),
+            Caller::Node(i) => write!(f, "{i} (node certificate)"),
+        }
+    }
+}
+
+impl Caller {
+    /// How the audit log names the caller.
+    fn audit_name(&self) -> String {
+        match self {
+            Caller::Node(i) => i.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Authenticates, authorizes and audits every request.
+pub(crate) async fn guard(State(plane): State<ControlPlane>, req: Request, next: Next) -> Response {
+    let conn = req.extensions().get::<Conn>().cloned().unwrap_or_default();
+    let request_id = request_id(&req);
+    let method = req.method().clone();
+    let mut record = AuditRecord {
+        time: String::new(),
+        request_id: request_id.clone(),
+        caller: "anonymous".into(),
+        source: conn.remote.map(|a| a.to_string()).unwrap_or_default(),
+        method: method.to_string(),
+        verb: String::new(),
+        resource: String::new(),
+        namespace: String::new(),
+        name: String::new(),
+        code: 0,
+        reason: String::new(),
+    };
+    // A write another member forwarded is recorded by that member, with the final answer.
+    let forwarded = req.headers().contains_key(crate::forward::FORWARDED_HEADER)
+        && conn
+            .identity
+            .as_ref()
+            .is_some_and(|i| matches!(i.role, PeerRole::Control { .. }));
+    let mut response = match admit(&plane, &conn, req, &mut record).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => {
+            record.reason = e.body.message.clone();
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    let status = response.status();
+    let write = !matches!(method, Method::GET | Method::HEAD);
+    let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+    if (write || refused) && !forwarded {
+        record.code = status.as_u16();
+        record.time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        plane.inner.audit.record(&record).await;
+    }
+    response
+}
+
+/// The request, once its caller is known and allowed; fills in `record` as it learns.
+async fn admit(
+    plane: &ControlPlane,
+    conn: &Conn,
+    req: Request,
+    record: &mut AuditRecord,
+) -> Result<Request, ApiError> {
+    let target =
+        request::parse(req.method(), req.uri().path(), req.uri().query()).map_err(ApiError::bad_request)?;
+    let info = match target {
+        Target::Public => {
+            if req.uri().path() == "/api/v1/join" {
+                record.caller = "join".into();
+                record.verb = "create".into();
+                record.resource = "join".into();
+            }
+            return Ok(req);
+        }
+        Target::Api(info) => {
+            record.verb = info.verb.into();
+            record.resource = info.resource.clone();
+            record.namespace = info.namespace.clone().unwrap_or_default();
+            record.name = info.name.clone().unwrap_or_default();
+            Some(info)
+        }
+        Target::Unknown => None,
+    };
+    let caller = authenticate(plane, conn, &req)?;
+    record.caller = caller.audit_name();
+    let refuse = |why: String| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("{caller} may not {why}"),
+        )
+    };
+    match (&caller, info) {
+        (Caller::Admin, _) => Ok(req),
+        (Caller::Node(i), _) if matches!(i.role, PeerRole::Control { .. }) => Ok(req),
+        (_, None) => Err(refuse(format!(
+            "{} {}: no such API route (see docs/api.md)",
+            req.method(),
+            req.uri().path()
+        ))),
+        (Caller::Token { grant, .. }, Some(info)) if info.resource == "apply" => {
+            let (req, body) = buffer(req).await?;
+            for (i, (resource, namespace)) in applied_objects(&body)?.into_iter().enumerate() {
+                for verb in ["create", "update"] {
+                    grant
+                        .check(verb, &resource, namespace.as_deref(), None)
+                        .map_err(|why| refuse(format!("{why} (objects[{i}] of the apply)")))?;
+                }
+            }
+            Ok(req)
+        }
+        (Caller::Token { grant, .. }, Some(info)) => grant.check_request(&info).map(|()| req).map_err(refuse),
+        (Caller::Node(i), Some(info)) if i.role == PeerRole::Gateway => {
+            nodes::gateway(&info).map(|()| req).map_err(refuse)
+        }
+        (Caller::Node(i), Some(info)) => match nodes::agent(&plane.inner.reader, i, &info).map_err(refuse)? {
+            nodes::AgentDecision::Allow => Ok(req),
+            nodes::AgentDecision::IfRegistersItself => {
+                let (req, body) = buffer(req).await?;
+                let named = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| {
+                        v.pointer("/metadata/name")
+                            .and_then(|n| n.as_str())
+                            .map(str::to_owned)
+                    });
+                if named.as_deref() == Some(i.name.as_str()) {
+                    Ok(req)
+                } else {
+                    Err(refuse(format!(
+                        "register a Node named {:?}: only the Node named {:?} (its certificate's name)",
+                        named.unwrap_or_default(),
+                        i.name
+                    )))
+                }
+            }
+        },
+    }
+}
+
+/// Who is calling, from the bearer token or the TLS client certificate.
+fn authenticate(plane: &ControlPlane, conn: &Conn, req: &Request) -> Result<Caller, ApiError> {
+    let unauthorized = |m: String| ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", m);
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
+        return conn.identity.clone().map(Caller::Node).ok_or_else(|| {
+            unauthorized(
+                "missing bearer token: send `Authorization: Bearer <token>` (the admin token is in \
+                 <state dir>/admin.token; `skiff auth token create` makes others)"
+                    .into(),
+            )
+        });
+    };
+    if constant_time_eq(given.as_bytes(), plane.inner.admin_token.as_bytes()) {
+        return Ok(Caller::Admin);
+    }
+    let Some((id, secret)) = skiff_api::parse_api_token(given) else {
+        return Err(unauthorized(
+            "invalid bearer token: use the admin token (admin.token in a control node's state dir) or \
+             an API token (skt1.…) from `skiff auth token create`"
+                .into(),
+        ));
+    };
+    let token = match plane.inner.reader.get(Kind::ApiToken, None, id) {
+        Ok(Object::ApiToken(t)) => t,
+        _ => return Err(unauthorized(format!("token {id} is unknown or was revoked"))),
+    };
+    let hash = crate::join::sha256_hex(secret);
+    if !constant_time_eq(hash.as_bytes(), token.spec.secret_hash.as_bytes()) {
+        return Err(unauthorized(format!("token {id}: wrong secret")));
+    }
+    if let Some(expires) = &token.spec.expires
+        && humantime::parse_rfc3339(expires).is_ok_and(|t| t <= SystemTime::now())
+    {
+        return Err(unauthorized(format!(
+            "token {id} expired at {expires}: make a new one with `skiff auth token create`"
+        )));
+    }
+    Ok(Caller::Token {
+        id: id.to_owned(),
+        grant: grant_of(plane, &token),
+    })
+}
+
+/// The role and namespaces of `token`; a role that does not exist grants nothing.
+fn grant_of(plane: &ControlPlane, token: &ApiToken) -> Grant {
+    let role = &token.spec.role;
+    let rules =
+        RoleSpec::builtin(role).unwrap_or_else(|| match plane.inner.reader.get(Kind::Role, None, role) {
+            Ok(Object::Role(r)) => r.spec,
+            _ => RoleSpec::default(),
+        });
+    Grant {
+        role: role.clone(),
+        rules,
+        namespaces: token.spec.namespaces.clone(),
+    }
+}
+
+/// The resource and namespace of each object of an apply body.
+fn applied_objects(body: &[u8]) -> Result<Vec<(String, Option<String>)>, ApiError> {
+    #[derive(Deserialize)]
+    struct Body {
+        objects: Vec<Head>,
+    }
+    #[derive(Deserialize)]
+    struct Head {
+        kind: String,
+        #[serde(default)]
+        metadata: Meta,
+    }
+    #[derive(Default, Deserialize)]
+    struct Meta {
+        #[serde(default)]
+        namespace: Option<String>,
+    }
+    let body: Body = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("apply body must be {{\"objects\": [...]}}: {e}")))?;
+    body.objects
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let kind: Kind = h
+                .kind
+                .parse()
+                .map_err(|e| ApiError::bad_request(format!("objects[{i}]: {e}")))?;
+            let ns = kind.namespaced().then(|| {
+                h.metadata
+                    .namespace
+                    .unwrap_or_else(|| skiff_api::DEFAULT_NAMESPACE.into())
+            });
+            Ok((kind.plural().to_owned(), ns))
+        })
+        .collect()
+}
+
+/// The client's request id when it is well-formed, or a new one.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(crate::ids::request_id)
+}
+
+/// Reads a (small) body so it can be inspected, and puts it back.
+async fn buffer(req: Request) -> Result<(Request, bytes::Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_INSPECTED_BODY)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+    Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes))
+}
+
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `?limit=` of `GET /api/v1/audit`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AuditQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/audit?limit=N`: this member's newest audit records, oldest first.
+pub(crate) async fn list_audit(
+    State(plane): State<ControlPlane>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let log = plane.inner.audit.clone();
+    let limit = q.limit.unwrap_or(100);
+    let records = tokio::task::spawn_blocking(move || log.recent(limit))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(records).into_response())
+}
