@@ -99,7 +99,7 @@ impl DataPlane {
 
     /// Serves one request. The target pod is `namespace/name` in the `x-skiff-pod` header; the
     /// answer is the pod's (or 404 when the pod is not running here, so a gateway can try another
-    /// endpoint). `GET /skiff/pods/{ns}/{name}/log` returns the pod's output and
+    /// endpoint); a caller with an agent's certificate gets 403. `GET /skiff/pods/{ns}/{name}/log` returns the pod's output and
     /// `GET /skiff/pods/{ns}/{name}/stats` its request and 5xx counts (JSON), to control nodes only.
     pub async fn serve<B>(&self, req: Request<B>) -> Response<ResponseBody>
     where
@@ -114,6 +114,16 @@ impl DataPlane {
                 .is_some_and(|c| matches!(c.0.role, Role::Control { .. }));
             drop(req);
             return self.logs(control, &rest).await;
+        }
+        // Pods are called by the gateway and control nodes (and in-process, by the embedded
+        // gateway); another worker's certificate is not enough.
+        if let Some(Caller(id)) = req.extensions().get::<Caller>()
+            && matches!(id.role, Role::Agent)
+        {
+            return text(
+                StatusCode::FORBIDDEN,
+                format!("{id} may not call pods here: the data plane serves the gateway and control nodes\n"),
+            );
         }
         let Some(target) = req
             .headers()

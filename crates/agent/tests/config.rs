@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 #[path = "support/tls.rs"]
 mod tls;
-use tls::data_plane_client;
+use tls::{data_plane_client, data_plane_client_as};
 
 const NODE: &str = "cfg-1";
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -91,6 +91,64 @@ fn node_client(control_dir: &Path, addr: &str, identity: &Identity) -> Client {
     Client::with_tls(addr, "", tls).unwrap()
 }
 
+/// A pod bound to another node (never started: that node does not exist).
+async fn other_node_pod(admin: &Client, digest: &str) -> String {
+    let mut p = pod_reading(
+        "theirs",
+        digest,
+        serde_json::json!({"configMapKeyRef": {"name": "settings", "key": "who"}}),
+    );
+    if let Object::Pod(p) = &mut p {
+        p.spec.node_name = Some("other-node".into());
+    }
+    admin.create(&p).await.unwrap();
+    "theirs".into()
+}
+
+/// The node authorizer with the agent's real certificate: its own Node, pods and their
+/// references only; never the spec of its Node, another node, or other pods.
+async fn node_may_read_only_its_own(as_node: &Client, theirs: &str) {
+    let err = as_node.get(Kind::Pod, Some("default"), theirs).await.unwrap_err();
+    assert!(refused(&err).contains("bound to another node"), "{err}");
+    let err = as_node.list(Kind::Pod, None, None).await.unwrap_err();
+    assert!(
+        refused(&err).contains(&format!("fieldSelector=spec.nodeName={NODE}")),
+        "{err}"
+    );
+    let own = skiff_client::ListOptions {
+        field_selector: Some(format!("spec.nodeName={NODE}")),
+        ..Default::default()
+    };
+    let mine = as_node.list(Kind::Pod, None, Some(&own)).await.unwrap();
+    assert!(mine.items.iter().all(|o| o.meta().name != theirs));
+    for kind in [Kind::ConfigMap, Kind::Event, Kind::Node, Kind::Deployment] {
+        let err = as_node.list(kind, Some("default"), None).await.unwrap_err();
+        assert!(refused(&err).contains("an agent reads only"), "{kind}: {err}");
+    }
+    let err = as_node.get(Kind::Node, None, "other-node").await.unwrap_err();
+    assert!(refused(&err).contains("an agent reads only"), "{err}");
+
+    // Its own Node: status and agent labels, never the spec or the operator's labels.
+    let Object::Node(mut node) = as_node.get(Kind::Node, None, NODE).await.unwrap() else {
+        panic!("a node");
+    };
+    node.metadata.resource_version = None;
+    let mut cordoned = node.clone();
+    cordoned.spec.unschedulable = true;
+    let err = as_node.replace(&Object::Node(cordoned)).await.unwrap_err();
+    assert!(refused(&err).contains("change the spec of Node"), "{err}");
+    let mut relabelled = node.clone();
+    relabelled.metadata.labels.insert("zone".into(), "forged".into());
+    let err = as_node.replace(&Object::Node(relabelled)).await.unwrap_err();
+    assert!(refused(&err).contains("outside skiff.dev/"), "{err}");
+    let mut reports = node.clone();
+    reports
+        .metadata
+        .labels
+        .insert("skiff.dev/firmware".into(), "v2".into());
+    as_node.replace(&Object::Node(reports)).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_comes_from_configmaps_and_secrets_and_nodes_read_only_their_secrets() {
     let control_dir = tempfile::tempdir().unwrap();
@@ -145,11 +203,13 @@ async fn env_comes_from_configmaps_and_secrets_and_nodes_read_only_their_secrets
         refused(&err).contains("may not read Secret default/db: only while"),
         "{err}"
     );
+    let err = as_node
+        .get(Kind::ConfigMap, Some("default"), "settings")
+        .await
+        .unwrap_err();
     assert!(
-        as_node
-            .get(Kind::ConfigMap, Some("default"), "settings")
-            .await
-            .is_ok()
+        refused(&err).contains("may not read ConfigMap default/settings: only while"),
+        "{err}"
     );
 
     let token = plane.join_token().unwrap();
@@ -173,10 +233,32 @@ async fn env_comes_from_configmaps_and_secrets_and_nodes_read_only_their_secrets
     assert!(answer.contains("hello from s3cr3t-marker"), "{answer}");
     let answer = poll("the configmap-fed pod to serve", || call(&http, &agent_url, "c")).await;
     assert!(answer.contains("hello from configured"), "{answer}");
+    // Another worker's certificate does not call pods: only gateways and control nodes do.
+    let as_worker = data_plane_client_as(control_dir.path(), &Identity::agent("elsewhere"));
+    let r = as_worker
+        .get(format!("{agent_url}/"))
+        .header("x-skiff-pod", "default/c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("agent elsewhere may not call pods")
+    );
 
     // The node authorizer: a referenced Secret is readable, others and listings are not; a
     // gateway reads neither kind.
     assert!(as_node.get(Kind::Secret, Some("default"), "db").await.is_ok());
+    assert!(
+        as_node
+            .get(Kind::ConfigMap, Some("default"), "settings")
+            .await
+            .is_ok()
+    );
+    node_may_read_only_its_own(&as_node, &other_node_pod(&admin, &digest).await).await;
     let err = as_node
         .get(Kind::Secret, Some("default"), "unused")
         .await

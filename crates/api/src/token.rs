@@ -33,6 +33,10 @@ pub struct JoinTokenSpec {
     /// Free text for operators (at most 256 characters).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// The one registered node an agent joining with this token may take over (its old
+    /// certificate's identity); absent = the token joins only new names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 /// Characters of a token id.

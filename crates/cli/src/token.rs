@@ -26,6 +26,10 @@ enum TokenCommand {
         /// A note for operators (shown by `skiff token list`).
         #[arg(long, default_value = "")]
         description: String,
+        /// Let an agent joining with this token take over the registered node NODE (whose
+        /// agent is gone); without it a registered name is refused.
+        #[arg(long, value_name = "NODE")]
+        replace: Option<String>,
     },
     /// List join tokens (ids and expiry; secrets are not stored).
     List,
@@ -49,7 +53,11 @@ pub(crate) fn random_word(len: usize) -> String {
 pub(crate) async fn token(conn: &Connection, a: TokenArgs) -> Result<()> {
     let client = conn.client()?;
     match a.command {
-        TokenCommand::Create { ttl, description } => {
+        TokenCommand::Create {
+            ttl,
+            description,
+            replace,
+        } => {
             let expires = expiry(&ttl)?;
             let info: serde_json::Value = client
                 .get_json(&skiff_client::ApiPath::api().lit("cluster"))
@@ -71,6 +79,7 @@ pub(crate) async fn token(conn: &Connection, a: TokenArgs) -> Result<()> {
                     secret_hash: hex::encode(Sha256::digest(secret.as_bytes())),
                     expires: expires.clone(),
                     description,
+                    replaces: replace,
                 },
                 ..Default::default()
             });

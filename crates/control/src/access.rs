@@ -185,28 +185,19 @@ async fn admit(
         (Caller::Node(i), Some(info)) if i.role == PeerRole::Gateway => {
             nodes::gateway(&info).map(|()| req).map_err(refuse)
         }
-        (Caller::Node(i), Some(info)) => match nodes::agent(&plane.inner.reader, i, &info).map_err(refuse)? {
-            nodes::AgentDecision::Allow => Ok(req),
-            nodes::AgentDecision::IfRegistersItself => {
-                let (req, body) = buffer(req).await?;
-                let named = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| {
-                        v.pointer("/metadata/name")
-                            .and_then(|n| n.as_str())
-                            .map(str::to_owned)
-                    });
-                if named.as_deref() == Some(i.name.as_str()) {
-                    Ok(req)
-                } else {
-                    Err(refuse(format!(
-                        "register a Node named {:?}: only the Node named {:?} (its certificate's name)",
-                        named.unwrap_or_default(),
-                        i.name
-                    )))
-                }
+        (Caller::Node(i), Some(info)) => {
+            let decision = nodes::agent(&plane.inner.reader, i, &info).map_err(refuse)?;
+            if matches!(decision, nodes::AgentDecision::Allow) {
+                return Ok(req);
             }
-        },
+            let (req, body) = buffer(req).await?;
+            match decision {
+                nodes::AgentDecision::IfOnlyAgentLabels(stored) => nodes::check_node_update(&stored, &body),
+                _ => nodes::check_registration(i, &body),
+            }
+            .map(|()| req)
+            .map_err(refuse)
+        }
     }
 }
 

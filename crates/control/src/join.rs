@@ -25,8 +25,9 @@ fn refused(message: String) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "JoinRefused", message)
 }
 
-/// Checks `secret` (the part of a token after `::`).
-pub(crate) async fn check_token(plane: &ControlPlane, secret: &str) -> Result<(), ApiError> {
+/// Checks `secret` (the part of a token after `::`); the `JoinToken` object it belongs to, or
+/// `None` for the cluster's join token.
+pub(crate) async fn check_token(plane: &ControlPlane, secret: &str) -> Result<Option<JoinToken>, ApiError> {
     let Some((id, secret)) = secret.split_once('.') else {
         let cluster = std::fs::read_to_string(plane.inner.config.data_dir.join("join.token"))
             .map_err(|e| ApiError::internal(format!("cannot read join.token: {e}")))?;
@@ -34,7 +35,7 @@ pub(crate) async fn check_token(plane: &ControlPlane, secret: &str) -> Result<()
             .parse()
             .map_err(|e| ApiError::internal(format!("join.token is damaged: {e}")))?;
         return if cluster.secret_matches(secret) {
-            Ok(())
+            Ok(None)
         } else {
             Err(refused(
                 "the join token is not valid for this cluster: use a token from `skiff token create` \
@@ -65,7 +66,7 @@ pub(crate) async fn check_token(plane: &ControlPlane, secret: &str) -> Result<()
             "join token {id:?} expired at {expired}; make a new one with `skiff token create --ttl DURATION`"
         )));
     }
-    Ok(())
+    Ok(Some(token))
 }
 
 /// The expiry time of `token` if it is past at `now`.
@@ -101,19 +102,28 @@ pub(crate) async fn join_node(
     identity
         .validate()
         .map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
-    check_token(&plane, &req.token).await?;
-    // A live node's name is taken: a second agent under it would fight over its pods.
+    let token = check_token(&plane, &req.token).await?;
+    // A registered node's name is taken, live or not: a second agent under it would fight over
+    // its pods, and a disconnected node's identity is not for whoever holds a join token. The
+    // operator frees it by deleting the node, or makes a token for exactly this replacement.
+    let replaces = token.as_ref().and_then(|t| t.spec.replaces.as_deref());
     if req.role == "agent"
         && let Ok(Object::Node(n)) = plane.inner.reader.get(Kind::Node, None, &req.name)
-        && n.status.ready
+        && replaces != Some(req.name.as_str())
     {
+        let state = if n.status.ready {
+            "registered and Ready (its agent is heartbeating)"
+        } else {
+            "registered (not Ready now)"
+        };
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "NodeNameTaken",
             format!(
-                "node {:?} is registered and Ready (its agent is heartbeating): pick another --name, \
-                 or stop that agent and run `skiff delete node {}` first",
-                req.name, req.name
+                "node {:?} is {state}: pick another --name; or, to replace that node, stop its \
+                 agent and run `skiff delete node {}`, or join with a token from \
+                 `skiff token create --replace {}`",
+                req.name, req.name, req.name
             ),
         ));
     }

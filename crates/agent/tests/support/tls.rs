@@ -5,10 +5,14 @@ use std::time::Duration;
 /// An HTTPS client with a gateway certificate of the cluster in `control_dir`, for calling an
 /// agent's data plane (mutual TLS) the way a gateway does.
 pub(crate) fn data_plane_client(control_dir: &Path) -> reqwest::Client {
+    data_plane_client_as(control_dir, &skiff_peer::Identity::gateway("test"))
+}
+
+/// An HTTPS client for an agent's data plane with a certificate of `who`.
+#[allow(dead_code, reason = "not every test binary calls pods as another identity")]
+pub(crate) fn data_plane_client_as(control_dir: &Path, who: &skiff_peer::Identity) -> reqwest::Client {
     let ca = skiff_peer::ClusterCa::load(&control_dir.join("pki")).unwrap();
-    let me = ca
-        .issue(&skiff_peer::Identity::gateway("test"), Duration::from_secs(3600))
-        .unwrap();
+    let me = ca.issue(who, Duration::from_secs(3600)).unwrap();
     let tls = skiff_peer::https::https_client_config(&me, skiff_peer::https::Peer::Agent).unwrap();
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)

@@ -17,6 +17,9 @@ impl Checker {
             &s.description,
             "skiff token create",
         );
+        if let Some(n) = &s.replaces {
+            self.dns_label("spec.replaces", n, "node name");
+        }
     }
 
     /// An ApiToken.

@@ -1,40 +1,42 @@
 //! What node certificates allow: the rules for agents and gateways (the node authorizer).
 //!
+//! An agent sees what its own pods need and changes only what it reports about itself:
+//!
 //! | caller | may |
 //! |---|---|
-//! | agent `N` | read nodes, pods, services, endpoints, routes, events, configmaps, artifacts, the cluster summary; get a Secret that a pod bound to `N` references; use a key-value store while a pod bound to `N` is granted it; register Node `N` and update it and its status; update the status of pods bound to `N` |
+//! | agent `N` | get Node `N`; register Node `N` (its own labels and registration taints; never `unschedulable`); update Node `N` only in labels under [`AGENT_LABEL_PREFIX`], and its status; list and watch pods only with `fieldSelector=spec.nodeName=N`, get a pod bound to `N`; update the status of pods bound to `N`; get a ConfigMap or Secret a pod bound to `N` references; use a key-value store a pod bound to `N` is granted; read services, endpoints and routes; get artifacts and the cluster summary |
 //! | gateway | read services, endpoints, routes and functions; activate functions |
-use skiff_api::{Kind, LabelSelector, Object};
+use skiff_api::{Kind, LabelSelector, Node, Object};
 use skiff_peer::Identity;
 use skiff_state::Reader;
 
 use super::request::RequestInfo;
 
-const AGENT_READS: [&str; 7] = [
-    "nodes",
-    "pods",
-    "services",
-    "endpoints",
-    "httproutes",
-    "events",
-    "configmaps",
-];
+/// The labels an agent may change on its own Node after registering (architecture, OS,
+/// hostname and whatever else it reports about itself); every other label is the operator's.
+pub(crate) const AGENT_LABEL_PREFIX: &str = "skiff.dev/";
+
+/// What an agent reads beyond its own pods and their configuration.
+const AGENT_READS: [&str; 3] = ["services", "endpoints", "httproutes"];
 const GATEWAY_READS: [&str; 4] = ["services", "endpoints", "httproutes", "functions"];
 
-/// What an agent needs decided beyond the path: the name in a Node it registers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether an agent's request is allowed, or allowed once its body is checked.
+#[derive(Debug, Clone)]
 pub(crate) enum AgentDecision {
     /// Allowed.
     Allow,
-    /// Allowed when the body's `metadata.name` is the agent's own node.
+    /// Allowed when the body registers the agent's own node ([`check_registration`]).
     IfRegistersItself,
+    /// Allowed when the body changes nothing of the stored Node but agent labels
+    /// ([`check_node_update`]).
+    IfOnlyAgentLabels(Box<Node>),
 }
 
 fn is_read(verb: &str) -> bool {
     matches!(verb, "get" | "list" | "watch")
 }
 
-/// Whether agent `node` may make the request.
+/// Whether agent `identity` may make the request.
 ///
 /// # Errors
 /// Why not.
@@ -47,54 +49,142 @@ pub(crate) fn agent(
     let ns = info.namespace.as_deref();
     let name = info.name.as_deref();
     let resource = info.resource.as_str();
+    let allow = |ok: bool, why: String| if ok { Ok(AgentDecision::Allow) } else { Err(why) };
     match (info.verb, resource, ns, name) {
-        (_, "keyvalue", Some(ns), Some(store)) => {
-            return if node_may_use_store(reader, node, ns, store) {
-                Ok(AgentDecision::Allow)
-            } else {
-                Err(format!(
-                    "use key-value store {ns}/{store}: only while a pod bound to node {node} is \
-                     granted it (capabilities.keyValue); none is"
-                ))
+        (_, "keyvalue", Some(ns), Some(store)) => allow(
+            node_may_use_store(reader, node, ns, store),
+            format!(
+                "use key-value store {ns}/{store}: only while a pod bound to node {node} is \
+                 granted it (capabilities.keyValue); none is"
+            ),
+        ),
+        ("get", "secrets", Some(ns), Some(name)) => allow(
+            node_may_read_secret(reader, node, ns, name),
+            format!(
+                "read Secret {ns}/{name}: only while a pod bound to node {node} references it \
+                 (env valueFrom.secretKeyRef); none does"
+            ),
+        ),
+        ("get", "configmaps", Some(ns), Some(name)) => allow(
+            bound_pods(reader, node, ns).any(|p| p.spec.config_map_names().contains(&name)),
+            format!(
+                "read ConfigMap {ns}/{name}: only while a pod bound to node {node} references it \
+                 (configMapKeyRef); none does"
+            ),
+        ),
+        ("get", "pods", Some(ns), Some(pod)) => {
+            let bound_or_gone = match reader.get(Kind::Pod, Some(ns), pod) {
+                Ok(Object::Pod(p)) => p.spec.node_name.as_deref() == Some(node),
+                _ => true,
             };
+            allow(
+                bound_or_gone,
+                format!("read pod {ns}/{pod}: it is bound to another node"),
+            )
         }
-        ("get", "secrets", Some(ns), Some(name)) => {
-            return if node_may_read_secret(reader, node, ns, name) {
-                Ok(AgentDecision::Allow)
-            } else {
-                Err(format!(
-                    "read Secret {ns}/{name}: only while a pod bound to node {node} references it \
-                     (env valueFrom.secretKeyRef); none does"
-                ))
-            };
+        ("list" | "watch", "pods", _, None) => {
+            let own = format!("spec.nodeName={node}");
+            allow(
+                info.field_selector.as_deref() == Some(own.as_str()),
+                format!("{} pods: only its own, with fieldSelector={own}", info.verb),
+            )
         }
-        ("get", "artifacts" | "cluster", _, _) => return Ok(AgentDecision::Allow),
-        ("update", "nodes" | "nodes/status", None, Some(n)) if n == node => return Ok(AgentDecision::Allow),
-        ("create", "nodes", None, None) => return Ok(AgentDecision::IfRegistersItself),
-        ("update", "pods/status", Some(ns), Some(pod)) => {
-            let bound = matches!(
+        ("update", "pods/status", Some(ns), Some(pod)) => allow(
+            matches!(
                 reader.get(Kind::Pod, Some(ns), pod),
                 Ok(Object::Pod(p)) if p.spec.node_name.as_deref() == Some(node)
-            );
-            return if bound {
-                Ok(AgentDecision::Allow)
-            } else {
-                Err(format!(
-                    "report the status of pod {ns}/{pod}: only of pods bound to node {node}"
-                ))
-            };
+            ),
+            format!("report the status of pod {ns}/{pod}: only of pods bound to node {node}"),
+        ),
+        ("get", "artifacts" | "cluster", _, _) => Ok(AgentDecision::Allow),
+        ("get", "nodes", None, Some(n)) if n == node => Ok(AgentDecision::Allow),
+        ("update", "nodes/status", None, Some(n)) if n == node => Ok(AgentDecision::Allow),
+        ("update", "nodes", None, Some(n)) if n == node => match reader.get(Kind::Node, None, n) {
+            Ok(Object::Node(stored)) => Ok(AgentDecision::IfOnlyAgentLabels(Box::new(stored))),
+            _ => Err(format!(
+                "update Node {n}: it is not registered; register it first"
+            )),
+        },
+        ("create", "nodes", None, None) => Ok(AgentDecision::IfRegistersItself),
+        (verb, resource, _, _) if is_read(verb) && AGENT_READS.contains(&resource) => {
+            Ok(AgentDecision::Allow)
         }
-        _ => {}
+        (verb, resource, ns, name) => {
+            let what = match (ns, name) {
+                (Some(ns), Some(name)) => format!(" {ns}/{name}"),
+                (None, Some(name)) => format!(" {name}"),
+                (Some(ns), None) => format!(" in namespace {ns}"),
+                (None, None) => String::new(),
+            };
+            Err(format!(
+                "{verb} {resource}{what}: an agent reads only its own Node, the pods bound to it and \
+                 what they reference, and services, endpoints and routes; it writes only its own \
+                 Node's status and agent labels and its pods' status"
+            ))
+        }
     }
-    let plural = resource.strip_suffix("/status").unwrap_or(resource);
-    if is_read(info.verb) && AGENT_READS.contains(&plural) {
-        return Ok(AgentDecision::Allow);
+}
+
+/// Checks a Node an agent registers: its own name, not unschedulable.
+///
+/// # Errors
+/// Why the body is refused.
+pub(crate) fn check_registration(identity: &Identity, body: &[u8]) -> Result<(), String> {
+    let node = node_body(body, "register a Node")?;
+    if node.metadata.name != identity.name {
+        return Err(format!(
+            "register a Node named {:?}: only the Node named {:?} (its certificate's name)",
+            node.metadata.name, identity.name
+        ));
     }
-    Err(format!(
-        "{} {resource}: a node certificate allows registering and updating its own Node, \
-         reporting the status of pods bound to it, and reading",
-        info.verb
-    ))
+    if node.spec.unschedulable {
+        return Err(
+            "register a Node as unschedulable: cordoning is the operator's (skiff node cordon)".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Checks a full update an agent makes of its own Node: the spec, annotations and every label
+/// outside [`AGENT_LABEL_PREFIX`] must stay as stored.
+///
+/// # Errors
+/// Why the body is refused.
+pub(crate) fn check_node_update(stored: &Node, body: &[u8]) -> Result<(), String> {
+    let next = node_body(body, "update a Node")?;
+    if next.spec != stored.spec {
+        return Err(format!(
+            "change the spec of Node {} (taints, unschedulable): that is the operator's",
+            stored.metadata.name
+        ));
+    }
+    if next.metadata.annotations != stored.metadata.annotations {
+        return Err(format!("change the annotations of Node {}", stored.metadata.name));
+    }
+    let operators = |n: &Node| {
+        n.metadata
+            .labels
+            .iter()
+            .filter(|(k, _)| !k.starts_with(AGENT_LABEL_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    if operators(&next) != operators(stored) {
+        return Err(format!(
+            "change labels of Node {} outside {AGENT_LABEL_PREFIX}: those are the operator's",
+            stored.metadata.name
+        ));
+    }
+    Ok(())
+}
+
+/// The Node in a request body.
+fn node_body(body: &[u8], doing: &str) -> Result<Node, String> {
+    match serde_json::from_slice::<Object>(body) {
+        Ok(Object::Node(n)) => Ok(n),
+        Ok(other) => Err(format!("{doing}: the body is a {}, not a Node", other.kind())),
+        Err(e) => Err(format!("{doing}: the body is not a Node: {e}")),
+    }
 }
 
 /// Whether a gateway may make the request.

@@ -18,6 +18,8 @@ pub(crate) struct RequestInfo {
     pub(crate) namespace: Option<String>,
     /// The object, store, topic or member named in the path.
     pub(crate) name: Option<String>,
+    /// `?fieldSelector=` of a list or watch.
+    pub(crate) field_selector: Option<String>,
 }
 
 /// What a request is, for access control.
@@ -52,11 +54,15 @@ pub(crate) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
         })
         .collect::<Result<Vec<String>, String>>()?;
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let watch = query.is_some_and(|q| {
-        q.split('&')
-            .any(|kv| kv == "watch=true" || kv == "watch=1" || kv == "watch")
-    });
-    Ok(route(method, &segs, watch).unwrap_or(Target::Unknown))
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| format!("the query string is not form-encoded: {e}"))?;
+    let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let watch = param("watch").is_some_and(|v| matches!(v, "true" | "1" | ""));
+    let mut target = route(method, &segs, watch).unwrap_or(Target::Unknown);
+    if let Target::Api(info) = &mut target {
+        info.field_selector = param("fieldSelector").map(str::to_owned);
+    }
+    Ok(target)
 }
 
 /// The verb of a request on one object or store.
@@ -85,6 +91,7 @@ fn api(verb: &'static str, resource: &str, namespace: Option<&str>, name: Option
         resource: resource.to_owned(),
         namespace: namespace.map(str::to_owned),
         name: name.map(str::to_owned),
+        field_selector: None,
     }))
 }
 
@@ -155,6 +162,7 @@ mod tests {
             resource: resource.into(),
             namespace: ns.map(Into::into),
             name: name.map(Into::into),
+            field_selector: None,
         })
     }
 
@@ -413,5 +421,15 @@ mod tests {
             info("get", "pods", Some("default"), Some("a/b"))
         );
         assert!(parse(&Method::GET, "/api/v1/namespaces/%FF/pods", None).is_err());
+        let Target::Api(info) = parse(
+            &Method::GET,
+            "/api/v1/pods",
+            Some("fieldSelector=spec.nodeName%3Dw1&watch=true"),
+        )
+        .expect("parses") else {
+            panic!("an API request");
+        };
+        assert_eq!(info.verb, "watch");
+        assert_eq!(info.field_selector.as_deref(), Some("spec.nodeName=w1"));
     }
 }
