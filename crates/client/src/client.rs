@@ -402,6 +402,22 @@ impl Client {
         self.post_json(&path, events).await
     }
 
+    /// Asks for a pod of a function scaled to zero (what a gateway does for a request that
+    /// found none).
+    ///
+    /// # Errors
+    /// [`ClientError`]; 404 when the function does not exist.
+    pub async fn activate(&self, namespace: &str, function: &str) -> Result<(), ClientError> {
+        let path = namespaced(namespace)?
+            .lit("functions")
+            .seg("function name", function)?
+            .lit("activate");
+        let (resp, url) = self
+            .send_raw(Req::new(Method::POST, path).json(&serde_json::json!({}))?)
+            .await?;
+        resp.bytes().await.map(drop).map_err(|e| unreachable(&url, &e))
+    }
+
     /// Calls a function once with `data` (sent as `content_type`) and returns its answer as it
     /// is, failures of the function included (only failures to reach it are errors).
     ///

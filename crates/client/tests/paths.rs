@@ -81,6 +81,10 @@ async fn server() -> (String, Log) {
             "/api/v1/namespaces/{ns}/functions/{name}/invoke",
             any_method(record),
         )
+        .route(
+            "/api/v1/namespaces/{ns}/functions/{name}/activate",
+            any_method(record),
+        )
         .route("/api/v1/artifacts/{digest}", any_method(record))
         .fallback(fallback)
         .with_state(log.clone());
@@ -236,6 +240,15 @@ fn every_value_lands_on_its_route_as_it_was_given() {
                     &[&ns, &name],
                     "POST",
                     "/api/v1/namespaces/{ns}/functions/{name}/invoke",
+                    params(&[("ns", &ns), ("name", &name)]),
+                )?;
+                let r = client.activate(&ns, &name).await;
+                check(
+                    &log,
+                    r,
+                    &[&ns, &name],
+                    "POST",
+                    "/api/v1/namespaces/{ns}/functions/{name}/activate",
                     params(&[("ns", &ns), ("name", &name)]),
                 )?;
                 let r = client.artifact(&key).await;

@@ -22,8 +22,20 @@ const MAX_JSON_BODY: usize = 4 << 20;
 const MAX_APPLY_OBJECTS: usize = 1000;
 
 impl ControlPlane {
-    /// The API router (no socket: tests call it directly).
+    /// The API router (no socket: tests call it directly): every request passes access control
+    /// (authentication, authorization, audit) before its handler.
     pub fn router(&self) -> Router {
+        self.routes(true)
+    }
+
+    /// The API router without access control: anyone may do anything and nothing is audited.
+    /// Only for measuring what access control costs (`bench/access.sh`); never serve it.
+    #[doc(hidden)]
+    pub fn router_without_access_control_for_benchmarks(&self) -> Router {
+        self.routes(false)
+    }
+
+    fn routes(&self, guarded: bool) -> Router {
         let objects = Router::new()
             .route("/api/v1/namespaces", get(list_cluster_ns).post(create_cluster_ns))
             .route(
@@ -99,7 +111,7 @@ impl ControlPlane {
                 get(download_artifact).put(copy_artifact),
             )
             .layer(DefaultBodyLimit::max(self.inner.artifacts.max_bytes()));
-        Router::new()
+        let routes = Router::new()
             .merge(objects)
             .merge(artifacts)
             .route("/api/v1/cluster", get(cluster))
@@ -114,12 +126,16 @@ impl ControlPlane {
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 crate::forward::forward_writes,
-            ))
-            .layer(axum::middleware::from_fn_with_state(
+            ));
+        let routes = if guarded {
+            routes.layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 crate::access::guard,
             ))
-            .with_state(self.clone())
+        } else {
+            routes
+        };
+        routes.with_state(self.clone())
     }
 }
 

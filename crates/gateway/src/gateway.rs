@@ -19,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::Rng;
 use skiff_api::{EndpointAddress, Kind, NO_POD_HEADER, POD_NAME_HEADER};
-use skiff_client::{ApiPath, Client, Informer, ListOptions};
+use skiff_client::{Client, Informer, ListOptions};
 use skiff_peer::NodeCert;
 use skiff_peer::https::Peer;
 use tokio::net::TcpListener;
@@ -301,23 +301,15 @@ impl Gateway {
         path: &str,
     ) -> Result<Selected, Response<GatewayBody>> {
         let mut rebuilt = self.inner.rebuilt.subscribe();
-        let path_api = ApiPath::api()
-            .lit("namespaces")
-            .seg("namespace", ns)
-            .and_then(|p| p.seg("function name", name))
-            .map(|p| p.lit("activate"))
-            .map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
         let mut asked = tokio::time::Instant::now() - Duration::from_secs(10);
         loop {
             if asked.elapsed() >= Duration::from_secs(1) {
                 asked = tokio::time::Instant::now();
-                if let Err(e) = self
-                    .inner
-                    .client
-                    .post_json::<_, serde_json::Value>(&path_api, &serde_json::json!({}))
-                    .await
-                {
+                if let Err(e) = self.inner.client.activate(ns, name).await {
                     tracing::warn!(function = %name, namespace = %ns, error = %e, "activation failed");
+                    if matches!(&e, skiff_client::ClientError::InvalidPath { .. }) {
+                        return Err(text(StatusCode::BAD_REQUEST, format!("{e}\n")));
+                    }
                     if matches!(&e, skiff_client::ClientError::Api { status: 404, .. }) {
                         return Err(text(
                             StatusCode::NOT_FOUND,
