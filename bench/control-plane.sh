@@ -64,7 +64,7 @@ skiff_start() { # member index, first start?
     if [[ $i != 0 && ! -f $WORK/s$i/cluster.json ]]; then
         args=(--join "$(s_peer 0)" --join-token "$(cat "$WORK/s0/join.token")")
     fi
-    "$SKIFF" server --dir "$WORK/s$i" --name "s$i" --api "$(s_api "$i")" --peer-listen "$(s_peer "$i")" \
+    "$SKIFF" server --plain-http --dir "$WORK/s$i" --name "s$i" --api "$(s_api "$i")" --peer-listen "$(s_peer "$i")" \
         "${args[@]}" >>"$WORK/s$i.log" 2>&1 &
     PID[s$i]=$!
 }

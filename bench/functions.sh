@@ -76,7 +76,7 @@ B_ALL=$(field all_done_ms "$IN_WORKER")
 log "  p50 ${C_P50} µs, p99 ${C_P99} µs; burst of $BURST done in ${B_ALL} ms"
 
 # --- skiff up with a function, and wasmtime serve ----------------------------------------------
-"$SKIFF" up --dir "$WORK/state" --api "$API" --gateway "$GW" --data-plane "$DP" >"$WORK/skiff.log" 2>&1 &
+"$SKIFF" up --plain-http --dir "$WORK/state" --api "$API" --gateway "$GW" --data-plane "$DP" >"$WORK/skiff.log" 2>&1 &
 PID[skiff]=$!
 wait_for "skiff up" curl -sf "http://$API/readyz"
 TOKEN=$(cat "$WORK/state/admin.token")

@@ -99,7 +99,7 @@ curl -sf -X PUT -H 'content-type: application/vnd.oci.image.manifest.v1+json' --
 IMAGE=$REG/bench/site:v1
 
 log "starting skiff up with the oci plugin"
-RUST_LOG=${RUST_LOG:-info} "$SKIFF" up --dir "$WORK/state" --api "$API" --gateway "$GW" --data-plane "$DP" \
+RUST_LOG=${RUST_LOG:-info} "$SKIFF" up --plain-http --dir "$WORK/state" --api "$API" --gateway "$GW" --data-plane "$DP" \
     --runtime-plugin "oci=$SKIFF_OCI" >"$WORK/skiff.log" 2>&1 &
 PID[skiff]=$!
 wait_for "the API" curl -sf "http://$API/readyz"

@@ -166,7 +166,7 @@ skiffc() { "$SKIFF" --config "$WORK/state/client.yaml" "$@"; }
 # ---------------------------------------------------------------------------------------------
 # Skiff: a one-node cluster.
 log "starting skiff up (api $API, gateway $GATEWAY, data plane $DATA_PLANE)"
-start skiff "$SKIFF" up --dir "$WORK/state" --api "$API" --gateway "$GATEWAY" --data-plane "$DATA_PLANE"
+start skiff "$SKIFF" up --plain-http --dir "$WORK/state" --api "$API" --gateway "$GATEWAY" --data-plane "$DATA_PLANE"
 wait_status 200 60 "http://$API/readyz" || die "skiff did not become ready: see $WORK/skiff.log"
 
 # apply -> first 200: from the start of `skiff apply` to the first 200 through the gateway.

@@ -41,7 +41,7 @@ fi
 [[ -x $SKIFF ]] || die "no skiff binary at $SKIFF"
 
 
-"$SKIFF" server --dir "$WORK/server" --api "$API" --peer-listen "127.0.0.1:$((PORT_BASE + 1))" >"$WORK/server.log" 2>&1 &
+"$SKIFF" server --plain-http --dir "$WORK/server" --api "$API" --peer-listen "127.0.0.1:$((PORT_BASE + 1))" >"$WORK/server.log" 2>&1 &
 PID[server]=$!
 wait_for "server" test -s "$WORK/server/admin.token"
 TOKEN=$(cat "$WORK/server/admin.token")

@@ -62,9 +62,12 @@ impl Cluster {
     async fn start() -> Cluster {
         let control_dir = tempfile::tempdir().unwrap();
         let agent_dir = tempfile::tempdir().unwrap();
-        let plane = ControlPlane::open(ControlConfig::new(control_dir.path()))
-            .await
-            .unwrap();
+        let plane = ControlPlane::open(ControlConfig {
+            plain_http: true,
+            ..ControlConfig::new(control_dir.path())
+        })
+        .await
+        .unwrap();
         let (stop, stop_rx) = watch::channel(false);
         plane.spawn_controllers(stop_rx.clone());
         let api = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -155,9 +155,12 @@ async fn env_comes_from_configmaps_and_secrets_and_nodes_read_only_their_secrets
     let agent_dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let plane = ControlPlane::open(ControlConfig::new(control_dir.path()))
-        .await
-        .unwrap();
+    let plane = ControlPlane::open(ControlConfig {
+        plain_http: true,
+        ..ControlConfig::new(control_dir.path())
+    })
+    .await
+    .unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let controllers = plane.spawn_controllers(stop_rx.clone());
     let server_task = tokio::spawn(plane.clone().serve_api(listener, stop_rx));

@@ -40,9 +40,12 @@ async fn a_registered_name_is_taken_until_deleted_or_replaced_on_purpose() {
     let control_dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = format!("https://{}", listener.local_addr().unwrap());
-    let plane = ControlPlane::open(ControlConfig::new(control_dir.path()))
-        .await
-        .unwrap();
+    let plane = ControlPlane::open(ControlConfig {
+        plain_http: true,
+        ..ControlConfig::new(control_dir.path())
+    })
+    .await
+    .unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let api = tokio::spawn(plane.clone().serve_api(listener, stop_rx));
     let admin = Client::new(&server.replace("https://", "http://"), plane.admin_token()).unwrap();

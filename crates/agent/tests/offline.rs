@@ -38,7 +38,12 @@ impl Control {
         .await;
         let addr = listener.local_addr().unwrap();
         let plane = poll("the control state to open", || async {
-            ControlPlane::open(ControlConfig::new(dir)).await.ok()
+            ControlPlane::open(ControlConfig {
+                plain_http: true,
+                ..ControlConfig::new(dir)
+            })
+            .await
+            .ok()
         })
         .await;
         let (stop, stop_rx) = watch::channel(false);
@@ -329,9 +334,12 @@ async fn stop_after_stops_a_pod_without_contact_and_starts_it_again_on_reconnect
     // Meanwhile, on the control plane's side, "retired" is deleted (the agent cannot hear it).
     {
         let plane = poll("the control state to open", || async {
-            ControlPlane::open(ControlConfig::new(control_dir.path()))
-                .await
-                .ok()
+            ControlPlane::open(ControlConfig {
+                plain_http: true,
+                ..ControlConfig::new(control_dir.path())
+            })
+            .await
+            .ok()
         })
         .await;
         let router = plane.router();

@@ -6,6 +6,8 @@
 //! workloads, configuration, secrets, functions, topics and key-value stores; read nodes and
 //! namespaces) and `view` (read everything but Secrets and access-control objects). A `Role`
 //! object adds another; an `ApiToken` names a role by name.
+use std::sync::LazyLock;
+
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{ApiVersion, ObjectMeta};
@@ -110,8 +112,20 @@ const EDITABLE: [&str; 17] = [
 const ADMIN_ONLY_READS: [&str; 6] = ["secrets", "jointokens", "apitokens", "roles", "snapshot", "audit"];
 
 impl RoleSpec {
-    /// The rules of built-in role `name`, or `None` when it is not built in.
-    pub fn builtin(name: &str) -> Option<RoleSpec> {
+    /// The rules of built-in role `name`, or `None` when it is not built in (made once).
+    pub fn builtin(name: &str) -> Option<&'static RoleSpec> {
+        static ADMIN: LazyLock<RoleSpec> = LazyLock::new(|| RoleSpec::make_builtin("admin"));
+        static EDIT: LazyLock<RoleSpec> = LazyLock::new(|| RoleSpec::make_builtin("edit"));
+        static VIEW: LazyLock<RoleSpec> = LazyLock::new(|| RoleSpec::make_builtin("view"));
+        match name {
+            "admin" => Some(&ADMIN),
+            "edit" => Some(&EDIT),
+            "view" => Some(&VIEW),
+            _ => None,
+        }
+    }
+
+    fn make_builtin(name: &str) -> RoleSpec {
         let read = ["get", "list", "watch"];
         let rules = match name {
             "admin" => vec![RoleRule::new(&["*"], &["*"])],
@@ -134,9 +148,9 @@ impl RoleSpec {
                     .map(str::to_owned)
                     .collect(),
             }],
-            _ => return None,
+            _ => Vec::new(),
         };
-        Some(RoleSpec { rules })
+        RoleSpec { rules }
     }
 
     /// Whether any rule allows `verb` on `resource`.

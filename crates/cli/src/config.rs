@@ -28,7 +28,7 @@ pub(crate) struct Connection {
 }
 
 /// Default API address.
-pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+pub(crate) const DEFAULT_SERVER: &str = "https://127.0.0.1:7070";
 
 fn read_file(path: &Path) -> Result<ClientFile> {
     let text =

@@ -56,6 +56,10 @@ pub(crate) struct UpArgs {
     /// Address of the REST + watch API.
     #[arg(long, default_value = "127.0.0.1:7070")]
     api: SocketAddr,
+    /// Also answer plain HTTP on the API port (a bearer token is then accepted over it only from
+    /// loopback clients). By default the API speaks HTTPS only; client.yaml carries the CA.
+    #[arg(long)]
+    plain_http: bool,
     /// Address of the HTTP gateway.
     #[arg(long, default_value = "127.0.0.1:8080")]
     gateway: SocketAddr,
@@ -87,7 +91,11 @@ pub(crate) struct ServerArgs {
     /// Address of the REST + watch API.
     #[arg(long, default_value = "127.0.0.1:7070")]
     api: SocketAddr,
-    /// URL other control nodes forward writes to (default: http://<api address>).
+    /// Also answer plain HTTP on the API port (a bearer token is then accepted over it only from
+    /// loopback clients). By default the API speaks HTTPS only; client.yaml carries the CA.
+    #[arg(long)]
+    plain_http: bool,
+    /// URL other control nodes forward writes to (default: https://<api address>).
     #[arg(long)]
     advertise_api: Option<String>,
     /// Address of the peer port (raft and joins, mutual TLS with the cluster CA).
@@ -276,7 +284,7 @@ async fn start_control(
     let dir = config.data_dir.clone();
     let plane = skiff_control::ControlPlane::open(config).await?;
     let client = ClientFile {
-        server: format!("http://{}", listener.local_addr()?),
+        server: format!("https://{}", listener.local_addr()?),
         token: plane.admin_token().to_owned(),
         ca: Some(dir.join("pki").join("ca.crt")),
     };
@@ -368,6 +376,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     let (stop_tx, stop) = watch::channel(false);
     let mut config = skiff_control::ControlConfig::new(&dir);
     config.clock_file = args.clock_file.clone();
+    config.plain_http = args.plain_http;
     let control = start_control(config, api_listener, &stop).await?;
     let mut tasks = control.tasks;
     // The worker and the gateway join their own control plane like remote ones would.
@@ -428,7 +437,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
             server: Some(control.client.server.clone()),
             token: Some(control.client.token.clone()),
             config: None,
-            ca: None,
+            ca: control.client.ca.clone(),
         };
         crate::verbs::apply_paths(&conn, &args.apply).await?;
         println!("try:      curl {gateway_url}/");
@@ -471,6 +480,7 @@ pub(crate) async fn server(conn: &Connection, args: ServerArgs) -> Result<()> {
     let mut config = skiff_control::ControlConfig::new(&dir);
     config.restore = args.restore;
     config.clock_file = args.clock_file;
+    config.plain_http = args.plain_http;
     config.snapshot_every = args.raft_snapshot_every;
     config.keep_entries = (args.raft_snapshot_every / 5).max(1);
     config.cluster = Some(skiff_control::ClusterConfig {
@@ -479,7 +489,7 @@ pub(crate) async fn server(conn: &Connection, args: ServerArgs) -> Result<()> {
         peer_advertise: args.advertise_peer,
         api_url: args
             .advertise_api
-            .unwrap_or_else(|| format!("http://{}", args.api)),
+            .unwrap_or_else(|| format!("https://{}", args.api)),
         join,
     });
     let control = start_control(config, listener, &stop).await?;

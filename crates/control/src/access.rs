@@ -22,6 +22,7 @@ mod nodes;
 mod rbac;
 mod request;
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -217,6 +218,15 @@ fn authenticate(plane: &ControlPlane, conn: &Conn, req: &Request) -> Result<Call
             )
         });
     };
+    if !conn.tls
+        && let Some(remote) = conn.remote
+        && !remote.ip().is_loopback()
+    {
+        return Err(unauthorized(format!(
+            "a bearer token over plain HTTP from {remote} is refused (it would cross the network in \
+             clear): use https:// with the cluster CA (<state dir>/pki/ca.crt)"
+        )));
+    }
     if constant_time_eq(given.as_bytes(), plane.inner.admin_token.as_bytes()) {
         return Ok(Caller::Admin);
     }
@@ -251,11 +261,13 @@ fn authenticate(plane: &ControlPlane, conn: &Conn, req: &Request) -> Result<Call
 /// The role and namespaces of `token`; a role that does not exist grants nothing.
 fn grant_of(plane: &ControlPlane, token: &ApiToken) -> Grant {
     let role = &token.spec.role;
-    let rules =
-        RoleSpec::builtin(role).unwrap_or_else(|| match plane.inner.reader.get(Kind::Role, None, role) {
-            Ok(Object::Role(r)) => r.spec,
-            _ => RoleSpec::default(),
-        });
+    let rules = RoleSpec::builtin(role).map_or_else(
+        || match plane.inner.reader.get(Kind::Role, None, role) {
+            Ok(Object::Role(r)) => Cow::Owned(r.spec),
+            _ => Cow::Owned(RoleSpec::default()),
+        },
+        Cow::Borrowed,
+    );
     Grant {
         role: role.clone(),
         rules,
@@ -347,4 +359,50 @@ pub(crate) async fn list_audit(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     Ok(axum::Json(records).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::extract::Request;
+
+    use super::{Caller, authenticate};
+    use crate::plane::{ControlConfig, ControlPlane};
+    use crate::serve::Conn;
+
+    #[tokio::test]
+    async fn a_bearer_token_over_plain_http_is_accepted_only_from_loopback() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plane = ControlPlane::open(ControlConfig::new(dir.path()))
+            .await
+            .expect("plane");
+        let request = || {
+            Request::builder()
+                .uri("/api/v1/pods")
+                .header("authorization", format!("Bearer {}", plane.admin_token()))
+                .body(Body::empty())
+                .expect("request")
+        };
+        let conn = |remote: &str, tls: bool| Conn {
+            tls,
+            identity: None,
+            remote: Some(remote.parse().expect("address")),
+        };
+        let far = authenticate(&plane, &conn("10.1.2.3:40000", false), &request()).expect_err("refused");
+        assert_eq!(far.status, axum::http::StatusCode::UNAUTHORIZED);
+        assert!(
+            far.body.message.contains("over plain HTTP from 10.1.2.3:40000"),
+            "{}",
+            far.body.message
+        );
+        for (remote, tls) in [
+            ("127.0.0.1:40000", false),
+            ("[::1]:40000", false),
+            ("10.1.2.3:40000", true),
+        ] {
+            let caller = authenticate(&plane, &conn(remote, tls), &request()).expect("accepted");
+            assert!(matches!(caller, Caller::Admin), "{remote} tls={tls}");
+        }
+        plane.shutdown();
+    }
 }

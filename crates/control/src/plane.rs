@@ -46,6 +46,9 @@ pub struct ControlConfig {
     pub snapshot_every: u64,
     /// Log entries kept behind a snapshot for slightly lagging members.
     pub keep_entries: u64,
+    /// Whether the API port also answers plain HTTP (bearer tokens then only from loopback
+    /// clients). `false`: HTTPS only; a plain-HTTP request gets a 400 saying to use https.
+    pub plain_http: bool,
     /// A file holding the time (RFC 3339) that cron triggers go by instead of the system clock,
     /// re-read on every pass: tests move time with it. `None`: the system clock.
     pub clock_file: Option<PathBuf>,
@@ -65,6 +68,7 @@ impl ControlConfig {
             snapshot_every: RaftConfig::default().snapshot_every,
             keep_entries: RaftConfig::default().keep_entries,
             clock_file: None,
+            plain_http: false,
         }
     }
 }

@@ -1,10 +1,11 @@
-//! The API listener: HTTPS (TLS 1.3, node certificates of the cluster CA) and plain HTTP on one
-//! port, told apart by the first byte a client sends.
+//! The API listener: HTTPS (TLS 1.3, node certificates of the cluster CA), and plain HTTP on the
+//! same port only when the operator asks for it, told apart by the first byte a client sends.
 //!
 //! A TLS connection may present a client certificate; the identity in it (control node, agent,
 //! gateway) is attached to every request of the connection as a [`Conn`] and decides what the
-//! request may do (see [`crate::access`]). Plain HTTP carries only bearer-token requests: it is
-//! kept for admin clients on loopback and trusted networks.
+//! request may do (see [`crate::access`]). Without `plain_http`, a plain-HTTP request is answered
+//! 400 with the https URL to use; with it, plain HTTP serves requests, but a bearer token over it
+//! is accepted only from a loopback client (a token must not cross a network in clear).
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -42,6 +43,11 @@ impl ControlPlane {
     /// and plain HTTP on the same port.
     pub async fn serve_api(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
         let router = self.router();
+        let plain = if self.inner.config.plain_http {
+            router.clone()
+        } else {
+            plain_http_refused(listener.local_addr().ok())
+        };
         let acceptor = TlsAcceptor::from(self.inner.api_tls.clone());
         let mut conns = JoinSet::new();
         let stopped = async move {
@@ -54,7 +60,7 @@ impl ControlPlane {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, remote)) => {
                         let _ = tcp.set_nodelay(true);
-                        conns.spawn(serve_conn(tcp, remote, router.clone(), acceptor.clone()));
+                        conns.spawn(serve_conn(tcp, remote, router.clone(), plain.clone(), acceptor.clone()));
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -69,7 +75,33 @@ impl ControlPlane {
     }
 }
 
-async fn serve_conn(tcp: TcpStream, remote: SocketAddr, router: Router, acceptor: TlsAcceptor) {
+/// What answers plain HTTP when it is off: 400 and the https URL, for every request.
+fn plain_http_refused(local: Option<SocketAddr>) -> Router {
+    let url = local
+        .map(|a| format!("https://{a}"))
+        .unwrap_or_else(|| "https://…".into());
+    Router::new().fallback(move || {
+        let url = url.clone();
+        async move {
+            crate::error::ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "PlainHttpRefused",
+                format!(
+                    "this API port speaks HTTPS: use {url} with the cluster CA (<state dir>/pki/ca.crt, \
+                     `ca:` in client.yaml, --ca); plain HTTP is served only when the server runs with --plain-http"
+                ),
+            )
+        }
+    })
+}
+
+async fn serve_conn(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    plain: Router,
+    acceptor: TlsAcceptor,
+) {
     let mut first = [0u8; 1];
     match tokio::time::timeout(FIRST_BYTE_TIMEOUT, tcp.peek(&mut first)).await {
         Ok(Ok(1)) => {}
@@ -80,7 +112,7 @@ async fn serve_conn(tcp: TcpStream, remote: SocketAddr, router: Router, acceptor
             remote: Some(remote),
             ..Conn::default()
         };
-        http(TokioIo::new(tcp), router.layer(Extension(conn))).await;
+        http(TokioIo::new(tcp), plain.layer(Extension(conn))).await;
         return;
     }
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

@@ -191,3 +191,31 @@ fn api_tokens_are_made_used_refused_revoked_and_audited_from_the_cli() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("revoked"), "{err}");
 }
+
+#[test]
+fn the_api_speaks_https_by_default_and_the_cli_finds_the_ca_in_client_yaml() {
+    let s = Skiff::start_https_only();
+    let client = std::fs::read_to_string(s.state_dir().join("client.yaml")).expect("client.yaml");
+    assert!(
+        client.contains(&format!("server: https://127.0.0.1:{}", s.api)) && client.contains("ca: "),
+        "{client}"
+    );
+    // The CLI goes over HTTPS, checking the server against the CA client.yaml names.
+    s.cli_ok(&["get", "pods"]);
+    // Plain HTTP gets a clear refusal, and a token sent that way is not acted on.
+    let r = http()
+        .delete(format!("http://127.0.0.1:{}/api/v1/namespaces/default", s.api))
+        .bearer_auth(token(&s))
+        .send()
+        .expect("plain request");
+    let status = r.status().as_u16();
+    let body = r.text().unwrap_or_default();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("PlainHttpRefused") && body.contains(&format!("https://127.0.0.1:{}", s.api)),
+        "{body}"
+    );
+    assert!(s.cli_ok(&["get", "namespace", "default"]).contains("default"));
+    // The gateway, which serves the apps, is unchanged: plain HTTP as before.
+    assert!(s.gateway_get("/").is_some());
+}

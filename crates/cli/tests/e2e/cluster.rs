@@ -70,6 +70,7 @@ impl Cluster {
                     .expect("admin token")
                     .trim()
                     .to_owned();
+                c.http = crate::harness::https_client(&c.ca(), Duration::from_secs(5));
                 c.wait_until("the first member leads", Duration::from_secs(60), |c| {
                     c.cluster_info(0)
                         .is_some_and(|v| v["raft"]["leader"] == v["raft"]["id"])
@@ -124,6 +125,10 @@ impl Cluster {
                 token.trim().to_owned(),
             ]);
         }
+        if self.net.is_none() {
+            // On loopback the tests call the API in plain HTTP too; separate hosts use HTTPS.
+            args.push("--plain-http".into());
+        }
         args.extend(m.extra.iter().cloned());
         self.spawned += 1;
         let log = self.tmp.path().join(format!("{}.{}.log", m.name, self.spawned));
@@ -134,7 +139,8 @@ impl Cluster {
 
     /// The API URL of member `i`.
     pub(crate) fn url(&self, i: usize) -> String {
-        format!("http://{}:{}", self.members[i].host, self.members[i].api)
+        let scheme = if self.net.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.members[i].host, self.members[i].api)
     }
 
     /// Every member's API URL, comma-separated (for `--server`).
@@ -214,11 +220,18 @@ impl Cluster {
         poll(what, limit, || f(self), || self.logs());
     }
 
+    /// The cluster CA (every member's is the same).
+    pub(crate) fn ca(&self) -> PathBuf {
+        self.members[0].dir.join("pki").join("ca.crt")
+    }
+
     /// Runs the CLI against the whole cluster (every member as --server).
     pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(args)
             .args(["--server", &self.servers(), "--token", &self.token])
+            .arg("--ca")
+            .arg(self.ca())
             .current_dir(self.tmp.path())
             .stdin(std::process::Stdio::null())
             .output()

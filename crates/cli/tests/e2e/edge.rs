@@ -38,8 +38,14 @@ fn agent_name(host: usize) -> String {
 }
 
 impl Edge {
+    /// The API over HTTPS: a token must not cross the network in clear, and the control node
+    /// serves no plain HTTP.
     fn api(&self) -> String {
-        format!("http://{}:7070", self.net.host(CONTROL))
+        format!("https://{}:7070", self.net.host(CONTROL))
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir("control").join("pki").join("ca.crt")
     }
 
     fn gateway_url(&self) -> String {
@@ -133,6 +139,8 @@ impl Edge {
         std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(args)
             .args(["--server", &self.api(), "--token", &self.token])
+            .arg("--ca")
+            .arg(self.ca())
             .current_dir(self.tmp.path())
             .stdin(std::process::Stdio::null())
             .output()
@@ -295,12 +303,17 @@ fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
     };
     e.start_control();
     let token_file = e.dir("control").join("admin.token");
+    e.wait(
+        "the control node writes its token",
+        Duration::from_secs(60),
+        |e| std::fs::read_to_string(&token_file).is_ok_and(|t| !t.trim().is_empty()) && e.ca().exists(),
+    );
+    e.http = crate::harness::https_client(&e.ca(), Duration::from_secs(10));
     e.wait("the control node is up", Duration::from_secs(60), |e| {
-        std::fs::read_to_string(&token_file).is_ok_and(|t| !t.trim().is_empty())
-            && e.http
-                .get(format!("{}/readyz", e.api()))
-                .send()
-                .is_ok_and(|r| r.status().is_success())
+        e.http
+            .get(format!("{}/readyz", e.api()))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
     });
     e.token = std::fs::read_to_string(&token_file)
         .expect("token")

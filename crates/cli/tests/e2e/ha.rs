@@ -63,12 +63,13 @@ impl Load {
         let acked_writes = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
         let urls: Vec<String> = (0..c.members.len()).map(|i| c.url(i)).collect();
+        let ca = c.ca();
         let mut threads = Vec::new();
         for t in 0..clients {
             let (stop, history, acked) = (stop.clone(), history.clone(), acked_writes.clone());
-            let (urls, token) = (urls.clone(), c.token.clone());
+            let (urls, token, ca) = (urls.clone(), c.token.clone(), ca.clone());
             threads.push(std::thread::spawn(move || {
-                let http = reqwest::blocking::Client::builder()
+                let http = crate::harness::https_client_builder(&ca)
                     .timeout(Duration::from_secs(2))
                     .connect_timeout(Duration::from_millis(300))
                     .build()
@@ -396,12 +397,9 @@ fn membership_changes_and_refusals() {
         c.url(other)
     );
     let token = c.token.clone();
+    let http = crate::harness::https_client(&c.ca(), Duration::from_secs(20));
     let watcher = std::thread::spawn(move || {
         use std::io::BufRead;
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("client");
         let resp = http.get(&watch_url).bearer_auth(&token).send().expect("watch");
         for line in std::io::BufReader::new(resp).lines() {
             let Ok(line) = line else { return false };
@@ -540,6 +538,7 @@ fn backup_and_restore() {
             &format!("127.0.0.1:{}", crate::harness::free_port()),
             "--restore",
             file.to_str().expect("utf-8"),
+            "--plain-http",
         ],
         c.tmp.path().join("restored.log"),
     );

@@ -12,6 +12,22 @@ pub(crate) fn repo_root() -> PathBuf {
         .expect("repo root")
 }
 
+/// A blocking HTTP client that trusts the cluster CA in the PEM file `ca` (for `https://` API
+/// URLs; plain `http://` works too).
+pub(crate) fn https_client(ca: &Path, timeout: Duration) -> reqwest::blocking::Client {
+    https_client_builder(ca).timeout(timeout).build().expect("client")
+}
+
+/// [`https_client`] before it is built, for other settings.
+pub(crate) fn https_client_builder(ca: &Path) -> reqwest::blocking::ClientBuilder {
+    // The server is checked as Skiff's clients check it: its certificate must name the control
+    // role and chain to the cluster CA, whatever address the URL holds.
+    let pem = std::fs::read_to_string(ca).expect("the cluster CA");
+    let tls = skiff_peer::https::https_client_config_ca(&pem, skiff_peer::https::Peer::Control)
+        .expect("TLS config");
+    reqwest::blocking::Client::builder().use_preconfigured_tls(tls)
+}
+
 /// A free loopback port (bound, then released for the child to take).
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -31,6 +47,9 @@ pub(crate) struct Skiff {
     http: reqwest::blocking::Client,
     /// Extra `skiff up` arguments.
     extra: Vec<String>,
+    /// Whether the API also answers plain HTTP (`--plain-http`: most tests call it with curl-like
+    /// plain requests on loopback; the CLI always goes over HTTPS with the CA in client.yaml).
+    plain_http: bool,
 }
 
 impl Skiff {
@@ -39,8 +58,17 @@ impl Skiff {
         Skiff::start_with(&[])
     }
 
+    /// [`start`](Self::start) with the API on HTTPS only, as `skiff up` runs by default.
+    pub(crate) fn start_https_only() -> Skiff {
+        Skiff::start_as(&[], false)
+    }
+
     /// [`start`](Self::start) with extra `skiff up` arguments.
     pub(crate) fn start_with(extra: &[String]) -> Skiff {
+        Skiff::start_as(extra, true)
+    }
+
+    fn start_as(extra: &[String], plain_http: bool) -> Skiff {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = Skiff {
             dir,
@@ -53,6 +81,7 @@ impl Skiff {
                 .build()
                 .expect("client"),
             extra: extra.to_vec(),
+            plain_http,
         };
         s.spawn();
         s
@@ -76,6 +105,7 @@ impl Skiff {
             .args(["--api", &format!("127.0.0.1:{}", self.api)])
             .args(["--gateway", &format!("127.0.0.1:{}", self.gateway)])
             .args(["--data-plane", &format!("127.0.0.1:{}", self.data_plane)])
+            .args(self.plain_http.then_some("--plain-http"))
             .args(&self.extra)
             .env("RUST_LOG", "info,skiff_control=debug")
             .stdin(Stdio::null())
@@ -84,10 +114,18 @@ impl Skiff {
             .spawn()
             .expect("spawn skiff up");
         self.child = Some(child);
-        let api = format!("http://127.0.0.1:{}/readyz", self.api);
+        let scheme = if self.plain_http { "http" } else { "https" };
+        let api = format!("{scheme}://127.0.0.1:{}/readyz", self.api);
+        let ca = self.state_dir().join("pki").join("ca.crt");
         self.wait_until("the API answers /readyz", Duration::from_secs(60), || {
-            self.http
-                .get(&api)
+            let http = if self.plain_http {
+                self.http.clone()
+            } else if ca.exists() {
+                https_client(&ca, Duration::from_secs(20))
+            } else {
+                return false;
+            };
+            http.get(&api)
                 .send()
                 .map(|r| r.status().is_success())
                 .unwrap_or(false)
@@ -284,6 +322,7 @@ pub(crate) fn start_server(dir: &Path) -> (Proc, String, String, reqwest::blocki
             &format!("127.0.0.1:{api}"),
             "--peer-listen",
             &format!("127.0.0.1:{}", free_port()),
+            "--plain-http",
         ],
         dir.join("server.log"),
     );

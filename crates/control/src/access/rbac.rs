@@ -5,6 +5,8 @@
 //! token limited to some namespaces — when it acts in one of them. Such a token reaches the
 //! cluster-scoped API only to read the cluster summary, read and upload artifacts (as its role
 //! allows), and read its own namespaces.
+use std::borrow::Cow;
+
 use skiff_api::RoleSpec;
 
 use super::request::RequestInfo;
@@ -15,7 +17,7 @@ pub(crate) struct Grant {
     /// The role's name (for messages).
     pub(crate) role: String,
     /// The role's rules; empty when the role does not exist.
-    pub(crate) rules: RoleSpec,
+    pub(crate) rules: Cow<'static, RoleSpec>,
     /// The namespaces the token acts in; empty = everywhere.
     pub(crate) namespaces: Vec<String>,
 }
@@ -96,6 +98,8 @@ impl Grant {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use skiff_api::{RoleRule, RoleSpec};
 
     use super::Grant;
@@ -103,7 +107,7 @@ mod tests {
     fn grant(role: &str, namespaces: &[&str]) -> Grant {
         Grant {
             role: role.into(),
-            rules: RoleSpec::builtin(role).unwrap_or_default(),
+            rules: RoleSpec::builtin(role).map_or_else(Default::default, Cow::Borrowed),
             namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
         }
     }
@@ -157,9 +161,9 @@ mod tests {
 
         let custom = Grant {
             role: "deployer".into(),
-            rules: RoleSpec {
+            rules: Cow::Owned(RoleSpec {
                 rules: vec![RoleRule::new(&["update"], &["deployments"])],
-            },
+            }),
             namespaces: vec![],
         };
         assert!(custom.check("update", "deployments", a, Some("web")).is_ok());
