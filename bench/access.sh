@@ -12,8 +12,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/skiff/target}
-export SKIFF_BENCH_SECONDS=${SKIFF_BENCH_SECONDS:-10}
-export SKIFF_BENCH_ROUNDS=${SKIFF_BENCH_ROUNDS:-3}
+export SKIFF_BENCH_SECONDS=${SKIFF_BENCH_SECONDS:-2}
+export SKIFF_BENCH_ROUNDS=${SKIFF_BENCH_ROUNDS:-5}
 export SKIFF_BENCH_GOAL=1
 cd "$ROOT"
 exec cargo test --release -q -p skiff-control --test access_bench -- --nocapture --test-threads 1

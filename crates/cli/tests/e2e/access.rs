@@ -175,13 +175,21 @@ fn api_tokens_are_made_used_refused_revoked_and_audited_from_the_cli() {
     assert!(!out.status.success(), "view does not read the audit log");
 
     // The audit log has the refused delete once, with the token as the caller.
-    let audit = s.cli_ok(&["audit", "--limit", "1000", "-o", "json"]);
-    let refused: Vec<Value> = audit
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r["caller"] == format!("token:{id}") && r["verb"] == "delete")
-        .collect();
-    assert_eq!(refused.len(), 1, "{audit}");
+    let refusals = || {
+        let audit = s.cli_ok(&["audit", "--limit", "1000", "-o", "json"]);
+        let found: Vec<Value> = audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["caller"] == format!("token:{id}") && r["verb"] == "delete")
+            .collect();
+        found
+    };
+    // Lines reach the file in batches: poll for it.
+    s.wait_until("the refused delete is audited", Duration::from_secs(10), || {
+        !refusals().is_empty()
+    });
+    let refused = refusals();
+    assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0]["code"], 403);
     assert_eq!(refused[0]["name"], "settings");
 
