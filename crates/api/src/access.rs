@@ -210,6 +210,41 @@ pub fn parse_api_token(token: &str) -> Option<(&str, &str)> {
     (word(id, crate::TOKEN_ID_LEN) && word(secret, API_TOKEN_SECRET_LEN)).then_some((id, secret))
 }
 
+/// A revoked node identity (cluster-scoped): every control member refuses each certificate of
+/// `spec.identity` issued at or before `spec.revokedAt`, on every request. Written with the
+/// command that deletes a Node (`agent/<node>`) or removes a control member (`control/<name>`);
+/// an admin may write one to revoke a gateway. A certificate issued later (a new join) is not
+/// affected, so the name can be used again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Revocation {
+    /// Always `skiff.dev/v1`.
+    #[serde(default)]
+    pub api_version: ApiVersion,
+    /// Metadata; the name is [`revocation_name`] of the identity (`agent.w1`).
+    pub metadata: ObjectMeta,
+    /// What is revoked since when.
+    pub spec: RevocationSpec,
+}
+
+/// The revoked identity and the time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevocationSpec {
+    /// `agent/<name>`, `gateway/<name>` or `control/<name>`.
+    pub identity: String,
+    /// Certificates issued at or before this time (RFC 3339, UTC, whole seconds) are refused.
+    pub revoked_at: String,
+    /// Why (free text, at most 256 characters).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// The object name of the revocation of identity `role/name` (`agent.w1`).
+pub fn revocation_name(role: &str, name: &str) -> String {
+    format!("{role}.{name}")
+}
+
 /// One audited request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{ApiToken, Role};
+use crate::access::{ApiToken, Revocation, Role};
 use crate::batch::{CronJob, DaemonSet, Job};
 use crate::config::{ConfigMap, Secret};
 use crate::event::Event;
@@ -57,21 +57,24 @@ pub enum Kind {
     Role,
     /// A bearer token for API clients, bound to a role (cluster-scoped).
     ApiToken,
+    /// A revoked node identity: its certificates issued until then are refused (cluster-scoped).
+    Revocation,
 }
 
 /// A kind name that is not one of [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, ReplicaSet, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret, DaemonSet, Job, CronJob, Function, Role, ApiToken"
+    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, ReplicaSet, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret, DaemonSet, Job, CronJob, Function, Role, ApiToken, Revocation"
 )]
 pub struct UnknownKind(pub String);
 
 impl Kind {
     /// All kinds, in the order objects of a multi-kind apply are created.
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Namespace,
         Kind::Role,
         Kind::ApiToken,
+        Kind::Revocation,
         Kind::Node,
         Kind::ConfigMap,
         Kind::Secret,
@@ -110,6 +113,7 @@ impl Kind {
             Kind::Function => "Function",
             Kind::Role => "Role",
             Kind::ApiToken => "ApiToken",
+            Kind::Revocation => "Revocation",
         }
     }
 
@@ -134,6 +138,7 @@ impl Kind {
             Kind::Function => "functions",
             Kind::Role => "roles",
             Kind::ApiToken => "apitokens",
+            Kind::Revocation => "revocations",
         }
     }
 
@@ -141,7 +146,7 @@ impl Kind {
     pub fn namespaced(self) -> bool {
         !matches!(
             self,
-            Kind::Namespace | Kind::Node | Kind::JoinToken | Kind::Role | Kind::ApiToken
+            Kind::Namespace | Kind::Node | Kind::JoinToken | Kind::Role | Kind::ApiToken | Kind::Revocation
         )
     }
 
@@ -173,6 +178,7 @@ impl Kind {
             "function" | "functions" | "fn" => Kind::Function,
             "role" | "roles" => Kind::Role,
             "apitoken" | "apitokens" => Kind::ApiToken,
+            "revocation" | "revocations" => Kind::Revocation,
             _ => return Err(UnknownKind(s.to_owned())),
         };
         Ok(k)
@@ -240,6 +246,8 @@ pub enum Object {
     Role(Role),
     /// An [`ApiToken`].
     ApiToken(ApiToken),
+    /// A [`Revocation`].
+    Revocation(Revocation),
 }
 
 macro_rules! each_variant {
@@ -263,6 +271,7 @@ macro_rules! each_variant {
             Object::Function($o) => $e,
             Object::Role($o) => $e,
             Object::ApiToken($o) => $e,
+            Object::Revocation($o) => $e,
         }
     };
 }
@@ -289,6 +298,7 @@ impl Object {
             Object::Function(_) => Kind::Function,
             Object::Role(_) => Kind::Role,
             Object::ApiToken(_) => Kind::ApiToken,
+            Object::Revocation(_) => Kind::Revocation,
         }
     }
 
@@ -330,6 +340,7 @@ impl Object {
             Object::Function(f) => serde_json::to_value(&f.spec).unwrap_or_default(),
             Object::Role(r) => serde_json::to_value(&r.spec).unwrap_or_default(),
             Object::ApiToken(t) => serde_json::to_value(&t.spec).unwrap_or_default(),
+            Object::Revocation(r) => serde_json::to_value(&r.spec).unwrap_or_default(),
         }
     }
 

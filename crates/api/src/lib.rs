@@ -62,7 +62,8 @@ mod workload;
 
 pub use access::{
     API_TOKEN_PREFIX, API_TOKEN_SECRET_LEN, ApiToken, ApiTokenSpec, AuditRecord, BUILTIN_ROLES,
-    EXTRA_RESOURCES, Role, RoleRule, RoleSpec, VERBS, parse_api_token,
+    EXTRA_RESOURCES, Revocation, RevocationSpec, Role, RoleRule, RoleSpec, VERBS, parse_api_token,
+    revocation_name,
 };
 pub use affinity::{
     Affinity, LabelOperator, LabelRequirement, NodeAffinity, NodeSelectorTerm, PodAffinityTerm,

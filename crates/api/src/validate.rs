@@ -646,6 +646,7 @@ impl Object {
             Object::JoinToken(t) => c.join_token(t),
             Object::ApiToken(t) => c.api_token(t),
             Object::Role(r) => c.role(r),
+            Object::Revocation(r) => c.revocation(r),
             Object::ConfigMap(m) => c.config_data(&m.data),
             Object::Secret(m) => c.config_data(&m.data),
             Object::Pod(p) => c.pod_spec("spec", &p.spec),

@@ -91,6 +91,7 @@ fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         Kind::JoinToken => vec!["ID", "EXPIRES", "DESCRIPTION", "AGE"],
         Kind::ApiToken => vec!["ID", "ROLE", "NAMESPACES", "EXPIRES", "DESCRIPTION", "AGE"],
         Kind::Role => vec!["NAME", "RULES", "AGE"],
+        Kind::Revocation => vec!["IDENTITY", "REVOKED AT", "REASON"],
         Kind::Event => vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         Kind::ConfigMap | Kind::Secret => vec!["NAME", "DATA", "AGE"],
     };
@@ -256,6 +257,11 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
             t.spec.expires.clone().unwrap_or_else(|| "never".into()),
             or_dash(&t.spec.description),
             age(o),
+        ],
+        Object::Revocation(r) => vec![
+            r.spec.identity.clone(),
+            r.spec.revoked_at.clone(),
+            or_dash(&r.spec.reason),
         ],
         Object::Role(r) => vec![
             name,

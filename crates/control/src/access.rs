@@ -210,13 +210,20 @@ fn authenticate(plane: &ControlPlane, conn: &Conn, req: &Request) -> Result<Call
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok());
     let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
-        return conn.identity.clone().map(Caller::Node).ok_or_else(|| {
-            unauthorized(
+        let Some(identity) = conn.identity.clone() else {
+            return Err(unauthorized(
                 "missing bearer token: send `Authorization: Bearer <token>` (the admin token is in \
                  <state dir>/admin.token; `skiff auth token create` makes others)"
                     .into(),
-            )
-        });
+            ));
+        };
+        if let Some(at) = revoked_at(plane, &identity, conn.issued_at) {
+            return Err(unauthorized(format!(
+                "the certificate of {identity} was revoked at {at} (its node was deleted or its member \
+                 removed): join again with a new token"
+            )));
+        }
+        return Ok(Caller::Node(identity));
     };
     if !conn.tls
         && let Some(remote) = conn.remote
@@ -256,6 +263,39 @@ fn authenticate(plane: &ControlPlane, conn: &Conn, req: &Request) -> Result<Call
         id: id.to_owned(),
         grant: grant_of(plane, &token),
     })
+}
+
+/// When `identity`'s certificates issued at `issued` were revoked, if they were.
+fn revoked_at(plane: &ControlPlane, identity: &Identity, issued: Option<SystemTime>) -> Option<String> {
+    let role = match identity.role {
+        PeerRole::Agent => "agent",
+        PeerRole::Gateway => "gateway",
+        PeerRole::Control { .. } => "control",
+    };
+    let name = skiff_api::revocation_name(role, &identity.name);
+    let Ok(Object::Revocation(r)) = plane.inner.reader.get(Kind::Revocation, None, &name) else {
+        return None;
+    };
+    let at = humantime::parse_rfc3339(&r.spec.revoked_at).ok()?;
+    // A certificate whose issue time cannot be read is treated as revoked.
+    issued.is_none_or(|i| i <= at).then_some(r.spec.revoked_at)
+}
+
+/// Records that every certificate of `role/name` issued until now is revoked, in the same
+/// command as `ops` (a Node's deletion) or alone.
+pub(crate) fn revocation_op(role: &str, name: &str, reason: &str) -> skiff_state::Op {
+    skiff_state::Op::Apply {
+        object: Object::Revocation(skiff_api::Revocation {
+            metadata: skiff_api::ObjectMeta::named(skiff_api::revocation_name(role, name), None),
+            spec: skiff_api::RevocationSpec {
+                identity: format!("{role}/{name}"),
+                revoked_at: crate::ids::now(),
+                reason: reason.to_owned(),
+            },
+            ..Default::default()
+        }),
+        uid: crate::ids::uid(),
+    }
 }
 
 /// The role and namespaces of `token`; a role that does not exist grants nothing.
@@ -387,6 +427,7 @@ mod tests {
             tls,
             identity: None,
             remote: Some(remote.parse().expect("address")),
+            issued_at: None,
         };
         let far = authenticate(&plane, &conn("10.1.2.3:40000", false), &request()).expect_err("refused");
         assert_eq!(far.status, axum::http::StatusCode::UNAUTHORIZED);

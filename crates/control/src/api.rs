@@ -446,7 +446,15 @@ async fn delete_object(
         uid: None,
         resource_version: None,
     };
-    Ok(Json(first(plane.propose(vec![op]).await?)?))
+    // A deleted node's certificates are revoked in the same command: nothing can use them once
+    // the node is gone, on any member.
+    let mut ops = vec![op];
+    if kind == Kind::Node {
+        ops.push(crate::access::revocation_op("agent", name, "node deleted"));
+    }
+    let mut out = plane.propose(ops).await?;
+    out.truncate(1);
+    Ok(Json(first(out)?))
 }
 
 fn first(mut v: Vec<Object>) -> Result<Object, ApiError> {

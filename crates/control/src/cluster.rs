@@ -540,6 +540,12 @@ impl ControlPlane {
         {
             Ok(_) => {
                 tracing::info!(member = name, id = member.id, "member removed");
+                self.propose(vec![crate::access::revocation_op(
+                    "control",
+                    name,
+                    "member removed",
+                )])
+                .await?;
                 Ok(member)
             }
             // A leader cannot remove itself: with another voter to take over it hands leadership

@@ -127,6 +127,7 @@ pub(crate) async fn join_node(
             ),
         ));
     }
+    wait_past_revocation(&plane, &req.role, &req.name).await;
     let ca = ClusterCa::load(&crate::cluster::pki_dir(&plane.inner.config.data_dir))
         .map_err(|e| ApiError::internal(format!("this control node cannot load the CA: {e}")))?;
     let cert_pem = ca
@@ -137,6 +138,22 @@ pub(crate) async fn join_node(
         cert_pem,
         ca_pem: ca.cert_pem().to_owned(),
     }))
+}
+
+/// Certificates are refused when issued at or before their identity's revocation, to the second:
+/// a certificate for a name revoked this very second waits for the next one.
+async fn wait_past_revocation(plane: &ControlPlane, role: &str, name: &str) {
+    let key = skiff_api::revocation_name(role, name);
+    let Ok(Object::Revocation(r)) = plane.inner.reader.get(Kind::Revocation, None, &key) else {
+        return;
+    };
+    let Ok(at) = humantime::parse_rfc3339(&r.spec.revoked_at) else {
+        return;
+    };
+    let next = at + Duration::from_secs(1);
+    if let Ok(wait) = next.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait + Duration::from_millis(10)).await;
+    }
 }
 
 /// The lowercase hex SHA-256 of a token secret, as tokens store it.

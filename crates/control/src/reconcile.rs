@@ -141,6 +141,7 @@ impl Snapshot {
                 | Object::JoinToken(_)
                 | Object::ApiToken(_)
                 | Object::Role(_)
+                | Object::Revocation(_)
                 | Object::ConfigMap(_)
                 | Object::Secret(_) => {}
             }

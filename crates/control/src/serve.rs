@@ -36,6 +36,8 @@ pub(crate) struct Conn {
     pub(crate) identity: Option<Identity>,
     /// The client's address.
     pub(crate) remote: Option<SocketAddr>,
+    /// When the client certificate was issued (checked against revocations).
+    pub(crate) issued_at: Option<std::time::SystemTime>,
 }
 
 impl ControlPlane {
@@ -123,11 +125,12 @@ async fn serve_conn(
         }
         Err(_) => return,
     };
-    let identity = skiff_peer::https::client_identity(tls.get_ref().1.peer_certificates());
+    let certs = tls.get_ref().1.peer_certificates();
     let conn = Conn {
         tls: true,
-        identity,
+        identity: skiff_peer::https::client_identity(certs),
         remote: Some(remote),
+        issued_at: skiff_peer::https::client_issued_at(certs),
     };
     http(TokioIo::new(tls), router.layer(Extension(conn))).await;
 }

@@ -191,6 +191,11 @@ pub fn client_identity(certs: Option<&[CertificateDer<'_>]>) -> Option<Identity>
     crate::identity::identity_from_cert(first.as_ref()).ok()
 }
 
+/// When the client certificate was issued (see [`crate::pki::issued_at`]).
+pub fn client_issued_at(certs: Option<&[CertificateDer<'_>]>) -> Option<std::time::SystemTime> {
+    crate::pki::issued_at(certs?.first()?.as_ref())
+}
+
 /// Verifies the server chain against the cluster CA for a fixed role name, whatever host name
 /// the URL used.
 #[derive(Debug)]

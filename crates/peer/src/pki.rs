@@ -37,6 +37,14 @@ const BACKDATE: Duration = Duration::from_secs(3600);
 /// The largest CSR the CA reads.
 const MAX_CSR_BYTES: usize = 16 * 1024;
 
+/// When the certificate in `der` was issued (its `notBefore` plus the skew it was backdated
+/// by, to the second), or `None` when it does not parse.
+pub fn issued_at(der: &[u8]) -> Option<std::time::SystemTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let not_before = u64::try_from(cert.validity().not_before.timestamp()).ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(not_before) + BACKDATE)
+}
+
 /// The hex SHA-256 of a certificate's DER: how a join token names the cluster CA.
 pub fn cert_hash(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))

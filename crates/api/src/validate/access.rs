@@ -1,6 +1,6 @@
 //! Checks of the access objects: join tokens, API tokens and roles.
 use super::Checker;
-use crate::access::{ApiToken, BUILTIN_ROLES, EXTRA_RESOURCES, Role, VERBS};
+use crate::access::{ApiToken, BUILTIN_ROLES, EXTRA_RESOURCES, Revocation, Role, VERBS, revocation_name};
 use crate::token::JoinToken;
 
 /// Most rules one role may hold.
@@ -79,6 +79,44 @@ impl Checker {
         }
         if description.chars().count() > 256 {
             self.err("spec.description", "is longer than 256 characters");
+        }
+    }
+
+    /// A Revocation.
+    pub(super) fn revocation(&mut self, r: &Revocation) {
+        let s = &r.spec;
+        match s.identity.split_once('/') {
+            Some((role @ ("agent" | "gateway" | "control"), name)) => {
+                self.dns_label("spec.identity", name, "node name");
+                if r.metadata.name != revocation_name(role, name) {
+                    self.err(
+                        "metadata.name",
+                        format!(
+                            "must be {:?} (the identity with . for /)",
+                            revocation_name(role, name)
+                        ),
+                    );
+                }
+            }
+            _ => self.err(
+                "spec.identity",
+                format!(
+                    "{:?} is not a node identity: use agent/NAME, gateway/NAME or control/NAME",
+                    s.identity
+                ),
+            ),
+        }
+        if humantime::parse_rfc3339(&s.revoked_at).is_err() {
+            self.err(
+                "spec.revokedAt",
+                format!(
+                    "{:?} is not an RFC 3339 UTC time such as 2026-01-02T03:04:05Z",
+                    s.revoked_at
+                ),
+            );
+        }
+        if s.reason.chars().count() > 256 {
+            self.err("spec.reason", "is longer than 256 characters");
         }
     }
 

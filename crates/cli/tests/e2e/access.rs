@@ -227,3 +227,76 @@ fn the_api_speaks_https_by_default_and_the_cli_finds_the_ca_in_client_yaml() {
     // The gateway, which serves the apps, is unchanged: plain HTTP as before.
     assert!(s.gateway_get("/").is_some());
 }
+
+/// GET `path` with the client certificate in `pki` on member `i`: the status.
+fn as_node(c: &crate::cluster::Cluster, pki: &std::path::Path, i: usize, path: &str) -> (u16, String) {
+    let url = format!("https://{}:{}{path}", c.members[i].host, c.members[i].api);
+    match crate::harness::client_with_cert(pki).get(url).send() {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().unwrap_or_default())
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+#[test]
+fn deleting_a_node_or_removing_a_member_revokes_its_certificate_on_every_member() {
+    let c = crate::cluster::Cluster::start(3, &[]);
+    // An agent's certificate from the cluster CA, and its Node registered with it.
+    let agent_pki = c.tmp.path().join("w9-pki");
+    let ca = skiff_peer::ClusterCa::load(&c.members[0].dir.join("pki")).expect("CA");
+    ca.issue(&skiff_peer::Identity::agent("w9"), Duration::from_secs(3600))
+        .expect("certificate")
+        .save(&agent_pki)
+        .expect("save");
+    let node = serde_json::json!({"apiVersion": "skiff.dev/v1", "kind": "Node", "metadata": {"name": "w9"}});
+    let mut registered = false;
+    c.wait_until("w9 registers", Duration::from_secs(30), |c| {
+        for i in 0..3 {
+            let url = format!("https://{}:{}/api/v1/nodes", c.members[i].host, c.members[i].api);
+            let r = crate::harness::client_with_cert(&agent_pki)
+                .post(url)
+                .json(&node)
+                .send();
+            registered |= r.is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 409);
+        }
+        registered
+    });
+    for i in 0..3 {
+        c.wait_until(&format!("member {i} knows w9"), Duration::from_secs(30), |c| {
+            as_node(c, &agent_pki, i, "/api/v1/nodes/w9").0 == 200
+        });
+    }
+
+    // The operator deletes the node: its certificate stops working on every member.
+    let out = c.cli(&["delete", "node", "w9"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deleted = std::time::Instant::now();
+    for i in 0..3 {
+        c.wait_until(&format!("member {i} refuses w9"), Duration::from_secs(10), |c| {
+            let (status, body) = as_node(c, &agent_pki, i, "/api/v1/nodes/w9");
+            status == 401 && body.contains("was revoked")
+        });
+    }
+    let took = deleted.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let revocations = c.cli(&["get", "revocations", "-o", "json"]);
+    assert!(String::from_utf8_lossy(&revocations.stdout).contains("agent/w9"));
+
+    // A removed member's certificate loses its rights on the others at once.
+    let m2_pki = c.members[2].dir.join("pki");
+    assert_eq!(
+        as_node(&c, &m2_pki, 0, "/api/v1/nodes").0,
+        200,
+        "a member may read"
+    );
+    let out = c.cli(&["member", "remove", "m2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for i in 0..2 {
+        c.wait_until(&format!("member {i} refuses m2"), Duration::from_secs(10), |c| {
+            let (status, body) = as_node(c, &m2_pki, i, "/api/v1/nodes");
+            status == 401 && body.contains("was revoked")
+        });
+    }
+}

@@ -276,17 +276,6 @@ spec:
     path
 }
 
-/// An HTTPS client holding the node certificate in `pki` (as that node would call the API).
-fn client_with_cert(pki: &Path) -> reqwest::blocking::Client {
-    let cert = skiff_peer::NodeCert::load(pki).expect("node certificate");
-    let tls = skiff_peer::https::https_client_config(&cert, skiff_peer::https::Peer::Control).expect("tls");
-    reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
-}
-
 #[test]
 fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
     let mut e = Edge {
@@ -474,7 +463,7 @@ fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
     drop(dup);
 
     // --- A worker certificate is not an admin credential. ---
-    let as_worker = client_with_cert(&e.dir("w1").join("pki"));
+    let as_worker = crate::harness::client_with_cert(&e.dir("w1").join("pki"));
     let deploy = serde_json::json!({"kind": "Deployment", "apiVersion": "skiff.dev/v1",
         "metadata": {"name": "intruder"},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "x"}},

@@ -28,6 +28,17 @@ pub(crate) fn https_client_builder(ca: &Path) -> reqwest::blocking::ClientBuilde
     reqwest::blocking::Client::builder().use_preconfigured_tls(tls)
 }
 
+/// An HTTPS client holding the node certificate in `pki` (as that node would call the API).
+pub(crate) fn client_with_cert(pki: &Path) -> reqwest::blocking::Client {
+    let cert = skiff_peer::NodeCert::load(pki).expect("node certificate");
+    let tls = skiff_peer::https::https_client_config(&cert, skiff_peer::https::Peer::Control).expect("tls");
+    reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
 /// A free loopback port (bound, then released for the child to take).
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
