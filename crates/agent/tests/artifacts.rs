@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use skiff_agent::{Agent, AgentConfig};
 use skiff_api::{Kind, Object, Pod, PodPhase};
 use skiff_client::Client;
-use skiff_control::{ControlConfig, ControlPlane};
+use skiff_control::ControlPlane;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -62,12 +62,7 @@ impl Cluster {
     async fn start() -> Cluster {
         let control_dir = tempfile::tempdir().unwrap();
         let agent_dir = tempfile::tempdir().unwrap();
-        let plane = ControlPlane::open(ControlConfig {
-            plain_http: true,
-            ..ControlConfig::new(control_dir.path())
-        })
-        .await
-        .unwrap();
+        let plane = tls::open_plane(control_dir.path()).await;
         let (stop, stop_rx) = watch::channel(false);
         plane.spawn_controllers(stop_rx.clone());
         let api = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use skiff_agent::{Agent, AgentConfig};
 use skiff_api::{Kind, Object, Pod, PodPhase};
 use skiff_client::Client;
-use skiff_control::{ControlConfig, ControlPlane};
 use skiff_peer::Identity;
 use skiff_peer::https::{Peer, https_client_config};
 use tokio::net::TcpListener;
@@ -155,12 +154,7 @@ async fn env_comes_from_configmaps_and_secrets_and_nodes_read_only_their_secrets
     let agent_dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let plane = ControlPlane::open(ControlConfig {
-        plain_http: true,
-        ..ControlConfig::new(control_dir.path())
-    })
-    .await
-    .unwrap();
+    let plane = tls::open_plane(control_dir.path()).await;
     let (stop, stop_rx) = watch::channel(false);
     let controllers = plane.spawn_controllers(stop_rx.clone());
     let server_task = tokio::spawn(plane.clone().serve_api(listener, stop_rx));

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use skiff_agent::{Agent, AgentConfig};
 use skiff_api::{Kind, Object, Pod, PodPhase};
 use skiff_client::Client;
-use skiff_control::{ControlConfig, ControlPlane};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -53,12 +52,7 @@ impl Cluster {
     async fn start() -> Cluster {
         let control_dir = tempfile::tempdir().unwrap();
         let agent_dir = tempfile::tempdir().unwrap();
-        let plane = ControlPlane::open(ControlConfig {
-            plain_http: true,
-            ..ControlConfig::new(control_dir.path())
-        })
-        .await
-        .unwrap();
+        let plane = tls::open_plane(control_dir.path()).await;
         let (stop, stop_rx) = watch::channel(false);
         let _controllers = plane.spawn_controllers(stop_rx);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

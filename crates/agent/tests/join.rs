@@ -4,11 +4,13 @@
 use sha2::{Digest, Sha256};
 use skiff_api::{JoinToken, JoinTokenSpec, Kind, Node, Object, ObjectMeta};
 use skiff_client::{ApiPath, Client, ClientError};
-use skiff_control::{ControlConfig, ControlPlane};
 use skiff_peer::Identity;
 use skiff_peer::https::{Peer, https_client_config};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+#[path = "support/tls.rs"]
+mod tls;
 
 /// Makes a join token (optionally allowed to replace `replaces`); returns its string.
 async fn join_token(admin: &Client, id: &str, replaces: Option<&str>) -> String {
@@ -40,12 +42,7 @@ async fn a_registered_name_is_taken_until_deleted_or_replaced_on_purpose() {
     let control_dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = format!("https://{}", listener.local_addr().unwrap());
-    let plane = ControlPlane::open(ControlConfig {
-        plain_http: true,
-        ..ControlConfig::new(control_dir.path())
-    })
-    .await
-    .unwrap();
+    let plane = tls::open_plane(control_dir.path()).await;
     let (stop, stop_rx) = watch::channel(false);
     let api = tokio::spawn(plane.clone().serve_api(listener, stop_rx));
     let admin = Client::new(&server.replace("https://", "http://"), plane.admin_token()).unwrap();

@@ -21,6 +21,9 @@ const MAX_JSON_BODY: usize = 4 << 20;
 /// Most objects in one apply.
 const MAX_APPLY_OBJECTS: usize = 1000;
 
+mod artifacts;
+use artifacts::{copy_artifact, download_artifact, upload_artifact};
+
 impl ControlPlane {
     /// The API router (no socket: tests call it directly): every request passes access control
     /// (authentication, authorization, audit) before its handler.
@@ -685,68 +688,6 @@ async fn apply_many(State(p): State<ControlPlane>, body: Bytes) -> Result<Respon
     });
     let objects = p.propose(ops).await?;
     Ok(Json(serde_json::json!({ "objects": objects })).into_response())
-}
-
-async fn upload_artifact(State(p): State<ControlPlane>, body: Bytes) -> Result<Response, ApiError> {
-    let digest = p.inner.artifacts.put(&body).await.map_err(artifact_error)?;
-    tracing::info!(%digest, size = body.len(), "artifact stored");
-    let size = body.len();
-    p.replicate_artifact(&digest, body).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "digest": digest, "size": size })),
-    )
-        .into_response())
-}
-
-/// A copy of an artifact from another member (any member takes it; the digest must match).
-async fn copy_artifact(
-    State(p): State<ControlPlane>,
-    Path(digest): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let stored = p.inner.artifacts.put(&body).await.map_err(artifact_error)?;
-    if stored != digest {
-        return Err(ApiError::bad_request(format!(
-            "the artifact's content has digest {stored}, not {digest}"
-        )));
-    }
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "digest": digest }))).into_response())
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ArtifactQuery {
-    /// Only this member's store (no fetching from the others).
-    #[serde(default)]
-    local: bool,
-}
-
-async fn download_artifact(
-    State(p): State<ControlPlane>,
-    Path(digest): Path<String>,
-    Query(q): Query<ArtifactQuery>,
-) -> Result<Response, ApiError> {
-    let bytes = match p.inner.artifacts.get(&digest).await {
-        Ok(b) => b,
-        Err(crate::artifacts::ArtifactError::NotFound(_)) if !q.local => {
-            match p.fetch_artifact_from_peers(&digest).await {
-                Some(b) => b,
-                None => return Err(artifact_error(crate::artifacts::ArtifactError::NotFound(digest))),
-            }
-        }
-        Err(e) => return Err(artifact_error(e)),
-    };
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
-}
-
-fn artifact_error(e: crate::artifacts::ArtifactError) -> ApiError {
-    use crate::artifacts::ArtifactError as A;
-    match e {
-        A::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "TooLarge", e.to_string()),
-        A::NotWasm | A::BadDigest(_) => ApiError::bad_request(e.to_string()),
-        A::NotFound(_) => ApiError::not_found(e.to_string()),
-        A::Io(io) => ApiError::internal(io),
-    }
 }
 
 /// Fetches a pod's captured output from the agent of its node.
