@@ -84,6 +84,8 @@ pub struct Agent {
     pub(crate) pods: Arc<PodTable>,
     address: String,
     data_plane_tls: Arc<skiff_peer::ServerConfig>,
+    /// The node certificate both present, renewed while the agent runs.
+    cert_slot: skiff_peer::CertSlot,
     /// One data plane (and so one set of per-pod traffic counts) for the listener and in-process
     /// callers alike.
     plane: DataPlane,
@@ -124,8 +126,11 @@ impl Agent {
         let cert =
             skiff_client::node_credentials(&pki, &config.server, Some(&config.token), &identity).await?;
         let tls_err = |e: skiff_peer::PeerError| AgentError::Tls(e.to_string());
-        let client_tls = skiff_peer::https::https_client_config(&cert, Peer::Control).map_err(tls_err)?;
-        let data_plane_tls = skiff_peer::https::data_plane_server_config(&cert).map_err(tls_err)?;
+        // One renewable certificate behind the API client and the data plane (see `run`).
+        let cert_slot = skiff_peer::CertSlot::new(&cert).map_err(tls_err)?;
+        let client_tls =
+            skiff_peer::https::https_client_config_slot(&cert_slot, Peer::Control).map_err(tls_err)?;
+        let data_plane_tls = skiff_peer::https::data_plane_server_config_slot(&cert_slot).map_err(tls_err)?;
         let client = Client::with_tls(&config.server, "", client_tls)?;
         let runtime = WasmRuntime::new(RuntimeConfig {
             cache_dir: config.data_dir.join("compiled"),
@@ -180,6 +185,7 @@ impl Agent {
             pods,
             address: skiff_peer::https::https_url(&address),
             data_plane_tls,
+            cert_slot,
             plugins_stop: Arc::new(plugins_stop),
         };
         match agent.register().await {
@@ -282,6 +288,12 @@ impl Agent {
     /// the control plane cannot be reached the informer keeps its last view (it never empties it
     /// on errors), and an agent that started offline keeps what it restored from local state.
     pub async fn run(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        tokio::spawn(skiff_client::keep_renewed(
+            self.client.clone(),
+            self.config.data_dir.join("pki"),
+            self.cert_slot.clone(),
+            shutdown.clone(),
+        ));
         let informer = Informer::start(
             self.client.clone(),
             Kind::Pod,

@@ -113,7 +113,8 @@ pub use service::{
     ServiceSpec,
 };
 pub use token::{
-    JoinToken, JoinTokenSpec, NodeJoinRequest, NodeJoinResponse, TOKEN_ID_LEN, TOKEN_SECRET_LEN,
+    JoinToken, JoinTokenSpec, NodeJoinRequest, NodeJoinResponse, NodeRenewRequest, TOKEN_ID_LEN,
+    TOKEN_SECRET_LEN,
 };
 pub use validate::{FieldError, ValidationErrors, label_problem};
 pub use wire::{ErrorBody, EventType, ObjectList, WatchEvent};

@@ -69,6 +69,15 @@ impl std::fmt::Debug for NodeJoinRequest {
     }
 }
 
+/// What a node sends to `POST /api/v1/renew` (over TLS with its current certificate): a CSR
+/// for a new key. The answer is a [`NodeJoinResponse`] with the same identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeRenewRequest {
+    /// A PEM certificate signing request for the node's new key.
+    pub csr_pem: String,
+}
+
 /// The control plane's answer to an accepted join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

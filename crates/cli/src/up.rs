@@ -60,6 +60,10 @@ pub(crate) struct UpArgs {
     /// loopback clients). By default the API speaks HTTPS only; client.yaml carries the CA.
     #[arg(long)]
     plain_http: bool,
+    /// How long agents' and gateways' certificates are valid (`30d`, `12h`); they are renewed
+    /// two thirds into it while they serve.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    node_cert_lifetime: std::time::Duration,
     /// Address of the HTTP gateway.
     #[arg(long, default_value = "127.0.0.1:8080")]
     gateway: SocketAddr,
@@ -95,6 +99,10 @@ pub(crate) struct ServerArgs {
     /// loopback clients). By default the API speaks HTTPS only; client.yaml carries the CA.
     #[arg(long)]
     plain_http: bool,
+    /// How long agents' and gateways' certificates are valid (`30d`, `12h`); they are renewed
+    /// two thirds into it while they serve.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    node_cert_lifetime: std::time::Duration,
     /// URL other control nodes forward writes to (default: https://<api address>).
     #[arg(long)]
     advertise_api: Option<String>,
@@ -377,6 +385,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     let mut config = skiff_control::ControlConfig::new(&dir);
     config.clock_file = args.clock_file.clone();
     config.plain_http = args.plain_http;
+    config.node_cert_lifetime = args.node_cert_lifetime;
     let control = start_control(config, api_listener, &stop).await?;
     let mut tasks = control.tasks;
     // The worker and the gateway join their own control plane like remote ones would.
@@ -418,6 +427,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     .await?;
     let mut gw_config = GatewayConfig::new(&control.client.server, gw_node);
     gw_config.local = HashMap::from([(args.node_name.clone(), local)]);
+    gw_config.pki_dir = Some(dir.join("gateway").join("pki"));
     tasks.push(start_gateway(gw_config, gw_listener, &stop)?);
 
     println!("skiff is up");
@@ -481,6 +491,7 @@ pub(crate) async fn server(conn: &Connection, args: ServerArgs) -> Result<()> {
     config.restore = args.restore;
     config.clock_file = args.clock_file;
     config.plain_http = args.plain_http;
+    config.node_cert_lifetime = args.node_cert_lifetime;
     config.snapshot_every = args.raft_snapshot_every;
     config.keep_entries = (args.raft_snapshot_every / 5).max(1);
     config.cluster = Some(skiff_control::ClusterConfig {
@@ -565,7 +576,9 @@ pub(crate) async fn gateway(conn: &Connection, args: GatewayArgs) -> Result<()> 
     )
     .await?;
     let (stop_tx, stop) = watch::channel(false);
-    let task = start_gateway(GatewayConfig::new(&server, node), listener, &stop)?;
+    let mut config = GatewayConfig::new(&server, node);
+    config.pki_dir = Some(dir.join("pki"));
+    let task = start_gateway(config, listener, &stop)?;
     println!("skiff gateway is up on http://{}", args.listen);
     run_until_signal(stop_tx, vec![task]).await;
     Ok(())

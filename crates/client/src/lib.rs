@@ -30,9 +30,11 @@ mod error;
 mod informer;
 mod join;
 mod path;
+mod renew;
 
 pub use client::{ApplyResult, Client, DEFAULT_TIMEOUT, Invocation, ListOptions};
 pub use error::ClientError;
 pub use informer::Informer;
 pub use join::node_credentials;
 pub use path::ApiPath;
+pub use renew::keep_renewed;

@@ -123,6 +123,7 @@ impl ControlPlane {
             .route("/api/v1/snapshot", get(snapshot))
             .route("/api/v1/audit", get(crate::access::list_audit))
             .route("/api/v1/join", post(crate::join::join_node))
+            .route("/api/v1/renew", post(crate::join::renew_node))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .fallback(|| async { ApiError::not_found("no such API path: see docs/api.md for the routes") })

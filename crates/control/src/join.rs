@@ -11,15 +11,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
-use skiff_api::{JoinToken, Kind, NodeJoinRequest, NodeJoinResponse, Object};
+use skiff_api::{JoinToken, Kind, NodeJoinRequest, NodeJoinResponse, NodeRenewRequest, Object};
 use skiff_peer::{ClusterCa, Identity};
 
 use crate::error::ApiError;
 use crate::plane::ControlPlane;
 use crate::serve::Conn;
-
-/// How long agent and gateway certificates are valid.
-const NODE_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
 fn refused(message: String) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "JoinRefused", message)
@@ -131,7 +128,7 @@ pub(crate) async fn join_node(
     let ca = ClusterCa::load(&crate::cluster::pki_dir(&plane.inner.config.data_dir))
         .map_err(|e| ApiError::internal(format!("this control node cannot load the CA: {e}")))?;
     let cert_pem = ca
-        .sign(&req.csr_pem, &identity, NODE_CERT_VALIDITY)
+        .sign(&req.csr_pem, &identity, plane.inner.config.node_cert_lifetime)
         .map_err(|e| ApiError::bad_request(format!("csrPem: {e}")))?;
     tracing::info!(node = %req.name, role = %req.role, "issued a node certificate");
     Ok(Json(NodeJoinResponse {
@@ -154,6 +151,37 @@ async fn wait_past_revocation(plane: &ControlPlane, role: &str, name: &str) {
     if let Ok(wait) = next.duration_since(SystemTime::now()) {
         tokio::time::sleep(wait + Duration::from_millis(10)).await;
     }
+}
+
+/// `POST /api/v1/renew`: a new certificate for the identity of the certificate the caller
+/// presents (an agent or gateway whose certificate is not revoked: the access guard checked),
+/// signing the CSR in the body.
+pub(crate) async fn renew_node(
+    State(plane): State<ControlPlane>,
+    conn: Option<axum::Extension<Conn>>,
+    Json(req): Json<NodeRenewRequest>,
+) -> Result<Json<NodeJoinResponse>, ApiError> {
+    let identity = conn.and_then(|c| c.0.identity).ok_or_else(|| {
+        ApiError::bad_request(
+            "renewal needs the node certificate being renewed: call over https with it (a bearer \
+             token has no certificate to renew)",
+        )
+    })?;
+    if matches!(identity.role, skiff_peer::Role::Control { .. }) {
+        return Err(ApiError::bad_request(
+            "control members renew through their own CA, not this route",
+        ));
+    }
+    let ca = ClusterCa::load(&crate::cluster::pki_dir(&plane.inner.config.data_dir))
+        .map_err(|e| ApiError::internal(format!("this control node cannot load the CA: {e}")))?;
+    let cert_pem = ca
+        .sign(&req.csr_pem, &identity, plane.inner.config.node_cert_lifetime)
+        .map_err(|e| ApiError::bad_request(format!("csrPem: {e}")))?;
+    tracing::info!(node = %identity, "renewed a node certificate");
+    Ok(Json(NodeJoinResponse {
+        cert_pem,
+        ca_pem: ca.cert_pem().to_owned(),
+    }))
 }
 
 /// The lowercase hex SHA-256 of a token secret, as tokens store it.

@@ -64,4 +64,4 @@ pub use artifacts::ArtifactStore;
 pub use cluster::{ClusterConfig, JoinConfig, MemberInfo, MemberView};
 pub use error::{ApiError, ControlError};
 pub use forward::FORWARDED_HEADER;
-pub use plane::{ControlConfig, ControlPlane};
+pub use plane::{ControlConfig, ControlPlane, DEFAULT_NODE_CERT_LIFETIME};

@@ -23,6 +23,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a linearizable read may wait for the leader's confirmation.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long agents' and gateways' certificates are valid by default.
+pub const DEFAULT_NODE_CERT_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Where and how a control node runs.
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
@@ -46,6 +49,9 @@ pub struct ControlConfig {
     pub snapshot_every: u64,
     /// Log entries kept behind a snapshot for slightly lagging members.
     pub keep_entries: u64,
+    /// How long the certificates given to agents and gateways (at join and renewal) are valid
+    /// (default 30 days). They renew two thirds into it, while serving.
+    pub node_cert_lifetime: Duration,
     /// Whether the API port also answers plain HTTP (bearer tokens then only from loopback
     /// clients). `false`: HTTPS only; a plain-HTTP request gets a 400 saying to use https.
     pub plain_http: bool,
@@ -69,6 +75,7 @@ impl ControlConfig {
             keep_entries: RaftConfig::default().keep_entries,
             clock_file: None,
             plain_http: false,
+            node_cert_lifetime: DEFAULT_NODE_CERT_LIFETIME,
         }
     }
 }

@@ -62,6 +62,9 @@ pub struct GatewayConfig {
     pub default_timeout: Duration,
     /// Data planes in this process, by node name.
     pub local: HashMap<String, LocalUpstream>,
+    /// Where the node certificate is kept: when set, it is renewed there while the gateway
+    /// runs (two thirds into its life).
+    pub pki_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -80,6 +83,7 @@ impl GatewayConfig {
             node,
             default_timeout: Duration::from_secs(30),
             local: HashMap::new(),
+            pki_dir: None,
         }
     }
 }
@@ -140,7 +144,8 @@ impl Gateway {
     /// # Errors
     /// [`GatewayError`] for a bad server URL.
     pub fn start(config: GatewayConfig) -> Result<Self, GatewayError> {
-        let api_tls = skiff_peer::https::https_client_config(&config.node, Peer::Control)?;
+        let slot = skiff_peer::CertSlot::new(&config.node)?;
+        let api_tls = skiff_peer::https::https_client_config_slot(&slot, Peer::Control)?;
         let client = Client::with_tls(&config.server, "", api_tls)?;
         let routes = Informer::start(client.clone(), Kind::HttpRoute, None, ListOptions::default());
         let endpoints = Informer::start(client.clone(), Kind::Endpoints, None, ListOptions::default());
@@ -149,7 +154,17 @@ impl Gateway {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         connector.enforce_http(false);
-        let mut agent_tls = skiff_peer::https::https_client_config(&config.node, Peer::Agent)?;
+        let mut agent_tls = skiff_peer::https::https_client_config_slot(&slot, Peer::Agent)?;
+        if let Some(dir) = config.pki_dir.clone() {
+            // Runs for the life of the process (a gateway is stopped with it): the sender lives
+            // in the task, so the stop signal never comes.
+            let renewing = client.clone();
+            tokio::spawn(async move {
+                let (keep, never) = watch::channel(false);
+                skiff_client::keep_renewed(renewing, dir, slot, never).await;
+                drop(keep);
+            });
+        }
         // The connector sets ALPN itself (http/1.1).
         agent_tls.alpn_protocols.clear();
         let connector = HttpsConnectorBuilder::new()

@@ -21,6 +21,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme}
 
 use crate::identity::{AGENT_SERVER_NAME, CONTROL_SERVER_NAME};
 use crate::pki::NodeCert;
+use crate::renewable::CertSlot;
 use crate::tls::{provider, roots};
 use crate::{Identity, JoinToken, PeerError};
 
@@ -58,6 +59,16 @@ fn cfg_err(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> PeerError {
 }
 
 fn http_server(node: &NodeCert, what: &'static str, require_client: bool) -> Result<ServerConfig, PeerError> {
+    http_server_with(node, None, what, require_client)
+}
+
+/// A server config presenting `slot`'s certificate when given (renewable), else `node`'s.
+fn http_server_with(
+    node: &NodeCert,
+    slot: Option<&CertSlot>,
+    what: &'static str,
+    require_client: bool,
+) -> Result<ServerConfig, PeerError> {
     let err = cfg_err(what);
     let builder = WebPkiClientVerifier::builder_with_provider(roots(node)?, provider());
     let verifier = if require_client {
@@ -66,12 +77,16 @@ fn http_server(node: &NodeCert, what: &'static str, require_client: bool) -> Res
         builder.allow_unauthenticated().build()
     }
     .map_err(|e| err(&e))?;
-    let mut cfg = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| err(&e))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![node.cert_der()?, node.ca_der()?], node.key_der()?)
-        .map_err(|e| err(&e))?;
+        .with_client_cert_verifier(verifier);
+    let mut cfg = match slot {
+        Some(slot) => builder.with_cert_resolver(Arc::new(slot.clone())),
+        None => builder
+            .with_single_cert(vec![node.cert_der()?, node.ca_der()?], node.key_der()?)
+            .map_err(|e| err(&e))?,
+    };
     cfg.alpn_protocols = vec![HTTP_ALPN.to_vec()];
     Ok(cfg)
 }
@@ -95,12 +110,37 @@ pub fn data_plane_server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, Pe
     http_server(node, "data plane server", true).map(Arc::new)
 }
 
+/// [`data_plane_server_config`] presenting the certificate in `slot` at each handshake, so a
+/// renewed certificate is used without restarting the listener.
+///
+/// # Errors
+/// As [`api_server_config`].
+pub fn data_plane_server_config_slot(slot: &CertSlot) -> Result<Arc<ServerConfig>, PeerError> {
+    http_server_with(&slot.node(), Some(slot), "data plane server", true).map(Arc::new)
+}
+
+/// [`https_client_config`] presenting the certificate in `slot` at each handshake.
+///
+/// # Errors
+/// As [`api_server_config`].
+pub fn https_client_config_slot(slot: &CertSlot, peer: Peer) -> Result<ClientConfig, PeerError> {
+    https_client_with(&slot.node(), Some(slot), peer)
+}
+
 /// An HTTPS client that presents `node`'s certificate and accepts only a server certified by
 /// the cluster CA for the role `peer`.
 ///
 /// # Errors
 /// As [`api_server_config`].
 pub fn https_client_config(node: &NodeCert, peer: Peer) -> Result<ClientConfig, PeerError> {
+    https_client_with(node, None, peer)
+}
+
+fn https_client_with(
+    node: &NodeCert,
+    slot: Option<&CertSlot>,
+    peer: Peer,
+) -> Result<ClientConfig, PeerError> {
     let err = cfg_err("HTTPS client");
     let inner = WebPkiServerVerifier::builder_with_provider(roots(node)?, provider())
         .build()
@@ -109,13 +149,17 @@ pub fn https_client_config(node: &NodeCert, peer: Peer) -> Result<ClientConfig, 
         inner,
         name: peer.server_name(),
     });
-    let mut cfg = ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| err(&e))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(vec![node.cert_der()?], node.key_der()?)
-        .map_err(|e| err(&e))?;
+        .with_custom_certificate_verifier(verifier);
+    let mut cfg = match slot {
+        Some(slot) => builder.with_client_cert_resolver(Arc::new(slot.clone())),
+        None => builder
+            .with_client_auth_cert(vec![node.cert_der()?], node.key_der()?)
+            .map_err(|e| err(&e))?,
+    };
     cfg.alpn_protocols = vec![HTTP_ALPN.to_vec()];
     Ok(cfg)
 }

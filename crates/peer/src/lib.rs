@@ -55,6 +55,9 @@
 //!   into the certificate as the URI SAN `skiff://control/<raft_id>/<name>` or
 //!   `skiff://agent/<name>`, next to the DNS SAN [`CONTROL_SERVER_NAME`] / [`AGENT_SERVER_NAME`]
 //!   that TLS clients verify. [`identity_from_cert`] reads it back from a verified certificate.
+//! - [`CertSlot`]: the certificate a running agent or gateway presents, replaced in place when
+//!   it renews (`https::https_client_config_slot`, `https::data_plane_server_config_slot`
+//!   resolve it at every handshake).
 //! - [`NodeKey`] and [`NodeCert`]: a node makes its own key and a CSR; [`ClusterCa::sign`]
 //!   certifies the CSR's public key with an identity the *CA* chooses (the CSR's names are
 //!   ignored). `NodeCert` (certificate, key, CA) is saved as `node.crt`, `node.key` (0600),
@@ -103,6 +106,7 @@ mod error;
 pub mod https;
 mod identity;
 pub mod pki;
+mod renewable;
 pub mod tls;
 mod token;
 pub mod transport;
@@ -113,6 +117,7 @@ pub use identity::{
     validate_name,
 };
 pub use pki::{ClusterCa, NodeCert, NodeKey};
+pub use renewable::CertSlot;
 /// The TLS configuration types the constructors return, so callers need no rustls dependency.
 pub use rustls::{ClientConfig, ServerConfig};
 pub use tls::{client_config, join_client_config, server_config};

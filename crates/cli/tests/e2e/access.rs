@@ -300,3 +300,50 @@ fn deleting_a_node_or_removing_a_member_revokes_its_certificate_on_every_member(
         });
     }
 }
+
+#[test]
+fn a_worker_and_a_gateway_renew_short_lived_certificates_while_serving() {
+    let s = Skiff::start_with(&["--node-cert-lifetime".into(), "6s".into()]);
+    let app = crate::harness::repo_root().join("examples/hello-http/app.yaml");
+    s.cli_ok(&["apply", "-f", app.to_str().expect("utf-8")]);
+    s.wait_until("the gateway serves hello", Duration::from_secs(60), || {
+        s.gateway_get("/").is_some_and(|(status, _)| status == 200)
+    });
+    let cert = |who: &str| {
+        std::fs::read_to_string(s.state_dir().join(who).join("pki").join("node.crt")).unwrap_or_default()
+    };
+    let mut seen: std::collections::BTreeMap<&str, std::collections::BTreeSet<String>> = Default::default();
+    let (mut served, mut failed) = (0, Vec::new());
+    // Three lifetimes: each certificate must be replaced at least twice while every request is
+    // answered (the old certificate still works until its successor is in place).
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while std::time::Instant::now() < deadline {
+        for who in ["agent", "gateway"] {
+            seen.entry(who).or_default().insert(cert(who));
+        }
+        match s.gateway_get("/") {
+            Some((200, _)) => served += 1,
+            other => failed.push(other),
+        }
+        if seen.values().all(|certs| certs.len() >= 3) && served > 100 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        failed.is_empty(),
+        "requests failed while certificates were renewed: {failed:?}"
+    );
+    for (who, certs) in &seen {
+        assert!(
+            certs.len() >= 3,
+            "the {who}'s certificate was renewed {} times in 40 s with a 6 s lifetime\n{}",
+            certs.len().saturating_sub(1),
+            s.log()
+        );
+    }
+    // The renewed certificate is what the worker presents: the control plane still hears its
+    // heartbeats (a stale certificate would have expired by now).
+    let node: Value = serde_json::from_str(&s.cli_ok(&["get", "node", "local", "-o", "json"])).expect("json");
+    assert_eq!(node["status"]["ready"], true, "{node}");
+}

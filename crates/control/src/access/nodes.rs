@@ -96,7 +96,7 @@ pub(crate) fn agent(
             ),
             format!("report the status of pod {ns}/{pod}: only of pods bound to node {node}"),
         ),
-        ("get", "artifacts" | "cluster", _, _) => Ok(AgentDecision::Allow),
+        ("get", "artifacts" | "cluster", _, _) | ("create", "renew", None, None) => Ok(AgentDecision::Allow),
         ("get", "nodes", None, Some(n)) if n == node => Ok(AgentDecision::Allow),
         ("update", "nodes/status", None, Some(n)) if n == node => Ok(AgentDecision::Allow),
         ("update", "nodes", None, Some(n)) if n == node => match reader.get(Kind::Node, None, n) {
@@ -194,7 +194,7 @@ fn node_body(body: &[u8], doing: &str) -> Result<Node, String> {
 pub(crate) fn gateway(info: &RequestInfo) -> Result<(), String> {
     let reads = is_read(info.verb) && GATEWAY_READS.contains(&info.resource.as_str());
     // Asking for a pod of a function scaled to zero, for a request that found none.
-    let activates = info.verb == "create" && info.resource == "functions/activate";
+    let activates = info.verb == "create" && matches!(info.resource.as_str(), "functions/activate" | "renew");
     if reads || activates {
         Ok(())
     } else {

@@ -141,6 +141,7 @@ fn route(method: &Method, segs: &[&str], watch: bool) -> Option<Target> {
         ["members", name] if *method == Method::DELETE => api("delete", "members", None, Some(name)),
         ["snapshot"] if get => api("get", "snapshot", None, None),
         ["audit"] if get => api("list", "audit", None, None),
+        ["renew"] if post => api("create", "renew", None, None),
         [plural] => api(collection_verb(method, watch)?, plural, None, None),
         [plural, name] if !post => api(object_verb(method)?, plural, None, Some(name)),
         [plural, name, "status"] if *method == Method::PUT => {
@@ -400,6 +401,12 @@ mod tests {
                 "/api/v1/audit",
                 None,
                 info("list", "audit", None, None),
+            ),
+            (
+                Method::POST,
+                "/api/v1/renew",
+                None,
+                info("create", "renew", None, None),
             ),
             (Method::GET, "/metrics", None, Target::Unknown),
             (Method::GET, "/api/v1/a/b/c/d", None, Target::Unknown),
