@@ -271,7 +271,12 @@ async fn every_route_is_checked_against_every_role_before_its_handler_runs() {
         ("DELETE", "/api/v1/members/nobody".into(), None, ADMIN),
         ("GET", "/api/v1/snapshot".into(), None, ADMIN),
         ("GET", "/api/v1/audit".into(), None, ADMIN),
-        ("POST", "/api/v1/renew".into(), Some(json!({"csrPem": "x"})), ADMIN),
+        (
+            "POST",
+            "/api/v1/renew".into(),
+            Some(json!({"csrPem": "x"})),
+            ADMIN,
+        ),
         ("GET", "/api/v1/apitokens".into(), None, ADMIN),
         ("GET", "/api/v1/roles".into(), None, ADMIN),
         (
