@@ -64,6 +64,10 @@ pub(crate) struct UpArgs {
     /// two thirds into it while they serve.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     node_cert_lifetime: std::time::Duration,
+    /// How long this control member's own certificate is valid (`30d`); it renews it with the
+    /// cluster CA two thirds into that.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    member_cert_lifetime: std::time::Duration,
     /// Address of the HTTP gateway.
     #[arg(long, default_value = "127.0.0.1:8080")]
     gateway: SocketAddr,
@@ -103,6 +107,10 @@ pub(crate) struct ServerArgs {
     /// two thirds into it while they serve.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     node_cert_lifetime: std::time::Duration,
+    /// How long this control member's own certificate is valid (`30d`); it renews it with the
+    /// cluster CA two thirds into that.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    member_cert_lifetime: std::time::Duration,
     /// URL other control nodes forward writes to (default: https://<api address>).
     #[arg(long)]
     advertise_api: Option<String>,
@@ -386,6 +394,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     config.clock_file = args.clock_file.clone();
     config.plain_http = args.plain_http;
     config.node_cert_lifetime = args.node_cert_lifetime;
+    config.member_cert_lifetime = args.member_cert_lifetime;
     let control = start_control(config, api_listener, &stop).await?;
     let mut tasks = control.tasks;
     // The worker and the gateway join their own control plane like remote ones would.
@@ -492,6 +501,7 @@ pub(crate) async fn server(conn: &Connection, args: ServerArgs) -> Result<()> {
     config.clock_file = args.clock_file;
     config.plain_http = args.plain_http;
     config.node_cert_lifetime = args.node_cert_lifetime;
+    config.member_cert_lifetime = args.member_cert_lifetime;
     config.snapshot_every = args.raft_snapshot_every;
     config.keep_entries = (args.raft_snapshot_every / 5).max(1);
     config.cluster = Some(skiff_control::ClusterConfig {

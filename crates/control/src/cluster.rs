@@ -107,6 +107,8 @@ pub(crate) struct Prepared {
     pub(crate) meta: MemberInfo,
     pub(crate) transport: Option<Arc<PeerTransport>>,
     pub(crate) peer: Option<PeerSide>,
+    /// This member's certificate, shared by the peer transport and (later) the API.
+    pub(crate) cert: Option<skiff_peer::CertSlot>,
 }
 
 /// The peer port and the handler behind it.
@@ -194,8 +196,11 @@ pub(crate) async fn prepare(
         },
     };
     let node = NodeCert::load(&pki).map_err(|e| cluster_err("cannot load this node's certificate", e))?;
-    let client_tls = skiff_peer::client_config(&node).map_err(|e| cluster_err("tls client config", e))?;
-    let server_tls = skiff_peer::server_config(&node).map_err(|e| cluster_err("tls server config", e))?;
+    let slot = skiff_peer::CertSlot::new(&node).map_err(|e| cluster_err("this node's certificate", e))?;
+    let client_tls =
+        skiff_peer::client_config_slot(&slot).map_err(|e| cluster_err("tls client config", e))?;
+    let server_tls =
+        skiff_peer::server_config_slot(&slot).map_err(|e| cluster_err("tls server config", e))?;
     let transport = Arc::new(PeerTransport::new(tokio::runtime::Handle::current(), client_tls));
     for (id, addr) in seed_peers {
         transport.set_peer(id, addr);
@@ -222,6 +227,7 @@ pub(crate) async fn prepare(
             tls: server_tls,
             handler,
         }),
+        cert: Some(slot),
     })
 }
 
@@ -247,6 +253,44 @@ pub(crate) fn ensure_local_pki(data_dir: &Path, name: &str) -> Result<(), Contro
     crate::plane::write_file_atomic(&data_dir.join("join.token"), token.to_string().as_bytes(), 0o600)
         .map_err(|e| cluster_err("cannot write join.token", e))?;
     tracing::info!("created the cluster CA and join token");
+    Ok(())
+}
+
+/// Renews this member's certificate with the cluster CA (which every member holds) two thirds
+/// into its life — or into `lifetime` when it was issued for longer — for as long as the process
+/// runs: a new key and certificate saved in `pki`, then put in `slot`, which the peer transport,
+/// the API port and the member's HTTPS clients present from their next handshake on.
+pub(crate) async fn renew_member_certificate(pki: PathBuf, slot: skiff_peer::CertSlot, lifetime: Duration) {
+    let mut retry = Duration::from_secs(1);
+    loop {
+        let due = slot.renew_at();
+        let due = slot.issued_at().map_or(due, |i| due.min(i + lifetime * 2 / 3));
+        tokio::time::sleep(
+            due.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default(),
+        )
+        .await;
+        match renew_member_once(&pki, &slot, lifetime) {
+            Ok(()) => retry = Duration::from_secs(1),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?retry, "cannot renew this member's certificate yet");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+fn renew_member_once(
+    pki: &Path,
+    slot: &skiff_peer::CertSlot,
+    lifetime: Duration,
+) -> Result<(), skiff_peer::PeerError> {
+    let identity = slot.node().identity()?;
+    let next = ClusterCa::load(pki)?.issue(&identity, lifetime)?;
+    next.save(pki)?;
+    slot.replace(&next)?;
+    tracing::info!(member = %identity, "member certificate renewed");
     Ok(())
 }
 

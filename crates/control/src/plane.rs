@@ -49,6 +49,9 @@ pub struct ControlConfig {
     pub snapshot_every: u64,
     /// Log entries kept behind a snapshot for slightly lagging members.
     pub keep_entries: u64,
+    /// How long this member's own certificate is valid (default 30 days); it renews it, with the
+    /// cluster CA it holds, two thirds into that.
+    pub member_cert_lifetime: Duration,
     /// How long the certificates given to agents and gateways (at join and renewal) are valid
     /// (default 30 days). They renew two thirds into it, while serving.
     pub node_cert_lifetime: Duration,
@@ -76,6 +79,7 @@ impl ControlConfig {
             clock_file: None,
             plain_http: false,
             node_cert_lifetime: DEFAULT_NODE_CERT_LIFETIME,
+            member_cert_lifetime: DEFAULT_NODE_CERT_LIFETIME,
         }
     }
 }
@@ -151,6 +155,7 @@ impl ControlPlane {
                     },
                     transport: None,
                     peer: None,
+                    cert: None,
                 }
             }
         };
@@ -201,9 +206,15 @@ impl ControlPlane {
         }
         let secrets = crate::secrets::SecretsKey::load(&pki)?;
         let tls_err = |e: skiff_peer::PeerError| ControlError::Cluster(format!("TLS configuration: {e}"));
-        let api_tls = skiff_peer::https::api_server_config(&node).map_err(tls_err)?;
+        // One renewable certificate behind the peer transport, the API port and the member's
+        // HTTPS clients (see `renew_member_certificate`).
+        let cert_slot = match prepared.cert.clone() {
+            Some(slot) => slot,
+            None => skiff_peer::CertSlot::new(&node).map_err(tls_err)?,
+        };
+        let api_tls = skiff_peer::https::api_server_config_slot(&cert_slot).map_err(tls_err)?;
         let https_client = |peer| -> Result<reqwest::Client, ControlError> {
-            let tls = skiff_peer::https::https_client_config(&node, peer).map_err(tls_err)?;
+            let tls = skiff_peer::https::https_client_config_slot(&cert_slot, peer).map_err(tls_err)?;
             reqwest::Client::builder()
                 .use_preconfigured_tls(tls)
                 .connect_timeout(Duration::from_secs(3))
@@ -231,6 +242,11 @@ impl ControlPlane {
                 dispatch: tokio::sync::Notify::new(),
             }),
         };
+        tokio::spawn(crate::cluster::renew_member_certificate(
+            pki,
+            cert_slot,
+            plane.inner.config.member_cert_lifetime,
+        ));
         if let Some(peer) = prepared.peer {
             let _ = peer.handler.raft.set(raft.clone());
             let _ = peer.handler.plane.set(plane.clone());

@@ -101,6 +101,14 @@ pub fn api_server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, PeerError
     http_server(node, "API server", false).map(Arc::new)
 }
 
+/// [`api_server_config`] presenting the certificate in `slot` at each handshake (renewable).
+///
+/// # Errors
+/// As [`api_server_config`].
+pub fn api_server_config_slot(slot: &CertSlot) -> Result<Arc<ServerConfig>, PeerError> {
+    http_server_with(&slot.node(), Some(slot), "API server", false).map(Arc::new)
+}
+
 /// An agent's data plane: presents the agent's certificate and requires a client certificate
 /// issued by the cluster CA (gateways, control nodes, other agents).
 ///

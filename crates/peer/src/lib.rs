@@ -120,7 +120,7 @@ pub use pki::{ClusterCa, NodeCert, NodeKey};
 pub use renewable::CertSlot;
 /// The TLS configuration types the constructors return, so callers need no rustls dependency.
 pub use rustls::{ClientConfig, ServerConfig};
-pub use tls::{client_config, join_client_config, server_config};
+pub use tls::{client_config, client_config_slot, join_client_config, server_config, server_config_slot};
 pub use token::{JoinToken, TOKEN_PREFIX, secrets_equal};
 pub use transport::{
     BoxFuture, JoinMember, JoinRequest, JoinResponse, PeerHandler, PeerTransport, TransportOptions,

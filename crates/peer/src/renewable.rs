@@ -63,6 +63,11 @@ impl CertSlot {
         self.read().node.clone()
     }
 
+    /// When the current certificate was issued, or `None` when that cannot be read.
+    pub fn issued_at(&self) -> Option<SystemTime> {
+        crate::pki::issued_at(&self.node().cert_der().ok()?)
+    }
+
     /// When the current certificate should be renewed: two thirds into its life (from its issue
     /// time to its expiry), or now when that cannot be read.
     pub fn renew_at(&self) -> SystemTime {

@@ -21,6 +21,7 @@ use rustls::{
 
 use crate::identity::CONTROL_SERVER_NAME;
 use crate::pki::{NodeCert, cert_hash};
+use crate::renewable::CertSlot;
 use crate::{JoinToken, PeerError};
 
 /// The ALPN protocol of the peer wire format (version 1).
@@ -47,6 +48,18 @@ pub(crate) fn roots(node: &NodeCert) -> Result<Arc<RootCertStore>, PeerError> {
 /// [`PeerError::InvalidCert`] for unusable credentials, [`PeerError::TlsConfig`] if rustls
 /// refuses them.
 pub fn server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, PeerError> {
+    server_config_with(node, None)
+}
+
+/// [`server_config`] presenting the certificate in `slot` at each handshake (renewable).
+///
+/// # Errors
+/// As [`server_config`].
+pub fn server_config_slot(slot: &CertSlot) -> Result<Arc<ServerConfig>, PeerError> {
+    server_config_with(&slot.node(), Some(slot))
+}
+
+fn server_config_with(node: &NodeCert, slot: Option<&CertSlot>) -> Result<Arc<ServerConfig>, PeerError> {
     let what = "server";
     let cfg_err = |e: &dyn std::fmt::Display| PeerError::TlsConfig {
         what,
@@ -56,12 +69,16 @@ pub fn server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, PeerError> {
         .allow_unauthenticated()
         .build()
         .map_err(|e| cfg_err(&e))?;
-    let mut cfg = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| cfg_err(&e))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![node.cert_der()?, node.ca_der()?], node.key_der()?)
-        .map_err(|e| cfg_err(&e))?;
+        .with_client_cert_verifier(verifier);
+    let mut cfg = match slot {
+        Some(slot) => builder.with_cert_resolver(Arc::new(slot.clone())),
+        None => builder
+            .with_single_cert(vec![node.cert_der()?, node.ca_der()?], node.key_der()?)
+            .map_err(|e| cfg_err(&e))?,
+    };
     cfg.alpn_protocols = vec![ALPN_PROTOCOL.to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -72,17 +89,33 @@ pub fn server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, PeerError> {
 /// # Errors
 /// As [`server_config`].
 pub fn client_config(node: &NodeCert) -> Result<Arc<ClientConfig>, PeerError> {
+    client_config_with(node, None)
+}
+
+/// [`client_config`] presenting the certificate in `slot` at each handshake (renewable).
+///
+/// # Errors
+/// As [`server_config`].
+pub fn client_config_slot(slot: &CertSlot) -> Result<Arc<ClientConfig>, PeerError> {
+    client_config_with(&slot.node(), Some(slot))
+}
+
+fn client_config_with(node: &NodeCert, slot: Option<&CertSlot>) -> Result<Arc<ClientConfig>, PeerError> {
     let what = "client";
     let cfg_err = |e: &dyn std::fmt::Display| PeerError::TlsConfig {
         what,
         reason: e.to_string(),
     };
-    let mut cfg = ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| cfg_err(&e))?
-        .with_root_certificates(roots(node)?)
-        .with_client_auth_cert(vec![node.cert_der()?], node.key_der()?)
-        .map_err(|e| cfg_err(&e))?;
+        .with_root_certificates(roots(node)?);
+    let mut cfg = match slot {
+        Some(slot) => builder.with_client_cert_resolver(Arc::new(slot.clone())),
+        None => builder
+            .with_client_auth_cert(vec![node.cert_der()?], node.key_der()?)
+            .map_err(|e| cfg_err(&e))?,
+    };
     cfg.alpn_protocols = vec![ALPN_PROTOCOL.to_vec()];
     Ok(Arc::new(cfg))
 }

@@ -347,3 +347,63 @@ fn a_worker_and_a_gateway_renew_short_lived_certificates_while_serving() {
     let node: Value = serde_json::from_str(&s.cli_ok(&["get", "node", "local", "-o", "json"])).expect("json");
     assert_eq!(node["status"]["ready"], true, "{node}");
 }
+
+#[test]
+fn control_members_renew_their_certificates_while_writes_flow() {
+    let c = crate::cluster::Cluster::start(3, &["--member-cert-lifetime", "6s"]);
+    let cert =
+        |i: usize| std::fs::read_to_string(c.members[i].dir.join("pki").join("node.crt")).unwrap_or_default();
+    let mut seen: Vec<std::collections::BTreeSet<String>> = vec![Default::default(); 3];
+    let (mut written, mut failed) = (0usize, Vec::new());
+    // Writes go to every member in turn (followers forward them to the leader over HTTPS with
+    // their member certificates; Raft replicates them over the peer transport).
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    let mut n = 0usize;
+    while std::time::Instant::now() < deadline {
+        for (i, certs) in seen.iter_mut().enumerate() {
+            certs.insert(cert(i));
+        }
+        n += 1;
+        let ns = serde_json::json!({"apiVersion": "skiff.dev/v1", "kind": "Namespace",
+            "metadata": {"name": format!("renew-{}", n % 20), "labels": {"n": n.to_string()}}});
+        let url = format!("{}/api/v1/apply", c.url(n % 3));
+        match c
+            .http
+            .post(url)
+            .bearer_auth(&c.token)
+            .json(&serde_json::json!({"objects": [ns]}))
+            .send()
+        {
+            Ok(r) if r.status().is_success() => written += 1,
+            Ok(r) => failed.push(format!("{} {}", r.status(), r.text().unwrap_or_default())),
+            Err(e) => failed.push(e.to_string()),
+        }
+        if seen.iter().all(|s| s.len() >= 3) && written > 50 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        failed.is_empty(),
+        "{} writes failed while members renewed: {failed:?}",
+        failed.len()
+    );
+    for (i, certs) in seen.iter().enumerate() {
+        assert!(
+            certs.len() >= 3,
+            "member {i}'s certificate was renewed {} times in 45 s with a 6 s lifetime\n{}",
+            certs.len().saturating_sub(1),
+            c.logs()
+        );
+        // A new connection gets the renewed certificate: the one on disk, or a newer one.
+        let file = c.members[i].dir.join("pki").join("node.crt");
+        let addr = format!("{}:{}", c.members[i].host, c.members[i].api);
+        let before = crate::harness::certificate_der(&file);
+        let presented = crate::harness::presented_certificate(&addr, &c.ca());
+        let after = crate::harness::certificate_der(&file);
+        assert!(
+            presented == before || presented == after,
+            "member {i} presents a stale certificate"
+        );
+    }
+}

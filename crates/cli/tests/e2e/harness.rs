@@ -39,6 +39,34 @@ pub(crate) fn client_with_cert(pki: &Path) -> reqwest::blocking::Client {
         .expect("client")
 }
 
+/// The certificate (DER) the control node at `addr` presents in a new TLS handshake, checked
+/// against the cluster CA in `ca` the way Skiff's clients check it.
+pub(crate) fn presented_certificate(addr: &str, ca: &Path) -> Vec<u8> {
+    use std::io::Write;
+    let pem = std::fs::read_to_string(ca).expect("the cluster CA");
+    let config = skiff_peer::https::https_client_config_ca(&pem, skiff_peer::https::Peer::Control)
+        .expect("TLS config");
+    let name = rustls::pki_types::ServerName::try_from("control.skiff.internal").expect("name");
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("connection");
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+    tls.flush().expect("TLS handshake");
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(tls.sock).expect("TLS handshake");
+    }
+    tls.conn.peer_certificates().expect("a certificate")[0].to_vec()
+}
+
+/// The DER of the PEM certificate in `file`.
+pub(crate) fn certificate_der(file: &Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(file)
+        .expect("a PEM certificate")
+        .to_vec()
+}
+
 /// A free loopback port (bound, then released for the child to take).
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
