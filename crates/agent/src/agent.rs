@@ -76,6 +76,37 @@ impl AgentConfig {
     }
 }
 
+/// The capacity a node reports: what it was configured to offer, never more than the machine
+/// has (`memory`: total bytes when known; `cpu_millis`: its cores × 1000).
+pub(crate) fn reported_capacity(
+    configured: &NodeCapacity,
+    memory: Option<u64>,
+    cpu_millis: u64,
+) -> NodeCapacity {
+    let mut c = configured.clone();
+    if let Some(total) = memory {
+        c.memory = skiff_api::ByteSize(c.memory.0.min(total));
+    }
+    if c.cpu.0 > 0 {
+        c.cpu = skiff_api::Millicores(c.cpu.0.min(cpu_millis));
+    }
+    c
+}
+
+/// This machine's total memory in bytes (Linux: `MemTotal` of `/proc/meminfo`).
+fn machine_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
 /// A running worker (cheap to clone).
 #[derive(Clone)]
 pub struct Agent {
@@ -120,7 +151,17 @@ impl Agent {
     /// # Errors
     /// [`AgentError`] when the runtime or the local store cannot be opened (another agent holds
     /// the directory), or the control plane answers and refuses the node (e.g. a wrong token).
-    pub async fn start(config: AgentConfig, address: String) -> Result<Self, AgentError> {
+    pub async fn start(mut config: AgentConfig, address: String) -> Result<Self, AgentError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        let capacity = reported_capacity(&config.capacity, machine_memory(), cores * 1000);
+        if capacity != config.capacity {
+            tracing::warn!(
+                configured = ?config.capacity,
+                reported = ?capacity,
+                "the configured capacity is more than this machine has: reporting what it has"
+            );
+            config.capacity = capacity;
+        }
         let pki = config.data_dir.join("pki");
         let identity = Identity::agent(&config.node_name);
         let cert =
@@ -361,5 +402,44 @@ impl Agent {
         let _ = server.await;
         let _ = self.plugins_stop.send(true);
         self.pods.close_store();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use skiff_api::{ByteSize, Millicores, NodeCapacity};
+
+    use super::{machine_memory, reported_capacity};
+
+    #[test]
+    fn a_node_never_reports_more_than_the_machine_has() {
+        let configured = NodeCapacity {
+            memory: ByteSize(64 << 30),
+            pods: 110,
+            cpu: Millicores(16_000),
+        };
+        let reported = reported_capacity(&configured, Some(8 << 30), 2_000);
+        assert_eq!(reported.memory, ByteSize(8 << 30));
+        assert_eq!(reported.cpu, Millicores(2_000));
+        assert_eq!(reported.pods, 110);
+        let modest = NodeCapacity {
+            memory: ByteSize(768 << 20),
+            pods: 40,
+            cpu: Millicores(1_500),
+        };
+        assert_eq!(
+            reported_capacity(&modest, Some(8 << 30), 2_000),
+            modest,
+            "less is kept"
+        );
+        assert_eq!(
+            reported_capacity(&configured, None, 2_000).memory,
+            configured.memory,
+            "unknown memory"
+        );
+        assert!(
+            machine_memory().is_some_and(|m| m > 0),
+            "this is Linux: /proc/meminfo"
+        );
     }
 }
