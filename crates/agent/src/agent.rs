@@ -219,10 +219,13 @@ impl Agent {
                 "running from local state: pods restored before reaching the control plane"
             );
         }
+        // Revoked certificates are refused here too (they are the control plane's decisions).
+        let revocations = Informer::start(client.clone(), Kind::Revocation, None, ListOptions::default());
+        let plane = DataPlane::new(pods.clone(), Some(Arc::new(revocations)));
         let agent = Agent {
             config: Arc::new(config),
             client,
-            plane: DataPlane::new(pods.clone()),
+            plane,
             pods,
             address: skiff_peer::https::https_url(&address),
             data_plane_tls,

@@ -26,6 +26,9 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 pub struct DataPlane {
     pods: Arc<PodTable>,
     traffic: Arc<Mutex<HashMap<String, Arc<Traffic>>>>,
+    /// The cluster's revocations (watched from the control plane): a caller whose certificate
+    /// was revoked is refused like on the control plane.
+    revocations: Option<Arc<skiff_client::Informer>>,
 }
 
 /// What one pod answered since it started here (by uid): the canary analysis reads it.
@@ -52,7 +55,7 @@ impl Drop for Slot<'_> {
 /// Who sent a data-plane request: the identity in the client certificate the cluster CA
 /// verified (requests called in-process carry none).
 #[derive(Debug, Clone)]
-pub(crate) struct Caller(pub(crate) Identity);
+pub(crate) struct Caller(pub(crate) Identity, pub(crate) Option<std::time::SystemTime>);
 
 impl std::fmt::Debug for DataPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,11 +79,28 @@ pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Respo
 }
 
 impl DataPlane {
-    pub(crate) fn new(pods: Arc<PodTable>) -> Self {
+    pub(crate) fn new(pods: Arc<PodTable>, revocations: Option<Arc<skiff_client::Informer>>) -> Self {
         DataPlane {
             pods,
             traffic: Arc::default(),
+            revocations,
         }
+    }
+
+    /// When the certificate of `id` issued at `issued` was revoked, if it was.
+    fn revoked(&self, id: &Identity, issued: Option<std::time::SystemTime>) -> Option<String> {
+        let name = skiff_api::revocation_name(id.kind(), &id.name);
+        let r = self
+            .revocations
+            .as_ref()?
+            .snapshot()
+            .into_iter()
+            .find_map(|o| match o {
+                skiff_api::Object::Revocation(r) if r.metadata.name == name => Some(r),
+                _ => None,
+            })?;
+        let at = humantime::parse_rfc3339(&r.spec.revoked_at).ok()?;
+        issued.is_none_or(|i| i <= at).then_some(r.spec.revoked_at)
     }
 
     /// The counters of the pod with this uid (made on first use; counters of pods no longer
@@ -106,6 +126,14 @@ impl DataPlane {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if let Some(Caller(id, issued)) = req.extensions().get::<Caller>()
+            && let Some(at) = self.revoked(id, *issued)
+        {
+            return text(
+                StatusCode::FORBIDDEN,
+                format!("the certificate of {id} was revoked at {at}\n"),
+            );
+        }
         if let Some(rest) = req.uri().path().strip_prefix("/skiff/pods/") {
             let rest = rest.to_owned();
             let control = req
@@ -117,7 +145,7 @@ impl DataPlane {
         }
         // Pods are called by the gateway and control nodes (and in-process, by the embedded
         // gateway); another worker's certificate is not enough.
-        if let Some(Caller(id)) = req.extensions().get::<Caller>()
+        if let Some(Caller(id, _)) = req.extensions().get::<Caller>()
             && matches!(id.role, Role::Agent)
         {
             return text(
@@ -281,11 +309,11 @@ pub(crate) async fn serve(
                 }
                 Err(_) => return,
             };
-            let Some(identity) = skiff_peer::https::client_identity(stream.get_ref().1.peer_certificates())
-            else {
+            let certs = stream.get_ref().1.peer_certificates();
+            let Some(identity) = skiff_peer::https::client_identity(certs) else {
                 return;
             };
-            let caller = Caller(identity);
+            let caller = Caller(identity, skiff_peer::https::client_issued_at(certs));
             let svc = service_fn(move |mut req: Request<hyper::body::Incoming>| {
                 let plane = plane.clone();
                 req.extensions_mut().insert(caller.clone());

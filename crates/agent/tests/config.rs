@@ -90,6 +90,37 @@ fn node_client(control_dir: &Path, addr: &str, identity: &Identity) -> Client {
     Client::with_tls(addr, "", tls).unwrap()
 }
 
+/// A gateway certificate calls pod `c`; once an admin revokes `gateway/gw-revoked`, the agent's
+/// data plane refuses it like the control plane does.
+async fn data_plane_refuses_revoked_certificates(admin: &Client, control_dir: &Path, agent_url: &str) {
+    let as_gateway = data_plane_client_as(control_dir, &Identity::gateway("gw-revoked"));
+    let call = || async {
+        let r = as_gateway
+            .get(format!("{agent_url}/"))
+            .header("x-skiff-pod", "default/c")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    };
+    assert_eq!(call().await.0, 200, "before the revocation");
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(1));
+    admin
+        .create(&object(serde_json::json!({
+            "apiVersion": "skiff.dev/v1", "kind": "Revocation",
+            "metadata": {"name": "gateway.gw-revoked"},
+            "spec": {"identity": "gateway/gw-revoked", "revokedAt": now.to_string(), "reason": "test"}
+        })))
+        .await
+        .unwrap();
+    let refused = poll("the data plane to refuse the revoked gateway", || async {
+        let (status, body) = call().await;
+        (status == 403).then_some(body)
+    })
+    .await;
+    assert!(refused.contains("was revoked at"), "{refused}");
+}
+
 /// A pod bound to another node (never started: that node does not exist).
 async fn other_node_pod(admin: &Client, digest: &str) -> String {
     let mut p = pod_reading(
@@ -245,6 +276,7 @@ async fn env_comes_from_configmaps_and_secrets_and_nodes_read_only_their_secrets
             .unwrap()
             .contains("agent elsewhere may not call pods")
     );
+    data_plane_refuses_revoked_certificates(&admin, control_dir.path(), &agent_url).await;
 
     // The node authorizer: a referenced Secret is readable, others and listings are not; a
     // gateway reads neither kind.

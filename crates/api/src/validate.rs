@@ -126,6 +126,8 @@ impl Checker {
                 "metadata.name",
                 "is required: give the object a name (lowercase letters, digits and '-')",
             );
+        } else if obj.kind() == crate::Kind::Revocation {
+            // `role.name`: checked against the identity by the revocation's own check.
         } else {
             self.dns_label("metadata.name", &m.name, "name");
         }

@@ -267,12 +267,7 @@ fn authenticate(plane: &ControlPlane, conn: &Conn, req: &Request) -> Result<Call
 
 /// When `identity`'s certificates issued at `issued` were revoked, if they were.
 fn revoked_at(plane: &ControlPlane, identity: &Identity, issued: Option<SystemTime>) -> Option<String> {
-    let role = match identity.role {
-        PeerRole::Agent => "agent",
-        PeerRole::Gateway => "gateway",
-        PeerRole::Control { .. } => "control",
-    };
-    let name = skiff_api::revocation_name(role, &identity.name);
+    let name = skiff_api::revocation_name(identity.kind(), &identity.name);
     let Ok(Object::Revocation(r)) = plane.inner.reader.get(Kind::Revocation, None, &name) else {
         return None;
     };

@@ -124,7 +124,7 @@ pub(crate) async fn join_node(
             ),
         ));
     }
-    wait_past_revocation(&plane, &req.role, &req.name).await;
+    wait_past_revocation(&plane, identity.kind(), &req.name).await;
     let ca = ClusterCa::load(&crate::cluster::pki_dir(&plane.inner.config.data_dir))
         .map_err(|e| ApiError::internal(format!("this control node cannot load the CA: {e}")))?;
     let cert_pem = ca

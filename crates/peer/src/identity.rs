@@ -44,6 +44,15 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The role as a word: `control`, `agent` or `gateway` (revocations are named by it).
+    pub fn kind(&self) -> &'static str {
+        match self.role {
+            Role::Control { .. } => "control",
+            Role::Agent => "agent",
+            Role::Gateway => "gateway",
+        }
+    }
+
     /// A control node's identity.
     pub fn control(name: impl Into<String>, raft_id: u64) -> Self {
         Identity {
