@@ -15,6 +15,31 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ClientFile, Connection, write_client_file};
 
+/// How a control node's API is reached and its certificates live (`skiff up` and `skiff server`).
+#[derive(Args, Debug, Clone)]
+pub(crate) struct AccessFlags {
+    /// Also answer plain HTTP on the API port (a bearer token is then accepted over it only from
+    /// loopback clients). By default the API speaks HTTPS only; client.yaml carries the CA.
+    #[arg(long)]
+    plain_http: bool,
+    /// How long agents' and gateways' certificates are valid (`30d`, `12h`); they are renewed
+    /// two thirds into it while they serve.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    node_cert_lifetime: std::time::Duration,
+    /// How long this control member's own certificate is valid (`30d`); it renews it with the
+    /// cluster CA two thirds into that.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    member_cert_lifetime: std::time::Duration,
+}
+
+impl AccessFlags {
+    fn apply(&self, config: &mut skiff_control::ControlConfig) {
+        config.plain_http = self.plain_http;
+        config.node_cert_lifetime = self.node_cert_lifetime;
+        config.member_cert_lifetime = self.member_cert_lifetime;
+    }
+}
+
 /// How a worker runs pods: runtime plugins, container ports, restart back-off (`skiff up` and
 /// `skiff agent`).
 #[derive(Args, Debug, Clone)]
@@ -56,18 +81,8 @@ pub(crate) struct UpArgs {
     /// Address of the REST + watch API.
     #[arg(long, default_value = "127.0.0.1:7070")]
     api: SocketAddr,
-    /// Also answer plain HTTP on the API port (a bearer token is then accepted over it only from
-    /// loopback clients). By default the API speaks HTTPS only; client.yaml carries the CA.
-    #[arg(long)]
-    plain_http: bool,
-    /// How long agents' and gateways' certificates are valid (`30d`, `12h`); they are renewed
-    /// two thirds into it while they serve.
-    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
-    node_cert_lifetime: std::time::Duration,
-    /// How long this control member's own certificate is valid (`30d`); it renews it with the
-    /// cluster CA two thirds into that.
-    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
-    member_cert_lifetime: std::time::Duration,
+    #[command(flatten)]
+    access: AccessFlags,
     /// Address of the HTTP gateway.
     #[arg(long, default_value = "127.0.0.1:8080")]
     gateway: SocketAddr,
@@ -99,18 +114,8 @@ pub(crate) struct ServerArgs {
     /// Address of the REST + watch API.
     #[arg(long, default_value = "127.0.0.1:7070")]
     api: SocketAddr,
-    /// Also answer plain HTTP on the API port (a bearer token is then accepted over it only from
-    /// loopback clients). By default the API speaks HTTPS only; client.yaml carries the CA.
-    #[arg(long)]
-    plain_http: bool,
-    /// How long agents' and gateways' certificates are valid (`30d`, `12h`); they are renewed
-    /// two thirds into it while they serve.
-    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
-    node_cert_lifetime: std::time::Duration,
-    /// How long this control member's own certificate is valid (`30d`); it renews it with the
-    /// cluster CA two thirds into that.
-    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
-    member_cert_lifetime: std::time::Duration,
+    #[command(flatten)]
+    access: AccessFlags,
     /// URL other control nodes forward writes to (default: https://<api address>).
     #[arg(long)]
     advertise_api: Option<String>,
@@ -392,9 +397,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     let (stop_tx, stop) = watch::channel(false);
     let mut config = skiff_control::ControlConfig::new(&dir);
     config.clock_file = args.clock_file.clone();
-    config.plain_http = args.plain_http;
-    config.node_cert_lifetime = args.node_cert_lifetime;
-    config.member_cert_lifetime = args.member_cert_lifetime;
+    args.access.apply(&mut config);
     let control = start_control(config, api_listener, &stop).await?;
     let mut tasks = control.tasks;
     // The worker and the gateway join their own control plane like remote ones would.
@@ -499,9 +502,7 @@ pub(crate) async fn server(conn: &Connection, args: ServerArgs) -> Result<()> {
     let mut config = skiff_control::ControlConfig::new(&dir);
     config.restore = args.restore;
     config.clock_file = args.clock_file;
-    config.plain_http = args.plain_http;
-    config.node_cert_lifetime = args.node_cert_lifetime;
-    config.member_cert_lifetime = args.member_cert_lifetime;
+    args.access.apply(&mut config);
     config.snapshot_every = args.raft_snapshot_every;
     config.keep_entries = (args.raft_snapshot_every / 5).max(1);
     config.cluster = Some(skiff_control::ClusterConfig {
