@@ -10,7 +10,7 @@ NODES=${NODES:-"1000 10000"}
 PODS=${PODS:-100000}
 BATCH=${BATCH:-1000}
 GOAL=1500
-(cd "$ROOT" && cargo build --release -q -p skiff-control --example placement)
+(cd "$ROOT" && cargo build --release -q -p skiff-controllers --example placement)
 for n in $NODES; do
     line=$("$CARGO_TARGET_DIR/release/examples/placement" "$n" "$PODS" "$BATCH" | tail -1)
     rate=$(sed -E 's/.*commit \(([0-9]+)\/s\).*/\1/' <<<"$line")

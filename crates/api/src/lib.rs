@@ -122,5 +122,5 @@ pub use workload::{
     CHANGE_CAUSE_ANNOTATION, CONFIG_HASH_ANNOTATION, DEFAULT_PROGRESS_DEADLINE,
     DEFAULT_REVISION_HISTORY_LIMIT, Deployment, DeploymentSpec, DeploymentStatus, LabelSelectorSpec,
     MatchLabels, PodTemplate, RESTARTED_AT_ANNOTATION, REVISION_ANNOTATION, ReplicaSet, ReplicaSetSpec,
-    ReplicaSetStatus, TemplateMeta,
+    ReplicaSetStatus, TEMPLATE_HASH_LABEL, TemplateMeta,
 };

@@ -65,6 +65,9 @@ pub const DEFAULT_REVISION_HISTORY_LIMIT: u32 = 10;
 /// Default of [`DeploymentSpec::progress_deadline`].
 pub const DEFAULT_PROGRESS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// Label carrying the hash of the template a pod (and its ReplicaSet) was made from.
+pub const TEMPLATE_HASH_LABEL: &str = "skiff.dev/template-hash";
+
 /// Annotation holding a ReplicaSet's (and the deployment's current) revision number.
 pub const REVISION_ANNOTATION: &str = "skiff.dev/revision";
 /// Annotation with the reason a revision was made: set it on a Deployment to describe the change

@@ -3,12 +3,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use skiff_api::TEMPLATE_HASH_LABEL;
 use skiff_api::{
     CHANGE_CAUSE_ANNOTATION, CanaryPhase, DEFAULT_NAMESPACE, Deployment, Kind, Object,
     PROGRESS_DEADLINE_EXCEEDED, PROGRESSING_CONDITION, RESTARTED_AT_ANNOTATION, ReplicaSet,
 };
 use skiff_client::Client;
-use skiff_control::reconcile::TEMPLATE_HASH_LABEL;
 
 use crate::config::Connection;
 

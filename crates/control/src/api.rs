@@ -413,16 +413,16 @@ fn pod_events(plane: &ControlPlane, ns: Option<&str>, name: &str, new: &skiff_ap
     };
     let involved = skiff_api::ObjectReference::to(Kind::Pod, &old.metadata);
     let existing = [
-        crate::reconcile::STARTED,
-        crate::reconcile::RESTARTED,
-        crate::reconcile::BACK_OFF,
-        crate::reconcile::UNHEALTHY,
-        crate::reconcile::FAILED,
-        crate::reconcile::COMPLETED,
+        skiff_controllers::STARTED,
+        skiff_controllers::RESTARTED,
+        skiff_controllers::BACK_OFF,
+        skiff_controllers::UNHEALTHY,
+        skiff_controllers::FAILED,
+        skiff_controllers::COMPLETED,
     ]
     .into_iter()
     .filter_map(|reason| {
-        let event_name = crate::reconcile::event_name(&involved, reason);
+        let event_name = skiff_controllers::event_name(&involved, reason);
         match plane
             .inner
             .reader
@@ -433,7 +433,13 @@ fn pod_events(plane: &ControlPlane, ns: Option<&str>, name: &str, new: &skiff_ap
         }
     })
     .collect();
-    crate::reconcile::pod_status_events(existing, &old, &new.status, std::time::SystemTime::now())
+    skiff_controllers::pod_status_events(
+        existing,
+        &old,
+        &new.status,
+        std::time::SystemTime::now(),
+        &mut skiff_controllers::RandomIds,
+    )
 }
 
 async fn delete_object(

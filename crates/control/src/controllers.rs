@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::plane::ControlPlane;
-use crate::reconcile::{self, HeartbeatClock, PodTraffic, RandomIds, Snapshot};
+use skiff_controllers::{self as reconcile, HeartbeatClock, PodTraffic, RandomIds, Snapshot};
 
 /// How long the controller waits for an agent's traffic counts.
 const TRAFFIC_TIMEOUT: Duration = Duration::from_millis(500);
@@ -141,14 +141,19 @@ impl ControlPlane {
         commands.push(("garbage", reconcile::garbage(&snapshot)));
         commands.push(("event-expiry", reconcile::expire_events(&snapshot)));
         let config = &self.inner.config;
-        for ops in reconcile::node_health(&snapshot, config.node_grace) {
+        for ops in reconcile::node_health(&snapshot, config.node_grace, &mut RandomIds) {
             commands.push(("node-health", ops));
         }
-        for ops in reconcile::evict_pods(&snapshot, config.node_grace, config.pod_eviction_grace) {
+        for ops in reconcile::evict_pods(
+            &snapshot,
+            config.node_grace,
+            config.pod_eviction_grace,
+            &mut RandomIds,
+        ) {
             commands.push(("node-eviction", ops));
         }
-        commands.push(("scheduler", reconcile::schedule(&snapshot, pass)));
-        commands.push(("endpoints", reconcile::endpoints(&snapshot)));
+        commands.push(("scheduler", reconcile::schedule(&snapshot, pass, &mut RandomIds)));
+        commands.push(("endpoints", reconcile::endpoints(&snapshot, &mut RandomIds)));
         for (controller, ops) in commands {
             if ops.is_empty() {
                 continue;

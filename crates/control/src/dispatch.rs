@@ -165,7 +165,7 @@ impl ControlPlane {
             };
             live.insert(uid.clone());
             let seen = since.entry(uid.clone()).or_default();
-            for (i, at, op) in crate::reconcile::cron_ticks(&f, now, seen) {
+            for (i, at, op) in skiff_controllers::cron_ticks(&f, now, seen) {
                 ops.push(op);
                 marks.push((uid.clone(), i, at));
             }

@@ -3,25 +3,7 @@ use rand::Rng;
 
 /// A random 128-bit uid, formatted like a UUID.
 pub(crate) fn uid() -> String {
-    let b: [u8; 16] = rand::rng().random();
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-/// A random suffix for generated names (no vowels, so no words).
-pub(crate) fn name_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut r = rand::rng();
-    (0..5)
-        .map(|_| ALPHABET[r.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    skiff_controllers::random_uid()
 }
 
 /// A random secret token (256 bits, hex).

@@ -33,8 +33,8 @@
 //!   [`ControlPlane::list`] and the [`Reader`](skiff_state::Reader) return them sealed.
 //! - **Node authorizer**: an agent certificate reads a Secret only while a pod bound to its node
 //!   references it; gateways read neither ConfigMaps nor Secrets.
-//! - **Controllers** ([`reconcile`]) are pure functions from a [`reconcile::Snapshot`] to ops; a
-//!   level-triggered loop runs them after every change and once a second.
+//! - **Controllers** (the `skiff-controllers` crate) are pure functions from a `Snapshot` to ops;
+//!   a level-triggered loop here runs them after every change and once a second.
 #![deny(missing_docs)]
 
 mod access;
@@ -52,7 +52,6 @@ mod join;
 mod keyvalue;
 mod mqtt;
 mod plane;
-pub mod reconcile;
 mod replicate;
 mod replicated;
 mod secrets;

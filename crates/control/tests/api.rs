@@ -3,8 +3,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use skiff_control::reconcile::HeartbeatClock;
 use skiff_control::{ControlConfig, ControlPlane};
+use skiff_controllers::HeartbeatClock;
 use tower::ServiceExt;
 
 struct Api {

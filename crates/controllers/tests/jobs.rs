@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use skiff_api::{ConditionStatus, Job, JobStatus, Object, Pod, PodPhase};
-use skiff_control::reconcile::{self, Ids, Snapshot};
+use skiff_controllers::{self as reconcile, Ids, Snapshot};
 use skiff_state::Op;
 
 struct Counted(u32);
@@ -227,7 +227,7 @@ fn command_pods_are_never_endpoints() {
         pods: vec![p],
         ..Default::default()
     };
-    let ops = reconcile::endpoints(&s);
+    let ops = reconcile::endpoints(&s, &mut reconcile::RandomIds);
     let Some(Op::Apply {
         object: Object::Endpoints(e),
         ..

@@ -18,7 +18,7 @@ use skiff_state::Op;
 
 use super::deployments::{DEPLOYMENT_CONTROLLER, Revision};
 use super::replicasets::owned_by;
-use super::{Recorder, Snapshot, TEMPLATE_HASH_LABEL, is_terminal, ns_of, rfc3339};
+use super::{Ids, Recorder, Snapshot, TEMPLATE_HASH_LABEL, is_terminal, ns_of, rfc3339};
 
 /// Event reason: a canary rollout started.
 pub const CANARY_STARTED: &str = "CanaryStarted";
@@ -63,6 +63,7 @@ fn pods_for(desired: i64, weight: u32) -> i64 {
 /// Sizes the stable and canary revisions of `d` for this pass (`ni` is the current template's).
 pub(super) fn plan(
     s: &Snapshot,
+    ids: &mut dyn Ids,
     d: &Deployment,
     revs: &mut [Revision],
     ni: usize,
@@ -96,6 +97,7 @@ pub(super) fn plan(
             c.message = format!("revision {} is stable", revs[ni].revision);
             ops.push(rec.record(
                 s,
+                ids,
                 Kind::Deployment,
                 &d.metadata,
                 EventSeverity::Normal,
@@ -119,6 +121,7 @@ pub(super) fn plan(
         _ => {
             ops.push(rec.record(
                 s,
+                ids,
                 Kind::Deployment,
                 &d.metadata,
                 EventSeverity::Normal,
@@ -165,7 +168,7 @@ pub(super) fn plan(
     let failing = requests >= analysis.min_requests.max(1)
         && (errors as f64) * 100.0 > analysis.max_error_percent * requests as f64;
     if failing && revs[si].live > 0 {
-        return revert(s, d, revs, ni, si, c, ops, &rec, &analysis);
+        return revert(s, ids, d, revs, ni, si, c, ops, &rec, &analysis);
     }
 
     let elapsed = c
@@ -176,13 +179,14 @@ pub(super) fn plan(
         .unwrap_or_default();
     let steps = &strategy.steps;
     revs[si].target = desired;
-    let advance = |c: &mut CanaryStatus, ops: &mut Vec<Op>| {
+    let advance = |c: &mut CanaryStatus, ops: &mut Vec<Op>, ids: &mut dyn Ids| {
         c.step += 1;
         c.phase = CanaryPhase::Progressing;
         c.step_started = Some(rfc3339(now));
         c.message = String::new();
         ops.push(rec.record(
             s,
+            ids,
             Kind::Deployment,
             &d.metadata,
             EventSeverity::Normal,
@@ -218,7 +222,7 @@ pub(super) fn plan(
                     revs[ni].target = n.max(current);
                     if revs[ni].serving >= n && !d.spec.paused {
                         c.weight = w;
-                        advance(&mut c, &mut ops);
+                        advance(&mut c, &mut ops, ids);
                     }
                 }
                 (None, Some(pause)) => {
@@ -227,7 +231,7 @@ pub(super) fn plan(
                     match pause.duration {
                         Some(dur) => {
                             if elapsed >= dur.0 && ready && !d.spec.paused {
-                                advance(&mut c, &mut ops);
+                                advance(&mut c, &mut ops, ids);
                             } else if !d.spec.paused {
                                 c.message = format!(
                                     "pausing {}s at {}% ({}s left)",
@@ -239,7 +243,7 @@ pub(super) fn plan(
                         }
                         None if c.phase == CanaryPhase::Paused => {
                             if !d.spec.paused && ready {
-                                advance(&mut c, &mut ops);
+                                advance(&mut c, &mut ops, ids);
                             }
                         }
                         None => {
@@ -255,6 +259,7 @@ pub(super) fn plan(
                             });
                             ops.push(rec.record(
                                 s,
+                                ids,
                                 Kind::Deployment,
                                 &d.metadata,
                                 EventSeverity::Normal,
@@ -266,7 +271,7 @@ pub(super) fn plan(
                 }
                 (None, None) => {
                     // Refused by validation; skip it rather than stall.
-                    advance(&mut c, &mut ops);
+                    advance(&mut c, &mut ops, ids);
                 }
             }
         }
@@ -277,6 +282,7 @@ pub(super) fn plan(
 #[allow(clippy::too_many_arguments, reason = "one decision's whole context")]
 fn revert(
     s: &Snapshot,
+    ids: &mut dyn Ids,
     d: &Deployment,
     revs: &mut [Revision],
     ni: usize,
@@ -319,6 +325,7 @@ fn revert(
     });
     ops.push(rec.record(
         s,
+        ids,
         Kind::Deployment,
         &d.metadata,
         EventSeverity::Warning,

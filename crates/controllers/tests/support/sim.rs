@@ -4,7 +4,7 @@
 
 use serde_json::json;
 use skiff_api::{Deployment, Kind, Object, Pod, PodPhase, REVISION_ANNOTATION, ReplicaSet};
-use skiff_control::reconcile::{self, Ids, Snapshot, TEMPLATE_HASH_LABEL};
+use skiff_controllers::{self as reconcile, Ids, Snapshot, TEMPLATE_HASH_LABEL};
 use skiff_state::Op;
 
 /// Ids counted from 1: `uid-1`, `s2`, …

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use skiff_api::{Function, Node, Object, PodPhase};
-use skiff_control::reconcile::{self, FunctionLoad, Snapshot};
+use skiff_controllers::{self as reconcile, FunctionLoad, Snapshot};
 use skiff_state::Op;
 
 #[path = "support/sim.rs"]
@@ -57,7 +57,7 @@ impl World {
         for ops in reconcile::functions(&self.s, &loads, &mut self.ids) {
             self.apply(&ops);
         }
-        let ops = reconcile::schedule(&self.s, at);
+        let ops = reconcile::schedule(&self.s, at, &mut reconcile::RandomIds);
         self.apply(&ops);
         for p in &mut self.s.pods {
             p.status.phase = PodPhase::Running;

@@ -11,7 +11,7 @@ use skiff_api::{
     CanaryPhase, ConditionStatus, Deployment, Node, Object, PROGRESS_DEADLINE_EXCEEDED,
     PROGRESSING_CONDITION, Pod, Service,
 };
-use skiff_control::reconcile::{self, PodTraffic, Snapshot, TEMPLATE_HASH_LABEL};
+use skiff_controllers::{self as reconcile, PodTraffic, Snapshot, TEMPLATE_HASH_LABEL};
 use skiff_state::Op;
 
 #[path = "support/sim.rs"]
@@ -320,7 +320,7 @@ fn canary_deployment(replicas: i64) -> Deployment {
 
 /// Weights of the ready endpoints, summed per template hash.
 fn shares(s: &Snapshot) -> std::collections::BTreeMap<String, u32> {
-    let ops = reconcile::endpoints(s);
+    let ops = reconcile::endpoints(s, &mut reconcile::RandomIds);
     let mut out = std::collections::BTreeMap::new();
     for op in ops {
         if let Op::Apply {

@@ -146,6 +146,7 @@ pub fn cron_jobs(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
             if due.len() > MAX_MISSED {
                 ops.push(rec.record(
                     s,
+                    ids,
                     Kind::CronJob,
                     &cj.metadata,
                     EventSeverity::Warning,
@@ -168,6 +169,7 @@ pub fn cron_jobs(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
                 } else if cj.spec.starting_deadline.is_some_and(|d| late > d.0) {
                     ops.push(rec.record(
                         s,
+                        ids,
                         Kind::CronJob,
                         &cj.metadata,
                         EventSeverity::Warning,
@@ -181,6 +183,7 @@ pub fn cron_jobs(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
                 } else if !active.is_empty() && cj.spec.concurrency_policy == ConcurrencyPolicy::Forbid {
                     ops.push(rec.record(
                         s,
+                        ids,
                         Kind::CronJob,
                         &cj.metadata,
                         EventSeverity::Normal,
@@ -198,6 +201,7 @@ pub fn cron_jobs(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
                             ops.push(delete_op(Kind::Job, &j.metadata));
                             ops.push(rec.record(
                                 s,
+                                ids,
                                 Kind::CronJob,
                                 &cj.metadata,
                                 EventSeverity::Normal,
@@ -213,6 +217,7 @@ pub fn cron_jobs(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
                     });
                     ops.push(rec.record(
                         s,
+                        ids,
                         Kind::CronJob,
                         &cj.metadata,
                         EventSeverity::Normal,

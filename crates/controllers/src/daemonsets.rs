@@ -167,6 +167,7 @@ pub fn daemon_sets(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
             };
             ops.push(rec.record(
                 s,
+                ids,
                 Kind::DaemonSet,
                 &ds.metadata,
                 EventSeverity::Normal,

@@ -192,7 +192,7 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
                         legacy_serving,
                     );
                 }
-                StrategyType::Canary => match canary::plan(s, d, &mut revs, ni, legacy_live > 0) {
+                StrategyType::Canary => match canary::plan(s, ids, d, &mut revs, ni, legacy_live > 0) {
                     CanaryPlan::Rolling => {
                         legacy_delete = rolling(
                             &mut revs,
@@ -234,7 +234,7 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
                         uid: ids.uid(),
                     });
                     if let Some(rec) = &recorder {
-                        ops.push(scaled_event(rec, s, d, r));
+                        ops.push(scaled_event(rec, s, ids, d, r));
                     }
                 }
                 Some(stored) if r.target != r.stored || (bumped && Some(i) == new_idx) => {
@@ -257,7 +257,7 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
                     if r.target != r.stored
                         && let Some(rec) = &recorder
                     {
-                        ops.push(scaled_event(rec, s, d, r));
+                        ops.push(scaled_event(rec, s, ids, d, r));
                     }
                 }
                 Some(_) => {}
@@ -283,6 +283,7 @@ pub fn deployments(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
 
         fill_status(
             s,
+            ids,
             d,
             &revs,
             new_idx,
@@ -410,10 +411,11 @@ fn new_replica_set(
     }
 }
 
-fn scaled_event(rec: &Recorder, s: &Snapshot, d: &Deployment, r: &Revision) -> Op {
+fn scaled_event(rec: &Recorder, s: &Snapshot, ids: &mut dyn Ids, d: &Deployment, r: &Revision) -> Op {
     let verb = if r.target >= r.stored { "up" } else { "down" };
     rec.record(
         s,
+        ids,
         Kind::Deployment,
         &d.metadata,
         EventSeverity::Normal,
@@ -530,6 +532,7 @@ fn short_ref(v: &str) -> String {
 #[allow(clippy::too_many_arguments, reason = "one pass's view, passed down once")]
 fn fill_status(
     s: &Snapshot,
+    ids: &mut dyn Ids,
     d: &Deployment,
     revs: &[Revision],
     new_idx: Option<usize>,
@@ -649,6 +652,7 @@ fn fill_status(
         {
             ops.push(rec.record(
                 s,
+                ids,
                 Kind::Deployment,
                 &d.metadata,
                 EventSeverity::Warning,

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use skiff_api::{Event, EventSeverity, EventSource, Kind, Object, ObjectMeta, ObjectReference};
 use skiff_state::Op;
 
-use super::{Snapshot, delete_op, rfc3339};
+use super::{Ids, Snapshot, delete_op, rfc3339};
 
 /// How long an event is kept after it last happened.
 pub const EVENT_TTL: Duration = Duration::from_secs(3600);
@@ -52,9 +52,14 @@ pub struct Recorder<'a> {
 impl Recorder<'_> {
     /// The op that records `reason` about the object of `kind` with metadata `meta`: a new event,
     /// or the one already in `s` for the same object and reason with `count + 1`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "what an event says, given once per call"
+    )]
     pub fn record(
         &self,
         s: &Snapshot,
+        ids: &mut dyn Ids,
         kind: Kind,
         meta: &ObjectMeta,
         severity: EventSeverity,
@@ -88,7 +93,7 @@ impl Recorder<'_> {
         };
         Op::Apply {
             object: Object::Event(event),
-            uid: crate::ids::uid(),
+            uid: ids.uid(),
         }
     }
 }
@@ -142,9 +147,11 @@ mod tests {
             component: "node-controller",
             now: t0,
         };
+        let ids = &mut crate::RandomIds;
         let n1 = node("worker-1", "u1");
         let op = r.record(
             &s,
+            ids,
             Kind::Node,
             &n1,
             EventSeverity::Warning,
@@ -172,6 +179,7 @@ mod tests {
         let later = Recorder { now: t1, ..r };
         let op = later.record(
             &s,
+            ids,
             Kind::Node,
             &n1,
             EventSeverity::Warning,
@@ -188,6 +196,7 @@ mod tests {
         // Another reason, or another object (even of the same name, with a new uid): new events.
         let op = later.record(
             &s,
+            ids,
             Kind::Node,
             &n1,
             EventSeverity::Normal,
@@ -197,6 +206,7 @@ mod tests {
         apply(&mut s, op);
         let op = later.record(
             &s,
+            ids,
             Kind::Node,
             &node("worker-1", "u2"),
             EventSeverity::Warning,

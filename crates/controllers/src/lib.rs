@@ -1,6 +1,11 @@
-//! Controllers as pure functions: a [`Snapshot`] of the state in, the [`Op`]s that move it toward
-//! the desired state out. The loop in `controllers.rs` reads, calls these, and proposes; tests call
-//! them directly and assert the exact ops.
+//! # skiff-controllers: the controllers as pure functions
+//!
+//! A [`Snapshot`] of the state in, the [`Op`]s that move it toward the desired state out. Nothing
+//! here does I/O or reads a clock, and no controller draws a random number: the time comes in the
+//! snapshot and every new uid or name suffix comes from the [`Ids`] seam ([`RandomIds`] in
+//! production, counted in tests), so a test calls a controller and asserts the exact ops. The control plane
+//! (`skiff-control`) runs them: on the Raft leader, a level-triggered loop reads a snapshot, calls
+//! each controller and proposes what it returns, one command per object.
 //!
 //! | controller | reads | writes |
 //! |---|---|---|
@@ -22,6 +27,7 @@ mod daemonsets;
 mod deployments;
 mod events;
 mod functions;
+mod ids;
 mod jobs;
 mod nodes;
 mod pod_events;
@@ -51,6 +57,7 @@ pub use functions::{
     CRON_TICK_TYPE, FUNCTION_CONTROLLER, FUNCTION_SPEC_HASH_LABEL, FunctionLoad, cron_ticks,
     desired_replicas, functions, spec_hash,
 };
+pub use ids::{Ids, RandomIds, random_name_suffix, random_uid};
 pub use jobs::{
     BACKOFF_LIMIT_EXCEEDED, DEADLINE_EXCEEDED, JOB_CONTROLLER, JOB_NAME_LABEL, MAX_JOB_BACKOFF, jobs,
 };
@@ -66,8 +73,7 @@ pub use replicasets::{REPLICA_SET_CONTROLLER, SUCCESSFUL_CREATE, SUCCESSFUL_DELE
 /// that cannot start does not spin. Pods failed with [`NODE_LOST`] are replaced at once.
 pub const FAILED_POD_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Label carrying the hash of the template a pod was made from.
-pub const TEMPLATE_HASH_LABEL: &str = "skiff.dev/template-hash";
+pub use skiff_api::TEMPLATE_HASH_LABEL;
 
 /// What the controllers see: every object of the kinds they manage, and the time.
 #[derive(Debug, Clone, Default)]
@@ -150,27 +156,6 @@ impl Snapshot {
     }
 }
 
-/// Where controllers get fresh uids and name suffixes (random in production, counted in tests).
-pub trait Ids {
-    /// A new uid.
-    fn uid(&mut self) -> String;
-    /// A new 5-character name suffix.
-    fn suffix(&mut self) -> String;
-}
-
-/// Random ids.
-#[derive(Debug, Default)]
-pub struct RandomIds;
-
-impl Ids for RandomIds {
-    fn uid(&mut self) -> String {
-        crate::ids::uid()
-    }
-    fn suffix(&mut self) -> String {
-        crate::ids::name_suffix()
-    }
-}
-
 /// Whether the pod counts as serving: it reported ready and its node is ready, or its node is not
 /// ready but the pod is kept there (`disconnect.replaceAfter: never`) and assumed still running.
 fn serving_on(p: &Pod, node_ready: bool) -> bool {
@@ -245,7 +230,7 @@ fn delete_op(kind: Kind, m: &ObjectMeta) -> Op {
 /// data-plane address; `ready` only when the pod is ready and its node is too, or, on a node that
 /// is not ready, when the pod's `disconnect.replaceAfter` is `never` (the gateway keeps routing to it
 /// and retries a bodyless request on another endpoint when the connection fails).
-pub fn endpoints(s: &Snapshot) -> Vec<Op> {
+pub fn endpoints(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Op> {
     let nodes: BTreeMap<&str, &Node> = s.nodes.iter().map(|n| (n.metadata.name.as_str(), n)).collect();
     let existing: BTreeMap<(&str, &str), &Endpoints> = s
         .endpoints
@@ -287,7 +272,7 @@ pub fn endpoints(s: &Snapshot) -> Vec<Op> {
         });
         ops.push(Op::Apply {
             object,
-            uid: crate::ids::uid(),
+            uid: ids.uid(),
         });
     }
     ops
@@ -417,7 +402,7 @@ pub const SCHEDULER: &str = "scheduler";
 /// node can take gets `Unschedulable` with the reason for every node. Each decision is recorded as
 /// a `Scheduled` or `FailedScheduling` event in the same command (a failure only when its reasons
 /// change, as the status).
-pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
+pub fn schedule(s: &Snapshot, seed: u64, ids: &mut dyn Ids) -> Vec<Op> {
     let pending: Vec<Pod> = s
         .pods
         .iter()
@@ -442,6 +427,7 @@ pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
                 if let Some(r) = &recorder {
                     ops.push(r.record(
                         s,
+                        ids,
                         Kind::Pod,
                         &pod.metadata,
                         EventSeverity::Normal,
@@ -473,6 +459,7 @@ pub fn schedule(s: &Snapshot, seed: u64) -> Vec<Op> {
                 if let Some(r) = &recorder {
                     ops.push(r.record(
                         s,
+                        ids,
                         Kind::Pod,
                         &pod.metadata,
                         EventSeverity::Warning,

@@ -149,7 +149,15 @@ pub fn jobs(s: &Snapshot, ids: &mut dyn Ids, base_backoff: Duration) -> Vec<Vec<
                     } else {
                         EventSeverity::Warning
                     };
-                    ops.push(rec.record(s, Kind::Job, &job.metadata, severity, reason, message.clone()));
+                    ops.push(rec.record(
+                        s,
+                        ids,
+                        Kind::Job,
+                        &job.metadata,
+                        severity,
+                        reason,
+                        message.clone(),
+                    ));
                     status.conditions.push(condition(type_, reason, message, now));
                     if type_ == JOB_COMPLETE {
                         status.completion_time = Some(rfc3339(now));
@@ -202,6 +210,7 @@ pub fn jobs(s: &Snapshot, ids: &mut dyn Ids, base_backoff: Duration) -> Vec<Vec<
                     if !made.is_empty() {
                         ops.push(rec.record(
                             s,
+                            ids,
                             Kind::Job,
                             &job.metadata,
                             EventSeverity::Normal,

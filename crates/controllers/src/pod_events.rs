@@ -3,6 +3,8 @@
 use std::time::SystemTime;
 
 use skiff_api::{Event, EventSeverity, Kind, Pod, PodPhase, PodStatus};
+
+use super::Ids;
 use skiff_state::Op;
 
 use super::{Recorder, Snapshot};
@@ -24,7 +26,13 @@ pub const COMPLETED: &str = "Completed";
 
 /// The events that the change from `old`'s status to `new` deserves (`existing` holds the events
 /// already recorded about the pod, for their counts).
-pub fn pod_status_events(existing: Vec<Event>, old: &Pod, new: &PodStatus, now: SystemTime) -> Vec<Op> {
+pub fn pod_status_events(
+    existing: Vec<Event>,
+    old: &Pod,
+    new: &PodStatus,
+    now: SystemTime,
+    ids: &mut dyn Ids,
+) -> Vec<Op> {
     let s = Snapshot {
         events: existing,
         ..Default::default()
@@ -36,7 +44,7 @@ pub fn pod_status_events(existing: Vec<Event>, old: &Pod, new: &PodStatus, now: 
     let node = old.spec.node_name.as_deref().unwrap_or("-");
     let mut out = Vec::new();
     let mut record = |severity, reason: &str, message: String| {
-        out.push(rec.record(&s, Kind::Pod, &old.metadata, severity, reason, message));
+        out.push(rec.record(&s, ids, Kind::Pod, &old.metadata, severity, reason, message));
     };
     let was = &old.status;
     if new.phase == PodPhase::Running && (was.phase != PodPhase::Running || new.restarts > was.restarts) {

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use skiff_api::{CronJob, DaemonSet, Job, Kind, Node, Object, PodPhase};
-use skiff_control::reconcile::{self, Snapshot};
+use skiff_controllers::{self as reconcile, Snapshot};
 use skiff_state::Op;
 
 #[path = "support/sim.rs"]

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use skiff_api::{ConditionStatus, CronJob, JOB_COMPLETE, JOB_FAILED, Job, NodeCondition, Object};
-use skiff_control::reconcile::{self, Ids, Snapshot};
+use skiff_controllers::{self as reconcile, Ids, Snapshot};
 use skiff_state::Op;
 
 struct Counted(u32);

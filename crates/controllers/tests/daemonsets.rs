@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use skiff_api::{DaemonSet, Node, Object, Pod, PodPhase};
-use skiff_control::reconcile::{self, Ids, Snapshot, TEMPLATE_HASH_LABEL};
+use skiff_controllers::{self as reconcile, Ids, Snapshot, TEMPLATE_HASH_LABEL};
 use skiff_state::Op;
 
 struct Counted(u32);
@@ -267,7 +267,12 @@ fn a_lost_node_does_not_get_a_new_daemon_pod_every_pass() {
     );
     // Proof of the loop it avoids: a fresh pod there is evicted at once.
     let s = snapshot(&ds, vec![lost], vec![daemon_pod(&ds, "n1", false)]);
-    let evictions = reconcile::evict_pods(&s, Duration::from_secs(10), Duration::from_secs(5));
+    let evictions = reconcile::evict_pods(
+        &s,
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+        &mut reconcile::RandomIds,
+    );
     assert_eq!(evictions.len(), 1);
     // Back: it gets its pod.
     let s = snapshot(&ds, vec![node("n1", "edge")], vec![]);

@@ -25,7 +25,7 @@ use skiff_api::{
 use skiff_state::Op;
 
 use super::events::{NODE_NOT_READY, NODE_READY, POD_EVICTED, Recorder};
-use super::{Snapshot, is_terminal};
+use super::{Ids, Snapshot, is_terminal};
 
 /// The `source.component` of the events this controller records.
 pub const NODE_CONTROLLER: &str = "node-controller";
@@ -110,7 +110,7 @@ fn not_ready_for(s: &Snapshot, n: &Node, now: SystemTime, grace: Duration) -> Op
 /// Conditions change only on a transition, so a steady cluster causes no writes; each transition is
 /// recorded as a `NodeNotReady` / `NodeReady` event in the same command. Returns one
 /// command's ops per node, so a heartbeat racing one node's write does not hold back the others.
-pub fn node_health(s: &Snapshot, grace: Duration) -> Vec<Vec<Op>> {
+pub fn node_health(s: &Snapshot, grace: Duration, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
     let Some(now) = s.now else { return Vec::new() };
     let recorder = Recorder {
         component: NODE_CONTROLLER,
@@ -160,7 +160,7 @@ pub fn node_health(s: &Snapshot, grace: Duration) -> Vec<Vec<Op>> {
                 },
                 wanted.message
             );
-            ops.push(recorder.record(s, Kind::Node, &n.metadata, severity, reason, message));
+            ops.push(recorder.record(s, ids, Kind::Node, &n.metadata, severity, reason, message));
             // Checked against the snapshot's revision: a concurrent cordon is never undone.
             let mut next = n.clone();
             next.set_condition(wanted);
@@ -212,7 +212,12 @@ pub fn eviction_reason(
 /// them on nodes that can take them. Each eviction is recorded as a `PodEvicted` event in the same
 /// command. Each pod's write is checked against its revision; one command's
 /// ops per node.
-pub fn evict_pods(s: &Snapshot, grace: Duration, eviction_grace: Duration) -> Vec<Vec<Op>> {
+pub fn evict_pods(
+    s: &Snapshot,
+    grace: Duration,
+    eviction_grace: Duration,
+    ids: &mut dyn Ids,
+) -> Vec<Vec<Op>> {
     let Some(now) = s.now else { return Vec::new() };
     let recorder = Recorder {
         component: NODE_CONTROLLER,
@@ -248,6 +253,7 @@ pub fn evict_pods(s: &Snapshot, grace: Duration, eviction_grace: Duration) -> Ve
             };
             ops.push(recorder.record(
                 s,
+                ids,
                 Kind::Pod,
                 &p.metadata,
                 EventSeverity::Warning,

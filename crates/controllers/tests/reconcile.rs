@@ -3,7 +3,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use skiff_api::{ConditionStatus, Deployment, Node, Object, Pod, PodPhase, READY_CONDITION, Service};
-use skiff_control::reconcile::{self, Snapshot, TEMPLATE_HASH_LABEL};
+use skiff_controllers::{self as reconcile, Snapshot, TEMPLATE_HASH_LABEL};
 use skiff_state::Op;
 
 #[path = "support/sim.rs"]
@@ -186,7 +186,7 @@ fn endpoints_list_bound_pods_with_readiness_of_pod_and_node() {
         nodes: vec![node("good", true), node("down", false)],
         ..Default::default()
     };
-    let ops = reconcile::endpoints(&s);
+    let ops = reconcile::endpoints(&s, &mut reconcile::RandomIds);
     let [
         Op::Apply {
             object: Object::Endpoints(e),
@@ -211,7 +211,7 @@ fn scheduler_binds_or_explains() {
         nodes: vec![node("n1", true), node("n2", false)],
         ..Default::default()
     };
-    let ops = no_events(reconcile::schedule(&s, 7));
+    let ops = no_events(reconcile::schedule(&s, 7, &mut reconcile::RandomIds));
     let Op::Replace {
         object: Object::Pod(bound),
     } = &ops[0]
@@ -233,7 +233,7 @@ fn scheduler_binds_or_explains() {
         nodes: vec![node("n2", false)],
         ..s
     };
-    let ops = reconcile::schedule(&s, 7);
+    let ops = reconcile::schedule(&s, 7, &mut reconcile::RandomIds);
     let [
         Op::Apply {
             object: Object::Event(ev),
@@ -283,7 +283,8 @@ fn orphans_are_collected_and_stale_nodes_marked_not_ready() {
         ..Default::default()
     };
     assert_eq!(deleted(&reconcile::garbage(&s)), ["orphan"]);
-    let ops = no_events(reconcile::node_health(&s, Duration::from_secs(40)).concat());
+    let ops =
+        no_events(reconcile::node_health(&s, Duration::from_secs(40), &mut reconcile::RandomIds).concat());
     let [
         Op::Replace { .. },
         Op::UpdateStatus {
@@ -325,7 +326,7 @@ fn heartbeat_older_than_grace_marks_node_not_ready_with_reason_once() {
         nodes: vec![beating("alive", now, 3), beating("dead", now, 12)],
         ..Default::default()
     };
-    let ops = reconcile::node_health(&s, GRACE).concat();
+    let ops = reconcile::node_health(&s, GRACE, &mut reconcile::RandomIds).concat();
     apply(&mut s, &ops);
     let dead = &s.nodes[1];
     assert!(!dead.status.ready);
@@ -342,12 +343,12 @@ fn heartbeat_older_than_grace_marks_node_not_ready_with_reason_once() {
     );
     // Level-triggered and quiet: a later pass over the same state writes nothing.
     s.now = Some(now + Duration::from_secs(3));
-    assert!(reconcile::node_health(&s, GRACE).is_empty());
+    assert!(reconcile::node_health(&s, GRACE, &mut reconcile::RandomIds).is_empty());
     // The agent comes back: its heartbeat makes it ready and the condition flips back to True.
     let later = now + Duration::from_secs(20);
     s.now = Some(later);
     s.nodes[1].status = beating("dead", later, 1).status;
-    let ops = reconcile::node_health(&s, GRACE).concat();
+    let ops = reconcile::node_health(&s, GRACE, &mut reconcile::RandomIds).concat();
     apply(&mut s, &ops);
     assert_eq!(
         s.nodes[1]
@@ -380,10 +381,10 @@ fn pods_of_a_lost_node_are_evicted_after_the_grace_and_replaced_on_a_ready_node(
         services: vec![svc],
         ..Default::default()
     };
-    let ops = reconcile::node_health(&s, GRACE).concat();
+    let ops = reconcile::node_health(&s, GRACE, &mut reconcile::RandomIds).concat();
     apply(&mut s, &ops);
     // NotReady at once → its endpoint is not ready (the gateway stops routing there)...
-    let ops = reconcile::endpoints(&s);
+    let ops = reconcile::endpoints(&s, &mut reconcile::RandomIds);
     let [
         Op::Apply {
             object: Object::Endpoints(e),
@@ -396,13 +397,13 @@ fn pods_of_a_lost_node_are_evicted_after_the_grace_and_replaced_on_a_ready_node(
     let got: Vec<(&str, bool)> = e.endpoints.iter().map(|a| (a.pod.as_str(), a.ready)).collect();
     assert_eq!(got, [("on-alive", true), ("on-dead", false)]);
     // ...but its pods stay during the eviction grace.
-    assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
+    assert!(reconcile::evict_pods(&s, GRACE, EVICTION, &mut reconcile::RandomIds).is_empty());
     s.now = Some(t0 + Duration::from_secs(3));
-    assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
+    assert!(reconcile::evict_pods(&s, GRACE, EVICTION, &mut reconcile::RandomIds).is_empty());
     // NotReady for the eviction grace (since t0 - 1 s): the pod on the dead node fails with NodeLost.
     let t1 = t0 + Duration::from_secs(4);
     s.now = Some(t1);
-    let ops = reconcile::evict_pods(&s, GRACE, EVICTION).concat();
+    let ops = reconcile::evict_pods(&s, GRACE, EVICTION, &mut reconcile::RandomIds).concat();
     assert_eq!(no_events(ops.clone()).len(), 1, "{ops:?}");
     apply(&mut s, &ops);
     // Recorded in the same command: the node went not ready, the pod was evicted.
@@ -451,7 +452,7 @@ fn pods_of_a_lost_node_are_evicted_after_the_grace_and_replaced_on_a_ready_node(
     assert_eq!(creates(&cmds[0]), 1);
     apply(&mut s, &cmds.concat());
     // ...and the scheduler puts the replacement on the ready node.
-    let ops = reconcile::schedule(&s, 1);
+    let ops = reconcile::schedule(&s, 1, &mut reconcile::RandomIds);
     apply(&mut s, &ops);
     let mut placed: Vec<(&str, &str)> = s
         .pods
@@ -467,7 +468,7 @@ fn pods_of_a_lost_node_are_evicted_after_the_grace_and_replaced_on_a_ready_node(
     let replacement = format!("web-{h}-s1");
     assert_eq!(placed, [("on-alive", "alive"), (replacement.as_str(), "alive")]);
     // Nothing more to evict: the lost node has no live pods left.
-    assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
+    assert!(reconcile::evict_pods(&s, GRACE, EVICTION, &mut reconcile::RandomIds).is_empty());
 }
 
 #[test]
@@ -489,9 +490,9 @@ fn bare_pods_of_a_lost_node_fail_but_stay_and_a_node_without_heartbeat_counts_fr
         pods: vec![bare],
         ..Default::default()
     };
-    assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
+    assert!(reconcile::evict_pods(&s, GRACE, EVICTION, &mut reconcile::RandomIds).is_empty());
     s.now = Some(now + EVICTION);
-    let ops = reconcile::evict_pods(&s, GRACE, EVICTION).concat();
+    let ops = reconcile::evict_pods(&s, GRACE, EVICTION, &mut reconcile::RandomIds).concat();
     apply(&mut s, &ops);
     assert_eq!(s.pods[0].status.reason.as_deref(), Some(reconcile::NODE_LOST));
     assert!(
@@ -514,7 +515,7 @@ fn cordoned_node_gets_no_new_pods() {
     };
     sim::settle(&mut s, &mut Counted(0));
     for seed in 0..4 {
-        let ops = reconcile::schedule(&s, seed);
+        let ops = reconcile::schedule(&s, seed, &mut reconcile::RandomIds);
         let bound: Vec<&str> = ops
             .iter()
             .filter_map(|o| match o {
@@ -528,7 +529,7 @@ fn cordoned_node_gets_no_new_pods() {
     }
     // Only the cordoned node: nothing is bound, and the reason says why.
     s.nodes = vec![cordoned];
-    let ops = no_events(reconcile::schedule(&s, 0));
+    let ops = no_events(reconcile::schedule(&s, 0, &mut reconcile::RandomIds));
     assert!(
         ops.iter().all(|o| matches!(o, Op::UpdateStatus { .. })),
         "{ops:?}"
@@ -586,11 +587,11 @@ fn heartbeat_ages_run_on_the_leaders_clock_from_when_a_beat_was_seen() {
     // A full grace from the first sighting, not "an hour without heartbeat".
     s.now = Some(t0 + GRACE);
     assert!(
-        no_events(reconcile::node_health(&s, GRACE).concat())
+        no_events(reconcile::node_health(&s, GRACE, &mut reconcile::RandomIds).concat())
             .iter()
             .all(|o| matches!(o, Op::Replace { .. }))
     );
-    assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
+    assert!(reconcile::evict_pods(&s, GRACE, EVICTION, &mut reconcile::RandomIds).is_empty());
     // The agent keeps beating (its timestamps change): still ready, however old they look.
     let t1 = t0 + Duration::from_secs(8);
     skewed.status.last_heartbeat =
@@ -599,12 +600,12 @@ fn heartbeat_ages_run_on_the_leaders_clock_from_when_a_beat_was_seen() {
     s.nodes = vec![skewed.clone()];
     s.heartbeats = clock.clone();
     s.now = Some(t1 + GRACE);
-    let ops = reconcile::node_health(&s, GRACE).concat();
+    let ops = reconcile::node_health(&s, GRACE, &mut reconcile::RandomIds).concat();
     apply(&mut s, &ops);
     assert!(s.nodes[0].status.ready);
     // It stops: NotReady once the grace has passed since the last change was seen.
     s.now = Some(t1 + GRACE + Duration::from_secs(1));
-    let ops = reconcile::node_health(&s, GRACE).concat();
+    let ops = reconcile::node_health(&s, GRACE, &mut reconcile::RandomIds).concat();
     apply(&mut s, &ops);
     assert!(!s.nodes[0].status.ready);
     assert_eq!(

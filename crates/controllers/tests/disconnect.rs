@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use skiff_api::{Deployment, Node, Object, Pod, PodPhase, Service};
-use skiff_control::reconcile::{self, Snapshot};
+use skiff_controllers::{self as reconcile, Snapshot};
 use skiff_state::Op;
 
 #[path = "support/sim.rs"]
@@ -51,7 +51,7 @@ fn whole_second_now() -> SystemTime {
 }
 
 fn endpoints(s: &Snapshot) -> Vec<(String, bool)> {
-    let ops = reconcile::endpoints(s);
+    let ops = reconcile::endpoints(s, &mut reconcile::RandomIds);
     let [
         Op::Apply {
             object: Object::Endpoints(e),
@@ -88,7 +88,7 @@ fn a_never_pod_stays_bound_and_in_endpoints_while_a_default_pod_is_evicted_and_r
         services: vec![svc],
         ..Default::default()
     };
-    let ops = reconcile::node_health(&s, GRACE).concat();
+    let ops = reconcile::node_health(&s, GRACE, &mut reconcile::RandomIds).concat();
     apply(&mut s, &ops);
     assert!(!s.nodes[1].status.ready);
     // NotReady: the default pod leaves the endpoints at once; the `never` pod keeps serving there.
@@ -98,7 +98,7 @@ fn a_never_pod_stays_bound_and_in_endpoints_while_a_default_pod_is_evicted_and_r
     );
     // Past the eviction grace only the default pod is failed...
     s.now = Some(t0 + Duration::from_secs(10));
-    let ops = reconcile::evict_pods(&s, GRACE, EVICTION).concat();
+    let ops = reconcile::evict_pods(&s, GRACE, EVICTION, &mut reconcile::RandomIds).concat();
     apply(&mut s, &ops);
     let phase = |s: &Snapshot, name: &str| {
         let p = s.pods.iter().find(|p| p.metadata.name == name).unwrap();
@@ -121,7 +121,7 @@ fn a_never_pod_stays_bound_and_in_endpoints_while_a_default_pod_is_evicted_and_r
     assert_eq!(names, [("edge-1", Some("far")), (replacement.as_str(), None)]);
     let edge_status = &s.deployments[0].status;
     assert_eq!((edge_status.replicas, edge_status.ready_replicas), (1, 1));
-    let ops = reconcile::schedule(&s, 1);
+    let ops = reconcile::schedule(&s, 1, &mut reconcile::RandomIds);
     apply(&mut s, &ops);
     let replacement = s.pods.iter().find(|p| p.metadata.name == replacement).unwrap();
     assert_eq!(replacement.spec.node_name.as_deref(), Some("near"));
@@ -129,6 +129,6 @@ fn a_never_pod_stays_bound_and_in_endpoints_while_a_default_pod_is_evicted_and_r
     let later = t0 + Duration::from_secs(3600);
     s.now = Some(later);
     s.nodes[0].status = beating("near", later, 1).status;
-    assert!(reconcile::evict_pods(&s, GRACE, EVICTION).is_empty());
+    assert!(reconcile::evict_pods(&s, GRACE, EVICTION, &mut reconcile::RandomIds).is_empty());
     assert!(endpoints(&s).contains(&("edge-1".to_owned(), true)));
 }

@@ -1,10 +1,10 @@
 //! Placement throughput through the real scheduler and the real state machine (redb), without
 //! Raft or HTTP: `N` ready nodes, `P` pending pods; each pass reads the state like the control
-//! plane's scheduler loop does, places up to `B` pending pods (`reconcile::schedule`, with their
+//! plane's scheduler loop does, places up to `B` pending pods (`skiff_controllers::schedule`, with their
 //! `Scheduled` events) and commits the bindings in one state-machine command.
 //!
 //! ```sh
-//! cargo run --release -p skiff-control --example placement -- NODES PODS BATCH
+//! cargo run --release -p skiff-controllers --example placement -- NODES PODS BATCH
 //! ```
 //! Prints placements committed per second (scheduling + commit; and end to end including the
 //! state reads). See docs/benchmarks.md.
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use skiff_api::{ByteSize, Kind, LabelSelector, Node, Object, ObjectMeta, Pod};
-use skiff_control::reconcile::{Snapshot, schedule};
+use skiff_controllers::{RandomIds, Snapshot, schedule};
 use skiff_state::{Command, Machine, Op, Reader};
 
 fn arg(i: usize, default: usize) -> usize {
@@ -133,7 +133,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         snapshot.pods = bound;
         snapshot.pods.extend(pending);
         pass += 1;
-        let ops = schedule(&snapshot, pass);
+        let ops = schedule(&snapshot, pass, &mut RandomIds);
         commit(&mut machine, ops)?;
         busy += t.elapsed();
         placed += n;

@@ -117,6 +117,7 @@ pub fn replica_sets(s: &Snapshot, ids: &mut dyn Ids) -> Vec<Vec<Op>> {
                 if !names.is_empty() {
                     ops.push(rec.record(
                         s,
+                        ids,
                         Kind::ReplicaSet,
                         &rs.metadata,
                         skiff_api::EventSeverity::Normal,
