@@ -41,6 +41,7 @@ mod access;
 mod affinity;
 mod batch;
 mod config;
+mod error_code;
 mod event;
 mod function;
 mod image;
@@ -75,6 +76,7 @@ pub use batch::{
     JobStatus, JobTemplate, parse_schedule,
 };
 pub use config::{ConfigMap, MAX_CONFIG_DATA_BYTES, MAX_CONFIG_KEY_LEN, Secret, config_key_problem};
+pub use error_code::ErrorCode;
 pub use event::{Event, EventSeverity, EventSource, ObjectReference};
 pub use function::{
     CloudEvent, CronTrigger, EventTrigger, FUNCTION_ERROR_HEADER, FUNCTION_LABEL, Function, FunctionSpec,

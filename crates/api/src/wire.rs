@@ -39,7 +39,7 @@ pub struct ObjectList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// Machine-readable code (`NotFound`, `Conflict`, `Invalid`, `Unauthorized`, ...).
-    pub code: String,
+    pub code: crate::ErrorCode,
     /// What failed, with what input, and what to do.
     pub message: String,
     /// Structured detail (e.g. field errors), when there is any.

@@ -8,7 +8,7 @@ use futures::{Stream, StreamExt};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use skiff_api::{ErrorBody, Kind, Object, ObjectList, WatchEvent};
+use skiff_api::{ErrorBody, ErrorCode, Kind, Object, ObjectList, WatchEvent};
 
 use crate::error::ClientError;
 use crate::path::ApiPath;
@@ -233,7 +233,7 @@ impl Client {
             }
             let err = error_from(resp, &url, base).await;
             if let ClientError::Api { status: 503, body } = &err
-                && body.code == "NoLeader"
+                && body.code == ErrorCode::NoLeader
                 && attempt + 1 < n
             {
                 last = Some(err);
@@ -669,7 +669,7 @@ impl Client {
                     let item = serde_json::from_slice::<WatchEvent>(line).map_err(|e| {
                         // The server ends a watch whose history is gone with an error line.
                         match serde_json::from_slice::<ErrorBody>(line) {
-                            Ok(b) if b.code == "Gone" => ClientError::Gone { message: b.message },
+                            Ok(b) if b.code == ErrorCode::Gone => ClientError::Gone { message: b.message },
                             Ok(b) => ClientError::Api { status: 500, body: b },
                             Err(_) => ClientError::Decode {
                                 url: url.clone(),
@@ -693,7 +693,7 @@ pub(crate) async fn error_from(resp: reqwest::Response, url: &str, base: &str) -
     let status = resp.status();
     let bytes = resp.bytes().await.unwrap_or_default();
     let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
-        code: status.canonical_reason().unwrap_or("Error").replace(' ', ""),
+        code: ErrorCode::from(status.canonical_reason().unwrap_or("Error").replace(' ', "")),
         message: format!("{url}: HTTP {status}: {}", String::from_utf8_lossy(&bytes).trim()),
         details: None,
     });

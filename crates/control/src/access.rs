@@ -156,13 +156,8 @@ async fn admit(
     };
     let caller = authenticate(plane, conn, &req)?;
     record.caller = caller.audit_name();
-    let refuse = |why: String| {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            format!("{caller} may not {why}"),
-        )
-    };
+    let refuse =
+        |why: String| ApiError::new(skiff_api::ErrorCode::Forbidden, format!("{caller} may not {why}"));
     match (&caller, info) {
         (Caller::Admin, _) => Ok(req),
         (Caller::Node(i), _) if matches!(i.role, PeerRole::Control { .. }) => Ok(req),
@@ -204,7 +199,7 @@ async fn admit(
 
 /// Who is calling, from the bearer token or the TLS client certificate.
 fn authenticate(plane: &ControlPlane, conn: &Conn, req: &Request) -> Result<Caller, ApiError> {
-    let unauthorized = |m: String| ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", m);
+    let unauthorized = |m: String| ApiError::new(skiff_api::ErrorCode::Unauthorized, m);
     let header = req
         .headers()
         .get(header::AUTHORIZATION)

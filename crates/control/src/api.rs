@@ -289,8 +289,7 @@ fn check_writable(kind: Kind) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
+            skiff_api::ErrorCode::Forbidden,
             format!("{kind} objects are written by Skiff itself"),
         ))
     }
@@ -678,8 +677,7 @@ async fn apply_many(State(p): State<ControlPlane>, body: Bytes) -> Result<Respon
     }
     if !problems.is_empty() {
         let mut e = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Invalid",
+            skiff_api::ErrorCode::Invalid,
             format!("nothing was applied: {}", problems.join("; ")),
         );
         e.body.details = Some(serde_json::json!(problems));
@@ -705,8 +703,7 @@ async fn pod_log(p: ControlPlane, ns: &str, name: &str) -> Result<Response, ApiE
     };
     let Some(node_name) = pod.spec.node_name.clone() else {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "NotScheduled",
+            skiff_api::ErrorCode::NotScheduled,
             format!(
                 "pod {ns}/{name} is not scheduled yet, so it has no logs: see `skiff describe pod {name}`"
             ),
@@ -734,9 +731,9 @@ async fn pod_log(p: ControlPlane, ns: &str, name: &str) -> Result<Response, ApiE
         .await
         .map_err(|e| ApiError::unavailable(format!("reading logs from node {node_name}: {e}")))?;
     if !status.is_success() {
-        return Err(ApiError::new(
+        return Err(ApiError::with_status(
             status,
-            "NodeError",
+            skiff_api::ErrorCode::NodeError,
             String::from_utf8_lossy(&bytes).into_owned(),
         ));
     }

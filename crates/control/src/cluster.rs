@@ -645,7 +645,7 @@ impl ControlPlane {
             serde_json::from_slice(&bytes).map_err(ApiError::internal)
         } else {
             let body: skiff_api::ErrorBody = serde_json::from_slice(&bytes).unwrap_or(skiff_api::ErrorBody {
-                code: "Unavailable".into(),
+                code: skiff_api::ErrorCode::Unavailable,
                 message: String::from_utf8_lossy(&bytes).into_owned(),
                 details: None,
             });

@@ -161,10 +161,10 @@ impl ControlPlane {
             let n = ops.len();
             match self.propose(ops).await {
                 Ok(_) => tracing::debug!(controller, ops = n, "reconciled"),
-                Err(e) if e.status.as_u16() == 409 || e.status.as_u16() == 404 => {
-                    tracing::debug!(controller, error = %e.body.message, "raced with another write; next pass retries")
+                Err(e) if e.is_race() => {
+                    tracing::debug!(controller, error = %e, "raced with another write; next pass retries")
                 }
-                Err(e) => tracing::warn!(controller, error = %e.body.message, "reconcile failed"),
+                Err(e) => tracing::warn!(controller, error = %e, "reconcile failed"),
             }
         }
         Ok(())

@@ -185,7 +185,7 @@ impl ControlPlane {
                 tracing::debug!(ticks = n, fresh, "cron ticks published");
                 self.inner.dispatch.notify_one();
             }
-            Err(e) => tracing::warn!(error = %e.body.message, "cannot publish cron ticks yet; retrying"),
+            Err(e) => tracing::warn!(error = %e, "cannot publish cron ticks yet; retrying"),
         }
     }
 
@@ -352,8 +352,8 @@ impl ControlPlane {
                 }
                 return;
             }
-            Err(e) if batches.len() == 1 && !refused(&e) => {
-                tracing::warn!(error = %e.body.message, "cannot record deliveries yet; retrying");
+            Err(e) if batches.len() == 1 && !e.is_refused() => {
+                tracing::warn!(error = %e, "cannot record deliveries yet; retrying");
                 return;
             }
             Err(_) => {}
@@ -362,17 +362,17 @@ impl ControlPlane {
         for (key, mut ops) in batches {
             match self.propose(ops.clone()).await {
                 Ok(_) => done(tracks, &key),
-                Err(e) if refused(&e) && ops.len() > 1 => {
+                Err(e) if e.is_refused() && ops.len() > 1 => {
                     // The dead-letter publish is refused (a full or invalid topic): the events
                     // are still given up on, recorded without it.
-                    tracing::error!(subscription = %key, error = %e.body.message, "dead-letter publish refused; dropping the dead letters");
+                    tracing::error!(subscription = %key, error = %e, "dead-letter publish refused; dropping the dead letters");
                     ops.retain(|o| matches!(o, Op::Ack { .. }));
                     if self.propose(ops).await.is_ok() {
                         done(tracks, &key);
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(subscription = %key, error = %e.body.message, "cannot record deliveries yet; retrying")
+                    tracing::warn!(subscription = %key, error = %e, "cannot record deliveries yet; retrying")
                 }
             }
         }
@@ -439,12 +439,6 @@ impl ControlPlane {
             Result_::Failed(msg)
         }
     }
-}
-
-/// Whether the state machine refused a command as written (retrying it cannot help).
-fn refused(e: &crate::error::ApiError) -> bool {
-    let s = e.status.as_u16();
-    (400..500).contains(&s) && s != 409 && s != 404
 }
 
 fn outcome_seq(o: &Outcome) -> u64 {

@@ -1,7 +1,8 @@
-//! Errors: [`ControlError`] for starting a control node, [`ApiError`] for HTTP answers.
+//! Errors: [`ControlError`] for starting a control node, [`WriteError`] for writes through Raft,
+//! [`ApiError`] for HTTP answers (made from the others only at the API edge).
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use skiff_api::{ErrorBody, ValidationErrors};
+use skiff_api::{ErrorBody, ErrorCode, ValidationErrors};
 use skiff_state::StateError;
 
 /// Why a control node could not start.
@@ -41,6 +42,69 @@ pub enum ControlError {
     Raft(String),
 }
 
+/// Why a write through Raft did not take effect (or may not have): what
+/// [`ControlPlane::propose`](crate::ControlPlane::propose) returns. Callers inside the control plane
+/// branch on it ([`is_race`](Self::is_race), [`is_refused`](Self::is_refused)); the API edge turns
+/// it into an [`ApiError`].
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The state machine refused the command: it was committed and changed nothing.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Raft did not take the write.
+    #[error(transparent)]
+    Raft(#[from] skiff_raft::RaftError),
+    /// Not committed in time: it may or may not have been applied.
+    #[error(
+        "the write was not committed within {}s (is a quorum of control members reachable?); it may or may not have been applied: read it back to check",
+        .0.as_secs()
+    )]
+    Timeout(std::time::Duration),
+    /// A Secret's values could not be sealed or opened.
+    #[error("secret values: {0}")]
+    Secrets(String),
+}
+
+impl WriteError {
+    /// Lost a race with another write (the object changed, appeared or went away meanwhile):
+    /// a controller's next pass, made from a fresh snapshot, retries.
+    pub fn is_race(&self) -> bool {
+        matches!(
+            self,
+            WriteError::State(
+                StateError::Conflict { .. }
+                    | StateError::AlreadyExists { .. }
+                    | StateError::NotFound { .. }
+                    | StateError::NamespaceNotFound { .. }
+            )
+        )
+    }
+
+    /// Refused as written: retrying the same command cannot help.
+    pub fn is_refused(&self) -> bool {
+        matches!(
+            self,
+            WriteError::State(
+                StateError::Invalid { .. }
+                    | StateError::Decode { .. }
+                    | StateError::TopicFull { .. }
+                    | StateError::Compacted { .. }
+            ) | WriteError::Raft(skiff_raft::RaftError::TooLarge { .. })
+        )
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::State(e) => e.into(),
+            WriteError::Raft(e) => e.into(),
+            e @ WriteError::Timeout(_) => ApiError::unavailable(e.to_string()),
+            WriteError::Secrets(e) => ApiError::internal(e),
+        }
+    }
+}
+
 /// An HTTP error answer: status + `{code, message, details}`. 5xx bodies say nothing internal; the
 /// cause is logged.
 #[derive(Debug)]
@@ -52,12 +116,18 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with a code and message.
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    /// An error with a code (which decides the HTTP status) and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        Self::with_status(status, code, message)
+    }
+
+    /// An error with a status other than its code's (a node's answer relayed as it came).
+    pub fn with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             body: ErrorBody {
-                code: code.into(),
+                code,
                 message: message.into(),
                 details: None,
             },
@@ -66,21 +136,17 @@ impl ApiError {
 
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NotFound", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     /// 422 with field errors.
     pub fn invalid(what: &str, errors: &ValidationErrors) -> Self {
-        let mut e = Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Invalid",
-            format!("{what} is invalid: {errors}"),
-        );
+        let mut e = Self::new(ErrorCode::Invalid, format!("{what} is invalid: {errors}"));
         e.body.details = serde_json::to_value(&errors.0).ok();
         e
     }
@@ -88,41 +154,35 @@ impl ApiError {
     /// 500; `cause` goes to the log only.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal",
-            "internal error: see the server log",
-        )
+        Self::new(ErrorCode::Internal, "internal error: see the server log")
     }
 
     /// 503 `NoLeader`: the request was certainly not applied; retrying (here or on another control
     /// node) is safe.
     pub fn no_leader(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "NoLeader", message)
+        Self::new(ErrorCode::NoLeader, message)
     }
 
     /// 503.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", message)
+        Self::new(ErrorCode::Unavailable, message)
     }
 }
 
 impl From<StateError> for ApiError {
     fn from(e: StateError) -> Self {
-        let (status, code) = match &e {
-            StateError::NotFound { .. } | StateError::NamespaceNotFound { .. } => {
-                (StatusCode::NOT_FOUND, "NotFound")
-            }
-            StateError::AlreadyExists { .. } => (StatusCode::CONFLICT, "AlreadyExists"),
-            StateError::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
-            StateError::Invalid { message } if message.contains("too old") => (StatusCode::GONE, "Gone"),
-            StateError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
-            StateError::Decode { .. } => (StatusCode::BAD_REQUEST, "BadRequest"),
-            StateError::TopicFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "TopicFull"),
-            StateError::StoreFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "StoreFull"),
+        let code = match &e {
+            StateError::NotFound { .. } | StateError::NamespaceNotFound { .. } => ErrorCode::NotFound,
+            StateError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
+            StateError::Conflict { .. } => ErrorCode::Conflict,
+            StateError::Compacted { .. } => ErrorCode::Gone,
+            StateError::Invalid { .. } => ErrorCode::Invalid,
+            StateError::Decode { .. } => ErrorCode::BadRequest,
+            StateError::TopicFull { .. } => ErrorCode::TopicFull,
+            StateError::StoreFull { .. } => ErrorCode::StoreFull,
             StateError::Storage { .. } => return ApiError::internal(e),
         };
-        ApiError::new(status, code, e.to_string())
+        ApiError::new(code, e.to_string())
     }
 }
 
@@ -137,10 +197,9 @@ impl From<skiff_raft::RaftError> for ApiError {
             R::ProposalDropped => ApiError::no_leader(
                 "the write was dropped before it was committed (the leader changed); it was not applied: retry",
             ),
-            R::MembershipRefused(m) => ApiError::new(StatusCode::CONFLICT, "MembershipRefused", m),
+            R::MembershipRefused(m) => ApiError::new(ErrorCode::MembershipRefused, m),
             R::TooLarge { size, max } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "TooLarge",
+                ErrorCode::TooLarge,
                 format!("the write is {size} bytes; the limit is {max}: split it"),
             ),
             R::Overloaded { .. } => ApiError::no_leader(

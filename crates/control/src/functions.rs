@@ -166,8 +166,7 @@ fn events_of(
         let size = serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(0);
         if size > MAX_EVENT_BYTES {
             return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "TooLarge",
+                skiff_api::ErrorCode::TooLarge,
                 format!(
                     "event [{i}] is {size} bytes: at most {} KiB; store big payloads elsewhere and publish a reference",
                     MAX_EVENT_BYTES >> 10

@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
 use skiff_api::{JoinToken, Kind, NodeJoinRequest, NodeJoinResponse, NodeRenewRequest, Object};
 use skiff_peer::{ClusterCa, Identity};
@@ -19,7 +18,7 @@ use crate::plane::ControlPlane;
 use crate::serve::Conn;
 
 fn refused(message: String) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "JoinRefused", message)
+    ApiError::new(skiff_api::ErrorCode::JoinRefused, message)
 }
 
 /// Checks `secret` (the part of a token after `::`); the `JoinToken` object it belongs to, or
@@ -114,8 +113,7 @@ pub(crate) async fn join_node(
             "registered (not Ready now)"
         };
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "NodeNameTaken",
+            skiff_api::ErrorCode::NodeNameTaken,
             format!(
                 "node {:?} is {state}: pick another --name; or, to replace that node, stop its \
                  agent and run `skiff delete node {}`, or join with a token from \

@@ -119,8 +119,7 @@ pub(crate) async fn put_value(
     check(&store, Some(&key))?;
     if body.len() > MAX_KV_VALUE_BYTES {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "TooLarge",
+            skiff_api::ErrorCode::TooLarge,
             format!(
                 "the value is {} bytes: at most {} KiB; store big data elsewhere and keep a reference",
                 body.len(),

@@ -61,6 +61,6 @@ mod watch;
 pub use access::REQUEST_ID_HEADER;
 pub use artifacts::ArtifactStore;
 pub use cluster::{ClusterConfig, JoinConfig, MemberInfo, MemberView};
-pub use error::{ApiError, ControlError};
+pub use error::{ApiError, ControlError, WriteError};
 pub use forward::FORWARDED_HEADER;
 pub use plane::{ControlConfig, ControlPlane, DEFAULT_NODE_CERT_LIFETIME};

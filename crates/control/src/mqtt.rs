@@ -178,7 +178,7 @@ impl ControlPlane {
                                 break;
                             }
                             Err(e) => {
-                                tracing::warn!(function = %name, error = %e.body.message, "cannot store an MQTT message yet");
+                                tracing::warn!(function = %name, error = %e, "cannot store an MQTT message yet");
                                 if !self.is_leader() {
                                     break;
                                 }
@@ -230,7 +230,7 @@ impl ControlPlane {
             }])
             .await
         {
-            tracing::debug!(function = name, error = %e.body.message, "cannot record the connection state");
+            tracing::debug!(function = name, error = %e, "cannot record the connection state");
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use crate::artifacts::ArtifactStore;
 use crate::backup;
 use crate::cluster::{ClusterConfig, MemberInfo};
-use crate::error::{ApiError, ControlError};
+use crate::error::{ApiError, ControlError, WriteError};
 use crate::ids;
 use crate::replicated::Replicated;
 
@@ -285,8 +285,8 @@ impl ControlPlane {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.body.code == "AlreadyExists" => Ok(()),
-            Err(e) => Err(ControlError::Raft(e.body.message)),
+            Err(WriteError::State(skiff_state::StateError::AlreadyExists { .. })) => Ok(()),
+            Err(e) => Err(ControlError::Raft(e.to_string())),
         }
     }
 
@@ -309,16 +309,16 @@ impl ControlPlane {
     /// Proposes `ops` as one command and waits until it is applied.
     ///
     /// # Errors
-    /// The state machine's or Raft's error, as an [`ApiError`].
-    pub async fn propose(&self, ops: Vec<Op>) -> Result<Vec<Object>, ApiError> {
+    /// Why the write did not take effect (or may not have), as a [`WriteError`].
+    pub async fn propose(&self, ops: Vec<Op>) -> Result<Vec<Object>, WriteError> {
         Ok(self.propose_applied(ops).await?.objects)
     }
 
     /// [`propose`](Self::propose), answering the results of `Publish` ops too.
     ///
     /// # Errors
-    /// The state machine's or Raft's error, as an [`ApiError`].
-    pub async fn propose_applied(&self, mut ops: Vec<Op>) -> Result<skiff_state::Applied, ApiError> {
+    /// Why the write did not take effect (or may not have), as a [`WriteError`].
+    pub async fn propose_applied(&self, mut ops: Vec<Op>) -> Result<skiff_state::Applied, WriteError> {
         // Secret values are sealed here, so the log, the tables, snapshots and backups hold only
         // ciphertext; the objects returned are opened again.
         for op in &mut ops {
@@ -327,21 +327,16 @@ impl ControlPlane {
             | Op::Replace { object }
             | Op::UpdateStatus { object } = op
             {
-                self.inner.secrets.seal(object).map_err(ApiError::internal)?;
+                self.inner.secrets.seal(object).map_err(WriteError::Secrets)?;
             }
         }
         let cmd = Command::new(ids::now(), ops);
         let out = tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.propose(cmd.encode()))
             .await
-            .map_err(|_| {
-                ApiError::unavailable(format!(
-                    "the write was not committed within {}s (is a quorum of control members reachable?); it may or may not have been applied: read it back to check",
-                    WRITE_TIMEOUT.as_secs()
-                ))
-            })??;
+            .map_err(|_| WriteError::Timeout(WRITE_TIMEOUT))??;
         let mut out = out?;
         for o in &mut out.objects {
-            self.reveal(o)?;
+            self.inner.secrets.open(o).map_err(WriteError::Secrets)?;
         }
         Ok(out)
     }

@@ -86,8 +86,7 @@ fn plain_http_refused(local: Option<SocketAddr>) -> Router {
         let url = url.clone();
         async move {
             crate::error::ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "PlainHttpRefused",
+                skiff_api::ErrorCode::PlainHttpRefused,
                 format!(
                     "this API port speaks HTTPS: use {url} with the cluster CA (<state dir>/pki/ca.crt, \
                      `ca:` in client.yaml, --ca); plain HTTP is served only when the server runs with --plain-http"

@@ -90,7 +90,7 @@ pub(crate) async fn serve(
                         }
                         Err(e) => {
                             let body = ErrorBody {
-                                code: "Gone".into(),
+                                code: skiff_api::ErrorCode::Gone,
                                 message: e.to_string(),
                                 details: None,
                             };

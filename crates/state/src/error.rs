@@ -53,6 +53,16 @@ pub enum StateError {
         /// What is wrong.
         message: String,
     },
+    /// A watch asked for changes from before the oldest one kept.
+    #[error(
+        "resourceVersion {since} is too old: history starts after {compacted}; list again and watch from the list's resourceVersion"
+    )]
+    Compacted {
+        /// The revision asked for.
+        since: u64,
+        /// The newest revision no longer in the history.
+        compacted: u64,
+    },
     /// A topic holds as many undelivered events as it may.
     #[error(
         "topic {topic:?} in namespace {namespace:?} has {backlog} events its subscribers have not finished (limit {limit}): slow down, or scale the subscribing functions"

@@ -234,11 +234,7 @@ impl Reader {
             Err(_) => 0,
         };
         if since < compacted {
-            return Err(StateError::Invalid {
-                message: format!(
-                    "resourceVersion {since} is too old: history starts after {compacted}; list again and watch from the list's resourceVersion"
-                ),
-            });
+            return Err(StateError::Compacted { since, compacted });
         }
         let Ok(t) = txn.open_table(EVENTS) else {
             return Ok(Vec::new());

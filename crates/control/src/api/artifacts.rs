@@ -69,7 +69,7 @@ pub(super) async fn download_artifact(
 fn artifact_error(e: crate::artifacts::ArtifactError) -> ApiError {
     use crate::artifacts::ArtifactError as A;
     match e {
-        A::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "TooLarge", e.to_string()),
+        A::TooLarge { .. } => ApiError::new(skiff_api::ErrorCode::TooLarge, e.to_string()),
         A::NotWasm | A::BadDigest(_) => ApiError::bad_request(e.to_string()),
         A::NotFound(_) => ApiError::not_found(e.to_string()),
         A::Io(io) => ApiError::internal(io),
