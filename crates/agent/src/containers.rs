@@ -184,7 +184,7 @@ impl Containers {
                     .await
                     .map_err(|e| start_error(c, "removing its previous container", e))?;
             }
-            Err(e) if e.code == "ContainerNotFound" => {}
+            Err(e) if e.code == skiff_plugin_protocol::ErrorCode::ContainerNotFound => {}
             Err(e) => return Err(start_error(c, "asking the runtime plugin", e)),
         }
         self.pull(plugin, c, &oci.image, false).await?;
@@ -211,6 +211,8 @@ impl Containers {
             volumes: oci.volumes.clone(),
             writable_root: oci.writable_root,
             port: Some(port),
+            // The plugin's default process limit.
+            pids: None,
         };
         let running = RunningContainer {
             plugin: plugin.clone(),
@@ -221,7 +223,7 @@ impl Containers {
         let started = async {
             match plugin.create(&spec).await {
                 // The plugin's store lost an image this agent pulled before: pull it again.
-                Err(e) if e.code == "ImageNotFound" => {
+                Err(e) if e.code == skiff_plugin_protocol::ErrorCode::ImageNotFound => {
                     self.pull(plugin, c, &oci.image, true).await?;
                     plugin.create(&spec).await
                 }
@@ -233,7 +235,7 @@ impl Containers {
                 .await
                 .map_err(|e| start_error(c, "starting the container", e))?
             {
-                ContainerState::Exited { code } => {
+                ContainerState::Exited { code, .. } => {
                     let out = plugin.logs(&id).await.unwrap_or_default();
                     Err(StartError {
                         reason: "ContainerExited",
@@ -312,11 +314,11 @@ impl Containers {
         let plugin = self.plugins.get("oci")?;
         match plugin.inspect(id).await {
             Ok(info) => match info.state {
-                ContainerState::Exited { code } => Some(code),
+                ContainerState::Exited { code, .. } => Some(code),
                 _ => None,
             },
             // Removed behind the agent's back: as good as killed.
-            Err(e) if e.code == "ContainerNotFound" => Some(137),
+            Err(e) if e.code == skiff_plugin_protocol::ErrorCode::ContainerNotFound => Some(137),
             Err(_) => None,
         }
     }

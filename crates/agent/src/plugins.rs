@@ -16,11 +16,13 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use skiff_client::ApiPath;
+pub(crate) use skiff_plugin_protocol::{ContainerInfo, ContainerSpec, ContainerState};
+use skiff_plugin_protocol::{
+    ErrorAnswer, ErrorCode, Handshake, ImageRequest, PROTOCOL_VERSION, StateAnswer, StopRequest,
+};
 
-/// The protocol version this agent speaks.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
 /// Longest a call waits for a restarting plugin to answer again.
 const WAIT_FOR_PLUGIN: Duration = Duration::from_secs(5);
 /// Most a plugin's answer may hold (logs are capped at 1 MiB by the protocol).
@@ -74,8 +76,9 @@ impl std::str::FromStr for RuntimePluginConfig {
 /// A failed plugin call: the plugin's error code and message, or why it could not be asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PluginError {
-    /// The plugin's code (`ImageNotFound`, `RegistryUnreachable`, …) or `PluginUnavailable`.
-    pub(crate) code: String,
+    /// The plugin's code (`ImageNotFound`, `RegistryUnreachable`, …), or `PluginUnavailable` /
+    /// `PluginError` when it could not be asked or did not answer in the protocol.
+    pub(crate) code: ErrorCode,
     /// What failed, in the plugin's words.
     pub(crate) message: String,
 }
@@ -89,77 +92,10 @@ impl std::fmt::Display for PluginError {
 impl PluginError {
     fn unavailable(kind: &str, why: impl std::fmt::Display) -> Self {
         PluginError {
-            code: "PluginUnavailable".into(),
+            code: ErrorCode::PluginUnavailable,
             message: format!("the {kind} runtime plugin cannot be reached: {why}"),
         }
     }
-}
-
-/// What a plugin says about itself.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct Handshake {
-    pub(crate) protocol: u32,
-    pub(crate) name: String,
-    pub(crate) version: String,
-    pub(crate) kinds: Vec<String>,
-}
-
-/// A container to create (the protocol's container spec).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ContainerSpec {
-    pub(crate) id: String,
-    pub(crate) image: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) command: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) args: Option<Vec<String>>,
-    #[serde(default)]
-    pub(crate) env: Vec<(String, String)>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) working_dir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) memory: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) cpu_millis: Option<u64>,
-    #[serde(default)]
-    pub(crate) volumes: Vec<String>,
-    #[serde(default)]
-    pub(crate) writable_root: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) port: Option<u16>,
-}
-
-/// Where a container stands (the protocol's state).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "state", rename_all = "camelCase")]
-pub(crate) enum ContainerState {
-    Created,
-    Running {
-        #[allow(dead_code, reason = "part of the protocol; shown in debug output")]
-        pid: u32,
-    },
-    Exited {
-        code: i32,
-    },
-}
-
-/// A container as the plugin lists it.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct ContainerInfo {
-    pub(crate) spec: ContainerSpec,
-    pub(crate) state: ContainerState,
-}
-
-#[derive(Deserialize)]
-struct StateAnswer {
-    state: ContainerState,
-}
-
-#[derive(Deserialize)]
-struct ErrorAnswer {
-    code: String,
-    message: String,
 }
 
 /// One configured plugin: how to reach it and whether it answers.
@@ -266,7 +202,7 @@ impl Plugin {
                 message: e.message,
             },
             Err(_) => PluginError {
-                code: "PluginError".into(),
+                code: ErrorCode::PluginError,
                 message: format!(
                     "{method} {path} answered {status}: {}",
                     String::from_utf8_lossy(&bytes[..bytes.len().min(512)])
@@ -277,7 +213,7 @@ impl Plugin {
 
     fn parse<T: for<'de> Deserialize<'de>>(&self, what: &str, bytes: &[u8]) -> Result<T, PluginError> {
         serde_json::from_slice(bytes).map_err(|e| PluginError {
-            code: "PluginError".into(),
+            code: ErrorCode::PluginError,
             message: format!(
                 "the {} plugin's answer to {what} does not parse: {e}",
                 self.config.kind
@@ -297,7 +233,13 @@ impl Plugin {
         self.call(
             Method::POST,
             "/v1/images",
-            Some(serde_json::json!({ "image": image })),
+            Some(
+                serde_json::to_value(ImageRequest {
+                    image: Some(image.to_owned()),
+                    ..Default::default()
+                })
+                .unwrap_or_default(),
+            ),
             Duration::from_secs(600),
         )
         .await
@@ -307,7 +249,7 @@ impl Plugin {
     /// Creates a container (its image pulled first).
     pub(crate) async fn create(&self, spec: &ContainerSpec) -> Result<(), PluginError> {
         let body = serde_json::to_value(spec).map_err(|e| PluginError {
-            code: "PluginError".into(),
+            code: ErrorCode::PluginError,
             message: e.to_string(),
         })?;
         self.call(
@@ -373,13 +315,18 @@ impl Plugin {
             .call(
                 Method::POST,
                 &container_path(id, "stop")?,
-                Some(serde_json::json!({ "graceMillis": grace.as_millis() as u64 })),
+                Some(
+                    serde_json::to_value(StopRequest {
+                        grace_millis: Some(grace.as_millis() as u64),
+                    })
+                    .unwrap_or_default(),
+                ),
                 grace + Duration::from_secs(15),
             )
             .await;
         match stopped {
             Ok(_) => {}
-            Err(e) if e.code == "ContainerNotFound" => return Ok(()),
+            Err(e) if e.code == ErrorCode::ContainerNotFound => return Ok(()),
             Err(e) => {
                 tracing::warn!(container = id, error = %e, "stop failed; removing the container anyway")
             }
@@ -394,7 +341,7 @@ impl Plugin {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.code == "ContainerNotFound" => Ok(()),
+            Err(e) if e.code == ErrorCode::ContainerNotFound => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -510,7 +457,7 @@ fn container_path(id: &str, action: &'static str) -> Result<String, PluginError>
         .lit("v1/containers")
         .seg("container id", id)
         .map_err(|e| PluginError {
-            code: "InvalidContainerId".into(),
+            code: ErrorCode::InvalidContainerId,
             message: e.to_string(),
         })?;
     Ok(if action.is_empty() {
@@ -548,16 +495,5 @@ mod tests {
                 .unwrap_err()
                 .contains("no program")
         );
-    }
-
-    #[test]
-    fn states_parse_as_the_protocol_writes_them() {
-        let s: StateAnswer =
-            serde_json::from_str(r#"{"id":"a","state":{"state":"exited","code":137,"finishedAt":"x"}}"#)
-                .unwrap();
-        assert_eq!(s.state, ContainerState::Exited { code: 137 });
-        let s: StateAnswer =
-            serde_json::from_str(r#"{"id":"a","state":{"state":"running","pid":7}}"#).unwrap();
-        assert_eq!(s.state, ContainerState::Running { pid: 7 });
     }
 }

@@ -56,6 +56,7 @@ mod quantity;
 mod rollout;
 mod selector;
 mod service;
+mod stats;
 mod token;
 mod validate;
 mod wire;
@@ -114,6 +115,7 @@ pub use service::{
     BackendRef, EndpointAddress, Endpoints, HttpRoute, HttpRouteSpec, RouteRule, Service, ServicePort,
     ServiceSpec,
 };
+pub use stats::{PodStats, PodTraffic, pod_stats_path};
 pub use token::{
     JoinToken, JoinTokenSpec, NodeJoinRequest, NodeJoinResponse, NodeRenewRequest, TOKEN_ID_LEN,
     TOKEN_SECRET_LEN,

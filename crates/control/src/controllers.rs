@@ -7,25 +7,11 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::plane::ControlPlane;
-use skiff_controllers::{self as reconcile, HeartbeatClock, PodTraffic, RandomIds, Snapshot};
+use skiff_api::{PodStats, PodTraffic};
+use skiff_controllers::{self as reconcile, HeartbeatClock, RandomIds, Snapshot};
 
 /// How long the controller waits for an agent's traffic counts.
 const TRAFFIC_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// An agent's answer to `GET /skiff/pods/{ns}/{name}/stats`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PodStats {
-    uid: String,
-    #[serde(flatten)]
-    traffic: PodTraffic,
-    /// Microseconds spent serving, all requests together.
-    #[serde(default)]
-    busy_us: u64,
-    /// Requests in flight now.
-    #[serde(default)]
-    inflight: u64,
-}
 
 /// One function pod's busy time when last sampled, and the concurrency derived from the sample
 /// before.
@@ -226,10 +212,9 @@ impl ControlPlane {
         let fetches = pods.filter_map(|p| {
             let address = addresses.get(p.spec.node_name.as_deref()?)?;
             let url = format!(
-                "{}/skiff/pods/{}/{}/stats",
+                "{}{}",
                 address.trim_end_matches('/'),
-                p.metadata.namespace_or_default(),
-                p.metadata.name
+                skiff_api::pod_stats_path(p.metadata.namespace_or_default(), &p.metadata.name)
             );
             let uid = p.metadata.uid.clone()?;
             let http = self.inner.agent_http.clone();

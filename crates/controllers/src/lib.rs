@@ -73,7 +73,7 @@ pub use replicasets::{REPLICA_SET_CONTROLLER, SUCCESSFUL_CREATE, SUCCESSFUL_DELE
 /// that cannot start does not spin. Pods failed with [`NODE_LOST`] are replaced at once.
 pub const FAILED_POD_BACKOFF: Duration = Duration::from_secs(10);
 
-pub use skiff_api::TEMPLATE_HASH_LABEL;
+pub use skiff_api::{PodTraffic, TEMPLATE_HASH_LABEL};
 
 /// What the controllers see: every object of the kinds they manage, and the time.
 #[derive(Debug, Clone, Default)]
@@ -111,15 +111,6 @@ pub struct Snapshot {
     /// Requests answered by pods of canary revisions, by pod uid, as their agents count them
     /// (filled in by the controller loop; empty in most tests).
     pub pod_traffic: BTreeMap<String, PodTraffic>,
-}
-
-/// What one pod's data plane counted since the pod started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PodTraffic {
-    /// Requests answered.
-    pub requests: u64,
-    /// Of those, answers with a 5xx status.
-    pub errors: u64,
 }
 
 impl Snapshot {

@@ -1,50 +1,11 @@
 //! The OCI runtime bundle of a container: `config.json` made from what the pod asks for and what
 //! the image says to run, with safe defaults (read-only root, no new privileges, a small
 //! capability set, masked kernel paths, the host network with an allocated `PORT`).
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::store::RunConfig;
+pub use skiff_plugin_protocol::ContainerSpec;
 
-/// What a container should run, as the plugin's caller describes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerSpec {
-    /// Unique id (a DNS-label-like string: letters, digits, `-`, `_`, `.`).
-    pub id: String,
-    /// Image reference (pulled or imported before).
-    pub image: String,
-    /// Replaces the image's entrypoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
-    /// Replaces the image's cmd.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub args: Option<Vec<String>>,
-    /// Extra environment (after the image's).
-    #[serde(default)]
-    pub env: Vec<(String, String)>,
-    /// Working directory (default: the image's, else `/`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub working_dir: Option<String>,
-    /// Memory limit in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<u64>,
-    /// CPU limit in millicores.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_millis: Option<u64>,
-    /// Most processes (default 512).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pids: Option<i64>,
-    /// Writable directories (tmpfs) inside a read-only root, e.g. `/var/cache`.
-    #[serde(default)]
-    pub volumes: Vec<String>,
-    /// A writable root filesystem instead of the read-only default.
-    #[serde(default)]
-    pub writable_root: bool,
-    /// The port allocated for it (passed as `PORT`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-}
+use crate::store::RunConfig;
 
 /// Default process limit.
 pub const DEFAULT_PIDS: i64 = 512;

@@ -23,32 +23,14 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{ContainerSpec, config_json, valid_id};
+use skiff_plugin_protocol::ContainerState;
+
 use crate::error::OciError;
 use crate::store::{ImageStore, StoredImage};
 use crate::unpack::UnpackLimits;
 
 /// Most log bytes returned by [`Runtime::logs`] (the newest).
 pub const MAX_LOG_BYTES: u64 = 1 << 20;
-
-/// Where a container stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "camelCase")]
-pub enum ContainerState {
-    /// Made, not started.
-    Created,
-    /// Its process runs.
-    Running {
-        /// Host pid of the container's first process.
-        pid: u32,
-    },
-    /// It ended.
-    Exited {
-        /// Exit code (128 + signal when killed by one).
-        code: i32,
-        /// When (RFC 3339).
-        finished_at: String,
-    },
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -199,7 +181,10 @@ impl Runtime {
     pub fn start(&self, id: &str) -> Result<ContainerState, OciError> {
         let dir = self.dir(id)?;
         if !dir.join("config.json").exists() {
-            return Err(runc_err(id, "cannot start", "no such container: create it first"));
+            return Err(OciError::NoSuchContainer {
+                id: id.to_owned(),
+                hint: ": create it first",
+            });
         }
         if !matches!(self.state(id)?, ContainerState::Created) {
             return Err(runc_err(id, "cannot start", "it was started already"));
@@ -258,7 +243,10 @@ impl Runtime {
     pub fn state(&self, id: &str) -> Result<ContainerState, OciError> {
         let dir = self.dir(id)?;
         if !dir.join("spec.json").exists() {
-            return Err(runc_err(id, "unknown container", "no such id"));
+            return Err(OciError::NoSuchContainer {
+                id: id.to_owned(),
+                hint: "",
+            });
         }
         if let Ok(bytes) = fs::read(dir.join("exit"))
             && let Ok(e) = serde_json::from_slice::<ExitFile>(&bytes)
@@ -372,7 +360,10 @@ impl Runtime {
     pub fn logs(&self, id: &str) -> Result<String, OciError> {
         let dir = self.dir(id)?;
         if !dir.join("spec.json").exists() {
-            return Err(runc_err(id, "unknown container", "no such id"));
+            return Err(OciError::NoSuchContainer {
+                id: id.to_owned(),
+                hint: "",
+            });
         }
         Ok(tail(&dir.join("output.log"), MAX_LOG_BYTES))
     }
@@ -384,7 +375,10 @@ impl Runtime {
     pub fn log_path(&self, id: &str) -> Result<PathBuf, OciError> {
         let dir = self.dir(id)?;
         if !dir.join("spec.json").exists() {
-            return Err(runc_err(id, "unknown container", "no such id"));
+            return Err(OciError::NoSuchContainer {
+                id: id.to_owned(),
+                hint: "",
+            });
         }
         Ok(dir.join("output.log"))
     }

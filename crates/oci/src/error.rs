@@ -56,7 +56,15 @@ pub enum OciError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A container cannot be made, started, stopped or found.
+    /// No container has this id.
+    #[error("container {id}: no such container{hint}")]
+    NoSuchContainer {
+        /// The container id.
+        id: String,
+        /// What to do (may be empty).
+        hint: &'static str,
+    },
+    /// A container cannot be made, started or stopped.
     #[error("container {id}: {reason}")]
     Container {
         /// The container id.

@@ -36,7 +36,8 @@ mod store;
 mod unpack;
 
 pub use bundle::{ContainerSpec, DEFAULT_PIDS, argv, config_json, valid_id};
-pub use containers::{ContainerState, MAX_LOG_BYTES, Runtime, run_shim};
+pub use containers::{MAX_LOG_BYTES, Runtime, run_shim};
 pub use error::OciError;
+pub use skiff_plugin_protocol::ContainerState;
 pub use store::{ImageStore, RunConfig, StoredImage, sha256_digest};
 pub use unpack::{UnpackLimits, UnpackStats, apply_layer, unpack_layers};

@@ -16,7 +16,6 @@
 //!
 //! Errors are `{code, message}` with 400 (bad request), 404 (unknown image or container),
 //! 409 (state conflict), 422 (unusable image or layer), 502 (registry).
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,54 +28,16 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
-use crate::bundle::ContainerSpec;
-use crate::containers::{ContainerState, Runtime};
+use skiff_plugin_protocol::{
+    ContainerInfo, ContainerSpec, ContainerState, ErrorAnswer, ErrorCode, Handshake, ImageRequest,
+    PROTOCOL_VERSION, StateAnswer, StopRequest,
+};
+
+use crate::containers::Runtime;
 use crate::error::OciError;
 
-/// The protocol version this plugin speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
-
-/// The handshake answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Handshake {
-    /// Protocol version.
-    pub protocol: u32,
-    /// Plugin name.
-    pub name: String,
-    /// Plugin version.
-    pub version: String,
-    /// Component kinds it runs (`oci`).
-    pub kinds: Vec<String>,
-}
-
-/// A container with its state, as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerInfo {
-    /// What was asked.
-    pub spec: ContainerSpec,
-    /// Where it stands.
-    pub state: ContainerState,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ImageRequest {
-    #[serde(default)]
-    image: Option<String>,
-    #[serde(default)]
-    layout: Option<PathBuf>,
-    #[serde(default)]
-    tag: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StopRequest {
-    #[serde(default)]
-    grace_millis: Option<u64>,
-}
 
 type Reply = Response<UnsyncBoxBody<Bytes, std::convert::Infallible>>;
 
@@ -94,48 +55,41 @@ fn json(status: StatusCode, v: &impl Serialize) -> Reply {
     r
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Reply {
+fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json(
         status,
-        &serde_json::json!({"code": code, "message": message.into()}),
+        &ErrorAnswer {
+            code,
+            message: message.into(),
+        },
     )
 }
 
 fn from_oci(e: OciError) -> Reply {
-    let (status, code) = match &e {
-        OciError::Reference { .. } => (StatusCode::BAD_REQUEST, "BadReference"),
-        OciError::NotFound { .. } => (StatusCode::NOT_FOUND, "ImageNotFound"),
-        OciError::Registry { .. } => (StatusCode::BAD_GATEWAY, "RegistryUnreachable"),
-        OciError::DigestMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "DigestMismatch"),
-        OciError::Manifest { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "BadImage"),
-        OciError::Layer { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "UnsafeLayer"),
-        OciError::Container { reason, .. }
-            if reason.contains("unknown container") || reason.contains("no such") =>
-        {
-            (StatusCode::NOT_FOUND, "ContainerNotFound")
-        }
-        OciError::Container { .. } => (StatusCode::CONFLICT, "ContainerConflict"),
-        OciError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "Io"),
+    let code = match &e {
+        OciError::Reference { .. } => ErrorCode::BadReference,
+        OciError::NotFound { .. } => ErrorCode::ImageNotFound,
+        OciError::Registry { .. } => ErrorCode::RegistryUnreachable,
+        OciError::DigestMismatch { .. } => ErrorCode::DigestMismatch,
+        OciError::Manifest { .. } => ErrorCode::BadImage,
+        OciError::Layer { .. } => ErrorCode::UnsafeLayer,
+        OciError::NoSuchContainer { .. } => ErrorCode::ContainerNotFound,
+        OciError::Container { .. } => ErrorCode::ContainerConflict,
+        OciError::Io { .. } => ErrorCode::Io,
     };
-    error(status, code, e.to_string())
+    error(code, e.to_string())
 }
 
 async fn body_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T, Reply> {
     let bytes = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!("cannot read the body: {e}"),
-            )
-        })?
+        .map_err(|e| error(ErrorCode::BadRequest, format!("cannot read the body: {e}")))?
         .to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| {
         error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
+            ErrorCode::BadRequest,
             format!("the body is not the expected JSON: {e}"),
         )
     })
@@ -147,11 +101,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Reply> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(from_oci),
-        Err(e) => Err(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal",
-            e.to_string(),
-        )),
+        Err(e) => Err(error(ErrorCode::Internal, e.to_string())),
     }
 }
 
@@ -180,8 +130,7 @@ async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
                     }
                     _ => {
                         return Err(error(
-                            StatusCode::BAD_REQUEST,
-                            "BadRequest",
+                            ErrorCode::BadRequest,
                             "give exactly one of image (a registry reference) and layout (a directory)",
                         ));
                     }
@@ -193,8 +142,7 @@ async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
                 let spec: ContainerSpec = body_json(req).await?;
                 let Some(image) = rt.store().lookup(&spec.image) else {
                     return Err(error(
-                        StatusCode::NOT_FOUND,
-                        "ImageNotFound",
+                        ErrorCode::ImageNotFound,
                         format!(
                             "image {} is not in this plugin's store: POST /v1/images first",
                             spec.image
@@ -210,10 +158,7 @@ async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
                     })
                     .await?
                 };
-                Ok(json(
-                    StatusCode::CREATED,
-                    &serde_json::json!({"id": id, "state": state}),
-                ))
+                Ok(json(StatusCode::CREATED, &StateAnswer { id, state }))
             }
             (Method::GET, ["v1", "containers"]) => {
                 let rt = rt.clone();
@@ -249,10 +194,7 @@ async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
                         let rt = rt.clone();
                         let i = id.clone();
                         let state = blocking(move || rt.start(&i)).await?;
-                        Ok(json(
-                            StatusCode::OK,
-                            &serde_json::json!({"id": id, "state": state}),
-                        ))
+                        Ok(json(StatusCode::OK, &StateAnswer { id, state }))
                     }
                     (Method::POST, ["stop"]) => {
                         let r: StopRequest = body_json(req).await?;
@@ -260,10 +202,7 @@ async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
                         let rt = rt.clone();
                         let i = id.clone();
                         let state = blocking(move || rt.stop(&i, grace)).await?;
-                        Ok(json(
-                            StatusCode::OK,
-                            &serde_json::json!({"id": id, "state": state}),
-                        ))
+                        Ok(json(StatusCode::OK, &StateAnswer { id, state }))
                     }
                     (Method::GET, ["logs"]) => {
                         let follow = query.split('&').any(|kv| kv == "follow=true" || kv == "follow=1");
@@ -302,18 +241,10 @@ async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
                         *r.status_mut() = StatusCode::NO_CONTENT;
                         Ok(r)
                     }
-                    _ => Err(error(
-                        StatusCode::NOT_FOUND,
-                        "NotFound",
-                        format!("no route for {path}"),
-                    )),
+                    _ => Err(error(ErrorCode::NotFound, format!("no route for {path}"))),
                 }
             }
-            _ => Err(error(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("no route for {path}"),
-            )),
+            _ => Err(error(ErrorCode::NotFound, format!("no route for {path}"))),
         }
     }
     .await;
