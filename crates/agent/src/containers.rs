@@ -303,7 +303,7 @@ impl Containers {
             if checked.elapsed() > Duration::from_millis(200) {
                 checked = Instant::now();
                 if self.exit_code_of(&rc.id).await.is_some() {
-                    return; // the supervisor sees it and restarts it
+                    return; // the pod's driver sees it (ContainerExited)
                 }
             }
             tokio::time::sleep(pause).await;

@@ -86,6 +86,8 @@ struct Driver {
     watcher: Option<Watcher>,
     /// When the back-off ends.
     restart_at: Option<tokio::time::Instant>,
+    /// Whether the registry still holds the other end of the event queue.
+    queue_open: bool,
 }
 
 /// Drives `pod` until it ended for good or is no longer this node's.
@@ -122,6 +124,7 @@ async fn drive(
         watcher: None,
         serving: None,
         restart_at: None,
+        queue_open: true,
         pod,
     };
     if let Some(running) = serving {
@@ -152,9 +155,13 @@ impl Driver {
         let work = &mut self.work;
         let watcher = &mut self.watcher;
         let restart_at = self.restart_at;
+        let queue_open = &mut self.queue_open;
         tokio::select! {
-            // A registry that dropped the queue forgot the pod.
-            e = queue.recv() => e.unwrap_or(Event::Delete),
+            e = queue.recv(), if *queue_open => e.unwrap_or_else(|| {
+                // The registry forgot the pod (and told it so, unless it was gone already).
+                *queue_open = false;
+                Event::Delete
+            }),
             (e, started) = async { work.as_mut().expect("checked").await }, if work.is_some() => {
                 *work = None;
                 self.started = started;
@@ -165,10 +172,12 @@ impl Driver {
                 self.restart_at = None;
                 Event::BackOffElapsed { at: now() }
             }
+            // Nothing left to wait for: only a stopped pod gets here (see `drive`).
+            else => Event::Delete,
         }
     }
 
-    /// Publishes `running` as the served pod and watches it.
+    /// Keeps `running` as the served pod and watches its probes and containers.
     fn watch(&mut self, running: Arc<RunningPod>) {
         self.watcher = Watcher::new(
             &self.pod,

@@ -6,21 +6,21 @@
 //! task (`driver.rs`) performs the actions and feeds the events back.
 //!
 //! ```text
-//!                 Release                      Hold (no contact past stopAfter)
-//!        Held ◄─────────────────────────────────────────────────────┐
-//!         │ Release                                                  │
-//!         ▼        Started                ReadinessChanged ─┐        │
-//!  ──► Starting ─────────────────────► Running{ready,since} ◄┘ ──────┘
-//!         │  ▲                             │  LivenessFailed / ContainerExited /
-//!         │  │ BackOffElapsed              │  CommandExited(failure)
-//!         │  │ (restarts+1)                ▼
-//!         │  └─────────────────────── BackOff{until,attempt}
-//!         │ StartFailed(retryable) ──────────┘
-//!         │
-//!         └─ StartFailed(not retryable), Never ──► Failed        (terminal)
-//!            exit 0 / Completed ─────────────────► Succeeded     (terminal)
-//!  any state ── Delete ──► Stopped                                (final)
+//!  start ──► Starting ──────── Started ────────► Running{ready, since} ◄──┐ ReadinessChanged
+//!              ▲  │                               │    │  └──────────────┘
+//!              │  │ StartFailed                   │    │ Hold (served pods)
+//!  BackOffElapsed │ (retryable, not Never)        │    ▼
+//!  (restarts + 1) ▼                               │   Held ── Release ──► Starting
+//!        BackOff{until, attempt} ◄────────────────┘
+//!                    LivenessFailed / ContainerExited / CommandExited ≠ 0, when restarted
+//!
+//!  StartFailed not retryable (or under Never), LivenessFailed under Never,
+//!  an exit that is not restarted ───────────────────────────► Failed     (terminal)
+//!  exit 0 (a command; a container under OnFailure / Never) ─► Succeeded  (terminal)
+//!  Delete, from any state that is not terminal ─────────────► Stopped
 //! ```
+//!
+//! A command skips `Starting`: it is `Running` while it runs (`Start` runs it to its exit).
 //!
 //! Two workloads share the machine and differ only in what starts and what ends them:
 //!
