@@ -12,13 +12,18 @@ use skiff_runtime_wasm::{RuntimeConfig, WasmRuntime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::artifacts::ArtifactCache;
 use crate::containers::Containers;
 use crate::dataplane::{self, DataPlane};
 use crate::disconnect::Disconnect;
+use crate::driver::Driving;
 use crate::error::AgentError;
 use crate::plugins::Plugin;
 use crate::pods::{LocalPod, PodTable};
+use crate::report::Reporter;
+use crate::start::Starter;
 use crate::store::LocalStore;
+use crate::sync::Syncer;
 
 /// How a worker joins and what it offers.
 #[derive(Debug, Clone)]
@@ -69,7 +74,7 @@ impl AgentConfig {
             labels: BTreeMap::new(),
             taints: Vec::new(),
             heartbeat: Duration::from_secs(2),
-            restart_backoff: crate::probes::DEFAULT_BACKOFF,
+            restart_backoff: crate::lifecycle::DEFAULT_BACKOFF,
             runtime_plugins: Vec::new(),
             container_ports: crate::containers::DEFAULT_PORTS,
         }
@@ -113,6 +118,8 @@ pub struct Agent {
     pub(crate) config: Arc<AgentConfig>,
     pub(crate) client: Client,
     pub(crate) pods: Arc<PodTable>,
+    /// Matches the pods to the assigned set.
+    syncer: Arc<Syncer>,
     address: String,
     data_plane_tls: Arc<skiff_peer::ServerConfig>,
     /// The node certificate both present, renewed while the agent runs.
@@ -200,16 +207,27 @@ impl Agent {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let containers = Arc::new(Containers::new(plugins, config.container_ports.clone()));
-        let pods = Arc::new(PodTable::new(
-            runtime,
+        let pods = Arc::new(PodTable::new(config.node_name.clone(), containers.clone()));
+        let artifacts = Arc::new(ArtifactCache::new(
+            artifacts.clone(),
+            // The runtime's compiled-code cache sits beside the artifacts (`<data dir>/compiled`).
+            artifacts.with_file_name("compiled"),
             client.clone(),
-            config.node_name.clone(),
-            artifacts,
-            store.clone(),
-            config.restart_backoff,
-            containers,
         ));
-        let (stored, serving) = pods.restore().await?;
+        let driving = Arc::new(Driving {
+            pods: pods.clone(),
+            starter: Arc::new(Starter::new(
+                runtime,
+                client.clone(),
+                config.node_name.clone(),
+                artifacts.clone(),
+                containers,
+            )),
+            reporter: Reporter::new(client.clone(), config.node_name.clone()),
+            backoff: config.restart_backoff,
+        });
+        let syncer = Arc::new(Syncer::new(driving, artifacts, store.clone()));
+        let (stored, serving) = syncer.restore().await?;
         if stored > 0 {
             tracing::info!(
                 node = %config.node_name,
@@ -227,6 +245,7 @@ impl Agent {
             client,
             plane,
             pods,
+            syncer,
             address: skiff_peer::https::https_url(&address),
             data_plane_tls,
             cert_slot,
@@ -280,7 +299,7 @@ impl Agent {
                 )
                 .collect(),
             last_heartbeat: Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
-            cached_artifacts: self.pods.cached_artifacts(),
+            cached_artifacts: self.syncer.cached_artifacts(),
             info,
         }
     }
@@ -359,7 +378,8 @@ impl Agent {
         let mut resync = tokio::time::interval(Duration::from_secs(2));
         // Whether the last heartbeat reached the control plane (`None` before the first one).
         let mut reachable: Option<bool> = None;
-        let mut disconnect = Disconnect::new(self.pods.clone(), std::time::Instant::now());
+        let mut disconnect =
+            Disconnect::new(self.pods.clone(), self.client.clone(), std::time::Instant::now());
         loop {
             tokio::select! {
                 _ = shutdown.changed() => {
@@ -391,12 +411,12 @@ impl Agent {
                 r = changes.changed() => {
                     if r.is_err() { break; }
                     if *changes.borrow() > 0 {
-                        self.pods.sync(informer.snapshot()).await;
+                        self.syncer.sync(informer.snapshot()).await;
                     }
                 }
                 _ = resync.tick() => {
                     if *changes.borrow() > 0 {
-                        self.pods.sync(informer.snapshot()).await;
+                        self.syncer.sync(informer.snapshot()).await;
                     }
                 }
             }
@@ -404,7 +424,7 @@ impl Agent {
         drop(informer);
         let _ = server.await;
         let _ = self.plugins_stop.send(true);
-        self.pods.close_store();
+        self.syncer.close_store();
     }
 }
 

@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 use skiff_api::{ImageRef, WasmSpec, is_sha256_digest};
 use skiff_client::Client;
 
+use crate::failure::{FailureKind, StartFailure};
+
 /// Largest component downloaded from a URL or a registry.
 pub(crate) const MAX_ARTIFACT_BYTES: usize = 64 << 20;
 /// Largest image manifest read from a registry.
@@ -29,19 +31,17 @@ const WASM_LAYER_TYPES: [&str; 2] = ["application/wasm", "application/vnd.wasm.c
 const MANIFEST_ACCEPT: &str =
     "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
-/// Why an artifact could not be provided: `reason` becomes the pod's `status.reason`.
-#[derive(Debug)]
-pub(crate) struct ArtifactError {
-    pub(crate) reason: &'static str,
-    pub(crate) message: String,
-}
+/// Why an artifact could not be provided: a start failure of one of the artifact kinds
+/// (`InvalidSpec`, `ArtifactNotFound`, `ArtifactDigestMismatch`, `ArtifactTooLarge`,
+/// `InvalidImage`), which becomes the pod's `status.reason`.
+pub(crate) type ArtifactError = StartFailure;
 
-fn err(reason: &'static str, message: String) -> ArtifactError {
-    ArtifactError { reason, message }
+fn err(kind: FailureKind, message: String) -> ArtifactError {
+    StartFailure::new(kind, message)
 }
 
 fn not_found(message: String) -> ArtifactError {
-    err("ArtifactNotFound", message)
+    err(FailureKind::ArtifactNotFound, message)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -97,7 +97,7 @@ impl ArtifactCache {
         let pinned = match &wasm.digest {
             Some(d) => Some(hex_of(d).ok_or_else(|| {
                 err(
-                    "InvalidSpec",
+                    FailureKind::InvalidSpec,
                     format!("wasm.digest {d:?} is not sha256:<64 lowercase hex digits>"),
                 )
             })?),
@@ -111,7 +111,7 @@ impl ArtifactCache {
         if let Some(url) = &wasm.url {
             let Some(hex) = pinned else {
                 return Err(err(
-                    "InvalidSpec",
+                    FailureKind::InvalidSpec,
                     format!("wasm.url {url:?} has no pinned digest: add wasm.digest"),
                 ));
             };
@@ -132,7 +132,7 @@ impl ArtifactCache {
                 .await;
         }
         Err(err(
-            "InvalidSpec",
+            FailureKind::InvalidSpec,
             "wasm.path must be uploaded by `skiff apply`; the node needs wasm.digest, wasm.url with \
              wasm.digest, or wasm.image"
                 .into(),
@@ -196,7 +196,7 @@ impl ArtifactCache {
         }
         let too_large = |size: u64| {
             err(
-                "ArtifactTooLarge",
+                FailureKind::ArtifactTooLarge,
                 format!("{url} is {size} bytes or more, above the limit of {limit}"),
             )
         };
@@ -223,11 +223,11 @@ impl ArtifactCache {
     /// digest and/or `pinned` (the layer's digest).
     async fn pull(&self, image: &str, pinned: Option<&str>) -> Result<Vec<u8>, ArtifactError> {
         let r = ImageRef::parse(image)
-            .map_err(|why| err("InvalidSpec", format!("wasm.image {image:?} {why}")))?;
+            .map_err(|why| err(FailureKind::InvalidSpec, format!("wasm.image {image:?} {why}")))?;
         let manifest_hex = r.digest.as_deref().and_then(hex_of);
         if pinned.is_none() && manifest_hex.is_none() {
             return Err(err(
-                "InvalidSpec",
+                FailureKind::InvalidSpec,
                 format!("wasm.image {image:?} is not pinned: add @sha256:... or wasm.digest"),
             ));
         }
@@ -250,10 +250,11 @@ impl ArtifactCache {
                 return Err(mismatch(m, &actual, &manifest_url));
             }
         }
-        let layer = wasm_layer(&manifest).map_err(|why| err("InvalidImage", format!("{image}: {why}")))?;
+        let layer =
+            wasm_layer(&manifest).map_err(|why| err(FailureKind::InvalidImage, format!("{image}: {why}")))?;
         let layer_hex = hex_of(&layer.digest).ok_or_else(|| {
             err(
-                "InvalidImage",
+                FailureKind::InvalidImage,
                 format!("{image}: layer digest {:?} is not a sha256 digest", layer.digest),
             )
         })?;
@@ -264,7 +265,7 @@ impl ArtifactCache {
         }
         if layer.size > self.max_bytes as u64 {
             return Err(err(
-                "ArtifactTooLarge",
+                FailureKind::ArtifactTooLarge,
                 format!(
                     "{image}: the wasm layer is {} bytes, above the limit of {}",
                     layer.size, self.max_bytes
@@ -331,7 +332,7 @@ async fn remove(path: &Path) {
 
 fn mismatch(expected: &str, actual: &str, from: &str) -> ArtifactError {
     err(
-        "ArtifactDigestMismatch",
+        FailureKind::ArtifactDigestMismatch,
         format!(
             "bytes from {from} have digest sha256:{actual}, not the pinned sha256:{expected}: \
              the artifact changed or the pin is wrong; nothing was cached"
@@ -422,7 +423,7 @@ mod tests {
         let url = serve(WASM).await;
         let wrong = format!("sha256:{}", "0".repeat(64));
         let e = cache.get(&spec(&url, wrong)).await.unwrap_err();
-        assert_eq!(e.reason, "ArtifactDigestMismatch");
+        assert_eq!(e.reason(), "ArtifactDigestMismatch");
         assert!(
             e.message.contains(&url) && e.message.contains(&sha256_hex(WASM)),
             "{}",

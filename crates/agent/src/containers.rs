@@ -20,8 +20,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use skiff_api::{Component, OciSpec, Pod};
 use skiff_runtime_wasm::{BodyError, ResponseBody};
 
+use crate::failure::{FailureKind, StartFailure};
 use crate::plugins::{ContainerSpec, ContainerState, Plugin, PluginError};
-use crate::pods::{StartError, lock};
+use crate::util::{key, lock, text};
 
 /// Default range container ports are allocated from.
 pub(crate) const DEFAULT_PORTS: RangeInclusive<u16> = 30000..=32767;
@@ -74,20 +75,18 @@ pub(crate) fn container_id(uid: &str, component: &str) -> String {
     format!("skiff-{}", &h[..40])
 }
 
-fn start_error(c: &Component, what: &str, e: PluginError) -> StartError {
+/// The start failure a runtime plugin's error means (by the plugin's error code).
+fn start_error(c: &Component, what: &str, e: PluginError) -> StartFailure {
     // Failures a retry cannot change fail the pod; the others are retried with back-off.
-    let reason = match e.code.as_str() {
-        "ImageNotFound" => "ImageNotFound",
-        "DigestMismatch" => "ImageDigestMismatch",
-        "BadImage" | "BadReference" | "UnsafeLayer" => "InvalidImage",
-        "RegistryUnreachable" => "ImagePullBackOff",
-        "PluginUnavailable" => "RuntimePluginUnavailable",
-        _ => "ContainerError",
+    let kind = match e.code.as_str() {
+        "ImageNotFound" => FailureKind::ImageNotFound,
+        "DigestMismatch" => FailureKind::ImageDigestMismatch,
+        "BadImage" | "BadReference" | "UnsafeLayer" => FailureKind::InvalidImage,
+        "RegistryUnreachable" => FailureKind::ImagePullBackOff,
+        "PluginUnavailable" => FailureKind::RuntimePluginUnavailable,
+        _ => FailureKind::ContainerError,
     };
-    StartError {
-        reason,
-        message: format!("component {}: {what}: {}", c.name, e.message),
-    }
+    StartFailure::new(kind, format!("component {}: {what}: {}", c.name, e.message))
 }
 
 impl Containers {
@@ -147,10 +146,10 @@ impl Containers {
         oci: &OciSpec,
         env: Vec<(String, String)>,
         serving: bool,
-    ) -> Result<RunningContainer, StartError> {
+    ) -> Result<RunningContainer, StartFailure> {
         let Some(plugin) = self.plugins.get("oci") else {
-            return Err(StartError {
-                reason: "RuntimeUnavailable",
+            return Err(StartFailure {
+                kind: FailureKind::RuntimeUnavailable,
                 message: format!(
                     "component {}: this node runs no oci runtime plugin (start the agent with --runtime-plugin oci=/path/to/skiff-oci)",
                     c.name
@@ -170,7 +169,7 @@ impl Containers {
             {
                 let port = info.spec.port.unwrap_or_default();
                 lock(&self.taken).insert(port);
-                tracing::info!(pod = %crate::pods::key(pod), container = %id, port, "container from before the agent restarted taken over");
+                tracing::info!(pod = %key(pod), container = %id, port, "container from before the agent restarted taken over");
                 return Ok(RunningContainer {
                     plugin: plugin.clone(),
                     id,
@@ -189,8 +188,8 @@ impl Containers {
         }
         self.pull(plugin, c, &oci.image, false).await?;
         let Some(port) = self.allocate() else {
-            return Err(StartError {
-                reason: "NoPortAvailable",
+            return Err(StartFailure {
+                kind: FailureKind::NoPortAvailable,
                 message: format!(
                     "component {}: no free port left in {}-{} for the container",
                     c.name,
@@ -237,8 +236,8 @@ impl Containers {
             {
                 ContainerState::Exited { code, .. } => {
                     let out = plugin.logs(&id).await.unwrap_or_default();
-                    Err(StartError {
-                        reason: "ContainerExited",
+                    Err(StartFailure {
+                        kind: FailureKind::ContainerExited,
                         message: format!(
                             "component {}: the container exited with code {code} as it started; its output ends with: {}",
                             c.name,
@@ -259,7 +258,7 @@ impl Containers {
             self.wait_listening(pod, &running).await;
         }
         tracing::debug!(
-            pod = %crate::pods::key(pod),
+            pod = %key(pod),
             container = %id,
             prepare_ms = prepared.as_secs_f64() * 1e3,
             start_ms = (created - prepared).as_secs_f64() * 1e3,
@@ -271,7 +270,13 @@ impl Containers {
 
     /// Pulls `image` through the plugin, unless this agent pulled it already and it is pinned by
     /// digest or has a tag other than `latest` (Kubernetes' `IfNotPresent`); `again` forces it.
-    async fn pull(&self, plugin: &Plugin, c: &Component, image: &str, again: bool) -> Result<(), StartError> {
+    async fn pull(
+        &self,
+        plugin: &Plugin,
+        c: &Component,
+        image: &str,
+        again: bool,
+    ) -> Result<(), StartFailure> {
         let tag = image.rsplit_once('/').map_or(image, |(_, last)| last);
         let mutable = !image.contains('@') && (!tag.contains(':') || tag.ends_with(":latest"));
         if !again && !mutable && lock(&self.pulled).contains(image) {
@@ -300,13 +305,13 @@ impl Containers {
             if checked.elapsed() > Duration::from_millis(200) {
                 checked = Instant::now();
                 if self.exit_code_of(&rc.id).await.is_some() {
-                    return; // the supervisor sees it and restarts it
+                    return; // the pod's driver sees it (ContainerExited)
                 }
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(2));
         }
-        tracing::warn!(pod = %crate::pods::key(pod), container = %rc.id, port = rc.port, "the container does not listen on its PORT yet; reporting the pod running (add a readinessProbe to wait for it)");
+        tracing::warn!(pod = %key(pod), container = %rc.id, port = rc.port, "the container does not listen on its PORT yet; reporting the pod running (add a readinessProbe to wait for it)");
     }
 
     /// Container `id`'s exit code once it ended; `None` while it runs or the plugin cannot say.
@@ -399,7 +404,7 @@ impl Containers {
         let uri = match format!("http://127.0.0.1:{port}{path}").parse() {
             Ok(u) => u,
             Err(e) => {
-                return crate::dataplane::text(StatusCode::BAD_REQUEST, format!("bad request path: {e}\n"));
+                return text(StatusCode::BAD_REQUEST, format!("bad request path: {e}\n"));
             }
         };
         parts.uri = uri;
@@ -411,7 +416,7 @@ impl Containers {
                 b.map_err(|e| BodyError::new(format!("the container's response failed: {e}")))
                     .boxed_unsync()
             }),
-            Err(e) => crate::dataplane::text(
+            Err(e) => text(
                 StatusCode::BAD_GATEWAY,
                 format!("the container on port {port} did not answer: {e}\n"),
             ),

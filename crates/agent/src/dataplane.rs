@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use skiff_api::{NO_POD_HEADER, OVERLOADED_HEADER, POD_NAME_HEADER};
@@ -17,6 +16,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::pods::PodTable;
+use crate::util::text;
 
 /// How long a TLS handshake on the data plane may take.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -63,21 +63,6 @@ impl std::fmt::Debug for DataPlane {
     }
 }
 
-/// A plain-text response with the data plane's body type.
-pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
-    let mut r = Response::new(
-        Full::new(body.into())
-            .map_err(|e: Infallible| match e {})
-            .boxed_unsync(),
-    );
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
 impl DataPlane {
     pub(crate) fn new(pods: Arc<PodTable>, revocations: Option<Arc<skiff_client::Informer>>) -> Self {
         DataPlane {
@@ -111,7 +96,7 @@ impl DataPlane {
             return t.clone();
         }
         if m.len() >= 64 && m.len().is_power_of_two() {
-            let running = self.pods.running_uids();
+            let running = self.pods.serving_uids();
             m.retain(|u, _| running.contains(u));
         }
         m.entry(uid.to_owned()).or_default().clone()
@@ -247,13 +232,7 @@ impl DataPlane {
                 "expected /skiff/pods/{namespace}/{name}/log or .../stats\n",
             );
         };
-        let command_logs = self
-            .pods
-            .command_logs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned();
+        let command_logs = self.pods.command_logs(key);
         let pod = self.pods.get(key);
         match pod.as_ref().map(|p| p.logs.clone()).or(command_logs) {
             Some(logs) => {

@@ -20,7 +20,7 @@ use skiff_runtime_wasm::{
     CallFailure, Event, FunctionError, FunctionOptions, LoadedComponent, ResponseBody, WasmRuntime,
 };
 
-use crate::dataplane::text;
+use crate::util::text;
 
 /// Largest event body a function takes.
 pub(crate) const MAX_EVENT_BYTES: usize = 6 << 20;

@@ -21,10 +21,45 @@
 //!   pods are started (artifact fetched, verified against its pinned digest and cached on disk,
 //!   component compiled once and cached by the runtime) and stopped to match, keyed by pod uid so a re-created pod with the same
 //!   name is a new pod. Status goes back as `Pending` → `Running` (ready) or `Failed` with a reason.
+//! - **Pod lifecycle** — each pod has one driver task that owns its state machine (below); the
+//!   pod registry only holds the drivers' handles and the pods being served.
 //! - [`LocalPod`] — what [`Agent::pods`] reports: a pod being served, its uid, and when this agent
 //!   process started it (unchanged for as long as the pod is not restarted).
 //! - [`DataPlane`] — serves a request for a pod named in the `x-skiff-pod` header. The gateway calls
 //!   it over HTTP, or directly when it runs in the same process.
+//!
+//! ## Pod lifecycle
+//! A pod's life on the node is one explicit state machine: a pure `step(machine, event) ->
+//! (machine, actions)` (module `lifecycle`, no I/O, times passed in the events), driven by one
+//! task per pod (module `driver`) that performs the actions and turns what happens into events.
+//!
+//! ```text
+//!            Start                      Started                 Hold
+//!  (sync) ──────────► Starting ─────────────────► Running ──────────────► Held
+//!                       │   ▲                    {ready,since} ◄───────────┘ Release
+//!        StartFailed    │   │ BackOffElapsed        │ LivenessFailed, ContainerExited,
+//!        (retryable)    ▼   │ (restarts + 1)        │ CommandExited (failure)
+//!                     BackOff{until,attempt} ◄──────┘   under Always / OnFailure
+//!
+//!  not retryable, or restartPolicy Never ──► Failed      exit 0 (Completed) ──► Succeeded
+//!  any state ── Delete (no longer assigned here) ──► Stopped
+//! ```
+//!
+//! - **Events**: `Started`, `StartFailed(StartFailure)`, `ReadinessChanged`, `LivenessFailed`,
+//!   `ContainerExited{code}`, `CommandExited{code}`, `BackOffElapsed`, `Delete`, `Hold` (no
+//!   contact past `stopAfter`), `Release`.
+//! - **Actions**: `Start`, `Serve` (publish to the data plane), `SetReady`, `Stop` (unpublish and
+//!   remove containers, or abandon a command), `Report(status)`, `ScheduleRestart(after)`.
+//! - **Restarts** wait `base · 2^n` (the agent's restart back-off, 10 s by default) up to 5 min,
+//!   `n` going back to 0 after 10 min of running, while the pod reports `CrashLoopBackOff` with
+//!   the next restart time; `status.restartCount` counts them.
+//! - **Start failures** are typed (a kind per `status.reason`: `InvalidSpec`, `ConfigError`,
+//!   `ArtifactDigestMismatch`, `CompileError`, `InstantiateError`, `ImagePullBackOff`, …); the
+//!   kind says whether a retry may help, and those that cannot fail the pod at once.
+//! - Wasm HTTP, function and container pods serve until stopped (probes and container exits end
+//!   them); `world: command` pods run once to their exit. Both go through the same machine.
+//! - The driver waits on its event queue, its start or run in progress, its probes and its
+//!   back-off timer at once: deleting or holding a pod tells its driver, which stops it.
 //!
 //! ## Artifacts
 //! A component comes from the cluster's artifact store (`wasm.digest`), from a URL pinned by
@@ -85,18 +120,24 @@
 
 mod agent;
 mod artifacts;
-mod command;
 mod containers;
 mod dataplane;
 mod disconnect;
+mod driver;
 mod error;
+mod failure;
 mod function;
 mod keyvalue;
 mod labels;
+mod lifecycle;
 mod plugins;
 mod pods;
 mod probes;
+mod report;
+mod start;
 mod store;
+mod sync;
+mod util;
 
 pub use agent::{Agent, AgentConfig};
 pub use dataplane::DataPlane;
