@@ -78,12 +78,13 @@ pub(crate) fn container_id(uid: &str, component: &str) -> String {
 /// The start failure a runtime plugin's error means (by the plugin's error code).
 fn start_error(c: &Component, what: &str, e: PluginError) -> StartFailure {
     // Failures a retry cannot change fail the pod; the others are retried with back-off.
-    let kind = match e.code.as_str() {
-        "ImageNotFound" => FailureKind::ImageNotFound,
-        "DigestMismatch" => FailureKind::ImageDigestMismatch,
-        "BadImage" | "BadReference" | "UnsafeLayer" => FailureKind::InvalidImage,
-        "RegistryUnreachable" => FailureKind::ImagePullBackOff,
-        "PluginUnavailable" => FailureKind::RuntimePluginUnavailable,
+    use skiff_plugin_protocol::ErrorCode as E;
+    let kind = match e.code {
+        E::ImageNotFound => FailureKind::ImageNotFound,
+        E::DigestMismatch => FailureKind::ImageDigestMismatch,
+        E::BadImage | E::BadReference | E::UnsafeLayer => FailureKind::InvalidImage,
+        E::RegistryUnreachable => FailureKind::ImagePullBackOff,
+        E::PluginUnavailable => FailureKind::RuntimePluginUnavailable,
         _ => FailureKind::ContainerError,
     };
     StartFailure::new(kind, format!("component {}: {what}: {}", c.name, e.message))
