@@ -54,6 +54,7 @@ mod command;
 mod error;
 mod keyvalue;
 mod machine;
+mod objects;
 mod reader;
 mod tables;
 mod topics;

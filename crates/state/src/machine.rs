@@ -1,15 +1,14 @@
 //! Deterministic application of commands to the tables.
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use redb::{Database, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use skiff_api::{EventType, Kind, Object, WatchEvent};
+use skiff_api::{EventType, Object, WatchEvent};
 use tokio::sync::broadcast;
 
 use crate::command::{Command, Op};
 use crate::error::StateError;
-use crate::reader::{decode, object_key};
+use crate::objects::{Change, ObjectStage};
 use crate::tables::{COMPACTED, EVENT_RETENTION, EVENTS, META, OBJECTS, REVISION};
 use crate::topics::{Topics, TopicsExport, export_topics, restore_topics};
 
@@ -142,266 +141,70 @@ impl Machine {
         }
     }
 
+    /// Applies one command: every op is checked and staged first (a failing op writes
+    /// nothing), then the object changes, their consequences, the topic and key-value ops and the
+    /// watch history are written.
     fn apply_command(&mut self, txn: &WriteTransaction, cmd: &Command) -> Result<Applied, StateError> {
         let topics = Topics::new(txn, &cmd.now);
-        // Topic ops are checked before anything is written (a failing command writes nothing);
-        // within one command, publishes to one topic are checked against the stored backlog.
-        for op in &cmd.ops {
-            if let Op::Publish {
-                namespace,
-                topic,
-                event,
-                key,
-            } = op
-            {
-                topics.check_publish(namespace, topic, event, key.as_deref())?;
-            }
-        }
         let kv = crate::keyvalue::KvStage::new(txn, &cmd.ops)?;
         let mut objects = txn.open_table(OBJECTS).map_err(StateError::storage)?;
-        let mut meta = txn.open_table(META).map_err(StateError::storage)?;
-        let base_rev = meta
-            .get(REVISION)
-            .map_err(StateError::storage)?
-            .map(|g| g.value())
-            .unwrap_or(0);
-
-        // Stage every change in an overlay first, so a failing op leaves the tables untouched.
-        let mut overlay: BTreeMap<String, Option<Object>> = BTreeMap::new();
-        let mut staged: Vec<(EventType, Object)> = Vec::new();
-        let mut outputs = Vec::new();
-        let mut rev = base_rev;
-        let read =
-            |overlay: &BTreeMap<String, Option<Object>>, key: &str| -> Result<Option<Object>, StateError> {
-                if let Some(v) = overlay.get(key) {
-                    return Ok(v.clone());
-                }
-                match objects.get(key).map_err(StateError::storage)? {
-                    Some(v) => decode(v.value()).map(Some),
-                    None => Ok(None),
-                }
-            };
-
-        for op in &cmd.ops {
-            match op {
-                Op::Create { object, uid } | Op::Apply { object, uid } => {
-                    let key = key_of(object);
-                    let existing = read(&overlay, &key)?;
-                    match (existing, matches!(op, Op::Apply { .. })) {
-                        (Some(_), false) => {
-                            return Err(StateError::AlreadyExists {
-                                kind: object.kind().to_string(),
-                                namespace: object.namespace().map(str::to_owned),
-                                name: object.meta().name.clone(),
-                            });
-                        }
-                        (Some(old), true) => {
-                            if let Some(new) = replace(&old, object, rev + 1)? {
-                                rev += 1;
-                                overlay.insert(key, Some(new.clone()));
-                                staged.push((EventType::Modified, new.clone()));
-                                outputs.push(new);
-                            } else {
-                                outputs.push(old);
-                            }
-                        }
-                        (None, _) => {
-                            if let Some(ns) = object.namespace() {
-                                let ns_key = object_key(Kind::Namespace, None, ns);
-                                if read(&overlay, &ns_key)?.is_none() {
-                                    return Err(StateError::NamespaceNotFound {
-                                        namespace: ns.to_owned(),
-                                    });
-                                }
-                            }
-                            rev += 1;
-                            let mut new = object.clone();
-                            let m = new.meta_mut();
-                            if object.kind().namespaced() {
-                                m.namespace = Some(object.meta().namespace_or_default().to_owned());
-                            }
-                            m.uid = Some(uid.clone());
-                            m.resource_version = Some(rev);
-                            m.generation = Some(1);
-                            m.creation_timestamp = Some(cmd.now.clone());
-                            overlay.insert(key, Some(new.clone()));
-                            staged.push((EventType::Added, new.clone()));
-                            outputs.push(new);
-                        }
-                    }
-                }
-                Op::Replace { object } | Op::UpdateStatus { object } => {
-                    let key = key_of(object);
-                    let Some(old) = read(&overlay, &key)? else {
-                        return Err(not_found(object.kind(), object.namespace(), &object.meta().name));
-                    };
-                    let new = if matches!(op, Op::Replace { .. }) {
-                        replace(&old, object, rev + 1)?
-                    } else {
-                        update_status(&old, object, rev + 1)?
-                    };
-                    match new {
-                        Some(new) => {
-                            rev += 1;
-                            overlay.insert(key, Some(new.clone()));
-                            staged.push((EventType::Modified, new.clone()));
-                            outputs.push(new);
-                        }
-                        None => outputs.push(old),
-                    }
-                }
-                Op::Delete {
-                    kind,
-                    namespace,
-                    name,
-                    uid,
-                    resource_version,
-                } => {
-                    let key = object_key(*kind, namespace.as_deref(), name);
-                    let Some(old) = read(&overlay, &key)? else {
-                        return Err(not_found(*kind, namespace.as_deref(), name));
-                    };
-                    if let Some(u) = uid
-                        && old.meta().uid.as_ref() != Some(u)
-                    {
-                        return Err(StateError::Conflict {
-                            kind: kind.to_string(),
-                            name: name.clone(),
-                            current: old.meta().resource_version.unwrap_or(0),
-                            given: resource_version.unwrap_or(0),
-                        });
-                    }
-                    check_rv(&old, *resource_version)?;
-                    let mut victims = vec![(key, old.clone())];
-                    if *kind == Kind::Namespace {
-                        // Everything in the namespace goes with it, in key order (deterministic).
-                        for k in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
-                            let prefix = format!("{}/{}/", k.as_str(), name);
-                            let end = format!("{prefix}\u{10FFFF}");
-                            let mut keys: BTreeMap<String, Object> = BTreeMap::new();
-                            for item in objects
-                                .range(prefix.as_str()..end.as_str())
-                                .map_err(StateError::storage)?
-                            {
-                                let (k, v) = item.map_err(StateError::storage)?;
-                                keys.insert(k.value().to_owned(), decode(v.value())?);
-                            }
-                            for (k, v) in overlay.range(prefix.clone()..end.clone()) {
-                                match v {
-                                    Some(o) => keys.insert(k.clone(), o.clone()),
-                                    None => keys.remove(k),
-                                };
-                            }
-                            victims.extend(keys);
-                        }
-                        // The namespace itself is reported last.
-                        victims.rotate_left(1);
-                    }
-                    for (k, mut o) in victims {
-                        rev += 1;
-                        o.meta_mut().resource_version = Some(rev);
-                        overlay.insert(k, None);
-                        staged.push((EventType::Deleted, o));
-                    }
-                    let mut last = staged.last().map(|(_, o)| o.clone()).unwrap_or(old);
-                    last.meta_mut().resource_version = Some(rev);
-                    outputs.push(last);
-                }
-                Op::Publish { namespace, .. }
-                | Op::KvSet { namespace, .. }
-                | Op::KvDelete { namespace, .. }
-                | Op::KvIncrement { namespace, .. } => {
-                    let ns_key = object_key(Kind::Namespace, None, namespace);
-                    if read(&overlay, &ns_key)?.is_none() {
-                        return Err(StateError::NamespaceNotFound {
-                            namespace: namespace.clone(),
-                        });
-                    }
-                }
-                Op::Ack { .. } => {}
+        let base_rev = current_revision(txn)?;
+        let staged = {
+            let mut stage = ObjectStage::new(&objects, base_rev, &cmd.now);
+            for op in &cmd.ops {
+                stage_op(&mut stage, &topics, op)?;
             }
-        }
-
-        // Every op applied: write the overlay, the events and the revision.
-        for (key, value) in &overlay {
-            match value {
-                Some(o) => {
-                    let bytes = serde_json::to_vec(o).map_err(StateError::storage)?;
-                    objects
-                        .insert(key.as_str(), bytes.as_slice())
-                        .map_err(StateError::storage)?;
-                }
-                None => {
-                    objects.remove(key.as_str()).map_err(StateError::storage)?;
-                }
-            }
-        }
-        // Functions written or deleted: their subscriptions follow.
-        for (event_type, object) in &staged {
-            if let Object::Function(f) = object {
-                let ns = f.metadata.namespace_or_default();
-                let current = (*event_type != EventType::Deleted).then_some(f);
-                topics.sync_function(ns, &f.metadata.name, current)?;
-            }
-        }
+            stage.finish()
+        };
+        staged.write(&mut objects)?;
+        follow_functions(&topics, &staged.changes)?;
         let incremented = kv.write(txn)?;
-        // A deleted namespace takes its key-value stores along.
-        for (event_type, object) in &staged {
-            if let (EventType::Deleted, Object::Namespace(n)) = (event_type, object) {
-                crate::keyvalue::drop_namespace(txn, &n.metadata.name)?;
-            }
-        }
-        let mut published = Vec::new();
-        for op in &cmd.ops {
-            match op {
-                Op::Publish {
-                    namespace,
-                    topic,
-                    event,
-                    key,
-                } => published.push(topics.publish(namespace, topic, event, key.as_deref())?),
-                Op::Ack {
-                    namespace,
-                    topic,
-                    function,
-                    cursor,
-                    outcomes,
-                } => topics.ack(namespace, topic, function, *cursor, outcomes)?,
-                _ => {}
-            }
-        }
-        if !published.is_empty() {
-            topics.expire_keys()?;
-        }
+        drop_namespace_stores(txn, &staged.changes)?;
+        let published = topic_ops(&topics, &cmd.ops)?;
+        self.record_history(txn, base_rev, staged.rev, staged.changes)?;
+        Ok(Applied {
+            objects: staged.outputs,
+            published,
+            incremented,
+        })
+    }
+
+    /// Appends `changes` to the watch history (revisions after `base_rev`), moves the revision to
+    /// `rev` and compacts the history past [`EVENT_RETENTION`].
+    fn record_history(
+        &mut self,
+        txn: &WriteTransaction,
+        base_rev: u64,
+        rev: u64,
+        changes: Vec<Change>,
+    ) -> Result<(), StateError> {
         let mut events = txn.open_table(EVENTS).map_err(StateError::storage)?;
+        let mut meta = txn.open_table(META).map_err(StateError::storage)?;
         let mut r = base_rev;
-        for (event_type, object) in staged {
+        for (event_type, object) in changes {
             r += 1;
             let event = WatchEvent { event_type, object };
             let bytes = serde_json::to_vec(&event).map_err(StateError::storage)?;
             events.insert(r, bytes.as_slice()).map_err(StateError::storage)?;
             self.pending.push(Arc::new(StoredEvent { revision: r, event }));
         }
-        if rev != base_rev {
-            meta.insert(REVISION, rev).map_err(StateError::storage)?;
-            if rev > EVENT_RETENTION {
-                let keep_from = rev - EVENT_RETENTION;
-                let old_compacted = meta
-                    .get(COMPACTED)
-                    .map_err(StateError::storage)?
-                    .map(|g| g.value())
-                    .unwrap_or(0);
-                for gone in old_compacted + 1..=keep_from {
-                    events.remove(gone).map_err(StateError::storage)?;
-                }
-                meta.insert(COMPACTED, keep_from).map_err(StateError::storage)?;
-            }
+        if rev == base_rev {
+            return Ok(());
         }
-        Ok(Applied {
-            objects: outputs,
-            published,
-            incremented,
-        })
+        meta.insert(REVISION, rev).map_err(StateError::storage)?;
+        if rev > EVENT_RETENTION {
+            let keep_from = rev - EVENT_RETENTION;
+            let old_compacted = meta
+                .get(COMPACTED)
+                .map_err(StateError::storage)?
+                .map(|g| g.value())
+                .unwrap_or(0);
+            for gone in old_compacted + 1..=keep_from {
+                events.remove(gone).map_err(StateError::storage)?;
+            }
+            meta.insert(COMPACTED, keep_from).map_err(StateError::storage)?;
+        }
+        Ok(())
     }
 
     /// Serializes the tables for a Raft snapshot.
@@ -476,82 +279,101 @@ pub fn export(txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
     serde_json::to_vec(&snap).map_err(|e| s(&e))
 }
 
-fn key_of(o: &Object) -> String {
-    object_key(o.kind(), o.namespace(), &o.meta().name)
+/// The state's revision before a command.
+fn current_revision(txn: &WriteTransaction) -> Result<u64, StateError> {
+    let meta = txn.open_table(META).map_err(StateError::storage)?;
+    Ok(meta
+        .get(REVISION)
+        .map_err(StateError::storage)?
+        .map(|g| g.value())
+        .unwrap_or(0))
 }
 
-fn not_found(kind: Kind, namespace: Option<&str>, name: &str) -> StateError {
-    StateError::NotFound {
-        kind: kind.to_string(),
-        namespace: kind
-            .namespaced()
-            .then(|| namespace.unwrap_or("default").to_owned()),
-        name: name.to_owned(),
+/// Checks and stages one op: the dispatch per operation kind.
+fn stage_op<T>(stage: &mut ObjectStage<'_, T>, topics: &Topics<'_>, op: &Op) -> Result<(), StateError>
+where
+    T: redb::ReadableTable<&'static str, &'static [u8]>,
+{
+    match op {
+        Op::Create { object, uid } => stage.put(object, uid, false),
+        Op::Apply { object, uid } => stage.put(object, uid, true),
+        Op::Replace { object } => stage.update(object, false),
+        Op::UpdateStatus { object } => stage.update(object, true),
+        Op::Delete {
+            kind,
+            namespace,
+            name,
+            uid,
+            resource_version,
+        } => stage.delete(
+            *kind,
+            namespace.as_deref(),
+            name,
+            uid.as_deref(),
+            *resource_version,
+        ),
+        Op::Publish {
+            namespace,
+            topic,
+            event,
+            key,
+        } => {
+            // Checked against the stored backlog and the publishes staged before it.
+            topics.check_publish(namespace, topic, event, key.as_deref())?;
+            stage.require_namespace(namespace)
+        }
+        Op::KvSet { namespace, .. } | Op::KvDelete { namespace, .. } | Op::KvIncrement { namespace, .. } => {
+            stage.require_namespace(namespace)
+        }
+        Op::Ack { .. } => Ok(()),
     }
 }
 
-fn check_rv(old: &Object, given: Option<u64>) -> Result<(), StateError> {
-    let current = old.meta().resource_version.unwrap_or(0);
-    match given {
-        Some(g) if g != current => Err(StateError::Conflict {
-            kind: old.kind().to_string(),
-            name: old.meta().name.clone(),
-            current,
-            given: g,
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// The stored object after replacing `old`'s spec, labels and annotations by `new`'s, or `None` when
-/// nothing changes.
-fn replace(old: &Object, new: &Object, rev: u64) -> Result<Option<Object>, StateError> {
-    check_rv(old, new.meta().resource_version)?;
-    let mut next = new.clone();
-    next.keep_status_from(old);
-    let (om, nm) = (old.meta(), next.meta_mut());
-    nm.namespace = om.namespace.clone();
-    nm.uid = om.uid.clone();
-    nm.creation_timestamp = om.creation_timestamp.clone();
-    nm.resource_version = om.resource_version;
-    nm.generation = om.generation;
-    if nm.owner_references.is_empty() {
-        nm.owner_references = om.owner_references.clone();
-    }
-    if next == *old {
-        return Ok(None);
-    }
-    if next.spec_json() != old.spec_json() {
-        let m = next.meta_mut();
-        m.generation = Some(m.generation.unwrap_or(0) + 1);
-    }
-    next.meta_mut().resource_version = Some(rev);
-    Ok(Some(next))
-}
-
-/// The stored object after taking `new`'s status into `old`, or `None` when nothing changes.
-fn update_status(old: &Object, new: &Object, rev: u64) -> Result<Option<Object>, StateError> {
-    check_rv(old, new.meta().resource_version)?;
-    let mut next = old.clone();
-    match (&mut next, new) {
-        (Object::Pod(n), Object::Pod(s)) => n.status = s.status.clone(),
-        (Object::Deployment(n), Object::Deployment(s)) => n.status = s.status.clone(),
-        (Object::ReplicaSet(n), Object::ReplicaSet(s)) => n.status = s.status.clone(),
-        (Object::DaemonSet(n), Object::DaemonSet(s)) => n.status = s.status.clone(),
-        (Object::Job(n), Object::Job(s)) => n.status = s.status.clone(),
-        (Object::CronJob(n), Object::CronJob(s)) => n.status = s.status.clone(),
-        (Object::Function(n), Object::Function(s)) => n.status = s.status.clone(),
-        (Object::Node(n), Object::Node(s)) => n.status = s.status.clone(),
-        (Object::Endpoints(n), Object::Endpoints(s)) => n.endpoints = s.endpoints.clone(),
-        _ => {
-            return Err(StateError::Invalid {
-                message: format!("{} has no status", old.kind()),
-            });
+/// Functions written or deleted: their topic subscriptions follow.
+fn follow_functions(topics: &Topics<'_>, changes: &[Change]) -> Result<(), StateError> {
+    for (event_type, object) in changes {
+        if let Object::Function(f) = object {
+            let ns = f.metadata.namespace_or_default();
+            let current = (*event_type != EventType::Deleted).then_some(f);
+            topics.sync_function(ns, &f.metadata.name, current)?;
         }
     }
-    if next == *old {
-        return Ok(None);
+    Ok(())
+}
+
+/// A deleted namespace takes its key-value stores along.
+fn drop_namespace_stores(txn: &WriteTransaction, changes: &[Change]) -> Result<(), StateError> {
+    for (event_type, object) in changes {
+        if let (EventType::Deleted, Object::Namespace(n)) = (event_type, object) {
+            crate::keyvalue::drop_namespace(txn, &n.metadata.name)?;
+        }
     }
-    next.meta_mut().resource_version = Some(rev);
-    Ok(Some(next))
+    Ok(())
+}
+
+/// The topic ops, in command order: publishes (answered) and acknowledgements.
+fn topic_ops(topics: &Topics<'_>, ops: &[Op]) -> Result<Vec<skiff_api::PublishResult>, StateError> {
+    let mut published = Vec::new();
+    for op in ops {
+        match op {
+            Op::Publish {
+                namespace,
+                topic,
+                event,
+                key,
+            } => published.push(topics.publish(namespace, topic, event, key.as_deref())?),
+            Op::Ack {
+                namespace,
+                topic,
+                function,
+                cursor,
+                outcomes,
+            } => topics.ack(namespace, topic, function, *cursor, outcomes)?,
+            _ => {}
+        }
+    }
+    if !published.is_empty() {
+        topics.expire_keys()?;
+    }
+    Ok(published)
 }
