@@ -17,7 +17,6 @@
 //!
 //! Writes and refused requests are recorded in the member's audit log ([`audit`]); a write a
 //! follower forwarded to the leader is recorded once, by the follower, with the leader's answer.
-pub(crate) mod audit;
 mod nodes;
 mod rbac;
 mod request;
@@ -37,12 +36,12 @@ use skiff_peer::{Identity, Role as PeerRole};
 use rbac::Grant;
 use request::Target;
 
+use crate::conn::Conn;
+use crate::digest::constant_time_eq;
 use crate::error::ApiError;
+use crate::headers::REQUEST_ID_HEADER;
 use crate::plane::ControlPlane;
-use crate::serve::Conn;
 
-/// The request id header, accepted from clients (when well-formed) and always answered.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Largest body read to authorize an apply (the apply route's own limit).
 const MAX_INSPECTED_BODY: usize = 4 << 20;
 
@@ -101,7 +100,7 @@ pub(crate) async fn guard(State(plane): State<ControlPlane>, req: Request, next:
         reason: String::new(),
     };
     // A write another member forwarded is recorded by that member, with the final answer.
-    let forwarded = req.headers().contains_key(crate::forward::FORWARDED_HEADER)
+    let forwarded = req.headers().contains_key(crate::headers::FORWARDED_HEADER)
         && conn
             .identity
             .as_ref()
@@ -243,7 +242,7 @@ fn authenticate(plane: &ControlPlane, conn: &Conn, req: &Request) -> Result<Call
         Ok(Object::ApiToken(t)) => t,
         _ => return Err(unauthorized(format!("token {id} is unknown or was revoked"))),
     };
-    let hash = crate::join::sha256_hex(secret);
+    let hash = crate::digest::sha256_hex(secret);
     if !constant_time_eq(hash.as_bytes(), token.spec.secret_hash.as_bytes()) {
         return Err(unauthorized(format!("token {id}: wrong secret")));
     }
@@ -366,10 +365,6 @@ async fn buffer(req: Request) -> Result<(Request, bytes::Bytes), ApiError> {
     Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes))
 }
 
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// `?limit=` of `GET /api/v1/audit`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct AuditQuery {
@@ -397,8 +392,8 @@ mod tests {
     use axum::extract::Request;
 
     use super::{Caller, authenticate};
+    use crate::conn::Conn;
     use crate::plane::{ControlConfig, ControlPlane};
-    use crate::serve::Conn;
 
     #[tokio::test]
     async fn a_bearer_token_over_plain_http_is_accepted_only_from_loopback() {

@@ -14,6 +14,7 @@ use skiff_state::Op;
 use crate::error::ApiError;
 use crate::ids;
 use crate::plane::ControlPlane;
+use crate::reads::{FieldSelector, Filter, consistent_read};
 use crate::watch;
 
 /// Largest JSON body accepted (objects and multi-object applies).
@@ -158,67 +159,6 @@ pub(crate) struct ListQuery {
     pub(crate) consistency: Option<String>,
 }
 
-/// A parsed field selector: only the fields the server indexes.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct FieldSelector {
-    node_name: Option<String>,
-    name: Option<String>,
-}
-
-impl FieldSelector {
-    fn parse(s: Option<&str>) -> Result<Self, ApiError> {
-        let mut f = FieldSelector::default();
-        for term in s.unwrap_or("").split(',').filter(|t| !t.trim().is_empty()) {
-            match term.trim().split_once('=') {
-                Some(("spec.nodeName", v)) => f.node_name = Some(v.to_owned()),
-                Some(("metadata.name", v)) => f.name = Some(v.to_owned()),
-                _ => {
-                    return Err(ApiError::bad_request(format!(
-                        "unsupported field selector {term:?}: supported are spec.nodeName=NAME and metadata.name=NAME"
-                    )));
-                }
-            }
-        }
-        Ok(f)
-    }
-
-    pub(crate) fn matches(&self, o: &Object) -> bool {
-        if let Some(n) = &self.name
-            && &o.meta().name != n
-        {
-            return false;
-        }
-        if let Some(n) = &self.node_name {
-            let node = match o {
-                Object::Pod(p) => p.spec.node_name.as_deref(),
-                _ => None,
-            };
-            if node != Some(n.as_str()) {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-/// Everything a list or watch filters by.
-#[derive(Debug, Clone)]
-pub(crate) struct Filter {
-    pub(crate) kind: Kind,
-    pub(crate) namespace: Option<String>,
-    pub(crate) labels: LabelSelector,
-    pub(crate) fields: FieldSelector,
-}
-
-impl Filter {
-    pub(crate) fn matches(&self, o: &Object) -> bool {
-        o.kind() == self.kind
-            && (self.namespace.is_none() || o.namespace() == self.namespace.as_deref())
-            && self.labels.matches(&o.meta().labels)
-            && self.fields.matches(o)
-    }
-}
-
 fn kind_from_plural(plural: &str) -> Result<Kind, ApiError> {
     Kind::ALL
         .into_iter()
@@ -297,18 +237,6 @@ fn check_writable(kind: Kind) -> Result<(), ApiError> {
 
 async fn read_gate(plane: &ControlPlane, q: &ListQuery) -> Result<(), ApiError> {
     consistent_read(plane, q.consistency.as_deref()).await
-}
-
-/// Waits for a linearizable read (a ReadIndex barrier) unless `?consistency=stale` asks for the
-/// local state as it is.
-pub(crate) async fn consistent_read(plane: &ControlPlane, consistency: Option<&str>) -> Result<(), ApiError> {
-    match consistency {
-        None | Some("linearizable") => plane.read_barrier().await,
-        Some("stale") => Ok(()),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "unknown consistency {other:?}: use linearizable (default) or stale"
-        ))),
-    }
 }
 
 async fn list_or_watch(
@@ -748,14 +676,14 @@ async fn cluster(State(p): State<ControlPlane>) -> Json<serde_json::Value> {
     Json(p.cluster_info())
 }
 
-async fn members(State(p): State<ControlPlane>) -> Json<Vec<crate::cluster::MemberView>> {
+async fn members(State(p): State<ControlPlane>) -> Json<Vec<crate::members::MemberView>> {
     Json(p.members())
 }
 
 async fn remove_member(
     State(p): State<ControlPlane>,
     Path(name): Path<String>,
-) -> Result<Json<crate::cluster::MemberView>, ApiError> {
+) -> Result<Json<crate::members::MemberView>, ApiError> {
     Ok(Json(p.remove_member(&name).await?))
 }
 

@@ -7,20 +7,12 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::plane::ControlPlane;
+use crate::plane::LoadSample;
 use skiff_api::{PodStats, PodTraffic};
 use skiff_controllers::{self as reconcile, HeartbeatClock, RandomIds, Snapshot};
 
 /// How long the controller waits for an agent's traffic counts.
 const TRAFFIC_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// One function pod's busy time when last sampled, and the concurrency derived from the sample
-/// before.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LoadSample {
-    at: std::time::Instant,
-    busy_us: u64,
-    concurrency: f64,
-}
 
 /// Shortest span a function pod's concurrency is measured over.
 const LOAD_SPAN: Duration = Duration::from_millis(900);

@@ -19,10 +19,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::headers::FORWARDED_HEADER;
 use crate::plane::ControlPlane;
-
-/// Marks a request a control node forwarded, so it is never forwarded twice.
-pub const FORWARDED_HEADER: &str = "x-skiff-forwarded-by";
 
 /// How long a forwarded write may take at the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,7 +30,7 @@ const PASSED: [HeaderName; 4] = [
     header::AUTHORIZATION,
     header::CONTENT_TYPE,
     header::ACCEPT,
-    HeaderName::from_static(crate::access::REQUEST_ID_HEADER),
+    HeaderName::from_static(crate::headers::REQUEST_ID_HEADER),
 ];
 
 /// Forwards writes to the leader when this node does not lead (after authentication).

@@ -47,7 +47,7 @@ pub(crate) struct ReadQuery {
 }
 
 async fn barrier(p: &ControlPlane, q: &ReadQuery) -> Result<(), ApiError> {
-    crate::api::consistent_read(p, q.consistency.as_deref()).await
+    crate::reads::consistent_read(p, q.consistency.as_deref()).await
 }
 
 fn check_topic(topic: &str) -> Result<(), ApiError> {

@@ -9,13 +9,13 @@ use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::extract::State;
-use sha2::{Digest, Sha256};
 use skiff_api::{JoinToken, Kind, NodeJoinRequest, NodeJoinResponse, NodeRenewRequest, Object};
 use skiff_peer::{ClusterCa, Identity};
 
+use crate::conn::Conn;
+use crate::digest::sha256_hex;
 use crate::error::ApiError;
 use crate::plane::ControlPlane;
-use crate::serve::Conn;
 
 fn refused(message: String) -> ApiError {
     ApiError::new(skiff_api::ErrorCode::JoinRefused, message)
@@ -52,7 +52,7 @@ pub(crate) async fn check_token(plane: &ControlPlane, secret: &str) -> Result<Op
         }
     };
     let given = sha256_hex(secret);
-    if !crate::access::constant_time_eq(given.as_bytes(), token.spec.secret_hash.as_bytes()) {
+    if !crate::digest::constant_time_eq(given.as_bytes(), token.spec.secret_hash.as_bytes()) {
         return Err(refused(format!(
             "join token {id:?}: the secret does not match; copy the whole token `skiff token create` printed"
         )));
@@ -180,11 +180,6 @@ pub(crate) async fn renew_node(
         cert_pem,
         ca_pem: ca.cert_pem().to_owned(),
     }))
-}
-
-/// The lowercase hex SHA-256 of a token secret, as tokens store it.
-pub(crate) fn sha256_hex(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ pub(crate) struct Increment {
 }
 
 async fn barrier(p: &ControlPlane, q: &KvQuery) -> Result<(), ApiError> {
-    crate::api::consistent_read(p, q.consistency.as_deref()).await
+    crate::reads::consistent_read(p, q.consistency.as_deref()).await
 }
 
 fn check(store: &str, key: Option<&str>) -> Result<(), ApiError> {

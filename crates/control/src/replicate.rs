@@ -16,7 +16,7 @@ use futures::future::join_all;
 
 use crate::cluster::MemberInfo;
 use crate::error::ApiError;
-use crate::forward::FORWARDED_HEADER;
+use crate::headers::FORWARDED_HEADER;
 use crate::plane::ControlPlane;
 
 /// How long copying an artifact to one member may take.

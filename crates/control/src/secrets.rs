@@ -66,7 +66,7 @@ pub(crate) fn ensure_key_file(pki: &Path) -> Result<(), ControlError> {
 /// Writes `pki/secrets.key` (mode 0600) with the base64 key `text`.
 pub(crate) fn write_key_file(pki: &Path, text: &str) -> Result<(), ControlError> {
     let path = key_path(pki);
-    crate::plane::write_file_atomic(&path, text.trim().as_bytes(), 0o600).map_err(|e| key_err(&path, e))
+    crate::files::write_file_atomic(&path, text.trim().as_bytes(), 0o600).map_err(|e| key_err(&path, e))
 }
 
 /// The key file's text, for the join handover.

@@ -12,12 +12,12 @@ use std::time::Duration;
 use axum::{Extension, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use skiff_peer::Identity;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::conn::Conn;
 use crate::plane::ControlPlane;
 
 /// The first byte of every TLS connection (a handshake record).
@@ -26,19 +26,6 @@ const TLS_HANDSHAKE: u8 = 0x16;
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the API knows about the connection a request came on.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Conn {
-    /// Whether the connection is TLS.
-    pub(crate) tls: bool,
-    /// The identity in the client certificate (verified against the cluster CA), if any.
-    pub(crate) identity: Option<Identity>,
-    /// The client's address.
-    pub(crate) remote: Option<SocketAddr>,
-    /// When the client certificate was issued (checked against revocations).
-    pub(crate) issued_at: Option<std::time::SystemTime>,
-}
 
 impl ControlPlane {
     /// Serves the API on `listener` until `stop` turns true: HTTPS with this node's certificate

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use skiff_api::{ErrorBody, EventType, WatchEvent};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::api::Filter;
 use crate::error::ApiError;
 use crate::plane::ControlPlane;
+use crate::reads::Filter;
 
 /// How often an idle stream sends a blank line, so dead clients are noticed.
 const KEEPALIVE: Duration = Duration::from_secs(15);

@@ -95,7 +95,7 @@ impl ControlPlane {
             let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
             let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
             let mut cron_since: BTreeMap<String, BTreeMap<usize, SystemTime>> = BTreeMap::new();
-            let mut connectors: BTreeMap<String, crate::mqtt::Connector> = BTreeMap::new();
+            let mut connectors: BTreeMap<String, super::mqtt::Connector> = BTreeMap::new();
             let mut events = plane.inner.events.subscribe();
             loop {
                 if *shutdown.borrow() {
@@ -131,62 +131,6 @@ impl ControlPlane {
                 }
             }
         })
-    }
-
-    /// The time cron triggers go by: the clock file's when configured, else the system clock.
-    pub(crate) fn cron_now(&self) -> SystemTime {
-        let Some(file) = &self.inner.config.clock_file else {
-            return SystemTime::now();
-        };
-        match std::fs::read_to_string(file) {
-            Ok(t) => humantime::parse_rfc3339_weak(t.trim()).unwrap_or_else(|e| {
-                tracing::warn!(file = %file.display(), error = %e, "clock file holds no RFC 3339 time; using the system clock");
-                SystemTime::now()
-            }),
-            Err(_) => SystemTime::now(),
-        }
-    }
-
-    /// Publishes the cron ticks that are due (each once: the idempotency key is the trigger and
-    /// the tick's time), one command for all functions.
-    async fn cron_pass(&self, since: &mut BTreeMap<String, BTreeMap<usize, SystemTime>>) {
-        let all = skiff_api::LabelSelector::default();
-        let Ok((_, functions)) = self.inner.reader.list(Kind::Function, None, &all) else {
-            return;
-        };
-        let now = self.cron_now();
-        let mut ops = Vec::new();
-        let mut marks: Vec<(String, usize, SystemTime)> = Vec::new();
-        let mut live = BTreeSet::new();
-        for o in functions {
-            let Object::Function(f) = o else { continue };
-            let Some(uid) = f.metadata.uid.clone() else {
-                continue;
-            };
-            live.insert(uid.clone());
-            let seen = since.entry(uid.clone()).or_default();
-            for (i, at, op) in skiff_controllers::cron_ticks(&f, now, seen) {
-                ops.push(op);
-                marks.push((uid.clone(), i, at));
-            }
-        }
-        since.retain(|u, _| live.contains(u));
-        if ops.is_empty() {
-            return;
-        }
-        let n = ops.len();
-        match self.propose_applied(ops).await {
-            Ok(applied) => {
-                for (uid, i, at) in marks {
-                    let m = since.entry(uid).or_default().entry(i).or_insert(at);
-                    *m = (*m).max(at);
-                }
-                let fresh = applied.published.iter().filter(|r| !r.duplicate).count();
-                tracing::debug!(ticks = n, fresh, "cron ticks published");
-                self.inner.dispatch.notify_one();
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot publish cron ticks yet; retrying"),
-        }
     }
 
     /// Proposes the outcomes gathered so far, then hands out what each subscription may send.
