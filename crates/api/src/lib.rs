@@ -49,6 +49,7 @@ mod keyvalue;
 mod kind;
 mod meta;
 mod node;
+mod object;
 mod pod;
 mod policy;
 mod probe;
@@ -90,12 +91,13 @@ pub use keyvalue::{
     Capabilities, KeyPage, KeyValueStore, MAX_KV_KEY_BYTES, MAX_KV_KEYS_PER_STORE, MAX_KV_VALUE_BYTES,
     kv_key_problem, store_name_problem,
 };
-pub use kind::{Kind, Object, UnknownKind};
+pub use kind::{Kind, UnknownKind};
 pub use meta::{API_VERSION, ApiVersion, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference};
 pub use node::{
     ARCH_LABEL, CONDITIONS_ANNOTATION, ConditionStatus, HOSTNAME_LABEL, Namespace, Node, NodeCapacity,
     NodeCondition, NodeSpec, NodeStatus, OS_LABEL, READY_CONDITION,
 };
+pub use object::Object;
 pub use pod::{
     Component, EnvVar, EnvVarSource, KeyRef, NO_POD_HEADER, OciSpec, POD_NAME_HEADER, Pod, PodPhase, PodSpec,
     PodStatus, Resources, RestartPolicy, SchedulingStatus, WasmSpec, World,

@@ -5,8 +5,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::image::{ImageRef, is_sha256_digest};
-use crate::kind::Object;
 use crate::meta::ObjectMeta;
+use crate::object::Object;
 use crate::pod::PodSpec;
 use crate::policy::{DisconnectDelay, DisconnectPolicy, Taint, Toleration, TolerationOperator};
 

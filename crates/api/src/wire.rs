@@ -1,7 +1,7 @@
 //! Envelopes of the REST and watch API.
 use serde::{Deserialize, Serialize};
 
-use crate::kind::Object;
+use crate::object::Object;
 
 /// What happened to an object, in a watch stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -100,7 +100,7 @@ pub enum Op {
         /// Key.
         key: String,
         /// The value (base64 in the log).
-        #[serde(with = "crate::keyvalue::base64_bytes")]
+        #[serde(with = "base64_bytes")]
         value: Vec<u8>,
     },
     /// Delete a key of a key-value store (nothing happens when it is not there).
@@ -158,5 +158,21 @@ impl Command {
             });
         }
         Ok(c)
+    }
+}
+
+/// `serde(with)` for byte values as base64 text in commands and exports.
+pub(crate) mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(v))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }

@@ -16,22 +16,6 @@ use crate::command::Op;
 use crate::error::StateError;
 use crate::tables::{KV_STORES, KV_VALUES};
 
-/// `serde(with)` for byte values as base64 text in commands and exports.
-pub(crate) mod base64_bytes {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(v))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        STANDARD.decode(text).map_err(serde::de::Error::custom)
-    }
-}
-
 /// A store's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct StoreMeta {
@@ -348,7 +332,7 @@ pub(crate) fn read_keys(
 pub(crate) struct KvEntry {
     store: String,
     key: String,
-    #[serde(with = "base64_bytes")]
+    #[serde(with = "crate::command::base64_bytes")]
     value: Vec<u8>,
 }
 

@@ -56,13 +56,15 @@ mod keyvalue;
 mod machine;
 mod objects;
 mod reader;
+mod snapshot;
 mod tables;
 mod topics;
 
 pub use command::{COMMAND_VERSION, Command, Op};
 pub use error::StateError;
-pub use machine::{Applied, Machine, StoredEvent, export};
+pub use machine::{Applied, Machine, StoredEvent};
 pub use reader::{Reader, check_export, object_key};
+pub use snapshot::export;
 pub use tables::EVENT_RETENTION;
 pub use topics::{
     IDEMPOTENCY_WINDOW_MS, MAX_BACKLOG, Outcome, Retry, Subscription, UNSUBSCRIBED_RETENTION, function_topics,

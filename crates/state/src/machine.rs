@@ -2,15 +2,15 @@
 use std::sync::Arc;
 
 use redb::{Database, ReadableTable, WriteTransaction};
-use serde::{Deserialize, Serialize};
 use skiff_api::{EventType, Object, WatchEvent};
 use tokio::sync::broadcast;
 
 use crate::command::{Command, Op};
 use crate::error::StateError;
 use crate::objects::{Change, ObjectStage};
+use crate::snapshot::{Snapshot, export};
 use crate::tables::{COMPACTED, EVENT_RETENTION, EVENTS, META, OBJECTS, REVISION};
-use crate::topics::{Topics, TopicsExport, export_topics, restore_topics};
+use crate::topics::{Topics, restore_topics};
 
 /// A watch event with the revision that produced it.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,20 +52,6 @@ impl std::fmt::Debug for Machine {
 /// Capacity of the in-memory event channel; a watcher that falls further behind resumes from the
 /// `events` table.
 const CHANNEL_CAPACITY: usize = 4096;
-
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Snapshot {
-    pub(crate) revision: u64,
-    pub(crate) compacted: u64,
-    pub(crate) objects: Vec<(String, serde_json::Value)>,
-    pub(crate) events: Vec<(u64, serde_json::Value)>,
-    /// Topics, their events and subscriptions (absent in exports of older releases).
-    #[serde(default)]
-    pub(crate) topics: TopicsExport,
-    /// Key-value store entries (absent in exports of older releases).
-    #[serde(default)]
-    pub(crate) keyvalue: Vec<crate::keyvalue::KvEntry>,
-}
 
 impl Machine {
     /// A machine over `db` (the database the Raft driver writes).
@@ -243,40 +229,6 @@ impl Machine {
         crate::keyvalue::restore_kv(txn, &snap.keyvalue)?;
         Ok(())
     }
-}
-
-/// Serializes the state tables as seen by `txn` (the format of snapshots and backups). Any thread
-/// may call it with its own read transaction.
-///
-/// # Errors
-/// A storage message.
-pub fn export(txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
-    let s = |e: &dyn std::fmt::Display| e.to_string();
-    let objects_t = txn.open_table(OBJECTS).map_err(|e| s(&e))?;
-    let events_t = txn.open_table(EVENTS).map_err(|e| s(&e))?;
-    let meta_t = txn.open_table(META).map_err(|e| s(&e))?;
-    let get = |k: &str| -> Result<u64, String> {
-        Ok(meta_t.get(k).map_err(|e| s(&e))?.map(|g| g.value()).unwrap_or(0))
-    };
-    let mut snap = Snapshot {
-        revision: get(REVISION)?,
-        compacted: get(COMPACTED)?,
-        objects: vec![],
-        events: vec![],
-        topics: export_topics(txn)?,
-        keyvalue: crate::keyvalue::export_kv(txn)?,
-    };
-    for item in objects_t.iter().map_err(|e| s(&e))? {
-        let (k, v) = item.map_err(|e| s(&e))?;
-        let json = serde_json::from_slice(v.value()).map_err(|e| s(&e))?;
-        snap.objects.push((k.value().to_owned(), json));
-    }
-    for item in events_t.iter().map_err(|e| s(&e))? {
-        let (k, v) = item.map_err(|e| s(&e))?;
-        let json = serde_json::from_slice(v.value()).map_err(|e| s(&e))?;
-        snap.events.push((k.value(), json));
-    }
-    serde_json::to_vec(&snap).map_err(|e| s(&e))
 }
 
 /// The state's revision before a command.

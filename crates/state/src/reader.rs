@@ -213,7 +213,7 @@ impl Reader {
     /// [`StateError::Storage`].
     pub fn export(&self) -> Result<(u64, Vec<u8>), StateError> {
         let txn = self.db.begin_read().map_err(StateError::storage)?;
-        let data = crate::machine::export(&txn).map_err(|message| StateError::Storage { message })?;
+        let data = crate::snapshot::export(&txn).map_err(|message| StateError::Storage { message })?;
         let revision = check_export(&data)?;
         Ok((revision, data))
     }
@@ -262,7 +262,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Object, StateError> {
 /// # Errors
 /// [`StateError::Decode`] saying what is wrong with it.
 pub fn check_export(data: &[u8]) -> Result<u64, StateError> {
-    let snap: crate::machine::Snapshot = serde_json::from_slice(data).map_err(|e| StateError::Decode {
+    let snap: crate::snapshot::Snapshot = serde_json::from_slice(data).map_err(|e| StateError::Decode {
         message: format!("not a Skiff state export: {e}"),
     })?;
     Ok(snap.revision)
