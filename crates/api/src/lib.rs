@@ -39,6 +39,7 @@
 
 mod access;
 mod affinity;
+pub mod backup;
 mod batch;
 mod config;
 mod error_code;
@@ -47,6 +48,7 @@ mod function;
 mod image;
 mod keyvalue;
 mod kind;
+mod members;
 mod meta;
 mod node;
 mod object;
@@ -92,6 +94,7 @@ pub use keyvalue::{
     kv_key_problem, store_name_problem,
 };
 pub use kind::{Kind, UnknownKind};
+pub use members::MemberView;
 pub use meta::{API_VERSION, ApiVersion, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference};
 pub use node::{
     ARCH_LABEL, CONDITIONS_ANNOTATION, ConditionStatus, HOSTNAME_LABEL, Namespace, Node, NodeCapacity,

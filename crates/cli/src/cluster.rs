@@ -3,8 +3,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use skiff_api::MemberView;
 use skiff_client::ApiPath;
-use skiff_control::MemberView;
 
 use crate::config::Connection;
 
@@ -78,8 +78,8 @@ pub(crate) async fn snapshot(conn: &Connection, a: SnapshotArgs) -> Result<()> {
     match a.command {
         SnapshotCommand::Save { file } => {
             let bytes = client.get_bytes(&ApiPath::api().lit("snapshot")).await?;
-            let (header, _) = skiff_control::backup::decode(&bytes)
-                .context("the server sent a damaged backup; try again")?;
+            let (header, _) =
+                skiff_api::backup::decode(&bytes).context("the server sent a damaged backup; try again")?;
             let tmp = file.with_extension("partial");
             std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
             std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;

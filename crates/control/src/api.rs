@@ -691,7 +691,7 @@ async fn remove_member(
 async fn snapshot(State(p): State<ControlPlane>) -> Result<Response, ApiError> {
     p.read_barrier().await?;
     let (revision, export) = p.inner.reader.export()?;
-    let file = crate::backup::encode(revision, &export, &ids::now());
+    let file = skiff_api::backup::encode(revision, &export, &ids::now());
     Ok((
         [
             (

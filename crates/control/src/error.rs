@@ -32,7 +32,7 @@ pub enum ControlError {
         /// The file.
         path: String,
         /// What is wrong with it.
-        source: crate::backup::BackupError,
+        source: skiff_api::backup::BackupError,
     },
     /// Joining or setting up the cluster failed.
     #[error("cluster: {0}")]

@@ -41,7 +41,6 @@ mod access;
 mod api;
 mod artifacts;
 mod audit;
-pub mod backup;
 mod cluster;
 mod conn;
 mod controllers;

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use skiff_peer::transport::{JoinMember, JoinRequest, JoinResponse, PeerHandler, PeerTransport};
 use skiff_peer::{ClusterCa, Identity, JoinToken};
 use skiff_raft::{MembershipChange, RaftHandle, RaftStatus};
@@ -13,6 +12,7 @@ use skiff_raft::{MembershipChange, RaftHandle, RaftStatus};
 use crate::cluster::{Handover, MemberInfo, NODE_CERT_VALIDITY, pki_dir};
 use crate::error::ApiError;
 use crate::plane::{ControlPlane, Output};
+pub use skiff_api::MemberView;
 
 /// How often the peer addresses are synced with the replicated membership.
 const MEMBER_SYNC: Duration = Duration::from_millis(200);
@@ -82,27 +82,6 @@ pub(crate) fn spawn_member_sync(raft: RaftHandle<Output>, transport: Arc<PeerTra
             tokio::time::sleep(MEMBER_SYNC).await;
         }
     });
-}
-
-/// One row of `GET /api/v1/members`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MemberView {
-    /// Member name.
-    pub name: String,
-    /// Raft id.
-    pub id: u64,
-    /// `voter` or `learner`.
-    pub role: String,
-    /// Whether it leads.
-    pub leader: bool,
-    /// Peer address.
-    pub peer_addr: String,
-    /// API URL.
-    pub api_url: String,
-    /// Highest log index known replicated to it (reported by the leader only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub matched: Option<u64>,
 }
 
 pub(crate) fn member_views(s: &RaftStatus) -> Vec<MemberView> {

@@ -9,12 +9,12 @@ use skiff_raft::{RaftConfig, StartOptions};
 use skiff_state::{Machine, Reader};
 
 use crate::artifacts::ArtifactStore;
-use crate::backup;
 use crate::cluster::MemberInfo;
 use crate::error::ControlError;
 use crate::files::{load_or_create_token, state_dir};
 use crate::plane::{ControlConfig, ControlPlane, Inner, LOCAL_MEMBER};
 use crate::replicated::Replicated;
+use skiff_api::backup;
 
 impl ControlPlane {
     /// Opens (or initialises) the state in `config.data_dir`, starts Raft and waits until this node
@@ -181,7 +181,7 @@ fn read_backup(file: &Path, db_path: &Path, config: &ControlConfig) -> Result<Ve
         path: file.display().to_string(),
         message: format!("cannot read the backup: {e}"),
     })?;
-    let (header, export) = backup::decode(&bytes).map_err(restore_err)?;
+    let (header, export) = backup::decode_checked(&bytes, skiff_state::check_export).map_err(restore_err)?;
     tracing::info!(file = %file.display(), revision = header.revision, bytes = header.bytes, "restoring from a backup");
     Ok(export.to_vec())
 }
