@@ -32,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use skiff_api::{ApiToken, AuditRecord, Kind, Object, RoleSpec};
 use skiff_peer::{Identity, Role as PeerRole};
+use tracing::Instrument;
 
 use rbac::Grant;
 use request::Target;
@@ -105,8 +106,14 @@ pub(crate) async fn guard(State(plane): State<ControlPlane>, req: Request, next:
             .identity
             .as_ref()
             .is_some_and(|i| matches!(i.role, PeerRole::Control { .. }));
-    let mut response = match admit(&plane, &conn, req, &mut record).await {
-        Ok(req) => next.run(req).await,
+    // Everything the request does is logged under its id, method and path.
+    let span =
+        tracing::info_span!("request", request = %request_id, method = %method, path = %req.uri().path());
+    let mut response = match admit(&plane, &conn, req, &mut record)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(req) => next.run(req).instrument(span).await,
         Err(e) => {
             record.reason = e.body.message.clone();
             e.into_response()

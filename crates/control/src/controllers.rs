@@ -75,6 +75,7 @@ impl ControlPlane {
     ///
     /// # Errors
     /// Reading the state failed.
+    #[tracing::instrument(level = "debug", skip(self, heartbeats))]
     pub async fn reconcile_once(&self, pass: u64, heartbeats: &mut HeartbeatClock) -> Result<(), ApiError> {
         let mut snapshot = self.snapshot()?;
         if let Some(now) = snapshot.now {

@@ -76,6 +76,7 @@ pub(crate) fn expired_at(token: &JoinToken, now: SystemTime) -> Option<String> {
 }
 
 /// `POST /api/v1/join`.
+#[tracing::instrument(skip_all, fields(node = %req.name, role = %req.role))]
 pub(crate) async fn join_node(
     State(plane): State<ControlPlane>,
     conn: Option<axum::Extension<Conn>>,
@@ -154,6 +155,7 @@ async fn wait_past_revocation(plane: &ControlPlane, role: &str, name: &str) {
 /// `POST /api/v1/renew`: a new certificate for the identity of the certificate the caller
 /// presents (an agent or gateway whose certificate is not revoked: the access guard checked),
 /// signing the CSR in the body.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn renew_node(
     State(plane): State<ControlPlane>,
     conn: Option<axum::Extension<Conn>>,

@@ -173,6 +173,7 @@ impl ControlPlane {
     ///
     /// # Errors
     /// Why the write did not take effect (or may not have), as a [`WriteError`].
+    #[tracing::instrument(level = "debug", skip_all, fields(ops = ops.len()))]
     pub async fn propose_applied(&self, mut ops: Vec<Op>) -> Result<skiff_state::Applied, WriteError> {
         // Secret values are sealed here, so the log, the tables, snapshots and backups hold only
         // ciphertext; the objects returned are opened again.

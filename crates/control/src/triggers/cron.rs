@@ -26,6 +26,7 @@ impl ControlPlane {
 
     /// Publishes the cron ticks that are due (each once: the idempotency key is the trigger and
     /// the tick's time), one command for all functions.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub(super) async fn cron_pass(&self, since: &mut BTreeMap<String, BTreeMap<usize, SystemTime>>) {
         let all = skiff_api::LabelSelector::default();
         let Ok((_, functions)) = self.inner.reader.list(Kind::Function, None, &all) else {

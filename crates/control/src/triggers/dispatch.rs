@@ -134,6 +134,7 @@ impl ControlPlane {
     }
 
     /// Proposes the outcomes gathered so far, then hands out what each subscription may send.
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn dispatch_pass(&self, tracks: &mut BTreeMap<String, Track>, tx: &mpsc::UnboundedSender<Done>) {
         let subs = match self.inner.reader.subscriptions() {
             Ok(s) => s,
