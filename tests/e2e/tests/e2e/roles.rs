@@ -46,7 +46,7 @@ fn server_agent_and_gateway_as_separate_processes() {
         dir.path().join("gateway.log"),
     );
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let out = std::process::Command::new(crate::harness::SKIFF)
             .args(args)
             .args(["--server", &server_url, "--token", token])
             .output()

@@ -136,7 +136,7 @@ impl Edge {
     }
 
     fn cli(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        std::process::Command::new(crate::harness::SKIFF)
             .args(args)
             .args(["--server", &self.api(), "--token", &self.token])
             .arg("--ca")
@@ -414,7 +414,7 @@ fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
     // --- The admin CLI over HTTPS checks the server against the cluster CA. ---
     let https_api = e.api().replace("http://", "https://");
     let admin_https = |ca: &Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        std::process::Command::new(crate::harness::SKIFF)
             .args(["get", "nodes", "--server", &https_api, "--token", &e.token])
             .arg("--ca")
             .arg(ca)

@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `skiff` binary in temp dirs on loopback, driven by HTTP and the CLI.
 //! One test binary (modules below) so the binary and helpers are built once.
+//! `cargo test -p skiff-e2e --test e2e [FILTER]`; the `skiff` they start is this package's binary
+//! (`harness::SKIFF`), built from the checkout.
 mod access;
 mod cluster;
 mod containers;

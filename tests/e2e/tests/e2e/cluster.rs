@@ -227,7 +227,7 @@ impl Cluster {
 
     /// Runs the CLI against the whole cluster (every member as --server).
     pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        std::process::Command::new(crate::harness::SKIFF)
             .args(args)
             .args(["--server", &self.servers(), "--token", &self.token])
             .arg("--ca")

@@ -72,7 +72,7 @@ fn pods_of_a_killed_worker_serve_on_another_worker() {
     );
 
     let app = repo_root().join("examples/hello-http/app.yaml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+    let out = std::process::Command::new(crate::harness::SKIFF)
         .args(["apply", "-f", app.to_str().expect("utf-8")])
         .args(["--server", &server_url, "--token", &token])
         .output()
@@ -162,7 +162,7 @@ fn pods_of_a_killed_worker_serve_on_another_worker() {
     eprintln!("w1 NotReady after {not_ready_after:?}; its pods serving on w2 after {moved_after:?}");
 
     let cli = |args: &[&str]| -> String {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let out = std::process::Command::new(crate::harness::SKIFF)
             .args(args)
             .args(["--server", &server_url, "--token", &token])
             .output()

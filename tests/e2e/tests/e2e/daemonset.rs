@@ -33,7 +33,7 @@ fn a_daemon_set_follows_workers_joining_relabelled_and_leaving() {
         )
     };
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let out = std::process::Command::new(crate::harness::SKIFF)
             .args(args)
             .args(["--server", &server_url, "--token", &token])
             .output()

@@ -38,7 +38,7 @@ fn rejected_apply_stores_nothing_and_names_the_problem() {
     );
 
     // A wrong token is a clear error.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+    let out = std::process::Command::new(crate::harness::SKIFF)
         .args([
             "get",
             "pods",
@@ -56,7 +56,7 @@ fn rejected_apply_stores_nothing_and_names_the_problem() {
         String::from_utf8_lossy(&out.stderr)
     );
     // An unreachable server too.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+    let out = std::process::Command::new(crate::harness::SKIFF)
         .args(["get", "pods", "--server", "http://127.0.0.1:1", "--token", "x"])
         .output()
         .expect("run");

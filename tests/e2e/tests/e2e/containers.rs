@@ -35,9 +35,9 @@ fn tools() -> Option<PathBuf> {
     find("busybox").filter(|_| root)
 }
 
-/// The `skiff-oci` binary beside `skiff` (built when missing).
+/// The `skiff-oci` binary beside the `skiff` under test, in the target directory (built when missing).
 fn skiff_oci() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_skiff")).with_file_name("skiff-oci");
+    let path = Path::new(crate::harness::SKIFF).with_file_name("skiff-oci");
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let ok = Command::new(cargo)

@@ -4,6 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The `skiff` binary under test: `skiff_cli::main` built from this checkout as this package's
+/// binary `skiff-e2e` (`src/main.rs`).
+pub(crate) const SKIFF: &str = env!("CARGO_BIN_EXE_skiff-e2e");
+
 /// The workspace root (for examples/ and tests/guests/).
 pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -137,7 +141,7 @@ impl Skiff {
             .append(true)
             .open(self.dir.path().join("skiff.log"))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let child = Command::new(SKIFF)
             .arg("up")
             .arg("--dir")
             .arg(self.state_dir())
@@ -193,7 +197,7 @@ impl Skiff {
 
     /// Runs a CLI verb against this cluster.
     pub(crate) fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_skiff"))
+        Command::new(SKIFF)
             .args(args)
             .arg("--config")
             .arg(self.state_dir().join("client.yaml"))
@@ -290,10 +294,10 @@ impl Proc {
         let mut cmd = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_skiff")]);
+                c.args(["netns", "exec", ns, SKIFF]);
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_skiff")),
+            None => Command::new(SKIFF),
         };
         let child = cmd
             .args(args)

@@ -34,7 +34,7 @@ fn create_ns(c: &Cluster, i: usize, name: &str, value: &str) -> reqwest::Result<
 
 /// Runs `skiff server ARGS…` (with fresh API and peer ports) to its exit.
 fn server_run(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+    std::process::Command::new(crate::harness::SKIFF)
         .arg("server")
         .args(["--api", &format!("127.0.0.1:{}", crate::harness::free_port())])
         .args([
