@@ -23,6 +23,7 @@
 #                       +30..+32 (peer)
 #   KEEP (0)            keep the temporary directory (logs, state)
 #   SKIP_BUILD (0)      use the skiff binary already built
+#   SKIFF               the skiff binary to measure (default: the release build)
 #   CARGO_TARGET_DIR    where skiff is built (default $HOME/.cache/skiff/target)
 set -euo pipefail
 
@@ -35,7 +36,7 @@ PORT_BASE=${PORT_BASE:-18070}
 KEEP=${KEEP:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/skiff/target}
-SKIFF=$CARGO_TARGET_DIR/release/skiff
+SKIFF=${SKIFF:-$CARGO_TARGET_DIR/release/skiff}
 
 # shellcheck source=lib.sh
 source "$ROOT/bench/lib.sh" skiff-cp-bench

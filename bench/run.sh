@@ -13,6 +13,8 @@
 #   PORT_BASE (17070)    ports used: +0 api, +1 data plane, +2 gateway, +3/+4 wasmtime, +5 hyper
 #   KEEP (0)             keep the temporary directory (logs, state) instead of deleting it
 #   SKIP_BUILD (0)       use the binaries already built
+#   SKIFF                the skiff binary to measure (default: the release build; with
+#                        SKIP_BUILD=1 compares two builds, see bench/compare.sh)
 #   CARGO_TARGET_DIR     where skiff is built (default $HOME/.cache/skiff/target)
 #   TOOLS_DIR            where wasmtime-cli is installed (default $HOME/.cache/skiff/tools)
 set -euo pipefail
@@ -38,7 +40,7 @@ WT_PER_REQUEST=127.0.0.1:$((PORT_BASE + 3))
 WT_REUSE=127.0.0.1:$((PORT_BASE + 4))
 HYPER=127.0.0.1:$((PORT_BASE + 5))
 
-SKIFF=$CARGO_TARGET_DIR/release/skiff
+SKIFF=${SKIFF:-$CARGO_TARGET_DIR/release/skiff}
 WASMTIME=$TOOLS_DIR/bin/wasmtime
 HYPER_DIR=$ROOT/bench/hyper-hello
 HYPER_BIN=$HYPER_DIR/target/release/hyper-hello
