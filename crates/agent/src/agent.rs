@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use skiff_api::{Kind, Node, NodeCapacity, NodeStatus, Object, ObjectMeta};
 use skiff_client::{Client, ClientError, Informer, ListOptions};
-use skiff_peer::Identity;
-use skiff_peer::https::Peer;
+use skiff_pki::Identity;
+use skiff_pki::https::Peer;
 use skiff_runtime_wasm::{RuntimeConfig, WasmRuntime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -121,9 +121,9 @@ pub struct Agent {
     /// Matches the pods to the assigned set.
     syncer: Arc<Syncer>,
     address: String,
-    data_plane_tls: Arc<skiff_peer::ServerConfig>,
+    data_plane_tls: Arc<skiff_pki::ServerConfig>,
     /// The node certificate both present, renewed while the agent runs.
-    cert_slot: skiff_peer::CertSlot,
+    cert_slot: skiff_pki::CertSlot,
     /// One data plane (and so one set of per-pod traffic counts) for the listener and in-process
     /// callers alike.
     plane: DataPlane,
@@ -173,12 +173,12 @@ impl Agent {
         let identity = Identity::agent(&config.node_name);
         let cert =
             skiff_client::node_credentials(&pki, &config.server, Some(&config.token), &identity).await?;
-        let tls_err = |e: skiff_peer::PeerError| AgentError::Tls(e.to_string());
+        let tls_err = |e: skiff_pki::PkiError| AgentError::Tls(e.to_string());
         // One renewable certificate behind the API client and the data plane (see `run`).
-        let cert_slot = skiff_peer::CertSlot::new(&cert).map_err(tls_err)?;
+        let cert_slot = skiff_pki::CertSlot::new(&cert).map_err(tls_err)?;
         let client_tls =
-            skiff_peer::https::https_client_config_slot(&cert_slot, Peer::Control).map_err(tls_err)?;
-        let data_plane_tls = skiff_peer::https::data_plane_server_config_slot(&cert_slot).map_err(tls_err)?;
+            skiff_pki::https::https_client_config_slot(&cert_slot, Peer::Control).map_err(tls_err)?;
+        let data_plane_tls = skiff_pki::https::data_plane_server_config_slot(&cert_slot).map_err(tls_err)?;
         let client = Client::with_tls(&config.server, "", client_tls)?;
         let runtime = WasmRuntime::new(RuntimeConfig {
             cache_dir: config.data_dir.join("compiled"),
@@ -246,7 +246,7 @@ impl Agent {
             plane,
             pods,
             syncer,
-            address: skiff_peer::https::https_url(&address),
+            address: skiff_pki::https::https_url(&address),
             data_plane_tls,
             cert_slot,
             plugins_stop: Arc::new(plugins_stop),

@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode, header};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use skiff_api::{NO_POD_HEADER, OVERLOADED_HEADER, POD_NAME_HEADER};
-use skiff_peer::{Identity, Role, ServerConfig};
+use skiff_pki::{Identity, Role, ServerConfig};
 use skiff_runtime_wasm::ResponseBody;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -289,10 +289,10 @@ pub(crate) async fn serve(
                 Err(_) => return,
             };
             let certs = stream.get_ref().1.peer_certificates();
-            let Some(identity) = skiff_peer::https::client_identity(certs) else {
+            let Some(identity) = skiff_pki::https::client_identity(certs) else {
                 return;
             };
-            let caller = Caller(identity, skiff_peer::https::client_issued_at(certs));
+            let caller = Caller(identity, skiff_pki::https::client_issued_at(certs));
             let svc = service_fn(move |mut req: Request<hyper::body::Incoming>| {
                 let plane = plane.clone();
                 req.extensions_mut().insert(caller.clone());

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use skiff_agent::{Agent, AgentConfig};
 use skiff_api::{Kind, Object, Pod, PodPhase};
 use skiff_client::Client;
-use skiff_peer::Identity;
-use skiff_peer::https::{Peer, https_client_config};
+use skiff_pki::Identity;
+use skiff_pki::https::{Peer, https_client_config};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -84,7 +84,7 @@ fn refused(err: &skiff_client::ClientError) -> String {
 
 /// A client of the API with a node certificate of `identity` and no bearer token.
 fn node_client(control_dir: &Path, addr: &str, identity: &Identity) -> Client {
-    let ca = skiff_peer::ClusterCa::load(&control_dir.join("pki")).unwrap();
+    let ca = skiff_pki::ClusterCa::load(&control_dir.join("pki")).unwrap();
     let me = ca.issue(identity, Duration::from_secs(3600)).unwrap();
     let tls = https_client_config(&me, Peer::Control).unwrap();
     Client::with_tls(addr, "", tls).unwrap()

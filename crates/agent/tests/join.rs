@@ -4,8 +4,8 @@
 use sha2::{Digest, Sha256};
 use skiff_api::{JoinToken, JoinTokenSpec, Kind, Node, Object, ObjectMeta};
 use skiff_client::{ApiPath, Client, ClientError};
-use skiff_peer::Identity;
-use skiff_peer::https::{Peer, https_client_config};
+use skiff_pki::Identity;
+use skiff_pki::https::{Peer, https_client_config};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -29,10 +29,10 @@ async fn join_token(admin: &Client, id: &str, replaces: Option<&str>) -> String 
         }))
         .await
         .unwrap();
-    format!("{}{ca_hash}::{id}.{secret}", skiff_peer::TOKEN_PREFIX)
+    format!("{}{ca_hash}::{id}.{secret}", skiff_pki::TOKEN_PREFIX)
 }
 
-async fn join(server: &str, token: &str) -> Result<skiff_peer::NodeCert, ClientError> {
+async fn join(server: &str, token: &str) -> Result<skiff_pki::NodeCert, ClientError> {
     let dir = tempfile::tempdir().unwrap();
     skiff_client::node_credentials(dir.path(), server, Some(token), &Identity::agent("w1")).await
 }

@@ -244,8 +244,8 @@ async fn credentials(
     dir: &Path,
     server: &str,
     token: Option<&str>,
-    identity: &skiff_peer::Identity,
-) -> Result<skiff_peer::NodeCert> {
+    identity: &skiff_pki::Identity,
+) -> Result<skiff_pki::NodeCert> {
     let mut pause = std::time::Duration::from_millis(250);
     loop {
         match skiff_client::node_credentials(dir, server, token, identity).await {
@@ -434,7 +434,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
         &dir.join("gateway").join("pki"),
         &control.client.server,
         Some(&join_token),
-        &skiff_peer::Identity::gateway("gateway"),
+        &skiff_pki::Identity::gateway("gateway"),
     )
     .await?;
     let mut gw_config = GatewayConfig::new(&control.client.server, gw_node);
@@ -583,7 +583,7 @@ pub(crate) async fn gateway(conn: &Connection, args: GatewayArgs) -> Result<()> 
         &dir.join("pki"),
         &server,
         token.as_deref(),
-        &skiff_peer::Identity::gateway(&args.name),
+        &skiff_pki::Identity::gateway(&args.name),
     )
     .await?;
     let (stop_tx, stop) = watch::channel(false);

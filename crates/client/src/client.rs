@@ -114,7 +114,7 @@ impl Client {
     }
 
     /// A client that speaks HTTPS with `tls` (a node's certificate and the cluster CA, see
-    /// `skiff_peer::https::https_client_config`): `http://` server URLs are turned into
+    /// `skiff_pki::https::https_client_config`): `http://` server URLs are turned into
     /// `https://` (Skiff's API port serves both). `token` may be empty: the certificate then
     /// identifies the caller.
     ///

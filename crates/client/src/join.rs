@@ -3,7 +3,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use skiff_api::{NodeJoinRequest, NodeJoinResponse};
-use skiff_peer::{Identity, JoinToken, NodeCert, NodeKey, Role};
+use skiff_pki::{Identity, JoinToken, NodeCert, NodeKey, Role};
 
 use crate::client::{https, parse_servers, unreachable};
 use crate::error::ClientError;
@@ -34,7 +34,7 @@ pub async fn node_credentials(
                 .map_err(|e| ClientError::Join(format!("--token: {e}")))
         })
         .transpose()?;
-    if dir.join(skiff_peer::pki::NODE_CERT_FILE).exists() {
+    if dir.join(skiff_pki::pki::NODE_CERT_FILE).exists() {
         let cert = NodeCert::load(dir).map_err(|e| ClientError::Join(format!("{}: {e}", dir.display())))?;
         let held = cert
             .identity()
@@ -105,7 +105,7 @@ async fn join(
     request: &NodeJoinRequest,
 ) -> Result<NodeJoinResponse, ClientError> {
     let (tls, pin) =
-        skiff_peer::https::join_https_client_config(token).map_err(|e| ClientError::Config(e.to_string()))?;
+        skiff_pki::https::join_https_client_config(token).map_err(|e| ClientError::Config(e.to_string()))?;
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .connect_timeout(Duration::from_secs(3))

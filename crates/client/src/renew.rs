@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use skiff_api::{NodeJoinResponse, NodeRenewRequest};
-use skiff_peer::{CertSlot, NodeCert, NodeKey};
+use skiff_pki::{CertSlot, NodeCert, NodeKey};
 use tokio::sync::watch;
 
 use crate::client::Client;

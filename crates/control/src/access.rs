@@ -31,7 +31,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use skiff_api::{ApiToken, AuditRecord, Kind, Object, RoleSpec};
-use skiff_peer::{Identity, Role as PeerRole};
+use skiff_pki::{Identity, Role as PeerRole};
 use tracing::Instrument;
 
 use rbac::Grant;

@@ -645,7 +645,7 @@ async fn pod_log(p: ControlPlane, ns: &str, name: &str) -> Result<Response, ApiE
     let resp = p
         .inner
         .agent_http
-        .get(skiff_peer::https::https_url(&url))
+        .get(skiff_pki::https::https_url(&url))
         .send()
         .await
         .map_err(|e| {

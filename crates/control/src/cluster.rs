@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use skiff_peer::transport::{JoinRequest, JoinResponse, PeerTransport};
-use skiff_peer::{ClusterCa, Identity, JoinToken, NodeCert, NodeKey};
+use skiff_pki::{ClusterCa, Identity, JoinToken, NodeCert, NodeKey};
 
 use crate::error::ControlError;
 
@@ -103,13 +103,13 @@ pub(crate) struct Prepared {
     pub(crate) transport: Option<Arc<PeerTransport>>,
     pub(crate) peer: Option<PeerSide>,
     /// This member's certificate, shared by the peer transport and (later) the API.
-    pub(crate) cert: Option<skiff_peer::CertSlot>,
+    pub(crate) cert: Option<skiff_pki::CertSlot>,
 }
 
 /// The peer port and the handler behind it.
 pub(crate) struct PeerSide {
     pub(crate) listener: tokio::net::TcpListener,
-    pub(crate) tls: Arc<skiff_peer::ServerConfig>,
+    pub(crate) tls: Arc<skiff_pki::ServerConfig>,
 }
 
 pub(crate) fn pki_dir(data_dir: &Path) -> PathBuf {
@@ -159,7 +159,7 @@ pub(crate) async fn prepare(
         peer_addr: advertise,
         api_url: cfg.api_url.clone(),
     };
-    skiff_peer::validate_name(&cfg.name).map_err(|e| cluster_err("--name", e))?;
+    skiff_pki::validate_name(&cfg.name).map_err(|e| cluster_err("--name", e))?;
     let mut seed_peers: Vec<(u64, String)> = Vec::new();
     let (raft_id, voters) = match load_cluster_file(data_dir)? {
         Some(f) => {
@@ -190,11 +190,9 @@ pub(crate) async fn prepare(
         },
     };
     let node = NodeCert::load(&pki).map_err(|e| cluster_err("cannot load this node's certificate", e))?;
-    let slot = skiff_peer::CertSlot::new(&node).map_err(|e| cluster_err("this node's certificate", e))?;
-    let client_tls =
-        skiff_peer::client_config_slot(&slot).map_err(|e| cluster_err("tls client config", e))?;
-    let server_tls =
-        skiff_peer::server_config_slot(&slot).map_err(|e| cluster_err("tls server config", e))?;
+    let slot = skiff_pki::CertSlot::new(&node).map_err(|e| cluster_err("this node's certificate", e))?;
+    let client_tls = skiff_pki::client_config_slot(&slot).map_err(|e| cluster_err("tls client config", e))?;
+    let server_tls = skiff_pki::server_config_slot(&slot).map_err(|e| cluster_err("tls server config", e))?;
     let transport = Arc::new(PeerTransport::new(tokio::runtime::Handle::current(), client_tls));
     for (id, addr) in seed_peers {
         transport.set_peer(id, addr);
@@ -224,7 +222,7 @@ pub(crate) async fn prepare(
 /// certificate for its API port and a join token for agents: created on first start.
 pub(crate) fn ensure_local_pki(data_dir: &Path, name: &str) -> Result<(), ControlError> {
     let pki = pki_dir(data_dir);
-    if pki.join(skiff_peer::pki::CA_KEY_FILE).exists() {
+    if pki.join(skiff_pki::pki::CA_KEY_FILE).exists() {
         // A state dir from before secrets were encrypted gets its key now.
         return crate::secrets::ensure_key_file(&pki);
     }
@@ -249,7 +247,7 @@ pub(crate) fn ensure_local_pki(data_dir: &Path, name: &str) -> Result<(), Contro
 /// into its life — or into `lifetime` when it was issued for longer — for as long as the process
 /// runs: a new key and certificate saved in `pki`, then put in `slot`, which the peer transport,
 /// the API port and the member's HTTPS clients present from their next handshake on.
-pub(crate) async fn renew_member_certificate(pki: PathBuf, slot: skiff_peer::CertSlot, lifetime: Duration) {
+pub(crate) async fn renew_member_certificate(pki: PathBuf, slot: skiff_pki::CertSlot, lifetime: Duration) {
     let mut retry = Duration::from_secs(1);
     loop {
         let due = slot.renew_at();
@@ -272,9 +270,9 @@ pub(crate) async fn renew_member_certificate(pki: PathBuf, slot: skiff_peer::Cer
 
 fn renew_member_once(
     pki: &Path,
-    slot: &skiff_peer::CertSlot,
+    slot: &skiff_pki::CertSlot,
     lifetime: Duration,
-) -> Result<(), skiff_peer::PeerError> {
+) -> Result<(), skiff_pki::PkiError> {
     let identity = slot.node().identity()?;
     let next = ClusterCa::load(pki)?.issue(&identity, lifetime)?;
     next.save(pki)?;
@@ -346,7 +344,7 @@ async fn join_cluster(
     node.save(&pki)
         .map_err(|e| cluster_err("cannot save this node's certificate", e))?;
     crate::files::write_file_atomic(
-        &pki.join(skiff_peer::pki::CA_KEY_FILE),
+        &pki.join(skiff_pki::pki::CA_KEY_FILE),
         handover.ca_key_pem.as_bytes(),
         0o600,
     )

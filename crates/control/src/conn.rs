@@ -1,7 +1,7 @@
 //! What the API knows about the connection a request came on.
 use std::net::SocketAddr;
 
-use skiff_peer::Identity;
+use skiff_pki::Identity;
 
 /// What the API knows about the connection a request came on.
 #[derive(Debug, Clone, Default)]

@@ -213,7 +213,7 @@ impl ControlPlane {
             let http = self.inner.agent_http.clone();
             Some(async move {
                 let resp = http
-                    .get(skiff_peer::https::https_url(&url))
+                    .get(skiff_pki::https::https_url(&url))
                     .timeout(TRAFFIC_TIMEOUT)
                     .send()
                     .await

@@ -352,7 +352,7 @@ pub(crate) async fn invoke(
         .map(|t| t.0)
         .unwrap_or(skiff_api::Resources::DEFAULT_TIMEOUT)
         + Duration::from_secs(5);
-    let url = skiff_peer::https::https_url(&format!("{}/", ep.address.trim_end_matches('/')));
+    let url = skiff_pki::https::https_url(&format!("{}/", ep.address.trim_end_matches('/')));
     let mut req = p
         .inner
         .agent_http

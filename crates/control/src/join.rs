@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use axum::Json;
 use axum::extract::State;
 use skiff_api::{JoinToken, Kind, NodeJoinRequest, NodeJoinResponse, NodeRenewRequest, Object};
-use skiff_peer::{ClusterCa, Identity};
+use skiff_pki::{ClusterCa, Identity};
 
 use crate::conn::Conn;
 use crate::digest::sha256_hex;
@@ -27,7 +27,7 @@ pub(crate) async fn check_token(plane: &ControlPlane, secret: &str) -> Result<Op
     let Some((id, secret)) = secret.split_once('.') else {
         let cluster = std::fs::read_to_string(plane.inner.config.data_dir.join("join.token"))
             .map_err(|e| ApiError::internal(format!("cannot read join.token: {e}")))?;
-        let cluster: skiff_peer::JoinToken = cluster
+        let cluster: skiff_pki::JoinToken = cluster
             .parse()
             .map_err(|e| ApiError::internal(format!("join.token is damaged: {e}")))?;
         return if cluster.secret_matches(secret) {
@@ -167,7 +167,7 @@ pub(crate) async fn renew_node(
              token has no certificate to renew)",
         )
     })?;
-    if matches!(identity.role, skiff_peer::Role::Control { .. }) {
+    if matches!(identity.role, skiff_pki::Role::Control { .. }) {
         return Err(ApiError::bad_request(
             "control members renew through their own CA, not this route",
         ));

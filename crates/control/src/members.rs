@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use skiff_peer::transport::{JoinMember, JoinRequest, JoinResponse, PeerHandler, PeerTransport};
-use skiff_peer::{ClusterCa, Identity, JoinToken};
+use skiff_pki::{ClusterCa, Identity, JoinToken};
 use skiff_raft::{MembershipChange, RaftHandle, RaftStatus};
 
 use crate::cluster::{Handover, MemberInfo, NODE_CERT_VALIDITY, pki_dir};
@@ -122,7 +122,7 @@ impl ControlPlane {
         let s = self.inner.raft.status();
         let leader = s.leader?;
         let info = MemberInfo::decode(s.members.get(&leader)?)?;
-        (!info.api_url.is_empty()).then(|| skiff_peer::https::https_url(&info.api_url))
+        (!info.api_url.is_empty()).then(|| skiff_pki::https::https_url(&info.api_url))
     }
 
     /// The members as `GET /api/v1/members` shows them.
@@ -253,7 +253,7 @@ impl ControlPlane {
                 .await
                 .map_err(|e| format!("relaying the join to the leader failed: {e}"));
         }
-        skiff_peer::validate_name(&req.name).map_err(|e| e.to_string())?;
+        skiff_pki::validate_name(&req.name).map_err(|e| e.to_string())?;
         let members = self.members();
         if let Some(m) = members.iter().find(|m| m.name == req.name) {
             return Err(format!(
@@ -295,7 +295,7 @@ impl ControlPlane {
             .await
             .map_err(|e| format!("cannot add the member: {e}"))?;
         tracing::info!(member = %req.name, raft_id, "member added as a learner");
-        let ca_key_pem = std::fs::read_to_string(pki.join(skiff_peer::pki::CA_KEY_FILE))
+        let ca_key_pem = std::fs::read_to_string(pki.join(skiff_pki::pki::CA_KEY_FILE))
             .map_err(|e| format!("cannot read the CA key: {e}"))?;
         let secrets_key = crate::secrets::read_key_text(&pki).map_err(|e| e.to_string())?;
         let handover = Handover {

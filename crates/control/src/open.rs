@@ -78,7 +78,7 @@ impl ControlPlane {
         let artifacts = ArtifactStore::open(dir.join("artifacts"), config.max_artifact_bytes)
             .map_err(|e| state_dir(dir, e))?;
         let pki = crate::cluster::pki_dir(dir);
-        let node = skiff_peer::NodeCert::load(&pki).map_err(|e| {
+        let node = skiff_pki::NodeCert::load(&pki).map_err(|e| {
             ControlError::Cluster(format!(
                 "cannot load this node's certificate from {}: {e}",
                 pki.display()
@@ -94,24 +94,24 @@ impl ControlPlane {
             crate::secrets::ensure_key_file(&pki)?;
         }
         let secrets = crate::secrets::SecretsKey::load(&pki)?;
-        let tls_err = |e: skiff_peer::PeerError| ControlError::Cluster(format!("TLS configuration: {e}"));
+        let tls_err = |e: skiff_pki::PkiError| ControlError::Cluster(format!("TLS configuration: {e}"));
         // One renewable certificate behind the peer transport, the API port and the member's
         // HTTPS clients (see `renew_member_certificate`).
         let cert_slot = match prepared.cert.clone() {
             Some(slot) => slot,
-            None => skiff_peer::CertSlot::new(&node).map_err(tls_err)?,
+            None => skiff_pki::CertSlot::new(&node).map_err(tls_err)?,
         };
-        let api_tls = skiff_peer::https::api_server_config_slot(&cert_slot).map_err(tls_err)?;
+        let api_tls = skiff_pki::https::api_server_config_slot(&cert_slot).map_err(tls_err)?;
         let https_client = |peer| -> Result<reqwest::Client, ControlError> {
-            let tls = skiff_peer::https::https_client_config_slot(&cert_slot, peer).map_err(tls_err)?;
+            let tls = skiff_pki::https::https_client_config_slot(&cert_slot, peer).map_err(tls_err)?;
             reqwest::Client::builder()
                 .use_preconfigured_tls(tls)
                 .connect_timeout(Duration::from_secs(3))
                 .build()
                 .map_err(|e| ControlError::Cluster(format!("HTTPS client: {e}")))
         };
-        let http = https_client(skiff_peer::https::Peer::Control)?;
-        let agent_http = https_client(skiff_peer::https::Peer::Agent)?;
+        let http = https_client(skiff_pki::https::Peer::Control)?;
+        let agent_http = https_client(skiff_pki::https::Peer::Agent)?;
         let clustered = config.cluster.is_some();
         let plane = ControlPlane {
             inner: Arc::new(Inner {

@@ -98,9 +98,9 @@ pub(crate) struct Inner {
     /// HTTPS to agents' data planes, with this node's certificate.
     pub(crate) agent_http: reqwest::Client,
     /// The API port's TLS configuration.
-    pub(crate) api_tls: Arc<skiff_peer::ServerConfig>,
+    pub(crate) api_tls: Arc<skiff_pki::ServerConfig>,
     /// This node's credentials.
-    pub(crate) node: skiff_peer::NodeCert,
+    pub(crate) node: skiff_pki::NodeCert,
     /// Seals Secret values before they are proposed and opens them for reads.
     pub(crate) secrets: crate::secrets::SecretsKey,
     /// The last busy-time sample of each function pod (by uid), for the scaler.

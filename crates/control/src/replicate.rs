@@ -34,7 +34,7 @@ impl ControlPlane {
                 (!info.api_url.is_empty()).then(|| {
                     (
                         *id,
-                        skiff_peer::https::https_url(info.api_url.trim_end_matches('/')),
+                        skiff_pki::https::https_url(info.api_url.trim_end_matches('/')),
                     )
                 })
             })

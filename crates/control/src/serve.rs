@@ -114,9 +114,9 @@ async fn serve_conn(
     let certs = tls.get_ref().1.peer_certificates();
     let conn = Conn {
         tls: true,
-        identity: skiff_peer::https::client_identity(certs),
+        identity: skiff_pki::https::client_identity(certs),
         remote: Some(remote),
-        issued_at: skiff_peer::https::client_issued_at(certs),
+        issued_at: skiff_pki::https::client_issued_at(certs),
     };
     http(TokioIo::new(tls), router.layer(Extension(conn))).await;
 }

@@ -20,8 +20,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::Rng;
 use skiff_api::{EndpointAddress, Kind, NO_POD_HEADER, POD_NAME_HEADER};
 use skiff_client::{Client, Informer, ListOptions};
-use skiff_peer::NodeCert;
-use skiff_peer::https::Peer;
+use skiff_pki::NodeCert;
+use skiff_pki::https::Peer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -47,7 +47,7 @@ pub enum GatewayError {
     Client(#[from] skiff_client::ClientError),
     /// The node certificate cannot be used for TLS.
     #[error(transparent)]
-    Tls(#[from] skiff_peer::PeerError),
+    Tls(#[from] skiff_pki::PkiError),
 }
 
 /// Gateway settings.
@@ -144,8 +144,8 @@ impl Gateway {
     /// # Errors
     /// [`GatewayError`] for a bad server URL.
     pub fn start(config: GatewayConfig) -> Result<Self, GatewayError> {
-        let slot = skiff_peer::CertSlot::new(&config.node)?;
-        let api_tls = skiff_peer::https::https_client_config_slot(&slot, Peer::Control)?;
+        let slot = skiff_pki::CertSlot::new(&config.node)?;
+        let api_tls = skiff_pki::https::https_client_config_slot(&slot, Peer::Control)?;
         let client = Client::with_tls(&config.server, "", api_tls)?;
         let routes = Informer::start(client.clone(), Kind::HttpRoute, None, ListOptions::default());
         let endpoints = Informer::start(client.clone(), Kind::Endpoints, None, ListOptions::default());
@@ -154,7 +154,7 @@ impl Gateway {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         connector.enforce_http(false);
-        let mut agent_tls = skiff_peer::https::https_client_config_slot(&slot, Peer::Agent)?;
+        let mut agent_tls = skiff_pki::https::https_client_config_slot(&slot, Peer::Agent)?;
         if let Some(dir) = config.pki_dir.clone() {
             // Runs for the life of the process (a gateway is stopped with it): the sender lives
             // in the task, so the stop signal never comes.
@@ -460,7 +460,7 @@ impl Gateway {
             let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let uri = format!(
                 "{}{}",
-                skiff_peer::https::https_url(ep.address.trim_end_matches('/')),
+                skiff_pki::https::https_url(ep.address.trim_end_matches('/')),
                 path
             );
             match uri.parse() {

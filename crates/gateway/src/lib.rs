@@ -24,7 +24,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = std::path::Path::new(".skiff-gateway/pki");
-//! let me = skiff_peer::Identity::gateway("gw-1");
+//! let me = skiff_pki::Identity::gateway("gw-1");
 //! let node = skiff_client::node_credentials(dir, "http://127.0.0.1:7070", Some("SKF1…::…"), &me).await?;
 //! let gw = skiff_gateway::Gateway::start(skiff_gateway::GatewayConfig::new("http://127.0.0.1:7070", node))?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();

@@ -1,17 +1,20 @@
-//! Skiff's cluster PKI and the mutually authenticated transport between control nodes.
+//! The mutually authenticated transport between Skiff's control members: Raft messages and the
+//! join RPC over TLS on the peer port.
 //!
-//! Every control node of a Skiff cluster holds a certificate issued by the cluster's own CA. The
-//! nodes talk to each other over TLS 1.3 where *both* sides present such a certificate: raft
-//! messages travel only between nodes the CA vouches for. A new node without a certificate
-//! joins with a token (`SKF1<ca hash>::<secret>`) that lets it check it reached the right
-//! cluster before it reveals the secret; the cluster then signs the node's key.
+//! Every control member holds a certificate of the cluster CA (`skiff-pki`). The members talk to
+//! each other over TLS 1.3 where *both* sides present such a certificate: raft messages travel
+//! only between nodes the CA vouches for. A new member without a certificate joins with a token
+//! (`SKF1<ca hash>::<secret>`) that lets it check it reached the right cluster before it reveals
+//! the secret; the cluster then signs the node's key. Only the control plane uses this crate;
+//! agents, gateways and clients need only `skiff-pki`, and so link no Raft or protobuf code.
 //!
 //! # Example
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
 //! use std::time::Duration;
-//! use skiff_peer::{BoxFuture, ClusterCa, Identity, JoinRequest, JoinResponse, PeerHandler, PeerTransport};
+//! use skiff_peer::{BoxFuture, JoinRequest, JoinResponse, PeerHandler, PeerTransport};
+//! use skiff_pki::{ClusterCa, Identity};
 //! use skiff_raft::{eraftpb::Message, transport::Transport};
 //!
 //! struct Inbox(Mutex<Vec<Message>>);
@@ -33,10 +36,10 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let addr = listener.local_addr()?;
 //! let inbox = Arc::new(Inbox(Mutex::new(Vec::new())));
-//! tokio::spawn(skiff_peer::serve(listener, skiff_peer::server_config(&node2)?, inbox.clone()));
+//! tokio::spawn(skiff_peer::serve(listener, skiff_pki::server_config(&node2)?, inbox.clone()));
 //!
 //! // Node 1's raft driver sends through a PeerTransport.
-//! let transport = PeerTransport::new(tokio::runtime::Handle::current(), skiff_peer::client_config(&node1)?);
+//! let transport = PeerTransport::new(tokio::runtime::Handle::current(), skiff_pki::client_config(&node1)?);
 //! transport.set_peer(2, addr.to_string());
 //! let mut heartbeat = Message::default();
 //! (heartbeat.from, heartbeat.to) = (1, 2);
@@ -48,23 +51,10 @@
 //!
 //! # Core concepts
 //!
-//! - [`ClusterCa`]: the cluster's certificate authority (ECDSA P-256, 10 years), created when the
-//!   first control node initialises the cluster and saved as `ca.crt` + `ca.key` (0600). Its
-//!   [`ca_hash`](ClusterCa::ca_hash) (hex SHA-256 of the certificate) names the cluster.
-//! - [`Identity`]: a node's name and [`Role`] (`Control { raft_id }` or `Agent`). The CA writes it
-//!   into the certificate as the URI SAN `skiff://control/<raft_id>/<name>` or
-//!   `skiff://agent/<name>`, next to the DNS SAN [`CONTROL_SERVER_NAME`] / [`AGENT_SERVER_NAME`]
-//!   that TLS clients verify. [`identity_from_cert`] reads it back from a verified certificate.
-//! - [`CertSlot`]: the certificate a running agent or gateway presents, replaced in place when
-//!   it renews (`https::https_client_config_slot`, `https::data_plane_server_config_slot`
-//!   resolve it at every handshake).
-//! - [`NodeKey`] and [`NodeCert`]: a node makes its own key and a CSR; [`ClusterCa::sign`]
-//!   certifies the CSR's public key with an identity the *CA* chooses (the CSR's names are
-//!   ignored). `NodeCert` (certificate, key, CA) is saved as `node.crt`, `node.key` (0600),
-//!   `ca.crt`.
-//! - [`JoinToken`]: `SKF1<ca hash>::<secret>`. Parsing and formatting only; expiry and revocation
-//!   are the control plane's.
-//! - [`tls`]: the three rustls configurations (server, mutual client, joining client).
+//! - The certificates, identities, join tokens and TLS configurations are `skiff-pki`'s: the
+//!   peer port serves with [`skiff_pki::server_config`] (or its `_slot` form, renewable), members
+//!   dial with [`skiff_pki::client_config`], and [`join`] pins the cluster CA with
+//!   [`skiff_pki::join_client_config_pinned`].
 //! - [`PeerTransport`]: implements [`skiff_raft::transport::Transport`]. `send` never blocks: a
 //!   bounded queue per peer (full → the message is dropped; raft resends), a task per peer that
 //!   connects lazily, writes everything queued as one batch, and reconnects with jittered
@@ -103,25 +93,9 @@
 #![deny(missing_docs)]
 
 mod error;
-pub mod https;
-mod identity;
-pub mod pki;
-mod renewable;
-pub mod tls;
-mod token;
 pub mod transport;
 
 pub use error::PeerError;
-pub use identity::{
-    AGENT_SERVER_NAME, CONTROL_SERVER_NAME, GATEWAY_SERVER_NAME, Identity, Role, identity_from_cert,
-    validate_name,
-};
-pub use pki::{ClusterCa, NodeCert, NodeKey};
-pub use renewable::CertSlot;
-/// The TLS configuration types the constructors return, so callers need no rustls dependency.
-pub use rustls::{ClientConfig, ServerConfig};
-pub use tls::{client_config, client_config_slot, join_client_config, server_config, server_config_slot};
-pub use token::{JoinToken, TOKEN_PREFIX, secrets_equal};
 pub use transport::{
     BoxFuture, JoinMember, JoinRequest, JoinResponse, PeerHandler, PeerTransport, TransportOptions,
     TransportStats, join, serve,

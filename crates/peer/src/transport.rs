@@ -42,3 +42,33 @@ pub(crate) async fn dial(
     let _ = tcp.set_nodelay(true);
     Ok(tcp)
 }
+
+/// Turns a failed client handshake into the error that tells the operator what happened.
+pub(crate) fn handshake_error(addr: &str, e: std::io::Error) -> crate::PeerError {
+    use crate::PeerError;
+    use rustls::CertificateError;
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return PeerError::Io {
+            addr: addr.to_owned(),
+            source: e,
+        };
+    };
+    match tls {
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => PeerError::UntrustedPeer {
+            addr: addr.to_owned(),
+        },
+        rustls::Error::AlertReceived(alert) => PeerError::Handshake {
+            addr: addr.to_owned(),
+            reason: format!(
+                "the peer refused the connection ({alert:?}); this node's certificate is probably \
+                 not from the peer's cluster CA"
+            ),
+        },
+        other => PeerError::Handshake {
+            addr: addr.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}

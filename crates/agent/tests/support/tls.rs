@@ -6,15 +6,15 @@ use std::time::Duration;
 /// agent's data plane (mutual TLS) the way a gateway does.
 #[allow(dead_code, reason = "not every test binary calls pods")]
 pub(crate) fn data_plane_client(control_dir: &Path) -> reqwest::Client {
-    data_plane_client_as(control_dir, &skiff_peer::Identity::gateway("test"))
+    data_plane_client_as(control_dir, &skiff_pki::Identity::gateway("test"))
 }
 
 /// An HTTPS client for an agent's data plane with a certificate of `who`.
 #[allow(dead_code, reason = "not every test binary calls pods as another identity")]
-pub(crate) fn data_plane_client_as(control_dir: &Path, who: &skiff_peer::Identity) -> reqwest::Client {
-    let ca = skiff_peer::ClusterCa::load(&control_dir.join("pki")).unwrap();
+pub(crate) fn data_plane_client_as(control_dir: &Path, who: &skiff_pki::Identity) -> reqwest::Client {
+    let ca = skiff_pki::ClusterCa::load(&control_dir.join("pki")).unwrap();
     let me = ca.issue(who, Duration::from_secs(3600)).unwrap();
-    let tls = skiff_peer::https::https_client_config(&me, skiff_peer::https::Peer::Agent).unwrap();
+    let tls = skiff_pki::https::https_client_config(&me, skiff_pki::https::Peer::Agent).unwrap();
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .build()

@@ -7,7 +7,7 @@
 //! | agent `N` | get Node `N`; register Node `N` (its own labels and registration taints; never `unschedulable`); update Node `N` only in labels under [`AGENT_LABEL_PREFIX`], and its status; list and watch pods only with `fieldSelector=spec.nodeName=N`, get a pod bound to `N`; update the status of pods bound to `N`; get a ConfigMap or Secret a pod bound to `N` references; use a key-value store a pod bound to `N` is granted; read services, endpoints and routes; get artifacts and the cluster summary |
 //! | gateway | read services, endpoints, routes and functions; activate functions |
 use skiff_api::{Kind, LabelSelector, Node, Object};
-use skiff_peer::Identity;
+use skiff_pki::Identity;
 use skiff_state::Reader;
 
 use super::request::RequestInfo;

@@ -331,7 +331,7 @@ impl ControlPlane {
         event: &CloudEvent,
         timeout: Duration,
     ) -> Result_ {
-        let url = skiff_peer::https::https_url(&format!("{}/", ep.address.trim_end_matches('/')));
+        let url = skiff_pki::https::https_url(&format!("{}/", ep.address.trim_end_matches('/')));
         let (body, content_type) = event_body(event);
         let mut req = self
             .inner

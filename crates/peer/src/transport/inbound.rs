@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use rustls::ServerConfig;
+use skiff_pki::{Identity, Role, identity_from_cert};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -19,7 +20,6 @@ use tokio_rustls::server::TlsStream;
 
 use super::frame::{self, FRAME_MAX_BYTES, FrameType, JOIN_MAX_BYTES, Reassembler};
 use super::join::{JoinReply, JoinRequest, JoinResponse};
-use crate::identity::{Identity, Role, identity_from_cert};
 
 /// A boxed future, as returned by [`PeerHandler::join`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -45,7 +45,7 @@ pub trait PeerHandler: Send + Sync + 'static {
 /// Serves peer connections from `listener` until the returned future is dropped (abort its
 /// task to stop: open connections are closed with it).
 ///
-/// Each connection is a TLS session (`tls` from [`crate::server_config`]). A client whose
+/// Each connection is a TLS session (`tls` from [`skiff_pki::server_config`]). A client whose
 /// certificate the cluster CA verified, with a control identity, may send raft frames; each
 /// message is decoded (bounded by [`skiff_raft::MAX_MESSAGE_BYTES`]) and passed to
 /// [`PeerHandler::raft`] only if its `from` is the certificate's raft id. A client without a

@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsConnector;
 
+use skiff_pki::pki::{cert_hash, parse_cert_pem};
+use skiff_pki::tls::{control_server_name, join_client_config_pinned};
+use skiff_pki::{JoinToken, identity_from_cert};
+
 use super::frame::{self, FrameType, JOIN_MAX_BYTES, JOIN_RESPONSE_MAX_BYTES};
-use crate::pki::{cert_hash, parse_cert_pem};
-use crate::tls::{control_server_name, handshake_error, join_client_config_with};
-use crate::{JoinToken, PeerError, identity_from_cert};
+use super::handshake_error;
+use crate::PeerError;
 
 /// How long a joining node waits for each step (connect, handshake, answer).
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,7 +27,7 @@ pub struct JoinRequest {
     pub token_secret: String,
     /// The node name asked for.
     pub name: String,
-    /// A certificate signing request for the node's key ([`crate::NodeKey::csr`]).
+    /// A certificate signing request for the node's key ([`skiff_pki::NodeKey::csr`]).
     pub csr_pem: String,
     /// Where other control nodes reach this node's peer port (`host:port`).
     pub peer_addr: String,
@@ -103,14 +106,14 @@ pub async fn join(addr: &str, token: &JoinToken, mut req: JoinRequest) -> Result
         reason,
     };
 
-    let (config, verifier) = join_client_config_with(token)?;
+    let (config, pin) = join_client_config_pinned(token)?;
     let tcp = super::dial(addr, JOIN_TIMEOUT).await?;
     let handshake = TlsConnector::from(config).connect(control_server_name(), tcp);
     let mut tls = match tokio::time::timeout(JOIN_TIMEOUT, handshake).await {
         Err(_) => return Err(timeout("tls handshake")),
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            return Err(match verifier.mismatch() {
+            return Err(match pin.mismatch() {
                 Some(found) => PeerError::CaMismatch {
                     addr: addr.to_owned(),
                     expected: token.ca_hash.clone(),

@@ -18,10 +18,12 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use skiff_pki::identity_from_cert;
+use skiff_pki::tls::control_server_name;
+
 use super::frame::{self, FRAME_MAX_BYTES};
+use super::handshake_error;
 use crate::PeerError;
-use crate::identity::identity_from_cert;
-use crate::tls::{control_server_name, handshake_error};
 
 /// Tuning of a [`PeerTransport`]. The defaults suit a LAN or a WAN.
 #[derive(Debug, Clone)]
@@ -111,7 +113,7 @@ impl std::fmt::Debug for PeerTransport {
 }
 
 impl PeerTransport {
-    /// A transport with no peers yet, sending with `tls` (from [`crate::client_config`]) and
+    /// A transport with no peers yet, sending with `tls` (from [`skiff_pki::client_config`]) and
     /// running its tasks on `runtime`.
     pub fn new(runtime: Handle, tls: Arc<ClientConfig>) -> Self {
         Self::with_options(runtime, tls, TransportOptions::default())

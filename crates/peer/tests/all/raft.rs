@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raft::eraftpb::{Entry, Message, MessageType};
-use skiff_peer::{ClusterCa, Identity, NodeCert, PeerTransport, TransportOptions};
+use skiff_peer::{PeerTransport, TransportOptions};
+use skiff_pki::{ClusterCa, Identity, NodeCert};
 use skiff_raft::transport::Transport;
 
 use crate::support::*;
@@ -15,7 +16,7 @@ fn transport(node: &NodeCert) -> PeerTransport {
         backoff_max: Duration::from_millis(200),
         ..TransportOptions::default()
     };
-    let tls = skiff_peer::client_config(node).unwrap();
+    let tls = skiff_pki::client_config(node).unwrap();
     PeerTransport::with_options(tokio::runtime::Handle::current(), tls, options)
 }
 
@@ -150,7 +151,7 @@ async fn a_certificate_from_another_ca_is_refused_before_decoding() {
     // Trusts the real cluster's server, but presents a certificate from the other CA.
     let mut intruder = control(&other, 1);
     intruder.ca_pem = ca.cert_pem().to_owned();
-    let mut conn = raw_connect(addr, skiff_peer::client_config(&intruder).unwrap()).await;
+    let mut conn = raw_connect(addr, skiff_pki::client_config(&intruder).unwrap()).await;
     assert!(server_closes(&mut conn, &raft_frame(&msg(1, 2, 1))).await);
     assert_eq!(h.decoded(), 0);
 
@@ -169,7 +170,7 @@ async fn an_agent_certificate_cannot_send_raft_messages() {
     let h = Recorder::new(ca.clone(), "s");
     let (addr, _s) = start(&control(&ca, 2), h.clone(), None).await;
     let agent = ca.issue(&Identity::agent("edge-1"), DAY).unwrap();
-    let mut conn = raw_connect(addr, skiff_peer::client_config(&agent).unwrap()).await;
+    let mut conn = raw_connect(addr, skiff_pki::client_config(&agent).unwrap()).await;
     assert!(server_closes(&mut conn, &raft_frame(&msg(1, 2, 1))).await);
     assert_eq!(h.decoded(), 0);
 }
@@ -179,7 +180,7 @@ async fn a_spoofed_sender_is_refused() {
     let ca = Arc::new(ClusterCa::generate("test").unwrap());
     let h = Recorder::new(ca.clone(), "s");
     let (addr, _s) = start(&control(&ca, 2), h.clone(), None).await;
-    let cfg = skiff_peer::client_config(&control(&ca, 3)).unwrap();
+    let cfg = skiff_pki::client_config(&control(&ca, 3)).unwrap();
 
     // Node 3 claims to be node 1.
     let mut conn = raw_connect(addr, cfg.clone()).await;
@@ -199,7 +200,7 @@ async fn an_oversized_frame_closes_the_connection() {
     let ca = Arc::new(ClusterCa::generate("test").unwrap());
     let h = Recorder::new(ca.clone(), "s");
     let (addr, _s) = start(&control(&ca, 2), h.clone(), None).await;
-    let cfg = skiff_peer::client_config(&control(&ca, 1)).unwrap();
+    let cfg = skiff_pki::client_config(&control(&ca, 1)).unwrap();
     let mut conn = raw_connect(addr, cfg).await;
     let mut header = vec![1u8];
     header.extend(((skiff_peer::transport::FRAME_MAX_BYTES + 1) as u32).to_be_bytes());
@@ -212,8 +213,8 @@ async fn a_client_without_a_certificate_may_not_send_raft_messages() {
     let ca = Arc::new(ClusterCa::generate("test").unwrap());
     let h = Recorder::new(ca.clone(), "s");
     let (addr, _s) = start(&control(&ca, 2), h.clone(), None).await;
-    let token = skiff_peer::JoinToken::generate(&ca.ca_hash()).unwrap();
-    let mut conn = raw_connect(addr, skiff_peer::join_client_config(&token).unwrap()).await;
+    let token = skiff_pki::JoinToken::generate(&ca.ca_hash()).unwrap();
+    let mut conn = raw_connect(addr, skiff_pki::join_client_config(&token).unwrap()).await;
     let m: Message = msg(1, 2, 1);
     assert!(server_closes(&mut conn, &raft_frame(&m)).await);
     assert_eq!(h.decoded(), 0);

@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use rustls::ClientConfig;
-use skiff_peer::{
-    BoxFuture, ClusterCa, Identity, JoinMember, JoinRequest, JoinResponse, NodeCert, PeerHandler,
-    secrets_equal,
-};
+use skiff_peer::{BoxFuture, JoinMember, JoinRequest, JoinResponse, PeerHandler};
+use skiff_pki::{ClusterCa, Identity, NodeCert, secrets_equal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -106,7 +104,7 @@ pub(crate) async fn start(
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let tls = skiff_peer::server_config(node).unwrap();
+    let tls = skiff_pki::server_config(node).unwrap();
     let task = tokio::spawn(skiff_peer::serve(listener, tls, handler));
     (addr, task)
 }
@@ -123,7 +121,7 @@ pub(crate) async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> 
 /// A raw TLS connection to a peer port, to write hand-made frames.
 pub(crate) async fn raw_connect(addr: SocketAddr, cfg: Arc<ClientConfig>) -> TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from(skiff_peer::CONTROL_SERVER_NAME).unwrap();
+    let name = rustls::pki_types::ServerName::try_from(skiff_pki::CONTROL_SERVER_NAME).unwrap();
     TlsConnector::from(cfg).connect(name, tcp).await.unwrap()
 }
 

@@ -245,8 +245,8 @@ fn deleting_a_node_or_removing_a_member_revokes_its_certificate_on_every_member(
     let c = crate::cluster::Cluster::start(3, &[]);
     // An agent's certificate from the cluster CA, and its Node registered with it.
     let agent_pki = c.tmp.path().join("w9-pki");
-    let ca = skiff_peer::ClusterCa::load(&c.members[0].dir.join("pki")).expect("CA");
-    ca.issue(&skiff_peer::Identity::agent("w9"), Duration::from_secs(3600))
+    let ca = skiff_pki::ClusterCa::load(&c.members[0].dir.join("pki")).expect("CA");
+    ca.issue(&skiff_pki::Identity::agent("w9"), Duration::from_secs(3600))
         .expect("certificate")
         .save(&agent_pki)
         .expect("save");

@@ -429,7 +429,7 @@ fn workers_join_with_tokens_survive_failures_and_keep_serving_offline() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let other_ca = e.dir("other-ca.crt");
-    let other = skiff_peer::ClusterCa::generate("other").expect("CA");
+    let other = skiff_pki::ClusterCa::generate("other").expect("CA");
     std::fs::write(&other_ca, other.cert_pem()).expect("write CA");
     let refused = admin_https(&other_ca);
     let err = String::from_utf8_lossy(&refused.stderr);

@@ -27,15 +27,15 @@ pub(crate) fn https_client_builder(ca: &Path) -> reqwest::blocking::ClientBuilde
     // The server is checked as Skiff's clients check it: its certificate must name the control
     // role and chain to the cluster CA, whatever address the URL holds.
     let pem = std::fs::read_to_string(ca).expect("the cluster CA");
-    let tls = skiff_peer::https::https_client_config_ca(&pem, skiff_peer::https::Peer::Control)
-        .expect("TLS config");
+    let tls =
+        skiff_pki::https::https_client_config_ca(&pem, skiff_pki::https::Peer::Control).expect("TLS config");
     reqwest::blocking::Client::builder().use_preconfigured_tls(tls)
 }
 
 /// An HTTPS client holding the node certificate in `pki` (as that node would call the API).
 pub(crate) fn client_with_cert(pki: &Path) -> reqwest::blocking::Client {
-    let cert = skiff_peer::NodeCert::load(pki).expect("node certificate");
-    let tls = skiff_peer::https::https_client_config(&cert, skiff_peer::https::Peer::Control).expect("tls");
+    let cert = skiff_pki::NodeCert::load(pki).expect("node certificate");
+    let tls = skiff_pki::https::https_client_config(&cert, skiff_pki::https::Peer::Control).expect("tls");
     reqwest::blocking::Client::builder()
         .use_preconfigured_tls(tls)
         .timeout(Duration::from_secs(10))
@@ -48,8 +48,8 @@ pub(crate) fn client_with_cert(pki: &Path) -> reqwest::blocking::Client {
 pub(crate) fn presented_certificate(addr: &str, ca: &Path) -> Vec<u8> {
     use std::io::Write;
     let pem = std::fs::read_to_string(ca).expect("the cluster CA");
-    let config = skiff_peer::https::https_client_config_ca(&pem, skiff_peer::https::Peer::Control)
-        .expect("TLS config");
+    let config =
+        skiff_pki::https::https_client_config_ca(&pem, skiff_pki::https::Peer::Control).expect("TLS config");
     let name = rustls::pki_types::ServerName::try_from("control.skiff.internal").expect("name");
     let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("connection");
     let mut tcp = std::net::TcpStream::connect(addr).expect("connect");

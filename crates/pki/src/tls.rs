@@ -1,4 +1,5 @@
-//! TLS configurations for the three kinds of peer connection.
+//! TLS configurations for the three kinds of connection to a control member's peer port (the
+//! Raft transport itself is `skiff-peer`'s; it only takes these configurations).
 //!
 //! | config | presents | verifies the other side with |
 //! |---|---|---|
@@ -22,7 +23,7 @@ use rustls::{
 use crate::identity::CONTROL_SERVER_NAME;
 use crate::pki::{NodeCert, cert_hash};
 use crate::renewable::CertSlot;
-use crate::{JoinToken, PeerError};
+use crate::{JoinToken, PkiError};
 
 /// The ALPN protocol of the peer wire format (version 1).
 pub const ALPN_PROTOCOL: &[u8] = b"skiff-peer/1";
@@ -31,11 +32,11 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-pub(crate) fn roots(node: &NodeCert) -> Result<Arc<RootCertStore>, PeerError> {
+pub(crate) fn roots(node: &NodeCert) -> Result<Arc<RootCertStore>, PkiError> {
     let mut roots = RootCertStore::empty();
     roots
         .add(node.ca_der()?)
-        .map_err(|e| PeerError::invalid_cert("CA certificate", e.to_string()))?;
+        .map_err(|e| PkiError::invalid_cert("CA certificate", e.to_string()))?;
     Ok(Arc::new(roots))
 }
 
@@ -45,9 +46,9 @@ pub(crate) fn roots(node: &NodeCert) -> Result<Arc<RootCertStore>, PeerError> {
 /// only the join RPC.
 ///
 /// # Errors
-/// [`PeerError::InvalidCert`] for unusable credentials, [`PeerError::TlsConfig`] if rustls
+/// [`PkiError::InvalidCert`] for unusable credentials, [`PkiError::TlsConfig`] if rustls
 /// refuses them.
-pub fn server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, PeerError> {
+pub fn server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, PkiError> {
     server_config_with(node, None)
 }
 
@@ -55,13 +56,13 @@ pub fn server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, PeerError> {
 ///
 /// # Errors
 /// As [`server_config`].
-pub fn server_config_slot(slot: &CertSlot) -> Result<Arc<ServerConfig>, PeerError> {
+pub fn server_config_slot(slot: &CertSlot) -> Result<Arc<ServerConfig>, PkiError> {
     server_config_with(&slot.node(), Some(slot))
 }
 
-fn server_config_with(node: &NodeCert, slot: Option<&CertSlot>) -> Result<Arc<ServerConfig>, PeerError> {
+fn server_config_with(node: &NodeCert, slot: Option<&CertSlot>) -> Result<Arc<ServerConfig>, PkiError> {
     let what = "server";
-    let cfg_err = |e: &dyn std::fmt::Display| PeerError::TlsConfig {
+    let cfg_err = |e: &dyn std::fmt::Display| PkiError::TlsConfig {
         what,
         reason: e.to_string(),
     };
@@ -88,7 +89,7 @@ fn server_config_with(node: &NodeCert, slot: Option<&CertSlot>) -> Result<Arc<Se
 ///
 /// # Errors
 /// As [`server_config`].
-pub fn client_config(node: &NodeCert) -> Result<Arc<ClientConfig>, PeerError> {
+pub fn client_config(node: &NodeCert) -> Result<Arc<ClientConfig>, PkiError> {
     client_config_with(node, None)
 }
 
@@ -96,13 +97,13 @@ pub fn client_config(node: &NodeCert) -> Result<Arc<ClientConfig>, PeerError> {
 ///
 /// # Errors
 /// As [`server_config`].
-pub fn client_config_slot(slot: &CertSlot) -> Result<Arc<ClientConfig>, PeerError> {
+pub fn client_config_slot(slot: &CertSlot) -> Result<Arc<ClientConfig>, PkiError> {
     client_config_with(&slot.node(), Some(slot))
 }
 
-fn client_config_with(node: &NodeCert, slot: Option<&CertSlot>) -> Result<Arc<ClientConfig>, PeerError> {
+fn client_config_with(node: &NodeCert, slot: Option<&CertSlot>) -> Result<Arc<ClientConfig>, PkiError> {
     let what = "client";
-    let cfg_err = |e: &dyn std::fmt::Display| PeerError::TlsConfig {
+    let cfg_err = |e: &dyn std::fmt::Display| PkiError::TlsConfig {
         what,
         reason: e.to_string(),
     };
@@ -126,14 +127,37 @@ fn client_config_with(node: &NodeCert, slot: Option<&CertSlot>) -> Result<Arc<Cl
 /// [`CONTROL_SERVER_NAME`]. So the token's secret goes only to the cluster the token names.
 ///
 /// # Errors
-/// [`PeerError::TlsConfig`] if rustls refuses the configuration.
-pub fn join_client_config(token: &JoinToken) -> Result<Arc<ClientConfig>, PeerError> {
+/// [`PkiError::TlsConfig`] if rustls refuses the configuration.
+pub fn join_client_config(token: &JoinToken) -> Result<Arc<ClientConfig>, PkiError> {
     Ok(join_client_config_with(token)?.0)
+}
+
+/// [`join_client_config`] and its [`JoinPin`], which tells after a failed handshake whether the
+/// server presented another cluster's CA.
+///
+/// # Errors
+/// As [`join_client_config`].
+pub fn join_client_config_pinned(token: &JoinToken) -> Result<(Arc<ClientConfig>, JoinPin), PkiError> {
+    let (cfg, verifier) = join_client_config_with(token)?;
+    Ok((cfg, JoinPin(verifier)))
+}
+
+/// What the CA pin of a joining client's configuration ([`join_client_config_pinned`],
+/// [`crate::https::join_https_client_config`]) saw.
+#[derive(Debug, Clone)]
+pub struct JoinPin(pub(crate) Arc<CaPinVerifier>);
+
+impl JoinPin {
+    /// The hash of the CA a server presented instead of the token's, if one did (the server
+    /// belongs to another cluster, or the token to another one).
+    pub fn mismatch(&self) -> Option<String> {
+        self.0.mismatch()
+    }
 }
 
 pub(crate) fn join_client_config_with(
     token: &JoinToken,
-) -> Result<(Arc<ClientConfig>, Arc<CaPinVerifier>), PeerError> {
+) -> Result<(Arc<ClientConfig>, Arc<CaPinVerifier>), PkiError> {
     let provider = provider();
     let verifier = Arc::new(CaPinVerifier {
         ca_hash: token.ca_hash.clone(),
@@ -143,7 +167,7 @@ pub(crate) fn join_client_config_with(
     });
     let mut cfg = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| PeerError::TlsConfig {
+        .map_err(|e| PkiError::TlsConfig {
             what: "joining client",
             reason: e.to_string(),
         })?
@@ -229,39 +253,11 @@ impl ServerCertVerifier for CaPinVerifier {
     }
 }
 
-/// The server name every control node's certificate carries.
-pub(crate) fn control_server_name() -> ServerName<'static> {
+/// The server name every control node's certificate carries, as a TLS client dials it.
+pub fn control_server_name() -> ServerName<'static> {
     ServerName::DnsName(
         rustls::pki_types::DnsName::try_from(CONTROL_SERVER_NAME)
             .expect("CONTROL_SERVER_NAME is a valid DNS name")
             .to_owned(),
     )
-}
-
-/// Turns a failed client handshake into the error that tells the operator what happened.
-pub(crate) fn handshake_error(addr: &str, e: std::io::Error) -> PeerError {
-    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
-        return PeerError::Io {
-            addr: addr.to_owned(),
-            source: e,
-        };
-    };
-    match tls {
-        rustls::Error::InvalidCertificate(
-            CertificateError::UnknownIssuer | CertificateError::BadSignature,
-        ) => PeerError::UntrustedPeer {
-            addr: addr.to_owned(),
-        },
-        rustls::Error::AlertReceived(alert) => PeerError::Handshake {
-            addr: addr.to_owned(),
-            reason: format!(
-                "the peer refused the connection ({alert:?}); this node's certificate is probably \
-                 not from the peer's cluster CA"
-            ),
-        },
-        other => PeerError::Handshake {
-            addr: addr.to_owned(),
-            reason: other.to_string(),
-        },
-    }
 }

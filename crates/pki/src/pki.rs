@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
-use crate::PeerError;
+use crate::PkiError;
 use crate::identity::{Identity, validate_name};
 
 /// File name of the CA certificate, in both the CA directory and a node's directory.
@@ -72,13 +72,13 @@ impl ClusterCa {
     /// Generates a new CA (ECDSA P-256, valid for [`CA_VALIDITY`]) for the named cluster.
     ///
     /// # Errors
-    /// [`PeerError::InvalidIdentity`] for an unusable cluster name (same rules as node names),
-    /// [`PeerError::Crypto`] if key generation fails.
-    pub fn generate(cluster_name: &str) -> Result<Self, PeerError> {
-        validate_name(cluster_name).map_err(|_| PeerError::InvalidIdentity {
+    /// [`PkiError::InvalidIdentity`] for an unusable cluster name (same rules as node names),
+    /// [`PkiError::Crypto`] if key generation fails.
+    pub fn generate(cluster_name: &str) -> Result<Self, PkiError> {
+        validate_name(cluster_name).map_err(|_| PkiError::InvalidIdentity {
             reason: format!("cluster name {cluster_name:?} must be 1-63 lowercase letters, digits and '-'"),
         })?;
-        let key = KeyPair::generate().map_err(|e| PeerError::crypto("generate the CA key", e))?;
+        let key = KeyPair::generate().map_err(|e| PkiError::crypto("generate the CA key", e))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::OrganizationName, "skiff");
@@ -94,7 +94,7 @@ impl ClusterCa {
         set_validity(&mut params, CA_VALIDITY);
         let cert = params
             .self_signed(&key)
-            .map_err(|e| PeerError::crypto("self-sign the CA certificate", e))?;
+            .map_err(|e| PkiError::crypto("self-sign the CA certificate", e))?;
         Ok(ClusterCa {
             cert_pem: cert.pem(),
             cert_der: cert.der().clone(),
@@ -106,8 +106,8 @@ impl ClusterCa {
     /// missing), each atomically.
     ///
     /// # Errors
-    /// [`PeerError::File`] if a file cannot be written.
-    pub fn save(&self, dir: &Path) -> Result<(), PeerError> {
+    /// [`PkiError::File`] if a file cannot be written.
+    pub fn save(&self, dir: &Path) -> Result<(), PkiError> {
         create_dir(dir)?;
         write_atomic(&dir.join(CA_CERT_FILE), self.cert_pem.as_bytes(), 0o644)?;
         write_atomic(&dir.join(CA_KEY_FILE), self.key.serialize_pem().as_bytes(), 0o600)
@@ -116,26 +116,26 @@ impl ClusterCa {
     /// Reads a CA written by [`ClusterCa::save`], checking that the key belongs to the certificate.
     ///
     /// # Errors
-    /// [`PeerError::File`] if a file cannot be read, [`PeerError::InvalidCert`] if a file is
+    /// [`PkiError::File`] if a file cannot be read, [`PkiError::InvalidCert`] if a file is
     /// malformed, not a CA, or the key does not match.
-    pub fn load(dir: &Path) -> Result<Self, PeerError> {
+    pub fn load(dir: &Path) -> Result<Self, PkiError> {
         let cert_path = dir.join(CA_CERT_FILE);
         let cert_pem = read_string(&cert_path)?;
         let key_pem = read_string(&dir.join(CA_KEY_FILE))?;
         let cert_der = parse_cert_pem(&cert_path.display().to_string(), &cert_pem)?;
         let key = KeyPair::from_pem(&key_pem).map_err(|e| {
-            PeerError::invalid_cert(dir.join(CA_KEY_FILE).display().to_string(), e.to_string())
+            PkiError::invalid_cert(dir.join(CA_KEY_FILE).display().to_string(), e.to_string())
         })?;
         let (_, x509) = x509_parser::parse_x509_certificate(&cert_der)
-            .map_err(|e| PeerError::invalid_cert(cert_path.display().to_string(), e.to_string()))?;
+            .map_err(|e| PkiError::invalid_cert(cert_path.display().to_string(), e.to_string()))?;
         if !x509.is_ca() {
-            return Err(PeerError::invalid_cert(
+            return Err(PkiError::invalid_cert(
                 cert_path.display().to_string(),
                 "it is not a CA certificate",
             ));
         }
         if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-            return Err(PeerError::invalid_cert(
+            return Err(PkiError::invalid_cert(
                 dir.join(CA_KEY_FILE).display().to_string(),
                 "the key does not belong to the certificate in ca.crt; restore both from the same backup",
             ));
@@ -169,25 +169,25 @@ impl ClusterCa {
     /// holds the private key); the identity, key usages and names are the CA's.
     ///
     /// # Errors
-    /// [`PeerError::InvalidIdentity`] for a bad identity, [`PeerError::InvalidCert`] for a
-    /// malformed or badly signed CSR, [`PeerError::Crypto`] if signing fails.
-    pub fn sign(&self, csr_pem: &str, identity: &Identity, validity: Duration) -> Result<String, PeerError> {
+    /// [`PkiError::InvalidIdentity`] for a bad identity, [`PkiError::InvalidCert`] for a
+    /// malformed or badly signed CSR, [`PkiError::Crypto`] if signing fails.
+    pub fn sign(&self, csr_pem: &str, identity: &Identity, validity: Duration) -> Result<String, PkiError> {
         identity.validate()?;
         let what = "certificate signing request";
         if csr_pem.len() > MAX_CSR_BYTES {
-            return Err(PeerError::invalid_cert(
+            return Err(PkiError::invalid_cert(
                 what,
                 format!("it is {} bytes, more than {MAX_CSR_BYTES}", csr_pem.len()),
             ));
         }
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(|e| PeerError::invalid_cert(what, e.to_string()))?;
+            .map_err(|e| PkiError::invalid_cert(what, e.to_string()))?;
         let params = node_params(identity, validity)?;
         let issuer = Issuer::from_ca_cert_der(&self.cert_der, &self.key)
-            .map_err(|e| PeerError::crypto("read the CA certificate", e))?;
+            .map_err(|e| PkiError::crypto("read the CA certificate", e))?;
         let cert = params
             .signed_by(&csr.public_key, &issuer)
-            .map_err(|e| PeerError::crypto("sign the node certificate", e))?;
+            .map_err(|e| PkiError::crypto("sign the node certificate", e))?;
         Ok(cert.pem())
     }
 
@@ -195,7 +195,7 @@ impl ClusterCa {
     ///
     /// # Errors
     /// As [`ClusterCa::sign`].
-    pub fn issue(&self, identity: &Identity, validity: Duration) -> Result<NodeCert, PeerError> {
+    pub fn issue(&self, identity: &Identity, validity: Duration) -> Result<NodeCert, PkiError> {
         let key = NodeKey::generate()?;
         let csr = key.csr(identity)?;
         let cert_pem = self.sign(&csr, identity, validity)?;
@@ -207,10 +207,10 @@ impl ClusterCa {
     }
 }
 
-fn node_params(identity: &Identity, validity: Duration) -> Result<CertificateParams, PeerError> {
+fn node_params(identity: &Identity, validity: Duration) -> Result<CertificateParams, PkiError> {
     let ia5 = |s: String| {
         s.try_into()
-            .map_err(|e| PeerError::crypto("encode a subject alternative name", e))
+            .map_err(|e| PkiError::crypto("encode a subject alternative name", e))
     };
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
@@ -258,19 +258,19 @@ impl NodeKey {
     /// Generates a fresh key.
     ///
     /// # Errors
-    /// [`PeerError::Crypto`] if the system's randomness fails.
-    pub fn generate() -> Result<Self, PeerError> {
-        let key = KeyPair::generate().map_err(|e| PeerError::crypto("generate a node key", e))?;
+    /// [`PkiError::Crypto`] if the system's randomness fails.
+    pub fn generate() -> Result<Self, PkiError> {
+        let key = KeyPair::generate().map_err(|e| PkiError::crypto("generate a node key", e))?;
         Ok(NodeKey { key })
     }
 
     /// Reads a key from PEM (PKCS#8).
     ///
     /// # Errors
-    /// [`PeerError::InvalidCert`] if the PEM is not a supported private key.
-    pub fn from_pem(pem: &str) -> Result<Self, PeerError> {
+    /// [`PkiError::InvalidCert`] if the PEM is not a supported private key.
+    pub fn from_pem(pem: &str) -> Result<Self, PkiError> {
         let key =
-            KeyPair::from_pem(pem).map_err(|e| PeerError::invalid_cert("node private key", e.to_string()))?;
+            KeyPair::from_pem(pem).map_err(|e| PkiError::invalid_cert("node private key", e.to_string()))?;
         Ok(NodeKey { key })
     }
 
@@ -282,8 +282,8 @@ impl NodeKey {
     /// A CSR (PEM) asking for `identity`. The CA decides the final identity anyway.
     ///
     /// # Errors
-    /// [`PeerError::InvalidIdentity`] for a bad identity, [`PeerError::Crypto`] if signing fails.
-    pub fn csr(&self, identity: &Identity) -> Result<String, PeerError> {
+    /// [`PkiError::InvalidIdentity`] for a bad identity, [`PkiError::Crypto`] if signing fails.
+    pub fn csr(&self, identity: &Identity) -> Result<String, PkiError> {
         identity.validate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -292,9 +292,9 @@ impl NodeKey {
             .push(DnType::CommonName, identity.name.clone());
         let csr = params
             .serialize_request(&self.key)
-            .map_err(|e| PeerError::crypto("create a certificate signing request", e))?;
+            .map_err(|e| PkiError::crypto("create a certificate signing request", e))?;
         csr.pem()
-            .map_err(|e| PeerError::crypto("encode a certificate signing request", e))
+            .map_err(|e| PkiError::crypto("encode a certificate signing request", e))
     }
 }
 
@@ -322,8 +322,8 @@ impl NodeCert {
     /// missing), each atomically.
     ///
     /// # Errors
-    /// [`PeerError::File`] if a file cannot be written.
-    pub fn save(&self, dir: &Path) -> Result<(), PeerError> {
+    /// [`PkiError::File`] if a file cannot be written.
+    pub fn save(&self, dir: &Path) -> Result<(), PkiError> {
         create_dir(dir)?;
         write_atomic(&dir.join(CA_CERT_FILE), self.ca_pem.as_bytes(), 0o644)?;
         write_atomic(&dir.join(NODE_KEY_FILE), self.key_pem.as_bytes(), 0o600)?;
@@ -334,9 +334,9 @@ impl NodeCert {
     /// key belongs to the certificate.
     ///
     /// # Errors
-    /// [`PeerError::File`] if a file cannot be read, [`PeerError::InvalidCert`] if one is
+    /// [`PkiError::File`] if a file cannot be read, [`PkiError::InvalidCert`] if one is
     /// malformed.
-    pub fn load(dir: &Path) -> Result<Self, PeerError> {
+    pub fn load(dir: &Path) -> Result<Self, PkiError> {
         let cert = NodeCert {
             cert_pem: read_string(&dir.join(NODE_CERT_FILE))?,
             key_pem: read_string(&dir.join(NODE_KEY_FILE))?,
@@ -348,9 +348,9 @@ impl NodeCert {
         let key = NodeKey::from_pem(&cert.key_pem)?;
         let der = cert.cert_der()?;
         let (_, x509) = x509_parser::parse_x509_certificate(&der)
-            .map_err(|e| PeerError::invalid_cert("node certificate", e.to_string()))?;
+            .map_err(|e| PkiError::invalid_cert("node certificate", e.to_string()))?;
         if x509.public_key().subject_public_key.data.as_ref() != key.key.public_key_raw() {
-            return Err(PeerError::invalid_cert(
+            return Err(PkiError::invalid_cert(
                 dir.join(NODE_KEY_FILE).display().to_string(),
                 "the key does not belong to the certificate in node.crt; restore both from the \
                  same backup or join again",
@@ -362,54 +362,57 @@ impl NodeCert {
     /// The identity the CA wrote into the certificate.
     ///
     /// # Errors
-    /// [`PeerError::InvalidCert`] if the certificate is malformed or has no identity.
-    pub fn identity(&self) -> Result<Identity, PeerError> {
+    /// [`PkiError::InvalidCert`] if the certificate is malformed or has no identity.
+    pub fn identity(&self) -> Result<Identity, PkiError> {
         crate::identity::identity_from_cert(&self.cert_der()?)
     }
 
     /// Hex SHA-256 of the CA certificate.
     ///
     /// # Errors
-    /// [`PeerError::InvalidCert`] if the CA certificate is malformed.
-    pub fn ca_hash(&self) -> Result<String, PeerError> {
+    /// [`PkiError::InvalidCert`] if the CA certificate is malformed.
+    pub fn ca_hash(&self) -> Result<String, PkiError> {
         Ok(cert_hash(&self.ca_der()?))
     }
 
-    pub(crate) fn cert_der(&self) -> Result<CertificateDer<'static>, PeerError> {
+    pub(crate) fn cert_der(&self) -> Result<CertificateDer<'static>, PkiError> {
         parse_cert_pem("node certificate", &self.cert_pem)
     }
 
-    pub(crate) fn ca_der(&self) -> Result<CertificateDer<'static>, PeerError> {
+    pub(crate) fn ca_der(&self) -> Result<CertificateDer<'static>, PkiError> {
         parse_cert_pem("CA certificate", &self.ca_pem)
     }
 
-    pub(crate) fn key_der(&self) -> Result<PrivateKeyDer<'static>, PeerError> {
+    pub(crate) fn key_der(&self) -> Result<PrivateKeyDer<'static>, PkiError> {
         PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
-            .map_err(|e| PeerError::invalid_cert("node private key", e.to_string()))
+            .map_err(|e| PkiError::invalid_cert("node private key", e.to_string()))
     }
 }
 
-/// Parses exactly one PEM certificate.
-pub(crate) fn parse_cert_pem(what: &str, pem: &str) -> Result<CertificateDer<'static>, PeerError> {
+/// Parses exactly one PEM certificate; `what` names it in the error.
+///
+/// # Errors
+/// [`PkiError::InvalidCert`] when `pem` holds no certificate.
+pub fn parse_cert_pem(what: &str, pem: &str) -> Result<CertificateDer<'static>, PkiError> {
     CertificateDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| PeerError::invalid_cert(what, format!("not a PEM certificate: {e}")))
+        .map_err(|e| PkiError::invalid_cert(what, format!("not a PEM certificate: {e}")))
 }
 
-fn create_dir(dir: &Path) -> Result<(), PeerError> {
+fn create_dir(dir: &Path) -> Result<(), PkiError> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| PeerError::File {
+        .map_err(|source| PkiError::File {
             action: "creating directory",
             path: dir.to_owned(),
             source,
         })
 }
 
-fn read_string(path: &Path) -> Result<String, PeerError> {
-    fs::read_to_string(path).map_err(|source| PeerError::File {
+fn read_string(path: &Path) -> Result<String, PkiError> {
+    fs::read_to_string(path).map_err(|source| PkiError::File {
         action: "reading",
         path: path.to_owned(),
         source,
@@ -419,8 +422,8 @@ fn read_string(path: &Path) -> Result<String, PeerError> {
 /// Writes `bytes` to `path` through a temporary file in the same directory, created with `mode`,
 /// synced, then renamed over `path`; the directory is synced too. Readers see the old file or
 /// the new one, never a part.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PeerError> {
-    let file_err = |source| PeerError::File {
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
+    let file_err = |source| PkiError::File {
         action: "writing",
         path: path.to_owned(),
         source,

@@ -23,7 +23,7 @@ use crate::identity::{AGENT_SERVER_NAME, CONTROL_SERVER_NAME};
 use crate::pki::NodeCert;
 use crate::renewable::CertSlot;
 use crate::tls::{provider, roots};
-use crate::{Identity, JoinToken, PeerError};
+use crate::{Identity, JoinToken, PkiError};
 
 /// The ALPN protocol of Skiff's HTTPS connections.
 pub const HTTP_ALPN: &[u8] = b"http/1.1";
@@ -51,14 +51,14 @@ impl Peer {
     }
 }
 
-fn cfg_err(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> PeerError {
-    move |e| PeerError::TlsConfig {
+fn cfg_err(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> PkiError {
+    move |e| PkiError::TlsConfig {
         what,
         reason: e.to_string(),
     }
 }
 
-fn http_server(node: &NodeCert, what: &'static str, require_client: bool) -> Result<ServerConfig, PeerError> {
+fn http_server(node: &NodeCert, what: &'static str, require_client: bool) -> Result<ServerConfig, PkiError> {
     http_server_with(node, None, what, require_client)
 }
 
@@ -68,7 +68,7 @@ fn http_server_with(
     slot: Option<&CertSlot>,
     what: &'static str,
     require_client: bool,
-) -> Result<ServerConfig, PeerError> {
+) -> Result<ServerConfig, PkiError> {
     let err = cfg_err(what);
     let builder = WebPkiClientVerifier::builder_with_provider(roots(node)?, provider());
     let verifier = if require_client {
@@ -95,9 +95,9 @@ fn http_server_with(
 /// pin it); a client certificate is optional and, when sent, verified against the cluster CA.
 ///
 /// # Errors
-/// [`PeerError::InvalidCert`] for unusable credentials, [`PeerError::TlsConfig`] if rustls
+/// [`PkiError::InvalidCert`] for unusable credentials, [`PkiError::TlsConfig`] if rustls
 /// refuses them.
-pub fn api_server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, PeerError> {
+pub fn api_server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, PkiError> {
     http_server(node, "API server", false).map(Arc::new)
 }
 
@@ -105,7 +105,7 @@ pub fn api_server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, PeerError
 ///
 /// # Errors
 /// As [`api_server_config`].
-pub fn api_server_config_slot(slot: &CertSlot) -> Result<Arc<ServerConfig>, PeerError> {
+pub fn api_server_config_slot(slot: &CertSlot) -> Result<Arc<ServerConfig>, PkiError> {
     http_server_with(&slot.node(), Some(slot), "API server", false).map(Arc::new)
 }
 
@@ -114,7 +114,7 @@ pub fn api_server_config_slot(slot: &CertSlot) -> Result<Arc<ServerConfig>, Peer
 ///
 /// # Errors
 /// As [`api_server_config`].
-pub fn data_plane_server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, PeerError> {
+pub fn data_plane_server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, PkiError> {
     http_server(node, "data plane server", true).map(Arc::new)
 }
 
@@ -123,7 +123,7 @@ pub fn data_plane_server_config(node: &NodeCert) -> Result<Arc<ServerConfig>, Pe
 ///
 /// # Errors
 /// As [`api_server_config`].
-pub fn data_plane_server_config_slot(slot: &CertSlot) -> Result<Arc<ServerConfig>, PeerError> {
+pub fn data_plane_server_config_slot(slot: &CertSlot) -> Result<Arc<ServerConfig>, PkiError> {
     http_server_with(&slot.node(), Some(slot), "data plane server", true).map(Arc::new)
 }
 
@@ -131,7 +131,7 @@ pub fn data_plane_server_config_slot(slot: &CertSlot) -> Result<Arc<ServerConfig
 ///
 /// # Errors
 /// As [`api_server_config`].
-pub fn https_client_config_slot(slot: &CertSlot, peer: Peer) -> Result<ClientConfig, PeerError> {
+pub fn https_client_config_slot(slot: &CertSlot, peer: Peer) -> Result<ClientConfig, PkiError> {
     https_client_with(&slot.node(), Some(slot), peer)
 }
 
@@ -140,15 +140,11 @@ pub fn https_client_config_slot(slot: &CertSlot, peer: Peer) -> Result<ClientCon
 ///
 /// # Errors
 /// As [`api_server_config`].
-pub fn https_client_config(node: &NodeCert, peer: Peer) -> Result<ClientConfig, PeerError> {
+pub fn https_client_config(node: &NodeCert, peer: Peer) -> Result<ClientConfig, PkiError> {
     https_client_with(node, None, peer)
 }
 
-fn https_client_with(
-    node: &NodeCert,
-    slot: Option<&CertSlot>,
-    peer: Peer,
-) -> Result<ClientConfig, PeerError> {
+fn https_client_with(node: &NodeCert, slot: Option<&CertSlot>, peer: Peer) -> Result<ClientConfig, PkiError> {
     let err = cfg_err("HTTPS client");
     let inner = WebPkiServerVerifier::builder_with_provider(roots(node)?, provider())
         .build()
@@ -176,15 +172,15 @@ fn https_client_with(
 /// accepts only a server certified by the CA in `ca_pem` for the role `peer`.
 ///
 /// # Errors
-/// [`PeerError::InvalidCert`] if `ca_pem` is not a certificate, [`PeerError::TlsConfig`] if
+/// [`PkiError::InvalidCert`] if `ca_pem` is not a certificate, [`PkiError::TlsConfig`] if
 /// rustls refuses the configuration.
-pub fn https_client_config_ca(ca_pem: &str, peer: Peer) -> Result<ClientConfig, PeerError> {
+pub fn https_client_config_ca(ca_pem: &str, peer: Peer) -> Result<ClientConfig, PkiError> {
     let err = cfg_err("HTTPS client");
     let ca = crate::pki::parse_cert_pem("CA certificate", ca_pem)?;
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(ca)
-        .map_err(|e| PeerError::invalid_cert("CA certificate", e.to_string()))?;
+        .map_err(|e| PkiError::invalid_cert("CA certificate", e.to_string()))?;
     let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
         .map_err(|e| err(&e))?;
@@ -207,8 +203,8 @@ pub fn https_client_config_ca(ca_pem: &str, peer: Peer) -> Result<ClientConfig, 
 /// node, so the secret goes only to the cluster the token names.
 ///
 /// # Errors
-/// [`PeerError::TlsConfig`] if rustls refuses the configuration.
-pub fn join_https_client_config(token: &JoinToken) -> Result<(ClientConfig, JoinPin), PeerError> {
+/// [`PkiError::TlsConfig`] if rustls refuses the configuration.
+pub fn join_https_client_config(token: &JoinToken) -> Result<(ClientConfig, JoinPin), PkiError> {
     let (cfg, verifier) = crate::tls::join_client_config_with(token)?;
     let mut cfg = Arc::unwrap_or_clone(cfg);
     cfg.alpn_protocols = vec![HTTP_ALPN.to_vec()];
@@ -216,16 +212,7 @@ pub fn join_https_client_config(token: &JoinToken) -> Result<(ClientConfig, Join
 }
 
 /// What the CA pin of a [`join_https_client_config`] saw.
-#[derive(Debug, Clone)]
-pub struct JoinPin(Arc<crate::tls::CaPinVerifier>);
-
-impl JoinPin {
-    /// The hash of the CA a server presented instead of the token's, if one did (the server
-    /// belongs to another cluster, or the token to another one).
-    pub fn mismatch(&self) -> Option<String> {
-        self.0.mismatch()
-    }
-}
+pub use crate::tls::JoinPin;
 
 /// `url` with an `http://` scheme turned into `https://` (a node with a certificate always
 /// speaks TLS; Skiff's API port serves both on one port). Other URLs are returned unchanged.

@@ -13,7 +13,7 @@ use rustls::client::ResolvesClientCert;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::PeerError;
+use crate::PkiError;
 use crate::pki::NodeCert;
 use crate::tls::provider;
 
@@ -41,8 +41,8 @@ impl CertSlot {
     /// A slot holding `node`.
     ///
     /// # Errors
-    /// [`PeerError::InvalidCert`] when the certificate or key cannot be used.
-    pub fn new(node: &NodeCert) -> Result<Self, PeerError> {
+    /// [`PkiError::InvalidCert`] when the certificate or key cannot be used.
+    pub fn new(node: &NodeCert) -> Result<Self, PkiError> {
         Ok(CertSlot {
             current: Arc::new(RwLock::new(Current::of(node)?)),
         })
@@ -52,7 +52,7 @@ impl CertSlot {
     ///
     /// # Errors
     /// As [`CertSlot::new`]; the slot keeps its certificate then.
-    pub fn replace(&self, node: &NodeCert) -> Result<(), PeerError> {
+    pub fn replace(&self, node: &NodeCert) -> Result<(), PkiError> {
         let next = Current::of(node)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(())
@@ -94,11 +94,11 @@ impl CertSlot {
 }
 
 impl Current {
-    fn of(node: &NodeCert) -> Result<Self, PeerError> {
+    fn of(node: &NodeCert) -> Result<Self, PkiError> {
         let key = provider()
             .key_provider
             .load_private_key(node.key_der()?)
-            .map_err(|e| PeerError::invalid_cert("node private key", e.to_string()))?;
+            .map_err(|e| PkiError::invalid_cert("node private key", e.to_string()))?;
         Ok(Current {
             node: node.clone(),
             leaf: Arc::new(CertifiedKey::new(vec![node.cert_der()?], key.clone())),

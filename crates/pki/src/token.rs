@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::PeerError;
+use crate::PkiError;
 
 /// The prefix (and format version) of every join token.
 pub const TOKEN_PREFIX: &str = "SKF1";
@@ -36,8 +36,8 @@ impl JoinToken {
     /// A token for the CA with this hash and a fresh random secret (32 bytes, hex).
     ///
     /// # Errors
-    /// [`PeerError::InvalidToken`] if `ca_hash` is not 64 hex characters.
-    pub fn generate(ca_hash: &str) -> Result<Self, PeerError> {
+    /// [`PkiError::InvalidToken`] if `ca_hash` is not 64 hex characters.
+    pub fn generate(ca_hash: &str) -> Result<Self, PkiError> {
         let secret: [u8; 32] = rand::random();
         Ok(JoinToken {
             ca_hash: parse_ca_hash(ca_hash)?,
@@ -67,10 +67,10 @@ impl fmt::Display for JoinToken {
 }
 
 impl FromStr for JoinToken {
-    type Err = PeerError;
+    type Err = PkiError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |reason: String| PeerError::InvalidToken { reason };
+        let bad = |reason: String| PkiError::InvalidToken { reason };
         let s = s.trim();
         let rest = s.strip_prefix(TOKEN_PREFIX).ok_or_else(|| {
             bad(format!(
@@ -105,9 +105,9 @@ impl FromStr for JoinToken {
     }
 }
 
-fn parse_ca_hash(hash: &str) -> Result<String, PeerError> {
+fn parse_ca_hash(hash: &str) -> Result<String, PkiError> {
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(PeerError::InvalidToken {
+        return Err(PkiError::InvalidToken {
             reason: format!(
                 "ca hash must be 64 hex characters (sha256 of the cluster CA), got {} characters{}",
                 hash.len(),

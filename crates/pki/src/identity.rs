@@ -4,7 +4,7 @@ use std::fmt;
 
 use x509_parser::extensions::GeneralName;
 
-use crate::PeerError;
+use crate::PkiError;
 
 /// The TLS server name (a DNS SAN) in every control node's certificate; clients verify it.
 pub const CONTROL_SERVER_NAME: &str = "control.skiff.internal";
@@ -88,11 +88,11 @@ impl Identity {
     /// Checks the name and raft id.
     ///
     /// # Errors
-    /// [`PeerError::InvalidIdentity`] saying what is wrong.
-    pub fn validate(&self) -> Result<(), PeerError> {
+    /// [`PkiError::InvalidIdentity`] saying what is wrong.
+    pub fn validate(&self) -> Result<(), PkiError> {
         validate_name(&self.name)?;
         if self.role == (Role::Control { raft_id: 0 }) {
-            return Err(PeerError::InvalidIdentity {
+            return Err(PkiError::InvalidIdentity {
                 reason: format!("control node {:?} has raft id 0; raft ids start at 1", self.name),
             });
         }
@@ -111,9 +111,9 @@ impl Identity {
     /// Parses a URI SAN written by [`Identity::to_uri`].
     ///
     /// # Errors
-    /// [`PeerError::InvalidIdentity`] for anything else.
-    pub fn from_uri(uri: &str) -> Result<Self, PeerError> {
-        let bad = |why: &str| PeerError::InvalidIdentity {
+    /// [`PkiError::InvalidIdentity`] for anything else.
+    pub fn from_uri(uri: &str) -> Result<Self, PkiError> {
+        let bad = |why: &str| PkiError::InvalidIdentity {
             reason: format!("{uri:?} is not a skiff node identity: {why}"),
         };
         let rest = uri
@@ -160,9 +160,9 @@ impl fmt::Display for Identity {
 /// Checks that `name` is a DNS label (1–63 of `a-z0-9-`, not starting or ending with `-`).
 ///
 /// # Errors
-/// [`PeerError::InvalidIdentity`] saying what is wrong.
-pub fn validate_name(name: &str) -> Result<(), PeerError> {
-    let bad = |why: &str| PeerError::InvalidIdentity {
+/// [`PkiError::InvalidIdentity`] saying what is wrong.
+pub fn validate_name(name: &str) -> Result<(), PkiError> {
+    let bad = |why: &str| PkiError::InvalidIdentity {
         reason: format!("node name {name:?} {why}; use 1-63 lowercase letters, digits and '-'"),
     };
     if name.is_empty() {
@@ -189,25 +189,25 @@ pub fn validate_name(name: &str) -> Result<(), PeerError> {
 /// makes the identity in it true. The certificate must carry exactly one `skiff://` URI SAN.
 ///
 /// # Errors
-/// [`PeerError::InvalidCert`] if the certificate cannot be parsed or carries no (or several)
-/// identities, [`PeerError::InvalidIdentity`] if the identity is malformed.
-pub fn identity_from_cert(der: &[u8]) -> Result<Identity, PeerError> {
+/// [`PkiError::InvalidCert`] if the certificate cannot be parsed or carries no (or several)
+/// identities, [`PkiError::InvalidIdentity`] if the identity is malformed.
+pub fn identity_from_cert(der: &[u8]) -> Result<Identity, PkiError> {
     let what = "node certificate";
     let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| PeerError::invalid_cert(what, e.to_string()))?;
+        x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::invalid_cert(what, e.to_string()))?;
     let san = cert
         .subject_alternative_name()
-        .map_err(|e| PeerError::invalid_cert(what, e.to_string()))?
-        .ok_or_else(|| PeerError::invalid_cert(what, "it has no subject alternative names"))?;
+        .map_err(|e| PkiError::invalid_cert(what, e.to_string()))?
+        .ok_or_else(|| PkiError::invalid_cert(what, "it has no subject alternative names"))?;
     let mut uris = san.value.general_names.iter().filter_map(|n| match n {
         GeneralName::URI(u) if u.starts_with(URI_SCHEME) => Some(*u),
         _ => None,
     });
     let uri = uris
         .next()
-        .ok_or_else(|| PeerError::invalid_cert(what, "it carries no skiff:// node identity"))?;
+        .ok_or_else(|| PkiError::invalid_cert(what, "it carries no skiff:// node identity"))?;
     if uris.next().is_some() {
-        return Err(PeerError::invalid_cert(
+        return Err(PkiError::invalid_cert(
             what,
             "it carries more than one skiff:// node identity",
         ));
