@@ -93,9 +93,7 @@ impl Connection {
         )?;
         let pem = std::fs::read_to_string(&ca_path)
             .with_context(|| format!("reading the cluster CA {}", ca_path.display()))?;
-        let tls = skiff_pki::https::https_client_config_ca(&pem, skiff_pki::https::Peer::Control)
-            .with_context(|| format!("the cluster CA {}", ca_path.display()))?;
-        Ok(Client::with_tls(&c.server, &c.token, tls)?)
+        Client::with_cluster_ca(&c.server, &c.token, &pem).with_context(|| format!("{}", ca_path.display()))
     }
 }
 

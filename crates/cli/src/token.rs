@@ -91,7 +91,7 @@ pub(crate) async fn token(conn: &Connection, a: TokenArgs) -> Result<()> {
                     None => "until deleted".into(),
                 }
             );
-            println!("{}{ca_hash}::{id}.{secret}", skiff_pki::TOKEN_PREFIX);
+            println!("{}{ca_hash}::{id}.{secret}", skiff_client::JOIN_TOKEN_PREFIX);
         }
         TokenCommand::List => {
             let list = client.list(Kind::JoinToken, None, None).await?;

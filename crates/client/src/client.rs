@@ -12,6 +12,7 @@ use skiff_api::{ErrorBody, ErrorCode, Kind, Object, ObjectList, WatchEvent};
 
 use crate::error::ClientError;
 use crate::path::ApiPath;
+use crate::servers::{https, parse_servers};
 
 /// How long a request may wait for the server's answer headers before the client gives up on
 /// that server (a paused or partitioned server accepts connections but never answers).
@@ -111,6 +112,17 @@ impl Client {
     /// [`ClientError::Config`] for an empty list or a URL that is not http(s).
     pub fn new(servers: &str, token: &str) -> Result<Self, ClientError> {
         Self::build(servers, token, None)
+    }
+
+    /// A client of `https://` servers checked against the cluster CA in `ca_pem` (the server must
+    /// present a control certificate of that CA), sending `token`.
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] when the PEM holds no usable CA certificate.
+    pub fn with_cluster_ca(servers: &str, token: &str, ca_pem: &str) -> Result<Self, ClientError> {
+        let tls = skiff_pki::https::https_client_config_ca(ca_pem, skiff_pki::https::Peer::Control)
+            .map_err(|e| ClientError::Config(format!("the cluster CA: {e}")))?;
+        Self::with_tls(servers, token, tls)
     }
 
     /// A client that speaks HTTPS with `tls` (a node's certificate and the cluster CA, see
@@ -720,36 +732,6 @@ fn query(o: &ListOptions) -> Vec<(&'static str, String)> {
         q.push(("fieldSelector", f.clone()));
     }
     q
-}
-
-/// Splits and checks a comma-separated list of server base URLs.
-pub(crate) fn parse_servers(servers: &str) -> Result<Vec<String>, ClientError> {
-    let list: Vec<String> = servers
-        .split(',')
-        .map(|s| s.trim().trim_end_matches('/').to_owned())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if list.is_empty() {
-        return Err(ClientError::Config(
-            "no server URL given: pass --server http://HOST:PORT (several separated by commas)".into(),
-        ));
-    }
-    for base in &list {
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Config(format!(
-                "server URL {base:?} must start with http:// or https://"
-            )));
-        }
-    }
-    Ok(list)
-}
-
-/// `http://…` as `https://…`.
-pub(crate) fn https(url: &str) -> String {
-    match url.strip_prefix("http://") {
-        Some(rest) => format!("https://{rest}"),
-        None => url.to_owned(),
-    }
 }
 
 pub(crate) fn unreachable(url: &str, e: &reqwest::Error) -> ClientError {

@@ -5,8 +5,9 @@ use std::time::Duration;
 use skiff_api::{NodeJoinRequest, NodeJoinResponse};
 use skiff_pki::{Identity, JoinToken, NodeCert, NodeKey, Role};
 
-use crate::client::{https, parse_servers, unreachable};
+use crate::client::unreachable;
 use crate::error::ClientError;
+use crate::servers::{https, parse_servers};
 
 /// How long one join request may take.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);

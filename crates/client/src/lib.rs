@@ -31,6 +31,7 @@ mod informer;
 mod join;
 mod path;
 mod renew;
+mod servers;
 
 pub use client::{ApplyResult, Client, DEFAULT_TIMEOUT, Invocation, ListOptions};
 pub use error::ClientError;
@@ -38,3 +39,5 @@ pub use informer::Informer;
 pub use join::node_credentials;
 pub use path::ApiPath;
 pub use renew::keep_renewed;
+/// What every join token starts with (then the CA hash, `::`, and the secret).
+pub use skiff_pki::TOKEN_PREFIX as JOIN_TOKEN_PREFIX;

@@ -19,10 +19,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 
+use crate::crypto::{provider, roots};
 use crate::identity::{AGENT_SERVER_NAME, CONTROL_SERVER_NAME};
 use crate::pki::NodeCert;
 use crate::renewable::CertSlot;
-use crate::tls::{provider, roots};
 use crate::{Identity, JoinToken, PkiError};
 
 /// The ALPN protocol of Skiff's HTTPS connections.

@@ -69,6 +69,7 @@
 //!    says which CA it saw otherwise), so the secret goes only to the cluster the token names.
 #![deny(missing_docs)]
 
+mod crypto;
 mod error;
 pub mod https;
 mod identity;

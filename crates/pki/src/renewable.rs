@@ -14,8 +14,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::PkiError;
+use crate::crypto::provider;
 use crate::pki::NodeCert;
-use crate::tls::provider;
 
 /// The certificate a node presents now (cheap to clone: all clones share the slot).
 #[derive(Clone)]

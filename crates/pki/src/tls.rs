@@ -20,6 +20,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
 };
 
+use crate::crypto::{provider, roots};
 use crate::identity::CONTROL_SERVER_NAME;
 use crate::pki::{NodeCert, cert_hash};
 use crate::renewable::CertSlot;
@@ -27,18 +28,6 @@ use crate::{JoinToken, PkiError};
 
 /// The ALPN protocol of the peer wire format (version 1).
 pub const ALPN_PROTOCOL: &[u8] = b"skiff-peer/1";
-
-pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-pub(crate) fn roots(node: &NodeCert) -> Result<Arc<RootCertStore>, PkiError> {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(node.ca_der()?)
-        .map_err(|e| PkiError::invalid_cert("CA certificate", e.to_string()))?;
-    Ok(Arc::new(roots))
-}
 
 /// The server side of a node: presents the node certificate followed by the CA certificate
 /// (so joining nodes can pin the CA), and verifies client certificates against the cluster CA.

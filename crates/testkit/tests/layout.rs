@@ -175,3 +175,42 @@ fn the_checks_see_a_cycle_and_ignore_other_crates_paths() {
     assert_eq!(cycle_from(&graph, "a").unwrap(), ["a", "b", "c", "a"]);
     assert!(cycle_from(&graph, "d").is_none());
 }
+
+#[test]
+fn the_client_verbs_of_the_cli_use_only_the_api_and_the_client() {
+    // `up.rs` starts the roles (control, agent, gateway) and is the one module that wires the
+    // concrete crates; every other command speaks to a cluster through skiff-client.
+    const ALLOWED: [&str; 4] = ["skiff_api", "skiff_client", "skiff_manifest", "skiff_cli"];
+    let src = workspace().join("crates/cli/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for f in files {
+        if f.file_name().is_some_and(|n| n == "up.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("readable source");
+        for (i, _) in text.match_indices("skiff_") {
+            if text[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            {
+                continue;
+            }
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !ALLOWED.contains(&name.as_str()) {
+                wrong.push(format!("{}: {name}", f.display()));
+            }
+        }
+    }
+    wrong.dedup();
+    assert!(
+        wrong.is_empty(),
+        "the CLI's verbs reach past skiff-api/skiff-client:\n{}",
+        wrong.join("\n")
+    );
+}
