@@ -75,6 +75,13 @@ fn a_replica_set_creates_and_deletes_to_its_size_unscheduled_then_unready_first(
     }
 }
 
+/// A function's scaling settings and state: min, max, target concurrency, current replicas, last
+/// scale-up.
+type Scale = (u32, u32, u32, u32, Option<SystemTime>);
+
+/// A row: the function, its load (concurrency, backlog), and the decision (replicas, load asks).
+type Row = (Scale, (f64, u64), (u32, bool));
+
 fn function(min: u32, max: u32, target: u32, current: u32, last_scale_up: Option<SystemTime>) -> Function {
     let mut f: Function = serde_json::from_value(json!({"apiVersion":"skiff.dev/v1",
         "metadata":{"name":"f","namespace":"default","uid":"f1"},
@@ -91,8 +98,8 @@ fn a_function_scales_with_its_load_within_its_bounds_and_down_only_after_the_del
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
     let just_now = Some(now - Duration::from_secs(1));
     let long_ago = Some(now - Duration::from_secs(3600));
-    // (min, max, target, current, last scale-up, concurrency, backlog) → (replicas, load asks)
-    let table: [((u32, u32, u32, u32, Option<SystemTime>), (f64, u64), (u32, bool)); 8] = [
+    // (min, max, target, current, last scale-up), (concurrency, backlog) → (replicas, load asks)
+    let table: [Row; 8] = [
         ((0, 10, 1, 0, None), (0.0, 0), (0, false)),
         ((0, 10, 1, 0, None), (0.0, 3), (1, true)),
         ((0, 10, 2, 0, None), (5.0, 0), (3, true)),
