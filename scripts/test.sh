@@ -8,6 +8,21 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/skiff/target}"
 mkdir -p "$CARGO_TARGET_DIR"
 export CARGO_TERM_COLOR=never
+# Incremental caches only grow between runs and the test binaries are large: a run that fills the
+# disk dies in the linker (SIGBUS), so the suite builds without them and makes room first.
+export CARGO_INCREMENTAL=0
+free_gib() { df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 { print int($4 / 1048576) }'; }
+NEED_GIB=25
+if [ "$(free_gib)" -lt "$NEED_GIB" ]; then
+  echo "== disk: $(free_gib) GiB free, the suite needs about $NEED_GIB: removing incremental caches and old test binaries"
+  rm -rf "$CARGO_TARGET_DIR/debug/incremental"
+  find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -executable -mtime +0 -delete 2>/dev/null || true
+fi
+if [ "$(free_gib)" -lt "$NEED_GIB" ]; then
+  echo "== disk: still $(free_gib) GiB free: cleaning the build directory (a full rebuild follows)"
+  cargo clean --target-dir "$CARGO_TARGET_DIR"
+fi
+echo "== disk: $(free_gib) GiB free for the build"
 
 echo "== setup: wasm32-wasip2 target (guest components are built from source by the tests)"
 rustup target add wasm32-wasip2
