@@ -38,24 +38,32 @@ fn crates() -> Vec<PathBuf> {
     dirs
 }
 
-/// The `crate::<name>` module names a source text refers to.
-fn crate_refs(text: &str) -> BTreeSet<String> {
+/// The identifiers in `text` that follow `prefix` where `prefix` starts a path (not the tail of a
+/// longer name: `skiff_crate::x` is no `crate::x`), with `prefix` kept when `keep` is set.
+fn names_after(text: &str, prefix: &str, keep: bool) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for (i, _) in text.match_indices("crate::") {
-        // `skiff_crate::x` or `some_crate::x` are other crates' paths.
-        let before = text[..i].chars().next_back();
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+    for (i, _) in text.match_indices(prefix) {
+        if text[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
             continue;
         }
-        let name: String = text[i + 7..]
+        let name: String = text[i + prefix.len()..]
             .chars()
             .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
             .collect();
         if !name.is_empty() {
-            out.insert(name);
+            out.insert(if keep { format!("{prefix}{name}") } else { name });
         }
     }
     out
+}
+
+/// The `crate::<name>` module names a source text refers to.
+fn crate_refs(text: &str) -> BTreeSet<String> {
+    names_after(text, "crate::", false)
 }
 
 /// Module → the modules it imports, for one crate's `src`.
@@ -190,24 +198,12 @@ fn the_client_verbs_of_the_cli_use_only_the_api_and_the_client() {
             continue;
         }
         let text = std::fs::read_to_string(&f).expect("readable source");
-        for (i, _) in text.match_indices("skiff_") {
-            if text[..i]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_alphanumeric() || c == '_')
-            {
-                continue;
-            }
-            let name: String = text[i..]
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                .collect();
+        for name in names_after(&text, "skiff_", true) {
             if !ALLOWED.contains(&name.as_str()) {
                 wrong.push(format!("{}: {name}", f.display()));
             }
         }
     }
-    wrong.dedup();
     assert!(
         wrong.is_empty(),
         "the CLI's verbs reach past skiff-api/skiff-client:\n{}",
