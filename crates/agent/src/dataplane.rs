@@ -9,6 +9,7 @@ use http::{Request, Response, StatusCode, header};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use skiff_api::{NO_POD_HEADER, OVERLOADED_HEADER, POD_NAME_HEADER};
+use skiff_listen::{Guard, Limits};
 use skiff_pki::{Identity, Role, ServerConfig};
 use skiff_runtime_wasm::ResponseBody;
 use tokio::net::TcpListener;
@@ -18,8 +19,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::pods::PodTable;
 use crate::util::text;
 
-/// How long a TLS handshake on the data plane may take.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections a data plane may hold (lowered to its share of the open-file limit).
+const DATA_PLANE_CONNECTIONS: usize = 4096;
 
 /// Serves requests for this node's pods. Cheap to clone.
 #[derive(Clone)]
@@ -255,7 +256,8 @@ impl DataPlane {
 }
 
 /// Accepts TLS connections until `shutdown` (a client certificate of the cluster CA is
-/// required), serving each with HTTP/1.1 keep-alive.
+/// required), serving each with HTTP/1.1 keep-alive, within the data plane's
+/// [`skiff_listen::Limits`].
 pub(crate) async fn serve(
     listener: TcpListener,
     plane: DataPlane,
@@ -263,45 +265,48 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let guard = Guard::new("data plane", Limits::for_listener(DATA_PLANE_CONNECTIONS));
     loop {
-        let (stream, remote) = tokio::select! {
+        let (stream, remote, slot) = tokio::select! {
             _ = shutdown.changed() => return,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "data plane accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            a = guard.accept(&listener) => a,
         };
         let _ = stream.set_nodelay(true);
         let plane = plane.clone();
         let acceptor = acceptor.clone();
+        let guard = guard.clone();
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-            let stream = match handshake {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::info!(%remote, error = %e, "data plane: TLS handshake refused (no client certificate from this cluster's CA?)");
+            let limits = guard.limits();
+            let conn = async {
+                let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await;
+                let stream = match handshake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        return guard.rejected(
+                            remote,
+                            &format_args!(
+                                "TLS handshake refused (no client certificate from this cluster's CA?): {e}"
+                            ),
+                        );
+                    }
+                    Err(_) => return,
+                };
+                let certs = stream.get_ref().1.peer_certificates();
+                let Some(identity) = skiff_pki::https::client_identity(certs) else {
                     return;
+                };
+                let caller = Caller(identity, skiff_pki::https::client_issued_at(certs));
+                let svc = slot.track(service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    let plane = plane.clone();
+                    req.extensions_mut().insert(caller.clone());
+                    async move { Ok::<_, Infallible>(plane.serve(req).await) }
+                }));
+                let conn = skiff_listen::http1(limits).serve_connection(TokioIo::new(stream), svc);
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "data plane connection ended");
                 }
-                Err(_) => return,
             };
-            let certs = stream.get_ref().1.peer_certificates();
-            let Some(identity) = skiff_pki::https::client_identity(certs) else {
-                return;
-            };
-            let caller = Caller(identity, skiff_pki::https::client_issued_at(certs));
-            let svc = service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                let plane = plane.clone();
-                req.extensions_mut().insert(caller.clone());
-                async move { Ok::<_, Infallible>(plane.serve(req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new();
-            if let Err(e) = conn.serve_connection(TokioIo::new(stream), svc).await {
-                tracing::debug!(error = %e, "data plane connection ended");
-            }
+            slot.run(conn).await;
         });
     }
 }

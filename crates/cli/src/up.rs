@@ -97,6 +97,8 @@ pub(crate) struct UpArgs {
     apply: Vec<PathBuf>,
     #[command(flatten)]
     runtime: RuntimeFlags,
+    #[command(flatten)]
+    ingress: IngressFlags,
     /// Cron triggers go by the RFC 3339 time in this file instead of the system clock (tests).
     #[arg(long, hide = true, env = "SKIFF_CLOCK_FILE", value_name = "FILE")]
     clock_file: Option<PathBuf>,
@@ -188,6 +190,21 @@ pub(crate) struct AgentArgs {
     log_format: String,
 }
 
+/// Limits of the gateway's listener.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct IngressFlags {
+    /// Largest request body the gateway forwards (bytes, or 512Ki, 16Mi, 1Gi); larger is
+    /// answered 413.
+    #[arg(long, default_value = "16Mi", value_name = "SIZE")]
+    max_body_size: skiff_api::ByteSize,
+}
+
+impl IngressFlags {
+    fn apply(&self, config: &mut GatewayConfig) {
+        config.max_body_bytes = self.max_body_size.0;
+    }
+}
+
 /// Arguments of `skiff gateway` (a standalone ingress that joins with --token).
 #[derive(Args, Debug)]
 pub(crate) struct GatewayArgs {
@@ -200,6 +217,8 @@ pub(crate) struct GatewayArgs {
     /// The gateway's name (a DNS label).
     #[arg(long, default_value = "gateway")]
     name: String,
+    #[command(flatten)]
+    ingress: IngressFlags,
     /// Log format.
     #[arg(long, value_parser = ["pretty", "json"], default_value = "pretty")]
     log_format: String,
@@ -263,7 +282,15 @@ async fn credentials(
     }
 }
 
+/// Starts logging for a long-running process, and raises its open-file limit (every
+/// connection a listener holds is a descriptor).
 fn init_tracing(format: &str) {
+    init_logs(format);
+    let fds = skiff_listen::raise_fd_limit();
+    tracing::debug!(open_file_limit = ?fds, "open-file limit");
+}
+
+fn init_logs(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,raft=warn,wasmtime=warn,cranelift=warn")
     });
@@ -440,6 +467,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     let mut gw_config = GatewayConfig::new(&control.client.server, gw_node);
     gw_config.local = HashMap::from([(args.node_name.clone(), local)]);
     gw_config.pki_dir = Some(dir.join("gateway").join("pki"));
+    args.ingress.apply(&mut gw_config);
     tasks.push(start_gateway(gw_config, gw_listener, &stop)?);
 
     println!("skiff is up");
@@ -589,6 +617,7 @@ pub(crate) async fn gateway(conn: &Connection, args: GatewayArgs) -> Result<()> 
     let (stop_tx, stop) = watch::channel(false);
     let mut config = GatewayConfig::new(&server, node);
     config.pki_dir = Some(dir.join("pki"));
+    args.ingress.apply(&mut config);
     let task = start_gateway(config, listener, &stop)?;
     println!("skiff gateway is up on http://{}", args.listen);
     run_until_signal(stop_tx, vec![task]).await;

@@ -6,12 +6,16 @@
 //! request may do (see [`crate::access`]). Without `plain_http`, a plain-HTTP request is answered
 //! 400 with the https URL to use; with it, plain HTTP serves requests, but a bearer token over it
 //! is accepted only from a loopback client (a token must not cross a network in clear).
+//!
+//! The listener holds to [`skiff_listen::Limits`]: a connection cap per listener and per source
+//! address (idle connections make room for new ones), and a header timeout that also bounds
+//! the first byte and the TLS handshake.
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::{Extension, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use skiff_listen::{Guard, Limits, Slot};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -22,10 +26,8 @@ use crate::plane::ControlPlane;
 
 /// The first byte of every TLS connection (a handshake record).
 const TLS_HANDSHAKE: u8 = 0x16;
-/// How long a new connection may stay silent before it is closed.
-const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections the API listener may hold (lowered to its share of the open-file limit).
+pub(crate) const API_CONNECTIONS: usize = 4096;
 
 impl ControlPlane {
     /// Serves the API on `listener` until `stop` turns true: HTTPS with this node's certificate
@@ -38,6 +40,7 @@ impl ControlPlane {
             plain_http_refused(listener.local_addr().ok())
         };
         let acceptor = TlsAcceptor::from(self.inner.api_tls.clone());
+        let guard = Guard::new("api", Limits::for_listener(API_CONNECTIONS));
         let mut conns = JoinSet::new();
         let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -46,16 +49,10 @@ impl ControlPlane {
         loop {
             tokio::select! {
                 _ = &mut stopped => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, remote)) => {
-                        let _ = tcp.set_nodelay(true);
-                        conns.spawn(serve_conn(tcp, remote, router.clone(), plain.clone(), acceptor.clone()));
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "api: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                (tcp, remote, slot) = guard.accept(&listener) => {
+                    let _ = tcp.set_nodelay(true);
+                    let conn = Accepted { router: router.clone(), plain: plain.clone(), acceptor: acceptor.clone(), guard: guard.clone() };
+                    conns.spawn(async move { slot.run(conn.serve(tcp, remote, &slot)).await; });
                 },
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
             }
@@ -83,50 +80,69 @@ fn plain_http_refused(local: Option<SocketAddr>) -> Router {
     })
 }
 
-async fn serve_conn(
-    tcp: TcpStream,
-    remote: SocketAddr,
+/// What serves one accepted connection.
+struct Accepted {
     router: Router,
     plain: Router,
     acceptor: TlsAcceptor,
-) {
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(FIRST_BYTE_TIMEOUT, tcp.peek(&mut first)).await {
-        Ok(Ok(1)) => {}
-        _ => return,
-    }
-    if first[0] != TLS_HANDSHAKE {
-        let conn = Conn {
-            remote: Some(remote),
-            ..Conn::default()
-        };
-        http(TokioIo::new(tcp), plain.layer(Extension(conn))).await;
-        return;
-    }
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::info!(%remote, error = %e, "api: TLS handshake refused (a client certificate not from this cluster's CA?)");
-            return;
-        }
-        Err(_) => return,
-    };
-    let certs = tls.get_ref().1.peer_certificates();
-    let conn = Conn {
-        tls: true,
-        identity: skiff_pki::https::client_identity(certs),
-        remote: Some(remote),
-        issued_at: skiff_pki::https::client_issued_at(certs),
-    };
-    http(TokioIo::new(tls), router.layer(Extension(conn))).await;
+    guard: Guard,
 }
 
-async fn http<I>(io: TokioIo<I>, router: Router)
+impl Accepted {
+    /// Tells TLS from plain HTTP by the first byte, then serves HTTP on the connection. The
+    /// first byte and the TLS handshake must come within the header timeout.
+    async fn serve(self, tcp: TcpStream, remote: SocketAddr, slot: &Slot) {
+        let limits = self.guard.limits();
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(limits.header_timeout, tcp.peek(&mut first)).await {
+            Ok(Ok(1)) => {}
+            _ => return,
+        }
+        if first[0] != TLS_HANDSHAKE {
+            let conn = Conn {
+                remote: Some(remote),
+                ..Conn::default()
+            };
+            http(TokioIo::new(tcp), self.plain.layer(Extension(conn)), slot, limits).await;
+            return;
+        }
+        let handshake = tokio::time::timeout(limits.header_timeout, self.acceptor.accept(tcp));
+        let tls = match handshake.await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                self.guard.rejected(
+                    remote,
+                    &format_args!(
+                        "TLS handshake refused (a client certificate not from this cluster's CA?): {e}"
+                    ),
+                );
+                return;
+            }
+            Err(_) => return,
+        };
+        let certs = tls.get_ref().1.peer_certificates();
+        let conn = Conn {
+            tls: true,
+            identity: skiff_pki::https::client_identity(certs),
+            remote: Some(remote),
+            issued_at: skiff_pki::https::client_issued_at(certs),
+        };
+        http(
+            TokioIo::new(tls),
+            self.router.layer(Extension(conn)),
+            slot,
+            limits,
+        )
+        .await;
+    }
+}
+
+async fn http<I>(io: TokioIo<I>, router: Router, slot: &Slot, limits: &Limits)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(router);
-    let _ = hyper::server::conn::http1::Builder::new()
+    let service = slot.track(TowerToHyperService::new(router));
+    let _ = skiff_listen::http1(limits)
         .serve_connection(io, service)
         .with_upgrades()
         .await;

@@ -20,11 +20,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::Rng;
 use skiff_api::{EndpointAddress, Kind, NO_POD_HEADER, POD_NAME_HEADER};
 use skiff_client::{Client, Informer, ListOptions};
+use skiff_listen::{Guard, Limits, Slot};
 use skiff_pki::NodeCert;
 use skiff_pki::https::Peer;
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::limit::{self, DEFAULT_MAX_BODY_BYTES};
 use crate::table::{RouteTable, Selected};
 
 /// Error type of gateway response bodies.
@@ -50,6 +53,9 @@ pub enum GatewayError {
     Tls(#[from] skiff_pki::PkiError),
 }
 
+/// Connections the gateway's listener may hold (lowered to its share of the open-file limit).
+pub const GATEWAY_CONNECTIONS: usize = 16384;
+
 /// Gateway settings.
 #[derive(Clone)]
 pub struct GatewayConfig {
@@ -65,6 +71,11 @@ pub struct GatewayConfig {
     /// Where the node certificate is kept: when set, it is renewed there while the gateway
     /// runs (two thirds into its life).
     pub pki_dir: Option<std::path::PathBuf>,
+    /// Largest request body forwarded; larger is answered 413.
+    pub max_body_bytes: u64,
+    /// What the gateway's listener may hold: connections in all and per client address, the
+    /// header timeout, the header size.
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -76,7 +87,8 @@ impl std::fmt::Debug for GatewayConfig {
 }
 
 impl GatewayConfig {
-    /// Defaults: 30 s deadline, no local data planes.
+    /// Defaults: 30 s deadline, no local data planes, 16 MiB bodies, the listener limits of
+    /// [`Limits::for_listener`] for [`GATEWAY_CONNECTIONS`].
     pub fn new(server: &str, node: NodeCert) -> Self {
         GatewayConfig {
             server: server.into(),
@@ -84,6 +96,8 @@ impl GatewayConfig {
             default_timeout: Duration::from_secs(30),
             local: HashMap::new(),
             pki_dir: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            limits: Limits::for_listener(GATEWAY_CONNECTIONS),
         }
     }
 }
@@ -113,7 +127,7 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-fn text(status: StatusCode, msg: String) -> Response<GatewayBody> {
+pub(crate) fn text(status: StatusCode, msg: String) -> Response<GatewayBody> {
     let mut r = Response::new(
         Full::new(Bytes::from(msg))
             .map_err(|e: Infallible| match e {})
@@ -224,28 +238,47 @@ impl Gateway {
                 }
             }
         });
+        let guard = Guard::new("gateway", self.inner.config.limits.clone());
         loop {
-            let (stream, peer) = tokio::select! {
+            let (stream, peer, slot) = tokio::select! {
                 _ = shutdown.changed() => break,
-                r = listener.accept() => match r {
-                    Ok(s) => s,
-                    Err(e) => { tracing::warn!(error = %e, "gateway accept failed"); continue; }
-                },
+                a = guard.accept(&listener) => a,
             };
             let _ = stream.set_nodelay(true);
             let gw = self.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(gw.handle(req, peer.ip().to_string()).await) }
-                });
-                let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(e) = conn.serve_connection(TokioIo::new(stream), svc).await {
-                    tracing::debug!(error = %e, "gateway connection ended");
-                }
-            });
+            let limits = guard.limits().clone();
+            tokio::spawn(async move { gw.serve_connection(stream, peer, slot, limits).await });
         }
         rebuilder.abort();
+    }
+
+    /// Serves one accepted connection (HTTP/1.1 or HTTP/2) until it ends or the listener's
+    /// guard closes it to make room.
+    async fn serve_connection(self, stream: TcpStream, peer: SocketAddr, slot: Slot, limits: Limits) {
+        let conn = self.connection(stream, peer, &slot, &limits);
+        if let Some(Err(e)) = slot.run(conn).await {
+            tracing::debug!(error = %e, "gateway connection ended");
+        }
+    }
+
+    /// The connection's future, boxed where its types are concrete (an async block would
+    /// have to prove it `Send` for every lifetime of the body's error type, which it cannot).
+    fn connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: &Slot,
+        limits: &Limits,
+    ) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> {
+        let gw = self.clone();
+        let svc = slot.track(service_fn(move |req: Request<Incoming>| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(gw.handle(req, peer.ip().to_string()).await) }
+        }));
+        let conn = skiff_listen::auto(limits)
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
+        Box::pin(conn)
     }
 
     /// Routes one request.
@@ -267,6 +300,10 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(&peer) {
             req.headers_mut().insert("x-forwarded-for", v);
         }
+        let max_body = self.inner.config.max_body_bytes;
+        let Some((req, over)) = limit::cap(req, max_body) else {
+            return limit::too_large(max_body);
+        };
         let timeout = sel.timeout;
         let started = tokio::time::Instant::now();
         if let Some((ns, name)) = sel.function.clone()
@@ -293,7 +330,7 @@ impl Gateway {
         }
         let timeout = timeout.saturating_sub(started.elapsed());
         match tokio::time::timeout(timeout, self.forward(req, &sel)).await {
-            Ok(resp) => resp,
+            Ok(resp) => over.answer(resp, max_body),
             Err(_) => text(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
@@ -398,12 +435,12 @@ impl Gateway {
         InFlight(c)
     }
 
-    async fn forward(&self, req: Request<Incoming>, sel: &Selected) -> Response<GatewayBody> {
+    async fn forward(&self, req: Request<RequestBody>, sel: &Selected) -> Response<GatewayBody> {
         // Bodyless requests can be retried on another endpoint when a node is unreachable.
         let retryable = req.headers().get(header::CONTENT_LENGTH).is_none_or(|v| v == "0")
             && !req.headers().contains_key(header::TRANSFER_ENCODING);
         let (parts, body) = req.into_parts();
-        let mut body: Option<RequestBody> = Some(body.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+        let mut body: Option<RequestBody> = Some(body);
         let mut tried: Vec<String> = Vec::new();
         let mut last_error = String::new();
         loop {

@@ -16,6 +16,12 @@
 //! | route, but no ready endpoint | 503 |
 //! | the rule's deadline passed | 504 |
 //! | the endpoint's node could not be reached | 502 (after trying the others) |
+//! | the request body is larger than [`GatewayConfig::max_body_bytes`] | 413 |
+//! | the request head is larger than the listener's header limit | 431 |
+//!
+//! The listener holds to [`skiff_listen::Limits`] ([`GatewayConfig::limits`]): connections
+//! in all and per client address (idle ones make room for new ones), and a header timeout that
+//! also closes idle kept-alive connections.
 //!
 //! The gateway authenticates with a node certificate (role gateway) that it got by joining with
 //! a token (`skiff_client::node_credentials`): to the API, and to every agent's data plane
@@ -42,7 +48,12 @@
 #![deny(missing_docs)]
 
 mod gateway;
+mod limit;
 mod table;
 
-pub use gateway::{BoxError, Gateway, GatewayBody, GatewayConfig, GatewayError, LocalUpstream, RequestBody};
+pub use gateway::{
+    BoxError, GATEWAY_CONNECTIONS, Gateway, GatewayBody, GatewayConfig, GatewayError, LocalUpstream,
+    RequestBody,
+};
+pub use limit::DEFAULT_MAX_BODY_BYTES;
 pub use table::{Backend, RouteTable, Selected};

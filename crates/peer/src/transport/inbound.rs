@@ -10,10 +10,10 @@ use bytes::BytesMut;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use rustls::ServerConfig;
+use skiff_listen::{Guard, Limits, Slot};
 use skiff_pki::{Identity, Role, identity_from_cert};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -24,7 +24,8 @@ use super::join::{JoinReply, JoinRequest, JoinResponse};
 /// A boxed future, as returned by [`PeerHandler::join`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// At most this many connections are served at once; more wait in the accept queue.
+/// At most this many connections are held at once (idle ones make room for new ones; see
+/// [`skiff_listen::Guard`]).
 pub const MAX_CONNECTIONS: usize = 256;
 /// How long a TLS handshake, and the wait for a join request, may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,34 +53,21 @@ pub trait PeerHandler: Send + Sync + 'static {
 /// certificate may send one join request. Anything else closes the connection with a logged reason.
 pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, handler: Arc<dyn PeerHandler>) {
     let acceptor = TlsAcceptor::from(tls);
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let guard = Guard::new(
+        "peer",
+        Limits::for_listener(MAX_CONNECTIONS).header_timeout(HANDSHAKE_TIMEOUT),
+    );
     let mut conns = JoinSet::new();
-    let mut accept_failures = 0u32;
     loop {
         // Reap finished connections so the set does not grow.
         while conns.try_join_next().is_some() {}
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        let (tcp, remote) = match listener.accept().await {
-            Ok(c) => {
-                accept_failures = 0;
-                c
-            }
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                accept_failures = accept_failures.saturating_add(1);
-                tracing::warn!(error = %e, "peer listener: accept failed");
-                let delay = Duration::from_millis(10u64 << accept_failures.min(7));
-                tokio::time::sleep(delay).await;
-                continue;
-            }
-        };
+        let (tcp, remote, slot) = guard.accept(&listener).await;
         let acceptor = acceptor.clone();
         let handler = handler.clone();
+        let guard = guard.clone();
         conns.spawn(async move {
-            let _permit = permit;
-            connection(tcp, remote, acceptor, handler).await;
+            slot.run(connection(tcp, remote, acceptor, handler, &slot, &guard))
+                .await;
         });
     }
 }
@@ -89,16 +77,18 @@ async fn connection(
     remote: SocketAddr,
     acceptor: TlsAcceptor,
     handler: Arc<dyn PeerHandler>,
+    slot: &Slot,
+    guard: &Guard,
 ) {
     let _ = tcp.set_nodelay(true);
     let mut stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            tracing::warn!(%remote, error = %e, "peer connection refused: tls handshake failed");
+            guard.rejected(remote, &format_args!("peer tls handshake failed: {e}"));
             return;
         }
         Err(_) => {
-            tracing::warn!(%remote, "peer connection refused: tls handshake timed out");
+            guard.rejected(remote, &"peer tls handshake timed out");
             return;
         }
     };
@@ -111,13 +101,17 @@ async fn connection(
     let outcome = match leaf {
         None => serve_join(&mut stream, &handler).await,
         Some(der) => match identity_from_cert(&der) {
-            Ok(identity) => serve_peer(&mut stream, &identity, &handler).await,
+            Ok(identity) => {
+                // A member proved who it is: never closed to make room for someone else.
+                let _claim = matches!(identity.role, Role::Control { .. }).then(|| slot.claim());
+                serve_peer(&mut stream, &identity, &handler).await
+            }
             Err(e) => Err(format!("its certificate carries no usable identity: {e}")),
         },
     };
     match outcome {
         Ok(()) => tracing::debug!(%remote, "peer connection closed"),
-        Err(reason) => tracing::warn!(%remote, %reason, "peer connection closed"),
+        Err(reason) => guard.rejected(remote, &format_args!("peer connection closed: {reason}")),
     }
     // Say goodbye (close_notify), but never wait long for a peer that does not read.
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;

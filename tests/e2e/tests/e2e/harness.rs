@@ -93,6 +93,8 @@ pub(crate) struct Skiff {
     /// Whether the API also answers plain HTTP (`--plain-http`: most tests call it with curl-like
     /// plain requests on loopback; the CLI always goes over HTTPS with the CA in client.yaml).
     plain_http: bool,
+    /// The process's open-file limit (soft and hard), set with prlimit(1) when given.
+    nofile: Option<u64>,
 }
 
 impl Skiff {
@@ -111,9 +113,23 @@ impl Skiff {
         Skiff::start_as(extra, true)
     }
 
+    /// [`start`](Self::start) with the process's open-file limit (soft and hard) set to `n`.
+    pub(crate) fn start_limited(n: u64) -> Skiff {
+        let mut s = Skiff::unstarted(&[], true);
+        s.nofile = Some(n);
+        s.spawn();
+        s
+    }
+
     fn start_as(extra: &[String], plain_http: bool) -> Skiff {
+        let mut s = Skiff::unstarted(extra, plain_http);
+        s.spawn();
+        s
+    }
+
+    fn unstarted(extra: &[String], plain_http: bool) -> Skiff {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = Skiff {
+        Skiff {
             dir,
             api: free_port(),
             gateway: free_port(),
@@ -125,9 +141,8 @@ impl Skiff {
                 .expect("client"),
             extra: extra.to_vec(),
             plain_http,
-        };
-        s.spawn();
-        s
+            nofile: None,
+        }
     }
 
     pub(crate) fn state_dir(&self) -> PathBuf {
@@ -141,7 +156,15 @@ impl Skiff {
             .append(true)
             .open(self.dir.path().join("skiff.log"))
             .expect("log file");
-        let child = Command::new(SKIFF)
+        let mut cmd = match self.nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(SKIFF);
+                c
+            }
+            None => Command::new(SKIFF),
+        };
+        let child = cmd
             .arg("up")
             .arg("--dir")
             .arg(self.state_dir())

@@ -22,4 +22,5 @@ mod push;
 mod roles;
 mod rollout;
 mod secrets;
+mod slow_clients;
 mod workers;
