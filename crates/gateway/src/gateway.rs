@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -27,15 +26,9 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::body::{BoxError, GatewayBody, RequestBody, text};
 use crate::limit::{self, DEFAULT_MAX_BODY_BYTES};
 use crate::table::{RouteTable, Selected};
-
-/// Error type of gateway response bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body of every gateway response.
-pub type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
-/// The body of every request the gateway forwards.
-pub type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A node's data plane living in the gateway's process: called directly instead of over HTTP.
 pub type LocalUpstream = Arc<
@@ -125,22 +118,6 @@ impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Gateway")
     }
-}
-
-pub(crate) fn text(status: StatusCode, msg: String) -> Response<GatewayBody> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(msg))
-            .map_err(|e: Infallible| match e {})
-            .boxed_unsync(),
-    );
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r.headers_mut()
-        .insert("x-skiff-gateway", HeaderValue::from_static("1"));
-    r
 }
 
 /// Counts a request against an endpoint while alive.

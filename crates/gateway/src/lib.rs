@@ -47,13 +47,12 @@
 //! - [`LocalUpstream`] — a node's data plane in the same process (`skiff up`), called directly.
 #![deny(missing_docs)]
 
+mod body;
 mod gateway;
 mod limit;
 mod table;
 
-pub use gateway::{
-    BoxError, GATEWAY_CONNECTIONS, Gateway, GatewayBody, GatewayConfig, GatewayError, LocalUpstream,
-    RequestBody,
-};
+pub use body::{BoxError, GatewayBody, RequestBody};
+pub use gateway::{GATEWAY_CONNECTIONS, Gateway, GatewayConfig, GatewayError, LocalUpstream};
 pub use limit::DEFAULT_MAX_BODY_BYTES;
 pub use table::{Backend, RouteTable, Selected};

@@ -14,7 +14,7 @@ use http::{Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::gateway::{BoxError, GatewayBody, RequestBody, text};
+use crate::body::{BoxError, GatewayBody, RequestBody, text};
 
 /// Default largest request body the gateway forwards.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;

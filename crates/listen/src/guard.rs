@@ -3,16 +3,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 
 use crate::limits::Limits;
 use crate::throttle::Throttle;
-use crate::track::{Claim, Tracked};
+use crate::track::{Claim, Shared, Tracked};
 
 /// Longest pause after repeated accept failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -46,15 +45,6 @@ struct Table {
 struct Entry {
     source: IpAddr,
     shared: Arc<Shared>,
-}
-
-/// What a connection's task and the guard share.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    /// Requests in service (a response body still being sent counts).
-    pub(crate) busy: AtomicUsize,
-    /// Told when the guard closes the connection to make room.
-    close: Notify,
 }
 
 /// Why a connection could not be admitted.

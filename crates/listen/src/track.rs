@@ -3,13 +3,22 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use tokio::sync::Notify;
 
-use crate::guard::Shared;
+/// What a connection's task and its guard share.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Claims on the connection: requests in service (a response body still being sent
+    /// counts), or a peer stream.
+    pub(crate) busy: AtomicUsize,
+    /// Told when the guard closes the connection to make room.
+    pub(crate) close: Notify,
+}
 
 /// A claim that the connection is in use (a request in service, a peer stream); while one is
 /// held the guard never closes the connection to make room. Dropping it ends the claim.
