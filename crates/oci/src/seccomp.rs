@@ -451,17 +451,25 @@ fn architectures() -> Vec<Arch> {
     }
 }
 
-fn rule(names: &[&str], action: LinuxSeccompAction, args: Vec<LinuxSeccompArg>) -> LinuxSyscall {
+/// Allows `names` (when `args` match, if any are given).
+fn allow(names: &[&str], args: Vec<LinuxSeccompArg>) -> LinuxSyscall {
     let mut b = LinuxSyscallBuilder::default()
         .names(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-        .action(action);
+        .action(LinuxSeccompAction::ScmpActAllow);
     if !args.is_empty() {
         b = b.args(args);
     }
-    if action == LinuxSeccompAction::ScmpActErrno {
-        b = b.errno_ret(ENOSYS);
-    }
     b.build().expect("every field of a syscall rule is set")
+}
+
+/// Fails `names` with `errno` (instead of the default `EPERM`).
+fn fail_with(names: &[&str], errno: u32) -> LinuxSyscall {
+    LinuxSyscallBuilder::default()
+        .names(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+        .action(LinuxSeccompAction::ScmpActErrno)
+        .errno_ret(errno)
+        .build()
+        .expect("every field of a syscall rule is set")
 }
 
 fn arg(index: usize, op: LinuxSeccompOperator, value: u64, value_two: Option<u64>) -> LinuxSeccompArg {
@@ -477,11 +485,10 @@ fn arg(index: usize, op: LinuxSeccompOperator, value: u64, value_two: Option<u64
 
 /// The filter: `EPERM` for anything not allowed below.
 pub fn profile() -> LinuxSeccomp {
-    let mut rules = vec![rule(&allowed(), LinuxSeccompAction::ScmpActAllow, Vec::new())];
+    let mut rules = vec![allow(&allowed(), Vec::new())];
     // clone: the flags argument (index 0 on x86_64 and aarch64) without namespace flags.
-    rules.push(rule(
+    rules.push(allow(
         &["clone"],
-        LinuxSeccompAction::ScmpActAllow,
         vec![arg(
             0,
             LinuxSeccompOperator::ScmpCmpMaskedEq,
@@ -490,12 +497,11 @@ pub fn profile() -> LinuxSeccomp {
         )],
     ));
     // clone3 passes its flags in memory the filter cannot read: send callers back to clone.
-    rules.push(rule(&["clone3"], LinuxSeccompAction::ScmpActErrno, Vec::new()));
+    rules.push(fail_with(&["clone3"], ENOSYS));
     // personality: one rule per value (the rules of one call are alternatives).
     for persona in PERSONAS {
-        rules.push(rule(
+        rules.push(allow(
             &["personality"],
-            LinuxSeccompAction::ScmpActAllow,
             vec![arg(0, LinuxSeccompOperator::ScmpCmpEq, persona, None)],
         ));
     }
