@@ -46,6 +46,9 @@ echo "== setup: docker-registry (the OCI registry the agent's wasm.image test pu
 echo "== setup: runc and busybox-static (the OCI plugin's container tests run busybox under runc)"
 { command -v runc >/dev/null && [ -x /bin/busybox ]; } || apt_install "container test" runc busybox-static
 
+echo "== setup: a C compiler with static libc (the OCI plugin's seccomp test builds a syscall probe)"
+{ command -v cc >/dev/null && [ -e "$(cc -print-file-name=libc.a)" ]; } || apt_install "seccomp test" gcc libc6-dev
+
 echo "== setup: mosquitto and its clients (the MQTT trigger test runs a broker on loopback)"
 { [ -x /usr/sbin/mosquitto ] && command -v mosquitto_pub >/dev/null; } ||
   apt_install "MQTT trigger test" mosquitto mosquitto-clients

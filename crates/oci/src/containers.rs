@@ -5,29 +5,37 @@
 //!  <root>/containers/<id>/
 //!      spec.json      what was asked (for listing and re-adoption)
 //!      config.json    the OCI runtime config      rootfs/   a private copy (writableRoot only)
-//!      output.log     stdout and stderr            exit      {"code": N, "finishedAt": …}
+//!      output.log     stdout and stderr (+ output.log.1, .2 … rotated)
+//!      exit           {"code": N, "finishedAt": …}
 //!      pid            the container's pid (runc --pid-file)
-//!  <root>/rootfs/<manifest hex>/   an image unpacked once, shared read-only by its containers
+//!  <root>/rootfs/<manifest hex>[-setid][-u<host id>]/   an image unpacked once, shared read-only
+//!                                                       by its containers
 //! ```
+//!
+//! Directories are `0700` and files `0600`: `config.json` and `spec.json` hold the container's
+//! environment, resolved Secret values included. With a user namespace the directories on the way
+//! to a root filesystem are `0711` instead (the container's mapped root must pass through them to
+//! reach its root; it still cannot list them or read a file in them).
 //!
 //! `start` spawns the shim in its own process group; the shim runs `runc run` in the foreground
 //! with the log as its output, waits, and writes `exit`. The state of a container is read from
 //! `exit`, the `pid` file and `/proc` (or `runc state` when they cannot say), never from memory,
 //! so a new plugin process sees exactly what the old one left.
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{ContainerSpec, config_json, valid_id};
+use crate::bundle::{ContainerSpec, UserNamespace, runtime_spec, valid_id};
 use skiff_plugin_protocol::ContainerState;
 
 use crate::error::OciError;
+use crate::output::{self, LogLimits};
 use crate::store::{ImageStore, StoredImage};
-use crate::unpack::UnpackLimits;
+use crate::unpack::{UnpackLimits, UnpackOptions};
+use crate::user;
 
 /// Most log bytes returned by [`Runtime::logs`] (the newest).
 pub const MAX_LOG_BYTES: u64 = 1 << 20;
@@ -39,6 +47,17 @@ struct ExitFile {
     finished_at: String,
 }
 
+/// How a plugin confines its containers beyond the defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// Run every container in a user namespace mapped to this host range (off by default).
+    pub user_namespace: Option<UserNamespace>,
+    /// Keep setuid and setgid bits of image files (stripped by default).
+    pub keep_setid: bool,
+    /// How much output each container keeps on disk.
+    pub log: LogLimits,
+}
+
 /// The containers of one plugin.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -46,6 +65,28 @@ pub struct Runtime {
     runc: PathBuf,
     shim: PathBuf,
     store: ImageStore,
+    options: RuntimeOptions,
+}
+
+/// Creates `dir` (and missing parents) and gives it `mode`.
+fn private_dir(dir: &Path, mode: u32) -> Result<(), OciError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir).map_err(OciError::io(dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(OciError::io(dir))
+}
+
+/// Writes `bytes` to a new file at `path` that only its owner may read (`0600` from the start).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), OciError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = fs::remove_file(path);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(OciError::io(path))
 }
 
 fn runc_err(id: &str, what: &str, detail: impl std::fmt::Display) -> OciError {
@@ -57,7 +98,8 @@ fn runc_err(id: &str, what: &str, detail: impl std::fmt::Display) -> OciError {
 
 impl Runtime {
     /// Containers under `root/containers`, images from `store`, run by the `runc` binary, each
-    /// supervised by `shim` (the `skiff-oci` executable, run as `skiff-oci shim …`).
+    /// supervised by `shim` (the `skiff-oci` executable, run as `skiff-oci shim …`), with the
+    /// default [`RuntimeOptions`].
     ///
     /// # Errors
     /// The directory cannot be created.
@@ -67,9 +109,29 @@ impl Runtime {
         runc: PathBuf,
         shim: PathBuf,
     ) -> Result<Self, OciError> {
+        Self::with_options(root, store, runc, shim, RuntimeOptions::default())
+    }
+
+    /// [`new`](Self::new) with `options`.
+    ///
+    /// # Errors
+    /// The directories cannot be created or given their modes.
+    pub fn with_options(
+        root: impl Into<PathBuf>,
+        store: ImageStore,
+        runc: PathBuf,
+        shim: PathBuf,
+        options: RuntimeOptions,
+    ) -> Result<Self, OciError> {
         let root = root.into();
-        let dir = root.join("containers");
-        fs::create_dir_all(&dir).map_err(OciError::io(&dir))?;
+        let passable = if options.user_namespace.is_some() {
+            0o711
+        } else {
+            0o700
+        };
+        private_dir(&root, passable)?;
+        private_dir(&root.join("containers"), passable)?;
+        private_dir(&root.join("rootfs"), passable)?;
         // Unpacks a previous process did not finish.
         if let Ok(entries) = fs::read_dir(root.join("rootfs")) {
             for e in entries.flatten() {
@@ -83,7 +145,17 @@ impl Runtime {
             runc,
             shim,
             store,
+            options,
         })
+    }
+
+    /// How unpacked root filesystems are made for these options.
+    fn unpack_options(&self) -> UnpackOptions {
+        UnpackOptions {
+            limits: UnpackLimits::default(),
+            keep_setid: self.options.keep_setid,
+            id_offset: self.options.user_namespace.map_or(0, |n| n.host_id),
+        }
     }
 
     /// The image store.
@@ -103,7 +175,8 @@ impl Runtime {
     }
 
     /// The image's root filesystem shared by its read-only containers, `<root>/rootfs/<manifest
-    /// hex>`: unpacked once (into a temporary directory, then renamed into place, so a crash or a
+    /// hex>` (with `-setid` when setuid bits are kept, `-u<host id>` for a user namespace, as
+    /// they are unpacked differently): unpacked once (into a temporary directory, then renamed into place, so a crash or a
     /// concurrent create never leaves a partial one).
     fn shared_root(&self, image: &StoredImage) -> Result<PathBuf, OciError> {
         let hex = image
@@ -114,7 +187,14 @@ impl Runtime {
                 reference: image.reference.clone(),
                 reason: format!("manifest digest {:?} is not sha256", image.manifest_digest),
             })?;
-        let shared = self.root.join("rootfs").join(hex);
+        let mut name = hex.to_owned();
+        if self.options.keep_setid {
+            name.push_str("-setid");
+        }
+        if let Some(ns) = self.options.user_namespace {
+            name.push_str(&format!("-u{}", ns.host_id));
+        }
+        let shared = self.root.join("rootfs").join(&name);
         if shared.is_dir() {
             return Ok(shared);
         }
@@ -124,8 +204,8 @@ impl Runtime {
         let tmp = self
             .root
             .join("rootfs")
-            .join(format!(".unpacking-{hex}-{}-{nanos}", std::process::id()));
-        self.store.unpack(image, &tmp, UnpackLimits::default())?;
+            .join(format!(".unpacking-{name}-{}-{nanos}", std::process::id()));
+        self.store.unpack(image, &tmp, self.unpack_options())?;
         if fs::rename(&tmp, &shared).is_err() {
             // Another create got there first.
             let _ = fs::remove_dir_all(&tmp);
@@ -139,11 +219,12 @@ impl Runtime {
         Ok(shared)
     }
 
-    /// Makes the container: unpacks `image` into its root filesystem and writes its bundle.
-    /// Nothing is left behind when it fails.
+    /// Makes the container: unpacks `image` into its root filesystem, resolves the image's `USER`
+    /// there, and writes its bundle. Nothing is left behind when it fails.
     ///
     /// # Errors
-    /// [`OciError::Container`] for a bad or taken id; unpacking errors.
+    /// [`OciError::Container`] for a bad or taken id; [`OciError::User`] for a `USER` the image's
+    /// `/etc/passwd` or `/etc/group` does not list; unpacking errors.
     pub fn create(&self, spec: &ContainerSpec, image: &StoredImage) -> Result<(), OciError> {
         let dir = self.dir(&spec.id)?;
         if dir.exists() {
@@ -153,19 +234,28 @@ impl Runtime {
             });
         }
         let made = (|| {
-            fs::create_dir_all(&dir).map_err(OciError::io(&dir))?;
-            let root = if spec.writable_root {
-                self.store
-                    .unpack(image, &dir.join("rootfs"), UnpackLimits::default())?;
-                "rootfs".to_owned()
+            // A private root inside the bundle must be reachable by a user namespace's root.
+            let userns = self.options.user_namespace;
+            let mode = if userns.is_some() && spec.writable_root {
+                0o711
             } else {
-                self.shared_root(image)?.display().to_string()
+                0o700
             };
-            let config =
-                serde_json::to_vec_pretty(&config_json(spec, &image.config, &root)).unwrap_or_default();
-            fs::write(dir.join("config.json"), config).map_err(OciError::io(&dir))?;
+            private_dir(&dir, mode)?;
+            let (root, root_path) = if spec.writable_root {
+                let path = dir.join("rootfs");
+                self.store.unpack(image, &path, self.unpack_options())?;
+                ("rootfs".to_owned(), path)
+            } else {
+                let path = self.shared_root(image)?;
+                (path.display().to_string(), path)
+            };
+            let user = user::resolve_in(&spec.id, image.config.user.as_deref(), &root_path)?;
+            let config = runtime_spec(spec, &image.config, &root, &user, userns);
+            let config = serde_json::to_vec_pretty(&config).unwrap_or_default();
+            write_private(&dir.join("config.json"), &config)?;
             let saved = serde_json::to_vec_pretty(spec).unwrap_or_default();
-            fs::write(dir.join("spec.json"), saved).map_err(OciError::io(&dir))
+            write_private(&dir.join("spec.json"), &saved)
         })();
         if made.is_err() {
             let _ = fs::remove_dir_all(&dir);
@@ -189,13 +279,16 @@ impl Runtime {
         if !matches!(self.state(id)?, ContainerState::Created) {
             return Err(runc_err(id, "cannot start", "it was started already"));
         }
-        let log = dir.join("output.log");
         std::os::unix::process::CommandExt::process_group(
             Command::new(&self.shim)
                 .arg("shim")
                 .arg(&dir)
                 .arg(id)
                 .arg(&self.runc)
+                .arg("--log-file-bytes")
+                .arg(self.options.log.file_bytes.to_string())
+                .arg("--log-files")
+                .arg(self.options.log.files.to_string())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
@@ -214,6 +307,8 @@ impl Runtime {
                     .and_then(|t| t.trim().parse::<u32>().ok())
                     .filter(|p| *p > 0)
             {
+                // runc writes it world-readable; it is state like the rest.
+                let _ = fs::set_permissions(&pid_file, std::os::unix::fs::PermissionsExt::from_mode(0o600));
                 return Ok(ContainerState::Running { pid });
             }
             if !dir.join("exit").exists() && Instant::now() < deadline {
@@ -225,11 +320,15 @@ impl Runtime {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 ContainerState::Created => {
-                    return Err(runc_err(id, "did not start within 10 s", tail(&log, 4096)));
+                    return Err(runc_err(
+                        id,
+                        "did not start within 10 s",
+                        output::tail(&dir, 4096),
+                    ));
                 }
                 s @ ContainerState::Running { .. } => return Ok(s),
-                ContainerState::Exited { code, .. } if code != 0 && runc_refused(&log) => {
-                    return Err(runc_err(id, "runc refused to start it", tail(&log, 4096)));
+                ContainerState::Exited { code, .. } if code != 0 && runc_refused(&dir) => {
+                    return Err(runc_err(id, "runc refused to start it", output::tail(&dir, 4096)));
                 }
                 s @ ContainerState::Exited { .. } => return Ok(s),
             }
@@ -353,7 +452,8 @@ impl Runtime {
         }
     }
 
-    /// The newest output of the container (stdout and stderr, at most [`MAX_LOG_BYTES`]).
+    /// The newest output of the container (stdout and stderr, at most [`MAX_LOG_BYTES`], across
+    /// rotated files).
     ///
     /// # Errors
     /// [`OciError::Container`] for an unknown id.
@@ -365,10 +465,11 @@ impl Runtime {
                 hint: "",
             });
         }
-        Ok(tail(&dir.join("output.log"), MAX_LOG_BYTES))
+        Ok(output::tail(&dir, MAX_LOG_BYTES))
     }
 
-    /// The file the container's output goes to.
+    /// The file the container's output goes to now (older output is in `output.log.1`, … beside
+    /// it; [`output::read_from`] follows it across rotations).
     ///
     /// # Errors
     /// [`OciError::Container`] for an unknown id.
@@ -380,7 +481,7 @@ impl Runtime {
                 hint: "",
             });
         }
-        Ok(dir.join("output.log"))
+        Ok(output::output_file(&dir, 0))
     }
 
     /// Whether the container's shim recorded its exit.
@@ -407,33 +508,25 @@ impl Runtime {
     }
 }
 
-/// The last `max` bytes of a file (empty when it does not exist).
-fn tail(path: &Path, max: u64) -> String {
-    let Ok(mut f) = fs::File::open(path) else {
-        return String::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
-    let mut buf = Vec::new();
-    let _ = f.take(max).read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
 /// Whether runc itself failed (as opposed to the container's program exiting).
-fn runc_refused(log: &Path) -> bool {
-    let t = tail(log, 4096);
+fn runc_refused(dir: &Path) -> bool {
+    let t = output::tail(dir, 4096);
     t.contains("runc run failed") || t.contains("level=error")
 }
 
-/// The shim: runs `runc run` for the bundle in `dir` in the foreground, its output appended to
-/// `dir/output.log`, and records the exit in `dir/exit`. Returns the exit code.
-pub fn run_shim(dir: &Path, id: &str, runc: &Path) -> i32 {
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("output.log"));
-    let (out, err) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
-        Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),
+/// The shim: runs `runc run` for the bundle in `dir` in the foreground, its output (stdout and
+/// stderr through one pipe, so their order is kept) written to `dir/output.log`, capped and
+/// rotated at `log`; records the exit in `dir/exit`. Returns the exit code.
+pub fn run_shim(dir: &Path, id: &str, runc: &Path, log: LogLimits) -> i32 {
+    let mut copier = None;
+    let (out, err) = match std::io::pipe().and_then(|(r, w)| Ok((r, w.try_clone()?, w))) {
+        Ok((reader, w1, w2)) => {
+            let dir = dir.to_owned();
+            copier = Some(std::thread::spawn(move || {
+                let _ = output::copy_rotating(reader, &dir, log);
+            }));
+            (Stdio::from(w1), Stdio::from(w2))
+        }
         Err(_) => (Stdio::null(), Stdio::null()),
     };
     let status = Command::new(runc)
@@ -446,6 +539,10 @@ pub fn run_shim(dir: &Path, id: &str, runc: &Path) -> i32 {
         .stdout(out)
         .stderr(err)
         .status();
+    // The pipe ends when every process of the container is gone (they die with its pid 1).
+    if let Some(c) = copier {
+        let _ = c.join();
+    }
     let code = match status {
         Ok(s) => s
             .code()
@@ -458,7 +555,7 @@ pub fn run_shim(dir: &Path, id: &str, runc: &Path) -> i32 {
         finished_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
     };
     let tmp = dir.join("exit.tmp");
-    if fs::write(&tmp, serde_json::to_vec(&exit).unwrap_or_default()).is_ok() {
+    if write_private(&tmp, &serde_json::to_vec(&exit).unwrap_or_default()).is_ok() {
         let _ = fs::rename(&tmp, dir.join("exit"));
     }
     code

@@ -72,6 +72,16 @@ pub enum OciError {
         /// What went wrong.
         reason: String,
     },
+    /// The image's `USER` cannot be resolved in its root filesystem.
+    #[error("container {id}: the image's USER {user:?} cannot be used: {reason}")]
+    User {
+        /// The container id.
+        id: String,
+        /// `USER` as the image gives it.
+        user: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
     /// A local file operation failed.
     #[error("{path}: {source}")]
     Io {

@@ -72,7 +72,7 @@ fn from_oci(e: OciError) -> Reply {
         OciError::NotFound { .. } => ErrorCode::ImageNotFound,
         OciError::Registry { .. } => ErrorCode::RegistryUnreachable,
         OciError::DigestMismatch { .. } => ErrorCode::DigestMismatch,
-        OciError::Manifest { .. } => ErrorCode::BadImage,
+        OciError::Manifest { .. } | OciError::User { .. } => ErrorCode::BadImage,
         OciError::Layer { .. } => ErrorCode::UnsafeLayer,
         OciError::NoSuchContainer { .. } => ErrorCode::ContainerNotFound,
         OciError::Container { .. } => ErrorCode::ContainerConflict,
@@ -206,8 +206,8 @@ async fn route(rt: Arc<Runtime>, req: Request<Incoming>) -> Reply {
                     }
                     (Method::GET, ["logs"]) => {
                         let follow = query.split('&').any(|kv| kv == "follow=true" || kv == "follow=1");
-                        // Where following starts: the end of the output before it is read (a
-                        // line written meanwhile may come twice, never not at all).
+                        // Where following starts: the end of the current output file before it
+                        // is read (a line written meanwhile may come twice, never not at all).
                         let offset = rt
                             .log_path(&id)
                             .ok()
@@ -265,28 +265,26 @@ fn follow_logs(
         if tx.send_data(Bytes::from(first)).await.is_err() {
             return;
         }
+        let Some(dir) = path.parent().map(std::path::Path::to_owned) else {
+            return;
+        };
         loop {
             let exited = rt.has_exited(&id);
-            let grown = tokio::task::spawn_blocking({
-                let path = path.clone();
-                move || {
-                    use std::io::{Read, Seek, SeekFrom};
-                    let mut f = std::fs::File::open(&path).ok()?;
-                    f.seek(SeekFrom::Start(offset)).ok()?;
-                    let mut buf = Vec::new();
-                    f.take(1 << 20).read_to_end(&mut buf).ok()?;
-                    Some(buf)
-                }
+            let (grown, next) = tokio::task::spawn_blocking({
+                let dir = dir.clone();
+                move || crate::output::read_from(&dir, offset, 1 << 20)
             })
             .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+            .unwrap_or((Vec::new(), offset));
+            let rotated = next < offset;
+            offset = next;
             if !grown.is_empty() {
-                offset += grown.len() as u64;
                 if tx.send_data(Bytes::from(grown)).await.is_err() {
                     return; // the reader went away
                 }
+                continue;
+            }
+            if rotated {
                 continue;
             }
             if exited || !rt.log_path(&id).is_ok_and(|p| p.exists()) {
@@ -296,6 +294,33 @@ fn follow_logs(
         }
     });
     body.boxed_unsync()
+}
+
+/// Listens on the Unix socket `path` (replacing one left there), which only this user may connect
+/// to (`0600`): the socket is bound under a temporary name, given its mode, then renamed into
+/// place, so it is never reachable with a wider mode.
+///
+/// # Errors
+/// [`OciError::Io`] when it cannot be bound, given its mode or moved into place.
+pub fn bind(path: &std::path::Path) -> Result<UnixListener, OciError> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.binding", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).map_err(OciError::io(&tmp))?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(OciError::Io {
+            path: path.to_owned(),
+            source: e,
+        });
+    }
+    Ok(listener)
 }
 
 /// Serves the protocol on `listener` until `shutdown` turns true.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::OciError;
-use crate::unpack::{UnpackLimits, UnpackStats, unpack_layers};
+use crate::unpack::{UnpackLimits, UnpackOptions, UnpackStats, unpack_layers};
 
 /// Largest manifest, index or image config accepted.
 const MAX_JSON_BYTES: u64 = 4 << 20;
@@ -442,7 +442,9 @@ impl ImageStore {
         image.layers.iter().all(|l| self.has(l)).then_some(image)
     }
 
-    /// Unpacks a stored image's layers into `rootfs` (removed again if anything fails).
+    /// Unpacks a stored image's layers into `rootfs` (removed again if anything fails), with
+    /// `options` (limits, setuid/setgid bits, owner shift); [`UnpackLimits`] alone stands for the
+    /// default options with those limits.
     ///
     /// # Errors
     /// [`OciError::Layer`] for an unsafe or corrupt layer; [`OciError::Io`].
@@ -450,7 +452,7 @@ impl ImageStore {
         &self,
         image: &StoredImage,
         rootfs: &Path,
-        limits: UnpackLimits,
+        options: impl Into<UnpackOptions>,
     ) -> Result<UnpackStats, OciError> {
         let layers: Vec<(String, PathBuf)> = image
             .layers
@@ -463,7 +465,7 @@ impl ImageStore {
                 Ok((d.clone(), p))
             })
             .collect::<Result<_, OciError>>()?;
-        let result = unpack_layers(&layers, rootfs, limits);
+        let result = unpack_layers(&layers, rootfs, options);
         if result.is_err() {
             let _ = fs::remove_dir_all(rootfs);
         }

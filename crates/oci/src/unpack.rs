@@ -7,6 +7,10 @@
 //! redirect a write. Hard links must name an existing path inside the root; symlinks whose
 //! relative target climbs above the root are refused. OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`)
 //! delete what lower layers put there. Device nodes and FIFOs are skipped (runc provides `/dev`).
+//!
+//! Setuid and setgid bits are stripped from files unless [`UnpackOptions::keep_setid`] is set: a
+//! container's process cannot gain privileges from a file of its image. For a container in a user
+//! namespace, [`UnpackOptions::id_offset`] shifts every owner into the namespace's host range.
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -41,6 +45,29 @@ impl Default for UnpackLimits {
     }
 }
 
+/// How layers are unpacked: the limits, and what happens to privileges and owners.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnpackOptions {
+    /// Caps on size and entries.
+    pub limits: UnpackLimits,
+    /// Keep setuid and setgid bits on files (stripped by default).
+    pub keep_setid: bool,
+    /// Added to every owner's uid and gid (a user namespace's first host id; 0 for none).
+    pub id_offset: u32,
+}
+
+impl From<UnpackLimits> for UnpackOptions {
+    fn from(limits: UnpackLimits) -> Self {
+        UnpackOptions {
+            limits,
+            ..Default::default()
+        }
+    }
+}
+
+/// Setuid and setgid bits of a mode.
+const SETID_BITS: u32 = 0o6000;
+
 /// What an unpack wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnpackStats {
@@ -59,14 +86,18 @@ pub struct UnpackStats {
 pub fn unpack_layers(
     layers: &[(String, PathBuf)],
     rootfs: &Path,
-    limits: UnpackLimits,
+    options: impl Into<UnpackOptions>,
 ) -> Result<UnpackStats, OciError> {
+    let options = options.into();
     fs::create_dir_all(rootfs).map_err(OciError::io(rootfs))?;
+    if options.id_offset != 0 {
+        chown(rootfs, 0, 0, options.id_offset)?;
+    }
     let root = fs::canonicalize(rootfs).map_err(OciError::io(rootfs))?;
     let mut stats = UnpackStats::default();
     for (name, path) in layers {
         let file = fs::File::open(path).map_err(OciError::io(path))?;
-        apply_layer(name, file, &root, limits, &mut stats)?;
+        apply_layer(name, file, &root, options, &mut stats)?;
     }
     Ok(stats)
 }
@@ -79,9 +110,11 @@ pub fn apply_layer(
     name: &str,
     reader: impl Read,
     root: &Path,
-    limits: UnpackLimits,
+    options: impl Into<UnpackOptions>,
     stats: &mut UnpackStats,
 ) -> Result<(), OciError> {
+    let options = options.into();
+    let (limits, shift) = (options.limits, options.id_offset);
     let mut reader = std::io::BufReader::new(reader);
     let gz = {
         use std::io::BufRead;
@@ -136,7 +169,7 @@ pub fn apply_layer(
         }
         let target = parent.join(file_name);
         let header = entry.header();
-        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let mut mode = header.mode().unwrap_or(0o644) & 0o7777;
         let (uid, gid) = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
         let kind = header.entry_type();
         match kind {
@@ -149,11 +182,16 @@ pub fn apply_layer(
                     }
                     Err(_) => fs::create_dir(&target).map_err(OciError::io(&target))?,
                 }
+                // Owner first: a chown clears setuid and setgid bits.
+                chown(&target, uid, gid, shift)?;
                 fs::set_permissions(&target, fs::Permissions::from_mode(mode))
                     .map_err(OciError::io(&target))?;
-                chown(&target, uid, gid)?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
+                if !options.keep_setid && mode & SETID_BITS != 0 {
+                    tracing::debug!(layer = name, entry = %shown, "setuid/setgid bits stripped");
+                    mode &= !SETID_BITS;
+                }
                 remove(&target)?;
                 let size = header.size().unwrap_or(0);
                 if stats.bytes.saturating_add(size) > limits.max_bytes {
@@ -172,9 +210,10 @@ pub fn apply_layer(
                     .map_err(|e| bad(&shown, format!("cannot read its content: {e}")))?;
                 out.flush().map_err(OciError::io(&target))?;
                 stats.bytes += copied;
+                // Owner first: a chown clears setuid and setgid bits.
+                chown(&target, uid, gid, shift)?;
                 fs::set_permissions(&target, fs::Permissions::from_mode(mode))
                     .map_err(OciError::io(&target))?;
-                chown(&target, uid, gid)?;
             }
             tar::EntryType::Symlink => {
                 let link = entry
@@ -190,7 +229,7 @@ pub fn apply_layer(
                 }
                 remove(&target)?;
                 std::os::unix::fs::symlink(&link, &target).map_err(OciError::io(&target))?;
-                lchown(&target, uid, gid)?;
+                lchown(&target, uid, gid, shift)?;
             }
             tar::EntryType::Link => {
                 let link = entry
@@ -342,24 +381,32 @@ fn remove(path: &Path) -> Result<(), OciError> {
     }
 }
 
-fn chown(path: &Path, uid: u64, gid: u64) -> Result<(), OciError> {
-    let (u, g) = ids(uid, gid);
+fn chown(path: &Path, uid: u64, gid: u64, shift: u32) -> Result<(), OciError> {
+    let (u, g) = ids(uid, gid, shift);
     if running_as_root() {
         std::os::unix::fs::chown(path, Some(u), Some(g)).map_err(OciError::io(path))?;
     }
     Ok(())
 }
 
-fn lchown(path: &Path, uid: u64, gid: u64) -> Result<(), OciError> {
-    let (u, g) = ids(uid, gid);
+fn lchown(path: &Path, uid: u64, gid: u64, shift: u32) -> Result<(), OciError> {
+    let (u, g) = ids(uid, gid, shift);
     if running_as_root() {
         std::os::unix::fs::lchown(path, Some(u), Some(g)).map_err(OciError::io(path))?;
     }
     Ok(())
 }
 
-fn ids(uid: u64, gid: u64) -> (u32, u32) {
-    (u32::try_from(uid).unwrap_or(0), u32::try_from(gid).unwrap_or(0))
+/// The host owner of an entry: its ids shifted by `shift` (an id that does not fit becomes the
+/// shifted root).
+fn ids(uid: u64, gid: u64, shift: u32) -> (u32, u32) {
+    let host = |id: u64| {
+        u32::try_from(id)
+            .ok()
+            .and_then(|i| i.checked_add(shift))
+            .unwrap_or(shift)
+    };
+    (host(uid), host(gid))
 }
 
 /// Whether this process may give files away (ownership from the image needs root).

@@ -99,6 +99,12 @@ async fn the_plugin_protocol_runs_a_container_that_survives_a_plugin_restart() {
     let socket = work.path().join("oci.sock");
     let state = work.path().join("state");
     let plugin = start_plugin(&socket, &state, &runc);
+    // Only this user may speak to the plugin or read its state.
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777
+    };
+    assert_eq!(mode(&socket), 0o600, "the plugin socket");
+    assert_eq!(mode(&state), 0o700, "the state directory");
 
     let (status, body) = call(&socket, "GET", "/v1/handshake", None).await;
     assert_eq!(status, 200);

@@ -55,15 +55,25 @@ pub(crate) fn gzip_tar(entries: &[(&str, &[u8], u32)], links: &[(&str, &str)]) -
 
 /// A busybox image as an OCI layout: /bin/busybox, /bin/sh, /www/index.html.
 pub(crate) fn busybox_image(store: &ImageStore, work: &Path, busybox: &Path) -> StoredImage {
+    busybox_image_with(store, &work.join("layout"), busybox, &[], None)
+}
+
+/// A busybox image as an OCI layout in `dir` (tag `v1`), with `extra` files (path, content,
+/// mode) in its layer and `user` as its `USER`.
+pub(crate) fn busybox_image_with(
+    store: &ImageStore,
+    dir: &Path,
+    busybox: &Path,
+    extra: &[(&str, &[u8], u32)],
+    user: Option<&str>,
+) -> StoredImage {
     let bin = std::fs::read(busybox).unwrap();
-    let layer = gzip_tar(
-        &[
-            ("bin/busybox", &bin, 0o755),
-            ("www/index.html", b"hello from a container\n", 0o644),
-        ],
-        &[("bin/sh", "busybox")],
-    );
-    let dir = work.join("layout");
+    let mut files: Vec<(&str, &[u8], u32)> = vec![
+        ("bin/busybox", &bin, 0o755),
+        ("www/index.html", b"hello from a container\n", 0o644),
+    ];
+    files.extend_from_slice(extra);
+    let layer = gzip_tar(&files, &[("bin/sh", "busybox")]);
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |bytes: &[u8]| {
@@ -71,9 +81,13 @@ pub(crate) fn busybox_image(store: &ImageStore, work: &Path, busybox: &Path) -> 
         std::fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes).unwrap();
         d
     };
+    let mut run = serde_json::json!({"Entrypoint":["/bin/busybox"],
+        "Cmd":["sh","-c","exec busybox httpd -f -p $PORT -h /www"]});
+    if let Some(u) = user {
+        run["User"] = u.into();
+    }
     let config = serde_json::to_vec(&serde_json::json!({"architecture":"amd64","os":"linux",
-        "config":{"Entrypoint":["/bin/busybox"],"Cmd":["sh","-c","exec busybox httpd -f -p $PORT -h /www"]},
-        "rootfs":{"type":"layers","diff_ids":[]}}))
+        "config": run, "rootfs":{"type":"layers","diff_ids":[]}}))
     .unwrap();
     let manifest = serde_json::to_vec(&serde_json::json!({"schemaVersion":2,
         "mediaType":"application/vnd.oci.image.manifest.v1+json",
@@ -90,5 +104,5 @@ pub(crate) fn busybox_image(store: &ImageStore, work: &Path, busybox: &Path) -> 
         .unwrap(),
     )
     .unwrap();
-    store.import_layout(&dir, Some("v1")).unwrap()
+    store.import_layout(dir, Some("v1")).unwrap()
 }
