@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::limits::Limits;
 use crate::throttle::Throttle;
@@ -185,21 +185,31 @@ impl Guard {
         }
     }
 
-    /// Admits a connection on a local (unix) socket, where every client shares one source.
-    pub fn admit_local(&self) -> Option<Slot> {
-        self.admit(IpAddr::V4(Ipv4Addr::LOCALHOST))
-    }
-
     /// Accepts the next connection this listener may hold. Refused connections are closed at
     /// once; accept errors (out of descriptors or memory) pause the loop with a doubling delay.
     pub async fn accept(&self, listener: &TcpListener) -> (TcpStream, SocketAddr, Slot) {
+        let ((stream, remote), slot) = self.next(|| listener.accept(), |(_, r)| r.ip()).await;
+        (stream, remote, slot)
+    }
+
+    /// [`accept`](Self::accept) for a Unix socket, whose clients all count as one source.
+    pub async fn accept_unix(&self, listener: &UnixListener) -> (UnixStream, Slot) {
+        let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let ((stream, _), slot) = self.next(|| listener.accept(), |_| local).await;
+        (stream, slot)
+    }
+
+    async fn next<T, F>(&self, mut accept: impl FnMut() -> F, source: impl Fn(&T) -> IpAddr) -> (T, Slot)
+    where
+        F: Future<Output = std::io::Result<T>>,
+    {
         let mut failures = 0u32;
         loop {
-            match listener.accept().await {
-                Ok((stream, remote)) => {
+            match accept().await {
+                Ok(conn) => {
                     failures = 0;
-                    if let Some(slot) = self.admit(remote.ip()) {
-                        return (stream, remote, slot);
+                    if let Some(slot) = self.admit(source(&conn)) {
+                        return (conn, slot);
                     }
                 }
                 Err(e) => {

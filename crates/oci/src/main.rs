@@ -126,6 +126,7 @@ fn serve(
         )
         .with_writer(std::io::stderr)
         .init();
+    skiff_listen::raise_fd_limit();
     let shim = std::env::current_exe().context("finding this executable (it is also the shim)")?;
     let store = skiff_oci::ImageStore::open(state.join("images"), insecure)?;
     // The runtime makes the state directory private (0700) before any container is written.

@@ -323,30 +323,29 @@ pub fn bind(path: &std::path::Path) -> Result<UnixListener, OciError> {
     Ok(listener)
 }
 
-/// Serves the protocol on `listener` until `shutdown` turns true.
+/// Connections the plugin socket may hold (lowered to its share of the open-file limit).
+const PLUGIN_CONNECTIONS: usize = 256;
+
+/// Serves the protocol on `listener` until `shutdown` turns true, within the socket's
+/// [`skiff_listen::Limits`] (a connection cap with idle connections making room, a header
+/// timeout, accept errors that pause instead of spinning).
 pub async fn serve(listener: UnixListener, runtime: Runtime, mut shutdown: watch::Receiver<bool>) {
     let rt = Arc::new(runtime);
+    let guard = skiff_listen::Guard::new("plugin", skiff_listen::Limits::for_listener(PLUGIN_CONNECTIONS));
     loop {
-        let stream = tokio::select! {
+        let (stream, slot) = tokio::select! {
             _ = shutdown.changed() => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "plugin socket accept failed");
-                    continue;
-                }
-            },
+            a = guard.accept_unix(&listener) => a,
         };
         let rt = rt.clone();
+        let builder = skiff_listen::http1(guard.limits());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
+            let svc = slot.track(hyper::service::service_fn(move |req| {
                 let rt = rt.clone();
                 async move { Ok::<_, std::convert::Infallible>(route(rt, req).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await
-            {
+            }));
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            if let Some(Err(e)) = slot.run(conn).await {
                 tracing::debug!(error = %e, "plugin connection ended");
             }
         });

@@ -25,7 +25,12 @@ impl Drop for Plugin {
 }
 
 fn start_plugin(socket: &Path, state: &Path, runc: &Path) -> Plugin {
-    let child = Command::new(env!("CARGO_BIN_EXE_skiff-oci"))
+    start_plugin_with(Command::new(env!("CARGO_BIN_EXE_skiff-oci")), socket, state, runc)
+}
+
+/// Starts `cmd serve …` (`cmd` runs the plugin binary, possibly through a wrapper).
+fn start_plugin_with(mut cmd: Command, socket: &Path, state: &Path, runc: &Path) -> Plugin {
+    let child = cmd
         .arg("serve")
         .arg("--socket")
         .arg(socket)
@@ -248,4 +253,66 @@ async fn the_plugin_protocol_runs_a_container_that_survives_a_plugin_restart() {
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("not a valid container id"), "{body}");
     assert_eq!(call(&socket, "GET", "/v2/nothing", None).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_beyond_the_open_file_limit_leave_the_socket_answering() {
+    let Some((runc, _)) = tools() else {
+        skiff_testkit::tool_missing("runc or busybox-static (or root)");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let socket = work.path().join("oci.sock");
+    let state = work.path().join("state");
+    // The plugin may open 256 files; the flood holds 400 connections that each send half a
+    // request head and then nothing.
+    let mut limited = Command::new("prlimit");
+    limited
+        .arg("--nofile=256:256")
+        .arg(env!("CARGO_BIN_EXE_skiff-oci"));
+    let _plugin = start_plugin_with(limited, &socket, &state, &runc);
+    let mut flood = Vec::new();
+    for i in 0..400 {
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        std::io::Write::write_all(&mut s, b"GET /v1/handshake HTTP/1.1\r\nHost: plugin\r\n").unwrap();
+        flood.push(s);
+        if i % 100 == 99 {
+            let answered = tokio::time::timeout(
+                Duration::from_secs(3),
+                call(&socket, "GET", "/v1/handshake", None),
+            );
+            let (status, body) = answered.await.expect("the plugin answered during the flood");
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    // The slow connections are closed: the oldest to make room, the rest by the header timeout.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    for mut s in flood {
+        s.set_read_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        ))
+        .unwrap();
+        let mut buf = [0u8; 256];
+        loop {
+            match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    panic!("a slow connection is still open after the header timeout")
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    let log = std::fs::read_to_string(state.with_extension("log")).unwrap_or_default();
+    assert!(
+        log.len() < 16 * 1024,
+        "the log grew to {} bytes:\n{log}",
+        log.len()
+    );
 }
