@@ -77,6 +77,8 @@ codes! {
     Invalid = 422,
     /// A topic holds as many undelivered events as it may.
     TopicFull = 429,
+    /// The caller holds as many open watches as it may.
+    TooManyWatches = 429,
     /// A key-value store is full.
     StoreFull = 507,
     /// Plain HTTP to an HTTPS-only API port.

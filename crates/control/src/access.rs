@@ -162,6 +162,9 @@ async fn admit(
     };
     let caller = authenticate(plane, conn, &req)?;
     record.caller = caller.audit_name();
+    let mut req = req;
+    req.extensions_mut()
+        .insert(crate::watchers::Watcher(caller.audit_name()));
     let refuse =
         |why: String| ApiError::new(skiff_api::ErrorCode::Forbidden, format!("{caller} may not {why}"));
     match (&caller, info) {

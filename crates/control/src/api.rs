@@ -6,11 +6,12 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use skiff_api::{Kind, LabelSelector, Object, ObjectList};
 use skiff_state::Op;
 
+use crate::answers;
 use crate::error::ApiError;
 use crate::ids;
 use crate::plane::ControlPlane;
@@ -241,6 +242,7 @@ async fn read_gate(plane: &ControlPlane, q: &ListQuery) -> Result<(), ApiError> 
 
 async fn list_or_watch(
     plane: ControlPlane,
+    watcher: Option<Extension<crate::watchers::Watcher>>,
     kind: Kind,
     namespace: Option<String>,
     q: ListQuery,
@@ -258,7 +260,7 @@ async fn list_or_watch(
         fields: FieldSelector::parse(q.field_selector.as_deref())?,
     };
     if q.watch.unwrap_or(false) {
-        return watch::serve(plane, filter, q.resource_version).await;
+        return watch::serve(plane, watcher.map(|w| w.0), filter, q.resource_version).await;
     }
     read_gate(&plane, &q).await?;
     let (rev, items) = plane
@@ -403,9 +405,10 @@ fn first(mut v: Vec<Object>) -> Result<Object, ApiError> {
 
 async fn list_cluster_ns(
     State(p): State<ControlPlane>,
+    watcher: Option<Extension<crate::watchers::Watcher>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    list_or_watch(p, Kind::Namespace, None, q).await
+    list_or_watch(p, watcher, Kind::Namespace, None, q).await
 }
 async fn create_cluster_ns(State(p): State<ControlPlane>, body: Bytes) -> Result<Response, ApiError> {
     create_object(p, Kind::Namespace, None, &body).await
@@ -432,10 +435,11 @@ async fn delete_ns(
 }
 async fn list_namespaced(
     State(p): State<ControlPlane>,
+    watcher: Option<Extension<crate::watchers::Watcher>>,
     Path((ns, plural)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    list_or_watch(p, namespaced_kind(&plural)?, Some(ns), q).await
+    list_or_watch(p, watcher, namespaced_kind(&plural)?, Some(ns), q).await
 }
 async fn create_namespaced(
     State(p): State<ControlPlane>,
@@ -494,10 +498,11 @@ async fn put_sub(
 }
 async fn list_cluster(
     State(p): State<ControlPlane>,
+    watcher: Option<Extension<crate::watchers::Watcher>>,
     Path(plural): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    list_or_watch(p, cluster_kind(&plural)?, None, q).await
+    list_or_watch(p, watcher, cluster_kind(&plural)?, None, q).await
 }
 async fn create_cluster(
     State(p): State<ControlPlane>,
@@ -646,6 +651,7 @@ async fn pod_log(p: ControlPlane, ns: &str, name: &str) -> Result<Response, ApiE
         .inner
         .agent_http
         .get(skiff_pki::https::https_url(&url))
+        .timeout(answers::AGENT_TIMEOUT)
         .send()
         .await
         .map_err(|e| {
@@ -654,8 +660,7 @@ async fn pod_log(p: ControlPlane, ns: &str, name: &str) -> Result<Response, ApiE
             ))
         })?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let bytes = resp
-        .bytes()
+    let bytes = answers::read(resp, answers::LOG_BYTES, answers::AGENT_TIMEOUT)
         .await
         .map_err(|e| ApiError::unavailable(format!("reading logs from node {node_name}: {e}")))?;
     if !status.is_success() {

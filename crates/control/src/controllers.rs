@@ -218,7 +218,11 @@ impl ControlPlane {
                     .send()
                     .await
                     .ok()?;
-                let stats: PodStats = resp.error_for_status().ok()?.json().await.ok()?;
+                let body = resp.error_for_status().ok()?;
+                let body = crate::answers::read(body, crate::answers::STATS_BYTES, TRAFFIC_TIMEOUT)
+                    .await
+                    .ok()?;
+                let stats: PodStats = serde_json::from_slice(&body).ok()?;
                 // A pod re-created under the same name is another pod.
                 (stats.uid == uid).then_some((uid, stats))
             })

@@ -391,8 +391,7 @@ pub(crate) async fn invoke(
     if let Ok(v) = axum::http::HeaderValue::from_str(&ep.pod) {
         out_headers.insert(axum::http::HeaderName::from_static("x-skiff-pod"), v);
     }
-    let bytes = resp
-        .bytes()
+    let bytes = crate::answers::read(resp, crate::answers::REPLY_BYTES, timeout)
         .await
         .map_err(|e| ApiError::unavailable(format!("reading the answer of pod {}: {e}", ep.pod)))?;
     Ok((status, out_headers, bytes).into_response())

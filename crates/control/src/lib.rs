@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod access;
+mod answers;
 mod api;
 mod artifacts;
 mod audit;
@@ -63,6 +64,7 @@ mod secrets;
 mod serve;
 mod triggers;
 mod watch;
+mod watchers;
 
 pub use artifacts::ArtifactStore;
 pub use cluster::{ClusterConfig, JoinConfig, MemberInfo};

@@ -122,6 +122,7 @@ impl ControlPlane {
                 artifacts,
                 admin_token,
                 audit,
+                watchers: crate::watchers::Watchers::default(),
                 http,
                 agent_http,
                 api_tls,

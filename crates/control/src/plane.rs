@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     pub(crate) admin_token: String,
     /// This member's audit log.
     pub(crate) audit: crate::audit::AuditLog,
+    /// Open watches per caller.
+    pub(crate) watchers: crate::watchers::Watchers,
     /// HTTPS to other control nodes' API ports, with this node's certificate.
     pub(crate) http: reqwest::Client,
     /// HTTPS to agents' data planes, with this node's certificate.

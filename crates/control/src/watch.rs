@@ -11,17 +11,20 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::error::ApiError;
 use crate::plane::ControlPlane;
 use crate::reads::Filter;
+use crate::watchers::Watcher;
 
 /// How often an idle stream sends a blank line, so dead clients are noticed.
 const KEEPALIVE: Duration = Duration::from_secs(15);
-
 /// Starts a watch. With `from`, replays history after that revision (410 when it is compacted);
 /// without, sends every current object as `ADDED`, then follows live changes.
 pub(crate) async fn serve(
     plane: ControlPlane,
+    watcher: Option<Watcher>,
     filter: Filter,
     from: Option<u64>,
 ) -> Result<Response, ApiError> {
+    let name = watcher.map_or_else(|| "anonymous".to_owned(), |w| w.0);
+    let ticket = plane.inner.watchers.open(&name)?;
     // Subscribe before reading history, so nothing falls between the two.
     let mut rx = plane.inner.events.subscribe();
     let reader = plane.inner.reader.clone();
@@ -53,13 +56,18 @@ pub(crate) async fn serve(
     };
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(async move {
+        let _ticket = ticket;
         for ev in initial {
             if tx.send(Ok(line(&plane, &ev))).await.is_err() {
                 return;
             }
         }
         loop {
-            let next = tokio::time::timeout(KEEPALIVE, rx.recv()).await;
+            // A client that went away ends the stream (and frees its watch place) at once.
+            let next = tokio::select! {
+                () = tx.closed() => return,
+                next = tokio::time::timeout(KEEPALIVE, rx.recv()) => next,
+            };
             match next {
                 Err(_) => {
                     if tx.send(Ok(Bytes::from_static(b"\n"))).await.is_err() {

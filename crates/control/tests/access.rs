@@ -520,3 +520,50 @@ async fn an_apply_a_refused_delete_and_a_failed_login_are_each_audited_once() {
         "one JSON object per line"
     );
 }
+
+/// Opens a watch as `token`; the response (its body holds the stream open).
+async fn open_watch(plane: &ControlPlane, token: &str) -> axum::response::Response {
+    let req = Request::get("/api/v1/namespaces/default/configmaps?watch=true")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("request");
+    plane.router().oneshot(req).await.expect("answer")
+}
+
+#[tokio::test]
+async fn one_caller_holds_at_most_its_share_of_watches_and_a_closed_one_frees_its_place() {
+    let api = Api::new().await;
+    let a = api.token("watcha", "view", &[], None).await;
+    let b = api.token("watchb", "view", &[], None).await;
+    let mut open = Vec::new();
+    for _ in 0..128 {
+        let w = open_watch(&api.plane, &a).await;
+        assert_eq!(w.status(), StatusCode::OK);
+        open.push(w);
+    }
+    let refused = open_watch(&api.plane, &a).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body = refused.into_body().collect().await.expect("body").to_bytes();
+    let body: Value = serde_json::from_slice(&body).expect("a JSON error");
+    assert_eq!(body["code"], "TooManyWatches", "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("token:watcha"),
+        "{body}"
+    );
+    // Another caller is not affected.
+    assert_eq!(open_watch(&api.plane, &b).await.status(), StatusCode::OK);
+    // A watch whose client went away frees its place once the stream notices.
+    drop(open.pop());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let w = open_watch(&api.plane, &a).await;
+        if w.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed watch's place was never freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

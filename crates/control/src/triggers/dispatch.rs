@@ -371,10 +371,15 @@ impl ControlPlane {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         if status.is_success() {
-            let payload = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-            return Result_::Delivered(payload);
+            return match crate::answers::read(resp, crate::answers::REPLY_BYTES, timeout).await {
+                Ok(payload) => Result_::Delivered(payload.to_vec()),
+                Err(e) => Result_::Failed(format!("reading the answer of {}: {e}", ep.pod)),
+            };
         }
-        let text = resp.text().await.unwrap_or_default();
+        let text = crate::answers::read(resp, crate::answers::ERROR_BYTES, timeout)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         let msg = format!("{status}: {}", text.trim());
         if no_pod || overloaded {
             Result_::NotReached(msg)
