@@ -667,11 +667,21 @@ impl Client {
                 let chunk = match chunk {
                     Ok(c) => c,
                     Err(e) => {
-                        let _ = tx.send(Err(unreachable(&url, &e)));
+                        let _ = tx.send(Err(unreachable(&url, &e))).await;
                         return;
                     }
                 };
                 buf.extend_from_slice(&chunk);
+                if buf.len() > MAX_WATCH_LINE && !buf.contains(&b'\n') {
+                    let message = format!("a watch event longer than {MAX_WATCH_LINE} bytes");
+                    let _ = tx
+                        .send(Err(ClientError::Decode {
+                            url: url.clone(),
+                            message,
+                        }))
+                        .await;
+                    return;
+                }
                 while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = buf.drain(..=pos).collect();
                     let line = &line[..line.len() - 1];
@@ -690,7 +700,7 @@ impl Client {
                         }
                     });
                     let stop = item.is_err();
-                    if tx.send(item).is_err() || stop {
+                    if tx.send(item).await.is_err() || stop {
                         return;
                     }
                 }
@@ -747,15 +757,15 @@ pub(crate) fn unreachable(url: &str, e: &reqwest::Error) -> ClientError {
     }
 }
 
-/// Turns a producer task into a stream through an unbounded channel (the producer is paced by the
-/// server's stream, and stops when the consumer drops the stream).
+/// Turns a producer task into a stream through a bounded channel: the producer waits while
+/// the consumer is [`STREAM_QUEUE`] items behind, and stops when the consumer drops the stream.
 fn async_stream<T, F, Fut>(f: F) -> impl Stream<Item = T> + Send
 where
     T: Send + 'static,
-    F: FnOnce(tokio::sync::mpsc::UnboundedSender<T>) -> Fut,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
     let task = tokio::spawn(f(tx));
     let guard = AbortOnDrop(task);
     futures::stream::poll_fn(move |cx| {
@@ -763,6 +773,12 @@ where
         rx.poll_recv(cx)
     })
 }
+
+/// Items a stream's producer may be ahead of its consumer.
+const STREAM_QUEUE: usize = 256;
+/// Longest watch event line read (an object is far smaller; a server that sends no newline
+/// must not grow the buffer without end).
+const MAX_WATCH_LINE: usize = 64 << 20;
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 

@@ -31,6 +31,8 @@ use crate::plane::ControlPlane;
 
 /// Most deliveries in flight per subscription.
 pub(crate) const MAX_WINDOW: usize = 256;
+/// Delivery outcomes waiting to be recorded; a delivery that finds the queue full waits.
+const DONE_QUEUE: usize = 4096;
 /// Longest pause between two dispatcher passes when nothing wakes it.
 const IDLE_PASS: Duration = Duration::from_millis(200);
 /// Wait before an event whose pod could not take it is offered again.
@@ -92,7 +94,7 @@ impl ControlPlane {
     pub fn spawn_dispatcher(&self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         let plane = self.clone();
         tokio::spawn(async move {
-            let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
+            let (tx, mut rx) = mpsc::channel::<Done>(DONE_QUEUE);
             let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
             let mut cron_since: BTreeMap<String, BTreeMap<usize, SystemTime>> = BTreeMap::new();
             let mut connectors: BTreeMap<String, super::mqtt::Connector> = BTreeMap::new();
@@ -135,7 +137,7 @@ impl ControlPlane {
 
     /// Proposes the outcomes gathered so far, then hands out what each subscription may send.
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn dispatch_pass(&self, tracks: &mut BTreeMap<String, Track>, tx: &mpsc::UnboundedSender<Done>) {
+    async fn dispatch_pass(&self, tracks: &mut BTreeMap<String, Track>, tx: &mpsc::Sender<Done>) {
         let subs = match self.inner.reader.subscriptions() {
             Ok(s) => s,
             Err(e) => {
@@ -236,12 +238,14 @@ impl ControlPlane {
                 let ns = sub.namespace.clone();
                 tokio::spawn(async move {
                     let result = plane.deliver(&ns, &ep, &event, timeout).await;
-                    let _ = tx.send(Done {
-                        sub: key,
-                        seq,
-                        attempts,
-                        result,
-                    });
+                    let _ = tx
+                        .send(Done {
+                            sub: key,
+                            seq,
+                            attempts,
+                            result,
+                        })
+                        .await;
                 });
             }
         }
