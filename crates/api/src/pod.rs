@@ -305,6 +305,8 @@ impl Resources {
     pub const DEFAULT_MEMORY: ByteSize = ByteSize(64 << 20);
     /// Default deadline per request.
     pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+    /// The longest deadline a request may be given.
+    pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
     /// The memory limit, or [`Self::DEFAULT_MEMORY`].
     pub fn memory_or_default(&self) -> ByteSize {

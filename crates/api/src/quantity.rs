@@ -16,6 +16,9 @@ pub enum QuantityError {
     /// Not a duration.
     #[error("invalid duration {0:?}: use a number with a unit, e.g. 500ms, 30s, 2m")]
     Duration(String),
+    /// A duration longer than any Skiff field takes.
+    #[error("duration {0:?} is too long: durations are at most 366d")]
+    DurationTooLong(String),
     /// Not a CPU quantity.
     #[error("invalid CPU quantity {0:?}: use cores (1, 0.5, 2) or millicores (250m)")]
     Cpu(String),
@@ -182,10 +185,18 @@ impl FromStr for DurationValue {
         if t.is_empty() || t.starts_with('-') {
             return Err(QuantityError::Duration(s.to_owned()));
         }
-        humantime::parse_duration(t)
-            .map(DurationValue)
-            .map_err(|_| QuantityError::Duration(s.to_owned()))
+        let d = humantime::parse_duration(t).map_err(|_| QuantityError::Duration(s.to_owned()))?;
+        if d > DurationValue::MAX {
+            return Err(QuantityError::DurationTooLong(s.to_owned()));
+        }
+        Ok(DurationValue(d))
     }
+}
+
+impl DurationValue {
+    /// The longest duration any field takes (366 days): a bound that keeps every deadline and
+    /// back-off computed from a duration far from overflow.
+    pub const MAX: Duration = Duration::from_secs(366 * 24 * 3600);
 }
 
 impl fmt::Display for DurationValue {
@@ -231,6 +242,14 @@ mod tests {
         assert_eq!(back, d);
         assert!("-5s".parse::<DurationValue>().is_err());
         assert!("soon".parse::<DurationValue>().is_err());
+        assert_eq!(
+            "366d".parse::<DurationValue>().unwrap(),
+            DurationValue(DurationValue::MAX)
+        );
+        let long = "367d".parse::<DurationValue>().unwrap_err();
+        assert_eq!(long, QuantityError::DurationTooLong("367d".into()));
+        assert!(long.to_string().contains("at most 366d"), "{long}");
+        assert!("100000000000h".parse::<DurationValue>().is_err());
     }
 }
 

@@ -431,10 +431,15 @@ impl Checker {
                     format!("{m} is below one wasm page: use at least 64Ki"),
                 );
             }
-            if let Some(t) = c.resources.timeout
-                && t.0.is_zero()
-            {
-                self.err(format!("{cp}.resources.timeout"), "must be greater than zero");
+            if let Some(t) = c.resources.timeout {
+                if t.0.is_zero() {
+                    self.err(format!("{cp}.resources.timeout"), "must be greater than zero");
+                } else if t.0 > crate::Resources::MAX_TIMEOUT {
+                    self.err(
+                        format!("{cp}.resources.timeout"),
+                        format!("{t} is too long: a request may take at most 1h; work that runs longer belongs in a Job"),
+                    );
+                }
             }
             for (name, probe, liveness) in [
                 ("readinessProbe", &c.readiness_probe, false),

@@ -107,3 +107,22 @@ fn disconnect_tolerations_and_taints_are_checked() {
     let paths: Vec<&str> = e.0.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["spec.taints[1]", "spec.taints[2].key"], "{e}");
 }
+
+#[test]
+fn request_deadlines_are_bounded_and_huge_durations_do_not_parse() {
+    let pod = |timeout: &str| {
+        format!(
+            r#"{{"kind":"Pod","apiVersion":"skiff.dev/v1","metadata":{{"name":"p"}},
+            "spec":{{"components":[{{"name":"a","wasm":{{"digest":"sha256:{}"}},
+              "resources":{{"timeout":"{timeout}"}}}}]}}}}"#,
+            "0".repeat(64)
+        )
+    };
+    obj(&pod("1h")).validate().unwrap();
+    let e = obj(&pod("2h")).validate().unwrap_err();
+    assert_eq!(e.0[0].path, "spec.components[0].resources.timeout", "{e}");
+    assert!(e.0[0].message.contains("at most 1h"), "{e}");
+    // Beyond any field's bound the value does not even parse, so nothing downstream sees it.
+    let huge = serde_json::from_str::<Object>(&pod("100000000000h")).unwrap_err();
+    assert!(huge.to_string().contains("at most 366d"), "{huge}");
+}
