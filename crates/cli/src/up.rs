@@ -406,9 +406,41 @@ fn start_gateway(
 async fn run_until_signal(stop_tx: watch::Sender<bool>, tasks: Vec<JoinHandle<()>>) {
     wait_for_signal().await;
     tracing::info!("shutting down");
+    stop_all(stop_tx, tasks).await;
+}
+
+async fn stop_all(stop_tx: watch::Sender<bool>, tasks: Vec<JoinHandle<()>>) {
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
+    }
+}
+
+/// [`run_until_signal`] for a process holding a control member: when the member's Raft driver
+/// stops on an error (fail-stop), everything stops and the process exits non-zero.
+async fn run_member_until_signal(
+    plane: &skiff_control::ControlPlane,
+    stop_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+) -> Result<()> {
+    let failure = tokio::select! {
+        () = wait_for_signal() => None,
+        why = plane.raft_stopped() => Some(why.unwrap_or_else(|| "it was stopped".into())),
+    };
+    match failure {
+        None => {
+            tracing::info!("shutting down");
+            stop_all(stop_tx, tasks).await;
+            plane.shutdown();
+            Ok(())
+        }
+        Some(why) => {
+            tracing::error!(error = %why, "this control member's Raft driver stopped; exiting");
+            stop_all(stop_tx, tasks).await;
+            anyhow::bail!(
+                "the control member stopped: {why}; check the disk and the log, then start it again"
+            )
+        }
     }
 }
 
@@ -504,9 +536,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
             dir.join("client.yaml").display()
         );
     }
-    run_until_signal(stop_tx, tasks).await;
-    control.plane.shutdown();
-    Ok(())
+    run_member_until_signal(&control.plane, stop_tx, tasks).await
 }
 
 pub(crate) async fn server(conn: &Connection, args: ServerArgs) -> Result<()> {
@@ -558,9 +588,7 @@ pub(crate) async fn server(conn: &Connection, args: ServerArgs) -> Result<()> {
         "  add a worker:  skiff agent --server {} --token \"$(skiff token create)\" --name NAME",
         control.client.server
     );
-    run_until_signal(stop_tx, control.tasks).await;
-    control.plane.shutdown();
-    Ok(())
+    run_member_until_signal(&control.plane, stop_tx, control.tasks).await
 }
 
 pub(crate) async fn agent(conn: &Connection, args: AgentArgs) -> Result<()> {

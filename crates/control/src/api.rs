@@ -714,7 +714,14 @@ async fn snapshot(State(p): State<ControlPlane>) -> Result<Response, ApiError> {
 }
 
 async fn readyz(State(p): State<ControlPlane>) -> Result<&'static str, ApiError> {
-    if p.inner.raft.status().leader.is_some() {
+    let status = p.inner.raft.status();
+    if status.stopped {
+        let why = status.failure.unwrap_or_else(|| "it was shut down".into());
+        return Err(ApiError::unavailable(format!(
+            "this member's Raft driver has stopped ({why}): it serves nothing until restarted"
+        )));
+    }
+    if status.leader.is_some() {
         Ok("ok")
     } else {
         Err(ApiError::unavailable("no raft leader yet"))

@@ -268,6 +268,13 @@ impl ControlPlane {
         })
     }
 
+    /// Waits until this member's Raft driver stops; why, when an error stopped it (a storage
+    /// failure, an entry it could not apply). The process should then exit non-zero: the
+    /// member serves nothing until it is restarted.
+    pub async fn raft_stopped(&self) -> Option<String> {
+        self.inner.raft.stopped().await
+    }
+
     /// Stops Raft (the API answers 503 afterwards).
     pub fn shutdown(&self) {
         self.inner.raft.shutdown();

@@ -11,8 +11,20 @@ impl skiff_raft::StateMachine for Replicated {
         self.0.init(txn)
     }
 
-    fn apply(&mut self, txn: &redb::WriteTransaction, index: u64, proposal: &[u8]) -> Self::Output {
-        self.0.apply_full(txn, index, proposal)
+    fn apply(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        index: u64,
+        proposal: &[u8],
+    ) -> Result<Self::Output, skiff_raft::Fatal> {
+        match self.0.apply_full(txn, index, proposal) {
+            // What may differ between members (the disk, bytes that do not decode) stops this
+            // one; refusals every member makes alike are the proposer's answer.
+            Err(e @ (StateError::Storage { .. } | StateError::Decode { .. })) => {
+                Err(skiff_raft::Fatal(e.to_string()))
+            }
+            other => Ok(other),
+        }
     }
 
     fn committed(&mut self) {

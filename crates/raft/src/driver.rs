@@ -109,7 +109,10 @@ pub fn start_with<SM: StateMachine>(
                             // dropped replies already see `Stopped`, the rest learn it here.
                             tracing::error!("the raft driver thread panicked; the node is stopped");
                             thread_shared.permits.close();
-                            thread_shared.status.send_modify(|s| s.stopped = true);
+                            thread_shared.status.send_modify(|s| {
+                                s.stopped = true;
+                                s.failure = Some("the raft driver thread panicked (see the log)".into());
+                            });
                         }
                     }
                 }

@@ -28,6 +28,17 @@ pub enum RaftError {
     /// Reading or writing the redb file failed; the driver stops after such an error.
     #[error("raft storage failed: {0}; check the disk and restart the node")]
     Storage(String),
+    /// A committed entry could not be applied on this member (storage failed, or the entry does
+    /// not decode); the driver stopped without advancing the applied index.
+    #[error(
+        "entry {index} could not be applied on this member: {message}; the member stopped so that it cannot diverge from the others: check the disk and restart it"
+    )]
+    ApplyFailed {
+        /// The entry's log index.
+        index: u64,
+        /// What failed.
+        message: String,
+    },
     /// The state machine failed to initialise, snapshot or restore; the driver stops.
     #[error("the state machine failed: {0}")]
     StateMachine(String),

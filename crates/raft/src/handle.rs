@@ -78,6 +78,8 @@ pub struct RaftStatus {
     pub progress: BTreeMap<u64, u64>,
     /// Whether the driver has stopped (every request now fails with [`RaftError::Stopped`]).
     pub stopped: bool,
+    /// Why the driver stopped, when an error stopped it (storage, an entry it could not apply).
+    pub failure: Option<String>,
 }
 
 /// Where the answer to one request goes. It holds the request's queue permit, so a request counts
@@ -255,6 +257,13 @@ impl<O: Send + 'static> RaftHandle<O> {
     /// The driver's latest published status.
     pub fn status(&self) -> RaftStatus {
         self.shared.status.borrow().clone()
+    }
+
+    /// Waits until the driver stops; why, when an error stopped it.
+    pub async fn stopped(&self) -> Option<String> {
+        let mut rx = self.shared.status.subscribe();
+        let s = rx.wait_for(|s| s.stopped).await;
+        s.ok().and_then(|s| s.failure.clone())
     }
 
     /// Waits until a leader is known, and returns its id.

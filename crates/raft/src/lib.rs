@@ -176,6 +176,6 @@ pub use config::RaftConfig;
 pub use driver::{StartOptions, start, start_with};
 pub use error::RaftError;
 pub use handle::{MAX_MESSAGE_BYTES, RaftHandle, RaftStatus, Role};
-pub use machine::{Exporter, StateMachine};
+pub use machine::{Exporter, Fatal, StateMachine};
 pub use membership::{Membership, MembershipChange};
 pub use raft::eraftpb;

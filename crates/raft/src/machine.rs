@@ -3,6 +3,11 @@
 /// Serializes a state machine's tables from a read transaction; see [`StateMachine::exporter`].
 pub type Exporter = Box<dyn FnOnce(&redb::ReadTransaction) -> Result<Vec<u8>, String> + Send + 'static>;
 
+/// A failure to apply a committed entry that stops the member (see [`StateMachine::apply`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Fatal(pub String);
+
 /// The replicated state machine the driver applies committed proposals to.
 ///
 /// The driver owns the `redb::Database` and every write transaction; the machine only writes its own
@@ -25,9 +30,23 @@ pub trait StateMachine: Send + 'static {
 
     /// Applies one proposal (opaque bytes) committed at log `index`, inside `txn`; the driver records
     /// the applied index in the SAME transaction and commits it, so a crash never applies an entry
-    /// twice or loses one. Must be deterministic and must not panic on bad bytes (return an error
-    /// Output).
-    fn apply(&mut self, txn: &redb::WriteTransaction, index: u64, proposal: &[u8]) -> Self::Output;
+    /// twice or loses one. Must be deterministic and must not panic on bad bytes.
+    ///
+    /// A proposal the machine refuses (a conflict, a validation failure: the same on every member)
+    /// is an `Ok` output that says so. `Err` is for what may differ between members: the storage
+    /// failed, or the entry cannot be decoded. The driver then stops without committing the
+    /// transaction (fail-stop), so the applied index never advances past an entry this member did
+    /// not apply, and replicas cannot diverge.
+    ///
+    /// # Errors
+    ///
+    /// [`Fatal`] when this member cannot apply the entry.
+    fn apply(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        index: u64,
+        proposal: &[u8],
+    ) -> Result<Self::Output, Fatal>;
 
     /// Called after the transaction holding applied entries has committed (the machine publishes
     /// watch events here).

@@ -141,7 +141,7 @@ impl<SM: StateMachine> Core<SM> {
         for e in &entries {
             match e.get_entry_type() {
                 EntryType::EntryNormal => {
-                    self.apply_normal(txn, &mut staged.outcomes, e);
+                    self.apply_normal(txn, &mut staged.outcomes, e)?;
                     self.settle_change(e, None, &mut staged.outcomes);
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
@@ -153,24 +153,31 @@ impl<SM: StateMachine> Core<SM> {
         staged.log.set_applied(last)
     }
 
-    /// Applies every proposal framed in one entry and settles the callers waiting for it.
-    fn apply_normal(&mut self, txn: &WriteTransaction, outcomes: &mut Outcomes<SM::Output>, e: &Entry) {
+    /// Applies every proposal framed in one entry and settles the callers waiting for it. An
+    /// entry that does not decode, or a proposal the machine cannot apply, stops the driver
+    /// ([`RaftError::ApplyFailed`]) before anything of the transaction is committed.
+    fn apply_normal(
+        &mut self,
+        txn: &WriteTransaction,
+        outcomes: &mut Outcomes<SM::Output>,
+        e: &Entry,
+    ) -> Result<(), RaftError> {
+        let failed = |message: String| RaftError::ApplyFailed {
+            index: e.index,
+            message,
+        };
         let mut outputs = Vec::new();
         // An empty entry is the one a new leader appends; it carries nothing to apply.
         if !e.data.is_empty() {
-            match batch::decode(&e.data) {
-                Ok(proposals) => {
-                    outputs.reserve(proposals.len());
-                    for p in proposals {
-                        outputs.push(self.sm.apply(txn, e.index, p));
-                    }
-                }
-                Err(msg) => {
-                    tracing::error!(id = self.config.id, index = e.index, error = %msg, "skipping a log entry with malformed framing");
-                }
+            let proposals =
+                batch::decode(&e.data).map_err(|msg| failed(format!("malformed entry framing: {msg}")))?;
+            outputs.reserve(proposals.len());
+            for p in proposals {
+                outputs.push(self.sm.apply(txn, e.index, p).map_err(|f| failed(f.0))?);
             }
         }
         self.settle(e.index, e.term, &e.context, outputs, outcomes);
+        Ok(())
     }
 
     /// Hands `outputs` to the callers of the entry at `index` if this node proposed it; fails

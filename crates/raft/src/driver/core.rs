@@ -511,6 +511,7 @@ impl<SM: StateMachine> Core<SM> {
             pending_membership_change: self.change_pending(),
             progress,
             stopped,
+            failure: None,
         };
         self.shared.status.send_if_modified(|s| {
             let changed = *s != status;
@@ -525,6 +526,7 @@ impl<SM: StateMachine> Core<SM> {
     /// Fails everything still waiting and marks the node stopped (the thread then drains its
     /// queue).
     pub(crate) fn finish(mut self, exit: Exit) {
+        let failed = matches!(exit, Exit::Failed(_));
         let err = match exit {
             Exit::Shutdown => {
                 tracing::info!(id = self.config.id, "raft driver stopped");
@@ -567,6 +569,11 @@ impl<SM: StateMachine> Core<SM> {
             reply.send(Err(err.clone()));
         }
         self.publish_status(true);
+        if failed {
+            self.shared
+                .status
+                .send_modify(|s| s.failure = Some(err.to_string()));
+        }
     }
 }
 

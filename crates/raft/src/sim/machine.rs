@@ -3,7 +3,7 @@
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use crate::StateMachine;
+use crate::{Fatal, StateMachine};
 
 const APPLIED: TableDefinition<u64, &[u8]> = TableDefinition::new("sim_applied");
 
@@ -37,14 +37,15 @@ impl StateMachine for SimMachine {
         Ok(())
     }
 
-    fn apply(&mut self, txn: &WriteTransaction, _index: u64, proposal: &[u8]) -> u64 {
-        // A storage error here surfaces again when the driver commits the transaction.
-        let Ok(mut t) = txn.open_table(APPLIED) else {
-            return 0;
-        };
-        let next = t.last().ok().flatten().map_or(1, |(k, _)| k.value() + 1);
-        let _ = t.insert(next, proposal);
-        next
+    fn apply(&mut self, txn: &WriteTransaction, _index: u64, proposal: &[u8]) -> Result<u64, Fatal> {
+        let fatal = |e: redb::Error| Fatal(e.to_string());
+        let mut t = txn.open_table(APPLIED).map_err(|e| fatal(e.into()))?;
+        let next = t
+            .last()
+            .map_err(|e| fatal(e.into()))?
+            .map_or(1, |(k, _)| k.value() + 1);
+        t.insert(next, proposal).map_err(|e| fatal(e.into()))?;
+        Ok(next)
     }
 
     fn committed(&mut self) {}

@@ -163,3 +163,41 @@ async fn inbound_messages_are_checked() {
     assert!(matches!(node.step(msg), Err(RaftError::InvalidMessage(_))));
     node.shutdown();
 }
+
+#[tokio::test]
+async fn an_entry_this_member_cannot_apply_stops_it_without_advancing_the_applied_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skiff.redb");
+    let db = open_db(&path);
+    let node = start(db.clone(), Counters::default(), config(1, &[1])).unwrap();
+    node.wait_leader(WAIT).await.unwrap();
+    assert_eq!(node.propose(b"a=1".to_vec()).await.unwrap(), Ok(1));
+    let before = node.status().applied;
+    // The state machine's storage fails on this entry: the member stops (fail-stop) instead of
+    // recording the entry as applied while it holds nothing of it.
+    let failed = node.propose(b"fatal".to_vec()).await;
+    assert!(
+        matches!(&failed, Err(RaftError::ApplyFailed { message, .. }) if message == "the disk failed"),
+        "{failed:?}"
+    );
+    crate::support::eventually("the driver stops", WAIT, || node.status().stopped).await;
+    assert_eq!(node.propose(b"a=1".to_vec()).await, Err(RaftError::Stopped));
+    assert_eq!(applies(&db), 1, "nothing of the failed entry was committed");
+    drop(node);
+    drop(db);
+    // The entry was not recorded as applied: a restart meets it again (and, the failure
+    // lasting, stops again) instead of going on without it.
+    let db = open_db(&path);
+    let node = start(db.clone(), Counters::default(), config(1, &[1])).unwrap();
+    crate::support::eventually("the restarted driver stops on the same entry", WAIT, || {
+        node.status().stopped
+    })
+    .await;
+    assert_eq!(counter(&db, "a"), 1);
+    assert_eq!(applies(&db), 1);
+    let applied = node.status().applied;
+    assert!(
+        applied <= before,
+        "applied {applied}: past the failed entry (it was {before} before it)"
+    );
+}

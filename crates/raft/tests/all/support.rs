@@ -55,6 +55,21 @@ fn parse(p: &[u8]) -> Result<(&str, u64), String> {
     ))
 }
 
+/// Counts one applied proposal and adds its delta (a refused proposal is an error output).
+fn count(txn: &redb::WriteTransaction, proposal: &[u8]) -> Result<u64, String> {
+    let mut applies = txn.open_table(APPLIES).map_err(|e| e.to_string())?;
+    let n = applies
+        .get("n")
+        .map_err(|e| e.to_string())?
+        .map_or(0, |v| v.value());
+    applies.insert("n", n + 1).map_err(|e| e.to_string())?;
+    let (name, delta) = parse(proposal)?;
+    let mut t = txn.open_table(COUNTERS).map_err(|e| e.to_string())?;
+    let v = t.get(name).map_err(|e| e.to_string())?.map_or(0, |v| v.value()) + delta;
+    t.insert(name, v).map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
 impl StateMachine for Counters {
     type Output = Result<u64, String>;
 
@@ -64,18 +79,17 @@ impl StateMachine for Counters {
         Ok(())
     }
 
-    fn apply(&mut self, txn: &redb::WriteTransaction, _index: u64, proposal: &[u8]) -> Self::Output {
-        let mut applies = txn.open_table(APPLIES).map_err(|e| e.to_string())?;
-        let n = applies
-            .get("n")
-            .map_err(|e| e.to_string())?
-            .map_or(0, |v| v.value());
-        applies.insert("n", n + 1).map_err(|e| e.to_string())?;
-        let (name, delta) = parse(proposal)?;
-        let mut t = txn.open_table(COUNTERS).map_err(|e| e.to_string())?;
-        let v = t.get(name).map_err(|e| e.to_string())?.map_or(0, |v| v.value()) + delta;
-        t.insert(name, v).map_err(|e| e.to_string())?;
-        Ok(v)
+    fn apply(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        _index: u64,
+        proposal: &[u8],
+    ) -> Result<Self::Output, skiff_raft::Fatal> {
+        // Stands for a storage failure while applying: the member must stop.
+        if proposal == b"fatal" {
+            return Err(skiff_raft::Fatal("the disk failed".into()));
+        }
+        Ok(count(txn, proposal))
     }
 
     fn committed(&mut self) {
