@@ -81,6 +81,8 @@ codes! {
     TooManyWatches = 429,
     /// A key-value store is full.
     StoreFull = 507,
+    /// The member's disk is below its free-space watermark: free space and retry.
+    DiskFull = 507,
     /// Plain HTTP to an HTTPS-only API port.
     PlainHttpRefused = 400,
     /// The server failed; its log says why.

@@ -15,9 +15,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ClientFile, Connection, write_client_file};
 
-/// How a control node's API is reached and its certificates live (`skiff up` and `skiff server`).
+/// How a control member's API is reached, its certificates live and its disk is kept (`skiff up`
+/// and `skiff server`).
 #[derive(Args, Debug, Clone)]
-pub(crate) struct AccessFlags {
+pub(crate) struct MemberFlags {
     /// Also answer plain HTTP on the API port (a bearer token is then accepted over it only from
     /// loopback clients). By default the API speaks HTTPS only; client.yaml carries the CA.
     #[arg(long)]
@@ -30,13 +31,18 @@ pub(crate) struct AccessFlags {
     /// cluster CA two thirds into that.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     member_cert_lifetime: std::time::Duration,
+    /// Free space kept where the state lives (bytes, or 64Mi, 1Gi): below it, writes other
+    /// than deletes are refused with 507 DiskFull until space returns. 0 turns the check off.
+    #[arg(long, default_value = "64Mi", value_name = "SIZE")]
+    min_free_space: skiff_api::ByteSize,
 }
 
-impl AccessFlags {
+impl MemberFlags {
     fn apply(&self, config: &mut skiff_control::ControlConfig) {
         config.plain_http = self.plain_http;
         config.node_cert_lifetime = self.node_cert_lifetime;
         config.member_cert_lifetime = self.member_cert_lifetime;
+        config.min_free_bytes = self.min_free_space.0;
     }
 }
 
@@ -82,7 +88,7 @@ pub(crate) struct UpArgs {
     #[arg(long, default_value = "127.0.0.1:7070")]
     api: SocketAddr,
     #[command(flatten)]
-    access: AccessFlags,
+    access: MemberFlags,
     /// Address of the HTTP gateway.
     #[arg(long, default_value = "127.0.0.1:8080")]
     gateway: SocketAddr,
@@ -117,7 +123,7 @@ pub(crate) struct ServerArgs {
     #[arg(long, default_value = "127.0.0.1:7070")]
     api: SocketAddr,
     #[command(flatten)]
-    access: AccessFlags,
+    access: MemberFlags,
     /// URL other control nodes forward writes to (default: https://<api address>).
     #[arg(long)]
     advertise_api: Option<String>,

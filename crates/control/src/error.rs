@@ -63,6 +63,19 @@ pub enum WriteError {
     /// A Secret's values could not be sealed or opened.
     #[error("secret values: {0}")]
     Secrets(String),
+    /// Too little free space where this member keeps its state; nothing was written.
+    #[error(
+        "the filesystem holding {} has {free} bytes free, below the {min_free} this member keeps free: free space there (deletes are still accepted), or lower --min-free-space, then retry",
+        dir.display()
+    )]
+    DiskFull {
+        /// The state directory.
+        dir: std::path::PathBuf,
+        /// Bytes free.
+        free: u64,
+        /// The watermark.
+        min_free: u64,
+    },
 }
 
 impl WriteError {
@@ -101,6 +114,7 @@ impl From<WriteError> for ApiError {
             WriteError::Raft(e) => e.into(),
             e @ WriteError::Timeout(_) => ApiError::unavailable(e.to_string()),
             WriteError::Secrets(e) => ApiError::internal(e),
+            e @ WriteError::DiskFull { .. } => ApiError::new(ErrorCode::DiskFull, e.to_string()),
         }
     }
 }

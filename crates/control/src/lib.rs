@@ -46,6 +46,7 @@ mod cluster;
 mod conn;
 mod controllers;
 mod digest;
+mod disk;
 mod error;
 mod files;
 mod forward;
@@ -68,6 +69,7 @@ mod watchers;
 
 pub use artifacts::ArtifactStore;
 pub use cluster::{ClusterConfig, JoinConfig, MemberInfo};
+pub use disk::DEFAULT_MIN_FREE_BYTES;
 pub use error::{ApiError, ControlError, WriteError};
 pub use headers::{FORWARDED_HEADER, REQUEST_ID_HEADER};
 pub use members::MemberView;

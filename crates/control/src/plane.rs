@@ -56,6 +56,9 @@ pub struct ControlConfig {
     /// Whether the API port also answers plain HTTP (bearer tokens then only from loopback
     /// clients). `false`: HTTPS only; a plain-HTTP request gets a 400 saying to use https.
     pub plain_http: bool,
+    /// Free space kept where the state lives: below it, writes (other than deletes) are refused
+    /// with `507 DiskFull`. 0 turns the check off.
+    pub min_free_bytes: u64,
     /// A file holding the time (RFC 3339) that cron triggers go by instead of the system clock,
     /// re-read on every pass: tests move time with it. `None`: the system clock.
     pub clock_file: Option<PathBuf>,
@@ -75,6 +78,7 @@ impl ControlConfig {
             snapshot_every: RaftConfig::default().snapshot_every,
             keep_entries: RaftConfig::default().keep_entries,
             clock_file: None,
+            min_free_bytes: crate::disk::DEFAULT_MIN_FREE_BYTES,
             plain_http: false,
             node_cert_lifetime: DEFAULT_NODE_CERT_LIFETIME,
             member_cert_lifetime: DEFAULT_NODE_CERT_LIFETIME,
@@ -188,6 +192,11 @@ impl ControlPlane {
                 self.inner.secrets.seal(object).map_err(WriteError::Secrets)?;
             }
         }
+        crate::disk::check(
+            &self.inner.config.data_dir,
+            self.inner.config.min_free_bytes,
+            &ops,
+        )?;
         let cmd = Command::new(ids::now(), ops);
         let out = tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.propose(cmd.encode()))
             .await

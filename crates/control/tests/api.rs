@@ -449,3 +449,20 @@ async fn lost_node_is_marked_not_ready_and_its_pods_move_to_a_ready_node() {
     let (_, spare) = api.call("GET", "/api/v1/nodes/spare", None).await;
     assert_eq!(spare["spec"]["unschedulable"], false, "{spare}");
 }
+
+#[tokio::test]
+async fn a_member_whose_raft_driver_stopped_is_not_ready() {
+    let api = Api::new().await;
+    let (status, _) = api.call("GET", "/readyz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    api.plane.shutdown();
+    let (status, body) = api.call("GET", "/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Raft driver has stopped"),
+        "{body}"
+    );
+}

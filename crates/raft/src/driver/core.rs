@@ -514,6 +514,11 @@ impl<SM: StateMachine> Core<SM> {
             failure: None,
         };
         self.shared.status.send_if_modified(|s| {
+            // Why the driver failed is set once, before the stopped status is published.
+            let status = RaftStatus {
+                failure: s.failure.clone(),
+                ..status
+            };
             let changed = *s != status;
             if changed {
                 *s = status;
@@ -568,12 +573,12 @@ impl<SM: StateMachine> Core<SM> {
         for reply in reads {
             reply.send(Err(err.clone()));
         }
-        self.publish_status(true);
         if failed {
             self.shared
                 .status
                 .send_modify(|s| s.failure = Some(err.to_string()));
         }
+        self.publish_status(true);
     }
 }
 

@@ -127,6 +127,12 @@ impl Skiff {
         s
     }
 
+    /// A `skiff up` (plain HTTP API too) with `extra` arguments, not started yet: prepare its
+    /// state dir, then [`spawn`](Self::spawn) it.
+    pub(crate) fn prepared(extra: &[String]) -> Skiff {
+        Skiff::unstarted(extra, true)
+    }
+
     fn unstarted(extra: &[String], plain_http: bool) -> Skiff {
         let dir = tempfile::tempdir().expect("tempdir");
         Skiff {
@@ -211,6 +217,14 @@ impl Skiff {
         self.child
             .as_mut()
             .is_some_and(|c| c.try_wait().map(|s| s.is_none()).unwrap_or(false))
+    }
+
+    /// The exit code of a process that has exited (`None` while it runs, or after a signal).
+    pub(crate) fn exit_code(&mut self) -> Option<i32> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+            .and_then(|st| st.code())
     }
 
     /// The process log so far (for failure messages).

@@ -6,6 +6,7 @@ mod access;
 mod cluster;
 mod containers;
 mod daemonset;
+mod disk;
 mod edge;
 mod functions;
 mod ha;
