@@ -93,6 +93,8 @@
 #![deny(missing_docs)]
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod transport;
 
 pub use error::PeerError;

@@ -7,9 +7,9 @@
 //!  joining node ──join()──TLS (CA pinned by token)──► serve() ──► PeerHandler::join
 //! ```
 
-mod frame;
+pub(crate) mod frame;
 mod inbound;
-mod join;
+pub(crate) mod join;
 mod outbound;
 
 pub use frame::{FRAME_MAX_BYTES, JOIN_MAX_BYTES, JOIN_RESPONSE_MAX_BYTES};

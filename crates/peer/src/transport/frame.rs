@@ -85,6 +85,48 @@ pub(crate) async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, header: Header
     Ok(payload)
 }
 
+/// Reads the next raft message from a peer connection: one `RAFT` frame, or the `RAFT_CHUNK`
+/// frames of one message (rebuilt by `chunks`). `Ok(None)` on a clean end of stream between
+/// messages.
+///
+/// `admit` sees every header before any byte of its payload is read, and may refuse it (the
+/// server refuses frames from anything but a control node this way). Join frames are refused.
+pub(crate) async fn read_message<R: AsyncRead + Unpin>(
+    r: &mut R,
+    chunks: &mut Reassembler,
+    mut admit: impl FnMut(Header) -> Result<(), String>,
+) -> Result<Option<Vec<u8>>, String> {
+    loop {
+        let Some(header) = read_header(r, FRAME_MAX_BYTES).await? else {
+            return if chunks.in_progress() {
+                Err("closed in the middle of a chunked message".into())
+            } else {
+                Ok(None)
+            };
+        };
+        // Decide on the header alone: refused frames are never read, let alone decoded.
+        admit(header)?;
+        match header.kind {
+            FrameType::Raft if chunks.in_progress() => {
+                return Err("raft frame in the middle of a chunked message".into());
+            }
+            FrameType::Raft => return read_payload(r, header).await.map(Some),
+            FrameType::RaftChunk => {
+                let payload = read_payload(r, header).await?;
+                if let Some(message) = chunks.push(&payload)? {
+                    return Ok(Some(message));
+                }
+            }
+            FrameType::JoinRequest | FrameType::JoinResponse => {
+                return Err(format!(
+                    "a {:?} frame on a peer connection; joining is for nodes without a certificate",
+                    header.kind
+                ));
+            }
+        }
+    }
+}
+
 /// Appends one frame.
 pub(crate) fn put_frame(out: &mut BytesMut, kind: FrameType, payload: &[u8]) {
     out.reserve(HEADER_LEN + payload.len());

@@ -123,46 +123,25 @@ async fn serve_peer(
     identity: &Identity,
     handler: &Arc<dyn PeerHandler>,
 ) -> Result<(), String> {
-    let raft_id = match identity.role {
-        Role::Control { raft_id } => Some(raft_id),
-        Role::Agent | Role::Gateway => None,
-    };
     tracing::debug!(peer = %identity, "peer connection authenticated");
-    let mut chunks = Reassembler::new(skiff_raft::MAX_MESSAGE_BYTES);
-    loop {
-        let Some(header) = frame::read_header(stream, FRAME_MAX_BYTES).await? else {
-            return if chunks.in_progress() {
-                Err("closed in the middle of a chunked message".into())
-            } else {
-                Ok(())
-            };
-        };
-        // Decide on the header alone: refused frames are never read, let alone decoded.
-        let Some(raft_id) = raft_id else {
-            return Err(format!(
+    let Role::Control { raft_id } = identity.role else {
+        // Decide on the header alone: a frame from an agent or a gateway is never read.
+        return match frame::read_header(stream, FRAME_MAX_BYTES).await? {
+            None => Ok(()),
+            Some(header) => Err(format!(
                 "{identity} sent a {:?} frame; only control nodes may send raft messages",
                 header.kind
-            ));
+            )),
         };
-        let encoded = match header.kind {
-            FrameType::Raft if chunks.in_progress() => {
-                return Err("raft frame in the middle of a chunked message".into());
-            }
-            FrameType::Raft => frame::read_payload(stream, header).await?,
-            FrameType::RaftChunk => {
-                let payload = frame::read_payload(stream, header).await?;
-                match chunks.push(&payload)? {
-                    Some(message) => message,
-                    None => continue,
-                }
-            }
-            FrameType::JoinRequest | FrameType::JoinResponse => {
-                return Err(format!(
-                    "{identity} sent a {:?} frame; joining is for nodes without a certificate",
-                    header.kind
-                ));
-            }
-        };
+    };
+    let mut chunks = Reassembler::new(skiff_raft::MAX_MESSAGE_BYTES);
+    let admit = |header: frame::Header| match header.kind {
+        FrameType::Raft | FrameType::RaftChunk => Ok(()),
+        kind @ (FrameType::JoinRequest | FrameType::JoinResponse) => Err(format!(
+            "{identity} sent a {kind:?} frame; joining is for nodes without a certificate"
+        )),
+    };
+    while let Some(encoded) = frame::read_message(stream, &mut chunks, admit).await? {
         let msg = Message::parse_from_bytes(&encoded)
             .map_err(|e| format!("malformed raft message from {identity}: {e}"))?;
         if msg.from != raft_id {
@@ -173,6 +152,7 @@ async fn serve_peer(
         }
         handler.raft(msg);
     }
+    Ok(())
 }
 
 /// Answers the one join request a client without a certificate may send.
