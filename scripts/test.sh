@@ -57,6 +57,8 @@ export PATH="$PATH:/usr/sbin"
 
 echo "== format"
 cargo fmt --all -- --check
+# fuzz/ is a workspace of its own (scripts/fuzz.sh builds it).
+(cd fuzz && cargo fmt -- --check)
 
 echo "== lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -76,3 +78,8 @@ fi
 
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast
+
+echo "== fuzz (cargo-fuzz on nightly: regression inputs, then ${FUZZ_SECONDS:-10} s per target; docs/fuzzing.md)"
+fuzz_start=$SECONDS
+./scripts/fuzz.sh
+echo "== fuzz: done in $((SECONDS - fuzz_start)) s"
