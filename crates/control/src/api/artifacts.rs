@@ -66,12 +66,42 @@ pub(super) async fn download_artifact(
     Ok(([(axum::http::header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
 }
 
+/// The answer to a refused artifact: 413 too large, 422 `InvalidComponent` (with the
+/// validator's message and offset in `details`), 400 for a bad digest, 404 when absent.
 fn artifact_error(e: crate::artifacts::ArtifactError) -> ApiError {
     use crate::artifacts::ArtifactError as A;
     match e {
         A::TooLarge { .. } => ApiError::new(skiff_api::ErrorCode::TooLarge, e.to_string()),
-        A::NotWasm | A::BadDigest(_) => ApiError::bad_request(e.to_string()),
+        A::Invalid {
+            ref digest,
+            size,
+            ref invalid,
+        } => {
+            tracing::info!(%digest, size, error = %invalid, "artifact refused");
+            let details = serde_json::json!({
+                "digest": digest,
+                "size": size,
+                "problem": problem(invalid),
+                "validator": invalid.validator_message(),
+                "offset": invalid.offset(),
+            });
+            let mut answer = ApiError::new(skiff_api::ErrorCode::InvalidComponent, e.to_string());
+            answer.body.details = Some(details);
+            answer
+        }
+        A::BadDigest(_) => ApiError::bad_request(e.to_string()),
         A::NotFound(_) => ApiError::not_found(e.to_string()),
         A::Io(io) => ApiError::internal(io),
+    }
+}
+
+/// The kind of problem, for `details.problem`.
+fn problem(invalid: &skiff_artifact::InvalidArtifact) -> &'static str {
+    use skiff_artifact::InvalidArtifact as I;
+    match invalid {
+        I::Empty => "Empty",
+        I::NotWasm { .. } => "NotWasm",
+        I::CoreModule => "CoreModule",
+        I::Invalid { .. } => "Invalid",
     }
 }
