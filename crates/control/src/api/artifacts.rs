@@ -14,6 +14,7 @@ pub(super) async fn upload_artifact(
     State(p): State<ControlPlane>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    room(&p, &body)?;
     let digest = p.inner.artifacts.put(&body).await.map_err(artifact_error)?;
     tracing::info!(%digest, size = body.len(), "artifact stored");
     let size = body.len();
@@ -25,12 +26,20 @@ pub(super) async fn upload_artifact(
         .into_response())
 }
 
+/// Refuses an artifact that would leave less than the member's free-space watermark.
+fn room(p: &ControlPlane, body: &[u8]) -> Result<(), ApiError> {
+    let config = &p.inner.config;
+    crate::disk::ensure_room(&config.data_dir, config.min_free_bytes, body.len() as u64)?;
+    Ok(())
+}
+
 /// A copy of an artifact from another member (any member takes it; the digest must match).
 pub(super) async fn copy_artifact(
     State(p): State<ControlPlane>,
     Path(digest): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    room(&p, &body)?;
     let stored = p.inner.artifacts.put(&body).await.map_err(artifact_error)?;
     if stored != digest {
         return Err(ApiError::bad_request(format!(
