@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  registry (delete, hold, release) ──► event queue ─┐
+//!  a start's progress (Compiling) ───────────────────┤
 //!  start / command run outcome ──────────────────────┤
 //!  probes and containers (Watcher) ──────────────────┼──► step(machine, event) ──► actions
 //!  back-off timer ───────────────────────────────────┘        Start, Serve, SetReady, Stop,
@@ -10,7 +11,9 @@
 //! ```
 //!
 //! The driver waits on all of them at once (`tokio::select!`), so it learns that its pod was
-//! deleted or held when the registry tells it, never by polling. Served pods and commands differ
+//! deleted or held when the registry tells it, never by polling. The sources are polled in the
+//! order above (`biased`), so a start's `Compiling` is always stepped (and reported) before the
+//! outcome of that start, however fast the compile was. Served pods and commands differ
 //! only in what `Start` does (build a [`RunningPod`] to publish, or run the command to its exit)
 //! and in what ends them (probes and containers, or the command's exit). The task ends once the
 //! pod ended for good (or is no longer this node's) and nothing it started is still in progress.
@@ -24,11 +27,11 @@ use skiff_api::{Pod, PodPhase};
 use skiff_runtime_wasm::LogBuffer;
 use tokio::sync::mpsc;
 
-use crate::lifecycle::{Action, Event, Machine, Now, PodFacts, Workload, step};
+use crate::lifecycle::{Action, Event, Machine, Now, PodFacts, PodState, Workload, step};
 use crate::pods::{DRIVER_QUEUE, DriverHandle, PodTable, RunningPod};
 use crate::probes::Watcher;
 use crate::report::Reporter;
-use crate::start::{LOG_BYTES, Starter};
+use crate::start::{LOG_BYTES, OnCompile, Starter};
 use crate::util::key;
 
 /// What every driver uses.
@@ -88,6 +91,10 @@ struct Driver {
     restart_at: Option<tokio::time::Instant>,
     /// Whether the registry still holds the other end of the event queue.
     queue_open: bool,
+    /// What a start in progress says of itself (`Compiling`); the driver keeps a sender, so
+    /// this never closes.
+    progress: mpsc::Receiver<Event>,
+    progress_tx: mpsc::Sender<Event>,
 }
 
 /// Drives `pod` until it ended for good or is no longer this node's.
@@ -114,8 +121,11 @@ async fn drive(
         }
         Begin::Restored(running) => (Machine::restored(facts, base, now()), Vec::new(), Some(running)),
     };
+    let (progress_tx, progress) = mpsc::channel(DRIVER_QUEUE);
     let mut d = Driver {
         driving,
+        progress,
+        progress_tx,
         key: pod_key,
         machine,
         logs,
@@ -156,12 +166,19 @@ impl Driver {
         let watcher = &mut self.watcher;
         let restart_at = self.restart_at;
         let queue_open = &mut self.queue_open;
+        let progress = &mut self.progress;
+        // Progress matters only while a start is in progress (so the `else` below still ends
+        // a driver with nothing left to wait for).
+        let in_progress = work.is_some();
         tokio::select! {
+            // In this order (see the module docs).
+            biased;
             e = queue.recv(), if *queue_open => e.unwrap_or_else(|| {
                 // The registry forgot the pod (and told it so, unless it was gone already).
                 *queue_open = false;
                 Event::Delete
             }),
+            Some(e) = progress.recv(), if in_progress => e,
             (e, started) = async { work.as_mut().expect("checked").await }, if work.is_some() => {
                 *work = None;
                 self.started = started;
@@ -220,7 +237,14 @@ impl Driver {
                 }
             }
             Action::Report(status) => {
+                let start_back_off = matches!(self.machine.state, PodState::StartBackOff { .. });
                 match (status.phase, status.reason.as_deref()) {
+                    (_, Some(reason)) if start_back_off => {
+                        tracing::warn!(pod = %self.key, reason, "pod cannot start: {}", status.message.as_deref().unwrap_or_default())
+                    }
+                    (_, Some("Compiling")) => {
+                        tracing::info!(pod = %self.key, "{}", status.message.as_deref().unwrap_or_default())
+                    }
                     (_, Some("CrashLoopBackOff")) => {
                         tracing::warn!(pod = %self.key, restarts = status.restarts, "{}", status.message.as_deref().unwrap_or_default())
                     }
@@ -242,9 +266,15 @@ impl Driver {
     fn start(&mut self) {
         let starter = self.driving.starter.clone();
         let pod = self.pod.clone();
+        let progress = self.progress_tx.clone();
+        let on_compile: OnCompile = Arc::new(move |component: &str| {
+            let _ = progress.try_send(Event::Compiling {
+                component: component.to_owned(),
+            });
+        });
         self.work = Some(match self.logs.clone() {
             None => Box::pin(async move {
-                match starter.start(&pod).await {
+                match starter.start(&pod, on_compile).await {
                     Ok(running) => (Event::Started { at: now() }, Some(running)),
                     Err(failure) => (Event::StartFailed { failure, at: now() }, None),
                 }

@@ -1,10 +1,13 @@
 //! Why a pod could not start: a [`StartFailure`] of a [`FailureKind`], which names the pod's
 //! `status.reason` and says whether a retry may help.
 //!
-//! Failures a retry cannot change (an invalid spec, a missing, oversized or mismatching
-//! artifact, a compile error, a bad or missing image, no runtime for containers) fail the pod so
-//! that its controller replaces it; the others are retried with the restart back-off under
-//! `restartPolicy: Always` / `OnFailure`.
+//! Failures a retry is not expected to change (an invalid spec, a missing, oversized, mismatching
+//! or invalid artifact, a compile or link error, a component of another world, a bad or missing
+//! image, no runtime for containers) keep their own reason: a served pod under `restartPolicy:
+//! Always` / `OnFailure` waits on its node with a growing back-off before it tries again
+//! (`PodState::StartBackOff`, like Kubernetes' `ImagePullBackOff`), so no controller replaces it
+//! and nothing churns; under `Never`, and for commands, they fail the pod. The others are
+//! retried as a crash loop (`CrashLoopBackOff`, counted as restarts).
 
 /// The kinds of start failure; each is one `status.reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +22,16 @@ pub(crate) enum FailureKind {
     ArtifactDigestMismatch,
     /// The artifact is above the size limit.
     ArtifactTooLarge,
-    /// The component does not compile.
+    /// The artifact is not a valid WebAssembly component (checked before compiling).
+    InvalidComponent,
+    /// The component is valid but does not compile.
     CompileError,
-    /// The component cannot be instantiated (or is not of its declared world).
+    /// The component imports something this node does not provide.
+    LinkError,
+    /// The component does not export what its declared world needs (`wasi:http` for `http`,
+    /// `skiff:function/handler` for `function`).
+    WorldMismatch,
+    /// The component cannot be instantiated now (or its compile was interrupted).
     InstantiateError,
     /// A wasm image or a container image is not usable (bad manifest, reference or layer).
     InvalidImage,
@@ -52,7 +62,10 @@ impl FailureKind {
             FailureKind::ArtifactNotFound => "ArtifactNotFound",
             FailureKind::ArtifactDigestMismatch => "ArtifactDigestMismatch",
             FailureKind::ArtifactTooLarge => "ArtifactTooLarge",
+            FailureKind::InvalidComponent => "InvalidComponent",
             FailureKind::CompileError => "CompileError",
+            FailureKind::LinkError => "LinkError",
+            FailureKind::WorldMismatch => "WorldMismatch",
             FailureKind::InstantiateError => "InstantiateError",
             FailureKind::InvalidImage => "InvalidImage",
             FailureKind::ImageNotFound => "ImageNotFound",
@@ -75,7 +88,10 @@ impl FailureKind {
                 | FailureKind::ArtifactNotFound
                 | FailureKind::ArtifactDigestMismatch
                 | FailureKind::ArtifactTooLarge
+                | FailureKind::InvalidComponent
                 | FailureKind::CompileError
+                | FailureKind::LinkError
+                | FailureKind::WorldMismatch
                 | FailureKind::ImageNotFound
                 | FailureKind::ImageDigestMismatch
                 | FailureKind::RuntimeUnavailable
@@ -121,13 +137,16 @@ mod tests {
     use super::FailureKind::*;
     use super::*;
 
-    const ALL: [FailureKind; 16] = [
+    const ALL: [FailureKind; 19] = [
         InvalidSpec,
         ConfigError,
         ArtifactNotFound,
         ArtifactDigestMismatch,
         ArtifactTooLarge,
+        InvalidComponent,
         CompileError,
+        LinkError,
+        WorldMismatch,
         InstantiateError,
         InvalidImage,
         ImageNotFound,
@@ -148,7 +167,10 @@ mod tests {
             (ArtifactNotFound, false),
             (ArtifactDigestMismatch, false),
             (ArtifactTooLarge, false),
+            (InvalidComponent, false),
             (CompileError, false),
+            (LinkError, false),
+            (WorldMismatch, false),
             (InstantiateError, true),
             (InvalidImage, false),
             (ImageNotFound, false),

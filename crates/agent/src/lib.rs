@@ -45,7 +45,7 @@
 //!  any state ── Delete (no longer assigned here) ──► Stopped
 //! ```
 //!
-//! - **Events**: `Started`, `StartFailed(StartFailure)`, `ReadinessChanged`, `LivenessFailed`,
+//! - **Events**: `Started`, `Compiling{component}`, `StartFailed(StartFailure)`, `ReadinessChanged`, `LivenessFailed`,
 //!   `ContainerExited{code}`, `CommandExited{code}`, `BackOffElapsed`, `Delete`, `Hold` (no
 //!   contact past `stopAfter`), `Release`.
 //! - **Actions**: `Start`, `Serve` (publish to the data plane), `SetReady`, `Stop` (unpublish and
@@ -54,8 +54,11 @@
 //!   `n` going back to 0 after 10 min of running, while the pod reports `CrashLoopBackOff` with
 //!   the next restart time; `status.restartCount` counts them.
 //! - **Start failures** are typed (a kind per `status.reason`: `InvalidSpec`, `ConfigError`,
-//!   `ArtifactDigestMismatch`, `CompileError`, `InstantiateError`, `ImagePullBackOff`, …); the
-//!   kind says whether a retry may help, and those that cannot fail the pod at once.
+//!   `ArtifactDigestMismatch`, `InvalidComponent`, `CompileError`, `WorldMismatch`,
+//!   `InstantiateError`, `ImagePullBackOff`, …); the kind says whether a retry may help. Those
+//!   that cannot keep their reason and wait on the node with the same growing back-off
+//!   (`StartBackOff`, no restart counted, the pod never replaced); under `Never`, and for
+//!   commands, they fail the pod. While a start compiles, the pod reports `Compiling`.
 //! - Wasm HTTP, function and container pods serve until stopped (probes and container exits end
 //!   them); `world: command` pods run once to their exit. Both go through the same machine.
 //! - The driver waits on its event queue, its start or run in progress, its probes and its

@@ -14,7 +14,11 @@
 //!        BackOff{until, attempt} ◄────────────────┘
 //!                    LivenessFailed / ContainerExited / CommandExited ≠ 0, when restarted
 //!
-//!  StartFailed not retryable (or under Never), LivenessFailed under Never,
+//!  Starting ── Compiling (reports reason Compiling) ──► Starting
+//!  Starting ── StartFailed, not retryable, served, not Never ──► StartBackOff{until, attempt}
+//!  StartBackOff ── BackOffElapsed (no restart counted) ──► Starting
+//!
+//!  StartFailed under Never (or not retryable, for a command), LivenessFailed under Never,
 //!  an exit that is not restarted ───────────────────────────► Failed     (terminal)
 //!  exit 0 (a command; a container under OnFailure / Never) ─► Succeeded  (terminal)
 //!  Delete, from any state that is not terminal ─────────────► Stopped
@@ -29,8 +33,14 @@
 //!   liveness failure or a container exit stops it; then `restartPolicy` decides: a restart
 //!   after the back-off (`CrashLoopBackOff` with the next restart time), `Failed` (reason
 //!   `LivenessProbeFailed` / `ContainerExited`), or for a container that exited 0 under
-//!   `OnFailure`/`Never`, `Succeeded` with reason `Completed`. A start failure a retry cannot
-//!   fix, or any under `Never`, fails the pod.
+//!   `OnFailure`/`Never`, `Succeeded` with reason `Completed`. While a start compiles a
+//!   component the pod reports reason `Compiling` (phase `Pending`), as Kubernetes shows
+//!   `ContainerCreating`. A start failure a retry is not expected to fix (an invalid component,
+//!   a compile error, a missing artifact or image, …) keeps its own reason and waits on the node
+//!   with the same growing back-off before the next try (`StartBackOff`, like Kubernetes'
+//!   `ImagePullBackOff`): the pod stays, so no controller replaces it and nothing churns, and
+//!   the restart count does not move (nothing ran). Under `Never` any start failure fails the
+//!   pod.
 //! - **Command** (`world: command`): the pod is reported `Running` and `Start` runs the command
 //!   to its exit. Exit 0 is `Succeeded` (`Completed`); a failure is `Failed` (reason `Error` with
 //!   the exit code, or the start failure's reason) unless the policy is `OnFailure` and a retry
@@ -126,6 +136,10 @@ pub(crate) enum PodState {
     Running { ready: bool, since: Instant },
     /// Waiting until `until` to start again; `attempt` back-to-back restarts so far.
     BackOff { until: Instant, attempt: u32 },
+    /// Could not start for a reason a retry is not expected to fix (kept as the status
+    /// reason); tries again at `until` without counting a restart; `attempt` back-to-back
+    /// waits so far.
+    StartBackOff { until: Instant, attempt: u32 },
     /// Stopped for lack of contact with the control plane (`disconnect.stopAfter`); starts again
     /// on [`Event::Release`].
     Held,
@@ -149,6 +163,8 @@ impl PodState {
 pub(crate) enum Event {
     /// Its components started (served pods).
     Started { at: Now },
+    /// A start is compiling its component `component` (not yet compiled on this node).
+    Compiling { component: String },
     /// It could not start (for a command: could not run).
     StartFailed { failure: StartFailure, at: Now },
     /// Its readiness probe flipped.
@@ -233,6 +249,9 @@ pub(crate) struct Machine {
     restarts: u32,
     /// Back-to-back restarts so far (the exponent of the next back-off).
     backoffs: u32,
+    /// Back-to-back start back-offs so far (their own exponent: a pod that finally started
+    /// crash-loops from the base wait); back to 0 once it starts.
+    start_backoffs: u32,
     /// Whether it ran (a crash loop then reports `Running`, else `Pending`).
     ran: bool,
     /// A command's `status.startTime`, the same in every report.
@@ -256,6 +275,7 @@ impl Machine {
             base,
             restarts: facts.restarts,
             backoffs: 0,
+            start_backoffs: 0,
             ran: facts.start_time.is_some(),
             command_started: None,
             facts,
@@ -348,11 +368,7 @@ impl Machine {
         };
         vec![
             Action::Report(Status {
-                phase: if self.ran {
-                    PodPhase::Running
-                } else {
-                    PodPhase::Pending
-                },
+                phase: self.waiting_phase(),
                 ready: false,
                 reason: Some("CrashLoopBackOff".into()),
                 message: Some(message),
@@ -363,6 +379,45 @@ impl Machine {
             }),
             Action::ScheduleRestart(delay),
         ]
+    }
+
+    /// A served pod that could not start for a reason a retry is not expected to fix: it keeps
+    /// the failure's reason and tries again after the back-off, without counting a restart.
+    fn start_back_off(&mut self, failure: StartFailure, at: Now) -> Vec<Action> {
+        let delay = backoff(self.base, self.start_backoffs);
+        self.start_backoffs = self.start_backoffs.saturating_add(1);
+        let next = humantime::format_rfc3339_millis(at.wall + delay);
+        self.state = PodState::StartBackOff {
+            until: at.instant + delay,
+            attempt: self.start_backoffs,
+        };
+        vec![
+            Action::Report(Status {
+                phase: self.waiting_phase(),
+                ready: false,
+                reason: Some(failure.reason().into()),
+                message: Some(format!(
+                    "back-off {} before trying to start again (next try at {next}): {}",
+                    compact(delay),
+                    failure.message
+                )),
+                start_time: self.facts.start_time.clone(),
+                finished_at: None,
+                restarts: self.restarts,
+                exit_code: self.facts.exit_code,
+            }),
+            Action::ScheduleRestart(delay),
+        ]
+    }
+
+    /// The phase of a served pod that is not running now: `Running` once it ran (a crash
+    /// loop), else `Pending`.
+    fn waiting_phase(&self) -> PodPhase {
+        if self.ran {
+            PodPhase::Running
+        } else {
+            PodPhase::Pending
+        }
     }
 
     /// A served pod stopped while running since `since`: the back-off starts over after
@@ -433,7 +488,7 @@ pub(crate) fn step(mut m: Machine, event: Event) -> (Machine, Vec<Action>) {
             m.state = Stopped;
             vec![Action::Stop]
         }
-        (_, Starting | BackOff { .. } | Held, Event::Delete) => {
+        (_, Starting | BackOff { .. } | StartBackOff { .. } | Held, Event::Delete) => {
             m.state = Stopped;
             Vec::new()
         }
@@ -457,6 +512,7 @@ pub(crate) fn step(mut m: Machine, event: Event) -> (Machine, Vec<Action>) {
                 since: at.instant,
             };
             m.ran = true;
+            m.start_backoffs = 0;
             vec![
                 Action::Serve {
                     ready,
@@ -467,8 +523,26 @@ pub(crate) fn step(mut m: Machine, event: Event) -> (Machine, Vec<Action>) {
         }
         // Started after all, but no longer wanted (deleted or held meanwhile).
         (Serve, _, Event::Started { .. }) => vec![Action::Stop],
+        // The start waits for a compile: say so (a command already reports Running).
+        (Serve, Starting, Event::Compiling { component }) => vec![Action::Report(Status {
+            phase: m.waiting_phase(),
+            ready: false,
+            reason: Some("Compiling".into()),
+            message: Some(format!(
+                "compiling component {component} (its first start on this node); the pod starts once it is compiled"
+            )),
+            start_time: m.facts.start_time.clone(),
+            finished_at: m.facts.finished_at.clone(),
+            restarts: m.restarts,
+            exit_code: m.facts.exit_code,
+        })],
+        (Serve, Starting, Event::StartFailed { failure, at })
+            if m.facts.policy != RestartPolicy::Never && !failure.retryable() =>
+        {
+            m.start_back_off(failure, at)
+        }
         (Serve, Starting, Event::StartFailed { failure, at }) => {
-            if m.facts.policy == RestartPolicy::Never || !failure.retryable() {
+            if m.facts.policy == RestartPolicy::Never {
                 m.state = Failed;
                 vec![Action::Report(Status {
                     phase: PodPhase::Failed,
@@ -561,6 +635,8 @@ pub(crate) fn step(mut m: Machine, event: Event) -> (Machine, Vec<Action>) {
             m.restarts = m.restarts.saturating_add(1);
             m.begin(at)
         }
+        // Try the start again; nothing ran, so no restart is counted.
+        (Serve, StartBackOff { .. }, Event::BackOffElapsed { at }) => m.begin(at),
 
         // Anything else changes nothing (late probe results, a second Delete, events after the
         // end).

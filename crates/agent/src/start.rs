@@ -37,6 +37,40 @@ fn invalid(message: String) -> StartFailure {
     StartFailure::new(FailureKind::InvalidSpec, message)
 }
 
+/// Told the name of a component when a start is about to compile it (not in memory, not in the
+/// node's compiled cache): the pod then reports `Compiling`.
+pub(crate) type OnCompile = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Why component `name` could not be loaded, as a start failure of its kind.
+fn load_failure(name: &str, e: skiff_runtime_wasm::Error) -> StartFailure {
+    use skiff_runtime_wasm::Error as E;
+    let kind = match &e {
+        E::InvalidComponent { .. } => FailureKind::InvalidComponent,
+        E::Link { .. } => FailureKind::LinkError,
+        // The runtime is shutting down or the compile thread died: another try may work.
+        E::CompileInterrupted { .. } => FailureKind::InstantiateError,
+        _ => FailureKind::CompileError,
+    };
+    StartFailure::new(kind, format!("component {name}: {e}"))
+}
+
+/// Why component `name` cannot serve HTTP, as a start failure of its kind.
+fn handler_failure(name: &str, e: skiff_runtime_wasm::Error) -> StartFailure {
+    use skiff_runtime_wasm::Error as E;
+    let kind = match &e {
+        E::NotHttp { .. } => FailureKind::WorldMismatch,
+        E::InvalidOptions { .. } => FailureKind::InvalidSpec,
+        _ => FailureKind::InstantiateError,
+    };
+    let hint = match kind {
+        FailureKind::WorldMismatch => {
+            " (build it for the wasi:http/proxy world, or set the component's world to command or function)"
+        }
+        _ => "",
+    };
+    StartFailure::new(kind, format!("component {name}: {e}{hint}"))
+}
+
 impl Starter {
     pub(crate) fn new(
         runtime: WasmRuntime,
@@ -66,14 +100,14 @@ impl Starter {
     }
 
     /// Starts every component of `pod`: a pod ready to serve (ready, its stored restart count),
-    /// or why not.
+    /// or why not. `on_compile` is told each component that has to be compiled first.
     #[tracing::instrument(name = "start", skip_all, fields(pod = %key(pod), uid = pod.metadata.uid.as_deref().unwrap_or_default(), node = %self.node))]
-    pub(crate) async fn start(&self, pod: &Pod) -> Result<RunningPod, StartFailure> {
+    pub(crate) async fn start(&self, pod: &Pod, on_compile: OnCompile) -> Result<RunningPod, StartFailure> {
         let logs = Arc::new(LogBuffer::new(LOG_BYTES));
         let mut serving = None;
         let mut containers: Vec<RunningContainer> = Vec::new();
         let started = self
-            .start_components(pod, &logs, &mut serving, &mut containers)
+            .start_components(pod, &logs, &on_compile, &mut serving, &mut containers)
             .await;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         match (started, serving) {
@@ -117,9 +151,11 @@ impl Starter {
             return Err(invalid(format!("component {} has no wasm artifact", c.name)));
         };
         let bytes = self.artifacts.get(wasm).await?;
-        let component = self.runtime.load(bytes).await.map_err(|e| {
-            StartFailure::new(FailureKind::CompileError, format!("component {}: {e}", c.name))
-        })?;
+        let component = self
+            .runtime
+            .load(bytes)
+            .await
+            .map_err(|e| load_failure(&c.name, e))?;
         lock(&self.loaded).insert(component.digest().to_owned());
         let mut opts = skiff_runtime_wasm::CommandOptions::new(format!("{}/{}", key(pod), c.name));
         opts.args = c.args.clone();
@@ -215,6 +251,7 @@ impl Starter {
         &self,
         pod: &Pod,
         logs: &Arc<LogBuffer>,
+        on_compile: &OnCompile,
         serving: &mut Option<Serving>,
         containers: &mut Vec<RunningContainer>,
     ) -> Result<(), StartFailure> {
@@ -238,9 +275,13 @@ impl Starter {
                 )));
             };
             let bytes = self.artifacts.get(wasm).await?;
-            let component = self.runtime.load(bytes).await.map_err(|e| {
-                StartFailure::new(FailureKind::CompileError, format!("component {}: {e}", c.name))
-            })?;
+            let notify = on_compile.clone();
+            let name = c.name.clone();
+            let component = self
+                .runtime
+                .load_observed(bytes, move || notify(&name))
+                .await
+                .map_err(|e| load_failure(&c.name, e))?;
             lock(&self.loaded).insert(component.digest().to_owned());
             if wasm.world == skiff_api::World::Function {
                 let mut opts = skiff_runtime_wasm::FunctionOptions::new(format!("{}/{}", key(pod), c.name));
@@ -252,7 +293,7 @@ impl Starter {
                 opts.key_value = crate::keyvalue::grant(&self.client, pod, c);
                 if !self.runtime.is_function(&component) {
                     return Err(StartFailure::new(
-                        FailureKind::InstantiateError,
+                        FailureKind::WorldMismatch,
                         format!(
                             "component {} is not a function: it does not export skiff:function/handler (build it for the world in wit/function.wit, or set world: http)",
                             c.name
@@ -277,12 +318,10 @@ impl Starter {
             opts.instance_reuse = wasm.instance_reuse;
             opts.logs = logs.clone();
             opts.key_value = crate::keyvalue::grant(&self.client, pod, c);
-            let h = self.runtime.handler(component, opts).map_err(|e| {
-                StartFailure::new(
-                    FailureKind::InstantiateError,
-                    format!("component {}: {e}", c.name),
-                )
-            })?;
+            let h = self
+                .runtime
+                .handler(component, opts)
+                .map_err(|e| handler_failure(&c.name, e))?;
             if i == 0 {
                 *serving = Some(Serving::Wasm(h));
             }

@@ -90,7 +90,8 @@ impl Syncer {
         let count = stored.len();
         let mut serving = 0;
         for pod in stored {
-            match self.driving.starter.start(&pod).await {
+            // No status to report while offline: nobody is told of a compile.
+            match self.driving.starter.start(&pod, Arc::new(|_: &str| {})).await {
                 Ok(running) => {
                     let running = Arc::new(running);
                     self.driving.pods.publish(&key(&pod), running.clone());

@@ -267,3 +267,49 @@ async fn a_component_pushed_to_a_real_registry_runs_from_image() {
     expected.sort();
     assert_eq!(c.cached(), expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_component_that_does_not_validate_waits_on_the_node() {
+    // A truncated component behind a URL, pinned by its own digest: the bytes arrive intact,
+    // but they are not a valid component. That cannot go away by retrying: the pod (restart
+    // policy Always) waits with reason InvalidComponent and the validator's message.
+    let truncated = hello_wasm()[..4000].to_vec();
+    let digest = sha256(&truncated);
+    let files = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cut.wasm", files.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/cut.wasm",
+        axum::routing::get(move || {
+            let body = truncated.clone();
+            async move { body }
+        }),
+    );
+    tokio::spawn(axum::serve(files, app).into_future());
+    let c = Cluster::start().await;
+    let object: Object = serde_json::from_value(serde_json::json!({
+        "apiVersion": "skiff.dev/v1", "kind": "Pod",
+        "metadata": {"name": "cut", "namespace": "default"},
+        "spec": {"nodeName": NODE, "restartPolicy": "Always",
+                 "components": [{"name": "web", "wasm": {"url": url, "digest": digest}}]}
+    }))
+    .unwrap();
+    c.client.create(&object).await.unwrap();
+    let p = poll("the pod to wait with InvalidComponent", || async {
+        match c.client.get(Kind::Pod, Some("default"), "cut").await {
+            Ok(Object::Pod(p)) if p.status.reason.as_deref() == Some("InvalidComponent") => Some(p),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!((p.status.phase, p.status.restarts), (PodPhase::Pending, 0));
+    let message = p.status.message.unwrap_or_default();
+    for words in [
+        "back-off 10s before trying to start again (next try at ",
+        "component web: component sha256:",
+        "is not a valid WebAssembly component: ",
+        "byte offset",
+        "rebuild the component",
+    ] {
+        assert!(message.contains(words), "{message:?} lacks {words:?}");
+    }
+}

@@ -75,6 +75,9 @@ codes! {
     TooLarge = 413,
     /// The object is not valid (field errors in `details`).
     Invalid = 422,
+    /// An uploaded artifact is not a valid WebAssembly component (`details`: `digest`, `size`,
+    /// `problem`, the `validator`'s message and the `offset` it stopped at); nothing was stored.
+    InvalidComponent = 422,
     /// A topic holds as many undelivered events as it may.
     TopicFull = 429,
     /// The caller holds as many open watches as it may.

@@ -110,8 +110,11 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
     let name = o.meta().name.clone();
     let mut r = match o {
         Object::Pod(p) => {
+            // Like Kubernetes' STATUS: the reason while the pod waits or failed
+            // (`Compiling`, `CompileError`, `CrashLoopBackOff`, …), else the phase.
             let status = match (&p.status.reason, p.status.phase) {
                 (Some(r), skiff_api::PodPhase::Pending | skiff_api::PodPhase::Failed) => r.clone(),
+                (Some(r), skiff_api::PodPhase::Running) if !p.status.ready => r.clone(),
                 (_, phase) => format!("{phase:?}"),
             };
             vec![

@@ -1,10 +1,15 @@
 //! Content-addressed artifact store: uploaded components live under `sha256/<hex>`.
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use skiff_artifact::InvalidArtifact;
 
 /// Stores uploaded components by their sha256 digest. Writes go to a temporary file and are
-/// renamed into place, so a crash never leaves a partial artifact under a digest.
+/// renamed into place, so a crash never leaves a partial artifact under a digest. Only valid
+/// WebAssembly components get in: every put validates the whole binary first
+/// (`skiff-artifact`), so an upload, a copy from another member and a fetch from one are all
+/// checked, and a refused one leaves nothing behind.
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
     dir: PathBuf,
@@ -16,10 +21,12 @@ pub struct ArtifactStore {
 pub(crate) enum ArtifactError {
     #[error("artifact is {size} bytes, more than the limit of {max}")]
     TooLarge { size: usize, max: usize },
-    #[error(
-        "artifact is not a WebAssembly binary (it does not start with \\0asm): upload a compiled .wasm component"
-    )]
-    NotWasm,
+    #[error("the uploaded artifact ({size} bytes, {digest}) {invalid}; nothing was stored")]
+    Invalid {
+        digest: String,
+        size: usize,
+        invalid: InvalidArtifact,
+    },
     #[error("{0:?} is not a digest: expected sha256: followed by 64 lowercase hex digits")]
     BadDigest(String),
     #[error("artifact {0} not found: upload it first (skiff apply does this for wasm.path)")]
@@ -55,24 +62,34 @@ impl ArtifactStore {
         Ok(self.dir.join("sha256").join(hex))
     }
 
-    /// Stores `bytes`, returning `sha256:<hex>` (idempotent).
-    pub(crate) async fn put(&self, bytes: &[u8]) -> Result<String, ArtifactError> {
+    /// Stores `bytes` once they validate as a WebAssembly component, returning `sha256:<hex>`
+    /// (idempotent: a stored digest is not validated again).
+    pub(crate) async fn put(&self, bytes: &Bytes) -> Result<String, ArtifactError> {
         if bytes.len() > self.max_bytes {
             return Err(ArtifactError::TooLarge {
                 size: bytes.len(),
                 max: self.max_bytes,
             });
         }
-        if !bytes.starts_with(b"\0asm") {
-            return Err(ArtifactError::NotWasm);
-        }
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
         let path = self.path_of(&digest)?;
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Ok(digest);
         }
+        // Validation is linear in the size but CPU-bound (tens of ms for a large component).
+        let owned = bytes.clone();
+        let checked = tokio::task::spawn_blocking(move || skiff_artifact::check_component(&owned))
+            .await
+            .map_err(std::io::Error::other)?;
+        if let Err(invalid) = checked {
+            return Err(ArtifactError::Invalid {
+                digest,
+                size: bytes.len(),
+                invalid,
+            });
+        }
         let tmp = tmp_path(&path);
-        tokio::fs::write(&tmp, bytes).await?;
+        tokio::fs::write(&tmp, bytes.as_ref()).await?;
         let f = tokio::fs::File::open(&tmp).await?;
         f.sync_all().await?;
         tokio::fs::rename(&tmp, &path).await?;

@@ -23,15 +23,23 @@ pub(crate) fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 /// only deletes. A filesystem that cannot be asked lets the write through (the database then
 /// reports what fails).
 pub(crate) fn check(dir: &Path, min_free: u64, ops: &[Op]) -> Result<(), WriteError> {
-    if min_free == 0
-        || ops
-            .iter()
-            .all(|op| matches!(op, Op::Delete { .. } | Op::KvDelete { .. }))
+    if ops
+        .iter()
+        .all(|op| matches!(op, Op::Delete { .. } | Op::KvDelete { .. }))
     {
         return Ok(());
     }
+    ensure_room(dir, min_free, 0)
+}
+
+/// Refuses to write `size` more bytes under `dir` when that would leave less than `min_free`
+/// free (an artifact upload).
+pub(crate) fn ensure_room(dir: &Path, min_free: u64, size: u64) -> Result<(), WriteError> {
+    if min_free == 0 {
+        return Ok(());
+    }
     match free_bytes(dir) {
-        Ok(free) if free < min_free => Err(WriteError::DiskFull {
+        Ok(free) if free < min_free.saturating_add(size) => Err(WriteError::DiskFull {
             dir: dir.to_owned(),
             free,
             min_free,

@@ -66,7 +66,9 @@ pub use nodes::{
     HEARTBEAT_FRESH, HEARTBEAT_MISSED, HeartbeatClock, NODE_CONTROLLER, NODE_LOST, TAINT_EVICTION,
     evict_pods, eviction_reason, node_health,
 };
-pub use pod_events::{AGENT, BACK_OFF, COMPLETED, FAILED, RESTARTED, STARTED, UNHEALTHY, pod_status_events};
+pub use pod_events::{
+    AGENT, BACK_OFF, COMPILING, COMPLETED, FAILED, RESTARTED, STARTED, UNHEALTHY, pod_status_events,
+};
 pub use replicasets::{REPLICA_SET_CONTROLLER, SUCCESSFUL_CREATE, SUCCESSFUL_DELETE, replica_sets};
 
 /// How long a failed pod of a deployment stays (and holds its slot) before it is replaced, so a pod

@@ -15,8 +15,10 @@ pub const AGENT: &str = "agent";
 pub const STARTED: &str = "Started";
 /// Event reason: the pod stopped passing its readiness probe.
 pub const UNHEALTHY: &str = "Unhealthy";
-/// Event reason: the pod waits to be restarted (crash loop).
+/// Event reason: the pod waits to be restarted (crash loop), or to try its start again.
 pub const BACK_OFF: &str = "BackOff";
+/// Event reason: the pod's node compiles a component before it can start the pod.
+pub const COMPILING: &str = "Compiling";
 /// Event reason: the pod was restarted on its node.
 pub const RESTARTED: &str = "Restarted";
 /// Event reason: the pod ended in failure.
@@ -47,6 +49,17 @@ pub fn pod_status_events(
         out.push(rec.record(&s, ids, Kind::Pod, &old.metadata, severity, reason, message));
     };
     let was = &old.status;
+    let compiling = |st: &PodStatus| st.reason.as_deref() == Some(COMPILING);
+    if compiling(new) && !compiling(was) {
+        record(
+            EventSeverity::Normal,
+            COMPILING,
+            format!(
+                "on node {node}: {}",
+                new.message.as_deref().unwrap_or("compiling the pod's components")
+            ),
+        );
+    }
     if new.phase == PodPhase::Running && (was.phase != PodPhase::Running || new.restarts > was.restarts) {
         if new.restarts > was.restarts {
             record(
@@ -58,7 +71,13 @@ pub fn pod_status_events(
             record(EventSeverity::Normal, STARTED, format!("started on node {node}"));
         }
     }
-    let back_off = |st: &PodStatus| st.reason.as_deref() == Some("CrashLoopBackOff");
+    // A crash loop, or a start that waits on the node (its reason is the failure's own,
+    // `CompileError`, `InvalidComponent`, …; the agent's message then starts with the wait).
+    let back_off = |st: &PodStatus| {
+        st.reason.as_deref() == Some("CrashLoopBackOff")
+            || (st.phase != PodPhase::Failed
+                && st.message.as_deref().is_some_and(|m| m.starts_with("back-off ")))
+    };
     if back_off(new) && (!back_off(was) || new.message != was.message) {
         record(
             EventSeverity::Warning,

@@ -1,11 +1,11 @@
-//! Local `wasm.path` artifacts: resolved against the manifest's directory, checked, and later
-//! swapped for the digest the CLI gets back from the artifact store.
-use std::io::Read;
+//! Local `wasm.path` artifacts: resolved against the manifest's directory, checked (the whole
+//! component validated, as the control plane will on upload), and later swapped for the digest
+//! the CLI gets back from the artifact store.
 use std::path::{Path, PathBuf};
 
 use skiff_api::Object;
 
-use crate::error::UnknownArtifactField;
+use crate::error::{ComponentFileError, UnknownArtifactField};
 
 /// A local file a document refers to, which the CLI must upload before applying the object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,9 +18,6 @@ pub struct ArtifactRef {
     /// Absolute, canonical path of the file.
     pub path: PathBuf,
 }
-
-/// The `\0asm` magic every WebAssembly module and component starts with.
-const WASM_MAGIC: [u8; 4] = *b"\0asm";
 
 /// Resolves and checks every `wasm.path` of `object` against `base_dir`.
 ///
@@ -52,34 +49,45 @@ pub(crate) fn collect(object: &Object, base_dir: &Path) -> (Vec<ArtifactRef>, Ve
 
 fn check_file(resolved: &Path) -> Result<PathBuf, String> {
     let shown = resolved.display();
-    let meta = std::fs::metadata(resolved).map_err(|e| match e.kind() {
+    read_checked(resolved, |e| match e.kind() {
         std::io::ErrorKind::NotFound => format!(
             "file {shown:?} does not exist: wasm.path is relative to the manifest's directory; \
              build the component or fix the path"
         ),
         _ => format!("cannot read {shown:?}: {e}"),
     })?;
-    if meta.is_dir() {
-        return Err(format!(
-            "{shown:?} is a directory: wasm.path must name a .wasm file"
-        ));
-    }
-    let mut magic = [0u8; 4];
-    std::fs::File::open(resolved)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => {
-                format!("{shown:?} is not a WebAssembly file: it is shorter than the wasm header")
-            }
-            _ => format!("cannot read {shown:?}: {e}"),
-        })?;
-    if magic != WASM_MAGIC {
-        return Err(format!(
-            "{shown:?} is not a WebAssembly file (it does not start with \\0asm): point wasm.path at a \
-             compiled .wasm component"
-        ));
-    }
     std::fs::canonicalize(resolved).map_err(|e| format!("cannot resolve {shown:?}: {e}"))
+}
+
+/// The bytes of the file at `path` once they validate as a WebAssembly component; `io` words
+/// a read error.
+fn read_checked(path: &Path, io: impl Fn(std::io::Error) -> String) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(&io)?;
+    if meta.is_dir() {
+        return Err(format!("{shown:?} is a directory: give the path of a .wasm file"));
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    skiff_artifact::check_component(&bytes).map_err(|invalid| format!("{shown:?} {invalid}"))?;
+    Ok(bytes)
+}
+
+/// Reads the component file at `path` and checks that it is a valid WebAssembly component
+/// (the whole binary, without compiling it: the check the control plane repeats on upload), so
+/// a truncated, corrupted or wrong file is refused before anything is sent.
+///
+/// # Errors
+/// [`ComponentFileError`] saying what is wrong — missing, a directory, unreadable, not wasm, a
+/// core module, or the validator's message and offset — and how to fix it.
+pub fn read_component(path: &Path) -> Result<Vec<u8>, ComponentFileError> {
+    let shown = path.display();
+    read_checked(path, |e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("{shown} does not exist: build the component first or fix the path")
+        }
+        _ => format!("cannot read {shown}: {e}"),
+    })
+    .map_err(ComponentFileError)
 }
 
 /// Replaces the local `wasm.path` named by `field_path` (an [`ArtifactRef::field_path`], e.g.

@@ -1,6 +1,12 @@
 //! Located errors: every problem names its file, document and field.
 use std::fmt;
 
+/// A local component file that cannot be uploaded: missing, unreadable, or not a valid
+/// WebAssembly component (the message says which, and how to fix it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ComponentFileError(pub String);
+
 /// One problem in a manifest, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ManifestError {

@@ -61,8 +61,9 @@
 //! - Documents are cut at `---` / `...` marker lines before parsing (YAML forbids such lines
 //!   inside scalars), so a syntax error in one document does not hide the others, and indexes
 //!   count empty documents as the file shows them.
-//! - A local `wasm.path` must exist, be readable and start with the wasm magic `\0asm`, so a
-//!   typo is caught before anything is uploaded.
+//! - A local `wasm.path` must exist, be readable and validate as a WebAssembly component (the
+//!   whole binary, without compiling: `skiff-artifact`, as the control plane checks uploads), so
+//!   a typo, a truncated build or a core module is caught before anything is uploaded.
 //! - An object may appear once per load (kind, namespace defaulting to `default`, name); the later
 //!   one is the error, naming where the first is.
 #![deny(missing_docs)]
@@ -73,6 +74,6 @@ mod error;
 mod load;
 mod split;
 
-pub use artifact::{ArtifactRef, set_digest};
-pub use error::{ManifestError, ManifestErrors, UnknownArtifactField};
+pub use artifact::{ArtifactRef, read_component, set_digest};
+pub use error::{ComponentFileError, ManifestError, ManifestErrors, UnknownArtifactField};
 pub use load::{Document, MAX_DOCUMENTS, MAX_FILE_BYTES, load_path, load_paths, load_str, load_str_in};

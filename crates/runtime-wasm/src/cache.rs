@@ -47,6 +47,15 @@ pub(crate) fn engine_fingerprint(engine: &Engine) -> String {
     hex::encode(hasher.0.finalize())
 }
 
+/// Why a component could not be compiled.
+#[derive(Debug)]
+pub(crate) enum CompileFailure {
+    /// The bytes are not a valid component (checked before compiling).
+    Invalid(skiff_artifact::InvalidArtifact),
+    /// Valid, but wasmtime could not compile it.
+    Compile(wasmtime::Error),
+}
+
 /// How a component was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
@@ -78,14 +87,16 @@ impl DiskCache {
     }
 
     /// Returns the compiled component for `bytes` (whose hex sha256 is `hex`), from
-    /// disk when a valid artifact exists, otherwise by compiling and storing it.
+    /// disk when a valid artifact exists, otherwise by validating (the whole binary, with
+    /// `skiff-artifact`), compiling and storing it; `compiling` is called once, before that.
     /// Blocking: call from a blocking thread.
     pub(crate) fn get_or_compile(
         &self,
         engine: &Engine,
         hex: &str,
         bytes: &[u8],
-    ) -> Result<(Component, Source), wasmtime::Error> {
+        compiling: impl FnOnce(),
+    ) -> Result<(Component, Source), CompileFailure> {
         let (artifact, meta) = self.paths(hex);
         match self.read(engine, &artifact, &meta) {
             Ok(Some(component)) => return Ok((component, Source::Disk)),
@@ -94,8 +105,10 @@ impl DiskCache {
                 tracing::warn!(artifact = %artifact.display(), %reason, "ignoring cached component; recompiling");
             }
         }
+        compiling();
+        skiff_artifact::check_component(bytes).map_err(CompileFailure::Invalid)?;
         let started = std::time::Instant::now();
-        let component = Component::new(engine, bytes)?;
+        let component = Component::new(engine, bytes).map_err(CompileFailure::Compile)?;
         tracing::info!(
             component = %format!("sha256:{hex}"),
             size = bytes.len(),

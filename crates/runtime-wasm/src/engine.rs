@@ -133,3 +133,17 @@ pub(crate) fn start_epoch_ticker(engine: &Engine, tick: Duration) -> Result<(), 
             reason: format!("cannot start the epoch ticker thread: {e}"),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The control plane and the CLI validate uploads with `skiff_artifact::features()`; if the
+    /// engine accepted more, they would refuse components that run, and if it accepted less,
+    /// they would store components that never compile.
+    #[test]
+    fn uploads_are_validated_with_the_features_the_engine_accepts() {
+        let engine = Engine::new(&base_config(&RuntimeConfig::default())).expect("engine");
+        assert_eq!(engine.get_wasm_features(), skiff_artifact::features());
+    }
+}

@@ -27,13 +27,23 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The bytes are not a valid WebAssembly component (malformed, a core module,
-    /// or using features this engine does not support).
-    #[error("component {digest} is not a valid WebAssembly component: {reason}")]
+    /// The bytes are not a valid WebAssembly component (empty, not wasm, a core module,
+    /// malformed, or using features this engine does not support), found by validating
+    /// them before compiling; retrying the same bytes cannot help.
+    #[error("component {digest} {invalid}")]
     InvalidComponent {
         /// `sha256:<hex>` of the bytes.
         digest: String,
-        /// What validation or compilation reported.
+        /// What is wrong, with the validator's message and offset.
+        invalid: skiff_artifact::InvalidArtifact,
+    },
+
+    /// The component is valid but the engine could not compile it.
+    #[error("component {digest} does not compile: {reason}")]
+    Compile {
+        /// `sha256:<hex>` of the bytes.
+        digest: String,
+        /// What the compiler reported.
         reason: String,
     },
 

@@ -9,7 +9,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::cache::{self, DiskCache, Source};
+use crate::cache::{self, CompileFailure, DiskCache, Source};
 use crate::engine::{self, AllocatorKind, RuntimeConfig};
 use crate::error::{Error, chain};
 use crate::handler::{HandlerInner, HandlerOptions, HttpHandler};
@@ -183,9 +183,24 @@ impl WasmRuntime {
     /// # Errors
     ///
     /// [`Error::InvalidComponent`] for bytes that are not a valid component;
+    /// [`Error::Compile`] when a valid one does not compile;
     /// [`Error::Link`] when it imports something not provided;
     /// [`Error::CompileInterrupted`] if the compile task could not finish.
     pub async fn load(&self, bytes: Vec<u8>) -> Result<Arc<LoadedComponent>, Error> {
+        self.load_observed(bytes, || {}).await
+    }
+
+    /// [`load`](Self::load), calling `compiling` (from the compile thread) when this call
+    /// is about to validate and compile the component: neither in memory nor in the disk
+    /// cache. A caller uses it to say that a start waits for a compile.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub async fn load_observed(
+        &self,
+        bytes: Vec<u8>,
+        compiling: impl FnOnce() + Send + 'static,
+    ) -> Result<Arc<LoadedComponent>, Error> {
         let digest = cache::digest(&bytes);
         let cell = {
             let mut loaded = self.lock_loaded();
@@ -199,7 +214,7 @@ impl WasmRuntime {
                 let digest = digest.clone();
                 async move {
                     let task_digest = digest.clone();
-                    tokio::task::spawn_blocking(move || inner.compile(task_digest, bytes))
+                    tokio::task::spawn_blocking(move || inner.compile(task_digest, bytes, compiling))
                         .await
                         .map_err(|e| Error::CompileInterrupted {
                             digest,
@@ -297,15 +312,26 @@ impl WasmRuntime {
 
 impl Inner {
     /// Blocking: compile (or read from disk) and link.
-    fn compile(&self, digest: String, bytes: Vec<u8>) -> Result<Arc<LoadedComponent>, Error> {
+    fn compile(
+        &self,
+        digest: String,
+        bytes: Vec<u8>,
+        compiling: impl FnOnce(),
+    ) -> Result<Arc<LoadedComponent>, Error> {
         let hex = digest.trim_start_matches("sha256:");
-        let (component, source) =
-            self.disk
-                .get_or_compile(&self.engine, hex, &bytes)
-                .map_err(|e| Error::InvalidComponent {
+        let (component, source) = self
+            .disk
+            .get_or_compile(&self.engine, hex, &bytes, compiling)
+            .map_err(|e| match e {
+                CompileFailure::Invalid(invalid) => Error::InvalidComponent {
+                    digest: digest.clone(),
+                    invalid,
+                },
+                CompileFailure::Compile(e) => Error::Compile {
                     digest: digest.clone(),
                     reason: chain(&e),
-                })?;
+                },
+            })?;
         match source {
             Source::Compiled => self.compiled.fetch_add(1, Ordering::Relaxed),
             Source::Disk => self.disk_hits.fetch_add(1, Ordering::Relaxed),

@@ -446,57 +446,6 @@ fn a_failing_command_runs_again_with_growing_back_off_and_the_same_start_time() 
 }
 
 #[test]
-fn start_failures_a_retry_cannot_fix_fail_the_pod() {
-    use RestartPolicy::*;
-    // (policy, kind, fails for good)
-    let table = [
-        (Always, FailureKind::InvalidSpec, true),
-        (Always, FailureKind::ArtifactDigestMismatch, true),
-        (Always, FailureKind::CompileError, true),
-        (Always, FailureKind::RuntimeUnavailable, true),
-        (OnFailure, FailureKind::ArtifactNotFound, true),
-        (Always, FailureKind::InstantiateError, false),
-        (OnFailure, FailureKind::ImagePullBackOff, false),
-        (Always, FailureKind::ConfigError, false),
-        (Never, FailureKind::InstantiateError, true),
-    ];
-    for (policy, kind, fails) in table {
-        let case = format!("{policy:?} {kind:?}");
-        let (m, _) = Machine::start(serve(policy), BASE, at(0));
-        let (m, actions) = step(
-            m,
-            Event::StartFailed {
-                failure: failure(kind),
-                at: at(2),
-            },
-        );
-        let s = reported(&actions);
-        if fails {
-            assert_eq!(m.state, PodState::Failed, "{case}");
-            assert_eq!(
-                s,
-                Status {
-                    phase: PodPhase::Failed,
-                    ready: false,
-                    reason: Some(kind.reason().into()),
-                    message: Some("why".into()),
-                    start_time: None,
-                    finished_at: Some("2023-11-14T22:13:22Z".into()),
-                    restarts: 0,
-                    exit_code: None,
-                },
-                "{case}"
-            );
-            assert_eq!(actions.len(), 1, "{case}");
-        } else {
-            assert!(matches!(m.state, PodState::BackOff { .. }), "{case}");
-            assert_eq!(s.phase, PodPhase::Pending, "{case}: it never ran");
-            assert_eq!(s.reason.as_deref(), Some("CrashLoopBackOff"), "{case}");
-        }
-    }
-}
-
-#[test]
 fn retried_starts_wait_longer_each_time_and_count_restarts() {
     let (mut m, _) = Machine::start(serve(RestartPolicy::Always), BASE, at(0));
     let mut t = 0;
@@ -784,3 +733,6 @@ fn facts_come_from_the_pod() {
     assert_eq!(f.restarts, 2);
     assert_eq!(f.start_time.as_deref(), Some("2023-11-14T22:13:20Z"));
 }
+
+/// Start failures that wait on the node, and the `Compiling` report.
+mod start;

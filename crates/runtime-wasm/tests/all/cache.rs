@@ -105,9 +105,12 @@ async fn malformed_bytes_are_a_clear_error() {
     ] {
         let digest = WasmRuntime::digest(&bytes);
         match runtime.load(bytes).await {
-            Err(Error::InvalidComponent { digest: d, reason }) => {
-                assert_eq!(d, digest);
-                assert!(!reason.is_empty());
+            Err(e @ Error::InvalidComponent { .. }) => {
+                let Error::InvalidComponent { digest: d, invalid } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(d, &digest);
+                assert!(e.to_string().contains(&invalid.to_string()), "{e}");
             }
             other => panic!("expected InvalidComponent, got {other:?}"),
         }

@@ -54,8 +54,9 @@ async fn invalid_handler_options_are_refused() {
 async fn component_without_http_export_cannot_get_a_handler() {
     let cache = tempfile::tempdir().unwrap();
     let runtime = guests::runtime(&cache);
-    // The `wat` feature accepts the text format: an empty component.
-    let component = runtime.load(b"(component)".to_vec()).await.unwrap();
+    // An empty component (written in the text format, loaded as its binary).
+    let empty = wat::parse_str("(component)").unwrap();
+    let component = runtime.load(empty).await.unwrap();
     assert!(!component.is_http());
     let result = runtime.handler(component, HandlerOptions::new("default/p/empty"));
     assert!(matches!(result, Err(Error::NotHttp { .. })), "{result:?}");
@@ -65,8 +66,8 @@ async fn component_without_http_export_cannot_get_a_handler() {
 async fn unknown_imports_are_a_link_error() {
     let cache = tempfile::tempdir().unwrap();
     let runtime = guests::runtime(&cache);
-    let wat = br#"(component (import "acme:secret/vault@1.0.0" (instance (export "get" (func)))))"#;
-    let result = runtime.load(wat.to_vec()).await;
+    let wat = r#"(component (import "acme:secret/vault@1.0.0" (instance (export "get" (func)))))"#;
+    let result = runtime.load(wat::parse_str(wat).unwrap()).await;
     match result {
         Err(Error::Link { reason, .. }) => assert!(reason.contains("acme:secret/vault"), "{reason}"),
         other => panic!("expected a link error, got {other:?}"),

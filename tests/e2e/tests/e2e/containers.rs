@@ -331,7 +331,8 @@ fn an_oci_deployment_serves_scales_rolls_and_is_deleted_like_a_wasm_one() {
         "nothing serves the route once the deployment is gone"
     );
 
-    // An image the registry does not have fails the pod with the reason.
+    // An image the registry does not have: the pod waits on its node with the reason (and a
+    // back-off before the next pull), as Kubernetes' ImagePullBackOff, instead of being replaced.
     let missing = image.replace(":v1", ":nope");
     s.cli_ok(&[
         "apply",
@@ -339,12 +340,12 @@ fn an_oci_deployment_serves_scales_rolls_and_is_deleted_like_a_wasm_one() {
         site_manifest(work.path(), &missing, 1, "v3").to_str().unwrap(),
     ]);
     s.wait_until(
-        "the pod to fail with ImageNotFound",
+        "the pod to wait with ImageNotFound",
         Duration::from_secs(60),
         || {
             pods(&s, "app=site")
                 .iter()
-                .any(|p| p["status"]["phase"] == "Failed" && p["status"]["reason"] == "ImageNotFound")
+                .any(|p| p["status"]["phase"] == "Pending" && p["status"]["reason"] == "ImageNotFound")
         },
     );
     let failed = pods(&s, "app=site");

@@ -98,6 +98,14 @@ fn below_the_free_space_watermark_writes_are_refused_until_space_returns() {
         stderr.contains("bytes free, below the") && stderr.contains("--min-free-space"),
         "{stderr}"
     );
+    // An upload is refused the same way, and nothing is stored.
+    let wasm = crate::harness::hostile_wasm();
+    let pushed = s.cli(&["push", wasm.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&pushed.stderr);
+    assert!(
+        !pushed.status.success() && stderr.contains("bytes free"),
+        "{stderr}"
+    );
     // Deletes still go through (they are how space is freed in the state), reads answer, and
     // the member stays up.
     s.cli_ok(&["delete", "configmap", "before"]);

@@ -117,13 +117,13 @@ impl Skiff {
     pub(crate) fn start_limited(n: u64) -> Skiff {
         let mut s = Skiff::unstarted(&[], true);
         s.nofile = Some(n);
-        s.spawn();
+        s.spawn_first();
         s
     }
 
     fn start_as(extra: &[String], plain_http: bool) -> Skiff {
         let mut s = Skiff::unstarted(extra, plain_http);
-        s.spawn();
+        s.spawn_first();
         s
     }
 
@@ -155,8 +155,39 @@ impl Skiff {
         self.dir.path().join("state")
     }
 
+    /// Starts the process for the first time. A port picked free may have been taken by then
+    /// (another test's client socket got it as its ephemeral port): the process then exits
+    /// saying so, and it is started again on new ports.
+    fn spawn_first(&mut self) {
+        for _ in 0..3 {
+            self.launch();
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                if self.ready() {
+                    return;
+                }
+                if !self.alive() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !self.log().contains("Address already in use") {
+                break;
+            }
+            let _ = std::fs::write(self.dir.path().join("skiff.log"), "");
+            (self.api, self.gateway, self.data_plane) = (free_port(), free_port(), free_port());
+        }
+        self.wait_ready();
+    }
+
     /// (Re)starts the process on the same state dir and ports.
     pub(crate) fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    /// Starts the process, without waiting.
+    fn launch(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -186,21 +217,30 @@ impl Skiff {
             .spawn()
             .expect("spawn skiff up");
         self.child = Some(child);
+    }
+
+    /// Whether the API answers `/readyz`.
+    fn ready(&self) -> bool {
         let scheme = if self.plain_http { "http" } else { "https" };
         let api = format!("{scheme}://127.0.0.1:{}/readyz", self.api);
         let ca = self.state_dir().join("pki").join("ca.crt");
+        let http = if self.plain_http {
+            self.http.clone()
+        } else if ca.exists() {
+            https_client(&ca, Duration::from_secs(20))
+        } else {
+            return false;
+        };
+        http.get(&api)
+            .send()
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+    }
+
+    /// Waits until the API answers `/readyz`, or panics with the log.
+    fn wait_ready(&self) {
         self.wait_until("the API answers /readyz", Duration::from_secs(60), || {
-            let http = if self.plain_http {
-                self.http.clone()
-            } else if ca.exists() {
-                https_client(&ca, Duration::from_secs(20))
-            } else {
-                return false;
-            };
-            http.get(&api)
-                .send()
-                .map(|r| r.status().is_success())
-                .unwrap_or(false)
+            self.ready()
         });
     }
 

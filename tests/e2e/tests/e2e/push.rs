@@ -16,7 +16,10 @@ fn push_prints_a_digest_a_pod_runs_from() {
     let not_wasm = s.cli(&["push", text.to_str().expect("utf-8")]);
     assert!(!not_wasm.status.success());
     let err = String::from_utf8_lossy(&not_wasm.stderr);
-    assert!(err.contains("is not a WebAssembly file"), "{err}");
+    assert!(
+        err.contains("is not WebAssembly") && err.contains("nothing was uploaded"),
+        "{err}"
+    );
 
     let hello = repo_root().join("examples/hello-http/hello.wasm");
     let out = s.cli(&["push", hello.to_str().expect("utf-8")]);

@@ -1,6 +1,7 @@
 //! More slow connections than the process has file descriptors, against each of `skiff up`'s
 //! listeners (API, gateway, data plane): prompt clients keep getting answers within their usual
-//! latency, the slow sockets are closed by the header timeout, and the log stays small.
+//! latency, the slow sockets are closed by the header timeout, and the log stays small. (A flood
+//! from the prompt clients' own address is covered in crates/listen/tests/slow_clients.rs.)
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -14,9 +15,17 @@ const SLOW_PER_LISTENER: usize = 1100;
 /// The listeners' header timeout, and the slack allowed on top of it.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A connection that starts a request (or a TLS handshake) and never finishes it.
+/// A connection that starts a request (or a TLS handshake) and never finishes it. It comes
+/// from 127.0.0.2, so its ephemeral port can never be one another test picked to listen on
+/// 127.0.0.1 (the listeners' per-address cap then applies to the flood as a whole).
 fn slow(addr: SocketAddr, opening: &[u8]) -> TcpStream {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let source: SocketAddr = "127.0.0.2:0".parse().expect("address");
+    socket.bind(&source.into()).expect("bind 127.0.0.2");
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(5))
+        .expect("connect");
+    let mut s: TcpStream = socket.into();
     s.write_all(opening).expect("write the opening");
     s
 }
