@@ -63,6 +63,18 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
+/// Descriptors the process `pid` has open.
+fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+}
+
+/// The soft open-file limit of the process `pid`.
+fn child_fd_limit(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
 fn get(addr: SocketAddr) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
@@ -96,6 +108,14 @@ fn out_of_descriptors_the_listener_pauses_logs_rarely_and_recovers() {
         }
     };
     let pid = child.id();
+    // Killed however the test ends (a failed assertion must not leave the server running).
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-9", &self.0.to_string()]).status();
+        }
+    }
+    let _reap = Reap(pid);
     // Far more connections than the child has descriptors left (but fewer than the listen
     // backlog, which holds the ones it cannot accept); each sends half a request.
     let mut held = Vec::new();
@@ -105,9 +125,23 @@ fn out_of_descriptors_the_listener_pauses_logs_rarely_and_recovers() {
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
         held.push(s);
     }
+    // Once the child holds every descriptor it may, its accepts fail.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let limit = child_fd_limit(pid);
+    while open_fds(pid) < limit {
+        assert!(
+            Instant::now() < deadline,
+            "the child never ran out of descriptors"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Watch its CPU time for a few seconds of failing accepts.
     let before = cpu_ticks(pid);
     let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(3));
+    while started.elapsed() < Duration::from_secs(3) {
+        assert!(open_fds(pid) > 0, "the child exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let spent = cpu_ticks(pid) - before;
     let ticks_per_s = rustix::param::clock_ticks_per_second();
     // A spinning accept loop burns a whole core (100 ticks per second); a pausing one almost

@@ -13,23 +13,29 @@ use skiff_listen::{Guard, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-/// Serves `/` (answers at once) and `/slow` (answers after 3 s) behind a guard.
-async fn server(limits: Limits) -> (SocketAddr, Guard) {
+/// Serves `/` (answers at once) and `/slow` (answers once the returned sender says `true`)
+/// behind a guard.
+async fn server(limits: Limits) -> (SocketAddr, Guard, tokio::sync::watch::Sender<bool>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let guard = Guard::new("test", limits);
     let g = guard.clone();
+    let (release, released) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         loop {
             let (stream, _, slot) = g.accept(&listener).await;
             let builder = skiff_listen::http1(g.limits());
+            let released = released.clone();
             tokio::spawn(async move {
                 let svc = slot.track(hyper::service::service_fn(
-                    |req: Request<hyper::body::Incoming>| async move {
-                        if req.uri().path() == "/slow" {
-                            tokio::time::sleep(Duration::from_secs(3)).await;
+                    move |req: Request<hyper::body::Incoming>| {
+                        let mut released = released.clone();
+                        async move {
+                            if req.uri().path() == "/slow" {
+                                let _ = released.wait_for(|r| *r).await;
+                            }
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
                         }
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
                     },
                 ));
                 slot.run(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc))
@@ -37,7 +43,7 @@ async fn server(limits: Limits) -> (SocketAddr, Guard) {
             });
         }
     });
-    (addr, guard)
+    (addr, guard, release)
 }
 
 /// A connection from `source` that sends half a request head and then nothing.
@@ -81,7 +87,7 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_slow_connections_recycles_its_own_slots_and_prompt_clients_are_served() {
     let limits = Limits::for_listener(32).per_source(16);
-    let (addr, guard) = server(limits).await;
+    let (addr, guard, _release) = server(limits).await;
     // Ten times the cap, from the same address as the prompt client and from another.
     let mut flood = Vec::new();
     for i in 0..320 {
@@ -107,7 +113,7 @@ async fn a_flood_of_slow_connections_recycles_its_own_slots_and_prompt_clients_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_header_timeout_closes_a_half_sent_request_and_an_idle_kept_alive_connection() {
     let limits = Limits::for_listener(32).header_timeout(Duration::from_millis(500));
-    let (addr, guard) = server(limits).await;
+    let (addr, guard, _release) = server(limits).await;
     let mut half = slow("127.0.0.1", addr).await;
     let started = Instant::now();
     assert!(closed_within(&mut half, Duration::from_secs(5)).await);
@@ -140,7 +146,7 @@ async fn the_header_timeout_closes_a_half_sent_request_and_an_idle_kept_alive_co
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_serving_a_request_is_never_closed_to_make_room() {
     let limits = Limits::for_listener(16).per_source(16);
-    let (addr, guard) = server(limits.clone()).await;
+    let (addr, guard, release) = server(limits.clone()).await;
     let cap = limits.max_connections;
     // Fill every slot with a request in service.
     let mut busy = Vec::new();
@@ -157,6 +163,7 @@ async fn a_connection_serving_a_request_is_never_closed_to_make_room() {
         get(addr, "/").await.is_err(),
         "a connection beyond the cap is refused"
     );
+    release.send_replace(true);
     for b in busy {
         assert_eq!(b.await.unwrap().unwrap(), 200);
     }
