@@ -222,7 +222,7 @@ impl Guard {
     }
 
     /// Logs an accept failure at a bounded rate and says how long to pause.
-    pub fn failed(&self, error: &std::io::Error, failures: u32) -> Duration {
+    fn failed(&self, error: &std::io::Error, failures: u32) -> Duration {
         let pause = Duration::from_millis(5u64 << failures.min(8)).min(MAX_BACKOFF);
         if let Some(n) = self.inner.failed.note() {
             tracing::warn!(
