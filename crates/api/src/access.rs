@@ -131,7 +131,17 @@ impl RoleSpec {
             "admin" => vec![RoleRule::new(&["*"], &["*"])],
             "edit" => vec![
                 RoleRule::new(&["*"], &EDITABLE),
-                RoleRule::new(&read, &["endpoints", "events", "namespaces", "nodes", "members"]),
+                RoleRule::new(
+                    &read,
+                    &[
+                        "endpoints",
+                        "events",
+                        "namespaces",
+                        "nodes",
+                        "members",
+                        "resourcequotas",
+                    ],
+                ),
                 RoleRule::new(&["get"], &["cluster"]),
                 RoleRule::new(&["get", "create"], &["artifacts"]),
             ],
@@ -295,6 +305,9 @@ mod tests {
         assert!(!edit.allows("create", "namespaces"));
         assert!(!edit.allows("update", "pods/status"), "status is the agents'");
         assert!(!edit.allows("create", "apitokens"));
+        assert!(!edit.allows("update", "resourcequotas"), "quotas are the admins'");
+        assert!(edit.allows("get", "resourcequotas"));
+        assert!(view.allows("list", "resourcequotas"));
         assert!(view.allows("list", "deployments"));
         assert!(view.allows("get", "pods/log"));
         assert!(!view.allows("get", "secrets"), "no Secret values");

@@ -78,6 +78,9 @@ codes! {
     /// An uploaded artifact is not a valid WebAssembly component (`details`: `digest`, `size`,
     /// `problem`, the `validator`'s message and the `offset` it stopped at); nothing was stored.
     InvalidComponent = 422,
+    /// The write would take a namespace past one of its ResourceQuotas (the message names the
+    /// quota and the amount).
+    QuotaExceeded = 403,
     /// A topic holds as many undelivered events as it may.
     TopicFull = 429,
     /// The caller holds as many open watches as it may.

@@ -46,19 +46,22 @@ pub enum Kind {
     ApiToken,
     /// A revoked node identity: its certificates issued until then are refused (cluster-scoped).
     Revocation,
+    /// Limits on what one namespace may hold and use.
+    ResourceQuota,
 }
 
 /// A kind name that is not one of [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, ReplicaSet, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret, DaemonSet, Job, CronJob, Function, Role, ApiToken, Revocation"
+    "unknown kind {0:?}: expected one of Namespace, Node, Pod, Deployment, ReplicaSet, Service, Endpoints, HTTPRoute, JoinToken, Event, ConfigMap, Secret, DaemonSet, Job, CronJob, Function, Role, ApiToken, Revocation, ResourceQuota"
 )]
 pub struct UnknownKind(pub String);
 
 impl Kind {
     /// All kinds, in the order objects of a multi-kind apply are created.
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Namespace,
+        Kind::ResourceQuota,
         Kind::Role,
         Kind::ApiToken,
         Kind::Revocation,
@@ -101,6 +104,7 @@ impl Kind {
             Kind::Role => "Role",
             Kind::ApiToken => "ApiToken",
             Kind::Revocation => "Revocation",
+            Kind::ResourceQuota => "ResourceQuota",
         }
     }
 
@@ -126,6 +130,7 @@ impl Kind {
             Kind::Role => "roles",
             Kind::ApiToken => "apitokens",
             Kind::Revocation => "revocations",
+            Kind::ResourceQuota => "resourcequotas",
         }
     }
 
@@ -166,6 +171,7 @@ impl Kind {
             "role" | "roles" => Kind::Role,
             "apitoken" | "apitokens" => Kind::ApiToken,
             "revocation" | "revocations" => Kind::Revocation,
+            "resourcequota" | "resourcequotas" | "quota" | "quotas" => Kind::ResourceQuota,
             _ => return Err(UnknownKind(s.to_owned())),
         };
         Ok(k)

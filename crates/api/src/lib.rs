@@ -56,6 +56,7 @@ mod pod;
 mod policy;
 mod probe;
 mod quantity;
+mod quota;
 mod rollout;
 mod selector;
 mod service;
@@ -110,6 +111,9 @@ pub use policy::{
 };
 pub use probe::{HttpGetAction, Probe};
 pub use quantity::{ByteSize, DurationValue, Millicores, QuantityError};
+pub use quota::{
+    QuotaAmounts, QuotaExcess, QuotaResource, ResourceQuota, ResourceQuotaSpec, ResourceQuotaStatus,
+};
 pub use rollout::{
     AVAILABLE_CONDITION, CanaryAnalysis, CanaryPause, CanaryPhase, CanaryStatus, CanaryStep, CanaryStrategy,
     DeploymentCondition, DeploymentStrategy, IntOrPercent, NEW_REPLICA_SET_AVAILABLE,

@@ -11,6 +11,7 @@ use crate::meta::ObjectMeta;
 use crate::node::Namespace;
 use crate::node::Node;
 use crate::pod::Pod;
+use crate::quota::ResourceQuota;
 use crate::service::{Endpoints, HttpRoute, Service};
 use crate::token::JoinToken;
 use crate::workload::{Deployment, ReplicaSet};
@@ -62,6 +63,8 @@ pub enum Object {
     ApiToken(ApiToken),
     /// A [`Revocation`].
     Revocation(Revocation),
+    /// A [`ResourceQuota`].
+    ResourceQuota(ResourceQuota),
 }
 
 macro_rules! each_variant {
@@ -86,6 +89,7 @@ macro_rules! each_variant {
             Object::Role($o) => $e,
             Object::ApiToken($o) => $e,
             Object::Revocation($o) => $e,
+            Object::ResourceQuota($o) => $e,
         }
     };
 }
@@ -113,6 +117,7 @@ impl Object {
             Object::Role(_) => Kind::Role,
             Object::ApiToken(_) => Kind::ApiToken,
             Object::Revocation(_) => Kind::Revocation,
+            Object::ResourceQuota(_) => Kind::ResourceQuota,
         }
     }
 
@@ -155,6 +160,7 @@ impl Object {
             Object::Role(r) => serde_json::to_value(&r.spec).unwrap_or_default(),
             Object::ApiToken(t) => serde_json::to_value(&t.spec).unwrap_or_default(),
             Object::Revocation(r) => serde_json::to_value(&r.spec).unwrap_or_default(),
+            Object::ResourceQuota(q) => serde_json::to_value(&q.spec).unwrap_or_default(),
         }
     }
 
@@ -170,7 +176,16 @@ impl Object {
             (Object::CronJob(n), Object::CronJob(o)) => n.status = o.status.clone(),
             (Object::Function(n), Object::Function(o)) => n.status = o.status.clone(),
             (Object::Node(n), Object::Node(o)) => n.status = o.status.clone(),
+            (Object::ResourceQuota(n), Object::ResourceQuota(_)) => n.status = None,
             _ => {}
+        }
+    }
+
+    /// Drops a status the server computes on every read instead of storing it (a
+    /// [`ResourceQuota`]'s usage), so a client cannot store one.
+    pub fn drop_computed_status(&mut self) {
+        if let Object::ResourceQuota(q) = self {
+            q.status = None;
         }
     }
 

@@ -45,6 +45,7 @@ const MAX_DISCONNECT_DELAY: Duration = Duration::from_secs(30 * 86_400);
 
 mod access;
 mod function;
+mod quota;
 mod workload;
 
 struct Checker {
@@ -654,6 +655,7 @@ impl Object {
             Object::ApiToken(t) => c.api_token(t),
             Object::Role(r) => c.role(r),
             Object::Revocation(r) => c.revocation(r),
+            Object::ResourceQuota(q) => c.resource_quota(q),
             Object::ConfigMap(m) => c.config_data(&m.data),
             Object::Secret(m) => c.config_data(&m.data),
             Object::Pod(p) => c.pod_spec("spec", &p.spec),

@@ -92,6 +92,7 @@ fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         Kind::ApiToken => vec!["ID", "ROLE", "NAMESPACES", "EXPIRES", "DESCRIPTION", "AGE"],
         Kind::Role => vec!["NAME", "RULES", "AGE"],
         Kind::Revocation => vec!["IDENTITY", "REVOKED AT", "REASON"],
+        Kind::ResourceQuota => vec!["NAME", "USED / HARD", "AGE"],
         Kind::Event => vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         Kind::ConfigMap | Kind::Secret => vec!["NAME", "DATA", "AGE"],
     };
@@ -261,6 +262,7 @@ fn row(o: &Object, wide: bool) -> Vec<String> {
             or_dash(&t.spec.description),
             age(o),
         ],
+        Object::ResourceQuota(q) => vec![name, quota_usage(q), age(o)],
         Object::Revocation(r) => vec![
             r.spec.identity.clone(),
             r.spec.revoked_at.clone(),
@@ -503,6 +505,20 @@ pub(crate) fn redact(o: &mut Object) {
 /// `s`, or `-` when it is empty.
 fn or_dash(s: &str) -> String {
     if s.is_empty() { "-".into() } else { s.to_owned() }
+}
+
+/// `pods: 2/5, requests.memory: 128Mi/1Gi` for a quota read from the server.
+fn quota_usage(q: &skiff_api::ResourceQuota) -> String {
+    let used = q.status.as_ref().map(|s| &s.used);
+    q.spec
+        .hard
+        .limited()
+        .map(|(r, hard)| {
+            let u = used.and_then(|u| u.get(r)).map_or("?".to_owned(), |n| r.show(n));
+            format!("{r}: {u}/{}", r.show(hard))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

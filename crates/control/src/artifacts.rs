@@ -96,6 +96,13 @@ impl ArtifactStore {
         Ok(digest)
     }
 
+    /// The size of a stored artifact (`None`: not stored here, or not a digest).
+    pub(crate) fn size_of(&self, digest: &str) -> Option<u64> {
+        std::fs::metadata(self.path_of(digest).ok()?)
+            .ok()
+            .map(|m| m.len())
+    }
+
     /// Reads an artifact.
     pub(crate) async fn get(&self, digest: &str) -> Result<Vec<u8>, ArtifactError> {
         let path = self.path_of(digest)?;

@@ -2,10 +2,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use skiff_api::{Kind, LabelSelector};
+use skiff_api::{Kind, LabelSelector, Object};
+use skiff_state::StateError;
 use tokio::sync::watch;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, WriteError};
 use crate::plane::ControlPlane;
 use crate::plane::LoadSample;
 use skiff_api::{PodStats, PodTraffic};
@@ -138,15 +139,47 @@ impl ControlPlane {
                 continue;
             }
             let n = ops.len();
-            match self.propose(ops).await {
+            match self.propose(ops.clone()).await {
                 Ok(_) => tracing::debug!(controller, ops = n, "reconciled"),
                 Err(e) if e.is_race() => {
                     tracing::debug!(controller, error = %e, "raced with another write; next pass retries")
+                }
+                Err(WriteError::State(StateError::QuotaExceeded(_))) => {
+                    self.within_quota(controller, &snapshot, ops).await;
                 }
                 Err(e) => tracing::warn!(controller, error = %e, "reconcile failed"),
             }
         }
         Ok(())
+    }
+
+    /// A controller's command refused by a quota: its ops are proposed one by one, so what fits
+    /// is made, and the first refused one is recorded as a `FailedCreate` Warning on the
+    /// object's owner (once per message a minute, so the record does not itself keep the
+    /// controllers busy). The rest waits for the next pass.
+    async fn within_quota(&self, controller: &str, s: &Snapshot, ops: Vec<skiff_state::Op>) {
+        for op in ops {
+            let made = match &op {
+                skiff_state::Op::Create { object, .. } | skiff_state::Op::Apply { object, .. } => {
+                    Some(object.clone())
+                }
+                _ => None,
+            };
+            match self.propose(vec![op]).await {
+                Ok(_) => {}
+                Err(WriteError::State(StateError::QuotaExceeded(refusal))) => {
+                    tracing::info!(controller, namespace = %refusal.namespace, quota = %refusal.quota, "{refusal}");
+                    if let Some(object) = made
+                        && let Some(op) = failed_create(s, controller, &object, &refusal.to_string())
+                        && let Err(e) = self.propose(vec![op]).await
+                    {
+                        tracing::debug!(controller, error = %e, "cannot record the quota refusal");
+                    }
+                    return;
+                }
+                Err(e) => tracing::debug!(controller, error = %e, "reconcile op failed; next pass retries"),
+            }
+        }
     }
 
     /// What the agents counted for the pods of canary revisions (pod uid → traffic), fetched
@@ -375,3 +408,51 @@ impl ControlPlane {
         Ok(Snapshot::from_objects(SystemTime::now(), objects))
     }
 }
+
+/// The `FailedCreate` event about `object`'s owner (or the object, when it has none), unless the
+/// same message was recorded within the last minute.
+fn failed_create(s: &Snapshot, controller: &str, object: &Object, why: &str) -> Option<skiff_state::Op> {
+    let meta = object.meta();
+    let (kind, mut owner) = match meta.owner_references.first() {
+        Some(o) => (
+            Kind::parse_any(&o.kind).ok()?,
+            skiff_api::ObjectMeta::named(o.name.clone(), meta.namespace.as_deref()),
+        ),
+        None => (object.kind(), meta.clone()),
+    };
+    if let Some(o) = meta.owner_references.first() {
+        owner.uid = Some(o.uid.clone());
+    }
+    let message = format!("cannot create {} {:?}: {why}", object.kind(), meta.name);
+    let involved = skiff_api::ObjectReference::to(kind, &owner);
+    let name = reconcile::event_name(&involved, FAILED_CREATE);
+    let now = s.now?;
+    let recent = s.events.iter().any(|e| {
+        e.metadata.name == name
+            && e.message == message
+            && e.last_timestamp
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                .is_some_and(|t| now.duration_since(t).unwrap_or_default() < QUOTA_EVENT_EVERY)
+    });
+    let recorder = reconcile::Recorder {
+        component: controller,
+        now,
+    };
+    (!recent).then(|| {
+        recorder.record(
+            s,
+            &mut RandomIds,
+            kind,
+            &owner,
+            skiff_api::EventSeverity::Warning,
+            FAILED_CREATE,
+            message,
+        )
+    })
+}
+
+/// Event reason: a controller could not create an object (a quota refused it).
+const FAILED_CREATE: &str = "FailedCreate";
+/// How often the same quota refusal is recorded again.
+const QUOTA_EVENT_EVERY: Duration = Duration::from_secs(60);

@@ -101,6 +101,7 @@ impl WriteError {
                 StateError::Invalid { .. }
                     | StateError::Decode { .. }
                     | StateError::TopicFull { .. }
+                    | StateError::QuotaExceeded(_)
                     | StateError::Compacted { .. }
             ) | WriteError::Raft(skiff_raft::RaftError::TooLarge { .. })
         )
@@ -194,6 +195,7 @@ impl From<StateError> for ApiError {
             StateError::Decode { .. } => ErrorCode::BadRequest,
             StateError::TopicFull { .. } => ErrorCode::TopicFull,
             StateError::StoreFull { .. } => ErrorCode::StoreFull,
+            StateError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             StateError::Storage { .. } => return ApiError::internal(e),
         };
         ApiError::new(code, e.to_string())

@@ -58,6 +58,7 @@ mod keyvalue;
 mod members;
 mod open;
 mod plane;
+mod quota;
 mod reads;
 mod replicate;
 mod replicated;

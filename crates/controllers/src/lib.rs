@@ -141,6 +141,7 @@ impl Snapshot {
                 | Object::ApiToken(_)
                 | Object::Role(_)
                 | Object::Revocation(_)
+                | Object::ResourceQuota(_)
                 | Object::ConfigMap(_)
                 | Object::Secret(_) => {}
             }

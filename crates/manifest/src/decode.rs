@@ -7,7 +7,7 @@ use skiff_api::{API_VERSION, Deployment, HttpRoute, Kind, Namespace, Object, Pod
 pub(crate) type Problem = (Option<String>, String);
 
 /// The kinds a manifest may hold, as listed in messages.
-const WRITABLE_KINDS: &str = "Namespace, Pod, Deployment, DaemonSet, Job, CronJob, Function, Service, HTTPRoute, ConfigMap, Secret, Role, Revocation";
+const WRITABLE_KINDS: &str = "Namespace, Pod, Deployment, DaemonSet, Job, CronJob, Function, Service, HTTPRoute, ConfigMap, Secret, Role, Revocation, ResourceQuota";
 
 /// `a string "x"`, `a mapping`, ... for messages.
 pub(crate) fn describe_value(v: &Value) -> String {
@@ -58,6 +58,7 @@ pub(crate) fn decode(value: Value) -> Result<Object, Vec<Problem>> {
         Kind::Function => typed::<skiff_api::Function>(value).map(Object::Function),
         Kind::Role => typed::<skiff_api::Role>(value).map(Object::Role),
         Kind::Revocation => typed::<skiff_api::Revocation>(value).map(Object::Revocation),
+        Kind::ResourceQuota => typed::<skiff_api::ResourceQuota>(value).map(Object::ResourceQuota),
         // Rejected by `check_kind`.
         Kind::Node | Kind::Endpoints | Kind::JoinToken | Kind::ApiToken | Kind::Event | Kind::ReplicaSet => {
             Err((Some("kind".into()), server_owned(kind)))

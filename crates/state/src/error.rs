@@ -89,6 +89,9 @@ pub enum StateError {
         /// The limit.
         limit: u64,
     },
+    /// The write would take a namespace past one of its quotas.
+    #[error("{0}")]
+    QuotaExceeded(Box<QuotaRefusal>),
     /// The command bytes could not be decoded.
     #[error("undecodable command: {message}")]
     Decode {
@@ -115,4 +118,24 @@ impl StateError {
             message: e.to_string(),
         }
     }
+}
+
+/// Which quota a refused write would exceed, and by how much.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error(
+    "namespace {namespace:?} is at its quota {quota:?} for {resource}: {used} used of {hard}, and this write adds {requested}; free some, or raise {resource} in spec.hard of ResourceQuota {quota:?}"
+)]
+pub struct QuotaRefusal {
+    /// Namespace.
+    pub namespace: String,
+    /// The quota's name.
+    pub quota: String,
+    /// The amount (`pods`, `requests.memory`, …).
+    pub resource: String,
+    /// Usage before the write.
+    pub used: String,
+    /// What the write adds.
+    pub requested: String,
+    /// The limit.
+    pub hard: String,
 }

@@ -153,7 +153,59 @@ impl KvStage {
             stage.stores.insert(sk, meta);
             stage.values.insert(id, new);
         }
+        drop(values);
+        stage.check_quotas(txn, &stores)?;
         Ok(stage)
+    }
+
+    /// Refuses the staged writes if they take a namespace past its `keyvalue.keys` or
+    /// `keyvalue.bytes` quota.
+    fn check_quotas(
+        &self,
+        txn: &WriteTransaction,
+        stores: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<(), StateError> {
+        let namespaces: std::collections::BTreeSet<&str> = self
+            .stores
+            .keys()
+            .filter_map(|sk| sk.split_once('/').map(|(ns, _)| ns))
+            .collect();
+        for ns in namespaces {
+            let quotas = crate::quota::stored_quotas(txn, ns)?;
+            if quotas.is_empty() {
+                continue;
+            }
+            let mut before = [0u64; 2];
+            let mut after = [0u64; 2];
+            for (sk, meta) in stores_of(stores, Some(ns))? {
+                before[0] += meta.keys;
+                before[1] += meta.bytes;
+                if !self.stores.contains_key(&sk) {
+                    after[0] += meta.keys;
+                    after[1] += meta.bytes;
+                }
+            }
+            for meta in self
+                .stores
+                .iter()
+                .filter(|(sk, _)| sk.split_once('/').is_some_and(|(n, _)| n == ns))
+                .map(|(_, m)| m)
+            {
+                after[0] += meta.keys;
+                after[1] += meta.bytes;
+            }
+            crate::quota::check_amounts(
+                ns,
+                &quotas,
+                &[
+                    skiff_api::QuotaResource::KeyValueKeys,
+                    skiff_api::QuotaResource::KeyValueBytes,
+                ],
+                &before,
+                &after,
+            )?;
+        }
+        Ok(())
     }
 
     /// Writes the staged changes.

@@ -55,14 +55,16 @@ mod error;
 mod keyvalue;
 mod machine;
 mod objects;
+mod quota;
 mod reader;
 mod snapshot;
 mod tables;
 mod topics;
 
 pub use command::{COMMAND_VERSION, Command, Op};
-pub use error::StateError;
+pub use error::{QuotaRefusal, StateError};
 pub use machine::{Applied, Machine, StoredEvent};
+pub use quota::check_amounts as check_quota_amounts;
 pub use reader::{Reader, check_export, object_key};
 pub use snapshot::export;
 pub use tables::EVENT_RETENTION;

@@ -95,6 +95,7 @@ impl<'a, T: ReadableTable<&'static str, &'static [u8]>> ObjectStage<'a, T> {
                 m.uid = Some(uid.to_owned());
                 m.generation = Some(1);
                 m.creation_timestamp = Some(self.now.to_owned());
+                new.drop_computed_status();
                 self.stage(key, EventType::Added, new);
                 Ok(())
             }
@@ -153,24 +154,7 @@ impl<'a, T: ReadableTable<&'static str, &'static [u8]>> ObjectStage<'a, T> {
         let mut victims = vec![(key, old.clone())];
         if kind == Kind::Namespace {
             for k in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
-                let prefix = format!("{}/{}/", k.as_str(), name);
-                let end = format!("{prefix}\u{10FFFF}");
-                let mut keys: BTreeMap<String, Object> = BTreeMap::new();
-                for item in self
-                    .objects
-                    .range(prefix.as_str()..end.as_str())
-                    .map_err(StateError::storage)?
-                {
-                    let (k, v) = item.map_err(StateError::storage)?;
-                    keys.insert(k.value().to_owned(), decode(v.value())?);
-                }
-                for (k, v) in self.overlay.range(prefix.clone()..end.clone()) {
-                    match v {
-                        Some(o) => keys.insert(k.clone(), o.clone()),
-                        None => keys.remove(k),
-                    };
-                }
-                victims.extend(keys);
+                victims.extend(self.list(k, name, true)?);
             }
             victims.rotate_left(1);
         }
@@ -184,6 +168,65 @@ impl<'a, T: ReadableTable<&'static str, &'static [u8]>> ObjectStage<'a, T> {
         last.meta_mut().resource_version = Some(self.rev);
         self.outputs.push(last);
         Ok(())
+    }
+
+    /// Every object of `kind` in `namespace` by key: as stored before the command
+    /// (`staged: false`) or as the command has it so far (`staged: true`).
+    pub(crate) fn list(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        staged: bool,
+    ) -> Result<BTreeMap<String, Object>, StateError> {
+        let (prefix, end) = namespace_range(kind, namespace);
+        let mut found: BTreeMap<String, Object> = BTreeMap::new();
+        for item in self
+            .objects
+            .range(prefix.as_str()..end.as_str())
+            .map_err(StateError::storage)?
+        {
+            let (k, v) = item.map_err(StateError::storage)?;
+            found.insert(k.value().to_owned(), decode(v.value())?);
+        }
+        if staged {
+            for (k, v) in self.overlay.range(prefix..end) {
+                match v {
+                    Some(o) => found.insert(k.clone(), o.clone()),
+                    None => found.remove(k),
+                };
+            }
+        }
+        Ok(found)
+    }
+
+    /// How many objects of `kind` are in `namespace`, as stored or as staged (see
+    /// [`list`](Self::list)); counts keys without decoding the objects.
+    pub(crate) fn count(&self, kind: Kind, namespace: &str, staged: bool) -> Result<u64, StateError> {
+        let (prefix, end) = namespace_range(kind, namespace);
+        let mut n = 0u64;
+        for item in self
+            .objects
+            .range(prefix.as_str()..end.as_str())
+            .map_err(StateError::storage)?
+        {
+            item.map_err(StateError::storage)?;
+            n += 1;
+        }
+        if staged {
+            for (k, v) in self.overlay.range(prefix..end) {
+                let stored = self
+                    .objects
+                    .get(k.as_str())
+                    .map_err(StateError::storage)?
+                    .is_some();
+                match (stored, v.is_some()) {
+                    (false, true) => n += 1,
+                    (true, false) => n -= 1,
+                    _ => {}
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// The staged changes, ready to be written (the stage's borrow of the table ends).
@@ -226,6 +269,13 @@ impl Staged {
         }
         Ok(())
     }
+}
+
+/// The key range of `kind`'s objects in `namespace`.
+fn namespace_range(kind: Kind, namespace: &str) -> (String, String) {
+    let prefix = format!("{}/{}/", kind.as_str(), namespace);
+    let end = format!("{prefix}\u{10FFFF}");
+    (prefix, end)
 }
 
 fn key_of(o: &Object) -> String {

@@ -64,6 +64,17 @@ impl Reader {
         crate::topics::read_topics(&txn, namespace)
     }
 
+    /// What `namespace` uses of the amounts a ResourceQuota limits, except artifact bytes and
+    /// fuel (which the state does not hold): objects, unfinished pods and their memory requests,
+    /// key-value keys and bytes, topic backlog.
+    ///
+    /// # Errors
+    /// [`StateError::Storage`].
+    pub fn quota_usage(&self, namespace: &str) -> Result<skiff_api::QuotaAmounts, StateError> {
+        let txn = self.db.begin_read().map_err(StateError::storage)?;
+        crate::quota::read_usage(&txn, namespace)
+    }
+
     /// Every subscription of a function to a topic.
     ///
     /// # Errors

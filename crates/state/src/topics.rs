@@ -229,6 +229,47 @@ impl<'t> Topics<'t> {
         Ok(())
     }
 
+    /// Whether a publish to `topic` with idempotency `key` would store nothing new (the key was
+    /// used within the window), and whether the topic has subscribers.
+    pub(crate) fn publish_adds_backlog(
+        &self,
+        namespace: &str,
+        topic: &str,
+        key: Option<&str>,
+    ) -> Result<bool, StateError> {
+        if let Some(k) = key
+            && self.known_key(namespace, topic, k)?.is_some()
+        {
+            return Ok(false);
+        }
+        Ok(!self.subscriptions_of(namespace, topic)?.is_empty())
+    }
+
+    /// Events the subscribers of `namespace`'s topics have not finished, summed over its topics.
+    pub(crate) fn namespace_backlog(&self, namespace: &str) -> Result<u64, StateError> {
+        let prefix = format!("{namespace}/");
+        let end = format!("{prefix}\u{10FFFF}");
+        let metas: Vec<(String, TopicMeta)> = {
+            let t = self.txn.open_table(TOPICS).map_err(StateError::storage)?;
+            let mut out = Vec::new();
+            for item in t
+                .range(prefix.as_str()..end.as_str())
+                .map_err(StateError::storage)?
+            {
+                let (k, v) = item.map_err(StateError::storage)?;
+                out.push((k.value()[prefix.len()..].to_owned(), parse(v.value())?));
+            }
+            out
+        };
+        let mut backlog = 0u64;
+        for (topic, meta) in metas {
+            if let Some(low) = low_water(&self.subscriptions_of(namespace, &topic)?) {
+                backlog = backlog.saturating_add((meta.last + 1).saturating_sub(low));
+            }
+        }
+        Ok(backlog)
+    }
+
     fn known_key(&self, namespace: &str, topic: &str, key: &str) -> Result<Option<u64>, StateError> {
         let t = self.txn.open_table(IDEMPOTENCY).map_err(StateError::storage)?;
         let k = format!("{}\0{key}", topic_key(namespace, topic));

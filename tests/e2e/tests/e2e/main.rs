@@ -21,6 +21,7 @@ mod namespaces;
 mod netns;
 mod one_node;
 mod push;
+mod quota;
 mod roles;
 mod rollout;
 mod secrets;

@@ -1,0 +1,117 @@
+//! The part of resource quotas the replicated state cannot decide: the bytes of the artifacts a
+//! namespace references live in each member's artifact store, not in the state. Writes that
+//! would take a namespace past its `artifacts.bytes` are refused here, before they are proposed
+//! (checked against this member's store, so two concurrent writes through two members can pass
+//! it together by at most one object each); every other amount is enforced by the state machine
+//! (`skiff-state`). Reading a quota fills in its `status` from both.
+use std::collections::{BTreeMap, BTreeSet};
+
+use skiff_api::{
+    Kind, LabelSelector, Object, QuotaAmounts, QuotaResource, ResourceQuota, ResourceQuotaStatus,
+};
+use skiff_state::{Op, StateError};
+
+use crate::error::WriteError;
+use crate::plane::ControlPlane;
+
+/// Kinds whose objects reference components.
+const WITH_COMPONENTS: [Kind; 7] = [
+    Kind::Pod,
+    Kind::Deployment,
+    Kind::ReplicaSet,
+    Kind::DaemonSet,
+    Kind::Job,
+    Kind::CronJob,
+    Kind::Function,
+];
+
+/// Refuses `ops` if they take a namespace past its `artifacts.bytes`.
+pub(crate) fn check_artifacts(plane: &ControlPlane, ops: &[Op]) -> Result<(), WriteError> {
+    let mut written: BTreeMap<&str, Vec<&Object>> = BTreeMap::new();
+    for op in ops {
+        if let Op::Create { object, .. } | Op::Apply { object, .. } | Op::Replace { object } = op
+            && let Some(ns) = object.namespace()
+            && !object.components().is_empty()
+        {
+            written.entry(ns).or_default().push(object);
+        }
+    }
+    for (ns, objects) in written {
+        let quotas: Vec<ResourceQuota> = quotas(plane, ns)?
+            .into_iter()
+            .filter(|q| q.spec.hard.artifacts_bytes.is_some())
+            .collect();
+        if quotas.is_empty() {
+            continue;
+        }
+        let mut stored = referencing(plane, ns)?;
+        let before = artifact_bytes(plane, stored.values());
+        for o in objects {
+            stored.insert((o.kind(), o.meta().name.clone()), o.clone());
+        }
+        let after = artifact_bytes(plane, stored.values());
+        skiff_state::check_quota_amounts(ns, &quotas, &[QuotaResource::ArtifactsBytes], &[before], &[after])
+            .map_err(WriteError::State)?;
+    }
+    Ok(())
+}
+
+/// Fills in `q.status`: the limits and the namespace's usage of each.
+pub(crate) fn fill_status(plane: &ControlPlane, q: &mut ResourceQuota) -> Result<(), StateError> {
+    let ns = q.metadata.namespace_or_default().to_owned();
+    let all = plane.inner.reader.quota_usage(&ns)?;
+    let mut used = QuotaAmounts::default();
+    for (r, _) in q.spec.hard.limited() {
+        let n = match r {
+            QuotaResource::ArtifactsBytes => Some(artifact_bytes(plane, referencing(plane, &ns)?.values())),
+            // Fuel is metered on each worker against its own budget; no total is kept.
+            QuotaResource::FuelPerMinute => None,
+            _ => all.get(r),
+        };
+        used.set(r, n);
+    }
+    q.status = Some(ResourceQuotaStatus {
+        hard: q.spec.hard.clone(),
+        used,
+    });
+    Ok(())
+}
+
+fn quotas(plane: &ControlPlane, ns: &str) -> Result<Vec<ResourceQuota>, StateError> {
+    let (_, items) = plane
+        .inner
+        .reader
+        .list(Kind::ResourceQuota, Some(ns), &LabelSelector::default())?;
+    Ok(items
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::ResourceQuota(q) => Some(q),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The stored objects of `ns` that reference components, by kind and name.
+fn referencing(plane: &ControlPlane, ns: &str) -> Result<BTreeMap<(Kind, String), Object>, StateError> {
+    let mut out = BTreeMap::new();
+    for kind in WITH_COMPONENTS {
+        let (_, items) = plane
+            .inner
+            .reader
+            .list(kind, Some(ns), &LabelSelector::default())?;
+        out.extend(items.into_iter().map(|o| ((kind, o.meta().name.clone()), o)));
+    }
+    Ok(out)
+}
+
+/// Bytes of the distinct artifacts `objects` reference that this member's store holds.
+fn artifact_bytes<'a>(plane: &ControlPlane, objects: impl Iterator<Item = &'a Object>) -> u64 {
+    let digests: BTreeSet<&str> = objects
+        .flat_map(|o| o.components().into_iter().map(|(_, c)| c))
+        .filter_map(|c| c.wasm.as_ref()?.digest.as_deref())
+        .collect();
+    digests
+        .into_iter()
+        .filter_map(|d| plane.inner.artifacts.size_of(d))
+        .sum()
+}
