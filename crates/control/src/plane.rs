@@ -197,7 +197,7 @@ impl ControlPlane {
             self.inner.config.min_free_bytes,
             &ops,
         )?;
-        crate::quota::check_artifacts(self, &ops)?;
+        crate::quota::check_artifacts(&self.inner.reader, &self.inner.artifacts, &ops)?;
         let cmd = Command::new(ids::now(), ops);
         let out = tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.propose(cmd.encode()))
             .await
@@ -216,7 +216,7 @@ impl ControlPlane {
     /// 500 when a value does not open with this cluster's key.
     pub(crate) fn reveal(&self, object: &mut Object) -> Result<(), ApiError> {
         if let Object::ResourceQuota(q) = object {
-            crate::quota::fill_status(self, q)?;
+            crate::quota::fill_status(&self.inner.reader, &self.inner.artifacts, q)?;
         }
         self.inner.secrets.open(object).map_err(ApiError::internal)
     }

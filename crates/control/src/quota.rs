@@ -11,8 +11,10 @@ use skiff_api::{
 };
 use skiff_state::{Op, StateError};
 
+use skiff_state::Reader;
+
+use crate::artifacts::ArtifactStore;
 use crate::error::WriteError;
-use crate::plane::ControlPlane;
 
 /// Kinds whose objects reference components.
 const WITH_COMPONENTS: [Kind; 7] = [
@@ -26,7 +28,7 @@ const WITH_COMPONENTS: [Kind; 7] = [
 ];
 
 /// Refuses `ops` if they take a namespace past its `artifacts.bytes`.
-pub(crate) fn check_artifacts(plane: &ControlPlane, ops: &[Op]) -> Result<(), WriteError> {
+pub(crate) fn check_artifacts(reader: &Reader, store: &ArtifactStore, ops: &[Op]) -> Result<(), WriteError> {
     let mut written: BTreeMap<&str, Vec<&Object>> = BTreeMap::new();
     for op in ops {
         if let Op::Create { object, .. } | Op::Apply { object, .. } | Op::Replace { object } = op
@@ -37,19 +39,19 @@ pub(crate) fn check_artifacts(plane: &ControlPlane, ops: &[Op]) -> Result<(), Wr
         }
     }
     for (ns, objects) in written {
-        let quotas: Vec<ResourceQuota> = quotas(plane, ns)?
+        let quotas: Vec<ResourceQuota> = quotas(reader, ns)?
             .into_iter()
             .filter(|q| q.spec.hard.artifacts_bytes.is_some())
             .collect();
         if quotas.is_empty() {
             continue;
         }
-        let mut stored = referencing(plane, ns)?;
-        let before = artifact_bytes(plane, stored.values());
+        let mut stored = referencing(reader, ns)?;
+        let before = artifact_bytes(store, stored.values());
         for o in objects {
             stored.insert((o.kind(), o.meta().name.clone()), o.clone());
         }
-        let after = artifact_bytes(plane, stored.values());
+        let after = artifact_bytes(store, stored.values());
         skiff_state::check_quota_amounts(ns, &quotas, &[QuotaResource::ArtifactsBytes], &[before], &[after])
             .map_err(WriteError::State)?;
     }
@@ -57,13 +59,17 @@ pub(crate) fn check_artifacts(plane: &ControlPlane, ops: &[Op]) -> Result<(), Wr
 }
 
 /// Fills in `q.status`: the limits and the namespace's usage of each.
-pub(crate) fn fill_status(plane: &ControlPlane, q: &mut ResourceQuota) -> Result<(), StateError> {
+pub(crate) fn fill_status(
+    reader: &Reader,
+    store: &ArtifactStore,
+    q: &mut ResourceQuota,
+) -> Result<(), StateError> {
     let ns = q.metadata.namespace_or_default().to_owned();
-    let all = plane.inner.reader.quota_usage(&ns)?;
+    let all = reader.quota_usage(&ns)?;
     let mut used = QuotaAmounts::default();
     for (r, _) in q.spec.hard.limited() {
         let n = match r {
-            QuotaResource::ArtifactsBytes => Some(artifact_bytes(plane, referencing(plane, &ns)?.values())),
+            QuotaResource::ArtifactsBytes => Some(artifact_bytes(store, referencing(reader, &ns)?.values())),
             // Fuel is metered on each worker against its own budget; no total is kept.
             QuotaResource::FuelPerMinute => None,
             _ => all.get(r),
@@ -77,11 +83,8 @@ pub(crate) fn fill_status(plane: &ControlPlane, q: &mut ResourceQuota) -> Result
     Ok(())
 }
 
-fn quotas(plane: &ControlPlane, ns: &str) -> Result<Vec<ResourceQuota>, StateError> {
-    let (_, items) = plane
-        .inner
-        .reader
-        .list(Kind::ResourceQuota, Some(ns), &LabelSelector::default())?;
+fn quotas(reader: &Reader, ns: &str) -> Result<Vec<ResourceQuota>, StateError> {
+    let (_, items) = reader.list(Kind::ResourceQuota, Some(ns), &LabelSelector::default())?;
     Ok(items
         .into_iter()
         .filter_map(|o| match o {
@@ -92,26 +95,20 @@ fn quotas(plane: &ControlPlane, ns: &str) -> Result<Vec<ResourceQuota>, StateErr
 }
 
 /// The stored objects of `ns` that reference components, by kind and name.
-fn referencing(plane: &ControlPlane, ns: &str) -> Result<BTreeMap<(Kind, String), Object>, StateError> {
+fn referencing(reader: &Reader, ns: &str) -> Result<BTreeMap<(Kind, String), Object>, StateError> {
     let mut out = BTreeMap::new();
     for kind in WITH_COMPONENTS {
-        let (_, items) = plane
-            .inner
-            .reader
-            .list(kind, Some(ns), &LabelSelector::default())?;
+        let (_, items) = reader.list(kind, Some(ns), &LabelSelector::default())?;
         out.extend(items.into_iter().map(|o| ((kind, o.meta().name.clone()), o)));
     }
     Ok(out)
 }
 
 /// Bytes of the distinct artifacts `objects` reference that this member's store holds.
-fn artifact_bytes<'a>(plane: &ControlPlane, objects: impl Iterator<Item = &'a Object>) -> u64 {
+fn artifact_bytes<'a>(store: &ArtifactStore, objects: impl Iterator<Item = &'a Object>) -> u64 {
     let digests: BTreeSet<&str> = objects
         .flat_map(|o| o.components().into_iter().map(|(_, c)| c))
         .filter_map(|c| c.wasm.as_ref()?.digest.as_deref())
         .collect();
-    digests
-        .into_iter()
-        .filter_map(|d| plane.inner.artifacts.size_of(d))
-        .sum()
+    digests.into_iter().filter_map(|d| store.size_of(d)).sum()
 }

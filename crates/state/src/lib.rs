@@ -56,6 +56,7 @@ mod keyvalue;
 mod machine;
 mod objects;
 mod quota;
+mod quota_check;
 mod reader;
 mod snapshot;
 mod tables;

@@ -140,8 +140,8 @@ impl Machine {
             for op in &cmd.ops {
                 stage_op(&mut stage, &topics, op)?;
             }
-            crate::quota::check_objects(&stage)?;
-            crate::quota::check_publishes(&stage, &topics, &cmd.ops)?;
+            crate::quota_check::check_objects(&stage)?;
+            crate::quota_check::check_publishes(&stage, &topics, &cmd.ops)?;
             stage.finish()
         };
         staged.write(&mut objects)?;

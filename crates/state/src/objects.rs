@@ -8,7 +8,8 @@ use redb::{ReadableTable, Table};
 use skiff_api::{EventType, Kind, Object};
 
 use crate::error::StateError;
-use crate::reader::{decode, object_key};
+use crate::reader::object_key;
+use crate::tables::decode;
 
 /// An object change, in the order the command made it.
 pub(crate) type Change = (EventType, Object);

@@ -5,7 +5,7 @@ use redb::{Database, ReadableDatabase};
 use skiff_api::{Kind, LabelSelector, Object, WatchEvent};
 
 use crate::error::StateError;
-use crate::tables::{COMPACTED, EVENTS, META, OBJECTS, REVISION};
+use crate::tables::{COMPACTED, EVENTS, META, OBJECTS, REVISION, decode};
 
 /// The key of an object in the `objects` table.
 pub fn object_key(kind: Kind, namespace: Option<&str>, name: &str) -> String {
@@ -72,7 +72,7 @@ impl Reader {
     /// [`StateError::Storage`].
     pub fn quota_usage(&self, namespace: &str) -> Result<skiff_api::QuotaAmounts, StateError> {
         let txn = self.db.begin_read().map_err(StateError::storage)?;
-        crate::quota::read_usage(&txn, namespace)
+        read_usage(&txn, namespace)
     }
 
     /// Every subscription of a function to a topic.
@@ -262,10 +262,47 @@ impl Reader {
     }
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Result<Object, StateError> {
-    serde_json::from_slice(bytes).map_err(|e| StateError::Storage {
-        message: format!("corrupt object: {e}"),
-    })
+/// What `namespace` uses of the amounts the state holds (objects, pods, their memory requests,
+/// key-value keys and bytes, topic backlog), read on `txn`; artifact bytes and fuel are the
+/// caller's to fill in.
+fn read_usage(txn: &redb::ReadTransaction, namespace: &str) -> Result<skiff_api::QuotaAmounts, StateError> {
+    let mut used = skiff_api::QuotaAmounts::default();
+    let (mut objects, mut pods, mut memory) = (0u64, 0u64, 0u64);
+    if let Ok(t) = txn.open_table(crate::tables::OBJECTS) {
+        for kind in Kind::ALL
+            .into_iter()
+            .filter(|k| k.namespaced() && !crate::quota::UNCOUNTED.contains(k))
+        {
+            let prefix = format!("{}/{namespace}/", kind.as_str());
+            let end = format!("{prefix}\u{10FFFF}");
+            for item in t
+                .range(prefix.as_str()..end.as_str())
+                .map_err(StateError::storage)?
+            {
+                let (_, v) = item.map_err(StateError::storage)?;
+                objects += 1;
+                if kind == Kind::Pod
+                    && let Object::Pod(p) = crate::reader::decode(v.value())?
+                    && !matches!(
+                        p.status.phase,
+                        skiff_api::PodPhase::Succeeded | skiff_api::PodPhase::Failed
+                    )
+                {
+                    pods += 1;
+                    memory = memory.saturating_add(p.spec.memory_request());
+                }
+            }
+        }
+    }
+    used.objects = Some(objects);
+    used.pods = Some(pods);
+    used.requests_memory = Some(skiff_api::ByteSize(memory));
+    let stores = crate::keyvalue::read_stores(txn, Some(namespace))?;
+    used.keyvalue_keys = Some(stores.iter().map(|s| s.keys).sum());
+    used.keyvalue_bytes = Some(skiff_api::ByteSize(stores.iter().map(|s| s.bytes).sum()));
+    let topics = crate::topics::read_topics(txn, Some(namespace))?;
+    used.topics_backlog = Some(topics.iter().map(|t| t.backlog).sum());
+    Ok(used)
 }
 
 /// Checks that `data` is a state export (as made by [`Reader::export`]) and returns its revision.

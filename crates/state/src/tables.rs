@@ -32,3 +32,10 @@ pub(crate) const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str), ()> =
 pub(crate) const KV_VALUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("state_kv_values");
 /// `namespace/store` → the store's counters JSON.
 pub(crate) const KV_STORES: TableDefinition<&str, &[u8]> = TableDefinition::new("state_kv_stores");
+
+/// Decodes an object as stored in [`OBJECTS`].
+pub(crate) fn decode(bytes: &[u8]) -> Result<skiff_api::Object, crate::error::StateError> {
+    serde_json::from_slice(bytes).map_err(|e| crate::error::StateError::Storage {
+        message: format!("corrupt object: {e}"),
+    })
+}

@@ -68,7 +68,10 @@ fn a_namespace_holds_what_its_quota_allows_and_the_refusal_names_the_quota() {
     let events = s.cli_ok(&["get", "events", "-n", "team"]);
     assert!(events.contains("for pods: 2 used of 2"), "{events}");
     let q = s.cli_ok(&["get", "quota", "-n", "team"]);
-    assert!(q.contains("pods: 2/2") && q.contains("requests.memory: 64Mi/96Mi"), "{q}");
+    assert!(
+        q.contains("pods: 2/2") && q.contains("requests.memory: 64Mi/96Mi"),
+        "{q}"
+    );
 
     // A pod written directly: 403 QuotaExceeded naming the quota and the amount.
     let pod = dir.join("pod.yaml");
@@ -98,7 +101,11 @@ fn a_namespace_holds_what_its_quota_allows_and_the_refusal_names_the_quota() {
         .expect("post");
     let status = r.status().as_u16();
     let body: serde_json::Value = r.json().expect("a JSON error body");
-    assert_eq!((status, body["code"].as_str()), (403, Some("QuotaExceeded")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("QuotaExceeded")),
+        "{body}"
+    );
 
     // Key-value bytes.
     s.cli_ok(&["kv", "set", "-n", "team", "cfg", "a", "0123456789"]);
@@ -110,7 +117,9 @@ fn a_namespace_holds_what_its_quota_allows_and_the_refusal_names_the_quota() {
     // Scaling down frees room; the namespace's usage follows.
     std::fs::write(&app_path, app(1)).expect("write");
     s.cli_ok(&["apply", "-n", "team", "-f", app_path.to_str().expect("utf-8")]);
-    s.wait_until("one pod is left", Duration::from_secs(60), || running_pods(&s) == 1);
+    s.wait_until("one pod is left", Duration::from_secs(60), || {
+        running_pods(&s) == 1
+    });
     s.cli_ok(&["apply", "-f", pod.to_str().expect("utf-8")]);
     s.wait_until("the quota shows the new usage", Duration::from_secs(30), || {
         s.cli_ok(&["get", "quota", "-n", "team"]).contains("pods: 2/2")
