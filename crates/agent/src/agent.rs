@@ -129,6 +129,8 @@ pub struct Agent {
     plane: DataPlane,
     /// Stops the runtime plugins' supervisors (and so the plugins) when the agent stops.
     plugins_stop: Arc<watch::Sender<bool>>,
+    /// The namespaces' fuel budgets on this node.
+    budgets: Arc<crate::budgets::FuelBudgets>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -180,8 +182,11 @@ impl Agent {
             skiff_pki::https::https_client_config_slot(&cert_slot, Peer::Control).map_err(tls_err)?;
         let data_plane_tls = skiff_pki::https::data_plane_server_config_slot(&cert_slot).map_err(tls_err)?;
         let client = Client::with_tls(&config.server, "", client_tls)?;
+        // Fuel is always metered: it is what per-request `resources.fuel` limits and what
+        // namespaces' `fuel.perMinute` budgets count.
         let runtime = WasmRuntime::new(RuntimeConfig {
             cache_dir: config.data_dir.join("compiled"),
+            fuel: true,
             ..RuntimeConfig::default()
         })?;
         tracing::info!(node = %config.node_name, allocator = ?runtime.allocator(), "wasm runtime ready");
@@ -207,6 +212,7 @@ impl Agent {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let containers = Arc::new(Containers::new(plugins, config.container_ports.clone()));
+        let budgets = crate::budgets::FuelBudgets::start(client.clone());
         let pods = Arc::new(PodTable::new(config.node_name.clone(), containers.clone()));
         let artifacts = Arc::new(ArtifactCache::new(
             artifacts.clone(),
@@ -222,6 +228,7 @@ impl Agent {
                 config.node_name.clone(),
                 artifacts.clone(),
                 containers,
+                budgets.clone(),
             )),
             reporter: Reporter::new(client.clone(), config.node_name.clone()),
             backoff: config.restart_backoff,
@@ -250,6 +257,7 @@ impl Agent {
             data_plane_tls,
             cert_slot,
             plugins_stop: Arc::new(plugins_stop),
+            budgets,
         };
         match agent.register().await {
             Ok(()) => {}
@@ -366,6 +374,7 @@ impl Agent {
                 ..Default::default()
             },
         );
+        tokio::spawn(self.budgets.clone().run(self.client.clone(), shutdown.clone()));
         let server = tokio::spawn(dataplane::serve(
             listener,
             self.data_plane(),

@@ -196,6 +196,22 @@ impl FunctionServer {
                     t.as_millis()
                 ),
             ),
+            Ok(Err(CallFailure::Throttled(t))) => {
+                let mut r = failed(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "throttled",
+                    format!(
+                        "{name}: the namespace used its fuel budget of {} per minute on this node; event {id} is offered again later",
+                        t.per_minute
+                    ),
+                );
+                // Offered again without counting as an attempt, like a function at its scale.
+                r.headers_mut()
+                    .insert(skiff_api::OVERLOADED_HEADER, HeaderValue::from_static("fuel"));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(t.retry_after.as_secs()));
+                r
+            }
             Err(e) => failed(StatusCode::INTERNAL_SERVER_ERROR, "trap", format!("{name}: {e}")),
         }
     }

@@ -123,6 +123,7 @@
 
 mod agent;
 mod artifacts;
+mod budgets;
 mod containers;
 mod dataplane;
 mod disconnect;

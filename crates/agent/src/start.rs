@@ -31,6 +31,8 @@ pub(crate) struct Starter {
     containers: Arc<Containers>,
     /// Digests of the components the runtime loaded (advertised as cached on the node).
     loaded: Mutex<BTreeSet<String>>,
+    /// The namespaces' fuel budgets on this node.
+    budgets: Arc<crate::budgets::FuelBudgets>,
 }
 
 fn invalid(message: String) -> StartFailure {
@@ -78,6 +80,7 @@ impl Starter {
         node: String,
         artifacts: Arc<ArtifactCache>,
         containers: Arc<Containers>,
+        budgets: Arc<crate::budgets::FuelBudgets>,
     ) -> Self {
         Starter {
             runtime,
@@ -86,6 +89,7 @@ impl Starter {
             artifacts,
             containers,
             loaded: Mutex::new(BTreeSet::new()),
+            budgets,
         }
     }
 
@@ -291,6 +295,7 @@ impl Starter {
                 opts.timeout = c.resources.timeout_or_default();
                 opts.logs = logs.clone();
                 opts.key_value = crate::keyvalue::grant(&self.client, pod, c);
+                opts.fuel_meter = Some(self.budgets.meter(pod.metadata.namespace_or_default()));
                 if !self.runtime.is_function(&component) {
                     return Err(StartFailure::new(
                         FailureKind::WorldMismatch,
@@ -318,6 +323,7 @@ impl Starter {
             opts.instance_reuse = wasm.instance_reuse;
             opts.logs = logs.clone();
             opts.key_value = crate::keyvalue::grant(&self.client, pod, c);
+            opts.fuel_meter = Some(self.budgets.meter(pod.metadata.namespace_or_default()));
             let h = self
                 .runtime
                 .handler(component, opts)

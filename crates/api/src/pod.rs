@@ -365,6 +365,14 @@ pub struct PodStatus {
     /// Exit code of a `world: command` component that ran to its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Requests answered 429 because the namespace had used its fuel budget on the pod's node
+    /// (a ResourceQuota's `fuel.perMinute`), counted by the node since the pod started.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub throttled_requests: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What the scheduler decided for a pod, with a reason for every node it rejected.

@@ -348,6 +348,7 @@ fn pod_events(plane: &ControlPlane, ns: Option<&str>, name: &str, new: &skiff_ap
         skiff_controllers::UNHEALTHY,
         skiff_controllers::FAILED,
         skiff_controllers::COMPLETED,
+        skiff_controllers::FUEL_THROTTLED,
     ]
     .into_iter()
     .filter_map(|reason| {

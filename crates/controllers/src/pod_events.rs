@@ -25,6 +25,9 @@ pub const RESTARTED: &str = "Restarted";
 pub const FAILED: &str = "Failed";
 /// Event reason: the pod ran to completion.
 pub const COMPLETED: &str = "Completed";
+/// Event reason: requests of the pod were answered 429 because its namespace used its fuel
+/// budget on the pod's node.
+pub const FUEL_THROTTLED: &str = "FuelThrottled";
 
 /// The events that the change from `old`'s status to `new` deserves (`existing` holds the events
 /// already recorded about the pod, for their counts).
@@ -105,6 +108,17 @@ pub fn pod_status_events(
                 "{}: {}",
                 new.reason.as_deref().unwrap_or("Failed"),
                 new.message.as_deref().unwrap_or("")
+            ),
+        );
+    }
+    if new.throttled_requests > was.throttled_requests {
+        record(
+            EventSeverity::Warning,
+            FUEL_THROTTLED,
+            format!(
+                "{} requests answered 429 on node {node}: the namespace used its fuel budget (fuel.perMinute of its ResourceQuota); {} in all",
+                new.throttled_requests - was.throttled_requests,
+                new.throttled_requests
             ),
         );
     }

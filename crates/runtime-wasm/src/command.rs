@@ -2,9 +2,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::Store;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
+use crate::arm::{Armor, arm};
 use crate::error::Error;
 use crate::logs::LogBuffer;
 use crate::runtime::{LoadedComponent, WasmRuntime};
@@ -93,12 +94,17 @@ impl WasmRuntime {
         state.key_value = opts.key_value.clone();
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        let deadline = opts.timeout.map(|t| Instant::now() + t);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| match deadline {
-            Some(d) if Instant::now() >= d => Ok(UpdateDeadline::Interrupt),
-            _ => Ok(UpdateDeadline::Yield(1)),
-        });
+        arm(
+            &mut store,
+            Armor {
+                deadline: opts.timeout.map(|t| Instant::now() + t),
+                fuel: self.meters_fuel().then_some(u64::MAX),
+                meter: None,
+            },
+        )
+        .map_err(|e| Error::Engine {
+            reason: crate::error::chain(&e),
+        })?;
         let run = async {
             let command = pre.instantiate_async(&mut store).await?;
             command.wasi_cli_run().call_run(&mut store).await

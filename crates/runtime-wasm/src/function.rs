@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::Store;
 
+use crate::arm::{Armor, BudgetStop, arm, settle};
 use crate::error::Error;
+use crate::fuel::{FuelMeter, Throttled};
 use crate::logs::LogBuffer;
 use crate::runtime::{LoadedComponent, WasmRuntime};
 use crate::state::HostState;
@@ -39,6 +41,8 @@ pub struct FunctionOptions {
     /// Key-value stores the guest may open through `wasi:keyvalue` (none: every `open` is
     /// denied).
     pub key_value: Option<crate::KeyValueGrant>,
+    /// The fuel budget the call is admitted by and charged to.
+    pub fuel_meter: Option<Arc<FuelMeter>>,
 }
 
 impl FunctionOptions {
@@ -52,6 +56,7 @@ impl FunctionOptions {
             timeout: Duration::from_secs(30),
             logs: Arc::new(LogBuffer::new(1024 * 1024)),
             key_value: None,
+            fuel_meter: None,
         }
     }
 }
@@ -63,6 +68,8 @@ pub enum CallFailure {
     Trap(String),
     /// It ran past its time limit.
     Timeout(Duration),
+    /// Its namespace's fuel budget is empty (before or while it ran).
+    Throttled(Throttled),
 }
 
 impl WasmRuntime {
@@ -96,24 +103,45 @@ impl WasmRuntime {
             Arc::from(Vec::new()),
         );
         state.key_value = opts.key_value.clone();
+        if let Some(meter) = &opts.fuel_meter
+            && let Err(t) = meter.admit(&opts.name)
+        {
+            return Ok(Err(CallFailure::Throttled(t)));
+        }
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         let deadline = Instant::now() + opts.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        let stop = Arc::new(BudgetStop::default());
+        arm(
+            &mut store,
+            Armor {
+                deadline: Some(deadline),
+                fuel: self.meters_fuel().then_some(u64::MAX),
+                meter: opts.fuel_meter.clone().map(|m| (m, stop.clone())),
+            },
+        )
+        .map_err(|e| Error::Engine {
+            reason: crate::error::chain(&e),
+        })?;
         let call = async {
             let f = pre.instantiate_async(&mut store).await?;
-            f.skiff_function_handler().call_handle(&mut store, event).await
+            let answer = f.skiff_function_handler().call_handle(&mut store, event).await;
+            settle(&mut store);
+            answer
         };
         Ok(match tokio::time::timeout(opts.timeout, call).await {
             Err(_) => Err(CallFailure::Timeout(opts.timeout)),
             Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) if stop.stopped(&e) => {
+                let meter = opts.fuel_meter.as_ref();
+                if let Some(m) = meter {
+                    m.count_throttled(&opts.name);
+                }
+                Err(CallFailure::Throttled(Throttled {
+                    retry_after: Duration::from_secs(1),
+                    per_minute: meter.and_then(|m| m.budget()).unwrap_or(0),
+                }))
+            }
             Ok(Err(e)) if Instant::now() >= deadline => {
                 drop(e);
                 Err(CallFailure::Timeout(opts.timeout))

@@ -18,14 +18,16 @@ use bytes::Bytes;
 use http::StatusCode;
 use tokio::sync::oneshot;
 use wasmtime::component::Resource;
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
+use crate::arm::{Armor, BudgetStop, arm, settle};
 use crate::body::{self, ResponseBody};
+use crate::fuel::{FuelMeter, Throttled};
 use crate::logs::LogBuffer;
 use crate::state::HostState;
 
@@ -63,6 +65,9 @@ pub struct HandlerOptions {
     /// Key-value stores the guest may open through `wasi:keyvalue` (none: every `open` is
     /// denied).
     pub key_value: Option<crate::KeyValueGrant>,
+    /// The fuel budget requests are admitted by and charged to (share one per namespace).
+    /// Needs [`crate::RuntimeConfig::fuel`].
+    pub fuel_meter: Option<Arc<FuelMeter>>,
 }
 
 impl HandlerOptions {
@@ -81,6 +86,7 @@ impl HandlerOptions {
             allowed_outbound_hosts: Vec::new(),
             logs: Arc::new(LogBuffer::new(1024 * 1024)),
             key_value: None,
+            fuel_meter: None,
         }
     }
 }
@@ -116,6 +122,7 @@ pub(crate) struct HandlerInner {
     pub(crate) max_body_bytes: usize,
     pub(crate) allowed_hosts: Arc<[String]>,
     pub(crate) key_value: Option<crate::KeyValueGrant>,
+    pub(crate) fuel_meter: Option<Arc<FuelMeter>>,
     pub(crate) logs: Arc<LogBuffer>,
     /// `Some` in reuse mode: idle instances.
     pub(crate) idle: Option<Mutex<Vec<GuestInstance>>>,
@@ -159,6 +166,7 @@ impl HttpHandler {
     /// | guest returned without a response, or set an error code | 500 |
     /// | deadline passed before the guest answered | 504 |
     /// | no instance slot free in the pool | 503 |
+    /// | the fuel budget is empty (before or while it runs) | 429, `retry-after` |
     ///
     /// Only this request fails; the handler keeps serving. A request body that
     /// exceeds the limit while streaming is cut, the guest sees a body error and the
@@ -175,6 +183,11 @@ impl HttpHandler {
         let inner = &self.inner;
         if body::announced_length(&req) > inner.max_body_bytes as u64 {
             return inner.too_large();
+        }
+        if let Some(meter) = &inner.fuel_meter
+            && let Err(t) = meter.admit(&inner.name)
+        {
+            return Failure::Throttled(t).response(&inner.name);
         }
         let (req, too_large) = body::prepare_request(req, inner.max_body_bytes);
         let (tx, rx) = oneshot::channel();
@@ -269,6 +282,8 @@ enum Failure {
     Memory(wasmtime::Error),
     /// Fuel ran out.
     Fuel,
+    /// The fuel budget is empty.
+    Throttled(Throttled),
     /// The pool has no free slot.
     PoolExhausted(wasmtime::Error),
     /// Any other trap or host error.
@@ -305,6 +320,21 @@ impl Failure {
                 "exceeded its memory limit".to_string(),
             ),
             Failure::Fuel => (StatusCode::INTERNAL_SERVER_ERROR, "ran out of fuel".to_string()),
+            Failure::Throttled(t) => {
+                let mut r = body::error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &format!(
+                        "{name}: the namespace used its fuel budget of {} per minute on this node; retry in {}s",
+                        t.per_minute,
+                        t.retry_after.as_secs()
+                    ),
+                );
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, t.retry_after.as_secs().into());
+                r.headers_mut()
+                    .insert("x-skiff-throttled", http::HeaderValue::from_static("fuel"));
+                return r;
+            }
             Failure::PoolExhausted(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no instance slot free; retry later".to_string(),
@@ -320,6 +350,9 @@ impl Failure {
                 tracing::warn!(handler = %name, timeout = ?timeout, "wasm request exceeded its deadline")
             }
             Failure::Fuel => tracing::warn!(handler = %name, "wasm request ran out of fuel"),
+            Failure::Throttled(t) => {
+                tracing::info!(handler = %name, per_minute = t.per_minute, "wasm request stopped: fuel budget used")
+            }
             Failure::Memory(e) => {
                 tracing::warn!(handler = %name, error = %crate::error::chain(e), "wasm request exceeded its memory limit")
             }
@@ -375,21 +408,34 @@ impl HandlerInner {
         (store, memory_refused)
     }
 
-    /// Arms the store for one request: a wall-clock deadline enforced on the epoch
-    /// (yielding to other tasks every tick meanwhile) and a fresh fuel budget.
-    fn arm(&self, store: &mut Store<HostState>, deadline: Instant) -> wasmtime::Result<()> {
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        if let Some(fuel) = self.fuel {
-            store.set_fuel(fuel)?;
+    /// Arms the store for one request: its deadline, its fuel, and the budget the burn is
+    /// charged to (`exhausted` is set when the budget runs out meanwhile).
+    fn arm(
+        &self,
+        store: &mut Store<HostState>,
+        deadline: Instant,
+        stop: &Arc<BudgetStop>,
+    ) -> wasmtime::Result<()> {
+        arm(
+            store,
+            Armor {
+                deadline: Some(deadline),
+                fuel: self.fuel,
+                meter: self.fuel_meter.clone().map(|m| (m, stop.clone())),
+            },
+        )
+    }
+
+    /// Why the budget stopped a request, for the answer.
+    fn throttled(&self) -> Failure {
+        let per_minute = self.fuel_meter.as_ref().and_then(|m| m.budget()).unwrap_or(0);
+        if let Some(m) = &self.fuel_meter {
+            m.count_throttled(&self.name);
         }
-        Ok(())
+        Failure::Throttled(Throttled {
+            retry_after: Duration::from_secs(1),
+            per_minute,
+        })
     }
 }
 
@@ -405,9 +451,10 @@ async fn serve(
     // The epoch interrupt stops a guest that computes past the deadline; this timer
     // also stops one that is blocked in the host (sleeping, waiting on a stream).
     let refused = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(BudgetStop::default());
     let attempt = tokio::time::timeout(
         inner.timeout,
-        call(&inner, pooled, req, tx, deadline, refused.clone()),
+        call(&inner, pooled, req, tx, deadline, refused.clone(), &stop),
     )
     .await;
     let result = match attempt {
@@ -415,6 +462,7 @@ async fn serve(
             inner.put_idle(instance);
             Ok(())
         }
+        Ok(Err(error)) if stop.stopped(&error) => Err(inner.throttled()),
         Ok(Err(error)) => Err(Failure::classify(
             error,
             inner.timeout,
@@ -435,16 +483,17 @@ async fn call(
     tx: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>,
     deadline: Instant,
     refused: Arc<AtomicBool>,
+    stop: &Arc<BudgetStop>,
 ) -> wasmtime::Result<GuestInstance> {
     let mut instance = match pooled {
         Some(mut instance) => {
             instance.memory_refused.store(false, Ordering::Relaxed);
-            inner.arm(&mut instance.store, deadline)?;
+            inner.arm(&mut instance.store, deadline, stop)?;
             instance
         }
         None => {
             let (mut store, memory_refused) = inner.new_store();
-            inner.arm(&mut store, deadline)?;
+            inner.arm(&mut store, deadline, stop)?;
             inner.instances_created.fetch_add(1, Ordering::Relaxed);
             let instantiated = inner.pre.instantiate_async(&mut store).await;
             let proxy = instantiated.inspect_err(|_| {
@@ -464,6 +513,7 @@ async fn call(
         .call_handle(&mut instance.store, request, outparam)
         .await;
     refused.store(instance.memory_refused.load(Ordering::Relaxed), Ordering::Relaxed);
+    settle(&mut instance.store);
     called?;
     Ok(instance)
 }

@@ -108,11 +108,13 @@
 //!   with [`LogBuffer::subscribe`].
 #![deny(missing_docs)]
 
+mod arm;
 mod body;
 mod cache;
 mod command;
 mod engine;
 mod error;
+mod fuel;
 mod function;
 mod handler;
 mod keyvalue;
@@ -124,6 +126,7 @@ pub use body::{BodyError, ResponseBody};
 pub use command::{CommandExit, CommandOptions};
 pub use engine::{AllocatorKind, RuntimeConfig};
 pub use error::Error;
+pub use fuel::{FuelMeter, Throttled};
 pub use function::{CallFailure, Event, FunctionError, FunctionOptions, Payload};
 pub use handler::{HandlerOptions, HttpHandler};
 pub use keyvalue::{KeyValueBackend, KeyValueGrant, KvFuture};

@@ -246,6 +246,11 @@ impl WasmRuntime {
         self.lock_loaded().remove(digest).is_some()
     }
 
+    /// Whether this runtime's engine meters fuel ([`RuntimeConfig::fuel`]).
+    pub fn meters_fuel(&self) -> bool {
+        self.inner.config.fuel
+    }
+
     /// Prepares an HTTP handler for `component` with per-handler limits.
     ///
     /// # Errors
@@ -277,7 +282,7 @@ impl WasmRuntime {
         if opts.timeout.is_zero() {
             return Err(invalid("timeout must be greater than zero".to_string()));
         }
-        if opts.fuel.is_some() && !config.fuel {
+        if (opts.fuel.is_some() || opts.fuel_meter.is_some()) && !config.fuel {
             return Err(invalid(
                 "fuel was requested but this runtime does not meter fuel; enable RuntimeConfig::fuel"
                     .to_string(),
@@ -297,6 +302,7 @@ impl WasmRuntime {
             max_body_bytes: config.max_body_bytes,
             allowed_hosts: opts.allowed_outbound_hosts.into(),
             key_value: opts.key_value,
+            fuel_meter: opts.fuel_meter,
             logs: opts.logs,
             idle: opts.instance_reuse.then(|| Mutex::new(Vec::new())),
             max_idle: opts.max_idle_instances,

@@ -26,6 +26,8 @@ pub(crate) struct HostState {
     pub(crate) limits: GuestLimits,
     /// The key-value stores the guest may open.
     pub(crate) key_value: Option<crate::KeyValueGrant>,
+    /// The fuel budget this call's burn is charged to.
+    pub(crate) fuel: Option<crate::fuel::FuelTracker>,
 }
 
 impl HostState {
@@ -56,6 +58,7 @@ impl HostState {
             outbound: OutboundPolicy { allowed_hosts },
             limits: GuestLimits::new(memory_limit),
             key_value: None,
+            fuel: None,
         }
     }
 }

@@ -17,7 +17,13 @@ use super::request::RequestInfo;
 pub(crate) const AGENT_LABEL_PREFIX: &str = "skiff.dev/";
 
 /// What an agent reads beyond its own pods and their configuration.
-const AGENT_READS: [&str; 4] = ["services", "endpoints", "httproutes", "revocations"];
+const AGENT_READS: [&str; 5] = [
+    "services",
+    "endpoints",
+    "httproutes",
+    "revocations",
+    "resourcequotas",
+];
 const GATEWAY_READS: [&str; 4] = ["services", "endpoints", "httproutes", "functions"];
 
 /// Whether an agent's request is allowed, or allowed once its body is checked.

@@ -93,6 +93,18 @@ pub(crate) async fn get(handler: &HttpHandler, path: &str) -> (StatusCode, Strin
     send(handler, http::Method::GET, path, Bytes::new()).await
 }
 
+/// Sends `GET path` and returns the response as the handler answered it (head only read).
+pub(crate) async fn request(
+    handler: &HttpHandler,
+    path: &str,
+) -> http::Response<skiff_runtime_wasm::ResponseBody> {
+    let request = http::Request::builder()
+        .uri(format!("http://test.local{path}"))
+        .body(Full::new(Bytes::new()))
+        .expect("build request");
+    handler.handle(request).await
+}
+
 /// Sends a request and returns the status and the whole body (within 30 s).
 pub(crate) async fn send(
     handler: &HttpHandler,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use skiff_runtime_wasm::{Error, HandlerOptions, RuntimeConfig, WasmRuntime};
+use skiff_runtime_wasm::{Error, FuelMeter, HandlerOptions, RuntimeConfig, WasmRuntime};
 
 use crate::guests::{self, get};
 
@@ -27,6 +27,58 @@ async fn fuel_stops_a_spinning_guest_with_500() {
     for _ in 0..3 {
         assert_eq!(get(&handler, "/").await.0, StatusCode::OK);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fuel_budget_meters_every_request_and_throttles_with_429() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(RuntimeConfig {
+        fuel: true,
+        ..guests::config(&cache)
+    })
+    .unwrap();
+    let component = runtime.load(guests::hostile()).await.unwrap();
+    // Without a budget the meter counts what each request burns.
+    let counting = FuelMeter::new(None);
+    let mut opts = HandlerOptions::new("default/p/guest");
+    opts.fuel_meter = Some(counting.clone());
+    let handler = runtime.handler(component.clone(), opts).unwrap();
+    assert_eq!(get(&handler, "/").await.0, StatusCode::OK);
+    // The burn is charged when the guest's call returns, which may be just after its answer.
+    let one = settled(&counting, |c| c > 0).await;
+    assert_eq!(get(&handler, "/").await.0, StatusCode::OK);
+    settled(&counting, |c| c == 2 * one).await;
+
+    // A budget of a few requests a minute: then 429 with retry-after, counted per handler.
+    let meter = FuelMeter::new(Some(3 * one));
+    let mut opts = HandlerOptions::new("default/p/guest");
+    opts.fuel_meter = Some(meter.clone());
+    let handler = runtime.handler(component.clone(), opts).unwrap();
+    let mut served = 0;
+    let answer = loop {
+        let r = guests::request(&handler, "/").await;
+        if r.status() != StatusCode::OK {
+            break r;
+        }
+        served += 1;
+        assert!(served <= 4, "the budget holds about three requests");
+    };
+    assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(answer.headers()["x-skiff-throttled"], "fuel");
+    let retry: u64 = answer.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(meter.take_throttled().get("default/p/guest"), Some(&1));
+
+    // A guest that spins is stopped when the budget runs out mid-request: 429, not 500 or 504.
+    let spin_meter = FuelMeter::new(Some(200_000_000));
+    let mut opts = HandlerOptions::new("default/p/spin");
+    opts.fuel_meter = Some(spin_meter.clone());
+    opts.timeout = Duration::from_secs(60);
+    let handler = runtime.handler(component, opts).unwrap();
+    let (status, body) = get(&handler, "/loop").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body.contains("fuel budget of 200000000 per minute"), "{body}");
+    assert!(spin_meter.consumed() >= 200_000_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,4 +152,18 @@ async fn full_pool_is_503_for_the_extra_request_only() {
         assert_eq!(sleeper.await.unwrap(), StatusCode::OK);
     }
     assert_eq!(get(&handler, "/").await.0, StatusCode::OK);
+}
+
+/// The meter's count once `want` holds of it (within 10 s).
+async fn settled(meter: &FuelMeter, want: impl Fn(u64) -> bool) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !want(meter.consumed()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "consumed {}",
+            meter.consumed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    meter.consumed()
 }
