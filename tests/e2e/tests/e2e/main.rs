@@ -9,6 +9,7 @@ mod containers;
 mod daemonset;
 mod disk;
 mod edge;
+mod fuel;
 mod functions;
 mod ha;
 mod harness;
