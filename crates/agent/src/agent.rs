@@ -53,7 +53,15 @@ pub struct AgentConfig {
     pub runtime_plugins: Vec<crate::RuntimePluginConfig>,
     /// Ports handed to containers (`PORT`); default 30000-32767.
     pub container_ports: std::ops::RangeInclusive<u16>,
+    /// Wasm instances the runtime keeps slots for (its pooling allocator's size); default 1000.
+    pub instance_pool: u32,
 }
+
+/// Default most linear memory of one wasm instance (`capacity.instanceMemory`).
+pub const DEFAULT_INSTANCE_MEMORY: u64 = 256 << 20;
+/// Most linear memory one wasm instance may be given on any node: what a 32-bit wasm memory can
+/// address, and the largest `resources.memory` that validates.
+pub const MAX_INSTANCE_MEMORY: u64 = 4 << 30;
 
 impl AgentConfig {
     /// Defaults: 1 GiB, 110 pods and the machine's CPU count of capacity, heartbeat every 2 s (a node is NotReady after 10 s
@@ -70,6 +78,7 @@ impl AgentConfig {
                 cpu: skiff_api::Millicores(
                     std::thread::available_parallelism().map_or(1, |n| n.get() as u64) * 1000,
                 ),
+                instance_memory: skiff_api::ByteSize(DEFAULT_INSTANCE_MEMORY),
             },
             labels: BTreeMap::new(),
             taints: Vec::new(),
@@ -77,6 +86,7 @@ impl AgentConfig {
             restart_backoff: crate::lifecycle::DEFAULT_BACKOFF,
             runtime_plugins: Vec::new(),
             container_ports: crate::containers::DEFAULT_PORTS,
+            instance_pool: 1000,
         }
     }
 }
@@ -184,9 +194,14 @@ impl Agent {
         let client = Client::with_tls(&config.server, "", client_tls)?;
         // Fuel is always metered: it is what per-request `resources.fuel` limits and what
         // namespaces' `fuel.perMinute` budgets count.
+        // Instances are accounted one by one against the node's memory capacity: many small
+        // instances fit where one pod's request would suggest fewer.
         let runtime = WasmRuntime::new(RuntimeConfig {
             cache_dir: config.data_dir.join("compiled"),
             fuel: true,
+            max_memory_per_instance: config.capacity.instance_memory.0.clamp(1, MAX_INSTANCE_MEMORY),
+            max_instances: config.instance_pool.max(1),
+            instance_memory: Some(config.capacity.memory.0),
             ..RuntimeConfig::default()
         })?;
         tracing::info!(node = %config.node_name, allocator = ?runtime.allocator(), "wasm runtime ready");
@@ -449,6 +464,7 @@ mod tests {
             memory: ByteSize(64 << 30),
             pods: 110,
             cpu: Millicores(16_000),
+            ..Default::default()
         };
         let reported = reported_capacity(&configured, Some(8 << 30), 2_000);
         assert_eq!(reported.memory, ByteSize(8 << 30));
@@ -458,6 +474,7 @@ mod tests {
             memory: ByteSize(768 << 20),
             pods: 40,
             cpu: Millicores(1_500),
+            ..Default::default()
         };
         assert_eq!(
             reported_capacity(&modest, Some(8 << 30), 2_000),

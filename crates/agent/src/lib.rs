@@ -143,7 +143,7 @@ mod store;
 mod sync;
 mod util;
 
-pub use agent::{Agent, AgentConfig};
+pub use agent::{Agent, AgentConfig, DEFAULT_INSTANCE_MEMORY, MAX_INSTANCE_MEMORY};
 pub use dataplane::DataPlane;
 pub use error::AgentError;
 pub use plugins::RuntimePluginConfig;

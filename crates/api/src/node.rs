@@ -94,6 +94,14 @@ pub struct NodeCapacity {
     /// CPU the node offers to pods' requests; 0 (not reported) places no CPU limit.
     #[serde(default, skip_serializing_if = "is_zero_cpu")]
     pub cpu: crate::Millicores,
+    /// The most linear memory one wasm instance may have on the node; a pod with a component
+    /// asking more is not placed there. 0 (not reported) places no such limit.
+    #[serde(default, skip_serializing_if = "is_zero_bytes")]
+    pub instance_memory: ByteSize,
+}
+
+fn is_zero_bytes(b: &ByteSize) -> bool {
+    b.0 == 0
 }
 
 fn is_zero_cpu(c: &crate::Millicores) -> bool {

@@ -61,6 +61,24 @@ pub(crate) struct RuntimeFlags {
     /// row, at most 5m).
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     restart_backoff: skiff_api::DurationValue,
+    /// The most linear memory one wasm instance may have (at most 4Gi); pods with a component
+    /// asking more are placed on other nodes.
+    #[arg(long, value_name = "SIZE", default_value = "256Mi", value_parser = parse_instance_memory)]
+    max_instance_memory: skiff_api::ByteSize,
+    /// Wasm instances the node keeps slots for at once (the instance pool); each slot reserves
+    /// address space, not memory, until an instance uses it.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    instance_pool: u32,
+}
+
+fn parse_instance_memory(s: &str) -> Result<skiff_api::ByteSize, String> {
+    let b: skiff_api::ByteSize = s.parse().map_err(|e| format!("{e}"))?;
+    if b.0 == 0 || b.0 > skiff_agent::MAX_INSTANCE_MEMORY {
+        return Err(format!(
+            "{s:?}: give a size from 1Mi to 4Gi (what a 32-bit wasm memory can address)"
+        ));
+    }
+    Ok(b)
 }
 
 fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
@@ -379,6 +397,8 @@ async fn start_agent(
     if let Some(c) = setup.capacity {
         config.capacity = c;
     }
+    config.capacity.instance_memory = setup.runtime.max_instance_memory;
+    config.instance_pool = setup.runtime.instance_pool;
     config.runtime_plugins = setup.runtime.runtime_plugins;
     config.container_ports = setup.runtime.container_ports;
     config.restart_backoff = setup.runtime.restart_backoff.0;
@@ -619,6 +639,7 @@ pub(crate) async fn agent(conn: &Connection, args: AgentArgs) -> Result<()> {
                 cpu: args.cpu.unwrap_or(skiff_api::Millicores(
                     std::thread::available_parallelism().map_or(1, |n| n.get() as u64) * 1000,
                 )),
+                instance_memory: args.runtime.max_instance_memory,
             }),
             advertise: args.advertise,
             runtime: args.runtime,

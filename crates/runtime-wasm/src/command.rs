@@ -90,6 +90,7 @@ impl WasmRuntime {
             &opts.logs,
             usize::try_from(opts.memory_limit).unwrap_or(usize::MAX),
             Arc::from(Vec::new()),
+            self.node_memory_shared(),
         );
         state.key_value = opts.key_value.clone();
         let mut store = Store::new(pre.engine(), state);

@@ -28,6 +28,9 @@ pub struct RuntimeConfig {
     /// Whether guests are metered with fuel. Costs some speed; required for
     /// [`crate::HandlerOptions::fuel`].
     pub fuel: bool,
+    /// Bytes of linear memory all live instances may hold together (`None`: unbounded). A
+    /// growth past it is refused and that request answered 503.
+    pub instance_memory: Option<u64>,
 }
 
 impl Default for RuntimeConfig {
@@ -39,6 +42,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(10),
             max_body_bytes: 16 * 1024 * 1024,
             fuel: false,
+            instance_memory: None,
         }
     }
 }

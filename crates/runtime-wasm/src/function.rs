@@ -101,6 +101,7 @@ impl WasmRuntime {
             &opts.logs,
             usize::try_from(opts.memory_limit).unwrap_or(usize::MAX),
             Arc::from(Vec::new()),
+            self.node_memory_shared(),
         );
         state.key_value = opts.key_value.clone();
         if let Some(meter) = &opts.fuel_meter

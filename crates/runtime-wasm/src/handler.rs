@@ -10,7 +10,7 @@
 //!                                    traps / deadline / OOM: instance discarded
 //! ```
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use crate::arm::{Armor, BudgetStop, arm, settle};
 use crate::body::{self, ResponseBody};
 use crate::fuel::{FuelMeter, Throttled};
 use crate::logs::LogBuffer;
+use crate::memory::Refusal;
 use crate::state::HostState;
 
 /// How one component of one pod is served. Build with [`HandlerOptions::new`] and
@@ -123,6 +124,7 @@ pub(crate) struct HandlerInner {
     pub(crate) allowed_hosts: Arc<[String]>,
     pub(crate) key_value: Option<crate::KeyValueGrant>,
     pub(crate) fuel_meter: Option<Arc<FuelMeter>>,
+    pub(crate) node_memory: Option<Arc<crate::memory::NodeMemory>>,
     pub(crate) logs: Arc<LogBuffer>,
     /// `Some` in reuse mode: idle instances.
     pub(crate) idle: Option<Mutex<Vec<GuestInstance>>>,
@@ -270,7 +272,7 @@ fn guest_response(
 pub(crate) struct GuestInstance {
     store: Store<HostState>,
     proxy: Proxy,
-    memory_refused: Arc<AtomicBool>,
+    memory_refused: Arc<Refusal>,
 }
 
 /// Why a request failed inside the guest or while preparing it.
@@ -280,6 +282,8 @@ enum Failure {
     Deadline(Duration),
     /// A memory growth was refused and then the guest failed.
     Memory(wasmtime::Error),
+    /// A memory growth past the node's memory for instances was refused.
+    NodeMemory(wasmtime::Error),
     /// Fuel ran out.
     Fuel,
     /// The fuel budget is empty.
@@ -291,7 +295,7 @@ enum Failure {
 }
 
 impl Failure {
-    fn classify(error: wasmtime::Error, timeout: Duration, memory_refused: bool) -> Self {
+    fn classify(error: wasmtime::Error, timeout: Duration, memory_refused: u8) -> Self {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => return Failure::Deadline(timeout),
             Some(Trap::OutOfFuel) => return Failure::Fuel,
@@ -299,7 +303,9 @@ impl Failure {
         }
         if error.is::<wasmtime::PoolConcurrencyLimitError>() {
             Failure::PoolExhausted(error)
-        } else if memory_refused {
+        } else if memory_refused == crate::memory::NODE_LIMIT {
+            Failure::NodeMemory(error)
+        } else if memory_refused != crate::memory::NOT_REFUSED {
             Failure::Memory(error)
         } else {
             Failure::Trap(error)
@@ -318,6 +324,10 @@ impl Failure {
             Failure::Memory(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "exceeded its memory limit".to_string(),
+            ),
+            Failure::NodeMemory(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not get memory: the node's memory for instances is in use; retry later".to_string(),
             ),
             Failure::Fuel => (StatusCode::INTERNAL_SERVER_ERROR, "ran out of fuel".to_string()),
             Failure::Throttled(t) => {
@@ -359,6 +369,9 @@ impl Failure {
             Failure::PoolExhausted(e) => {
                 tracing::warn!(handler = %name, error = %crate::error::chain(e), "no wasm instance slot free")
             }
+            Failure::NodeMemory(e) => {
+                tracing::warn!(handler = %name, error = %crate::error::chain(e), "the node's memory for wasm instances is in use")
+            }
             Failure::Trap(e) => {
                 tracing::warn!(handler = %name, error = %crate::error::chain(e), "wasm request trapped")
             }
@@ -392,7 +405,7 @@ impl HandlerInner {
     }
 
     /// A new store with this handler's environment, output and limits.
-    fn new_store(&self) -> (Store<HostState>, Arc<AtomicBool>) {
+    fn new_store(&self) -> (Store<HostState>, Arc<Refusal>) {
         let mut state = HostState::new(
             &self.env,
             &[],
@@ -400,6 +413,7 @@ impl HandlerInner {
             &self.logs,
             self.memory_limit,
             self.allowed_hosts.clone(),
+            self.node_memory.clone(),
         );
         state.key_value = self.key_value.clone();
         let memory_refused = state.limits.memory_refused();
@@ -450,7 +464,7 @@ async fn serve(
     let deadline = Instant::now() + inner.timeout;
     // The epoch interrupt stops a guest that computes past the deadline; this timer
     // also stops one that is blocked in the host (sleeping, waiting on a stream).
-    let refused = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(Refusal::new(crate::memory::NOT_REFUSED));
     let stop = Arc::new(BudgetStop::default());
     let attempt = tokio::time::timeout(
         inner.timeout,
@@ -482,12 +496,14 @@ async fn call(
     req: http::Request<body::RequestBody>,
     tx: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>,
     deadline: Instant,
-    refused: Arc<AtomicBool>,
+    refused: Arc<Refusal>,
     stop: &Arc<BudgetStop>,
 ) -> wasmtime::Result<GuestInstance> {
     let mut instance = match pooled {
         Some(mut instance) => {
-            instance.memory_refused.store(false, Ordering::Relaxed);
+            instance
+                .memory_refused
+                .store(crate::memory::NOT_REFUSED, Ordering::Relaxed);
             inner.arm(&mut instance.store, deadline, stop)?;
             instance
         }

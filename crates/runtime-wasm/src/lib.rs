@@ -119,6 +119,7 @@ mod function;
 mod handler;
 mod keyvalue;
 mod logs;
+mod memory;
 mod runtime;
 mod state;
 
@@ -131,4 +132,5 @@ pub use function::{CallFailure, Event, FunctionError, FunctionOptions, Payload};
 pub use handler::{HandlerOptions, HttpHandler};
 pub use keyvalue::{KeyValueBackend, KeyValueGrant, KvFuture};
 pub use logs::{LogBuffer, LogLine, MAX_LINE_BYTES, MAX_LOG_LINES, Stream};
+pub use memory::NodeMemory;
 pub use runtime::{CacheStats, LoadedComponent, WasmRuntime};

@@ -42,6 +42,8 @@ struct Inner {
     compiled: AtomicU64,
     disk_hits: AtomicU64,
     memory_hits: AtomicU64,
+    /// The memory all instances may hold together ([`RuntimeConfig::instance_memory`]).
+    node_memory: Option<Arc<crate::memory::NodeMemory>>,
 }
 
 /// Counters of how [`WasmRuntime::load`] calls were satisfied.
@@ -140,13 +142,16 @@ impl WasmRuntime {
             inner: Arc::new(Inner {
                 engine,
                 allocator,
-                config,
                 linker,
                 disk,
                 loaded: Mutex::new(HashMap::new()),
                 compiled: AtomicU64::new(0),
                 disk_hits: AtomicU64::new(0),
                 memory_hits: AtomicU64::new(0),
+                node_memory: config
+                    .instance_memory
+                    .map(|b| Arc::new(crate::memory::NodeMemory::new(b))),
+                config,
             }),
         })
     }
@@ -246,6 +251,16 @@ impl WasmRuntime {
         self.lock_loaded().remove(digest).is_some()
     }
 
+    /// The node's memory for instances, when bounded: its budget and what live instances hold.
+    pub fn node_memory(&self) -> Option<&crate::memory::NodeMemory> {
+        self.inner.node_memory.as_deref()
+    }
+
+    /// [`node_memory`](Self::node_memory), shared, for the stores of this runtime.
+    pub(crate) fn node_memory_shared(&self) -> Option<Arc<crate::memory::NodeMemory>> {
+        self.inner.node_memory.clone()
+    }
+
     /// Whether this runtime's engine meters fuel ([`RuntimeConfig::fuel`]).
     pub fn meters_fuel(&self) -> bool {
         self.inner.config.fuel
@@ -303,6 +318,7 @@ impl WasmRuntime {
             allowed_hosts: opts.allowed_outbound_hosts.into(),
             key_value: opts.key_value,
             fuel_meter: opts.fuel_meter,
+            node_memory: self.inner.node_memory.clone(),
             logs: opts.logs,
             idle: opts.instance_reuse.then(|| Mutex::new(Vec::new())),
             max_idle: opts.max_idle_instances,

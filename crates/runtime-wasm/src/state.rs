@@ -2,7 +2,7 @@
 //! contexts, the resource table, the outbound-HTTP policy and the resource limits.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::logs::{GuestOutput, LogBuffer, Stream};
+use crate::memory::{INSTANCE_LIMIT, NODE_LIMIT, NOT_REFUSED, NodeMemory, Refusal};
 
 /// Core instances, tables and memories one store may create: generous for
 /// interpreter-based components, small enough to stop a runaway.
@@ -38,6 +39,7 @@ impl HostState {
         logs: &Arc<LogBuffer>,
         memory_limit: usize,
         allowed_hosts: Arc<[String]>,
+        node_memory: Option<Arc<NodeMemory>>,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.envs(env)
@@ -56,7 +58,7 @@ impl HostState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             outbound: OutboundPolicy { allowed_hosts },
-            limits: GuestLimits::new(memory_limit),
+            limits: GuestLimits::new(memory_limit, node_memory),
             key_value: None,
             fuel: None,
         }
@@ -131,15 +133,19 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutboundPolicy {
     }
 }
 
-/// [`StoreLimits`] plus a record of whether a memory growth was refused, so a
-/// failing request can be reported as "memory limit exceeded".
+/// [`StoreLimits`] plus the node's memory for instances ([`NodeMemory`]), and a record of
+/// which memory growth was refused, so a failing request can be reported as "memory limit
+/// exceeded" (500) or "node memory in use" (503).
 pub(crate) struct GuestLimits {
     inner: StoreLimits,
-    memory_refused: Arc<AtomicBool>,
+    memory_refused: Arc<Refusal>,
+    node: Option<Arc<NodeMemory>>,
+    /// Bytes this store holds of the node's memory.
+    held: u64,
 }
 
 impl GuestLimits {
-    fn new(memory_limit: usize) -> Self {
+    fn new(memory_limit: usize, node: Option<Arc<NodeMemory>>) -> Self {
         GuestLimits {
             inner: StoreLimitsBuilder::new()
                 .memory_size(memory_limit)
@@ -147,13 +153,23 @@ impl GuestLimits {
                 .tables(MAX_STORE_OBJECTS)
                 .memories(MAX_STORE_OBJECTS)
                 .build(),
-            memory_refused: Arc::new(AtomicBool::new(false)),
+            memory_refused: Arc::new(Refusal::new(NOT_REFUSED)),
+            node,
+            held: 0,
         }
     }
 
-    /// A flag that turns true when a memory growth is refused.
-    pub(crate) fn memory_refused(&self) -> Arc<AtomicBool> {
+    /// What was refused, set when a memory growth is refused.
+    pub(crate) fn memory_refused(&self) -> Arc<Refusal> {
         self.memory_refused.clone()
+    }
+}
+
+impl Drop for GuestLimits {
+    fn drop(&mut self) {
+        if let Some(node) = &self.node {
+            node.release(self.held);
+        }
     }
 }
 
@@ -166,14 +182,23 @@ impl ResourceLimiter for GuestLimits {
     ) -> wasmtime::Result<bool> {
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
         if !allowed {
-            self.memory_refused.store(true, Ordering::Relaxed);
+            self.memory_refused.store(INSTANCE_LIMIT, Ordering::Relaxed);
+            return Ok(false);
         }
-        Ok(allowed)
+        if let Some(node) = &self.node {
+            let more = desired.saturating_sub(current) as u64;
+            if !node.reserve(more) {
+                self.memory_refused.store(NODE_LIMIT, Ordering::Relaxed);
+                return Ok(false);
+            }
+            self.held += more;
+        }
+        Ok(true)
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
         // The pool's slot is smaller than the requested size: also a memory limit.
-        self.memory_refused.store(true, Ordering::Relaxed);
+        self.memory_refused.store(INSTANCE_LIMIT, Ordering::Relaxed);
         self.inner.memory_grow_failed(error)
     }
 

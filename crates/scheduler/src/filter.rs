@@ -285,6 +285,26 @@ fn pod_count(node: &NodeInfo) -> Result<(), Rejection> {
 }
 
 fn memory(pod: &Pod, node: &NodeInfo) -> Result<(), Rejection> {
+    // A node reporting no per-instance cap (0) places none.
+    let cap = node.node.status.capacity.instance_memory;
+    if cap.0 > 0
+        && let Some(c) = pod
+            .spec
+            .components
+            .iter()
+            .filter(|c| c.wasm.is_some())
+            .find(|c| c.resources.memory_or_default().0 > cap.0)
+    {
+        return reject(
+            FilterKind::InsufficientMemory,
+            format!(
+                "component {} asks {} per instance, the node's instances get at most {} (skiff agent --max-instance-memory)",
+                c.name,
+                c.resources.memory_or_default(),
+                cap
+            ),
+        );
+    }
     let want = pod.spec.memory_request();
     let free = node.memory_free();
     if want > free {
@@ -474,6 +494,23 @@ mod tests {
             )
         );
         assert_eq!(check(&pod(56), &n), Ok(()));
+    }
+
+    #[test]
+    fn a_component_larger_than_the_node_gives_an_instance_is_not_placed_there() {
+        let mut n = node();
+        n.node.status.capacity.memory = ByteSize(8 << 30);
+        // Not reported: no cap.
+        assert_eq!(check(&pod(1024), &n), Ok(()));
+        n.node.status.capacity.instance_memory = ByteSize(256 << 20);
+        assert_eq!(
+            reason(&pod(1024), &n),
+            (
+                FilterKind::InsufficientMemory,
+                "component web asks 1Gi per instance, the node's instances get at most 256Mi (skiff agent --max-instance-memory)".into()
+            )
+        );
+        assert_eq!(check(&pod(256), &n), Ok(()));
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub(crate) fn config(cache: &tempfile::TempDir) -> RuntimeConfig {
         epoch_tick: Duration::from_millis(10),
         max_body_bytes: 1024 * 1024,
         fuel: false,
+        instance_memory: None,
     }
 }
 

@@ -82,6 +82,39 @@ async fn a_fuel_budget_meters_every_request_and_throttles_with_429() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_the_node_memory_and_give_it_back() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(RuntimeConfig {
+        instance_memory: Some(40 << 20),
+        ..guests::config(&cache)
+    })
+    .unwrap();
+    let component = runtime.load(guests::hostile()).await.unwrap();
+    let mut opts = HandlerOptions::new("default/p/grow");
+    opts.memory_limit = 64 << 20;
+    let handler = runtime.handler(component, opts).unwrap();
+    // The instance may grow to 64Mi, but the node holds 40Mi for all instances: 503, retry.
+    let (status, body) = get(&handler, "/grow").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("node's memory for instances is in use"), "{body}");
+    let node = runtime.node_memory().expect("bounded");
+    assert_eq!(node.budget(), 40 << 20);
+    // The instance is gone and its memory back in the budget.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node.used() != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still held: {}",
+            node.used()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Many small instances at once fit; each takes its share while it lives.
+    let answers = futures::future::join_all((0..8).map(|_| get(&handler, "/"))).await;
+    assert!(answers.iter().all(|(s, _)| *s == StatusCode::OK), "{answers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_handler_options_are_refused() {
     let cache = tempfile::tempdir().unwrap();
     let runtime = guests::runtime(&cache);

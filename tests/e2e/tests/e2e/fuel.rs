@@ -62,7 +62,10 @@ fn fuel_limits_a_request_and_a_namespace_budget_throttles_with_429() {
     let (status, body) = s.gateway_get("/loop").expect("gateway answered");
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("ran out of fuel"), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(15), "stopped by fuel, not the deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "stopped by fuel, not the deadline"
+    );
 
     // The namespace may burn 300M a minute on this worker (5M a second): the next spins use
     // it up (the first already burned 100M), and a spin is then stopped where the budget ends
@@ -83,7 +86,10 @@ fn fuel_limits_a_request_and_a_namespace_budget_throttles_with_429() {
         }
         assert!(statuses.len() < 5, "no 429 within the budget: {statuses:?}");
     };
-    assert!(statuses[..statuses.len() - 1].iter().all(|s| *s == 500), "{statuses:?}");
+    assert!(
+        statuses[..statuses.len() - 1].iter().all(|s| *s == 500),
+        "{statuses:?}"
+    );
     assert_eq!(throttled.headers()["x-skiff-throttled"], "fuel");
     let retry: u64 = throttled.headers()["retry-after"]
         .to_str()
@@ -94,12 +100,8 @@ fn fuel_limits_a_request_and_a_namespace_budget_throttles_with_429() {
     let body = throttled.text().expect("body");
     assert!(body.contains("fuel budget of 300000000 per minute"), "{body}");
 
-    s.wait_until(
-        "the pod records the throttling",
-        Duration::from_secs(30),
-        || {
-            let ev = s.cli_ok(&["get", "events", "-n", "metered"]);
-            ev.contains("FuelThrottled") && ev.contains("requests answered 429")
-        },
-    );
+    s.wait_until("the pod records the throttling", Duration::from_secs(30), || {
+        let ev = s.cli_ok(&["get", "events", "-n", "metered"]);
+        ev.contains("FuelThrottled") && ev.contains("requests answered 429")
+    });
 }

@@ -18,6 +18,7 @@ mod invalid;
 mod iot;
 mod jobs;
 mod lincheck;
+mod memory;
 mod namespaces;
 mod netns;
 mod one_node;
