@@ -35,6 +35,10 @@ pub(crate) struct MemberFlags {
     /// than deletes are refused with 507 DiskFull until space returns. 0 turns the check off.
     #[arg(long, default_value = "64Mi", value_name = "SIZE")]
     min_free_space: skiff_api::ByteSize,
+    /// How long an uploaded component no object references is kept before it is deleted from
+    /// this member's artifact store (`1h`, `10m`).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    artifact_grace: std::time::Duration,
 }
 
 impl MemberFlags {
@@ -43,6 +47,9 @@ impl MemberFlags {
         config.node_cert_lifetime = self.node_cert_lifetime;
         config.member_cert_lifetime = self.member_cert_lifetime;
         config.min_free_bytes = self.min_free_space.0;
+        config.artifact_grace = self.artifact_grace;
+        // Look a few times per grace period, at most once a minute.
+        config.artifact_gc_every = (self.artifact_grace / 4).min(std::time::Duration::from_secs(60));
     }
 }
 

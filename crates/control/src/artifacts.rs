@@ -103,6 +103,43 @@ impl ArtifactStore {
             .map(|m| m.len())
     }
 
+    /// Every file of the store: artifacts by digest, and temporary files of uploads.
+    pub(crate) fn list(&self) -> std::io::Result<Vec<StoredArtifact>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(self.dir.join("sha256"))? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if !meta.is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let temporary = name.contains(".tmp");
+            out.push(StoredArtifact {
+                digest: format!("sha256:{}", name.split('.').next().unwrap_or_default()),
+                size: meta.len(),
+                modified: meta.modified()?,
+                temporary,
+                path: entry.path(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes a stored artifact.
+    pub(crate) fn remove(&self, digest: &str) -> Result<(), ArtifactError> {
+        std::fs::remove_file(self.path_of(digest)?)?;
+        Ok(())
+    }
+
+    /// Deletes a file [`list`](Self::list) returned (a leftover temporary one).
+    pub(crate) fn remove_file(&self, path: &Path) {
+        if path.starts_with(self.dir.join("sha256"))
+            && let Err(e) = std::fs::remove_file(path)
+        {
+            tracing::debug!(path = %path.display(), error = %e, "cannot delete a leftover upload");
+        }
+    }
+
     /// Reads an artifact.
     pub(crate) async fn get(&self, digest: &str) -> Result<Vec<u8>, ArtifactError> {
         let path = self.path_of(digest)?;
@@ -114,6 +151,21 @@ impl ArtifactStore {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A file of the store, as [`ArtifactStore::list`] finds it.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredArtifact {
+    /// `sha256:<hex>` (for a temporary file: of the upload it belonged to).
+    pub(crate) digest: String,
+    /// Bytes.
+    pub(crate) size: u64,
+    /// Last written.
+    pub(crate) modified: std::time::SystemTime,
+    /// A temporary file of an upload, not an artifact.
+    pub(crate) temporary: bool,
+    /// Where it is.
+    pub(crate) path: PathBuf,
 }
 
 fn tmp_path(path: &Path) -> PathBuf {

@@ -30,6 +30,14 @@ impl ControlPlane {
     /// The event dispatcher (see `dispatch.rs`) runs alongside, on the same shutdown signal.
     pub fn spawn_controllers(&self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         let _dispatcher = self.spawn_dispatcher(shutdown.clone());
+        // On every member, leader or not: each keeps its own artifact store.
+        let _collector = crate::artifact_gc::spawn(
+            self.inner.reader.clone(),
+            self.inner.artifacts.clone(),
+            self.inner.config.artifact_grace,
+            self.inner.config.artifact_gc_every,
+            shutdown.clone(),
+        );
         let plane = self.clone();
         tokio::spawn(async move {
             let mut events = plane.inner.events.subscribe();

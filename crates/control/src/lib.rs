@@ -40,6 +40,7 @@
 mod access;
 mod answers;
 mod api;
+mod artifact_gc;
 mod artifacts;
 mod audit;
 mod cluster;

@@ -62,6 +62,11 @@ pub struct ControlConfig {
     /// A file holding the time (RFC 3339) that cron triggers go by instead of the system clock,
     /// re-read on every pass: tests move time with it. `None`: the system clock.
     pub clock_file: Option<PathBuf>,
+    /// How long an artifact no object references is kept before this member deletes it
+    /// (default 1 h).
+    pub artifact_grace: Duration,
+    /// How often this member looks for unreferenced artifacts (default 1 min).
+    pub artifact_gc_every: Duration,
 }
 
 impl ControlConfig {
@@ -82,6 +87,8 @@ impl ControlConfig {
             plain_http: false,
             node_cert_lifetime: DEFAULT_NODE_CERT_LIFETIME,
             member_cert_lifetime: DEFAULT_NODE_CERT_LIFETIME,
+            artifact_grace: crate::artifact_gc::DEFAULT_ARTIFACT_GRACE,
+            artifact_gc_every: Duration::from_secs(60),
         }
     }
 }

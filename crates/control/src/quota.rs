@@ -17,7 +17,7 @@ use crate::artifacts::ArtifactStore;
 use crate::error::WriteError;
 
 /// Kinds whose objects reference components.
-const WITH_COMPONENTS: [Kind; 7] = [
+pub(crate) const WITH_COMPONENTS: [Kind; 7] = [
     Kind::Pod,
     Kind::Deployment,
     Kind::ReplicaSet,
@@ -104,11 +104,18 @@ fn referencing(reader: &Reader, ns: &str) -> Result<BTreeMap<(Kind, String), Obj
     Ok(out)
 }
 
-/// Bytes of the distinct artifacts `objects` reference that this member's store holds.
-fn artifact_bytes<'a>(store: &ArtifactStore, objects: impl Iterator<Item = &'a Object>) -> u64 {
-    let digests: BTreeSet<&str> = objects
+/// The distinct artifact digests `objects` reference.
+pub(crate) fn digests<'a>(objects: impl Iterator<Item = &'a Object>) -> BTreeSet<&'a str> {
+    objects
         .flat_map(|o| o.components().into_iter().map(|(_, c)| c))
         .filter_map(|c| c.wasm.as_ref()?.digest.as_deref())
-        .collect();
-    digests.into_iter().filter_map(|d| store.size_of(d)).sum()
+        .collect()
+}
+
+/// Bytes of the distinct artifacts `objects` reference that this member's store holds.
+fn artifact_bytes<'a>(store: &ArtifactStore, objects: impl Iterator<Item = &'a Object>) -> u64 {
+    digests(objects)
+        .into_iter()
+        .filter_map(|d| store.size_of(d))
+        .sum()
 }

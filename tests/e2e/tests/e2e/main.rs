@@ -3,6 +3,7 @@
 //! `cargo test -p skiff-e2e --test e2e [FILTER]`; the `skiff` they start is this package's binary
 //! (`harness::SKIFF`), built from the checkout.
 mod access;
+mod artifact_gc;
 mod artifacts;
 mod cluster;
 mod containers;
