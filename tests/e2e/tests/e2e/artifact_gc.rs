@@ -3,20 +3,12 @@
 //! gone once the last of them is deleted and the grace period has passed.
 use std::time::{Duration, Instant};
 
-use crate::harness::{Skiff, repo_root};
+use crate::harness::{Skiff, hello_app};
 
 #[test]
 fn an_unreferenced_artifact_is_deleted_after_the_grace_period_and_a_referenced_one_stays() {
     let s = Skiff::start_with(&["--artifact-grace".into(), "1s".into()]);
-    let app = std::fs::read_to_string(repo_root().join("examples/hello-http/app.yaml"))
-        .expect("app")
-        .replace(
-            "path: hello.wasm",
-            &format!(
-                "path: {}",
-                repo_root().join("examples/hello-http/hello.wasm").display()
-            ),
-        );
+    let app = hello_app();
     let file = s.dir.path().join("app.yaml");
     std::fs::write(&file, app).expect("write");
     s.cli_ok(&["apply", "-f", file.to_str().expect("utf-8")]);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Proc, free_port, poll, repo_root};
+use crate::harness::{Proc, free_port, hello_wasm, poll};
 
 #[test]
 fn a_daemon_set_follows_workers_joining_relabelled_and_leaving() {
@@ -114,7 +114,7 @@ spec:
           wasm: {{path: {}}}
           env: [{{name: GREETING, value: {greeting}}}]
 ",
-                repo_root().join("examples/hello-http/hello.wasm").display()
+                hello_wasm().display()
             ),
         )
         .expect("write");

@@ -71,6 +71,19 @@ pub(crate) fn certificate_der(file: &Path) -> Vec<u8> {
         .to_vec()
 }
 
+/// The hello component of `examples/hello-http`.
+pub(crate) fn hello_wasm() -> PathBuf {
+    repo_root().join("examples/hello-http/hello.wasm")
+}
+
+/// `examples/hello-http/app.yaml` with its `wasm.path` made absolute, ready to apply from a
+/// test's own directory.
+pub(crate) fn hello_app() -> String {
+    std::fs::read_to_string(repo_root().join("examples/hello-http/app.yaml"))
+        .expect("examples/hello-http/app.yaml")
+        .replace("path: hello.wasm", &format!("path: {}", hello_wasm().display()))
+}
+
 /// A free loopback port (bound, then released for the child to take).
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -3,12 +3,12 @@
 //! (Pending, with the reason), one that fits runs, and the flag refuses sizes no wasm memory has.
 use std::time::Duration;
 
-use crate::harness::{SKIFF, Skiff, repo_root};
+use crate::harness::{SKIFF, Skiff, hello_wasm};
 
 fn pod(name: &str, memory: &str) -> String {
     format!(
         "apiVersion: skiff.dev/v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  components:\n    - name: web\n      wasm:\n        path: {}\n      resources:\n        memory: {memory}\n",
-        repo_root().join("examples/hello-http/hello.wasm").display()
+        hello_wasm().display()
     )
 }
 

@@ -2,7 +2,7 @@
 //! `rollout -n`, with the example app in its own namespace.
 use std::time::Duration;
 
-use crate::harness::{Skiff, repo_root};
+use crate::harness::{Skiff, hello_app};
 
 #[test]
 fn every_verb_takes_a_namespace_and_the_list_verbs_take_all_namespaces_and_selectors() {
@@ -15,15 +15,7 @@ fn every_verb_takes_a_namespace_and_the_list_verbs_take_all_namespaces_and_selec
     .expect("write");
     s.cli_ok(&["apply", "-f", dir.join("ns.yaml").to_str().expect("utf-8")]);
     // The example app names no namespace: -n puts all of it in team-a.
-    let app = std::fs::read_to_string(repo_root().join("examples/hello-http/app.yaml"))
-        .expect("app")
-        .replace(
-            "path: hello.wasm",
-            &format!(
-                "path: {}",
-                repo_root().join("examples/hello-http/hello.wasm").display()
-            ),
-        );
+    let app = hello_app();
     let app_path = dir.join("app.yaml");
     std::fs::write(&app_path, &app).expect("write");
     let app_path = app_path.to_str().expect("utf-8");

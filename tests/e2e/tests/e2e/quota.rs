@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::functions::{api, http, token};
-use crate::harness::{Skiff, repo_root};
+use crate::harness::{Skiff, hello_app, hello_wasm};
 
 const QUOTA: &str = "apiVersion: skiff.dev/v1
 kind: Namespace
@@ -25,16 +25,7 @@ spec:
 ";
 
 fn app(replicas: u32) -> String {
-    std::fs::read_to_string(repo_root().join("examples/hello-http/app.yaml"))
-        .expect("app")
-        .replace("replicas: 2", &format!("replicas: {replicas}"))
-        .replace(
-            "path: hello.wasm",
-            &format!(
-                "path: {}",
-                repo_root().join("examples/hello-http/hello.wasm").display()
-            ),
-        )
+    hello_app().replace("replicas: 2", &format!("replicas: {replicas}"))
 }
 
 fn running_pods(s: &Skiff) -> usize {
@@ -79,7 +70,7 @@ fn a_namespace_holds_what_its_quota_allows_and_the_refusal_names_the_quota() {
         &pod,
         format!(
             "apiVersion: skiff.dev/v1\nkind: Pod\nmetadata:\n  name: extra\n  namespace: team\nspec:\n  components:\n    - name: web\n      wasm:\n        path: {}\n",
-            repo_root().join("examples/hello-http/hello.wasm").display()
+            hello_wasm().display()
         ),
     )
     .expect("write");
