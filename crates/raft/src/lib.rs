@@ -12,7 +12,11 @@
 //! # fn demo<SM: skiff_raft::StateMachine>(sm: SM) -> Result<(), Box<dyn std::error::Error>> {
 //! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 //! let db = Arc::new(redb::Database::create("state.redb")?);
-//! let raft = skiff_raft::start(db, sm, skiff_raft::RaftConfig::default())?; // a one-member group
+//! let config = skiff_raft::RaftConfig {
+//!     snapshot_dir: "snapshots".into(), // snapshot files, beside the redb file
+//!     ..skiff_raft::RaftConfig::default() // a one-member group
+//! };
+//! let raft = skiff_raft::start(db, sm, config)?;
 //! rt.block_on(async {
 //!     raft.wait_leader(std::time::Duration::from_secs(5)).await?;
 //!     let _output = raft.propose(b"an encoded command".to_vec()).await?;
@@ -169,6 +173,7 @@ mod logger;
 mod machine;
 pub mod membership;
 pub mod sim;
+pub mod snapshot;
 pub mod storage;
 pub mod transport;
 

@@ -3,11 +3,13 @@
 //!
 //! Member meta is opaque bytes per member (Skiff's control plane keeps JSON with the node's name,
 //! peer address and API URL there). It lives in the raft tables beside the conf state and changes
-//! in the same transaction, and every raft snapshot carries it next to the state machine's bytes:
+//! in the same transaction, and every raft snapshot carries it in its descriptor
+//! ([`crate::snapshot::SnapshotDescriptor`]). Releases before streamed snapshots carried it
+//! inline with the state machine's bytes; that format is still read:
 //!
 //! ```text
-//! snapshot data = [magic "SKFS"][version: u8 = 1][members][machine len: u64][machine bytes]
-//! members       = [count: u32]{ [id: u64][len: u32][meta bytes; len] } × count
+//! inline data = [magic "SKFS"][version: u8 = 1][members][machine len: u64][machine bytes]
+//! members     = [count: u32]{ [id: u64][len: u32][meta bytes; len] } × count
 //! ```
 //!
 //! All integers are little-endian.
@@ -179,7 +181,9 @@ fn take<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], String> {
     Ok(*head)
 }
 
-/// Wraps the state machine's snapshot bytes together with the member meta.
+/// Wraps the state machine's snapshot bytes together with the member meta, inline (the format of
+/// older releases, which tests send).
+#[cfg(test)]
 pub(crate) fn wrap_snapshot(members: &BTreeMap<u64, Vec<u8>>, machine: &[u8]) -> Vec<u8> {
     let members = encode_members(members);
     let mut out = Vec::with_capacity(MAGIC.len() + 1 + members.len() + 8 + machine.len());
@@ -191,11 +195,12 @@ pub(crate) fn wrap_snapshot(members: &BTreeMap<u64, Vec<u8>>, machine: &[u8]) ->
     out
 }
 
-/// Splits raft snapshot data into the member meta and the state machine's bytes.
+/// Splits inline raft snapshot data (of an older release) into the member meta and the state
+/// machine's bytes.
 ///
 /// # Errors
 ///
-/// [`RaftError::Storage`] when the data was not written by [`wrap_snapshot`].
+/// [`RaftError::Storage`] when the data is not inline snapshot data.
 pub(crate) fn unwrap_snapshot(data: &[u8]) -> Result<(MemberMeta, &[u8]), RaftError> {
     let bad = |why: String| RaftError::Storage(format!("raft snapshot data is malformed: {why}"));
     let rest = data
