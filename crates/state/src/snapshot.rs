@@ -83,7 +83,8 @@ pub(crate) fn check(data: &[u8]) -> Result<u64, String> {
         match record {
             Record::Meta { revision: r, .. } => revision = r,
             Record::Topic { json, .. } => {
-                serde_json::from_slice::<TopicMeta>(json).map_err(|e| format!("a topic is malformed: {e}"))?;
+                serde_json::from_slice::<TopicMeta>(json)
+                    .map_err(|e| format!("a topic is malformed: {e}"))?;
             }
             Record::Subscription { json } => {
                 serde_json::from_slice::<Subscription>(json)

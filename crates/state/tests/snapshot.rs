@@ -20,9 +20,11 @@ fn set(key: &str, value: &[u8]) -> Op {
 /// a subscription and an idempotency key, and key-value entries with binary values.
 fn full() -> Fixture {
     let mut f = Fixture::new();
-    let function = obj(serde_json::json!({"kind":"Function","metadata":{"name":"w","namespace":"default"},
+    let function = obj(
+        serde_json::json!({"kind":"Function","metadata":{"name":"w","namespace":"default"},
         "spec":{"component":{"name":"f","wasm":{"digest":format!("sha256:{}", "a".repeat(64)),"world":"function"}},
-        "triggers":[{"event": {"topic": "orders"}}]}}));
+        "triggers":[{"event": {"topic": "orders"}}]}}),
+    );
     f.run(vec![Op::Create {
         object: function,
         uid: "u".into(),
@@ -71,9 +73,18 @@ fn a_full_state_round_trips_byte_for_byte() {
         g.reader().kv_get("default", "s", "b").unwrap(),
         Some(vec![0, 255, 10])
     );
-    assert_eq!(g.reader().kv_stores(None).unwrap(), f.reader().kv_stores(None).unwrap());
-    assert_eq!(g.reader().subscriptions().unwrap(), f.reader().subscriptions().unwrap());
-    assert_eq!(g.reader().events_since(0).unwrap(), f.reader().events_since(0).unwrap());
+    assert_eq!(
+        g.reader().kv_stores(None).unwrap(),
+        f.reader().kv_stores(None).unwrap()
+    );
+    assert_eq!(
+        g.reader().subscriptions().unwrap(),
+        f.reader().subscriptions().unwrap()
+    );
+    assert_eq!(
+        g.reader().events_since(0).unwrap(),
+        f.reader().events_since(0).unwrap()
+    );
 }
 
 #[test]
@@ -95,7 +106,11 @@ fn a_damaged_stream_is_refused_and_nothing_is_written() {
         assert!(err.contains(why), "{why}: {err}");
         drop(txn);
     }
-    assert_eq!(export(&g), before, "a refused restore left the tables as they were");
+    assert_eq!(
+        export(&g),
+        before,
+        "a refused restore left the tables as they were"
+    );
 }
 
 #[test]

@@ -45,7 +45,8 @@ pub(super) fn replay(
     data: &[u8],
     put: &mut dyn FnMut(Record<'_>) -> Result<(), String>,
 ) -> Result<(), String> {
-    let doc: Document = serde_json::from_slice(data).map_err(|e| format!("neither a state stream nor a version 1 JSON document: {e}"))?;
+    let doc: Document = serde_json::from_slice(data)
+        .map_err(|e| format!("neither a state stream nor a version 1 JSON document: {e}"))?;
     put(Record::Meta {
         revision: doc.revision,
         compacted: doc.compacted,

@@ -36,13 +36,21 @@ pub(crate) enum Record<'a> {
     /// A topic's counters (`namespace/topic` → JSON).
     Topic { name: &'a str, json: &'a [u8] },
     /// One stored event of a topic.
-    TopicEvent { topic: &'a str, seq: u64, json: &'a [u8] },
+    TopicEvent {
+        topic: &'a str,
+        seq: u64,
+        json: &'a [u8],
+    },
     /// One subscription (JSON; its key is derived from its fields).
     Subscription { json: &'a [u8] },
     /// An idempotency key with the sequence number and the time it was published at.
     Idempotency { key: &'a str, seq: u64, ms: u64 },
     /// One key-value entry.
-    Kv { store: &'a str, key: &'a str, value: &'a [u8] },
+    Kv {
+        store: &'a str,
+        key: &'a str,
+        value: &'a [u8],
+    },
 }
 
 /// Writes the stream header, then records, then the end marker with their count.
