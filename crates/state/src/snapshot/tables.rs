@@ -10,7 +10,7 @@ use crate::tables::{
     COMPACTED, EVENTS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, KV_STORES, KV_VALUES, META, OBJECTS, REVISION,
     SUBSCRIPTIONS, TOPIC_EVENTS, TOPICS,
 };
-use crate::topics::{Subscription, sub_key};
+use crate::topics::{Subscription, TopicMeta, sub_key};
 
 fn s(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -170,6 +170,7 @@ impl<'t> Restorer<'t> {
                 self.events.insert(revision, json).map_err(s)?;
             }
             Record::Topic { name, json } => {
+                serde_json::from_slice::<TopicMeta>(json).map_err(|e| format!("a topic is malformed: {e}"))?;
                 self.topics.insert(name, json).map_err(s)?;
             }
             Record::TopicEvent { topic, seq, json } => {
