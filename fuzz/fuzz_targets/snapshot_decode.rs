@@ -41,11 +41,19 @@ fn round_trip(data: &[u8]) -> Result<Vec<u8>, String> {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(descriptor) = SnapshotDescriptor::decode(data) {
-        assert_eq!(descriptor.encode(), data, "a descriptor changed through decode/encode");
+        assert_eq!(
+            descriptor.encode(),
+            data,
+            "a descriptor changed through decode/encode"
+        );
     }
     match (check_export(data), round_trip(data)) {
         (Ok(revision), Ok(export)) => {
-            assert_eq!(check_export(&export).ok(), Some(revision), "the export lost the revision");
+            assert_eq!(
+                check_export(&export).ok(),
+                Some(revision),
+                "the export lost the revision"
+            );
             let again = round_trip(&export).expect("an export restores");
             assert_eq!(again, export, "restore and export are not a fixpoint");
         }
