@@ -177,11 +177,18 @@ impl<SM: StateMachine> Core<SM> {
             return self.snapshot_written(&taken, result);
         };
         let (tx, done) = std::sync::mpsc::channel();
-        let index = taken.index;
+        let (id, index) = (self.config.id, taken.index);
         std::thread::Builder::new()
-            .name(format!("skiff-raft-{}-snapshot", self.config.id))
+            .name(format!("skiff-raft-{id}-snapshot"))
             .spawn(move || {
-                let _ = tx.send(write_file(|w| exporter(&txn, w), writer, term, index));
+                // This thread is outside the deterministic core: it may read the clock.
+                let started = std::time::Instant::now();
+                let result = write_file(|w| exporter(&txn, w), writer, term, index);
+                if let Ok((_, bytes)) = &result {
+                    let millis = started.elapsed().as_millis() as u64;
+                    tracing::info!(id, index, bytes, millis, "raft snapshot file written");
+                }
+                let _ = tx.send(result);
             })
             .map_err(|e| RaftError::Storage(format!("cannot spawn the snapshot thread: {e}")))?;
         tracing::debug!(id = self.config.id, index, "raft snapshot started");

@@ -170,7 +170,8 @@ impl<'t> Restorer<'t> {
                 self.events.insert(revision, json).map_err(s)?;
             }
             Record::Topic { name, json } => {
-                serde_json::from_slice::<TopicMeta>(json).map_err(|e| format!("a topic is malformed: {e}"))?;
+                serde_json::from_slice::<TopicMeta>(json)
+                    .map_err(|e| format!("a topic is malformed: {e}"))?;
                 self.topics.insert(name, json).map_err(s)?;
             }
             Record::TopicEvent { topic, seq, json } => {
