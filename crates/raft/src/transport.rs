@@ -5,7 +5,7 @@
 //! what arrives to [`crate::RaftHandle::step`] (or [`crate::RaftHandle::step_bytes`]), and a
 //! snapshot's chunks to [`crate::RaftHandle::receive_snapshot`]. Raft tolerates lost,
 //! duplicated and reordered messages, so a transport may drop what it cannot deliver; a snapshot
-//! transfer always ends with its [`SnapshotReport`].
+//! transfer always ends with its [`crate::snapshot::SnapshotReport`].
 //!
 //! [`MemNetwork`] connects nodes in one process, for tests and simulations; it can cut a node off
 //! to simulate a partition, and damage or cut off a snapshot transfer.
