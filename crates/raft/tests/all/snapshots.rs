@@ -197,6 +197,75 @@ async fn an_interrupted_transfer_leaves_nothing_behind_and_is_sent_again() {
     refused_then_sent_again(SnapshotFault::CutAfter(CHUNK_BYTES as u64 / 2 * 3)).await;
 }
 
+/// Raft snapshot data as releases before snapshot files wrote it: the machine's bytes inline
+/// (`SKFS`, version 1, the members, the length, the bytes).
+fn inline(members: &[u64], machine: &[u8]) -> Vec<u8> {
+    let mut out = b"SKFS\x01".to_vec();
+    out.extend((members.len() as u32).to_le_bytes());
+    for id in members {
+        out.extend(id.to_le_bytes());
+        out.extend(0u32.to_le_bytes());
+    }
+    out.extend((machine.len() as u64).to_le_bytes());
+    out.extend(machine);
+    out
+}
+
+#[tokio::test]
+async fn inline_snapshots_of_older_releases_are_installed_and_moved_into_files() {
+    use raft::eraftpb::{Message, MessageType};
+    use skiff_raft::snapshot::SnapshotDescriptor;
+    use skiff_raft::storage::RedbStorage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 1, &[]);
+    let path = dir.path().join("node.redb");
+    let machine = b"c a 7\na n 3\n";
+    let mut msg = Message::default();
+    msg.set_msg_type(MessageType::MsgSnapshot);
+    (msg.from, msg.to, msg.term) = (9, 1, 2);
+    let snap = msg.mut_snapshot();
+    snap.data = inline(&[1, 9], machine).into();
+    (snap.mut_metadata().index, snap.mut_metadata().term) = (5, 2);
+    snap.mut_metadata().mut_conf_state().voters = vec![1, 9];
+
+    // An older leader sends the state inline: installed, and kept as a file to send on.
+    let db = open_db(&path);
+    let node = start(db.clone(), Counters::default(), cfg.clone()).unwrap();
+    node.step(msg.clone()).unwrap();
+    eventually("the inline snapshot is installed", WAIT, || {
+        node.status().applied == 5
+    })
+    .await;
+    assert_eq!(counter(&db, "a"), 7);
+    node.shutdown();
+    let content = |dir: &Path| {
+        let (names, temp) = files(dir);
+        assert!(!temp && names.len() == 1, "{names:?}");
+        std::fs::read(dir.join(&names[0])).unwrap()
+    };
+    assert_eq!(content(&cfg.snapshot_dir), machine);
+
+    // A file whose stored snapshot is still inline (written by an older release) is moved into
+    // the snapshot directory at start.
+    std::fs::remove_dir_all(&cfg.snapshot_dir).unwrap();
+    let mut storage = RedbStorage::open(db.clone(), &[]).unwrap();
+    storage.apply_snapshot(msg.get_snapshot()).unwrap();
+    drop(storage);
+    let node = start(db.clone(), Counters::default(), cfg.clone()).unwrap();
+    node.shutdown();
+    assert_eq!(content(&cfg.snapshot_dir), machine);
+    let stored = RedbStorage::open(db.clone(), &[])
+        .unwrap()
+        .stored_snapshot()
+        .unwrap()
+        .unwrap();
+    let descriptor = SnapshotDescriptor::decode(&stored.data).unwrap();
+    assert_eq!(descriptor.size, machine.len() as u64);
+    assert_eq!(descriptor.members.keys().copied().collect::<Vec<_>>(), vec![1, 9]);
+    assert_eq!(counter(&db, "a"), 7);
+}
+
 #[tokio::test]
 async fn stray_and_superseded_files_are_removed_at_start() {
     let dir = tempfile::tempdir().unwrap();
