@@ -108,6 +108,9 @@ impl<SM: StateMachine> Core<SM> {
         shared: Arc<Shared>,
     ) -> Result<Self, RaftError> {
         let files = shared.files.clone();
+        // Temporary files of a run that crashed go first: nothing writes them now, and a new
+        // one may take the same name.
+        files.clean(None, true);
         bootstrap(
             &db,
             &mut sm,
