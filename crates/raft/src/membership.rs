@@ -162,6 +162,13 @@ pub(crate) fn decode_members(mut rest: &[u8]) -> Result<(MemberMeta, &[u8]), Str
     let mut members = BTreeMap::new();
     for _ in 0..count {
         let id = u64::from_le_bytes(take::<8>(&mut rest)?);
+        // The encoder writes ids in increasing order; anything else (a repeated id) would not
+        // read back as it was written.
+        if let Some((&last, _)) = members.last_key_value()
+            && id <= last
+        {
+            return Err(format!("member {id} follows member {last}: ids must increase"));
+        }
         let len = u32::from_le_bytes(take::<4>(&mut rest)?) as usize;
         if len > rest.len() {
             return Err(format!("meta of member {id} runs past the end ({len} bytes)"));
@@ -236,6 +243,14 @@ mod tests {
         let encoded = encode_members(&members);
         let (m, rest) = decode_members(&encoded).unwrap();
         assert_eq!((m, rest), (members, &[][..]));
+        // Found by the snapshot_decode fuzz target: a repeated id decoded (the map kept one), so
+        // the data did not read back as it was written.
+        let mut twice = 2u32.to_le_bytes().to_vec();
+        for _ in 0..2 {
+            twice.extend(7u64.to_le_bytes());
+            twice.extend(0u32.to_le_bytes());
+        }
+        assert!(decode_members(&twice).unwrap_err().contains("ids must increase"));
     }
 
     #[test]
