@@ -2,17 +2,18 @@
 //! snapshot far larger than any raft message, a damaged or cut-off transfer is refused, leaves no
 //! file behind and is sent again, and snapshot directories keep only what is current.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redb::Database;
+use redb::{Database, ReadableDatabase, ReadableTable};
 use skiff_raft::snapshot::CHUNK_BYTES;
 use skiff_raft::transport::{MemNetwork, SnapshotFault};
 use skiff_raft::{RaftConfig, RaftHandle, Role, StartOptions, start, start_with};
 
-use crate::support::{Counters, config, counter, eventually, open_db};
+use crate::support::{COUNTERS, Counters, config, counter, eventually, open_db};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -105,6 +106,19 @@ impl Group {
     }
 }
 
+/// Every counter in `db`.
+fn counters(db: &Database) -> BTreeMap<String, u64> {
+    let txn = db.begin_read().unwrap();
+    let t = txn.open_table(COUNTERS).unwrap();
+    t.iter()
+        .unwrap()
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            (k.value().to_owned(), v.value())
+        })
+        .collect()
+}
+
 /// The snapshot files in `dir`, and whether a temporary one is among them.
 fn files(dir: &Path) -> (Vec<String>, bool) {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -122,9 +136,10 @@ async fn a_lagging_node_catches_up_through_a_snapshot_streamed_in_chunks() {
     let (leader, lagging) = g.lag_behind(12_000).await;
     g.catch_up(leader, lagging).await;
     let (handle, db, restores, dir) = &g.nodes[lagging];
-    assert_eq!(restores.load(Ordering::Relaxed), 1, "one snapshot installed");
+    // One snapshot, or two when the leader took a newer one (in the background) meanwhile.
+    assert!(restores.load(Ordering::Relaxed) >= 1, "a snapshot was installed");
     assert_eq!(counter(db, &format!("{:0>400}", 11_999)), 1);
-    assert_eq!(counter(db, "tick"), counter(&g.nodes[leader].1, "tick"));
+    assert_eq!(counters(db), counters(&g.nodes[leader].1));
 
     // The snapshot was several MiB, far more than any raft message carried.
     let (names, temp) = files(dir);
@@ -169,12 +184,9 @@ async fn refused_then_sent_again(fault: SnapshotFault) {
         "the {fault:?} transfer failed first"
     );
     let (_, db, restores, dir) = &g.nodes[lagging];
-    assert_eq!(
-        restores.load(Ordering::Relaxed),
-        1,
-        "only the intact snapshot reached the machine"
-    );
-    assert_eq!(counter(db, "tick"), counter(&g.nodes[leader].1, "tick"));
+    assert!(restores.load(Ordering::Relaxed) >= 1, "a snapshot was installed");
+    // The damaged or partial data never reached the machine: its tables are the leader's.
+    assert_eq!(counters(db), counters(&g.nodes[leader].1));
     let (names, temp) = files(dir);
     assert!(!temp, "the failed transfer left no partial file: {names:?}");
     assert_eq!(
