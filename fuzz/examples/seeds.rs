@@ -13,6 +13,7 @@ use skiff_api::Object;
 use skiff_api::backup;
 use skiff_peer::fuzzing::encode_peer_stream;
 use skiff_plugin_protocol as proto;
+use skiff_raft::snapshot::SnapshotDescriptor;
 use skiff_state::{Command, Machine, Op, Reader};
 
 const NOW: &str = "2026-01-01T00:00:00Z";
@@ -26,10 +27,23 @@ fn main() {
         "command_decode",
         commands.iter().map(Command::encode).enumerate(),
     );
+    let exports = exports(&commands);
     write(
         &corpus,
         "backup_decode",
-        backups(&commands).into_iter().enumerate(),
+        exports
+            .iter()
+            .map(|(revision, export)| backup::encode(*revision, export, NOW))
+            .enumerate(),
+    );
+    write(
+        &corpus,
+        "snapshot_decode",
+        exports
+            .into_iter()
+            .map(|(_, export)| export)
+            .chain(descriptors())
+            .enumerate(),
     );
     write(&corpus, "peer_frames", peer().into_iter().enumerate());
     write(
@@ -136,8 +150,9 @@ fn commands() -> Vec<Command> {
     ]
 }
 
-/// Backups of an empty state and of the state after `commands` (each applied as far as it goes).
-fn backups(commands: &[Command]) -> Vec<Vec<u8>> {
+/// State exports (with their revisions) of an empty state and of the state after `commands`
+/// (each applied as far as it goes): what snapshot files and backups hold.
+fn exports(commands: &[Command]) -> Vec<(u64, Vec<u8>)> {
     let dir = std::env::temp_dir().join(format!("skiff-fuzz-seeds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("creating a scratch directory");
     let db = Arc::new(redb::Database::create(dir.join("state.redb")).expect("creating a database"));
@@ -146,9 +161,8 @@ fn backups(commands: &[Command]) -> Vec<Vec<u8>> {
     machine.init(&txn).expect("initializing the tables");
     txn.commit().expect("committing");
     let mut out = Vec::new();
-    let snapshot = |out: &mut Vec<Vec<u8>>| {
-        let (revision, export) = Reader::new(db.clone()).export().expect("exporting the state");
-        out.push(backup::encode(revision, &export, NOW));
+    let snapshot = |out: &mut Vec<(u64, Vec<u8>)>| {
+        out.push(Reader::new(db.clone()).export().expect("exporting the state"));
     };
     snapshot(&mut out);
     for (i, cmd) in commands[..commands.len() - 1].iter().enumerate() {
@@ -161,6 +175,23 @@ fn backups(commands: &[Command]) -> Vec<Vec<u8>> {
     snapshot(&mut out);
     std::fs::remove_dir_all(&dir).expect("removing the scratch directory");
     out
+}
+
+/// Raft snapshot descriptors: a one-member group's and a three-member group's with meta.
+fn descriptors() -> Vec<Vec<u8>> {
+    let one = SnapshotDescriptor {
+        members: [(1, Vec::new())].into(),
+        size: 0,
+        sha256: [0; 32],
+    };
+    let three = SnapshotDescriptor {
+        members: (1..=3)
+            .map(|id| (id, format!("{{\"name\":\"cp-{id}\"}}").into_bytes()))
+            .collect(),
+        size: 300 << 20,
+        sha256: [0xab; 32],
+    };
+    vec![one.encode(), three.encode()]
 }
 
 /// Peer connections: a heartbeat, an append with entries, a snapshot, one message sent as chunks,

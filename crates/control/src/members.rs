@@ -32,6 +32,14 @@ impl PeerHandler for Handler {
         }
     }
 
+    fn snapshot(&self, msg: raft_proto::Message) -> Result<skiff_raft::snapshot::IncomingSnapshot, String> {
+        let raft = self
+            .raft
+            .get()
+            .ok_or_else(|| "this control node is still starting; retry".to_string())?;
+        raft.receive_snapshot(msg).map_err(|e| e.to_string())
+    }
+
     fn join(&self, req: JoinRequest) -> skiff_peer::transport::BoxFuture<'_, Result<JoinResponse, String>> {
         Box::pin(async move {
             let plane = self

@@ -62,6 +62,7 @@ impl ControlPlane {
             meta: prepared.meta.encode(),
             snapshot_every: config.snapshot_every,
             keep_entries: config.keep_entries,
+            snapshot_dir: dir.join("snapshots"),
             ..RaftConfig::default()
         };
         let mut options = StartOptions {

@@ -31,15 +31,17 @@ impl skiff_raft::StateMachine for Replicated {
         self.0.committed();
     }
 
-    fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
-        self.0.snapshot(txn)
+    fn snapshot(&self, txn: &redb::ReadTransaction, out: &mut dyn std::io::Write) -> Result<(), String> {
+        self.0.snapshot(txn, out)
     }
 
     fn exporter(&self) -> Option<skiff_raft::Exporter> {
-        Some(Box::new(|txn: &redb::ReadTransaction| skiff_state::export(txn)))
+        Some(Box::new(
+            |txn: &redb::ReadTransaction, out: &mut dyn std::io::Write| skiff_state::export(txn, out),
+        ))
     }
 
-    fn restore(&mut self, txn: &redb::WriteTransaction, data: &[u8]) -> Result<(), String> {
+    fn restore(&mut self, txn: &redb::WriteTransaction, data: &mut dyn std::io::Read) -> Result<(), String> {
         self.0.restore(txn, data)
     }
 }

@@ -159,6 +159,14 @@ async fn secret_values_are_only_ciphertext_at_rest_in_snapshots_backups_and_logs
     }
     let redb = &state.iter().find(|(p, _)| p.ends_with("state.redb")).unwrap().1;
     assert!(contains(redb, "enc:v1:"), "state.redb holds the sealed value");
+    let snapshot = state
+        .iter()
+        .find(|(p, _)| p.extension().is_some_and(|e| e == "snap"))
+        .expect("a raft snapshot file in the state dir");
+    assert!(
+        contains(&snapshot.1, "enc:v1:"),
+        "the snapshot file holds the sealed value"
+    );
 
     // Restoring the backup into a new cluster: with the old secrets key copied into the new
     // state dir first, the value reads back; the new CA and tokens do not matter.

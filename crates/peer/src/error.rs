@@ -98,6 +98,16 @@ pub enum PeerError {
         secs: u64,
     },
 
+    /// The peer refused a snapshot this node streamed to it (damaged on the way, its disk
+    /// failed, or it receives too many at once); raft sends the snapshot again.
+    #[error("peer {addr} refused the snapshot: {reason}")]
+    SnapshotRefused {
+        /// The peer's address.
+        addr: String,
+        /// The peer's reason.
+        reason: String,
+    },
+
     /// The control node refused to let this node join.
     #[error("control node {addr} refused the join: {reason}")]
     JoinRefused {

@@ -26,7 +26,12 @@ use crate::{JoinRequest, JoinResponse};
 pub fn decode_peer_stream(mut bytes: &[u8]) -> Result<Vec<Message>, String> {
     let mut chunks = Reassembler::new(skiff_raft::MAX_MESSAGE_BYTES);
     let mut messages = Vec::new();
-    while let Some(encoded) = complete(frame::read_message(&mut bytes, &mut chunks, |_| Ok(())))? {
+    while let Some(encoded) = complete(frame::read_message(
+        &mut bytes,
+        &mut chunks,
+        &mut None,
+        |_| Ok(()),
+    ))? {
         let msg = Message::parse_from_bytes(&encoded).map_err(|e| format!("malformed raft message: {e}"))?;
         messages.push(msg);
     }

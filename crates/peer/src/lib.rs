@@ -20,6 +20,9 @@
 //! struct Inbox(Mutex<Vec<Message>>);
 //! impl PeerHandler for Inbox {
 //!     fn raft(&self, msg: Message) { self.0.lock().unwrap().push(msg) }
+//!     fn snapshot(&self, _msg: Message) -> Result<skiff_raft::snapshot::IncomingSnapshot, String> {
+//!         Err("this example takes no snapshots".to_owned()) // a node: RaftHandle::receive_snapshot
+//!     }
 //!     fn join(&self, _req: JoinRequest) -> BoxFuture<'_, Result<JoinResponse, String>> {
 //!         Box::pin(async { Err("this example accepts no new nodes".to_owned()) })
 //!     }
@@ -60,8 +63,14 @@
 //!   connects lazily, writes everything queued as one batch, and reconnects with jittered
 //!   exponential backoff (50 ms → 2 s). [`set_peer`](PeerTransport::set_peer) and
 //!   [`remove_peer`](PeerTransport::remove_peer) follow membership changes. Cheap to clone.
+//! - Snapshots: [`PeerTransport`] streams each on a connection of its own, the file in chunks of
+//!   at most 1 MiB, reading the next only when the connection took the last (a slow follower
+//!   makes the leader wait, not buffer), then waits for the receiver's answer and reports it to
+//!   raft. The receiver writes the chunks to [`PeerHandler::snapshot`]'s file, which checks the
+//!   size and sha256 before the message reaches [`PeerHandler::raft`]. No size limit applies.
 //! - [`serve`]: the peer port. [`PeerHandler::raft`] receives decoded raft messages,
-//!   [`PeerHandler::join`] decides joins. [`join`] is the joining node's side.
+//!   [`PeerHandler::snapshot`] snapshot data, [`PeerHandler::join`] decides joins. [`join`] is
+//!   the joining node's side.
 //!
 //! # Wire format (ALPN `skiff-peer/1`, TLS 1.3)
 //!
@@ -69,20 +78,27 @@
 //! frame = type:u8 len:u32be payload[len]          len <= 4 MiB (FRAME_MAX_BYTES)
 //!   1  RAFT           one protobuf raft Message
 //!   2  RAFT_CHUNK     total:u64be part            a message > 4 MiB, in order; total <= skiff_raft::MAX_MESSAGE_BYTES
+//!   3  SNAPSHOT_BEGIN protobuf MsgSnapshot        its descriptor (members, size, sha256); opens a snapshot connection
+//!   4  SNAPSHOT_CHUNK bytes of the snapshot file  in order; any number of them
+//!   5  SNAPSHOT_END   empty
+//!   6  SNAPSHOT_ACK   empty | UTF-8 reason        server → client: taken, or refused and why (<= 64 KiB)
 //!  16  JOIN_REQUEST   JSON JoinRequest            <= 64 KiB, the only frame of a certificate-less connection
 //!  17  JOIN_RESPONSE  JSON {"ok": JoinResponse} | {"err": "reason"}
 //! ```
-//! A peer connection carries frames one way (client → server); the server never writes on it.
-//! A join connection carries one request and one response.
+//! A peer connection carries raft frames one way (client → server); the server never writes on
+//! it. A snapshot connection carries one snapshot (`BEGIN`, `CHUNK`…, `END`) and one answer. A
+//! join connection carries one request and one response.
 //!
 //! # Trust rules
 //!
 //! 1. The server presents its certificate and the CA certificate, and asks for a client
 //!    certificate; one that the cluster CA did not sign fails the handshake.
-//! 2. Raft frames are accepted only from a client whose verified certificate says
+//! 2. Raft and snapshot frames are accepted only from a client whose verified certificate says
 //!    `Role::Control`; the header is checked before any payload byte is read, the payload is
 //!    decoded only then (bounded), and a message whose `from` is not the certificate's raft id
 //!    closes the connection. Agents and certificate-less clients never get a raft frame decoded.
+//!    A snapshot's data is checked against the size and sha256 its message announced before the
+//!    message reaches raft.
 //! 3. A client without a certificate may send exactly one join request.
 //! 4. A node connecting to a peer checks that the server's certificate carries the raft id it
 //!    meant to reach ([`PeerError::WrongPeer`] otherwise).

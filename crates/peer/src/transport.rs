@@ -4,6 +4,8 @@
 //!  raft thread ──send()──► per-peer bounded queue ──► peer task ──TLS──► serve() ──► PeerHandler::raft
 //!                          (full: drop)               (lazy connect,          (CA-verified control
 //!                                                      batch, backoff)         cert, from == raft id)
+//!  raft thread ──send_snapshot()──► snapshot task ──TLS, chunks──► serve() ──► PeerHandler::snapshot
+//!                                   (one per peer)  ◄── answer ──            (file checked) ─► ::raft
 //!  joining node ──join()──TLS (CA pinned by token)──► serve() ──► PeerHandler::join
 //! ```
 
@@ -11,11 +13,13 @@ pub(crate) mod frame;
 mod inbound;
 pub(crate) mod join;
 mod outbound;
+mod snapshot;
 
-pub use frame::{FRAME_MAX_BYTES, JOIN_MAX_BYTES, JOIN_RESPONSE_MAX_BYTES};
+pub use frame::{FRAME_MAX_BYTES, JOIN_MAX_BYTES, JOIN_RESPONSE_MAX_BYTES, SNAPSHOT_ACK_MAX_BYTES};
 pub use inbound::{BoxFuture, HANDSHAKE_TIMEOUT, JOIN_HANDLER_TIMEOUT, MAX_CONNECTIONS, PeerHandler, serve};
 pub use join::{JOIN_TIMEOUT, JoinMember, JoinRequest, JoinResponse, join};
 pub use outbound::{PeerTransport, TransportOptions, TransportStats};
+pub use snapshot::{SNAPSHOT_ACK_TIMEOUT, SNAPSHOT_IDLE_TIMEOUT};
 
 /// A `Timeout` error for `what` at `addr` after `limit`.
 pub(crate) fn timed_out(what: &'static str, addr: &str, limit: std::time::Duration) -> crate::PeerError {

@@ -1,5 +1,6 @@
 //! Driver configuration.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::RaftError;
@@ -7,7 +8,8 @@ use crate::RaftError;
 /// How a node runs its raft group.
 ///
 /// [`RaftConfig::default`] is a one-member group (`id = 1`, `voters = [1]`) with a 100 ms tick,
-/// which is what `skiff up` runs; clusters set `id` and `voters`.
+/// which is what `skiff up` runs; clusters set `id` and `voters`. Every node sets
+/// [`RaftConfig::snapshot_dir`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftConfig {
     /// This node's raft id; never 0.
@@ -35,6 +37,9 @@ pub struct RaftConfig {
     pub snapshot_every: u64,
     /// Entries kept in the log behind a snapshot so slightly lagging followers need no snapshot.
     pub keep_entries: u64,
+    /// The directory of this node's snapshot files (its own: e.g. `<data dir>/snapshots`, next
+    /// to the redb file), created if missing. Empty in the default: it must be set.
+    pub snapshot_dir: PathBuf,
 }
 
 impl Default for RaftConfig {
@@ -50,6 +55,7 @@ impl Default for RaftConfig {
             max_proposal_bytes: 1024 * 1024,
             snapshot_every: 10_000,
             keep_entries: 1_000,
+            snapshot_dir: PathBuf::new(),
         }
     }
 }
@@ -83,6 +89,11 @@ impl RaftConfig {
         if self.snapshot_every == 0 {
             return bad("snapshot_every must be at least 1");
         }
+        if self.snapshot_dir.as_os_str().is_empty() {
+            return bad(
+                "snapshot_dir must be set: a directory of this node's own, e.g. <data dir>/snapshots",
+            );
+        }
         Ok(())
     }
 
@@ -97,23 +108,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_is_valid_and_bad_values_are_named() {
-        assert_eq!(RaftConfig::default().validate(), Ok(()));
-        let c = RaftConfig {
-            id: 0,
+    fn valid_with_a_snapshot_dir_and_bad_values_are_named() {
+        let ok = RaftConfig {
+            snapshot_dir: "snapshots".into(),
             ..RaftConfig::default()
         };
+        assert_eq!(ok.validate(), Ok(()));
+        assert!(
+            matches!(RaftConfig::default().validate(), Err(RaftError::InvalidConfig(m)) if m.contains("snapshot_dir"))
+        );
+        let c = RaftConfig { id: 0, ..ok.clone() };
         assert!(matches!(c.validate(), Err(RaftError::InvalidConfig(m)) if m.contains("id")));
         let c = RaftConfig {
             election_tick: 2,
             heartbeat_tick: 2,
-            ..RaftConfig::default()
+            ..ok.clone()
         };
         assert!(c.validate().is_err());
-        let c = RaftConfig {
-            max_batch: 0,
-            ..RaftConfig::default()
-        };
+        let c = RaftConfig { max_batch: 0, ..ok };
         assert!(c.validate().is_err());
     }
 }

@@ -7,6 +7,7 @@
 mod apply;
 pub(crate) mod core;
 mod membership;
+pub(crate) mod snapshots;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, mpsc};
@@ -30,7 +31,8 @@ pub struct StartOptions {
     pub crash_before_apply: Option<Arc<AtomicBool>>,
     /// Bootstrap from a backup: on an empty file, start a one-member group (`voters = [id]`,
     /// whatever [`RaftConfig::voters`] says) whose state machine is first restored from these
-    /// bytes, in the machine's own snapshot format (as [`StateMachine::snapshot`] produces them).
+    /// bytes, in the machine's own snapshot format (as [`StateMachine::snapshot`] writes them).
+    /// They also become the content of the group's first snapshot file.
     /// Ignored when the file already holds a raft group.
     pub bootstrap_snapshot: Option<Vec<u8>>,
     /// Campaign after exactly [`RaftConfig::election_tick`] ticks instead of a timeout raft-rs
@@ -78,13 +80,13 @@ pub fn start<SM: StateMachine>(
     start_with(db, sm, config, StartOptions::default())
 }
 
-/// Opens (or bootstraps) the raft tables in `db`, initialises the state machine, and starts the
-/// driver thread. Blocks until the node is loaded.
+/// Opens (or bootstraps) the raft tables in `db` and the snapshot directory, initialises the
+/// state machine, and starts the driver thread. Blocks until the node is loaded.
 ///
 /// # Errors
 ///
-/// [`RaftError::InvalidConfig`], [`RaftError::Storage`] when the database cannot be read or
-/// written, [`RaftError::StateMachine`] when `init` fails.
+/// [`RaftError::InvalidConfig`], [`RaftError::Storage`] when the database or the snapshot
+/// directory cannot be read or written, [`RaftError::StateMachine`] when `init` fails.
 pub fn start_with<SM: StateMachine>(
     db: Arc<Database>,
     sm: SM,
@@ -92,8 +94,9 @@ pub fn start_with<SM: StateMachine>(
     options: StartOptions,
 ) -> Result<RaftHandle<SM::Output>, RaftError> {
     config.validate()?;
+    let files = crate::snapshot::SnapshotFiles::open(&config.snapshot_dir)?;
     let (tx, rx) = mpsc::channel();
-    let shared = Arc::new(Shared::new(&config));
+    let shared = Arc::new(Shared::new(&config, files));
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
     let thread_shared = shared.clone();
     let thread = std::thread::Builder::new()

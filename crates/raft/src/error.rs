@@ -69,6 +69,11 @@ pub enum RaftError {
     /// message says why and what to do. Nothing changed.
     #[error("membership change refused: {0}")]
     MembershipRefused(String),
+    /// A snapshot transfer failed or was refused: cut short, damaged on the way (its digest
+    /// differs from the one announced), or another transfer is in progress. Its partial file is
+    /// removed; the leader sends the snapshot again.
+    #[error("snapshot transfer failed: {0}")]
+    SnapshotTransfer(String),
     /// An inbound raft message could not be decoded or was too large.
     #[error("invalid raft message: {0}")]
     InvalidMessage(String),

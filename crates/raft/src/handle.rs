@@ -10,10 +10,11 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
+use crate::snapshot::{IncomingSnapshot, MAX_INCOMING, SnapshotFiles};
 use crate::{Membership, MembershipChange, RaftError};
 
-/// Largest encoded raft message [`RaftHandle::step_bytes`] decodes (128 MiB; snapshots travel in
-/// one message).
+/// Largest encoded raft message [`RaftHandle::step_bytes`] decodes (128 MiB). Snapshots are not
+/// bound by it: their data travels beside the message ([`RaftHandle::receive_snapshot`]).
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
 
 /// Most inbound raft messages queued for the driver before [`RaftHandle::step`] drops new ones.
@@ -128,10 +129,14 @@ pub(crate) struct Shared {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) queued_steps: AtomicUsize,
     pub(crate) thread: Mutex<Option<JoinHandle<()>>>,
+    /// The node's snapshot directory, where incoming snapshots are written.
+    pub(crate) files: SnapshotFiles,
+    /// Bounds the snapshots received at once.
+    pub(crate) incoming: Arc<Semaphore>,
 }
 
 impl Shared {
-    pub(crate) fn new(config: &crate::RaftConfig) -> Self {
+    pub(crate) fn new(config: &crate::RaftConfig, files: SnapshotFiles) -> Self {
         Shared {
             id: config.id,
             max_proposal_bytes: config.max_proposal_bytes,
@@ -142,6 +147,8 @@ impl Shared {
             permits: Arc::new(Semaphore::new(config.queue_capacity())),
             queued_steps: AtomicUsize::new(0),
             thread: Mutex::new(None),
+            files,
+            incoming: Arc::new(Semaphore::new(MAX_INCOMING)),
         }
     }
 }
@@ -300,6 +307,46 @@ impl<O: Send + 'static> RaftHandle<O> {
     /// a local-only type; [`RaftError::Overloaded`] when too many messages are queued (the message
     /// is dropped, which raft tolerates); [`RaftError::Stopped`] when the driver stopped.
     pub fn step(&self, msg: Message) -> Result<(), RaftError> {
+        self.check_inbound(&msg)?;
+        let queued = self.shared.queued_steps.fetch_add(1, Ordering::Relaxed);
+        if queued >= MAX_QUEUED_STEPS {
+            self.shared.queued_steps.fetch_sub(1, Ordering::Relaxed);
+            return Err(RaftError::Overloaded { queued });
+        }
+        self.tx.send(Cmd::Step(Box::new(msg))).map_err(|_| {
+            self.shared.queued_steps.fetch_sub(1, Ordering::Relaxed);
+            RaftError::Stopped
+        })
+    }
+
+    /// Begins receiving a snapshot from the leader: `msg` is its `MsgSnapshot` (carrying a
+    /// [`crate::snapshot::SnapshotDescriptor`]), which arrives before the data. Write the data's
+    /// chunks to the returned [`IncomingSnapshot`] as they arrive, then
+    /// [`finish`](IncomingSnapshot::finish) it and [`step`](RaftHandle::step) the message it
+    /// returns. The same trust rule as for [`RaftHandle::step`] applies.
+    ///
+    /// # Errors
+    ///
+    /// [`RaftError::InvalidMessage`] as for [`RaftHandle::step`], or when `msg` is not a
+    /// `MsgSnapshot` with a descriptor; [`RaftError::SnapshotTransfer`] when
+    /// [`crate::snapshot::MAX_INCOMING`] transfers are in progress already;
+    /// [`RaftError::Storage`] when its file cannot be created; [`RaftError::Stopped`] when the
+    /// driver stopped.
+    pub fn receive_snapshot(&self, msg: Message) -> Result<IncomingSnapshot, RaftError> {
+        self.check_inbound(&msg)?;
+        if self.shared.status.borrow().stopped {
+            return Err(RaftError::Stopped);
+        }
+        let permit = self.shared.incoming.clone().try_acquire_owned().map_err(|_| {
+            RaftError::SnapshotTransfer(format!(
+                "{MAX_INCOMING} snapshots are being received already; the leader retries later"
+            ))
+        })?;
+        IncomingSnapshot::begin(&self.shared.files, msg, permit)
+    }
+
+    /// The checks of every message from a peer.
+    fn check_inbound(&self, msg: &Message) -> Result<(), RaftError> {
         if msg.to != self.shared.id {
             return Err(RaftError::InvalidMessage(format!(
                 "message for node {} delivered to node {}",
@@ -324,15 +371,7 @@ impl<O: Send + 'static> RaftHandle<O> {
                 "{kind:?} is not accepted from peers"
             )));
         }
-        let queued = self.shared.queued_steps.fetch_add(1, Ordering::Relaxed);
-        if queued >= MAX_QUEUED_STEPS {
-            self.shared.queued_steps.fetch_sub(1, Ordering::Relaxed);
-            return Err(RaftError::Overloaded { queued });
-        }
-        self.tx.send(Cmd::Step(Box::new(msg))).map_err(|_| {
-            self.shared.queued_steps.fetch_sub(1, Ordering::Relaxed);
-            RaftError::Stopped
-        })
+        Ok(())
     }
 
     /// Decodes a protobuf-encoded raft message (at most [`MAX_MESSAGE_BYTES`]) and steps it.

@@ -2,7 +2,8 @@
 //!
 //! `skiff-raft` turns a deterministic [`StateMachine`] into a replicated one. It runs a
 //! [raft-rs](raft) `RawNode` on a thread of its own, keeps the raft log, hard state, membership,
-//! snapshot and applied index in the **same redb file** as the machine's tables, and gives callers a
+//! snapshot descriptor and applied index in the **same redb file** as the machine's tables (the
+//! snapshots themselves are files beside it, of any size), and gives callers a
 //! cloneable async [`RaftHandle`]: [`propose`](RaftHandle::propose) bytes and get the machine's
 //! output back once the entry is applied, or ask for a linearizable
 //! [`read_index`](RaftHandle::read_index) barrier before reading local state.
@@ -12,7 +13,11 @@
 //! # fn demo<SM: skiff_raft::StateMachine>(sm: SM) -> Result<(), Box<dyn std::error::Error>> {
 //! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 //! let db = Arc::new(redb::Database::create("state.redb")?);
-//! let raft = skiff_raft::start(db, sm, skiff_raft::RaftConfig::default())?; // a one-member group
+//! let config = skiff_raft::RaftConfig {
+//!     snapshot_dir: "snapshots".into(), // snapshot files, beside the redb file
+//!     ..skiff_raft::RaftConfig::default() // a one-member group
+//! };
+//! let raft = skiff_raft::start(db, sm, config)?;
 //! rt.block_on(async {
 //!     raft.wait_leader(std::time::Duration::from_secs(5)).await?;
 //!     let _output = raft.propose(b"an encoded command".to_vec()).await?;
@@ -38,7 +43,14 @@
 //!   group from a backup of the machine.
 //! - [`storage::RedbStorage`]: raft-rs's `Storage` over redb, including the compacted range.
 //! - [`transport::Transport`]: where messages for other nodes go; inbound ones come back through
-//!   [`RaftHandle::step`]. [`transport::MemNetwork`] joins nodes inside one process for tests.
+//!   [`RaftHandle::step`]. Snapshots go through [`transport::Transport::send_snapshot`] as an
+//!   [`snapshot::OutgoingSnapshot`] (the message and a reader of its file, streamed in chunks);
+//!   the receiver writes them to [`RaftHandle::receive_snapshot`]. [`transport::MemNetwork`]
+//!   joins nodes inside one process for tests.
+//! - [`snapshot`]: snapshot files in [`RaftConfig::snapshot_dir`] (one per snapshot, written to
+//!   a temporary name, synced, renamed, removed once superseded), the
+//!   [`snapshot::SnapshotDescriptor`] raft carries instead of the data (members, size, sha256),
+//!   and both ends of a transfer. No size limit: memory use does not grow with the snapshot.
 //!
 //! # The Ready loop
 //!
@@ -52,13 +64,15 @@
 //!                        ▼
 //!                 [tick] RawNode::tick every `tick`
 //!                        ▼
+//!        transfer outcomes ─► RawNode::report_snapshot (Finish / Failure)
 //!        has_ready? ──no──► snapshot/compact if due ─► answer reads ─► publish status ─► loop
 //!                        │yes
 //!                        ▼
-//!  (1) messages ─────────────────────────────► transport (a leader sends before persisting)
+//!  (1) messages ─────────────────────────────► transport (a leader sends before persisting;
+//!                                               a snapshot goes with a reader of its file)
 //!      read states ──────────────────────────► reads wait for the local apply to reach them
 //!  (2-5) ┌ write txn A (only if there is a snapshot, new entries or a new term/vote) ──┐
-//!        │ received snapshot → StateMachine::restore + log reset                     │
+//!        │ received snapshot → StateMachine::restore from its file + log reset       │
 //!        │ new entries → append (overwriting a conflicting tail)                     │
 //!        │ hard state (term, vote, commit ≥ applied)                                 │
 //!        └ commit (fsync) ───────────────────────────────────────────────────────────┘
@@ -82,7 +96,8 @@
 //! A node **joins** with `voters: vec![]` on an empty file: it is uninitialised and waits. On the
 //! leader, [`MembershipChange::AddLearner`] (with the node's meta) makes it a learner; since the
 //! leader's log starts after the bootstrap snapshot, the learner always receives a snapshot first
-//! (one that includes it as a member: raft refuses others), then the log. Once
+//! (one that includes it as a member: raft refuses others), then the log. The snapshot's file is
+//! streamed to it whatever its size. Once
 //! [`RaftStatus::progress`] shows it caught up, [`MembershipChange::Promote`] makes it a voter.
 //!
 //! ```text
@@ -94,19 +109,22 @@
 //! when adding a member twice, promoting a non-learner, or removing a non-member. The leader does
 //! not remove itself: it hands leadership to the most up-to-date voter and refuses, and the
 //! caller retries on the new leader. Member meta lives in the raft tables, changes in the same
-//! transaction as the conf state, and travels inside every snapshot next to the machine's bytes
-//! ([`membership`] describes the layout).
+//! transaction as the conf state, and travels inside every snapshot's descriptor
+//! ([`membership`] describes the layout). A leader elected before it applied its own removal
+//! steps down when it applies it.
 //!
 //! # Deterministic simulation
 //!
 //! The Ready processing lives in a core that is stepped synchronously: requests are handed to
 //! it, time arrives as ticks, and it never reads a clock. The driver thread is a thin loop over
 //! that core; [`sim`] steps the same core for several nodes on one thread, each over redb on a
-//! [`sim::SimDisk`] (memory that loses every write since the last `sync_data` when the node
-//! crashes), with a seeded network that drops, delays, duplicates and reorders messages,
-//! partitions, crashes and power losses mid-write, client writes and membership changes. It
-//! checks election safety, log matching, that committed entries never change, state-machine
-//! agreement, and that every acknowledged write is applied on every member. The harness is
+//! [`sim::SimDisk`] (memory that loses every write since the last `sync_data`, and every snapshot
+//! file not synced, when the node crashes), with a seeded network that drops, delays, duplicates
+//! and reorders messages, loses, cuts off and damages snapshot transfers, partitions, crashes and
+//! power losses mid-write, client writes and membership changes. It checks election safety, log
+//! matching, that committed entries never change, state-machine agreement, that every
+//! acknowledged write is applied on every member, and that snapshot directories hold their
+//! stored snapshot's file and nothing superseded or half written. The harness is
 //! public (in the crate, since it needs the core) and `tests/all/sim.rs` runs 500 seeds:
 //!
 //! ```text
@@ -116,7 +134,8 @@
 //!
 //! # Durability
 //!
-//! Everything lives in one redb file, and each transaction is all-or-nothing:
+//! Everything but the snapshot files lives in one redb file, and each transaction is
+//! all-or-nothing:
 //!
 //! - **Log entries and hard state** are written in one transaction (A, fsynced) that commits
 //!   *before* any message promising them (a vote, an append acknowledgement) leaves the node, and
@@ -132,9 +151,14 @@
 //!   apply work off the path of the followers' acknowledgements.
 //! - **Callers are answered only after** the transaction that applied their entry committed, and
 //!   that entry was durably logged by a majority first, so an acknowledged write survives any crash.
-//! - **Snapshots** are written with their metadata in one transaction that then compacts the log
-//!   (keeping [`RaftConfig::keep_entries`] behind it); a received snapshot replaces the machine's
-//!   tables and resets the log in transaction A.
+//! - **Snapshots** are files: written (the machine streams its tables into them, on a thread of
+//!   its own when it has an [`Exporter`]), synced and renamed before the transaction that stores
+//!   their descriptor and compacts the log (keeping [`RaftConfig::keep_entries`] behind it), so a
+//!   stored descriptor always names a durable file; older files are removed after it commits. A
+//!   received snapshot's file was checked (size, sha256) and made durable before raft saw its
+//!   message; the machine's tables are replaced from it, hashed again on the way, and the log is
+//!   reset, in transaction A. A snapshot file that cannot be written (a full disk) is logged and
+//!   tried again 100 ticks later; the log is not compacted meanwhile.
 //!
 //! A storage or state-machine error never panics the loop: it fails every waiting caller with
 //! [`RaftError::Storage`] (or [`RaftError::StateMachine`]), logs, and stops; the handle then answers
@@ -156,6 +180,8 @@
 //!
 //! Raft messages are decoded ([`RaftHandle::step_bytes`], at most [`MAX_MESSAGE_BYTES`]) only
 //! from authenticated members of the group: raft believes what peers say about terms and logs.
+//! A snapshot's data has no such limit; it reaches raft only once its size and sha256 match what
+//! its message announced ([`snapshot::IncomingSnapshot::finish`]).
 //! Proposals never arrive from peers; a follower answers [`RaftError::NotLeader`] and the caller
 //! goes to the leader.
 #![deny(missing_docs)]
@@ -169,6 +195,7 @@ mod logger;
 mod machine;
 pub mod membership;
 pub mod sim;
+pub mod snapshot;
 pub mod storage;
 pub mod transport;
 

@@ -1,7 +1,9 @@
 //! The contract between the driver and the replicated state machine.
 
-/// Serializes a state machine's tables from a read transaction; see [`StateMachine::exporter`].
-pub type Exporter = Box<dyn FnOnce(&redb::ReadTransaction) -> Result<Vec<u8>, String> + Send + 'static>;
+/// Writes a state machine's tables, as a read transaction sees them, to a snapshot file; see
+/// [`StateMachine::exporter`].
+pub type Exporter =
+    Box<dyn FnOnce(&redb::ReadTransaction, &mut dyn std::io::Write) -> Result<(), String> + Send + 'static>;
 
 /// A failure to apply a committed entry that stops the member (see [`StateMachine::apply`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,14 +54,18 @@ pub trait StateMachine: Send + 'static {
     /// watch events here).
     fn committed(&mut self);
 
-    /// Serializes the machine's tables for a raft snapshot.
+    /// Writes the machine's tables, as `txn` sees them, to `out` (a snapshot file: any size,
+    /// so write as you read rather than building the whole in memory). The format is the
+    /// machine's own; version it, since [`StateMachine::restore`] may read it on a member of a
+    /// later release.
     ///
     /// # Errors
     ///
-    /// A message saying what could not be read; the driver stops.
-    fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String>;
+    /// A message saying what could not be read or written. When a write to `out` failed (the
+    /// disk), the driver logs it and tries again later; any other error stops the driver.
+    fn snapshot(&self, txn: &redb::ReadTransaction, out: &mut dyn std::io::Write) -> Result<(), String>;
 
-    /// A function that serializes the machine's tables from a read transaction, run on a thread of
+    /// A function that writes the machine's tables from a read transaction, run on a thread of
     /// its own so the driver keeps applying writes while a snapshot is taken. It must produce what
     /// [`StateMachine::snapshot`] would. `None` (the default) takes snapshots on the driver's
     /// thread (what the deterministic simulation wants).
@@ -67,10 +73,13 @@ pub trait StateMachine: Send + 'static {
         None
     }
 
-    /// Replaces the machine's tables with a snapshot's content.
+    /// Replaces the machine's tables with a snapshot's content, read from `data` as it goes (the
+    /// driver checks the file's digest as it is read). Must not panic on bad bytes: the
+    /// descriptor's digest vouches for the file, not for what the machine makes of it.
     ///
     /// # Errors
     ///
-    /// A message saying why the snapshot could not be installed; the driver stops.
-    fn restore(&mut self, txn: &redb::WriteTransaction, data: &[u8]) -> Result<(), String>;
+    /// A message saying why the snapshot could not be installed; the driver drops the transaction
+    /// and stops.
+    fn restore(&mut self, txn: &redb::WriteTransaction, data: &mut dyn std::io::Read) -> Result<(), String>;
 }

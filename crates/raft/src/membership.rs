@@ -3,11 +3,13 @@
 //!
 //! Member meta is opaque bytes per member (Skiff's control plane keeps JSON with the node's name,
 //! peer address and API URL there). It lives in the raft tables beside the conf state and changes
-//! in the same transaction, and every raft snapshot carries it next to the state machine's bytes:
+//! in the same transaction, and every raft snapshot carries it in its descriptor
+//! ([`crate::snapshot::SnapshotDescriptor`]). Releases before streamed snapshots carried it
+//! inline with the state machine's bytes; that format is still read:
 //!
 //! ```text
-//! snapshot data = [magic "SKFS"][version: u8 = 1][members][machine len: u64][machine bytes]
-//! members       = [count: u32]{ [id: u64][len: u32][meta bytes; len] } × count
+//! inline data = [magic "SKFS"][version: u8 = 1][members][machine len: u64][machine bytes]
+//! members     = [count: u32]{ [id: u64][len: u32][meta bytes; len] } × count
 //! ```
 //!
 //! All integers are little-endian.
@@ -160,6 +162,13 @@ pub(crate) fn decode_members(mut rest: &[u8]) -> Result<(MemberMeta, &[u8]), Str
     let mut members = BTreeMap::new();
     for _ in 0..count {
         let id = u64::from_le_bytes(take::<8>(&mut rest)?);
+        // The encoder writes ids in increasing order; anything else (a repeated id) would not
+        // read back as it was written.
+        if let Some((&last, _)) = members.last_key_value()
+            && id <= last
+        {
+            return Err(format!("member {id} follows member {last}: ids must increase"));
+        }
         let len = u32::from_le_bytes(take::<4>(&mut rest)?) as usize;
         if len > rest.len() {
             return Err(format!("meta of member {id} runs past the end ({len} bytes)"));
@@ -179,7 +188,9 @@ fn take<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], String> {
     Ok(*head)
 }
 
-/// Wraps the state machine's snapshot bytes together with the member meta.
+/// Wraps the state machine's snapshot bytes together with the member meta, inline (the format of
+/// older releases, which tests send).
+#[cfg(test)]
 pub(crate) fn wrap_snapshot(members: &BTreeMap<u64, Vec<u8>>, machine: &[u8]) -> Vec<u8> {
     let members = encode_members(members);
     let mut out = Vec::with_capacity(MAGIC.len() + 1 + members.len() + 8 + machine.len());
@@ -191,11 +202,12 @@ pub(crate) fn wrap_snapshot(members: &BTreeMap<u64, Vec<u8>>, machine: &[u8]) ->
     out
 }
 
-/// Splits raft snapshot data into the member meta and the state machine's bytes.
+/// Splits inline raft snapshot data (of an older release) into the member meta and the state
+/// machine's bytes.
 ///
 /// # Errors
 ///
-/// [`RaftError::Storage`] when the data was not written by [`wrap_snapshot`].
+/// [`RaftError::Storage`] when the data is not inline snapshot data.
 pub(crate) fn unwrap_snapshot(data: &[u8]) -> Result<(MemberMeta, &[u8]), RaftError> {
     let bad = |why: String| RaftError::Storage(format!("raft snapshot data is malformed: {why}"));
     let rest = data
@@ -231,6 +243,14 @@ mod tests {
         let encoded = encode_members(&members);
         let (m, rest) = decode_members(&encoded).unwrap();
         assert_eq!((m, rest), (members, &[][..]));
+        // Found by the snapshot_decode fuzz target: a repeated id decoded (the map kept one), so
+        // the data did not read back as it was written.
+        let mut twice = 2u32.to_le_bytes().to_vec();
+        for _ in 0..2 {
+            twice.extend(7u64.to_le_bytes());
+            twice.extend(0u32.to_le_bytes());
+        }
+        assert!(decode_members(&twice).unwrap_err().contains("ids must increase"));
     }
 
     #[test]

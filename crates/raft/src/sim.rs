@@ -7,6 +7,8 @@
 //!
 //! - **network**: each message may be dropped, delayed by a random number of rounds (which also
 //!   reorders), or duplicated; partitions cut off a random minority or the leader, then heal;
+//!   snapshot transfers stream their file in small chunks and may be lost, cut off half-way or
+//!   damaged (the receiver must refuse them by their digest and the leader send them again);
 //! - **crashes**: a node is killed between steps or by a power loss in the middle of a redb
 //!   write; either way the disk keeps only what was synced, and the node restarts later from it;
 //! - **clients** propose unique writes to whoever seems to lead and record which were
@@ -14,8 +16,10 @@
 //!
 //! Checked during the run: at most one leader per term, log matching, and that committed
 //! entries never change. After a final heal and a quiet period: every node's log matches, the
-//! state machines applied prefixes of one sequence with no duplicates, and every acknowledged
-//! write is applied on every member at the position its acknowledgement named.
+//! state machines applied prefixes of one sequence with no duplicates, every acknowledged
+//! write is applied on every member at the position its acknowledgement named, and every
+//! snapshot directory holds its stored snapshot's file and nothing it supersedes or left half
+//! written.
 //!
 //! ```text
 //!  seed ─► Rng ─┬─► faults (drop, delay, duplicate, partition, crash, power loss)
@@ -31,7 +35,9 @@
 
 mod check;
 mod disk;
+mod files;
 mod machine;
+mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +51,7 @@ pub use self::disk::SimDisk;
 pub use self::machine::SimMachine;
 use crate::driver::core::{Core, Exit};
 use crate::handle::{Cmd, Reply, Shared};
+use crate::snapshot::{OutgoingSnapshot, SnapshotFiles};
 use crate::transport::Transport;
 use crate::{Membership, MembershipChange, RaftConfig, RaftError, StartOptions};
 
@@ -124,6 +131,10 @@ pub struct SimReport {
     pub membership_changes: u64,
     /// The final voters.
     pub voters: Vec<u64>,
+    /// Snapshot transfers that reached their node and were installed or refused there.
+    pub snapshot_transfers: u64,
+    /// Of those, the ones the receiver refused (damaged or cut off on the way).
+    pub snapshots_refused: u64,
 }
 
 /// A failed run: what went wrong, the seed to replay it, and the last events.
@@ -213,25 +224,43 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimFailure> {
     }
 }
 
-/// Messages a node sent, waiting for the simulation to route them.
+/// Messages and snapshots a node sent, waiting for the simulation to route them.
 #[derive(Clone, Default)]
-struct Outbox(Arc<Mutex<Vec<Message>>>);
+struct Outbox {
+    msgs: Arc<Mutex<Vec<Message>>>,
+    snapshots: Arc<Mutex<Vec<OutgoingSnapshot>>>,
+}
 
 impl Transport for Outbox {
     fn send(&self, msgs: Vec<Message>) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend(msgs);
+        self.msgs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(msgs);
+    }
+
+    fn send_snapshot(&self, snapshot: OutgoingSnapshot) {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(snapshot);
     }
 }
 
 impl Outbox {
     fn take(&self) -> Vec<Message> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut *self.msgs.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn take_snapshots(&self) -> Vec<OutgoingSnapshot> {
+        std::mem::take(&mut *self.snapshots.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
 struct Node {
     id: u64,
     disk: SimDisk,
+    files: SnapshotFiles,
     /// The bootstrap voters (empty for a node that joins).
     voters: Vec<u64>,
     core: Option<Core<SimMachine>>,
@@ -255,6 +284,8 @@ struct World {
     nodes: Vec<Node>,
     /// Messages in flight by (due round, random order key, sequence).
     net: BTreeMap<(u64, u64, u64), Message>,
+    /// Snapshot transfers in flight, keyed like `net`.
+    transfers: BTreeMap<(u64, u64, u64), OutgoingSnapshot>,
     sent: u64,
     round: u64,
     /// Nodes cut off from the rest, while a partition is on.
@@ -275,21 +306,26 @@ impl World {
     fn new(config: &SimConfig) -> Self {
         let voters: Vec<u64> = (1..=config.voters as u64).collect();
         let nodes = (1..=(config.voters + config.spares) as u64)
-            .map(|id| Node {
-                id,
-                disk: SimDisk::new(),
-                voters: if voters.contains(&id) {
-                    voters.clone()
-                } else {
-                    Vec::new()
-                },
-                core: None,
-                shared: Arc::new(Shared::new(&RaftConfig::default())),
-                outbox: Outbox::default(),
-                crash_before_apply: Arc::new(AtomicBool::new(false)),
-                restart_at: 0,
-                started: false,
-                retired: false,
+            .map(|id| {
+                let disk = SimDisk::new();
+                let files = disk.snapshot_files();
+                Node {
+                    id,
+                    disk,
+                    files: files.clone(),
+                    voters: if voters.contains(&id) {
+                        voters.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    core: None,
+                    shared: Arc::new(Shared::new(&RaftConfig::default(), files)),
+                    outbox: Outbox::default(),
+                    crash_before_apply: Arc::new(AtomicBool::new(false)),
+                    restart_at: 0,
+                    started: false,
+                    retired: false,
+                }
             })
             .collect();
         World {
@@ -297,6 +333,7 @@ impl World {
             rng: Rng::new(config.seed),
             nodes,
             net: BTreeMap::new(),
+            transfers: BTreeMap::new(),
             sent: 0,
             round: 0,
             isolated: BTreeSet::new(),
@@ -344,7 +381,7 @@ impl World {
             .disk
             .open()
             .map_err(|e| format!("node {} cannot open its disk: {e}", n.id))?;
-        let shared = Arc::new(Shared::new(&config));
+        let shared = Arc::new(Shared::new(&config, n.files.clone()));
         n.crash_before_apply.store(false, Ordering::SeqCst);
         let options = StartOptions {
             transport: Arc::new(n.outbox.clone()),
@@ -370,8 +407,12 @@ impl World {
         drop(n.core.take());
         n.disk.crash();
         // What the node handed to its transport before the crash point has left the machine.
+        let snapshots = n.outbox.take_snapshots();
         for m in n.outbox.take() {
             self.route(m);
+        }
+        for s in snapshots {
+            self.route_snapshot(s);
         }
         let down = 5 + self.rng.below(40);
         let n = &mut self.nodes[i];
@@ -628,6 +669,9 @@ impl World {
         for m in msgs {
             self.route(m);
         }
+        for s in self.nodes[i].outbox.take_snapshots() {
+            self.route_snapshot(s);
+        }
         Ok(())
     }
 
@@ -663,6 +707,7 @@ impl World {
                 core.step_message(m);
             }
         }
+        self.deliver_transfers();
     }
 
     /// Heals everything, restarts every node, lets the group settle, and checks the outcome.
@@ -693,6 +738,7 @@ impl World {
         }
         self.collect_answers();
         self.check_logs()?;
+        self.check_files()?;
         if !settled {
             return Err(format!(
                 "the group did not converge within {} quiet ticks; {}",

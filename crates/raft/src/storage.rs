@@ -6,13 +6,13 @@
 //! |---|---|---|
 //! | `skiff_raft_log` | entry index (`u64`) | protobuf `Entry` |
 //! | `skiff_raft_meta` | `hard_state`, `conf_state` | protobuf `HardState` / `ConfState` |
-//! | `skiff_raft_snapshot` | `snapshot` | protobuf `Snapshot` (a table of its own: the small metadata above changes with every commit, and must not share B-tree pages with megabytes of snapshot) |
+//! | `skiff_raft_snapshot` | `snapshot` | protobuf `Snapshot` whose data is a [`crate::snapshot::SnapshotDescriptor`]: the state machine's bytes are in a file of the snapshot directory (a table of its own, apart from the metadata above that changes with every commit) |
 //! | `skiff_raft_meta` | `truncated` | index and term of the last compacted entry (2 × `u64` LE) |
 //! | `skiff_raft_meta` | `applied` | the last applied index (`u64` LE) |
 //! | `skiff_raft_meta` | `members` | every member's opaque meta (see [`crate::membership`]'s encoding) |
 //!
 //! A group is bootstrapped with a snapshot at index 1 (term 1) that holds the initial membership
-//! and the state machine's initial content, so the log of every group starts at index 2 and a
+//! and (in its file) the state machine's initial content, so the log of every group starts at index 2 and a
 //! node joining later is always initialised by a snapshot from the leader: it could not learn
 //! the bootstrap voters from the log, since they are in no entry.
 //!
@@ -31,7 +31,8 @@ use raft::{RaftState, StorageError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::RaftError;
-use crate::membership::{decode_members, encode_members, unwrap_snapshot, wrap_snapshot};
+use crate::membership::{decode_members, encode_members};
+use crate::snapshot::{SnapshotData, SnapshotDescriptor, SnapshotId};
 
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("skiff_raft_log");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("skiff_raft_meta");
@@ -148,15 +149,20 @@ impl RedbStorage {
         Ok(meta.get(TRUNCATED)?.is_none())
     }
 
-    /// Installs a received snapshot (its data in the [`crate::membership`] wrapping) in one
-    /// durable transaction: the log is reset to its position. Meant for tools and tests; the
-    /// driver restores the state machine in the same transaction.
+    /// Installs a received snapshot's position and membership (its data a
+    /// [`crate::snapshot::SnapshotDescriptor`], or inline data of an older release) in one durable
+    /// transaction: the log is reset to its position. Meant for tools and tests; the driver
+    /// restores the state machine from the snapshot's file in the same transaction.
     ///
     /// # Errors
     ///
-    /// [`RaftError::Storage`] when redb fails or the snapshot data is malformed.
+    /// [`RaftError::Storage`] when redb fails; [`RaftError::InvalidMessage`] when the snapshot
+    /// data is malformed.
     pub fn apply_snapshot(&mut self, snap: &Snapshot) -> Result<(), RaftError> {
-        let (members, _) = unwrap_snapshot(&snap.data)?;
+        let members = match SnapshotData::parse(&snap.data)? {
+            SnapshotData::Descriptor(d) => d.members,
+            SnapshotData::Inline { members, .. } => members,
+        };
         self.write(|w| w.apply_snapshot(snap, members))
     }
 
@@ -485,16 +491,23 @@ impl<'t> LogWriter<'t> {
     }
 
     /// Bootstraps a new group in this (new) file: a snapshot at index 1, term 1, with
-    /// membership `cs`, the member meta, and `machine` (the state machine's snapshot bytes, whose
-    /// content the caller has in its tables). Replaces whatever raft state was staged.
+    /// membership `cs`, the member meta, and the file `machine` of `size` bytes (the state
+    /// machine's snapshot, whose content the caller has in its tables). Replaces whatever raft
+    /// state was staged.
     pub(crate) fn bootstrap(
         &mut self,
         cs: ConfState,
         members: BTreeMap<u64, Vec<u8>>,
-        machine: &[u8],
+        machine: &SnapshotId,
+        size: u64,
     ) -> Result<(), RaftError> {
+        let descriptor = SnapshotDescriptor {
+            members: members.clone(),
+            size,
+            sha256: machine.sha256,
+        };
         let mut snap = Snapshot {
-            data: wrap_snapshot(&members, machine).into(),
+            data: descriptor.encode().into(),
             ..Default::default()
         };
         let meta = snap.mut_metadata();
@@ -706,8 +719,13 @@ mod tests {
         s.append(&(1..=3).map(|i| entry(i, 1)).collect::<Vec<_>>())
             .unwrap();
         let members = BTreeMap::from([(1, b"one".to_vec()), (2, Vec::new()), (5, b"gone".to_vec())]);
+        let descriptor = SnapshotDescriptor {
+            members,
+            size: 5,
+            sha256: [1; 32],
+        };
         let mut snap = Snapshot {
-            data: wrap_snapshot(&members, b"state").into(),
+            data: descriptor.encode().into(),
             ..Default::default()
         };
         snap.mut_metadata().index = 20;

@@ -18,9 +18,11 @@ use crate::tables::{KV_STORES, KV_VALUES};
 
 /// A store's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct StoreMeta {
-    keys: u64,
-    bytes: u64,
+pub(crate) struct StoreMeta {
+    /// Keys in the store.
+    pub(crate) keys: u64,
+    /// Bytes of their values.
+    pub(crate) bytes: u64,
 }
 
 fn store_key(namespace: &str, store: &str) -> String {
@@ -377,54 +379,4 @@ pub(crate) fn read_keys(
         page.keys.push(key.to_owned());
     }
     Ok(page)
-}
-
-/// One stored key and value, as exports carry them.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct KvEntry {
-    store: String,
-    key: String,
-    #[serde(with = "crate::command::base64_bytes")]
-    value: Vec<u8>,
-}
-
-pub(crate) fn export_kv(txn: &redb::ReadTransaction) -> Result<Vec<KvEntry>, String> {
-    let values = match txn.open_table(KV_VALUES) {
-        Ok(t) => t,
-        Err(e) if absent(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
-    };
-    let mut out = Vec::new();
-    for item in values.iter().map_err(|e| e.to_string())? {
-        let (k, v) = item.map_err(|e| e.to_string())?;
-        let (store, key) = k.value();
-        out.push(KvEntry {
-            store: store.to_owned(),
-            key: key.to_owned(),
-            value: v.value().to_vec(),
-        });
-    }
-    Ok(out)
-}
-
-pub(crate) fn restore_kv(txn: &WriteTransaction, entries: &[KvEntry]) -> Result<(), String> {
-    let s = |e: &dyn std::fmt::Display| e.to_string();
-    txn.delete_table(KV_VALUES).map_err(|e| s(&e))?;
-    txn.delete_table(KV_STORES).map_err(|e| s(&e))?;
-    let mut values = txn.open_table(KV_VALUES).map_err(|e| s(&e))?;
-    let mut metas: BTreeMap<&str, StoreMeta> = BTreeMap::new();
-    for e in entries {
-        values
-            .insert((e.store.as_str(), e.key.as_str()), e.value.as_slice())
-            .map_err(|e| s(&e))?;
-        let m = metas.entry(e.store.as_str()).or_default();
-        m.keys += 1;
-        m.bytes += e.value.len() as u64;
-    }
-    let mut stores = txn.open_table(KV_STORES).map_err(|e| s(&e))?;
-    for (sk, m) in metas {
-        let b = serde_json::to_vec(&m).map_err(|e| s(&e))?;
-        stores.insert(sk, b.as_slice()).map_err(|e| s(&e))?;
-    }
-    Ok(())
 }

@@ -45,6 +45,13 @@
 //!   `KvDelete` and `KvIncrement` (a decimal integer, read-modify-write inside the apply, so
 //!   concurrent increments never lose one). A store exists while it holds keys; namespaces take
 //!   theirs along when deleted.
+//! - **Snapshots and backups** — [`export`] (and [`Machine::snapshot`]) write every table, as one
+//!   read transaction sees it, as a versioned stream of records (`SKIFF-STATE`, version 2: a
+//!   record per row, key-value values as raw bytes, an end marker counting the records);
+//!   [`Machine::restore`] reads such a stream back into emptied tables a row at a time, and
+//!   [`check_export`] reads one without writing. Memory use does not grow with the state, so
+//!   Raft snapshots of any size stream through files. Version 1 (the single JSON document older
+//!   releases wrote) is still read, so their backups restore.
 //! - Watch events are published on a `tokio::sync::broadcast` channel after the transaction that
 //!   wrote them commits ([`Machine::committed`]); a watcher replays history from the `events` table,
 //!   then follows the channel.

@@ -8,9 +8,9 @@ use tokio::sync::broadcast;
 use crate::command::{Command, Op};
 use crate::error::StateError;
 use crate::objects::{Change, ObjectStage};
-use crate::snapshot::{Snapshot, export};
+use crate::snapshot::export;
 use crate::tables::{COMPACTED, EVENT_RETENTION, EVENTS, META, OBJECTS, REVISION};
-use crate::topics::{Topics, restore_topics};
+use crate::topics::Topics;
 
 /// A watch event with the revision that produced it.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,41 +195,23 @@ impl Machine {
         Ok(())
     }
 
-    /// Serializes the tables for a Raft snapshot.
+    /// Writes the tables, as `txn` sees them, to `out` in the state stream format (see
+    /// [`export`]): what a Raft snapshot holds.
     ///
     /// # Errors
-    /// A storage message.
-    pub fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
-        export(txn)
+    /// A storage message, or the write error of `out`.
+    pub fn snapshot(&self, txn: &redb::ReadTransaction, out: &mut dyn std::io::Write) -> Result<(), String> {
+        export(txn, out)
     }
 
-    /// Replaces the tables with a snapshot's content.
+    /// Replaces the tables with the state stream read from `data` (a Raft snapshot or a backup's
+    /// export, of this release or an older one), row by row. On an error nothing of it may be
+    /// committed: the caller drops `txn`.
     ///
     /// # Errors
-    /// A storage or decode message.
-    pub fn restore(&mut self, txn: &WriteTransaction, data: &[u8]) -> Result<(), String> {
-        let snap: Snapshot =
-            serde_json::from_slice(data).map_err(|e| format!("corrupt state snapshot: {e}"))?;
-        let s = |e: &dyn std::fmt::Display| e.to_string();
-        txn.delete_table(OBJECTS).map_err(|e| s(&e))?;
-        txn.delete_table(EVENTS).map_err(|e| s(&e))?;
-        txn.delete_table(META).map_err(|e| s(&e))?;
-        let mut objects = txn.open_table(OBJECTS).map_err(|e| s(&e))?;
-        for (k, v) in &snap.objects {
-            let bytes = serde_json::to_vec(v).map_err(|e| s(&e))?;
-            objects.insert(k.as_str(), bytes.as_slice()).map_err(|e| s(&e))?;
-        }
-        let mut events = txn.open_table(EVENTS).map_err(|e| s(&e))?;
-        for (k, v) in &snap.events {
-            let bytes = serde_json::to_vec(v).map_err(|e| s(&e))?;
-            events.insert(*k, bytes.as_slice()).map_err(|e| s(&e))?;
-        }
-        let mut meta = txn.open_table(META).map_err(|e| s(&e))?;
-        meta.insert(REVISION, snap.revision).map_err(|e| s(&e))?;
-        meta.insert(COMPACTED, snap.compacted).map_err(|e| s(&e))?;
-        restore_topics(txn, &snap.topics)?;
-        crate::keyvalue::restore_kv(txn, &snap.keyvalue)?;
-        Ok(())
+    /// What is wrong with the stream, or a storage message.
+    pub fn restore(&mut self, txn: &WriteTransaction, data: &mut dyn std::io::Read) -> Result<(), String> {
+        crate::snapshot::restore(txn, data).map_err(|e| format!("cannot restore the state snapshot: {e}"))
     }
 }
 

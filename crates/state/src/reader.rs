@@ -215,8 +215,9 @@ impl Reader {
         Ok((rev, out))
     }
 
-    /// The whole state (objects, watch history, revision) as one consistent export — the format of
-    /// Raft snapshots, used for backups — with the revision it was taken at.
+    /// The whole state (objects, watch history, topics, key-value stores, revision) as one
+    /// consistent export — the stream format of Raft snapshots, used for backups — with the
+    /// revision it was taken at.
     ///
     /// Runs in one read transaction, so writes continue while it is taken.
     ///
@@ -224,7 +225,8 @@ impl Reader {
     /// [`StateError::Storage`].
     pub fn export(&self) -> Result<(u64, Vec<u8>), StateError> {
         let txn = self.db.begin_read().map_err(StateError::storage)?;
-        let data = crate::snapshot::export(&txn).map_err(|message| StateError::Storage { message })?;
+        let mut data = Vec::new();
+        crate::snapshot::export(&txn, &mut data).map_err(|message| StateError::Storage { message })?;
         let revision = check_export(&data)?;
         Ok((revision, data))
     }
@@ -305,13 +307,13 @@ fn read_usage(txn: &redb::ReadTransaction, namespace: &str) -> Result<skiff_api:
     Ok(used)
 }
 
-/// Checks that `data` is a state export (as made by [`Reader::export`]) and returns its revision.
+/// Checks that `data` is a whole state export (as made by [`Reader::export`], or by an older
+/// release) without writing anything, and returns its revision.
 ///
 /// # Errors
 /// [`StateError::Decode`] saying what is wrong with it.
 pub fn check_export(data: &[u8]) -> Result<u64, StateError> {
-    let snap: crate::snapshot::Snapshot = serde_json::from_slice(data).map_err(|e| StateError::Decode {
+    crate::snapshot::check(data).map_err(|e| StateError::Decode {
         message: format!("not a Skiff state export: {e}"),
-    })?;
-    Ok(snap.revision)
+    })
 }

@@ -1,55 +1,106 @@
-//! The state as one document: what a Raft snapshot and a backup hold, and how it is written.
-use redb::ReadableTable;
-use serde::{Deserialize, Serialize};
+//! The state as one stream: what a Raft snapshot and a backup hold, how it is written and read.
+//!
+//! The stream is written and read a record at a time, so a state of any size is exported and
+//! restored in bounded memory (one row at a time, plus redb's own cache):
+//!
+//! ```text
+//! stream = "SKIFF-STATE" version:u8 (= 2)  record*  end
+//! record = tag:u8  len:u32le  payload[len]                 len <= 16 MiB
+//!   1 meta          revision:u64 compacted:u64             first, exactly once
+//!   2 object        key:str  object JSON                   Kind/namespace/name
+//!   3 event         revision:u64  watch event JSON
+//!   4 topic         name:str  counters JSON                namespace/topic
+//!   5 topic event   topic:str  seq:u64  event JSON
+//!   6 subscription  subscription JSON
+//!   7 idempotency   key:str  seq:u64  published ms:u64
+//!   8 key-value     store:str  key:str  value bytes        in (store, key) order, no repeats
+//! end    = tag 0, len 8, records:u64le                     how many records came before
+//! str    = len:u32le  UTF-8 bytes;  integers little-endian
+//! ```
+//!
+//! A stream cut short lacks its end marker (or its count disagrees) and is refused; nothing may
+//! follow the end. Version 1 is the single JSON document older releases wrote (`{"revision":…}`):
+//! still read, whole, so their backups restore; never written.
+mod legacy;
+mod record;
+mod tables;
 
-use crate::tables::{COMPACTED, EVENTS, META, OBJECTS, REVISION};
-use crate::topics::{TopicsExport, export_topics};
+use std::io::{BufWriter, Read, Write};
 
-/// Every table of the state.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Snapshot {
-    pub(crate) revision: u64,
-    pub(crate) compacted: u64,
-    pub(crate) objects: Vec<(String, serde_json::Value)>,
-    pub(crate) events: Vec<(u64, serde_json::Value)>,
-    /// Topics, their events and subscriptions (absent in exports of older releases).
-    #[serde(default)]
-    pub(crate) topics: TopicsExport,
-    /// Key-value store entries (absent in exports of older releases).
-    #[serde(default)]
-    pub(crate) keyvalue: Vec<crate::keyvalue::KvEntry>,
-}
+use redb::{ReadTransaction, WriteTransaction};
 
-/// Serializes the state tables as seen by `txn` (the format of snapshots and backups). Any thread
-/// may call it with its own read transaction.
+use self::record::{Decoder, Encoder, Record};
+use crate::topics::{Subscription, TopicMeta};
+
+/// Writes the state tables as seen by `txn` to `out` (the format of Raft snapshots and backups).
+/// Any thread may call it with its own read transaction; memory use does not grow with the state.
 ///
 /// # Errors
-/// A storage message.
-pub fn export(txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
-    let s = |e: &dyn std::fmt::Display| e.to_string();
-    let objects_t = txn.open_table(OBJECTS).map_err(|e| s(&e))?;
-    let events_t = txn.open_table(EVENTS).map_err(|e| s(&e))?;
-    let meta_t = txn.open_table(META).map_err(|e| s(&e))?;
-    let get = |k: &str| -> Result<u64, String> {
-        Ok(meta_t.get(k).map_err(|e| s(&e))?.map(|g| g.value()).unwrap_or(0))
-    };
-    let mut snap = Snapshot {
-        revision: get(REVISION)?,
-        compacted: get(COMPACTED)?,
-        objects: vec![],
-        events: vec![],
-        topics: export_topics(txn)?,
-        keyvalue: crate::keyvalue::export_kv(txn)?,
-    };
-    for item in objects_t.iter().map_err(|e| s(&e))? {
-        let (k, v) = item.map_err(|e| s(&e))?;
-        let json = serde_json::from_slice(v.value()).map_err(|e| s(&e))?;
-        snap.objects.push((k.value().to_owned(), json));
+/// A storage message, or the write error of `out`.
+pub fn export(txn: &ReadTransaction, out: &mut dyn Write) -> Result<(), String> {
+    let mut out = BufWriter::with_capacity(256 << 10, out);
+    let mut enc = Encoder::new(&mut out).map_err(|e| format!("writing the state export failed: {e}"))?;
+    tables::export_tables(txn, &mut enc)?;
+    enc.finish()
+        .map_err(|e| format!("writing the state export failed: {e}"))?;
+    out.flush()
+        .map_err(|e| format!("writing the state export failed: {e}"))
+}
+
+/// Replaces the state tables in `txn` with the content of the stream `input` (either version),
+/// row by row. On an error the caller must not commit `txn`.
+///
+/// # Errors
+/// What is wrong with the stream (damaged, cut short, a newer version), or a storage message.
+pub(crate) fn restore(txn: &WriteTransaction, input: &mut dyn Read) -> Result<(), String> {
+    let mut prefix = Vec::new();
+    let current = record::read_header(input, &mut prefix)?;
+    let mut restorer = tables::Restorer::new(txn)?;
+    if current {
+        let mut records = Decoder::new(input);
+        while let Some(record) = records.next()? {
+            restorer.put(record)?;
+        }
+    } else {
+        let mut data = prefix;
+        input
+            .read_to_end(&mut data)
+            .map_err(|e| format!("reading the state stream failed: {e}"))?;
+        legacy::replay(&data, &mut |record| restorer.put(record))?;
     }
-    for item in events_t.iter().map_err(|e| s(&e))? {
-        let (k, v) = item.map_err(|e| s(&e))?;
-        let json = serde_json::from_slice(v.value()).map_err(|e| s(&e))?;
-        snap.events.push((k.value(), json));
+    restorer.finish()
+}
+
+/// Reads a whole export (either version) without writing anything, and returns its revision.
+///
+/// # Errors
+/// What is wrong with it.
+pub(crate) fn check(data: &[u8]) -> Result<u64, String> {
+    let mut input = data;
+    let mut prefix = Vec::new();
+    let mut revision = 0;
+    let mut seen = |record: Record<'_>| -> Result<(), String> {
+        match record {
+            Record::Meta { revision: r, .. } => revision = r,
+            Record::Topic { json, .. } => {
+                serde_json::from_slice::<TopicMeta>(json)
+                    .map_err(|e| format!("a topic is malformed: {e}"))?;
+            }
+            Record::Subscription { json } => {
+                serde_json::from_slice::<Subscription>(json)
+                    .map_err(|e| format!("a subscription is malformed: {e}"))?;
+            }
+            _ => {}
+        }
+        Ok(())
+    };
+    if record::read_header(&mut input, &mut prefix)? {
+        let mut records = Decoder::new(input);
+        while let Some(record) = records.next()? {
+            seen(record)?;
+        }
+    } else {
+        legacy::replay(data, &mut seen)?;
     }
-    serde_json::to_vec(&snap).map_err(|e| s(&e))
+    Ok(revision)
 }

@@ -95,7 +95,7 @@ pub(crate) fn topic_key(namespace: &str, topic: &str) -> String {
     format!("{namespace}/{topic}")
 }
 
-fn sub_key(namespace: &str, topic: &str, function: &str) -> String {
+pub(crate) fn sub_key(namespace: &str, topic: &str, function: &str) -> String {
     format!("{namespace}/{topic}/{function}")
 }
 
@@ -615,98 +615,4 @@ pub(crate) fn read_event(
         .into_iter()
         .find(|(s, _)| *s == seq)
         .map(|(_, e)| e))
-}
-
-/// The topic tables as plain data, for snapshots and backups.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct TopicsExport {
-    topics: Vec<(String, TopicMeta)>,
-    events: Vec<(String, u64, serde_json::Value)>,
-    subscriptions: Vec<Subscription>,
-    keys: Vec<(String, (u64, u64))>,
-}
-
-pub(crate) fn export_topics(txn: &redb::ReadTransaction) -> Result<TopicsExport, String> {
-    let s = |e: &dyn std::fmt::Display| e.to_string();
-    let mut out = TopicsExport::default();
-    let absent = |e: &redb::TableError| matches!(e, redb::TableError::TableDoesNotExist(_));
-    match txn.open_table(TOPICS) {
-        Ok(t) => {
-            for item in t.iter().map_err(|e| s(&e))? {
-                let (k, v) = item.map_err(|e| s(&e))?;
-                out.topics.push((
-                    k.value().to_owned(),
-                    serde_json::from_slice(v.value()).map_err(|e| s(&e))?,
-                ));
-            }
-        }
-        Err(e) if absent(&e) => {}
-        Err(e) => return Err(s(&e)),
-    }
-    match txn.open_table(TOPIC_EVENTS) {
-        Ok(t) => {
-            for item in t.iter().map_err(|e| s(&e))? {
-                let (k, v) = item.map_err(|e| s(&e))?;
-                let (topic, seq) = k.value();
-                out.events.push((
-                    topic.to_owned(),
-                    seq,
-                    serde_json::from_slice(v.value()).map_err(|e| s(&e))?,
-                ));
-            }
-        }
-        Err(e) if absent(&e) => {}
-        Err(e) => return Err(s(&e)),
-    }
-    out.subscriptions = read_subscriptions(txn).map_err(|e| s(&e))?;
-    match txn.open_table(IDEMPOTENCY) {
-        Ok(t) => {
-            for item in t.iter().map_err(|e| s(&e))? {
-                let (k, v) = item.map_err(|e| s(&e))?;
-                out.keys.push((
-                    k.value().to_owned(),
-                    serde_json::from_slice(v.value()).map_err(|e| s(&e))?,
-                ));
-            }
-        }
-        Err(e) if absent(&e) => {}
-        Err(e) => return Err(s(&e)),
-    }
-    Ok(out)
-}
-
-pub(crate) fn restore_topics(txn: &WriteTransaction, data: &TopicsExport) -> Result<(), String> {
-    let s = |e: &dyn std::fmt::Display| e.to_string();
-    txn.delete_table(TOPICS).map_err(|e| s(&e))?;
-    txn.delete_table(TOPIC_EVENTS).map_err(|e| s(&e))?;
-    txn.delete_table(SUBSCRIPTIONS).map_err(|e| s(&e))?;
-    txn.delete_table(IDEMPOTENCY).map_err(|e| s(&e))?;
-    txn.delete_table(IDEMPOTENCY_EXPIRY).map_err(|e| s(&e))?;
-    let mut t = txn.open_table(TOPICS).map_err(|e| s(&e))?;
-    for (k, m) in &data.topics {
-        let b = serde_json::to_vec(m).map_err(|e| s(&e))?;
-        t.insert(k.as_str(), b.as_slice()).map_err(|e| s(&e))?;
-    }
-    let mut t = txn.open_table(TOPIC_EVENTS).map_err(|e| s(&e))?;
-    for (k, seq, v) in &data.events {
-        let b = serde_json::to_vec(v).map_err(|e| s(&e))?;
-        t.insert((k.as_str(), *seq), b.as_slice()).map_err(|e| s(&e))?;
-    }
-    let mut t = txn.open_table(SUBSCRIPTIONS).map_err(|e| s(&e))?;
-    for sub in &data.subscriptions {
-        let b = serde_json::to_vec(sub).map_err(|e| s(&e))?;
-        t.insert(
-            sub_key(&sub.namespace, &sub.topic, &sub.function).as_str(),
-            b.as_slice(),
-        )
-        .map_err(|e| s(&e))?;
-    }
-    let mut t = txn.open_table(IDEMPOTENCY).map_err(|e| s(&e))?;
-    let mut x = txn.open_table(IDEMPOTENCY_EXPIRY).map_err(|e| s(&e))?;
-    for (k, v) in &data.keys {
-        let b = serde_json::to_vec(v).map_err(|e| s(&e))?;
-        t.insert(k.as_str(), b.as_slice()).map_err(|e| s(&e))?;
-        x.insert((v.1, k.as_str()), ()).map_err(|e| s(&e))?;
-    }
-    Ok(())
 }

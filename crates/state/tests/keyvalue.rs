@@ -193,11 +193,12 @@ fn export_and_restore_keep_stores() {
     f.run(vec![set("s", "a", &[1, 2, 3]), incr("s", "n", 41)])
         .unwrap();
     let txn = redb::ReadableDatabase::begin_read(&*f.db).unwrap();
-    let data = skiff_state::export(&txn).unwrap();
+    let mut data = Vec::new();
+    skiff_state::export(&txn, &mut data).unwrap();
     drop(txn);
     let mut g = Fixture::new();
     let txn = g.db.begin_write().unwrap();
-    g.machine.restore(&txn, &data).unwrap();
+    g.machine.restore(&txn, &mut data.as_slice()).unwrap();
     txn.commit().unwrap();
     assert_eq!(
         g.reader().kv_stores(None).unwrap(),

@@ -199,10 +199,13 @@ fn snapshot_restores_into_a_fresh_database() {
     let mut f = Fixture::new();
     f.run(vec![create(ns("default"), "n1"), create(svc("a", "a"), "s1")])
         .unwrap();
-    let snap = f.machine.snapshot(&f.db.begin_read().unwrap()).unwrap();
+    let mut snap = Vec::new();
+    f.machine
+        .snapshot(&f.db.begin_read().unwrap(), &mut snap)
+        .unwrap();
     let mut g = Fixture::new();
     let txn = g.db.begin_write().unwrap();
-    g.machine.restore(&txn, &snap).unwrap();
+    g.machine.restore(&txn, &mut snap.as_slice()).unwrap();
     txn.commit().unwrap();
     assert_eq!(g.reader().revision().unwrap(), 2);
     assert_eq!(

@@ -238,12 +238,13 @@ fn export_and_restore_keep_topics() {
     .unwrap();
     f.publish("a", "e1", Some("k")).unwrap();
     let txn = redb::ReadableDatabase::begin_read(&*f.db).unwrap();
-    let data = skiff_state::export(&txn).unwrap();
+    let mut data = Vec::new();
+    skiff_state::export(&txn, &mut data).unwrap();
     drop(txn);
 
     let mut g = Fixture::new();
     let txn = g.db.begin_write().unwrap();
-    g.machine.restore(&txn, &data).unwrap();
+    g.machine.restore(&txn, &mut data.as_slice()).unwrap();
     txn.commit().unwrap();
     assert_eq!(g.reader().topics(None).unwrap(), f.reader().topics(None).unwrap());
     assert_eq!(

@@ -2,8 +2,13 @@
 //!
 //! ```text
 //! frame  = type:u8  len:u32be  payload[len]
-//! type 1 = RAFT          payload = one protobuf raft Message            (len <= FRAME_MAX_BYTES)
-//! type 2 = RAFT_CHUNK    payload = total:u64be  part[len - 8]          (parts in order, one message)
+//! type 1 = RAFT           payload = one protobuf raft Message           (len <= FRAME_MAX_BYTES)
+//! type 2 = RAFT_CHUNK     payload = total:u64be  part[len - 8]         (parts in order, one message)
+//! type 3 = SNAPSHOT_BEGIN payload = the protobuf MsgSnapshot (with its descriptor); opens a
+//!                                   connection of its own
+//! type 4 = SNAPSHOT_CHUNK payload = the next bytes of the snapshot file (the sender: 1 MiB)
+//! type 5 = SNAPSHOT_END   payload = empty
+//! type 6 = SNAPSHOT_ACK   payload = empty: taken | UTF-8 reason: refused  (server → client)
 //! type 16 = JOIN_REQUEST  payload = JSON JoinRequest                    (len <= JOIN_MAX_BYTES)
 //! type 17 = JOIN_RESPONSE payload = JSON {"ok": JoinResponse} | {"err": "reason"}
 //! ```
@@ -17,6 +22,8 @@ pub const FRAME_MAX_BYTES: usize = 4 * 1024 * 1024;
 pub const JOIN_MAX_BYTES: usize = 64 * 1024;
 /// The largest join response payload a joining node reads: 1 MiB.
 pub const JOIN_RESPONSE_MAX_BYTES: usize = 1024 * 1024;
+/// The largest snapshot acknowledgement (a refusal's reason) a sender reads: 64 KiB.
+pub const SNAPSHOT_ACK_MAX_BYTES: usize = 64 * 1024;
 
 pub(crate) const HEADER_LEN: usize = 5;
 const CHUNK_HEADER_LEN: usize = 8;
@@ -26,6 +33,10 @@ const CHUNK_HEADER_LEN: usize = 8;
 pub(crate) enum FrameType {
     Raft = 1,
     RaftChunk = 2,
+    SnapshotBegin = 3,
+    SnapshotChunk = 4,
+    SnapshotEnd = 5,
+    SnapshotAck = 6,
     JoinRequest = 16,
     JoinResponse = 17,
 }
@@ -35,6 +46,10 @@ impl FrameType {
         Some(match b {
             1 => FrameType::Raft,
             2 => FrameType::RaftChunk,
+            3 => FrameType::SnapshotBegin,
+            4 => FrameType::SnapshotChunk,
+            5 => FrameType::SnapshotEnd,
+            6 => FrameType::SnapshotAck,
             16 => FrameType::JoinRequest,
             17 => FrameType::JoinResponse,
             _ => return None,
@@ -91,13 +106,21 @@ pub(crate) async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, header: Header
 ///
 /// `admit` sees every header before any byte of its payload is read, and may refuse it (the
 /// server refuses frames from anything but a control node this way). Join frames are refused.
+///
+/// `pending` is a header the caller read already (the first of a connection), used before
+/// reading the next.
 pub(crate) async fn read_message<R: AsyncRead + Unpin>(
     r: &mut R,
     chunks: &mut Reassembler,
+    pending: &mut Option<Header>,
     mut admit: impl FnMut(Header) -> Result<(), String>,
 ) -> Result<Option<Vec<u8>>, String> {
     loop {
-        let Some(header) = read_header(r, FRAME_MAX_BYTES).await? else {
+        let next = match pending.take() {
+            Some(header) => Some(header),
+            None => read_header(r, FRAME_MAX_BYTES).await?,
+        };
+        let Some(header) = next else {
             return if chunks.in_progress() {
                 Err("closed in the middle of a chunked message".into())
             } else {
@@ -123,8 +146,23 @@ pub(crate) async fn read_message<R: AsyncRead + Unpin>(
                     header.kind
                 ));
             }
+            FrameType::SnapshotBegin
+            | FrameType::SnapshotChunk
+            | FrameType::SnapshotEnd
+            | FrameType::SnapshotAck => {
+                return Err(format!(
+                    "a {:?} frame among raft messages; a snapshot opens a connection of its own",
+                    header.kind
+                ));
+            }
         }
     }
+}
+
+/// The header of a frame of `len` bytes.
+pub(crate) fn header(kind: FrameType, len: usize) -> [u8; HEADER_LEN] {
+    let len = (len as u32).to_be_bytes();
+    [kind as u8, len[0], len[1], len[2], len[3]]
 }
 
 /// Appends one frame.

@@ -12,6 +12,7 @@ use raft::eraftpb::Message;
 use rustls::ServerConfig;
 use skiff_listen::{Guard, Limits, Slot};
 use skiff_pki::{Identity, Role, identity_from_cert};
+use skiff_raft::snapshot::IncomingSnapshot;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -38,6 +39,13 @@ pub trait PeerHandler: Send + Sync + 'static {
     /// Called on a tokio task: must not block for long (step into the raft handle and return).
     fn raft(&self, msg: Message);
 
+    /// A snapshot from an authenticated control node begins: `msg` is its `MsgSnapshot` (whose
+    /// `from` is the sender's raft id); the answer is where its data goes (usually
+    /// [`skiff_raft::RaftHandle::receive_snapshot`]). Once every chunk arrived and the file
+    /// checked out, the message goes to [`PeerHandler::raft`]. `Err` refuses the snapshot with
+    /// that reason (the sender's raft tries again later).
+    fn snapshot(&self, msg: Message) -> Result<IncomingSnapshot, String>;
+
     /// Decides a join request from a node without a certificate. Checks the secret, assigns a
     /// raft id, signs the CSR, adds the node; `Err` carries the reason sent back to the node.
     fn join(&self, req: JoinRequest) -> BoxFuture<'_, Result<JoinResponse, String>>;
@@ -49,8 +57,10 @@ pub trait PeerHandler: Send + Sync + 'static {
 /// Each connection is a TLS session (`tls` from [`skiff_pki::server_config`]). A client whose
 /// certificate the cluster CA verified, with a control identity, may send raft frames; each
 /// message is decoded (bounded by [`skiff_raft::MAX_MESSAGE_BYTES`]) and passed to
-/// [`PeerHandler::raft`] only if its `from` is the certificate's raft id. A client without a
-/// certificate may send one join request. Anything else closes the connection with a logged reason.
+/// [`PeerHandler::raft`] only if its `from` is the certificate's raft id. Such a client may also
+/// open a connection with a snapshot (any size, in chunks, to [`PeerHandler::snapshot`]). A
+/// client without a certificate may send one join request. Anything else closes the connection
+/// with a logged reason.
 pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, handler: Arc<dyn PeerHandler>) {
     let acceptor = TlsAcceptor::from(tls);
     let guard = Guard::new(
@@ -134,14 +144,23 @@ async fn serve_peer(
             )),
         };
     };
+    let Some(first) = frame::read_header(stream, FRAME_MAX_BYTES).await? else {
+        return Ok(());
+    };
+    if first.kind == FrameType::SnapshotBegin {
+        return super::snapshot::receive(stream, raft_id, handler, first).await;
+    }
     let mut chunks = Reassembler::new(skiff_raft::MAX_MESSAGE_BYTES);
     let admit = |header: frame::Header| match header.kind {
-        FrameType::Raft | FrameType::RaftChunk => Ok(()),
-        kind @ (FrameType::JoinRequest | FrameType::JoinResponse) => Err(format!(
-            "{identity} sent a {kind:?} frame; joining is for nodes without a certificate"
+        FrameType::JoinRequest | FrameType::JoinResponse => Err(format!(
+            "{identity} sent a {:?} frame; joining is for nodes without a certificate",
+            header.kind
         )),
+        // Raft frames; snapshot frames are refused by the reader.
+        _ => Ok(()),
     };
-    while let Some(encoded) = frame::read_message(stream, &mut chunks, admit).await? {
+    let mut pending = Some(first);
+    while let Some(encoded) = frame::read_message(stream, &mut chunks, &mut pending, admit).await? {
         let msg = Message::parse_from_bytes(&encoded)
             .map_err(|e| format!("malformed raft message from {identity}: {e}"))?;
         if msg.from != raft_id {

@@ -20,6 +20,7 @@ use tokio_rustls::client::TlsStream;
 
 use skiff_pki::identity_from_cert;
 use skiff_pki::tls::control_server_name;
+use skiff_raft::snapshot::OutgoingSnapshot;
 
 use super::frame::{self, FRAME_MAX_BYTES};
 use super::handshake_error;
@@ -60,8 +61,10 @@ const BATCH_BYTES: usize = FRAME_MAX_BYTES;
 /// [`Transport::send`](skiff_raft::transport::Transport::send) never blocks: each message goes
 /// into its peer's bounded queue, or is dropped (raft resends). Each peer has a task on the
 /// runtime given at construction that connects lazily, writes everything queued as one batch per
-/// write, and reconnects with jittered exponential backoff. Cloning is cheap; the tasks stop when
-/// the last clone is dropped or the peer is removed.
+/// write, and reconnects with jittered exponential backoff. A snapshot
+/// ([`Transport::send_snapshot`](skiff_raft::transport::Transport::send_snapshot)) streams on a
+/// connection of its own, one per peer at a time (see [`crate::transport`]'s snapshot frames).
+/// Cloning is cheap; the tasks stop when the last clone is dropped or the peer is removed.
 #[derive(Clone)]
 pub struct PeerTransport {
     inner: Arc<Inner>,
@@ -73,12 +76,15 @@ struct Inner {
     links: Mutex<HashMap<u64, Link>>,
 }
 
-struct Shared {
+/// What the peer tasks share.
+pub(super) struct Shared {
     tls: Arc<ClientConfig>,
     options: TransportOptions,
     dropped: AtomicU64,
     sent: AtomicU64,
     batches: AtomicU64,
+    pub(super) snapshots_sent: AtomicU64,
+    pub(super) snapshots_failed: AtomicU64,
 }
 
 /// Counters of a [`PeerTransport`], for metrics and tests.
@@ -90,17 +96,27 @@ pub struct TransportStats {
     pub sent_batches: u64,
     /// Messages dropped: queue full, unknown peer, stale while disconnected, or too large.
     pub dropped: u64,
+    /// Snapshots streamed to a peer that took them.
+    pub snapshots_sent: u64,
+    /// Snapshot transfers that failed (unreachable, broken off, refused).
+    pub snapshots_failed: u64,
 }
 
 struct Link {
     queue: mpsc::Sender<Message>,
     addr: watch::Sender<String>,
     task: JoinHandle<()>,
+    /// The snapshot being streamed to the peer, on a connection of its own.
+    snapshot: Option<JoinHandle<()>>,
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
         self.task.abort();
+        // An aborted transfer drops its report, which tells raft it failed.
+        if let Some(t) = self.snapshot.take() {
+            t.abort();
+        }
     }
 }
 
@@ -130,6 +146,8 @@ impl PeerTransport {
                     dropped: AtomicU64::new(0),
                     sent: AtomicU64::new(0),
                     batches: AtomicU64::new(0),
+                    snapshots_sent: AtomicU64::new(0),
+                    snapshots_failed: AtomicU64::new(0),
                 }),
                 links: Mutex::new(HashMap::new()),
             }),
@@ -161,6 +179,7 @@ impl PeerTransport {
                 queue,
                 addr: addr_tx,
                 task,
+                snapshot: None,
             },
         );
     }
@@ -185,6 +204,8 @@ impl PeerTransport {
             sent_messages: s.sent.load(Ordering::Relaxed),
             sent_batches: s.batches.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
+            snapshots_sent: s.snapshots_sent.load(Ordering::Relaxed),
+            snapshots_failed: s.snapshots_failed.load(Ordering::Relaxed),
         }
     }
 
@@ -212,6 +233,29 @@ impl skiff_raft::transport::Transport for PeerTransport {
                 };
                 tracing::debug!(to, ?kind, "peer queue full; dropping raft message");
             }
+        }
+    }
+
+    fn send_snapshot(&self, snapshot: OutgoingSnapshot) {
+        let to = snapshot.to();
+        let mut links = self.links();
+        let Some(link) = links.get_mut(&to) else {
+            self.inner.shared.snapshots_failed.fetch_add(1, Ordering::Relaxed);
+            let (_, _, report) = snapshot.into_parts();
+            report.failed(format!("no address for peer {to}"));
+            return;
+        };
+        let addr = link.addr.borrow().clone();
+        let task = self.inner.runtime.spawn(super::snapshot::send(
+            to,
+            addr,
+            snapshot,
+            self.inner.shared.clone(),
+        ));
+        // One transfer per peer: raft asks for a new one only after the last one ended, so one
+        // still running is stale (it reports its failure as it is aborted).
+        if let Some(old) = link.snapshot.replace(task) {
+            old.abort();
         }
     }
 }
@@ -308,7 +352,8 @@ async fn run_link(
     }
 }
 
-async fn connect(id: u64, addr: &str, shared: &Shared) -> Result<TlsStream<TcpStream>, PeerError> {
+/// Opens a TLS connection to peer `id` at `addr`, checking that the server is that node.
+pub(super) async fn connect(id: u64, addr: &str, shared: &Shared) -> Result<TlsStream<TcpStream>, PeerError> {
     let limit = shared.options.connect_timeout;
     let tcp = super::dial(addr, limit).await?;
     let handshake = TlsConnector::from(shared.tls.clone()).connect(control_server_name(), tcp);

@@ -2,4 +2,5 @@
 
 mod join;
 mod raft;
+mod snapshot;
 mod support;

@@ -67,6 +67,10 @@ impl PeerHandler for Recorder {
         self.messages.lock().unwrap().push(msg);
     }
 
+    fn snapshot(&self, _msg: Message) -> Result<skiff_raft::snapshot::IncomingSnapshot, String> {
+        Err("this recorder takes no snapshots".to_owned())
+    }
+
     fn join(&self, req: JoinRequest) -> BoxFuture<'_, Result<JoinResponse, String>> {
         Box::pin(async move {
             self.joins.fetch_add(1, Ordering::SeqCst);

@@ -55,6 +55,10 @@ impl<SM: StateMachine> Core<SM> {
             let Staged { log, outcomes } = staged;
             let state = log.into_state();
             self.commit(txn, state, outcomes)?;
+            if !rd.snapshot().is_empty() {
+                // The installed snapshot supersedes the files before it.
+                self.clean_snapshots();
+            }
         }
         if appended
             && self
@@ -77,7 +81,6 @@ impl<SM: StateMachine> Core<SM> {
         self.send(light.take_messages());
         self.apply_committed(light.take_committed_entries(), light.commit_index())?;
         self.node.advance_apply();
-        self.report_snapshots();
         Ok(false)
     }
 
@@ -221,9 +224,8 @@ impl<SM: StateMachine> Core<SM> {
         snap: &Snapshot,
     ) -> Result<(), RaftError> {
         let index = snap.get_metadata().index;
-        let (members, machine) = crate::membership::unwrap_snapshot(&snap.data)?;
-        self.sm.restore(txn, machine).map_err(RaftError::StateMachine)?;
-        staged.log.apply_snapshot(snap, members)?;
+        let (members, stored) = self.restore_machine(txn, snap)?;
+        staged.log.apply_snapshot(&stored, members)?;
         // Entries this node proposed up to the snapshot were replaced before it could apply them.
         let later = self.pending.split_off(&(index + 1));
         for (_, p) in std::mem::replace(&mut self.pending, later) {
@@ -238,12 +240,7 @@ impl<SM: StateMachine> Core<SM> {
                 .memberships
                 .push((p.reply, Err(RaftError::OutcomeUnknown)));
         }
-        tracing::info!(
-            id = self.config.id,
-            index,
-            bytes = snap.data.len(),
-            "raft snapshot installed"
-        );
+        tracing::info!(id = self.config.id, index, "raft snapshot installed");
         Ok(())
     }
 }

@@ -11,7 +11,9 @@ use raft::{RawNode, StateRole};
 use redb::{Database, ReadableDatabase};
 
 use super::StartOptions;
+use super::snapshots::SnapshotJob;
 use crate::handle::{Cmd, Reply, Shared};
+use crate::snapshot::{SnapshotFiles, TransferOutcomes};
 use crate::storage::{LogWriter, RedbStorage};
 use crate::transport::Transport;
 use crate::{Membership, RaftConfig, RaftError, RaftStatus, StateMachine, batch};
@@ -65,7 +67,7 @@ pub(crate) struct Core<SM: StateMachine> {
     pub(super) sm: SM,
     pub(super) db: Arc<Database>,
     pub(super) config: RaftConfig,
-    transport: Arc<dyn Transport>,
+    pub(super) transport: Arc<dyn Transport>,
     pub(super) crash_before_apply: Option<Arc<AtomicBool>>,
     shared: Arc<Shared>,
     /// Proposals received this iteration, not yet framed into entries.
@@ -82,21 +84,18 @@ pub(crate) struct Core<SM: StateMachine> {
     /// Reads confirmed by the leader, waiting for the local apply to reach their index.
     reads_confirmed: Vec<(u64, Vec<Reply<u64>>)>,
     next_read: u64,
-    /// Followers a snapshot was sent to during the current Ready.
-    snapshots_sent: Vec<u64>,
     /// Ticks so far (the core's only notion of time).
-    ticks: u64,
-    /// A snapshot being serialized on another thread, if the machine has an exporter.
-    snapshot_job: Option<SnapshotJob>,
-}
-
-/// A snapshot whose bytes another thread is producing from a read transaction taken at `index`.
-struct SnapshotJob {
-    index: u64,
-    term: u64,
-    conf_state: raft::eraftpb::ConfState,
-    members: BTreeMap<u64, Vec<u8>>,
-    done: std::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+    pub(super) ticks: u64,
+    /// This node's snapshot files.
+    pub(super) files: SnapshotFiles,
+    /// How snapshot transfers to followers ended, waiting to be told to raft.
+    pub(super) transfers: TransferOutcomes,
+    /// A snapshot being written on another thread, if the machine has an exporter.
+    pub(super) snapshot_job: Option<SnapshotJob>,
+    /// After a snapshot could not be written (the disk), no new one is tried before this tick.
+    pub(super) snapshot_retry_at: u64,
+    /// The stored snapshot's file could not be read: take a new one even at the same index.
+    pub(super) snapshot_forced: bool,
 }
 
 impl<SM: StateMachine> Core<SM> {
@@ -108,8 +107,19 @@ impl<SM: StateMachine> Core<SM> {
         options: &StartOptions,
         shared: Arc<Shared>,
     ) -> Result<Self, RaftError> {
-        bootstrap(&db, &mut sm, &config, options.bootstrap_snapshot.as_deref())?;
-        let storage = RedbStorage::open(db.clone(), &[])?;
+        let files = shared.files.clone();
+        // Temporary files of a run that crashed go first: nothing writes them now, and a new
+        // one may take the same name.
+        files.clean(None, true);
+        bootstrap(
+            &db,
+            &mut sm,
+            &config,
+            options.bootstrap_snapshot.as_deref(),
+            &files,
+        )?;
+        let mut storage = RedbStorage::open(db.clone(), &[])?;
+        super::snapshots::prepare_files(&mut storage, &files)?;
         let state = storage.state().clone();
         let mut rc = raft::Config {
             id: config.id,
@@ -162,9 +172,12 @@ impl<SM: StateMachine> Core<SM> {
             reads_sent: BTreeMap::new(),
             reads_confirmed: Vec::new(),
             next_read: 1,
-            snapshots_sent: Vec::new(),
             ticks: 0,
+            files,
+            transfers: TransferOutcomes::default(),
             snapshot_job: None,
+            snapshot_retry_at: 0,
+            snapshot_forced: false,
         })
     }
 
@@ -206,9 +219,11 @@ impl<SM: StateMachine> Core<SM> {
             self.ticks += 1;
         }
         self.issue_reads();
+        self.settle_transfers();
         if self.on_ready()? {
             return Ok(Some(Exit::Crash));
         }
+        self.step_down_if_removed();
         self.drop_truncated();
         self.maybe_snapshot()?;
         self.resolve_reads();
@@ -239,6 +254,10 @@ impl<SM: StateMachine> Core<SM> {
         let (from, kind) = (msg.from, msg.get_msg_type());
         if let Err(e) = self.node.step(msg) {
             tracing::debug!(id = self.config.id, from, ?kind, error = %e, "raft ignored a message");
+        }
+        if kind == MessageType::MsgSnapshot {
+            // A snapshot raft refused (older than what this node has) leaves its file behind.
+            self.clean_snapshots();
         }
     }
 
@@ -364,122 +383,21 @@ impl<SM: StateMachine> Core<SM> {
         }
     }
 
+    /// Hands messages to the transport; snapshots go to [`Transport::send_snapshot`] with their
+    /// file.
     pub(super) fn send(&mut self, msgs: Vec<Message>) {
         if msgs.is_empty() {
             return;
         }
-        for m in &msgs {
-            if m.get_msg_type() == MessageType::MsgSnapshot {
-                self.snapshots_sent.push(m.to);
-            }
+        let (snapshots, msgs): (Vec<_>, Vec<_>) = msgs
+            .into_iter()
+            .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+        if !msgs.is_empty() {
+            self.transport.send(msgs);
         }
-        self.transport.send(msgs);
-    }
-
-    /// Tells raft the snapshots handed to the transport were delivered. The transport gives no
-    /// feedback; if one was lost, the follower's next probe shows it still lags and raft sends
-    /// a snapshot again (without this, raft would wait for that follower forever).
-    pub(super) fn report_snapshots(&mut self) {
-        for to in std::mem::take(&mut self.snapshots_sent) {
-            self.node.report_snapshot(to, raft::SnapshotStatus::Finish);
+        for m in snapshots {
+            self.send_snapshot(m);
         }
-    }
-
-    /// Takes a snapshot and compacts the log when enough entries were applied since the last one,
-    /// or when raft asked for a newer snapshot to send to a follower.
-    fn maybe_snapshot(&mut self) -> Result<(), RaftError> {
-        if let Some(job) = &self.snapshot_job {
-            match job.done.try_recv() {
-                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(()),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    self.snapshot_job = None;
-                    return Err(RaftError::StateMachine(
-                        "the snapshot thread ended without a result".into(),
-                    ));
-                }
-                Ok(result) => {
-                    let job = self.snapshot_job.take().ok_or(RaftError::Stopped)?;
-                    let data = result.map_err(RaftError::StateMachine)?;
-                    return self.store_snapshot(job.index, job.term, &job.conf_state, &job.members, &data);
-                }
-            }
-        }
-        let wanted = self.node.store().take_snapshot_wanted();
-        let state = self.node.store().state().clone();
-        let due = state.applied >= state.snapshot_index.saturating_add(self.config.snapshot_every);
-        if !(due || wanted) || state.applied <= state.snapshot_index {
-            return Ok(());
-        }
-        let term = raft::Storage::term(self.node.store(), state.applied)
-            .map_err(|e| RaftError::Storage(format!("cannot read term of {}: {e}", state.applied)))?;
-        let members = state.members.clone();
-        // Taken here, on the thread that does every write, the read transaction sees exactly the
-        // state at `applied`; redb keeps that view while writes go on.
-        let txn = self.db.begin_read()?;
-        let Some(exporter) = self.sm.exporter() else {
-            let data = self.sm.snapshot(&txn).map_err(RaftError::StateMachine)?;
-            drop(txn);
-            return self.store_snapshot(state.applied, term, &state.conf_state, &members, &data);
-        };
-        let (tx, done) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name(format!("skiff-raft-{}-snapshot", self.config.id))
-            .spawn(move || {
-                let _ = tx.send(exporter(&txn));
-            })
-            .map_err(|e| RaftError::Storage(format!("cannot spawn the snapshot thread: {e}")))?;
-        tracing::debug!(
-            id = self.config.id,
-            index = state.applied,
-            "raft snapshot started"
-        );
-        self.snapshot_job = Some(SnapshotJob {
-            index: state.applied,
-            term,
-            conf_state: state.conf_state,
-            members,
-            done,
-        });
-        Ok(())
-    }
-
-    /// Stores a snapshot taken at `index` and compacts the log behind it.
-    fn store_snapshot(
-        &mut self,
-        index: u64,
-        term: u64,
-        conf_state: &raft::eraftpb::ConfState,
-        members: &BTreeMap<u64, Vec<u8>>,
-        data: &[u8],
-    ) -> Result<(), RaftError> {
-        let state = self.node.store().state().clone();
-        if index <= state.snapshot_index {
-            // A snapshot received from the leader meanwhile is newer.
-            return Ok(());
-        }
-        let mut snap = raft::eraftpb::Snapshot {
-            data: crate::membership::wrap_snapshot(members, data).into(),
-            ..Default::default()
-        };
-        let meta = snap.mut_metadata();
-        meta.index = index;
-        meta.term = term;
-        meta.set_conf_state(conf_state.clone());
-        let compact_to = index
-            .saturating_sub(self.config.keep_entries)
-            .max(state.truncated_index);
-        self.node.mut_store().write(|w| {
-            w.store_snapshot(&snap)?;
-            w.compact(compact_to)
-        })?;
-        tracing::info!(
-            id = self.config.id,
-            index,
-            bytes = snap.data.len(),
-            compacted_to = compact_to,
-            "raft snapshot taken"
-        );
-        Ok(())
     }
 
     pub(super) fn publish_status(&self, stopped: bool) {
@@ -591,13 +509,15 @@ pub(super) struct Staged<'t, O> {
 /// Initialises the machine's tables and, on a file without raft state, bootstraps the group.
 ///
 /// With voters (or a backup) the group starts from a snapshot at index 1 holding the membership
-/// and the machine's initial content; with neither, the node stays uninitialised until a leader
-/// sends it a snapshot.
+/// and (in its file) the machine's initial content; with neither, the node stays uninitialised
+/// until a leader sends it a snapshot. The file is durable before the transaction that refers to
+/// it commits; a crash between the two leaves a stray file, removed at the next start.
 pub(crate) fn bootstrap<SM: StateMachine>(
     db: &Database,
     sm: &mut SM,
     config: &RaftConfig,
     backup: Option<&[u8]>,
+    files: &SnapshotFiles,
 ) -> Result<(), RaftError> {
     let txn = db.begin_write()?;
     sm.init(&txn).map_err(RaftError::StateMachine)?;
@@ -605,12 +525,17 @@ pub(crate) fn bootstrap<SM: StateMachine>(
     if !RedbStorage::is_new(db)? || (config.voters.is_empty() && backup.is_none()) {
         return Ok(());
     }
-    let (voters, machine) = match backup {
-        Some(bytes) => (vec![config.id], bytes.to_vec()),
+    let (voters, (file, size)) = match backup {
+        Some(bytes) => (
+            vec![config.id],
+            (files.write_all(1, 1, bytes)?, bytes.len() as u64),
+        ),
         None => {
             let txn = db.begin_read()?;
-            let bytes = sm.snapshot(&txn).map_err(RaftError::StateMachine)?;
-            (config.voters.clone(), bytes)
+            let mut writer = files.writer("local")?;
+            sm.snapshot(&txn, &mut writer).map_err(RaftError::StateMachine)?;
+            let size = writer.size();
+            (config.voters.clone(), (writer.finish(1, 1)?, size))
         }
     };
     let members = if voters == [config.id] {
@@ -623,8 +548,8 @@ pub(crate) fn bootstrap<SM: StateMachine>(
         ..Default::default()
     };
     let txn = db.begin_write()?;
-    if let Some(bytes) = backup {
-        sm.restore(&txn, bytes)
+    if let Some(mut bytes) = backup {
+        sm.restore(&txn, &mut bytes)
             .map_err(|e| RaftError::StateMachine(format!("cannot restore the bootstrap snapshot: {e}")))?;
     }
     {
@@ -632,9 +557,9 @@ pub(crate) fn bootstrap<SM: StateMachine>(
         txn.open_table(crate::storage::META)?;
         txn.open_table(crate::storage::LOG)?;
         let mut log = LogWriter::new(&txn, crate::storage::LogState::default());
-        log.bootstrap(cs.clone(), members, &machine)?;
+        log.bootstrap(cs.clone(), members, &file, size)?;
     }
     txn.commit()?;
-    tracing::info!(id = config.id, voters = ?cs.voters, restored = backup.is_some(), "raft group bootstrapped");
+    tracing::info!(id = config.id, voters = ?cs.voters, restored = backup.is_some(), bytes = size, "raft group bootstrapped");
     Ok(())
 }

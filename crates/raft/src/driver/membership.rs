@@ -174,6 +174,30 @@ impl<SM: StateMachine> Core<SM> {
         Ok(())
     }
 
+    /// A leader elected before it applied its own removal (the entry was committed, not yet
+    /// applied) must not go on leading a group it is no longer in: raft-rs leaves it leader
+    /// without its own progress. It steps down into the next term, between two Readys (raft-rs
+    /// requires that), and the voters elect a leader.
+    pub(super) fn step_down_if_removed(&mut self) {
+        let removed = !self
+            .node
+            .store()
+            .state()
+            .conf_state
+            .voters
+            .contains(&self.config.id);
+        let raft = &mut self.node.raft;
+        if raft.state == StateRole::Leader && removed {
+            tracing::warn!(
+                id = self.config.id,
+                term = raft.term,
+                "this leader was removed from the group; stepping down"
+            );
+            let term = raft.term + 1;
+            raft.become_follower(term, raft::INVALID_ID);
+        }
+    }
+
     /// Answers the pending change's caller if `e` is its entry (with `result`), or fails it if
     /// `e` replaced it at its index or came after it.
     pub(super) fn settle_change(

@@ -187,6 +187,41 @@ impl World {
         Ok(())
     }
 
+    /// Every running node's snapshot directory holds its stored snapshot's file, nothing half
+    /// written, and no file the stored snapshot supersedes.
+    pub(super) fn check_files(&self) -> Result<(), String> {
+        for n in &self.nodes {
+            let Some(core) = &n.core else { continue };
+            let stored = crate::driver::snapshots::stored_id(core.raw().store())
+                .map_err(|e| format!("node {}: {e}", n.id))?;
+            let names = n.files.list();
+            let fail = |what: &str| Err(format!("node {}: {what} (files: {names:?})", n.id));
+            if names.iter().any(|f| f.ends_with(".tmp")) {
+                return fail("a temporary snapshot file was left behind");
+            }
+            let Some(stored) = stored else {
+                if names.is_empty() {
+                    continue;
+                }
+                return fail("snapshot files without a stored snapshot");
+            };
+            if !names.contains(&stored.file_name()) {
+                return fail(&format!(
+                    "the stored snapshot's file {} is missing",
+                    stored.file_name()
+                ));
+            }
+            let superseded = names.iter().any(|f| {
+                *f != stored.file_name()
+                    && crate::snapshot::SnapshotId::parse(f).is_some_and(|(_, index)| index <= stored.index)
+            });
+            if superseded {
+                return fail(&format!("a file superseded by snapshot {} stayed", stored.index));
+            }
+        }
+        Ok(())
+    }
+
     /// Every node's raft position, for failure messages.
     pub(super) fn describe(&self) -> String {
         let mut out = Vec::new();

@@ -1,10 +1,13 @@
 //! A simulated disk for redb: bytes in memory, and a crash loses every write since the last
-//! `sync_data`.
+//! `sync_data`. It holds the node's snapshot directory too ([`super::files`]).
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use redb::{Database, StorageBackend};
+
+use super::files::SimFiles;
+use crate::snapshot::SnapshotFiles;
 
 /// How to put a write back when the machine crashes before the next sync.
 enum Undo {
@@ -29,7 +32,10 @@ struct State {
 /// One simulated disk; clones share it. It outlives the [`Database`]s opened on it, as a file
 /// outlives the processes that open it.
 #[derive(Clone, Default)]
-pub struct SimDisk(Arc<Mutex<State>>);
+pub struct SimDisk {
+    state: Arc<Mutex<State>>,
+    files: SimFiles,
+}
 
 impl std::fmt::Debug for SimDisk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -53,7 +59,12 @@ impl SimDisk {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update leaves the state consistent, so a poisoned lock is still usable.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The node's snapshot directory on this disk.
+    pub(crate) fn snapshot_files(&self) -> SnapshotFiles {
+        SnapshotFiles::new(Arc::new(self.files.clone()))
     }
 
     /// Opens (or creates) a redb database on this disk.
@@ -101,6 +112,8 @@ impl SimDisk {
         }
         s.failed = false;
         s.fail_at = None;
+        drop(s);
+        self.files.crash();
     }
 
     /// Changes since the last sync (what a crash would lose).

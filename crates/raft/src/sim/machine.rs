@@ -1,6 +1,8 @@
 //! The simulation's state machine: an append-only list of every applied proposal, so the checks
 //! can compare what each node applied, in order.
 
+use std::io::{Read, Write};
+
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::{Fatal, StateMachine};
@@ -50,31 +52,41 @@ impl StateMachine for SimMachine {
 
     fn committed(&mut self) {}
 
-    fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
+    fn snapshot(&self, txn: &redb::ReadTransaction, out: &mut dyn Write) -> Result<(), String> {
         let t = txn.open_table(APPLIED).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
         for item in t.iter().map_err(|e| e.to_string())? {
             let (_, v) = item.map_err(|e| e.to_string())?;
-            out.extend_from_slice(&(v.value().len() as u32).to_le_bytes());
-            out.extend_from_slice(v.value());
+            out.write_all(&(v.value().len() as u32).to_le_bytes())
+                .and_then(|()| out.write_all(v.value()))
+                .map_err(|e| e.to_string())?;
         }
-        Ok(out)
+        Ok(())
     }
 
-    fn restore(&mut self, txn: &WriteTransaction, mut data: &[u8]) -> Result<(), String> {
+    fn restore(&mut self, txn: &WriteTransaction, data: &mut dyn Read) -> Result<(), String> {
         let mut t = txn.open_table(APPLIED).map_err(|e| e.to_string())?;
         t.retain(|_, _| false).map_err(|e| e.to_string())?;
         let mut key = 1;
-        while let Some((len, rest)) = data.split_first_chunk::<4>() {
-            let len = u32::from_le_bytes(*len) as usize;
-            let value = rest.get(..len).ok_or("truncated simulation snapshot")?;
-            t.insert(key, value).map_err(|e| e.to_string())?;
+        loop {
+            let mut len = [0u8; 4];
+            match data.read(&mut len[..1]) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            data.read_exact(&mut len[1..])
+                .map_err(|_| "truncated simulation snapshot")?;
+            let len = u64::from(u32::from_le_bytes(len));
+            let mut value = Vec::new();
+            let got = (&mut *data)
+                .take(len)
+                .read_to_end(&mut value)
+                .map_err(|e| e.to_string())?;
+            if got as u64 != len {
+                return Err("truncated simulation snapshot".to_string());
+            }
+            t.insert(key, value.as_slice()).map_err(|e| e.to_string())?;
             key += 1;
-            data = &rest[len..];
         }
-        if !data.is_empty() {
-            return Err("trailing bytes in the simulation snapshot".to_string());
-        }
-        Ok(())
     }
 }

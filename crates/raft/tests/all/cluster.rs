@@ -30,7 +30,7 @@ async fn three_nodes_elect_a_leader_replicate_and_fail_over() {
         let cfg = RaftConfig {
             snapshot_every: 8,
             keep_entries: 2,
-            ..config(id, &voters)
+            ..config(dir.path(), id, &voters)
         };
         let options = StartOptions {
             transport: net.transport(id),

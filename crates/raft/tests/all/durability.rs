@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use raft::{GetEntriesContext, Storage, StorageError};
+use skiff_raft::snapshot::SnapshotDescriptor;
 use skiff_raft::storage::RedbStorage;
 use skiff_raft::{RaftConfig, RaftError, StartOptions, start, start_with};
 
@@ -18,7 +19,7 @@ async fn restart_keeps_every_acknowledged_proposal() {
     let path = dir.path().join("skiff.redb");
     let applied = {
         let db = open_db(&path);
-        let node = start(db, Counters::default(), config(1, &[1])).unwrap();
+        let node = start(db, Counters::default(), config(dir.path(), 1, &[1])).unwrap();
         node.wait_leader(WAIT).await.unwrap();
         for _ in 0..50 {
             node.propose(b"k=1".to_vec()).await.unwrap().unwrap();
@@ -32,7 +33,7 @@ async fn restart_keeps_every_acknowledged_proposal() {
     assert_eq!(counter(&db, "k"), 50);
     let stored = RedbStorage::open(db.clone(), &[1]).unwrap().state().clone();
     assert_eq!(stored.applied, applied, "the applied index survived the restart");
-    let node = start(db.clone(), Counters::default(), config(1, &[1])).unwrap();
+    let node = start(db.clone(), Counters::default(), config(dir.path(), 1, &[1])).unwrap();
     node.wait_leader(WAIT).await.unwrap();
     assert!(node.status().applied >= applied);
     assert_eq!(node.propose(b"k=1".to_vec()).await.unwrap(), Ok(51));
@@ -51,7 +52,13 @@ async fn an_entry_persisted_but_not_applied_is_applied_once_after_restart() {
             crash_before_apply: Some(crash.clone()),
             ..StartOptions::default()
         };
-        let node = start_with(db.clone(), Counters::default(), config(1, &[1]), options).unwrap();
+        let node = start_with(
+            db.clone(),
+            Counters::default(),
+            config(dir.path(), 1, &[1]),
+            options,
+        )
+        .unwrap();
         node.wait_leader(WAIT).await.unwrap();
         for _ in 0..5 {
             node.propose(b"c=1".to_vec()).await.unwrap().unwrap();
@@ -69,7 +76,7 @@ async fn an_entry_persisted_but_not_applied_is_applied_once_after_restart() {
     }
     for round in 0..2 {
         let db = open_db(&path);
-        let node = start(db.clone(), Counters::default(), config(1, &[1])).unwrap();
+        let node = start(db.clone(), Counters::default(), config(dir.path(), 1, &[1])).unwrap();
         node.wait_leader(WAIT).await.unwrap();
         node.read_index().await.unwrap();
         assert_eq!(
@@ -87,7 +94,7 @@ async fn entries_committed_but_not_applied_are_applied_once_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     // Produce a real log on one file...
     let source = open_db(&dir.path().join("source.redb"));
-    let node = start(source.clone(), Counters::default(), config(1, &[1])).unwrap();
+    let node = start(source.clone(), Counters::default(), config(dir.path(), 1, &[1])).unwrap();
     node.wait_leader(WAIT).await.unwrap();
     for i in 1..=10 {
         node.propose(format!("x={i}").into_bytes())
@@ -121,7 +128,7 @@ async fn entries_committed_but_not_applied_are_applied_once_after_restart() {
         );
     }
     let db = open_db(&path);
-    let node = start(db.clone(), Counters::default(), config(1, &[1])).unwrap();
+    let node = start(db.clone(), Counters::default(), config(dir.path(), 1, &[1])).unwrap();
     node.wait_leader(WAIT).await.unwrap();
     node.read_index().await.unwrap();
     assert_eq!(counter(&db, "x"), 55);
@@ -136,7 +143,7 @@ async fn snapshots_compact_the_log_and_survive_restart() {
     let cfg = RaftConfig {
         snapshot_every: 10,
         keep_entries: 5,
-        ..config(1, &[1])
+        ..config(dir.path(), 1, &[1])
     };
     let db = open_db(&path);
     let node = start(db.clone(), Counters::default(), cfg.clone()).unwrap();
@@ -186,9 +193,22 @@ async fn snapshots_compact_the_log_and_survive_restart() {
     let snap = storage.snapshot(0, 1).unwrap();
     assert_eq!(snap.get_metadata().index, status.snapshot_index);
     assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1]);
+    // The snapshot carries a descriptor; the machine's tables are in its file, the only one left.
+    let descriptor = SnapshotDescriptor::decode(&snap.data).unwrap();
+    let files: Vec<_> = std::fs::read_dir(&cfg.snapshot_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "superseded snapshot files were removed: {files:?}"
+    );
+    let content = std::fs::read(&files[0]).unwrap();
+    assert_eq!(content.len() as u64, descriptor.size);
     assert!(
-        String::from_utf8_lossy(&snap.data).contains("c s "),
-        "snapshot holds the machine's tables"
+        String::from_utf8_lossy(&content).contains("c s "),
+        "the snapshot file holds the machine's tables"
     );
     drop(storage);
 

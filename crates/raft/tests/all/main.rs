@@ -5,4 +5,5 @@ mod durability;
 mod membership;
 mod sim;
 mod single_node;
+mod snapshots;
 mod support;

@@ -52,7 +52,7 @@ impl Cluster {
             // Compact early so a joining node needs a snapshot with data in it.
             snapshot_every: 4,
             keep_entries: 0,
-            ..config(id, voters)
+            ..config(self.dir.path(), id, voters)
         };
         self.start_with(cfg);
     }
@@ -241,7 +241,7 @@ async fn unsafe_or_invalid_changes_are_refused() {
     // a voter that never runs.
     c.start_with(RaftConfig {
         election_tick: 1000,
-        ..config(1, &[1])
+        ..config(c.dir.path(), 1, &[1])
     });
     let node = c.node(1).clone();
     node.wait_leader(WAIT).await.unwrap();
@@ -358,7 +358,9 @@ async fn a_group_bootstraps_from_a_backup_of_the_machine() {
     }
     let backup = {
         let txn = c.nodes[&1].db.begin_read().unwrap();
-        Counters::default().snapshot(&txn).unwrap()
+        let mut out = Vec::new();
+        Counters::default().snapshot(&txn, &mut out).unwrap();
+        out
     };
     c.stop(1);
 
@@ -370,7 +372,7 @@ async fn a_group_bootstraps_from_a_backup_of_the_machine() {
     };
     let cfg = RaftConfig {
         meta: b"five".to_vec(),
-        ..config(5, &[5, 6, 7])
+        ..config(dir.path(), 5, &[5, 6, 7])
     };
     let db = open_db(&path);
     let node = start_with(db.clone(), Counters::default(), cfg.clone(), options.clone()).unwrap();
@@ -395,7 +397,7 @@ async fn a_group_bootstraps_from_a_backup_of_the_machine() {
         bootstrap_snapshot: Some(b"c x not-a-number\n".to_vec()),
         ..StartOptions::default()
     };
-    match start_with(db, Counters::default(), config(1, &[1]), options) {
+    match start_with(db, Counters::default(), config(dir.path(), 1, &[1]), options) {
         Err(RaftError::StateMachine(m)) => assert!(m.contains("bootstrap snapshot"), "{m}"),
         other => panic!("expected a state machine error, got {other:?}"),
     }

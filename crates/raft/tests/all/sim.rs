@@ -56,7 +56,7 @@ fn sim_seeds_keep_every_safety_property() {
     let reports = reports.into_inner().unwrap();
     let sum = |f: fn(&SimReport) -> u64| reports.iter().map(f).sum::<u64>();
     eprintln!(
-        "{} seeds in {:.1?}: {} writes, {} acknowledged, {} crashes, {} partitions, {} terms with a leader, {} membership changes",
+        "{} seeds in {:.1?}: {} writes, {} acknowledged, {} crashes, {} partitions, {} terms with a leader, {} membership changes, {} snapshot transfers ({} refused)",
         reports.len(),
         started.elapsed(),
         sum(|r| r.writes),
@@ -65,9 +65,17 @@ fn sim_seeds_keep_every_safety_property() {
         sum(|r| r.partitions),
         sum(|r| r.terms_with_leader),
         sum(|r| r.membership_changes),
+        sum(|r| r.snapshot_transfers),
+        sum(|r| r.snapshots_refused),
     );
     assert_eq!(reports.len() as u64, seeds);
     assert!(sum(|r| r.acknowledged) > 0 && sum(|r| r.crashes) > 0);
+    if seeds >= 100 {
+        // Damaged and cut-off transfers happened, were refused, and every run still converged.
+        assert!(
+            sum(|r| r.snapshots_refused) > 0 && sum(|r| r.snapshot_transfers) > sum(|r| r.snapshots_refused)
+        );
+    }
 }
 
 #[test]

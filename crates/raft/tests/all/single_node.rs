@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn elects_itself_and_applies_proposals_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let db = open_db(&dir.path().join("skiff.redb"));
-    let node = start(db.clone(), Counters::default(), config(1, &[1])).unwrap();
+    let node = start(db.clone(), Counters::default(), config(dir.path(), 1, &[1])).unwrap();
     assert_eq!(node.wait_leader(WAIT).await, Ok(1));
     let mut outputs = Vec::new();
     for delta in 1..=5 {
@@ -38,7 +38,7 @@ async fn elects_itself_and_applies_proposals_in_order() {
 async fn concurrent_proposals_share_entries() {
     let dir = tempfile::tempdir().unwrap();
     let db = open_db(&dir.path().join("skiff.redb"));
-    let node = start(db.clone(), Counters::default(), config(1, &[1])).unwrap();
+    let node = start(db.clone(), Counters::default(), config(dir.path(), 1, &[1])).unwrap();
     node.wait_leader(WAIT).await.unwrap();
     // Wait for the leader's own empty entry so the count below is only ours.
     node.read_index().await.unwrap();
@@ -72,7 +72,7 @@ async fn oversize_proposals_are_refused_before_the_log() {
     let db = open_db(&dir.path().join("skiff.redb"));
     let cfg = RaftConfig {
         max_proposal_bytes: 16,
-        ..config(1, &[1])
+        ..config(dir.path(), 1, &[1])
     };
     let node = start(db.clone(), Counters::default(), cfg).unwrap();
     node.wait_leader(WAIT).await.unwrap();
@@ -95,7 +95,7 @@ async fn oversize_proposals_are_refused_before_the_log() {
 async fn read_index_waits_for_the_local_apply() {
     let dir = tempfile::tempdir().unwrap();
     let db = open_db(&dir.path().join("skiff.redb"));
-    let node = start(db.clone(), Counters::default(), config(1, &[1])).unwrap();
+    let node = start(db.clone(), Counters::default(), config(dir.path(), 1, &[1])).unwrap();
     node.wait_leader(WAIT).await.unwrap();
     node.propose(b"r=7".to_vec()).await.unwrap().unwrap();
     let index = node.read_index().await.unwrap();
@@ -111,7 +111,7 @@ async fn a_failing_state_machine_stops_the_driver_cleanly() {
     let db = open_db(&dir.path().join("skiff.redb"));
     let cfg = RaftConfig {
         snapshot_every: 3,
-        ..config(1, &[1])
+        ..config(dir.path(), 1, &[1])
     };
     let sm = Counters::default();
     let fail = sm.fail_snapshot.clone();
@@ -139,7 +139,7 @@ async fn a_failing_state_machine_stops_the_driver_cleanly() {
 async fn inbound_messages_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let db = open_db(&dir.path().join("skiff.redb"));
-    let node = start(db, Counters::default(), config(1, &[1])).unwrap();
+    let node = start(db, Counters::default(), config(dir.path(), 1, &[1])).unwrap();
     let too_big = vec![0u8; skiff_raft::MAX_MESSAGE_BYTES + 1];
     assert!(matches!(
         node.step_bytes(&too_big),
@@ -169,7 +169,7 @@ async fn an_entry_this_member_cannot_apply_stops_it_without_advancing_the_applie
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("skiff.redb");
     let db = open_db(&path);
-    let node = start(db.clone(), Counters::default(), config(1, &[1])).unwrap();
+    let node = start(db.clone(), Counters::default(), config(dir.path(), 1, &[1])).unwrap();
     node.wait_leader(WAIT).await.unwrap();
     assert_eq!(node.propose(b"a=1".to_vec()).await.unwrap(), Ok(1));
     let before = node.status().applied;
@@ -188,7 +188,7 @@ async fn an_entry_this_member_cannot_apply_stops_it_without_advancing_the_applie
     // The entry was not recorded as applied: a restart meets it again (and, the failure
     // lasting, stops again) instead of going on without it.
     let db = open_db(&path);
-    let node = start(db.clone(), Counters::default(), config(1, &[1])).unwrap();
+    let node = start(db.clone(), Counters::default(), config(dir.path(), 1, &[1])).unwrap();
     crate::support::eventually("the restarted driver stops on the same entry", WAIT, || {
         node.status().stopped
     })

@@ -1,5 +1,6 @@
 //! A toy state machine and helpers shared by the driver tests.
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,19 +30,18 @@ pub(crate) struct Counters {
 }
 
 /// The counters' snapshot format: one `tag key value` line per row.
-fn dump(fail: &AtomicBool, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
+fn dump(fail: &AtomicBool, txn: &redb::ReadTransaction, out: &mut dyn Write) -> Result<(), String> {
     if fail.load(Ordering::Relaxed) {
         return Err("snapshot refused by the test".to_string());
     }
-    let mut out = String::new();
     for (table, tag) in [(COUNTERS, "c"), (APPLIES, "a")] {
         let t = txn.open_table(table).map_err(|e| e.to_string())?;
         for item in t.iter().map_err(|e| e.to_string())? {
             let (k, v) = item.map_err(|e| e.to_string())?;
-            out.push_str(&format!("{tag} {} {}\n", k.value(), v.value()));
+            writeln!(out, "{tag} {} {}", k.value(), v.value()).map_err(|e| e.to_string())?;
         }
     }
-    Ok(out.into_bytes())
+    Ok(())
 }
 
 fn parse(p: &[u8]) -> Result<(&str, u64), String> {
@@ -96,19 +96,20 @@ impl StateMachine for Counters {
         self.commits.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, String> {
-        dump(&self.fail_snapshot, txn)
+    fn snapshot(&self, txn: &redb::ReadTransaction, out: &mut dyn Write) -> Result<(), String> {
+        dump(&self.fail_snapshot, txn, out)
     }
 
     fn exporter(&self) -> Option<skiff_raft::Exporter> {
         let fail = self.fail_snapshot.clone();
         self.background_snapshots
-            .then(|| -> skiff_raft::Exporter { Box::new(move |txn| dump(&fail, txn)) })
+            .then(|| -> skiff_raft::Exporter { Box::new(move |txn, out| dump(&fail, txn, out)) })
     }
 
-    fn restore(&mut self, txn: &redb::WriteTransaction, data: &[u8]) -> Result<(), String> {
+    fn restore(&mut self, txn: &redb::WriteTransaction, data: &mut dyn Read) -> Result<(), String> {
         self.restores.fetch_add(1, Ordering::Relaxed);
-        let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        data.read_to_string(&mut text).map_err(|e| e.to_string())?;
         let mut counters = txn.open_table(COUNTERS).map_err(|e| e.to_string())?;
         let mut applies = txn.open_table(APPLIES).map_err(|e| e.to_string())?;
         counters.retain(|_, _| false).map_err(|e| e.to_string())?;
@@ -147,11 +148,13 @@ fn read(db: &Database, table: TableDefinition<&str, u64>, key: &str) -> u64 {
     t.get(key).expect("get").map_or(0, |v| v.value())
 }
 
-/// A fast-ticking configuration for node `id` in a group of `voters`.
-pub(crate) fn config(id: u64, voters: &[u64]) -> RaftConfig {
+/// A fast-ticking configuration for node `id` in a group of `voters`, its snapshot files in
+/// `dir/snapshots-<id>`.
+pub(crate) fn config(dir: &Path, id: u64, voters: &[u64]) -> RaftConfig {
     RaftConfig {
         id,
         voters: voters.to_vec(),
+        snapshot_dir: dir.join(format!("snapshots-{id}")),
         tick: Duration::from_millis(10),
         election_tick: 10,
         heartbeat_tick: 2,

@@ -29,4 +29,5 @@ mod roles;
 mod rollout;
 mod secrets;
 mod slow_clients;
+mod snapshots;
 mod workers;
