@@ -73,7 +73,10 @@ C_P90=$(field p90_us "$IN_WORKER")
 C_P99=$(field p99_us "$IN_WORKER")
 C_MAX=$(field max_us "$IN_WORKER")
 B_ALL=$(field all_done_ms "$IN_WORKER")
+F_COST=$(field fuel_cost_p50 "$IN_WORKER")
+F_COST99=$(field fuel_cost_p99 "$IN_WORKER")
 log "  p50 ${C_P50} µs, p99 ${C_P99} µs; burst of $BURST done in ${B_ALL} ms"
+log "  fuel metering (as on workers) vs none: p50 ${F_COST}x, p99 ${F_COST99}x"
 
 # --- skiff up with a function, and wasmtime serve ----------------------------------------------
 "$SKIFF" up --plain-http --dir "$WORK/state" --api "$API" --gateway "$GW" --data-plane "$DP" >"$WORK/skiff.log" 2>&1 &
