@@ -7,15 +7,23 @@ use skiff_runtime_wasm::{Error, FuelMeter, HandlerOptions, RuntimeConfig, WasmRu
 
 use crate::guests::{self, get};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fuel_stops_a_spinning_guest_with_500() {
-    let cache = tempfile::tempdir().unwrap();
+/// A runtime that meters fuel, with the hostile guest loaded.
+async fn metered_hostile(
+    cache: &tempfile::TempDir,
+) -> (WasmRuntime, std::sync::Arc<skiff_runtime_wasm::LoadedComponent>) {
     let runtime = WasmRuntime::new(RuntimeConfig {
         fuel: true,
-        ..guests::config(&cache)
+        ..guests::config(cache)
     })
     .unwrap();
     let component = runtime.load(guests::hostile()).await.unwrap();
+    (runtime, component)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_stops_a_spinning_guest_with_500() {
+    let cache = tempfile::tempdir().unwrap();
+    let (runtime, component) = metered_hostile(&cache).await;
     let mut opts = HandlerOptions::new("default/fuel/guest");
     opts.fuel = Some(50_000_000);
     opts.timeout = Duration::from_secs(20);
@@ -32,12 +40,7 @@ async fn fuel_stops_a_spinning_guest_with_500() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fuel_budget_meters_every_request_and_throttles_with_429() {
     let cache = tempfile::tempdir().unwrap();
-    let runtime = WasmRuntime::new(RuntimeConfig {
-        fuel: true,
-        ..guests::config(&cache)
-    })
-    .unwrap();
-    let component = runtime.load(guests::hostile()).await.unwrap();
+    let (runtime, component) = metered_hostile(&cache).await;
     // Without a budget the meter counts what each request burns.
     let counting = FuelMeter::new(None);
     let mut opts = HandlerOptions::new("default/p/guest");
