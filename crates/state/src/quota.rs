@@ -9,10 +9,27 @@ use skiff_api::{Kind, Object, QuotaExcess, QuotaResource, ResourceQuota};
 use crate::error::StateError;
 
 /// Kinds the `objects` amount does not count: written by the server about other objects.
-pub(crate) const UNCOUNTED: [Kind; 2] = [Kind::Event, Kind::Endpoints];
+const UNCOUNTED: [Kind; 2] = [Kind::Event, Kind::Endpoints];
+
+/// The kinds the `objects` amount counts.
+pub(crate) fn counted_kinds() -> impl Iterator<Item = Kind> {
+    Kind::ALL
+        .into_iter()
+        .filter(|k| k.namespaced() && !UNCOUNTED.contains(k))
+}
+
+/// The memory request `p` holds toward `pods` and `requests.memory`; `None` once it finished
+/// (Succeeded or Failed pods hold nothing).
+pub(crate) fn pod_holds(p: &skiff_api::Pod) -> Option<u64> {
+    (!matches!(
+        p.status.phase,
+        skiff_api::PodPhase::Succeeded | skiff_api::PodPhase::Failed
+    ))
+    .then(|| p.spec.memory_request())
+}
 
 /// The refusal of a write that takes `namespace` past quota `q`.
-pub(crate) fn exceeded(namespace: &str, q: &ResourceQuota, e: QuotaExcess) -> StateError {
+fn exceeded(namespace: &str, q: &ResourceQuota, e: QuotaExcess) -> StateError {
     let r = e.resource;
     StateError::QuotaExceeded(Box::new(crate::error::QuotaRefusal {
         namespace: namespace.to_owned(),

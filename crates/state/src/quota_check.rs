@@ -5,11 +5,11 @@
 use std::collections::BTreeSet;
 
 use redb::ReadableTable;
-use skiff_api::{EventType, Kind, Object, PodPhase, QuotaResource, ResourceQuota};
+use skiff_api::{EventType, Kind, Object, QuotaResource, ResourceQuota};
 
 use crate::error::StateError;
 use crate::objects::ObjectStage;
-use crate::quota::{UNCOUNTED, check_amounts, exceeded};
+use crate::quota::{check_amounts, counted_kinds, pod_holds};
 
 /// The quotas of `namespace`, as the command has them so far.
 fn quotas_of<T>(stage: &ObjectStage<'_, T>, namespace: &str) -> Result<Vec<ResourceQuota>, StateError>
@@ -35,7 +35,7 @@ where
         .changes
         .iter()
         .filter(|(t, o)| match t {
-            EventType::Added => !UNCOUNTED.contains(&o.kind()),
+            EventType::Added => counted_kinds().any(|k| k == o.kind()),
             EventType::Modified => o.kind() == Kind::Pod,
             _ => false,
         })
@@ -46,23 +46,20 @@ where
         if quotas.is_empty() {
             continue;
         }
+        let limited: Vec<QuotaResource> = quotas
+            .iter()
+            .flat_map(|q| q.spec.hard.limited().map(|(r, _)| r))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mut usage = ObjectUsage::new(stage, ns);
-        for q in &quotas {
-            let mut failed = None;
-            let excess = q.exceeded_by(|r| match usage.of(r) {
-                Ok(u) => u,
-                Err(e) => {
-                    failed = Some(e);
-                    (0, 0)
-                }
-            });
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            if let Some(excess) = excess {
-                return Err(exceeded(ns, q, excess));
-            }
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        for r in &limited {
+            let (b, a) = usage.of(*r)?;
+            before.push(b);
+            after.push(a);
         }
+        check_amounts(ns, &quotas, &limited, &before, &after)?;
     }
     Ok(())
 }
@@ -114,10 +111,7 @@ where
 
     fn objects_count(&self, staged: bool) -> Result<u64, StateError> {
         let mut n = 0;
-        for k in Kind::ALL
-            .into_iter()
-            .filter(|k| k.namespaced() && !UNCOUNTED.contains(k))
-        {
+        for k in counted_kinds() {
             n += self.stage.count(k, self.namespace, staged)?;
         }
         Ok(n)
@@ -128,10 +122,10 @@ where
         let mut usage = (0u64, 0u64);
         for o in self.stage.list(Kind::Pod, self.namespace, staged)?.values() {
             if let Object::Pod(p) = o
-                && !matches!(p.status.phase, PodPhase::Succeeded | PodPhase::Failed)
+                && let Some(memory) = pod_holds(p)
             {
                 usage.0 += 1;
-                usage.1 = usage.1.saturating_add(p.spec.memory_request());
+                usage.1 = usage.1.saturating_add(memory);
             }
         }
         Ok(usage)

@@ -271,10 +271,7 @@ fn read_usage(txn: &redb::ReadTransaction, namespace: &str) -> Result<skiff_api:
     let mut used = skiff_api::QuotaAmounts::default();
     let (mut objects, mut pods, mut memory) = (0u64, 0u64, 0u64);
     if let Ok(t) = txn.open_table(crate::tables::OBJECTS) {
-        for kind in Kind::ALL
-            .into_iter()
-            .filter(|k| k.namespaced() && !crate::quota::UNCOUNTED.contains(k))
-        {
+        for kind in crate::quota::counted_kinds() {
             let prefix = format!("{}/{namespace}/", kind.as_str());
             let end = format!("{prefix}\u{10FFFF}");
             for item in t
@@ -284,14 +281,11 @@ fn read_usage(txn: &redb::ReadTransaction, namespace: &str) -> Result<skiff_api:
                 let (_, v) = item.map_err(StateError::storage)?;
                 objects += 1;
                 if kind == Kind::Pod
-                    && let Object::Pod(p) = crate::reader::decode(v.value())?
-                    && !matches!(
-                        p.status.phase,
-                        skiff_api::PodPhase::Succeeded | skiff_api::PodPhase::Failed
-                    )
+                    && let Object::Pod(p) = decode(v.value())?
+                    && let Some(m) = crate::quota::pod_holds(&p)
                 {
                     pods += 1;
-                    memory = memory.saturating_add(p.spec.memory_request());
+                    memory = memory.saturating_add(m);
                 }
             }
         }
