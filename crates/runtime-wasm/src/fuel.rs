@@ -135,6 +135,17 @@ impl FuelMeter {
     }
 }
 
+/// What to answer for a call of handler `name` its budget stopped (recorded as throttled).
+pub(crate) fn stopped(meter: Option<&FuelMeter>, name: &str) -> Throttled {
+    if let Some(m) = meter {
+        m.count_throttled(name);
+    }
+    Throttled {
+        retry_after: Duration::from_secs(1),
+        per_minute: meter.and_then(FuelMeter::budget).unwrap_or(0),
+    }
+}
+
 /// What one store burned so far, charged to its meter as the guest runs.
 #[derive(Debug)]
 pub(crate) struct FuelTracker {

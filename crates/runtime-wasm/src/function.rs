@@ -133,16 +133,10 @@ impl WasmRuntime {
         Ok(match tokio::time::timeout(opts.timeout, call).await {
             Err(_) => Err(CallFailure::Timeout(opts.timeout)),
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) if stop.stopped(&e) => {
-                let meter = opts.fuel_meter.as_ref();
-                if let Some(m) = meter {
-                    m.count_throttled(&opts.name);
-                }
-                Err(CallFailure::Throttled(Throttled {
-                    retry_after: Duration::from_secs(1),
-                    per_minute: meter.and_then(|m| m.budget()).unwrap_or(0),
-                }))
-            }
+            Ok(Err(e)) if stop.stopped(&e) => Err(CallFailure::Throttled(crate::fuel::stopped(
+                opts.fuel_meter.as_deref(),
+                &opts.name,
+            ))),
             Ok(Err(e)) if Instant::now() >= deadline => {
                 drop(e);
                 Err(CallFailure::Timeout(opts.timeout))

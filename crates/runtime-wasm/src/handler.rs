@@ -439,18 +439,6 @@ impl HandlerInner {
             },
         )
     }
-
-    /// Why the budget stopped a request, for the answer.
-    fn throttled(&self) -> Failure {
-        let per_minute = self.fuel_meter.as_ref().and_then(|m| m.budget()).unwrap_or(0);
-        if let Some(m) = &self.fuel_meter {
-            m.count_throttled(&self.name);
-        }
-        Failure::Throttled(Throttled {
-            retry_after: Duration::from_secs(1),
-            per_minute,
-        })
-    }
 }
 
 /// Runs one request in its own task: get an instance, call the handler, and return
@@ -476,7 +464,10 @@ async fn serve(
             inner.put_idle(instance);
             Ok(())
         }
-        Ok(Err(error)) if stop.stopped(&error) => Err(inner.throttled()),
+        Ok(Err(error)) if stop.stopped(&error) => Err(Failure::Throttled(crate::fuel::stopped(
+            inner.fuel_meter.as_deref(),
+            &inner.name,
+        ))),
         Ok(Err(error)) => Err(Failure::classify(
             error,
             inner.timeout,
