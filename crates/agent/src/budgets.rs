@@ -37,10 +37,9 @@ impl FuelBudgets {
 
     /// The meter of `namespace` (made on first use, with the namespace's budget).
     pub(crate) fn meter(&self, namespace: &str) -> Arc<FuelMeter> {
-        let budgets = self.budgets();
         lock(&self.meters)
             .entry(namespace.to_owned())
-            .or_insert_with(|| FuelMeter::new(budgets.get(namespace).copied()))
+            .or_insert_with(|| FuelMeter::new(self.budgets().get(namespace).copied()))
             .clone()
     }
 

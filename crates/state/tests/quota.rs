@@ -1,11 +1,11 @@
 //! Resource quotas in the state machine against real redb files: every amount the state holds is
 //! refused past its limit with an error naming the quota, only rises are refused, a command is
 //! refused whole, and the usage the reader reports matches.
-use skiff_api::{CloudEvent, Object, QuotaResource};
+use skiff_api::{Object, QuotaResource};
 use skiff_state::{Op, StateError};
 
 mod common;
-use common::{Fixture, obj};
+use common::{Fixture, obj, publish};
 
 fn quota(hard: serde_json::Value) -> Op {
     Op::Apply {
@@ -181,18 +181,7 @@ fn topic_backlog_is_limited_across_the_namespace_topics() {
     f.run(vec![function("f1", "t1"), function("f2", "t2")]).unwrap();
     f.run(vec![quota(serde_json::json!({"topics.backlog": 3}))])
         .unwrap();
-    let publish = |topic: &str, id: &str| Op::Publish {
-        namespace: "default".into(),
-        topic: topic.into(),
-        event: CloudEvent {
-            specversion: "1.0".into(),
-            id: id.into(),
-            source: "/test".into(),
-            type_: "test".into(),
-            ..Default::default()
-        },
-        key: Some(id.into()),
-    };
+    let publish = |topic: &str, id: &str| publish(topic, id, Some(id));
     f.run(vec![publish("t1", "1"), publish("t2", "2")]).unwrap();
     let err = f.run(vec![publish("t1", "3"), publish("t2", "4")]).unwrap_err();
     assert_eq!(exceeded(err).2, "topics.backlog");

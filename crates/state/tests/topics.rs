@@ -4,7 +4,7 @@ use skiff_api::{CloudEvent, Object};
 use skiff_state::{Op, Outcome, StateError};
 
 mod common;
-use common::{Fixture, obj};
+use common::{Fixture, obj, publish};
 
 impl Fixture {
     fn publish(
@@ -15,22 +15,6 @@ impl Fixture {
     ) -> Result<skiff_api::PublishResult, StateError> {
         let out = self.run(vec![publish(topic, id, key)])?;
         Ok(out.published[0].clone())
-    }
-}
-
-fn publish(topic: &str, id: &str, key: Option<&str>) -> Op {
-    Op::Publish {
-        namespace: "default".into(),
-        topic: topic.into(),
-        event: CloudEvent {
-            specversion: "1.0".into(),
-            id: id.into(),
-            source: "/test".into(),
-            type_: "test".into(),
-            data: Some(serde_json::json!({"id": id})),
-            ..Default::default()
-        },
-        key: key.map(str::to_owned),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The state machine over a real redb file in a temporary directory, for the state tests.
 use std::sync::Arc;
 
-use skiff_api::Object;
+use skiff_api::{CloudEvent, Object};
 use skiff_state::{Applied, Command, Machine, Op, Reader, StateError};
 
 /// A machine with namespace `default` created.
@@ -55,4 +55,22 @@ impl Fixture {
 /// An object from its JSON.
 pub(crate) fn obj(json: serde_json::Value) -> Object {
     serde_json::from_value(json).unwrap()
+}
+
+/// A publish of event `id` to `topic` in `default`, with idempotency `key`.
+#[allow(dead_code, reason = "not every test binary publishes")]
+pub(crate) fn publish(topic: &str, id: &str, key: Option<&str>) -> Op {
+    Op::Publish {
+        namespace: "default".into(),
+        topic: topic.into(),
+        event: CloudEvent {
+            specversion: "1.0".into(),
+            id: id.into(),
+            source: "/test".into(),
+            type_: "test".into(),
+            data: Some(serde_json::json!({"id": id})),
+            ..Default::default()
+        },
+        key: key.map(str::to_owned),
+    }
 }
