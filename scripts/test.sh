@@ -49,6 +49,9 @@ echo "== setup: runc and busybox-static (the OCI plugin's container tests run bu
 echo "== setup: a C compiler with static libc (the OCI plugin's seccomp test builds a syscall probe)"
 { command -v cc >/dev/null && [ -e "$(cc -print-file-name=libc.a)" ]; } || apt_install "seccomp test" gcc libc6-dev
 
+echo "== setup: python3 with venv (scripts/api-fuzz.sh installs schemathesis from PyPI into one)"
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install "API fuzz run" python3-venv
+
 echo "== setup: mosquitto and its clients (the MQTT trigger test runs a broker on loopback)"
 { [ -x /usr/sbin/mosquitto ] && command -v mosquitto_pub >/dev/null; } ||
   apt_install "MQTT trigger test" mosquitto mosquitto-clients
@@ -78,6 +81,11 @@ fi
 
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast
+
+echo "== API fuzz (schemathesis against a live skiff up, from /openapi.json; docs/api.md)"
+api_fuzz_start=$SECONDS
+./scripts/api-fuzz.sh
+echo "== API fuzz: done in $((SECONDS - api_fuzz_start)) s"
 
 echo "== fuzz (cargo-fuzz on nightly: regression inputs, then ${FUZZ_SECONDS:-10} s per target; docs/fuzzing.md)"
 fuzz_start=$SECONDS

@@ -38,7 +38,7 @@ pub const EXTRA_RESOURCES: [&str; 14] = [
 pub const BUILTIN_ROLES: [&str; 3] = ["admin", "edit", "view"];
 
 /// A named set of permissions (cluster-scoped).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Role {
     /// Always `skiff.dev/v1`.
@@ -52,7 +52,7 @@ pub struct Role {
 }
 
 /// The rules of a role: a request is allowed when any rule allows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleSpec {
     /// The rules (at most 64).
@@ -61,7 +61,7 @@ pub struct RoleSpec {
 }
 
 /// Verbs allowed on resources.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleRule {
     /// Some of [`VERBS`], or `*`.
@@ -175,7 +175,7 @@ impl RoleSpec {
 /// characters of `a-z0-9`) and stores only the SHA-256 of `<secret>` (32 characters of `a-z0-9`),
 /// so reading tokens back reveals nothing that lets anyone call the API. Deleting the object
 /// revokes the token at once; `spec.expires` bounds its life. `skiff auth token create` makes one.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiToken {
     /// Always `skiff.dev/v1`.
@@ -188,7 +188,7 @@ pub struct ApiToken {
 }
 
 /// The stored part of an API token.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiTokenSpec {
     /// Hex SHA-256 of the secret part (64 lowercase hex characters).
@@ -225,7 +225,7 @@ pub fn parse_api_token(token: &str) -> Option<(&str, &str)> {
 /// command that deletes a Node (`agent/<node>`) or removes a control member (`control/<name>`);
 /// an admin may write one to revoke a gateway. A certificate issued later (a new join) is not
 /// affected, so the name can be used again.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Revocation {
     /// Always `skiff.dev/v1`.
@@ -238,7 +238,7 @@ pub struct Revocation {
 }
 
 /// The revoked identity and the time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevocationSpec {
     /// `agent/<name>`, `gateway/<name>` or `control/<name>`.
@@ -256,7 +256,7 @@ pub fn revocation_name(role: &str, name: &str) -> String {
 }
 
 /// One audited request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
     /// When the answer was sent (RFC 3339, milliseconds, UTC).

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Where a pod wants to run, relative to node labels and to other pods.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Affinity {
     /// Constraints and preferences on node labels.
@@ -20,7 +20,7 @@ pub struct Affinity {
 }
 
 /// Node-label constraints.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeAffinity {
     /// The node must match at least one of these terms (none = any node).
@@ -32,7 +32,7 @@ pub struct NodeAffinity {
 }
 
 /// Every expression must hold (an empty term matches every node).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSelectorTerm {
     /// Label requirements.
@@ -41,7 +41,7 @@ pub struct NodeSelectorTerm {
 }
 
 /// One label requirement.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelRequirement {
     /// The label key.
@@ -54,7 +54,7 @@ pub struct LabelRequirement {
 }
 
 /// How a [`LabelRequirement`] compares.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum LabelOperator {
     /// The label is one of the values.
     #[default]
@@ -106,7 +106,7 @@ impl std::fmt::Display for NodeSelectorTerm {
 }
 
 /// A weighted preference.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PreferredTerm {
     /// 1–100.
@@ -117,7 +117,7 @@ pub struct PreferredTerm {
 
 /// Pods (in the same namespace) matching `labelSelector`, counted per topology domain: the nodes
 /// sharing a value of the label `topologyKey` (e.g. `skiff.dev/hostname` for one node, `zone`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodAffinityTerm {
     /// Pods with all these labels match.
@@ -127,7 +127,7 @@ pub struct PodAffinityTerm {
 }
 
 /// Keep matching pods evenly spread over the domains of `topologyKey`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TopologySpreadConstraint {
     /// Most matching pods a domain may hold beyond the emptiest one (≥ 1).
@@ -142,7 +142,7 @@ pub struct TopologySpreadConstraint {
 }
 
 /// What a [`TopologySpreadConstraint`] does when it cannot be kept.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum WhenUnsatisfiable {
     /// The pod stays Pending (a filter).
     #[default]

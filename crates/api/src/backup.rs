@@ -21,7 +21,7 @@ pub const BACKUP_MAGIC: &[u8] = b"SKIFF-BACKUP 1\n";
 const MAX_HEADER: usize = 4096;
 
 /// What a backup file says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupHeader {
     /// The state revision the export was taken at.

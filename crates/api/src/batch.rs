@@ -9,7 +9,7 @@ use crate::workload::{LabelSelectorSpec, PodTemplate};
 
 /// Runs one pod of `template` on every node that can take it (its nodeSelector, required node
 /// affinity and tolerations), following nodes as they join, leave and change labels.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DaemonSet {
     /// Always `skiff.dev/v1`.
@@ -25,7 +25,7 @@ pub struct DaemonSet {
 }
 
 /// Desired state of a daemon set.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DaemonSetSpec {
     /// Which pods belong to it; must match the template's labels.
@@ -38,7 +38,7 @@ pub struct DaemonSetSpec {
 }
 
 /// How a daemon set replaces its pods after a template change.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DaemonSetUpdateStrategy {
     /// `RollingUpdate` (default) or `OnDelete` (a pod is replaced only when someone deletes it).
@@ -50,7 +50,7 @@ pub struct DaemonSetUpdateStrategy {
 }
 
 /// Daemon set strategy types.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum DaemonSetStrategyType {
     /// Replace old pods node by node, at most `maxUnavailable` nodes without a ready pod.
     #[default]
@@ -60,7 +60,7 @@ pub enum DaemonSetStrategyType {
 }
 
 /// Bounds of a daemon set's rolling update.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DaemonSetRollingUpdate {
     /// Nodes whose daemon pod may be unavailable during the update (count or `N%`, default 1).
@@ -69,7 +69,7 @@ pub struct DaemonSetRollingUpdate {
 }
 
 /// Observed state of a daemon set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DaemonSetStatus {
     /// Nodes that should run a pod.
@@ -90,7 +90,7 @@ pub struct DaemonSetStatus {
 }
 
 /// Runs pods of `template` until `completions` of them succeed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Job {
     /// Always `skiff.dev/v1`.
@@ -106,7 +106,7 @@ pub struct Job {
 }
 
 /// Desired state of a job.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobSpec {
     /// Successful pods needed (default 1).
@@ -142,7 +142,7 @@ impl JobSpec {
 }
 
 /// Observed state of a job.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobStatus {
     /// Pods running or about to.
@@ -181,7 +181,7 @@ pub const JOB_COMPLETE: &str = "Complete";
 pub const JOB_FAILED: &str = "Failed";
 
 /// Makes Jobs from `jobTemplate` on a cron schedule.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CronJob {
     /// Always `skiff.dev/v1`.
@@ -197,7 +197,7 @@ pub struct CronJob {
 }
 
 /// Desired state of a cron job.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CronJobSpec {
     /// Five cron fields: minute hour day-of-month month day-of-week (`*/5 * * * *`).
@@ -226,7 +226,7 @@ pub struct CronJobSpec {
 }
 
 /// A job template.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobTemplate {
     /// Labels and annotations given to each Job.
@@ -237,7 +237,7 @@ pub struct JobTemplate {
 }
 
 /// A cron job's concurrency policy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ConcurrencyPolicy {
     /// Runs may overlap.
     #[default]
@@ -249,7 +249,7 @@ pub enum ConcurrencyPolicy {
 }
 
 /// Observed state of a cron job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CronJobStatus {
     /// The scheduled time of the latest run started (RFC 3339).

@@ -11,7 +11,7 @@ pub const MAX_CONFIG_DATA_BYTES: usize = 1 << 20;
 pub const MAX_CONFIG_KEY_LEN: usize = 253;
 
 /// Plain configuration a pod can read (namespaced).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigMap {
     /// Always `skiff.dev/v1`.
@@ -29,7 +29,7 @@ pub struct ConfigMap {
 /// In the API the values are plain UTF-8 strings (not base64 as in Kubernetes). The control plane
 /// encrypts every value before it is stored or replicated and decrypts it only for callers allowed
 /// to read secrets; the CLI redacts values unless asked to show them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Secret {
     /// Always `skiff.dev/v1`.

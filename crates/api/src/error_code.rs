@@ -59,6 +59,8 @@ codes! {
     Forbidden = 403,
     /// The object (or its namespace) does not exist.
     NotFound = 404,
+    /// The path does not take this method (`Allow` lists the ones it takes).
+    MethodNotAllowed = 405,
     /// The object exists already.
     AlreadyExists = 409,
     /// The write was based on a stale `resourceVersion`.
@@ -73,6 +75,8 @@ codes! {
     Gone = 410,
     /// The request body is larger than allowed.
     TooLarge = 413,
+    /// The body's `Content-Type` is not one the route reads.
+    UnsupportedMediaType = 415,
     /// The object is not valid (field errors in `details`).
     Invalid = 422,
     /// An uploaded artifact is not a valid WebAssembly component (`details`: `digest`, `size`,

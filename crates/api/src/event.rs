@@ -7,7 +7,7 @@ use crate::kind::Kind;
 use crate::meta::{ApiVersion, DEFAULT_NAMESPACE, ObjectMeta};
 
 /// Whether an event is routine or needs attention.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EventSeverity {
     /// Routine (`Scheduled`, `NodeReady`).
     #[default]
@@ -17,7 +17,7 @@ pub enum EventSeverity {
 }
 
 /// The object an event is about.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectReference {
     /// Its kind (`Pod`, `Node`).
@@ -50,7 +50,7 @@ impl ObjectReference {
 }
 
 /// Who recorded an event.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventSource {
     /// The component (`node-controller`, `scheduler`).
@@ -63,7 +63,7 @@ pub struct EventSource {
 
 /// Something that happened to an object. Repeats of the same reason for the same object are one
 /// event whose `count` grows and whose `lastTimestamp` moves.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Event {
     /// Always `skiff.dev/v1`.

@@ -45,7 +45,7 @@ pub const OVERLOADED_HEADER: &str = "x-skiff-overloaded";
 /// A Lambda-style function: `component` runs once per event from its `triggers`, in a fresh
 /// instance of the cached compiled code. Pods come and go with the load, between `minScale` and
 /// `maxScale` (0: no pod while idle).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Function {
     /// Always `skiff.dev/v1`.
@@ -61,7 +61,7 @@ pub struct Function {
 }
 
 /// Desired state of a function.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FunctionSpec {
     /// The component: `wasm` with `world: function` (a `skiff:function` handler) or `world: http`
@@ -174,7 +174,7 @@ impl FunctionSpec {
 }
 
 /// One trigger: exactly one of its fields.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Trigger {
     /// HTTP requests through the gateway.
@@ -193,7 +193,7 @@ pub struct Trigger {
 
 /// Requests whose path starts with `path` (and whose method is one of `methods`, any when empty)
 /// go to the function.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpTrigger {
     /// Path prefix, starting with `/`.
@@ -207,7 +207,7 @@ pub struct HttpTrigger {
 }
 
 /// Fires on a 5-field cron schedule in a time zone, each tick once cluster-wide.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CronTrigger {
     /// `minute hour day-of-month month day-of-week`.
@@ -227,7 +227,7 @@ impl CronTrigger {
 
 /// Every event published to `topic` (in the function's namespace) is delivered to the function
 /// at least once.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventTrigger {
     /// Topic name.
@@ -235,7 +235,7 @@ pub struct EventTrigger {
 }
 
 /// Subscribes to `topic` on an MQTT broker and calls the function once per message.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MqttTrigger {
     /// `mqtt://host:port`.
@@ -255,7 +255,7 @@ fn one() -> u8 {
 }
 
 /// How failed deliveries are retried.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Deliveries in all, the first included (default 3).
@@ -288,7 +288,7 @@ impl RetryPolicy {
 }
 
 /// Observed state of a function.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FunctionStatus {
     /// Pods the scaler wants.
@@ -315,7 +315,7 @@ pub struct FunctionStatus {
 }
 
 /// A trigger connector's connection to its broker.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TriggerConnection {
     /// Index into `spec.triggers`.
@@ -333,7 +333,7 @@ pub struct TriggerConnection {
 /// One event, in the CloudEvents 1.0 JSON format: `data` for a JSON payload or `data_base64` for
 /// bytes. What `POST …/topics/{topic}/events` takes and `GET …/topics/{topic}/events` answers.
 /// Attributes other than the ones below are extensions (string values).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CloudEvent {
     /// Always `1.0`.
     #[serde(default = "spec_version")]
@@ -372,7 +372,7 @@ fn spec_version() -> String {
 }
 
 /// What a publish answered for one event.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishResult {
     /// The topic.
@@ -387,7 +387,7 @@ pub struct PublishResult {
 }
 
 /// A topic as `GET …/topics` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicStatus {
     /// Namespace.
@@ -406,7 +406,7 @@ pub struct TopicStatus {
 }
 
 /// One function's position in a topic.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriberStatus {
     /// The function.

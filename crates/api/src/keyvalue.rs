@@ -13,7 +13,7 @@ pub const MAX_KV_VALUE_BYTES: usize = 256 << 10;
 pub const MAX_KV_KEYS_PER_STORE: u64 = 100_000;
 
 /// What a component may reach beyond its own sandbox. Everything not granted is denied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Capabilities {
     /// Key-value stores of the pod's namespace the component may open through
@@ -59,7 +59,7 @@ pub fn kv_key_problem(key: &str) -> Option<String> {
 }
 
 /// A key-value store as the API lists it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyValueStore {
     /// Namespace.
@@ -73,7 +73,7 @@ pub struct KeyValueStore {
 }
 
 /// One page of a store's keys, in byte order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyPage {
     /// The keys.

@@ -58,6 +58,7 @@ mod probe;
 mod quantity;
 mod quota;
 mod rollout;
+mod schema;
 mod selector;
 mod service;
 mod stats;
@@ -119,6 +120,7 @@ pub use rollout::{
     DeploymentCondition, DeploymentStrategy, IntOrPercent, NEW_REPLICA_SET_AVAILABLE,
     PROGRESS_DEADLINE_EXCEEDED, PROGRESSING_CONDITION, RollingUpdate, StrategyType,
 };
+pub use schema::{NamedSchema, kind_schema};
 pub use selector::{LabelSelector, SelectorError, SelectorTerm, map_matches};
 pub use service::{
     BackendRef, EndpointAddress, Endpoints, HttpRoute, HttpRouteSpec, RouteRule, Service, ServicePort,

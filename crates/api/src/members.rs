@@ -2,7 +2,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One row of `GET /api/v1/members`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberView {
     /// Member name.

@@ -40,7 +40,7 @@ impl fmt::Display for ApiVersion {
 
 /// Metadata every object carries. The server owns `resourceVersion`, `uid`, `generation` and
 /// `creationTimestamp`; clients may send them back (a stale `resourceVersion` gets a conflict).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectMeta {
     /// Name, unique per kind and namespace: a DNS label (lowercase letters, digits, `-`, ≤ 63).
@@ -94,7 +94,7 @@ impl ObjectMeta {
 }
 
 /// A reference from an object to the object that owns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OwnerReference {
     /// Kind of the owner, e.g. `Deployment`.

@@ -15,7 +15,7 @@ pub const OS_LABEL: &str = "skiff.dev/os";
 pub const HOSTNAME_LABEL: &str = "skiff.dev/hostname";
 
 /// A namespace: a scope for names of namespaced objects.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Namespace {
     /// Always `skiff.dev/v1`.
@@ -26,7 +26,7 @@ pub struct Namespace {
 }
 
 /// A worker node, registered and kept alive by its agent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Node {
     /// Always `skiff.dev/v1`.
@@ -43,7 +43,7 @@ pub struct Node {
 }
 
 /// What operators set on a node.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSpec {
     /// When true, the scheduler places no new pods here (cordon).
@@ -55,7 +55,7 @@ pub struct NodeSpec {
 }
 
 /// What a node's agent reports.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeStatus {
     /// Base URL of the node's data plane (`http://127.0.0.1:7071`).
@@ -82,7 +82,7 @@ pub struct NodeStatus {
 }
 
 /// Schedulable capacity of a node.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeCapacity {
     /// Memory available to guests.
@@ -120,7 +120,7 @@ pub const CONDITIONS_ANNOTATION: &str = "skiff.dev/conditions";
 pub const READY_CONDITION: &str = "Ready";
 
 /// Whether a condition holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ConditionStatus {
     /// It holds.
     True,
@@ -132,7 +132,7 @@ pub enum ConditionStatus {
 }
 
 /// One observed fact about a node (`Ready`), with why and since when.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeCondition {
     /// What the condition is about ([`READY_CONDITION`]).

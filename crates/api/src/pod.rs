@@ -17,7 +17,7 @@ pub const POD_NAME_HEADER: &str = "x-skiff-pod";
 pub const NO_POD_HEADER: &str = "x-skiff-no-pod";
 
 /// A pod: the unit of scheduling.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Pod {
     /// Always `skiff.dev/v1`.
@@ -33,7 +33,7 @@ pub struct Pod {
 }
 
 /// Desired state of a pod.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodSpec {
     /// The components; at least one, names unique.
@@ -87,7 +87,7 @@ impl PodSpec {
 }
 
 /// What happens when a component of a pod stops.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum RestartPolicy {
     /// Always restart (the default, and what a Deployment requires).
     #[default]
@@ -99,7 +99,7 @@ pub enum RestartPolicy {
 }
 
 /// One component of a pod.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Component {
     /// Name, unique within the pod (a DNS label); a function's may be left out (`fn`).
@@ -139,7 +139,7 @@ pub struct Component {
 }
 
 /// Where a wasm component comes from and how it runs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WasmSpec {
     /// A local file, relative to the manifest. The CLI uploads it at apply time and replaces it by
@@ -169,7 +169,7 @@ pub struct WasmSpec {
 
 /// An OCI container: the image and how to run it. The container shares the host's network and
 /// gets a port of its own, passed as `PORT`; the first component of a pod serves its traffic on it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OciSpec {
     /// `registry[:port]/repository[:tag][@sha256:<manifest digest>]`. A registry on loopback is
@@ -198,7 +198,7 @@ impl Component {
 }
 
 /// The world a wasm component targets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum World {
     /// `wasi:http/proxy`: an HTTP handler, one instance per request.
@@ -213,7 +213,7 @@ pub enum World {
 
 /// An environment variable: a literal `value`, or a value read from a ConfigMap or Secret when the
 /// pod starts (`valueFrom`); not both.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVar {
     /// Variable name.
@@ -227,7 +227,7 @@ pub struct EnvVar {
 }
 
 /// The source of an environment variable's value: exactly one of the two references.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVarSource {
     /// A key of a ConfigMap in the pod's namespace.
@@ -239,7 +239,7 @@ pub struct EnvVarSource {
 }
 
 /// A key of a named object in the pod's namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeyRef {
     /// The object's name.
@@ -278,7 +278,7 @@ impl PodSpec {
 }
 
 /// Limits applied to each instance of a component.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {
     /// Maximum linear memory per instance (default 64Mi); also the pod's scheduling request.
@@ -320,7 +320,7 @@ impl Resources {
 }
 
 /// Lifecycle phase of a pod.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum PodPhase {
     /// Accepted, not yet running (unscheduled, or loading on its node).
     #[default]
@@ -334,7 +334,7 @@ pub enum PodPhase {
 }
 
 /// Observed state of a pod.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodStatus {
     /// Lifecycle phase.
@@ -376,7 +376,7 @@ fn is_zero_u64(n: &u64) -> bool {
 }
 
 /// What the scheduler decided for a pod, with a reason for every node it rejected.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SchedulingStatus {
     /// `Scheduled` or `Unschedulable`.

@@ -71,7 +71,7 @@ impl<'de> Deserialize<'de> for DisconnectDelay {
 /// elsewhere) and the agent's (no contact with the control plane; [`stop_after`](Self::stop_after)
 /// later the agent stops the pod). Both default to the cluster's behaviour: replace after the
 /// control plane's eviction grace, keep running on the node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DisconnectPolicy {
     /// How long after its node became `NotReady` the pod is evicted and replaced (default: the
@@ -101,7 +101,20 @@ impl DisconnectPolicy {
 }
 
 /// What a taint does to pods that do not tolerate it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum TaintEffect {
     /// No new pods are scheduled on the node.
     #[default]
@@ -120,7 +133,9 @@ impl fmt::Display for TaintEffect {
 }
 
 /// A mark on a node that repels pods which do not tolerate it (`spec.taints`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Taint {
     /// A label-style key (`dedicated`, `skiff.dev/edge`).
@@ -164,7 +179,7 @@ impl FromStr for Taint {
 }
 
 /// How a toleration matches a taint's value.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum TolerationOperator {
     /// Key and value must be equal (the default).
     #[default]
@@ -174,7 +189,7 @@ pub enum TolerationOperator {
 }
 
 /// Lets a pod onto a node with a matching taint (`spec.tolerations`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Toleration {
     /// The taint key; empty with `Exists` matches every key.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 /// A periodic check of a component: a `GET` to `httpGet.path` on the component, called in-process
 /// by the node's agent. A 2xx or 3xx answer within `timeoutSeconds` is a success; anything else
 /// (4xx, 5xx, a trap, the timeout) is a failure.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Probe {
     /// What to call.
@@ -28,7 +28,7 @@ pub struct Probe {
 }
 
 /// The HTTP request a [`Probe`] makes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpGetAction {
     /// Path and optional query, starting with `/`.

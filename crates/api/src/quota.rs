@@ -11,7 +11,7 @@ use crate::meta::{ApiVersion, ObjectMeta};
 use crate::quantity::ByteSize;
 
 /// Limits on one namespace (namespaced; any number per namespace, each enforced).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceQuota {
     /// Always `skiff.dev/v1`.
@@ -27,7 +27,7 @@ pub struct ResourceQuota {
 }
 
 /// The limits of a [`ResourceQuota`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceQuotaSpec {
     /// The most the namespace may hold of each amount named; amounts not named are not limited.
@@ -35,7 +35,7 @@ pub struct ResourceQuotaSpec {
 }
 
 /// A namespace's usage of the amounts a quota limits.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceQuotaStatus {
     /// The limits, as in `spec.hard`.
@@ -45,7 +45,7 @@ pub struct ResourceQuotaStatus {
 }
 
 /// Amounts a namespace holds or uses; in a quota's `hard`, the most it may.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaAmounts {
     /// Objects of every kind in the namespace, except the server-owned Events and Endpoints.

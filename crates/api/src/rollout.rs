@@ -19,7 +19,7 @@ pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 pub const NEW_REPLICA_SET_AVAILABLE: &str = "NewReplicaSetAvailable";
 
 /// How a template change replaces the running pods.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeploymentStrategy {
     /// `RollingUpdate` (default), `Recreate` or `Canary`.
@@ -60,7 +60,7 @@ impl DeploymentStrategy {
 }
 
 /// The strategy types.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum StrategyType {
     /// Replace pods a few at a time, never more than `replicas + maxSurge` pods or fewer than
     /// `replicas − maxUnavailable` ready.
@@ -84,7 +84,7 @@ impl fmt::Display for StrategyType {
 }
 
 /// Bounds of a rolling update.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RollingUpdate {
     /// Pods above `replicas` allowed during the update (count or `N%`, default 25%).
@@ -166,7 +166,7 @@ impl<'de> Deserialize<'de> for IntOrPercent {
 }
 
 /// A canary rollout: steps run in order; the analysis runs throughout.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryStrategy {
     /// `{weight: N}` sends N% of the traffic to the new revision (scaling it to N% of the
@@ -180,7 +180,7 @@ pub struct CanaryStrategy {
 }
 
 /// One canary step: exactly one of `weight` and `pause`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryStep {
     /// Percentage of the traffic (0–100) for the new revision.
@@ -192,7 +192,7 @@ pub struct CanaryStep {
 }
 
 /// A canary pause.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryPause {
     /// How long; none waits for `skiff rollout resume`.
@@ -201,7 +201,7 @@ pub struct CanaryPause {
 }
 
 /// The canary's health rule: the new revision's pods answer requests with 5xx at most this often.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryAnalysis {
     /// Highest acceptable share of 5xx answers, in percent (default 5).
@@ -230,7 +230,7 @@ fn twenty() -> u64 {
 }
 
 /// Where a canary rollout stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum CanaryPhase {
     /// Working through the steps.
     #[default]
@@ -258,7 +258,7 @@ impl fmt::Display for CanaryPhase {
 }
 
 /// Observed state of a canary rollout.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryStatus {
     /// Template hash of the new (canary) revision.

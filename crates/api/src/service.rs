@@ -8,7 +8,7 @@ use crate::quantity::DurationValue;
 
 /// A stable name for the pods its selector matches, reachable in the cluster as
 /// `http://NAME.NAMESPACE.svc` and through the gateway via [`HttpRoute`]s.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Service {
     /// Always `skiff.dev/v1`.
@@ -21,7 +21,7 @@ pub struct Service {
 }
 
 /// Desired state of a service.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceSpec {
     /// Pods with all these labels (in the service's namespace) back the service. Must not be empty.
@@ -32,7 +32,7 @@ pub struct ServiceSpec {
 }
 
 /// A port of a service.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServicePort {
     /// Port name.
@@ -43,7 +43,7 @@ pub struct ServicePort {
 }
 
 /// The addresses backing a service, kept by the endpoints controller (same name as the service).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Endpoints {
     /// Always `skiff.dev/v1`.
@@ -57,7 +57,7 @@ pub struct Endpoints {
 }
 
 /// One pod behind a service.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EndpointAddress {
     /// Pod name.
@@ -78,7 +78,7 @@ pub struct EndpointAddress {
 }
 
 /// Routes HTTP requests arriving at the gateway to services, by host and path prefix.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpRoute {
     /// Always `skiff.dev/v1`.
@@ -91,7 +91,7 @@ pub struct HttpRoute {
 }
 
 /// Desired state of an HTTP route.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpRouteSpec {
     /// Host names this route answers (without port); empty means any host.
@@ -102,7 +102,7 @@ pub struct HttpRouteSpec {
 }
 
 /// One rule of a route.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RouteRule {
     /// Path prefix this rule matches (segment-wise; `/` matches everything). Default `/`.
@@ -120,7 +120,7 @@ fn default_prefix() -> String {
 }
 
 /// A service a route sends traffic to.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendRef {
     /// Service name, in the route's namespace.

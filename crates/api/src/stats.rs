@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What one pod's data plane counted since the pod started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PodTraffic {
     /// Requests answered.
     pub requests: u64,
@@ -13,7 +13,7 @@ pub struct PodTraffic {
 }
 
 /// A pod's counters as its node reports them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStats {
     /// The pod's uid (a pod re-created under the same name is another pod).

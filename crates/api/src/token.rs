@@ -9,7 +9,7 @@ use crate::meta::{ApiVersion, ObjectMeta};
 /// (6 characters of `a-z0-9`) and stores only the SHA-256 of `<secret>` (16 characters of
 /// `a-z0-9`), so reading tokens back reveals nothing that lets anyone join. Deleting the object
 /// revokes the token; `spec.expires` bounds its life. `skiff token create` makes one.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JoinToken {
     /// Always `skiff.dev/v1`.
@@ -22,7 +22,7 @@ pub struct JoinToken {
 }
 
 /// The stored part of a join token.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JoinTokenSpec {
     /// Hex SHA-256 of the secret part (64 lowercase hex characters).
@@ -46,7 +46,7 @@ pub const TOKEN_SECRET_LEN: usize = 16;
 
 /// What an agent or gateway sends to `POST /api/v1/join` (over TLS, after checking the server's
 /// CA against the token's CA hash).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeJoinRequest {
     /// The token's secret part (after `::`): `<id>.<secret>`, or the cluster join token's secret.
@@ -71,7 +71,7 @@ impl std::fmt::Debug for NodeJoinRequest {
 
 /// What a node sends to `POST /api/v1/renew` (over TLS with its current certificate): a CSR
 /// for a new key. The answer is a [`NodeJoinResponse`] with the same identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeRenewRequest {
     /// A PEM certificate signing request for the node's new key.
@@ -79,7 +79,7 @@ pub struct NodeRenewRequest {
 }
 
 /// The control plane's answer to an accepted join.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeJoinResponse {
     /// The node's certificate (PEM), signed by the cluster CA with the identity asked for.

@@ -11,7 +11,7 @@ use crate::pod::PodSpec;
 use crate::policy::{DisconnectDelay, DisconnectPolicy, Taint, Toleration, TolerationOperator};
 
 /// One invalid field.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Dotted path of the field, e.g. `spec.template.spec.components[0].wasm`.
     pub path: String,

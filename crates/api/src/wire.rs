@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use crate::object::Object;
 
 /// What happened to an object, in a watch stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum EventType {
     /// Created.
@@ -16,7 +16,7 @@ pub enum EventType {
 }
 
 /// One line of a watch stream (`?watch=true`), newline-delimited JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WatchEvent {
     /// What happened.
     #[serde(rename = "type")]
@@ -26,7 +26,7 @@ pub struct WatchEvent {
 }
 
 /// A list of objects at one revision: `GET /api/v1/.../{plural}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectList {
     /// The revision the list was read at; watch from here to miss nothing.
@@ -36,7 +36,7 @@ pub struct ObjectList {
 }
 
 /// The body of every error response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code (`NotFound`, `Conflict`, `Invalid`, `Unauthorized`, ...).
     pub code: crate::ErrorCode,

@@ -13,7 +13,7 @@ use crate::rollout::{CanaryStatus, DeploymentCondition, DeploymentStrategy};
 pub type MatchLabels = BTreeMap<String, String>;
 
 /// Keeps `replicas` pods of `template` running, replacing failed ones.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Deployment {
     /// Always `skiff.dev/v1`.
@@ -29,7 +29,7 @@ pub struct Deployment {
 }
 
 /// Desired state of a deployment.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeploymentSpec {
     /// How many pods to keep (≥ 0; default 1).
@@ -97,7 +97,7 @@ fn one() -> i64 {
 }
 
 /// A selector written as `matchLabels`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorSpec {
     /// Every label here must be present with this value.
@@ -105,7 +105,7 @@ pub struct LabelSelectorSpec {
 }
 
 /// A pod template.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodTemplate {
     /// Labels and annotations given to each pod.
@@ -116,7 +116,7 @@ pub struct PodTemplate {
 }
 
 /// Metadata of a pod template.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateMeta {
     /// Labels given to each pod.
@@ -128,7 +128,7 @@ pub struct TemplateMeta {
 }
 
 /// Observed state of a deployment.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeploymentStatus {
     /// The `generation` the controller last acted on.
@@ -162,7 +162,7 @@ pub struct DeploymentStatus {
 
 /// One revision of a deployment's pod template: keeps `replicas` pods of it. Made and scaled by the
 /// deployment controller; named `<deployment>-<template hash>`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplicaSet {
     /// Always `skiff.dev/v1`.
@@ -178,7 +178,7 @@ pub struct ReplicaSet {
 }
 
 /// Desired state of a replica set.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplicaSetSpec {
     /// How many pods to keep.
@@ -191,7 +191,7 @@ pub struct ReplicaSetSpec {
 }
 
 /// Observed state of a replica set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplicaSetStatus {
     /// The `generation` the controller last acted on.

@@ -128,6 +128,7 @@ impl ControlPlane {
             .route("/api/v1/renew", post(crate::join::renew_node))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
+            .route("/openapi.json", get(openapi))
             .fallback(|| async { ApiError::not_found("no such API path: see docs/api.md for the routes") })
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
@@ -141,7 +142,9 @@ impl ControlPlane {
         } else {
             routes
         };
-        routes.with_state(self.clone())
+        routes
+            .layer(axum::middleware::from_fn(crate::json_errors::json_errors))
+            .with_state(self.clone())
     }
 }
 
@@ -712,6 +715,15 @@ async fn snapshot(State(p): State<ControlPlane>) -> Result<Response, ApiError> {
         file,
     )
         .into_response())
+}
+
+/// The OpenAPI document of this API.
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document_json(),
+    )
+        .into_response()
 }
 
 async fn readyz(State(p): State<ControlPlane>) -> Result<&'static str, ApiError> {

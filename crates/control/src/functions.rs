@@ -394,5 +394,7 @@ pub(crate) async fn invoke(
     let bytes = crate::answers::read(resp, crate::answers::REPLY_BYTES, timeout)
         .await
         .map_err(|e| ApiError::unavailable(format!("reading the answer of pod {}: {e}", ep.pod)))?;
-    Ok((status, out_headers, bytes).into_response())
+    let mut resp = (status, out_headers, bytes).into_response();
+    resp.extensions_mut().insert(crate::json_errors::Relayed);
+    Ok(resp)
 }

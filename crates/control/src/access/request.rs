@@ -38,7 +38,9 @@ pub(crate) enum Target {
 /// # Errors
 /// A message when a path segment does not decode to UTF-8.
 pub(crate) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Target, String> {
-    if matches!(path, "/healthz" | "/readyz") || (path == "/api/v1/join" && method == Method::POST) {
+    if matches!(path, "/healthz" | "/readyz" | "/openapi.json")
+        || (path == "/api/v1/join" && method == Method::POST)
+    {
         return Ok(Target::Public);
     }
     let Some(rest) = path.strip_prefix("/api/v1/") else {
@@ -173,6 +175,7 @@ mod tests {
         let cases: &[(Method, &str, Option<&str>, Target)] = &[
             (Method::GET, "/healthz", None, Target::Public),
             (Method::GET, "/readyz", None, Target::Public),
+            (Method::GET, "/openapi.json", None, Target::Public),
             (Method::POST, "/api/v1/join", None, Target::Public),
             (
                 Method::GET,
