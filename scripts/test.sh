@@ -51,6 +51,7 @@ echo "== setup: a C compiler with static libc (the OCI plugin's seccomp test bui
 
 echo "== setup: python3 with venv (scripts/api-fuzz.sh installs schemathesis from PyPI into one)"
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install "API fuzz run" python3-venv
+command -v curl >/dev/null || apt_install "API fuzz run" curl
 
 echo "== setup: mosquitto and its clients (the MQTT trigger test runs a broker on loopback)"
 { [ -x /usr/sbin/mosquitto ] && command -v mosquitto_pub >/dev/null; } ||
