@@ -141,6 +141,8 @@ pub struct Agent {
     plugins_stop: Arc<watch::Sender<bool>>,
     /// The namespaces' fuel budgets on this node.
     budgets: Arc<crate::budgets::FuelBudgets>,
+    /// Outbound grants and the denials counted on this node.
+    egress: Arc<crate::egress::EgressReports>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -228,6 +230,7 @@ impl Agent {
         }
         let containers = Arc::new(Containers::new(plugins, config.container_ports.clone()));
         let budgets = crate::budgets::FuelBudgets::start(client.clone());
+        let egress = Arc::new(crate::egress::EgressReports::default());
         let pods = Arc::new(PodTable::new(config.node_name.clone(), containers.clone()));
         let artifacts = Arc::new(ArtifactCache::new(
             artifacts.clone(),
@@ -244,6 +247,7 @@ impl Agent {
                 artifacts.clone(),
                 containers,
                 budgets.clone(),
+                egress.clone(),
             )),
             reporter: Reporter::new(client.clone(), config.node_name.clone()),
             backoff: config.restart_backoff,
@@ -273,6 +277,7 @@ impl Agent {
             cert_slot,
             plugins_stop: Arc::new(plugins_stop),
             budgets,
+            egress,
         };
         match agent.register().await {
             Ok(()) => {}
@@ -390,6 +395,7 @@ impl Agent {
             },
         );
         tokio::spawn(self.budgets.clone().run(self.client.clone(), shutdown.clone()));
+        tokio::spawn(self.egress.clone().run(self.client.clone(), shutdown.clone()));
         let server = tokio::spawn(dataplane::serve(
             listener,
             self.data_plane(),

@@ -93,36 +93,12 @@ impl FuelBudgets {
                 }
                 _ = report.tick() => {
                     for (pod, n) in self.take_throttled() {
-                        add_throttled(&client, &pod, n).await;
+                        crate::report::amend_pod_status(&client, &pod, "throttled requests", |s| {
+                            s.throttled_requests = s.throttled_requests.saturating_add(n);
+                        })
+                        .await;
                     }
                 }
-            }
-        }
-    }
-}
-
-/// Adds `n` to the `throttledRequests` of pod `key` (`namespace/pod`); retried on conflict,
-/// dropped (with a log line) when the API cannot take it.
-async fn add_throttled(client: &Client, key: &str, n: u64) {
-    let Some((ns, name)) = key.split_once('/') else {
-        return;
-    };
-    for _ in 0..5 {
-        let mut pod = match client.get(Kind::Pod, Some(ns), name).await {
-            Ok(Object::Pod(p)) => p,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::debug!(pod = %key, error = %e, "cannot report throttled requests");
-                return;
-            }
-        };
-        pod.status.throttled_requests = pod.status.throttled_requests.saturating_add(n);
-        match client.update_status(&Object::Pod(pod)).await {
-            Ok(_) => return,
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => {
-                tracing::debug!(pod = %key, error = %e, "cannot report throttled requests");
-                return;
             }
         }
     }

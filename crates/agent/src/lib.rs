@@ -128,6 +128,7 @@ mod containers;
 mod dataplane;
 mod disconnect;
 mod driver;
+mod egress;
 mod error;
 mod failure;
 mod function;

@@ -62,3 +62,36 @@ impl Reporter {
         }
     }
 }
+
+/// Changes the status of pod `key` (`namespace/pod`) by `change` as the API has it now:
+/// retried on conflict, dropped (with a debug line naming `what`) when the API cannot take it.
+/// For counters the node adds to (throttled and denied requests), not for the lifecycle.
+pub(crate) async fn amend_pod_status(
+    client: &Client,
+    key: &str,
+    what: &str,
+    change: impl Fn(&mut skiff_api::PodStatus),
+) {
+    let Some((ns, name)) = key.split_once('/') else {
+        return;
+    };
+    for _ in 0..5 {
+        let mut pod = match client.get(skiff_api::Kind::Pod, Some(ns), name).await {
+            Ok(Object::Pod(p)) => p,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!(pod = %key, error = %e, "cannot report {what}");
+                return;
+            }
+        };
+        change(&mut pod.status);
+        match client.update_status(&Object::Pod(pod)).await {
+            Ok(_) => return,
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => {
+                tracing::debug!(pod = %key, error = %e, "cannot report {what}");
+                return;
+            }
+        }
+    }
+}

@@ -33,6 +33,8 @@ pub(crate) struct Starter {
     loaded: Mutex<BTreeSet<String>>,
     /// The namespaces' fuel budgets on this node.
     budgets: Arc<crate::budgets::FuelBudgets>,
+    /// Outbound grants and the denials counted on this node.
+    egress: Arc<crate::egress::EgressReports>,
 }
 
 fn invalid(message: String) -> StartFailure {
@@ -81,6 +83,7 @@ impl Starter {
         artifacts: Arc<ArtifactCache>,
         containers: Arc<Containers>,
         budgets: Arc<crate::budgets::FuelBudgets>,
+        egress: Arc<crate::egress::EgressReports>,
     ) -> Self {
         Starter {
             runtime,
@@ -90,6 +93,7 @@ impl Starter {
             containers,
             loaded: Mutex::new(BTreeSet::new()),
             budgets,
+            egress,
         }
     }
 
@@ -169,6 +173,7 @@ impl Starter {
         opts.timeout = c.resources.timeout.map(|t| t.0);
         opts.logs = logs;
         opts.key_value = crate::keyvalue::grant(&self.client, pod, c);
+        opts.egress = self.egress.egress(c);
         self.runtime
             .run_command(&component, opts)
             .await
@@ -295,6 +300,7 @@ impl Starter {
                 opts.timeout = c.resources.timeout_or_default();
                 opts.logs = logs.clone();
                 opts.key_value = crate::keyvalue::grant(&self.client, pod, c);
+                opts.egress = self.egress.egress(c);
                 opts.fuel_meter = Some(self.budgets.meter(pod.metadata.namespace_or_default()));
                 if !self.runtime.is_function(&component) {
                     return Err(StartFailure::new(
@@ -323,6 +329,7 @@ impl Starter {
             opts.instance_reuse = wasm.instance_reuse;
             opts.logs = logs.clone();
             opts.key_value = crate::keyvalue::grant(&self.client, pod, c);
+            opts.egress = self.egress.egress(c);
             opts.fuel_meter = Some(self.budgets.meter(pod.metadata.namespace_or_default()));
             let h = self
                 .runtime

@@ -12,23 +12,6 @@ pub const MAX_KV_VALUE_BYTES: usize = 256 << 10;
 /// Most keys one store holds.
 pub const MAX_KV_KEYS_PER_STORE: u64 = 100_000;
 
-/// What a component may reach beyond its own sandbox. Everything not granted is denied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Capabilities {
-    /// Key-value stores of the pod's namespace the component may open through
-    /// `wasi:keyvalue/store` (`open(name)`); a store is created by its first write.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub key_value: Vec<String>,
-}
-
-impl Capabilities {
-    /// Whether nothing is granted.
-    pub fn is_empty(&self) -> bool {
-        self.key_value.is_empty()
-    }
-}
-
 /// Why `name` cannot name a key-value store, or `None` when it can (a DNS label).
 pub fn store_name_problem(name: &str) -> Option<String> {
     dns_label_problem(name).map(|why| format!("key-value store name {name:?} {why}"))

@@ -41,6 +41,7 @@ mod access;
 mod affinity;
 pub mod backup;
 mod batch;
+mod capabilities;
 mod config;
 mod error_code;
 mod event;
@@ -52,6 +53,7 @@ mod members;
 mod meta;
 mod node;
 mod object;
+mod outbound;
 mod pod;
 mod policy;
 mod probe;
@@ -81,6 +83,7 @@ pub use batch::{
     DaemonSetStatus, DaemonSetStrategyType, DaemonSetUpdateStrategy, JOB_COMPLETE, JOB_FAILED, Job, JobSpec,
     JobStatus, JobTemplate, parse_schedule,
 };
+pub use capabilities::Capabilities;
 pub use config::{ConfigMap, MAX_CONFIG_DATA_BYTES, MAX_CONFIG_KEY_LEN, Secret, config_key_problem};
 pub use error_code::ErrorCode;
 pub use event::{Event, EventSeverity, EventSource, ObjectReference};
@@ -92,8 +95,8 @@ pub use function::{
 };
 pub use image::{ImageRef, is_sha256_digest};
 pub use keyvalue::{
-    Capabilities, KeyPage, KeyValueStore, MAX_KV_KEY_BYTES, MAX_KV_KEYS_PER_STORE, MAX_KV_VALUE_BYTES,
-    kv_key_problem, store_name_problem,
+    KeyPage, KeyValueStore, MAX_KV_KEY_BYTES, MAX_KV_KEYS_PER_STORE, MAX_KV_VALUE_BYTES, kv_key_problem,
+    store_name_problem,
 };
 pub use kind::{Kind, UnknownKind};
 pub use members::MemberView;
@@ -103,9 +106,10 @@ pub use node::{
     NodeCondition, NodeSpec, NodeStatus, OS_LABEL, READY_CONDITION,
 };
 pub use object::Object;
+pub use outbound::{GrantError, HostMatch, OutboundGrant, PortMatch, SchemeMatch, default_port};
 pub use pod::{
-    Component, EnvVar, EnvVarSource, KeyRef, NO_POD_HEADER, OciSpec, POD_NAME_HEADER, Pod, PodPhase, PodSpec,
-    PodStatus, Resources, RestartPolicy, SchedulingStatus, WasmSpec, World,
+    Component, DeniedOutbound, EnvVar, EnvVarSource, KeyRef, NO_POD_HEADER, OciSpec, POD_NAME_HEADER, Pod,
+    PodPhase, PodSpec, PodStatus, Resources, RestartPolicy, SchedulingStatus, WasmSpec, World,
 };
 pub use policy::{
     DisconnectDelay, DisconnectPolicy, Taint, TaintEffect, Toleration, TolerationOperator, untolerated,

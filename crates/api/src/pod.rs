@@ -369,6 +369,25 @@ pub struct PodStatus {
     /// (a ResourceQuota's `fuel.perMinute`), counted by the node since the pod started.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub throttled_requests: u64,
+    /// Outbound `wasi:http` requests no grant of `capabilities.outbound` allowed, counted by
+    /// the node since the pod started, with the latest one's missing grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_outbound: Option<DeniedOutbound>,
+}
+
+/// Outbound requests of a pod that were denied (`status.deniedOutbound`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeniedOutbound {
+    /// How many.
+    #[serde(default)]
+    pub count: u64,
+    /// The component that sent the latest.
+    #[serde(default)]
+    pub component: String,
+    /// The grant that would have allowed the latest (`http://host:port`), or why none can.
+    #[serde(default)]
+    pub missing: String,
 }
 
 fn is_zero_u64(n: &u64) -> bool {

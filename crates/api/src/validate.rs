@@ -280,6 +280,12 @@ impl Checker {
                 "applies to wasm components only: remove it from the container",
             );
         }
+        if !c.capabilities.outbound.is_empty() {
+            self.err(
+                format!("{cp}.capabilities.outbound"),
+                "outbound grants apply to wasm components only: a container shares the node's network (grants for containers, through a node-local proxy, are not built yet)",
+            );
+        }
         if !c.capabilities.key_value.is_empty() {
             self.err(
                 format!("{cp}.capabilities.keyValue"),
@@ -463,6 +469,15 @@ impl Checker {
                     self.err(at, why);
                 } else if !stores.insert(store.as_str()) {
                     self.err(at, format!("duplicate key-value store {store:?}"));
+                }
+            }
+            let mut grants = BTreeSet::new();
+            for (j, grant) in c.capabilities.outbound.iter().enumerate() {
+                let at = format!("{cp}.capabilities.outbound[{j}]");
+                if let Err(e) = grant.parse::<crate::OutboundGrant>() {
+                    self.err(at, e.to_string());
+                } else if !grants.insert(grant.as_str()) {
+                    self.err(at, format!("duplicate outbound grant {grant:?}"));
                 }
             }
             if c.resources.fuel == Some(0) {

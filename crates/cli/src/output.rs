@@ -461,6 +461,7 @@ pub(crate) fn describe(o: &Object, related: &[Object], events: &[Event]) -> Resu
             }
         }
     }
+    describe_grants(&mut out, o);
     let _ = writeln!(out, "---");
     out.push_str(&serde_saphyr::to_string(o)?);
     if !related.is_empty() {
@@ -491,6 +492,39 @@ pub(crate) fn describe(o: &Object, related: &[Object], events: &[Event]) -> Resu
         }
     }
     Ok(out)
+}
+
+/// The capabilities each component of `o`'s pod spec is granted, and a pod's denied requests.
+fn describe_grants(out: &mut String, o: &Object) {
+    let Some((_, spec)) = o.pod_spec() else {
+        return;
+    };
+    let granted: Vec<_> = spec
+        .components
+        .iter()
+        .filter(|c| !c.capabilities.is_empty())
+        .collect();
+    if !granted.is_empty() {
+        let _ = writeln!(out, "Grants:");
+        for c in granted {
+            let caps = &c.capabilities;
+            if !caps.outbound.is_empty() {
+                let _ = writeln!(out, "  {:<12} outbound  {}", c.name, caps.outbound.join(", "));
+            }
+            if !caps.key_value.is_empty() {
+                let _ = writeln!(out, "  {:<12} keyValue  {}", c.name, caps.key_value.join(", "));
+            }
+        }
+    }
+    if let Object::Pod(p) = o
+        && let Some(d) = &p.status.denied_outbound
+    {
+        let _ = writeln!(
+            out,
+            "Denied:     {} outbound requests (latest from {}: missing {})",
+            d.count, d.component, d.missing
+        );
+    }
 }
 
 /// Replaces every value of a Secret by `<redacted, N bytes>` (other objects are left as they are).

@@ -352,6 +352,7 @@ fn pod_events(plane: &ControlPlane, ns: Option<&str>, name: &str, new: &skiff_ap
         skiff_controllers::FAILED,
         skiff_controllers::COMPLETED,
         skiff_controllers::FUEL_THROTTLED,
+        skiff_controllers::OUTBOUND_DENIED,
     ]
     .into_iter()
     .filter_map(|reason| {

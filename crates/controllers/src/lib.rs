@@ -67,8 +67,8 @@ pub use nodes::{
     evict_pods, eviction_reason, node_health,
 };
 pub use pod_events::{
-    AGENT, BACK_OFF, COMPILING, COMPLETED, FAILED, FUEL_THROTTLED, RESTARTED, STARTED, UNHEALTHY,
-    pod_status_events,
+    AGENT, BACK_OFF, COMPILING, COMPLETED, FAILED, FUEL_THROTTLED, OUTBOUND_DENIED, RESTARTED, STARTED,
+    UNHEALTHY, pod_status_events,
 };
 pub use replicasets::{REPLICA_SET_CONTROLLER, SUCCESSFUL_CREATE, SUCCESSFUL_DELETE, replica_sets};
 

@@ -28,6 +28,8 @@ pub const COMPLETED: &str = "Completed";
 /// Event reason: requests of the pod were answered 429 because its namespace used its fuel
 /// budget on the pod's node.
 pub const FUEL_THROTTLED: &str = "FuelThrottled";
+/// Reason of the event recorded when a pod's outbound requests were denied.
+pub const OUTBOUND_DENIED: &str = "OutboundDenied";
 
 /// The events that the change from `old`'s status to `new` deserves (`existing` holds the events
 /// already recorded about the pod, for their counts).
@@ -119,6 +121,28 @@ pub fn pod_status_events(
                 "{} requests answered 429 on node {node}: the namespace used its fuel budget (fuel.perMinute of its ResourceQuota); {} in all",
                 new.throttled_requests - was.throttled_requests,
                 new.throttled_requests
+            ),
+        );
+    }
+    let denied = |s: &PodStatus| s.denied_outbound.as_ref().map_or(0, |d| d.count);
+    if let Some(d) = &new.denied_outbound
+        && d.count > denied(was)
+    {
+        let hint = if d.missing.contains("://") && !d.missing.contains(' ') {
+            format!(
+                "add {:?} to capabilities.outbound of component {}",
+                d.missing, d.component
+            )
+        } else {
+            format!("component {}: {}", d.component, d.missing)
+        };
+        record(
+            EventSeverity::Warning,
+            OUTBOUND_DENIED,
+            format!(
+                "{} outbound requests denied on node {node}: no grant allows them; latest: {hint}; {} in all",
+                d.count - denied(was),
+                d.count
             ),
         );
     }

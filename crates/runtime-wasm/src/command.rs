@@ -6,6 +6,7 @@ use wasmtime::Store;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::arm::{Armor, arm};
+use crate::egress::OutboundPolicy;
 use crate::error::Error;
 use crate::logs::LogBuffer;
 use crate::runtime::{LoadedComponent, WasmRuntime};
@@ -31,6 +32,8 @@ pub struct CommandOptions {
     /// Key-value stores the guest may open through `wasi:keyvalue` (none: every `open` is
     /// denied).
     pub key_value: Option<crate::KeyValueGrant>,
+    /// Where the guest may send outbound `wasi:http` requests (none by default).
+    pub egress: crate::Egress,
 }
 
 impl CommandOptions {
@@ -44,6 +47,7 @@ impl CommandOptions {
             memory_limit: 128 * 1024 * 1024,
             timeout: None,
             logs: Arc::new(LogBuffer::new(1024 * 1024)),
+            egress: crate::Egress::default(),
             key_value: None,
         }
     }
@@ -89,7 +93,11 @@ impl WasmRuntime {
             Arc::new(opts.config.iter().cloned().collect()),
             &opts.logs,
             usize::try_from(opts.memory_limit).unwrap_or(usize::MAX),
-            Arc::from(Vec::new()),
+            OutboundPolicy::new(
+                opts.egress.clone(),
+                Arc::from(opts.name.as_str()),
+                opts.logs.clone(),
+            ),
             self.node_memory_shared(),
         );
         state.key_value = opts.key_value.clone();

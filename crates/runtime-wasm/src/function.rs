@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 
 use crate::arm::{Armor, BudgetStop, arm, settle};
+use crate::egress::OutboundPolicy;
 use crate::error::Error;
 use crate::fuel::{FuelMeter, Throttled};
 use crate::logs::LogBuffer;
@@ -41,6 +42,8 @@ pub struct FunctionOptions {
     /// Key-value stores the guest may open through `wasi:keyvalue` (none: every `open` is
     /// denied).
     pub key_value: Option<crate::KeyValueGrant>,
+    /// Where the guest may send outbound `wasi:http` requests (none by default).
+    pub egress: crate::Egress,
     /// The fuel budget the call is admitted by and charged to.
     pub fuel_meter: Option<Arc<FuelMeter>>,
 }
@@ -55,6 +58,7 @@ impl FunctionOptions {
             memory_limit: 128 * 1024 * 1024,
             timeout: Duration::from_secs(30),
             logs: Arc::new(LogBuffer::new(1024 * 1024)),
+            egress: crate::Egress::default(),
             key_value: None,
             fuel_meter: None,
         }
@@ -100,7 +104,11 @@ impl WasmRuntime {
             Arc::new(opts.config.iter().cloned().collect()),
             &opts.logs,
             usize::try_from(opts.memory_limit).unwrap_or(usize::MAX),
-            Arc::from(Vec::new()),
+            OutboundPolicy::new(
+                opts.egress.clone(),
+                Arc::from(opts.name.as_str()),
+                opts.logs.clone(),
+            ),
             self.node_memory_shared(),
         );
         state.key_value = opts.key_value.clone();

@@ -27,6 +27,7 @@ use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 use crate::arm::{Armor, BudgetStop, arm, settle};
 use crate::body::{self, ResponseBody};
+use crate::egress::OutboundPolicy;
 use crate::fuel::{FuelMeter, Throttled};
 use crate::logs::LogBuffer;
 use crate::memory::Refusal;
@@ -57,10 +58,9 @@ pub struct HandlerOptions {
     pub instance_reuse: bool,
     /// With `instance_reuse`, how many idle instances are kept.
     pub max_idle_instances: usize,
-    /// Hosts (`host` or `host:port`) the guest may send outbound `wasi:http` requests
-    /// to. Empty (the default) denies every outbound request with
-    /// `HTTP-request-denied`.
-    pub allowed_outbound_hosts: Vec<String>,
+    /// Where the guest may send outbound `wasi:http` requests. No grants (the default)
+    /// denies every outbound request with `HTTP-request-denied`.
+    pub egress: crate::Egress,
     /// Where guest stdout and stderr go; share one buffer per pod.
     pub logs: Arc<LogBuffer>,
     /// Key-value stores the guest may open through `wasi:keyvalue` (none: every `open` is
@@ -84,7 +84,7 @@ impl HandlerOptions {
             fuel: None,
             instance_reuse: false,
             max_idle_instances: 4,
-            allowed_outbound_hosts: Vec::new(),
+            egress: crate::Egress::default(),
             logs: Arc::new(LogBuffer::new(1024 * 1024)),
             key_value: None,
             fuel_meter: None,
@@ -121,7 +121,7 @@ pub(crate) struct HandlerInner {
     /// `Some` when the engine meters fuel: the fuel given to each request.
     pub(crate) fuel: Option<u64>,
     pub(crate) max_body_bytes: usize,
-    pub(crate) allowed_hosts: Arc<[String]>,
+    pub(crate) egress: crate::Egress,
     pub(crate) key_value: Option<crate::KeyValueGrant>,
     pub(crate) fuel_meter: Option<Arc<FuelMeter>>,
     pub(crate) node_memory: Option<Arc<crate::memory::NodeMemory>>,
@@ -412,7 +412,11 @@ impl HandlerInner {
             self.config.clone(),
             &self.logs,
             self.memory_limit,
-            self.allowed_hosts.clone(),
+            OutboundPolicy::new(
+                self.egress.clone(),
+                Arc::from(self.name.as_str()),
+                self.logs.clone(),
+            ),
             self.node_memory.clone(),
         );
         state.key_value = self.key_value.clone();

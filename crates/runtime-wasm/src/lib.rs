@@ -78,8 +78,8 @@
 //!   io) plus `wasi:http`. Imports and the exported `incoming-handler` resolve by
 //!   semver, so components built against any 0.2.x (Rust, Python, JS toolchains)
 //!   work. Capabilities are denied by default: no preopened directories, no socket
-//!   address is permitted, outbound HTTP only to
-//!   [`HandlerOptions::allowed_outbound_hosts`] (none by default).
+//!   address is permitted, outbound HTTP only where [`HandlerOptions::egress`] grants it
+//!   (nowhere by default; see [`Egress`]).
 //! * **Handler** — [`HttpHandler::handle`] gives each request a fresh instance in a
 //!   new store (microseconds with the pooling allocator), or, with
 //!   [`HandlerOptions::instance_reuse`], one from a small idle pool. A WASI 0.2
@@ -112,6 +112,7 @@ mod arm;
 mod body;
 mod cache;
 mod command;
+mod egress;
 mod engine;
 mod error;
 mod fuel;
@@ -125,6 +126,7 @@ mod state;
 
 pub use body::{BodyError, ResponseBody};
 pub use command::{CommandExit, CommandOptions};
+pub use egress::{Denials, Denied, Egress};
 pub use engine::{AllocatorKind, RuntimeConfig};
 pub use error::Error;
 pub use fuel::{FuelMeter, Throttled};

@@ -58,7 +58,7 @@ pub struct LogLine {
 }
 
 impl LogLine {
-    fn new(stream: Stream, bytes: &[u8]) -> Self {
+    pub(crate) fn new(stream: Stream, bytes: &[u8]) -> Self {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         LogLine {
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),

@@ -315,7 +315,7 @@ impl WasmRuntime {
             timeout: opts.timeout,
             fuel,
             max_body_bytes: config.max_body_bytes,
-            allowed_hosts: opts.allowed_outbound_hosts.into(),
+            egress: opts.egress,
             key_value: opts.key_value,
             fuel_meter: opts.fuel_meter,
             node_memory: self.inner.node_memory.clone(),

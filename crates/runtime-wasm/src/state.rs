@@ -1,5 +1,6 @@
 //! What a [`wasmtime::Store`] holds for one guest instance: WASI and wasi:http
-//! contexts, the resource table, the outbound-HTTP policy and the resource limits.
+//! contexts, the resource table, the outbound-HTTP policy ([`crate::egress`]) and the resource
+//! limits.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -7,7 +8,9 @@ use std::sync::atomic::Ordering;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::egress::OutboundPolicy;
 
 use crate::logs::{GuestOutput, LogBuffer, Stream};
 use crate::memory::{INSTANCE_LIMIT, NODE_LIMIT, NOT_REFUSED, NodeMemory, Refusal};
@@ -38,7 +41,7 @@ impl HostState {
         config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
         logs: &Arc<LogBuffer>,
         memory_limit: usize,
-        allowed_hosts: Arc<[String]>,
+        outbound: OutboundPolicy,
         node_memory: Option<Arc<NodeMemory>>,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
@@ -57,7 +60,7 @@ impl HostState {
             config,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            outbound: OutboundPolicy { allowed_hosts },
+            outbound,
             limits: GuestLimits::new(memory_limit, node_memory),
             key_value: None,
             fuel: None,
@@ -81,55 +84,6 @@ impl WasiHttpView for HostState {
             table: &mut self.table,
             hooks: &mut self.outbound,
         }
-    }
-}
-
-/// Decides a guest's outbound `wasi:http` requests: denied (`HTTP-request-denied`)
-/// unless the request's host, or `host:port`, is in the allow-list.
-pub(crate) struct OutboundPolicy {
-    allowed_hosts: Arc<[String]>,
-}
-
-impl OutboundPolicy {
-    fn allows(&self, uri: &http::Uri) -> bool {
-        let (Some(host), Some(authority)) = (uri.host(), uri.authority()) else {
-            return false;
-        };
-        self.allowed_hosts.iter().any(|allowed| {
-            allowed.eq_ignore_ascii_case(host) || allowed.eq_ignore_ascii_case(authority.as_str())
-        })
-    }
-}
-
-type SendFuture = Box<
-    dyn Future<
-            Output = wasmtime_wasi_http::Result<(
-                http::Response<WasiBody>,
-                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-            )>,
-        > + Send,
->;
-
-impl wasmtime_wasi_http::WasiHttpHooks for OutboundPolicy {
-    fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        options: Option<RequestOptions>,
-        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> SendFuture {
-        drop(fut);
-        if !self.allows(request.uri()) {
-            tracing::debug!(uri = %request.uri(), "guest outbound request denied");
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
-        }
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
-        })
     }
 }
 

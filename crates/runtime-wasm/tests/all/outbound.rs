@@ -1,4 +1,4 @@
-//! Outbound wasi:http requests: denied unless the host is allowed.
+//! Outbound wasi:http requests: denied unless a grant allows the request's own URL.
 
 use std::convert::Infallible;
 
@@ -6,21 +6,29 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use skiff_runtime_wasm::HandlerOptions;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http_body_util::BodyExt;
+use skiff_runtime_wasm::{Denials, Egress, HandlerOptions};
 use tokio::net::TcpListener;
 
 use crate::guests::{self, get};
 
-/// A loopback HTTP server answering every request with `upstream`; returns its
-/// address. It lives until the test's runtime shuts down.
-async fn upstream() -> std::net::SocketAddr {
+/// A loopback HTTP server answering every request with `upstream`; returns its address and
+/// how many requests it has had. It lives until the test's runtime shuts down.
+async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            let counted = counted.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("upstream"))))
+                let service = hyper::service::service_fn(move |_req| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("upstream")))) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -28,30 +36,109 @@ async fn upstream() -> std::net::SocketAddr {
             });
         }
     });
-    addr
+    (addr, hits)
+}
+
+fn grants(grants: &[&str]) -> Egress {
+    Egress {
+        grants: grants
+            .iter()
+            .map(|g| g.parse().unwrap())
+            .collect::<Vec<_>>()
+            .into(),
+        denials: Some(Arc::new(Denials::default())),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_allowed_hosts_are_reachable() {
-    let addr = upstream().await;
+async fn only_granted_destinations_are_reachable_and_denials_name_the_missing_grant() {
+    let (addr, _) = upstream().await;
     let cache = tempfile::tempdir().unwrap();
     let runtime = guests::runtime(&cache);
     let component = runtime.load(guests::hostile()).await.unwrap();
 
-    let denied = runtime
-        .handler(component.clone(), HandlerOptions::new("default/p/denied"))
-        .unwrap();
+    let mut opts = HandlerOptions::new("default/p/denied");
+    opts.egress = grants(&[]);
+    let denials = opts.egress.denials.clone().unwrap();
+    let logs = opts.logs.clone();
+    let denied = runtime.handler(component.clone(), opts).unwrap();
     let (status, body) = get(&denied, &format!("/outbound?to={addr}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("HttpRequestDenied"), "{body}");
+    let missing = format!("http://{addr}");
+    let taken = denials.take();
+    assert_eq!(taken["default/p/denied"].count, 1, "{taken:?}");
+    assert_eq!(taken["default/p/denied"].missing, missing);
+    let line = logs
+        .lines()
+        .into_iter()
+        .map(|l| l.line)
+        .find(|l| l.contains("denied"))
+        .unwrap();
+    assert!(line.contains(&format!("add {missing:?}")), "{line}");
 
     let mut opts = HandlerOptions::new("default/p/allowed");
-    opts.allowed_outbound_hosts = vec![addr.to_string()];
+    opts.egress = grants(&[&format!("http://{addr}"), "https://*.example.com"]);
     let allowed = runtime.handler(component, opts).unwrap();
     let (status, body) = get(&allowed, &format!("/outbound?to={addr}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "outbound allowed: 200\n");
-    // Another port on the same host is still denied.
+    // Another port on the same host is still denied, and so is the granted name over http.
     let (_, body) = get(&allowed, "/outbound?to=127.0.0.1:9").await;
     assert!(body.contains("HttpRequestDenied"), "{body}");
+    let (_, body) = get(&allowed, "/outbound?to=api.example.com").await;
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+}
+
+/// The destination is the request's own URL: neither the incoming request's `Host` or
+/// `X-Forwarded-Host`, nor a `host` header on the outgoing request, nor a URL without an
+/// authority can send a request to the granted destination elsewhere (a "self" request that
+/// took its destination from the incoming `Host` was a sandbox escape elsewhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_header_redirects_a_request_and_a_url_without_authority_is_denied() {
+    let (granted, _) = upstream().await;
+    let (other, other_hits) = upstream().await;
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = guests::runtime(&cache);
+    let component = runtime.load(guests::hostile()).await.unwrap();
+    let mut opts = HandlerOptions::new("default/p/self");
+    opts.egress = grants(&[&format!("http://{granted}")]);
+    let handler = runtime.handler(component, opts).unwrap();
+
+    let call = |path: String| {
+        let handler = handler.clone();
+        async move {
+            let request = http::Request::builder()
+                .uri(format!("http://{granted}{path}"))
+                .header("host", granted.to_string())
+                .header("x-forwarded-host", granted.to_string())
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = handler.handle(request).await;
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            String::from_utf8_lossy(&body).into_owned()
+        }
+    };
+    // Another destination, while the incoming request names the granted one.
+    let body = call(format!("/outbound?to={other}")).await;
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    // No authority at all: not filled in from the incoming Host.
+    // (wasi:http itself refuses a URL without authority before the grants are asked; were it
+    // ever to pass one on, the grants refuse it: no host, nothing granted.)
+    let body = call("/outbound?to=-".into()).await;
+    assert!(
+        body.contains("HttpRequestUriInvalid") || body.contains("HttpRequestDenied"),
+        "{body}"
+    );
+    // A host header naming the granted destination on a request to another.
+    let body = call(format!("/outbound?to={other}&host={granted}")).await;
+    assert!(
+        body.contains("HttpRequestDenied") || body.contains("host header refused"),
+        "{body}"
+    );
+    // The granted destination itself works.
+    let body = call(format!("/outbound?to={granted}")).await;
+    assert_eq!(body, "outbound allowed: 200\n");
+    // No request reached the other server.
+    assert_eq!(other_hits.load(Ordering::SeqCst), 0);
 }

@@ -10,6 +10,7 @@ mod containers;
 mod daemonset;
 mod disk;
 mod edge;
+mod egress;
 mod fuel;
 mod functions;
 mod ha;

@@ -12,7 +12,7 @@
 //! | `/env` | 200, the environment as `KEY=VALUE` lines |
 //! | `/print?n=N` | prints N numbered lines to stdout and one to stderr, then 200 |
 //! | `/echo` | 200, the request body read back (bounded by the host) |
-//! | `/outbound?to=HOST:PORT` | tries an outbound `GET http://HOST:PORT/` (default `example.com`); 200 with the outcome |
+//! | `/outbound?to=HOST:PORT` | tries an outbound `GET http://HOST:PORT/` (default `example.com`; `to=-`: no authority at all, `GET /` relative; `host=H`: also sets a `host` header H); 200 with the outcome |
 //! | `/fs` | tries to list `/`; 200 with the outcome |
 //! | `/config` | 200, `wasi:config/store` `get-all` as sorted `KEY=VALUE` lines |
 //! | `/config?key=K` | 200, `K=VALUE` from `wasi:config/store` `get`, or `K unset` |
@@ -130,7 +130,7 @@ impl Guest for Hostile {
             }
             "/outbound" => {
                 let authority = text_param(query, "to").unwrap_or("example.com");
-                let outcome = try_outbound(authority);
+                let outcome = try_outbound(authority, text_param(query, "host"));
                 respond(out, 200, outcome.as_bytes());
             }
             "/fs" => {
@@ -183,11 +183,20 @@ fn text_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-/// Tries an outbound `GET http://<authority>/` and describes what happened.
-fn try_outbound(authority: &str) -> String {
-    let request = OutgoingRequest::new(Fields::new());
+/// Tries an outbound `GET http://<authority>/` (`-`: no authority), with a `host` header when
+/// given, and describes what happened.
+fn try_outbound(authority: &str, host_header: Option<&str>) -> String {
+    let headers = Fields::new();
+    if let Some(h) = host_header
+        && let Err(e) = headers.append(&"host".to_string(), &h.as_bytes().to_vec())
+    {
+        return format!("host header refused: {e:?}\n");
+    }
+    let request = OutgoingRequest::new(headers);
     let _ = request.set_scheme(Some(&Scheme::Http));
-    let _ = request.set_authority(Some(authority));
+    if authority != "-" {
+        let _ = request.set_authority(Some(authority));
+    }
     let _ = request.set_path_with_query(Some("/"));
     match outgoing_handler::handle(request, None) {
         Err(code) => format!("outbound denied: {code:?}\n"),
