@@ -4,6 +4,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,25 +15,40 @@ use skiff_listen::{Guard, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+/// What [`server`] gives the test.
+struct Server {
+    addr: SocketAddr,
+    guard: Guard,
+    /// Send `true` to answer the waiting `/slow` requests.
+    release: tokio::sync::watch::Sender<bool>,
+    /// `/slow` requests in service (their handler running).
+    slow_in_service: Arc<AtomicUsize>,
+}
+
 /// Serves `/` (answers at once) and `/slow` (answers once the returned sender says `true`)
 /// behind a guard.
-async fn server(limits: Limits) -> (SocketAddr, Guard, tokio::sync::watch::Sender<bool>) {
+async fn server(limits: Limits) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let guard = Guard::new("test", limits);
     let g = guard.clone();
     let (release, released) = tokio::sync::watch::channel(false);
+    let slow_in_service = Arc::new(AtomicUsize::new(0));
+    let in_service = slow_in_service.clone();
     tokio::spawn(async move {
         loop {
             let (stream, _, slot) = g.accept(&listener).await;
             let builder = skiff_listen::http1(g.limits());
             let released = released.clone();
+            let in_service = in_service.clone();
             tokio::spawn(async move {
                 let svc = slot.track(hyper::service::service_fn(
                     move |req: Request<hyper::body::Incoming>| {
                         let mut released = released.clone();
+                        let in_service = in_service.clone();
                         async move {
                             if req.uri().path() == "/slow" {
+                                in_service.fetch_add(1, Ordering::SeqCst);
                                 let _ = released.wait_for(|r| *r).await;
                             }
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
@@ -43,7 +60,12 @@ async fn server(limits: Limits) -> (SocketAddr, Guard, tokio::sync::watch::Sende
             });
         }
     });
-    (addr, guard, release)
+    Server {
+        addr,
+        guard,
+        release,
+        slow_in_service,
+    }
 }
 
 /// A connection from `source` that sends half a request head and then nothing.
@@ -87,7 +109,7 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_slow_connections_recycles_its_own_slots_and_prompt_clients_are_served() {
     let limits = Limits::for_listener(32).per_source(16);
-    let (addr, guard, _release) = server(limits).await;
+    let Server { addr, guard, .. } = server(limits).await;
     // Ten times the cap, from the same address as the prompt client and from another.
     let mut flood = Vec::new();
     for i in 0..320 {
@@ -113,7 +135,7 @@ async fn a_flood_of_slow_connections_recycles_its_own_slots_and_prompt_clients_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_header_timeout_closes_a_half_sent_request_and_an_idle_kept_alive_connection() {
     let limits = Limits::for_listener(32).header_timeout(Duration::from_millis(500));
-    let (addr, guard, _release) = server(limits).await;
+    let Server { addr, guard, .. } = server(limits).await;
     let mut half = slow("127.0.0.1", addr).await;
     let started = Instant::now();
     assert!(closed_within(&mut half, Duration::from_secs(5)).await);
@@ -146,16 +168,28 @@ async fn the_header_timeout_closes_a_half_sent_request_and_an_idle_kept_alive_co
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_serving_a_request_is_never_closed_to_make_room() {
     let limits = Limits::for_listener(16).per_source(16);
-    let (addr, guard, release) = server(limits.clone()).await;
+    let Server {
+        addr,
+        guard,
+        release,
+        slow_in_service,
+    } = server(limits.clone()).await;
     let cap = limits.max_connections;
     // Fill every slot with a request in service.
     let mut busy = Vec::new();
     for _ in 0..cap {
         busy.push(tokio::spawn(get(addr, "/slow")));
     }
+    // Every connection held, and every request in its handler (a connection whose request
+    // head has not been read yet is still idle, and may be closed to make room).
     let deadline = Instant::now() + Duration::from_secs(2);
-    while guard.held() < cap {
-        assert!(Instant::now() < deadline, "held {} of {cap}", guard.held());
+    while guard.held() < cap || slow_in_service.load(Ordering::SeqCst) < cap {
+        assert!(
+            Instant::now() < deadline,
+            "held {} of {cap}, {} in service",
+            guard.held(),
+            slow_in_service.load(Ordering::SeqCst)
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Now a new connection is refused (closed at once), and nobody in service is cut off.
