@@ -48,10 +48,12 @@ wait_for() {
   done
 }
 
+# Runs schemathesis in the run's own directory (it keeps a cache of what it found in
+# ./.schemathesis, which belongs to the run, not to the tree).
 st() {
-  SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$root/tests/api" \
+  (cd "$work" && SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$root/tests/api" \
     "$venv/bin/schemathesis" --config-file "$root/tests/api/schemathesis.toml" run --no-color \
-    --request-timeout 20 --workers 2 "$@"
+    --request-timeout 20 --workers 2 "$@")
 }
 checks=not_a_server_error,error_answers_are_json_error_bodies,response_schema_conformance,content_type_conformance
 
