@@ -10,6 +10,7 @@ use skiff_api::OutboundGrant;
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
 use crate::logs::{LogBuffer, LogLine, Stream};
+use crate::trace::Trace;
 
 /// What a guest may reach over `wasi:http`, and where its denials are counted.
 #[derive(Debug, Clone, Default)]
@@ -64,11 +65,23 @@ pub(crate) struct OutboundPolicy {
     egress: Egress,
     name: Arc<str>,
     logs: Arc<LogBuffer>,
+    /// The trace of the request being served, carried to the requests the guest sends.
+    trace: Option<Trace>,
 }
 
 impl OutboundPolicy {
     pub(crate) fn new(egress: Egress, name: Arc<str>, logs: Arc<LogBuffer>) -> Self {
-        OutboundPolicy { egress, name, logs }
+        OutboundPolicy {
+            egress,
+            name,
+            logs,
+            trace: None,
+        }
+    }
+
+    /// Sets the trace of the request the guest serves now (none: nothing is propagated).
+    pub(crate) fn set_trace(&mut self, trace: Option<Trace>) {
+        self.trace = trace;
     }
 
     /// `None` when `uri` is allowed, else the grant that would allow it (or why none can).
@@ -115,7 +128,7 @@ type SendFuture = Box<
 impl wasmtime_wasi_http::WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
@@ -123,6 +136,9 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutboundPolicy {
         if let Some(why) = self.refusal(request.uri()) {
             self.deny(request.uri(), &why);
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        if let Some(trace) = &self.trace {
+            trace.propagate(request.headers_mut());
         }
         Box::new(async move {
             use http_body_util::BodyExt;

@@ -517,6 +517,9 @@ async fn call(
             }
         }
     };
+    // Per request: a reused instance must not carry the previous request's trace.
+    let trace = crate::trace::Trace::of(req.headers());
+    instance.store.data_mut().outbound.set_trace(trace);
     let (request, outparam) = resources(&mut instance.store, req, tx)?;
     let called = instance
         .proxy

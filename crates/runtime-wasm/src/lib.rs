@@ -123,6 +123,7 @@ mod logs;
 mod memory;
 mod runtime;
 mod state;
+mod trace;
 
 pub use body::{BodyError, ResponseBody};
 pub use command::{CommandExit, CommandOptions};

@@ -26,7 +26,7 @@ pub(crate) struct HostState {
     pub(crate) config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
     http: WasiHttpCtx,
     pub(crate) table: ResourceTable,
-    outbound: OutboundPolicy,
+    pub(crate) outbound: OutboundPolicy,
     pub(crate) limits: GuestLimits,
     /// The key-value stores the guest may open.
     pub(crate) key_value: Option<crate::KeyValueGrant>,

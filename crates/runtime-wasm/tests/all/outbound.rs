@@ -6,8 +6,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use http_body_util::BodyExt;
 use skiff_runtime_wasm::{Denials, Egress, HandlerOptions};
@@ -15,19 +14,22 @@ use tokio::net::TcpListener;
 
 use crate::guests::{self, get};
 
+/// The heads of the requests a loopback server had.
+type Seen = Arc<Mutex<Vec<http::HeaderMap>>>;
+
 /// A loopback HTTP server answering every request with `upstream`; returns its address and
-/// how many requests it has had. It lives until the test's runtime shuts down.
-async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// the headers of every request it had. It lives until the test's runtime shuts down.
+async fn upstream() -> (std::net::SocketAddr, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
+    let seen: Seen = Arc::default();
+    let recorded = seen.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let counted = counted.clone();
+            let recorded = recorded.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    counted.fetch_add(1, Ordering::SeqCst);
+                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    recorded.lock().unwrap().push(req.headers().clone());
                     async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("upstream")))) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -36,7 +38,7 @@ async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
             });
         }
     });
-    (addr, hits)
+    (addr, seen)
 }
 
 fn grants(grants: &[&str]) -> Egress {
@@ -97,7 +99,7 @@ async fn only_granted_destinations_are_reachable_and_denials_name_the_missing_gr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_header_redirects_a_request_and_a_url_without_authority_is_denied() {
     let (granted, _) = upstream().await;
-    let (other, other_hits) = upstream().await;
+    let (other, other_seen) = upstream().await;
     let cache = tempfile::tempdir().unwrap();
     let runtime = guests::runtime(&cache);
     let component = runtime.load(guests::hostile()).await.unwrap();
@@ -140,5 +142,49 @@ async fn no_header_redirects_a_request_and_a_url_without_authority_is_denied() {
     let body = call(format!("/outbound?to={granted}")).await;
     assert_eq!(body, "outbound allowed: 200\n");
     // No request reached the other server.
-    assert_eq!(other_hits.load(Ordering::SeqCst), 0);
+    assert_eq!(other_seen.lock().unwrap().len(), 0);
+}
+
+/// The trace of the request a guest serves goes on with the requests it sends: same trace id
+/// and flags, a new parent id, the tracestate as it came; a reused instance does not keep the
+/// previous request's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_incoming_trace_is_carried_to_outgoing_requests() {
+    let (addr, seen) = upstream().await;
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = guests::runtime(&cache);
+    let component = runtime.load(guests::hostile()).await.unwrap();
+    let mut opts = HandlerOptions::new("default/p/traced");
+    opts.egress = grants(&[&format!("http://{addr}")]);
+    opts.instance_reuse = true;
+    let handler = runtime.handler(component, opts).unwrap();
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for traced in [true, false] {
+        let mut request = http::Request::builder().uri(format!("http://test.local/outbound?to={addr}"));
+        if traced {
+            request = request
+                .header("traceparent", incoming)
+                .header("tracestate", "congo=t61rcWkgMzE");
+        }
+        let resp = handler
+            .handle(request.body(Full::new(Bytes::new())).unwrap())
+            .await;
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "outbound allowed: 200\n");
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    let sent = seen[0]["traceparent"].to_str().unwrap();
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01"),
+        "{sent}"
+    );
+    assert!(parts[2].len() == 16 && parts[2] != "00f067aa0ba902b7", "{sent}");
+    assert_eq!(seen[0]["tracestate"], "congo=t61rcWkgMzE");
+    assert!(
+        !seen[1].contains_key("traceparent"),
+        "an untraced request starts no trace"
+    );
 }
