@@ -17,7 +17,7 @@ use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathItem, PathsBuilder, Ref,
     RefOr, Required,
 };
-use utoipa::{PartialSchema, ToSchema};
+use utoipa::ToSchema;
 
 mod other_routes;
 
@@ -71,11 +71,9 @@ pub fn document() -> OpenApi {
 /// Every schema the document's routes refer to, by name. A name may come more than once (each
 /// type that refers to it adds it), always with the same schema.
 pub fn component_schemas() -> Vec<NamedSchema> {
-    let mut schemas = vec![
-        (ErrorBody::name().into_owned(), ErrorBody::schema()),
-        (Object::name().into_owned(), Object::schema()),
-    ];
-    ErrorBody::schemas(&mut schemas);
+    let mut schemas = Vec::new();
+    add_schema::<ErrorBody>(&mut schemas);
+    add_schema::<Object>(&mut schemas);
     for kind in Kind::ALL {
         let (own, refs) = skiff_api::kind_schema(kind);
         schemas.push(own);
@@ -103,7 +101,7 @@ pub(crate) type Route = (String, HttpMethod, Operation);
 fn kind_routes(kind: Kind) -> Vec<Route> {
     let plural = kind.plural();
     let name = kind.as_str();
-    let (collection, base) = if kind == Kind::Namespace || !kind.namespaced() {
+    let (collection, base) = if !kind.namespaced() {
         (format!("/api/v1/{plural}"), Vec::new())
     } else {
         (
@@ -112,18 +110,8 @@ fn kind_routes(kind: Kind) -> Vec<Route> {
         )
     };
     let item = format!("{collection}/{{name}}");
-    let tag = plural;
     let op = |verb: &str, summary: String, params: &[Parameter]| {
-        let mut b = OperationBuilder::new()
-            .tag(tag)
-            .operation_id(Some(format!("{verb}{name}")))
-            .summary(Some(summary))
-            .response("4XX", error_response())
-            .response("5XX", error_response());
-        for p in params {
-            b = b.parameter(p.clone());
-        }
-        b
+        operation(plural, &format!("{verb}{name}"), &summary, params)
     };
     let list = [base.clone(), list_params()].concat();
     let named = [
@@ -160,7 +148,7 @@ fn kind_routes(kind: Kind) -> Vec<Route> {
                 .build(),
         ));
     }
-    if kind.namespaced() && kind != Kind::Namespace {
+    if kind.namespaced() {
         routes.push((
             format!("{item}/status"),
             HttpMethod::Get,
@@ -217,6 +205,20 @@ fn kind_routes(kind: Kind) -> Vec<Route> {
     routes
 }
 
+/// An operation with the error answers every route has.
+pub(crate) fn operation(tag: &str, id: &str, summary: &str, params: &[Parameter]) -> OperationBuilder {
+    let mut b = OperationBuilder::new()
+        .tag(tag)
+        .operation_id(Some(id))
+        .summary(Some(summary))
+        .response("4XX", error_response())
+        .response("5XX", error_response());
+    for p in params {
+        b = b.parameter(p.clone());
+    }
+    b
+}
+
 /// The name of the schema of a list of `kind`'s objects.
 fn list_name(kind: Kind) -> String {
     format!("{}List", kind.as_str())
@@ -230,7 +232,7 @@ fn list_schema(kind: Kind) -> RefOr<Schema> {
             count("The revision the list was read at; watch from here to miss nothing."),
         )
         .required("resourceVersion")
-        .property("items", ArrayBuilder::new().items(reference(kind.as_str())))
+        .property("items", array_of(kind.as_str()))
         .required("items")
         .into()
 }
@@ -309,6 +311,11 @@ pub(crate) fn query_param(name: &str, description: &str, schema: RefOr<Schema>) 
 /// A reference to the component named `name`.
 pub(crate) fn reference(name: &str) -> RefOr<Schema> {
     RefOr::Ref(Ref::from_schema_name(name))
+}
+
+/// An array of the component named `name`.
+pub(crate) fn array_of(name: &str) -> RefOr<Schema> {
+    ArrayBuilder::new().items(reference(name)).build().into()
 }
 
 /// Any string.

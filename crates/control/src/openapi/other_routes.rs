@@ -4,7 +4,7 @@ use skiff_api::{
     KeyPage, KeyValueStore, MemberView, NamedSchema, NodeJoinRequest, NodeJoinResponse, NodeRenewRequest,
     TopicStatus,
 };
-use utoipa::openapi::path::{HttpMethod, OperationBuilder, Parameter};
+use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Schema, Type};
@@ -12,23 +12,9 @@ use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{ContentBuilder, Required};
 
 use super::{
-    Route, add_schema, any_object, consistency_param, count, error_response, json_body, json_response,
-    path_param, query_param, reference, text,
+    Route, add_schema, any_object, array_of, consistency_param, count, json_body, json_response,
+    operation as op, path_param, query_param, reference, text,
 };
-
-/// An operation builder with the error answers every route has.
-fn op(tag: &str, id: &str, summary: &str, params: &[Parameter]) -> OperationBuilder {
-    let mut b = OperationBuilder::new()
-        .tag(tag)
-        .operation_id(Some(id))
-        .summary(Some(summary))
-        .response("4XX", error_response())
-        .response("5XX", error_response());
-    for p in params {
-        b = b.parameter(p.clone());
-    }
-    b
-}
 
 /// Bytes, in and out.
 fn bytes_content() -> utoipa::openapi::Content {
@@ -104,10 +90,6 @@ fn keyvalue_routes() -> Vec<Route> {
         ),
     ];
     let keys = "/api/v1/namespaces/{namespace}/keyvalue/{store}/keys/{key}";
-    let stores = ArrayBuilder::new()
-        .items(reference("KeyValueStore"))
-        .build()
-        .into();
     vec![
         (
             "/api/v1/keyvalue".into(),
@@ -118,7 +100,7 @@ fn keyvalue_routes() -> Vec<Route> {
                 "List the key-value stores of every namespace",
                 std::slice::from_ref(&consistency),
             )
-            .response("200", json_response("The stores", stores))
+            .response("200", json_response("The stores", array_of("KeyValueStore")))
             .build(),
         ),
         (
@@ -130,16 +112,7 @@ fn keyvalue_routes() -> Vec<Route> {
                 "List a namespace's key-value stores",
                 &[ns.clone(), consistency.clone()],
             )
-            .response(
-                "200",
-                json_response(
-                    "The stores",
-                    ArrayBuilder::new()
-                        .items(reference("KeyValueStore"))
-                        .build()
-                        .into(),
-                ),
-            )
+            .response("200", json_response("The stores", array_of("KeyValueStore")))
             .build(),
         ),
         (
@@ -235,7 +208,6 @@ fn topic_routes() -> Vec<Route> {
     let topic = path_param("topic", "The topic's name.");
     let fname = path_param("name", "The function's name.");
     let consistency = consistency_param();
-    let topics = || ArrayBuilder::new().items(reference("TopicStatus")).build().into();
     vec![
         (
             "/api/v1/topics".into(),
@@ -246,7 +218,7 @@ fn topic_routes() -> Vec<Route> {
                 "List the topics of every namespace",
                 std::slice::from_ref(&consistency),
             )
-            .response("200", json_response("The topics", topics()))
+            .response("200", json_response("The topics", array_of("TopicStatus")))
             .build(),
         ),
         (
@@ -258,7 +230,7 @@ fn topic_routes() -> Vec<Route> {
                 "List a namespace's topics",
                 &[ns.clone(), consistency.clone()],
             )
-            .response("200", json_response("The topics", topics()))
+            .response("200", json_response("The topics", array_of("TopicStatus")))
             .build(),
         ),
         (
@@ -351,7 +323,7 @@ fn topic_routes() -> Vec<Route> {
 fn cluster_routes() -> Vec<Route> {
     let digest = path_param("digest", "`sha256:` and 64 hex digits.");
     let objects: utoipa::openapi::RefOr<Schema> = ObjectBuilder::new()
-        .property("objects", ArrayBuilder::new().items(reference("Object")))
+        .property("objects", array_of("Object"))
         .required("objects")
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
         .into();
@@ -427,13 +399,7 @@ fn cluster_routes() -> Vec<Route> {
             "/api/v1/members".into(),
             HttpMethod::Get,
             op("cluster", "listMembers", "The control members", &[])
-                .response(
-                    "200",
-                    json_response(
-                        "The members",
-                        ArrayBuilder::new().items(reference("MemberView")).build().into(),
-                    ),
-                )
+                .response("200", json_response("The members", array_of("MemberView")))
                 .build(),
         ),
         (
