@@ -6,6 +6,7 @@
 //! kind or field appears here by itself. The other routes are listed in [`other_routes`]; a
 //! test holds every route the router serves against this document.
 use skiff_api::{ErrorBody, Kind, NamedSchema, Object};
+use utoipa::ToSchema;
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
 };
@@ -17,7 +18,6 @@ use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathItem, PathsBuilder, Ref,
     RefOr, Required,
 };
-use utoipa::ToSchema;
 
 mod other_routes;
 

@@ -84,36 +84,48 @@ impl OutboundPolicy {
         self.trace = trace;
     }
 
-    /// `None` when `uri` is allowed, else the grant that would allow it (or why none can).
-    fn refusal(&self, uri: &http::Uri) -> Option<String> {
+    /// `None` when `uri` is allowed, else why not.
+    fn refusal(&self, uri: &http::Uri) -> Option<Refusal> {
         let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
-            return Some(format!(
+            return Some(Refusal::Unusable(format!(
                 "the request URL {uri} has no scheme or host: give an absolute http(s) URL"
-            ));
+            )));
         };
         let Some(port) = uri.port_u16().or_else(|| skiff_api::default_port(scheme)) else {
-            return Some(format!("scheme {scheme:?} is not http or https"));
+            return Some(Refusal::Unusable(format!(
+                "scheme {scheme:?} is not http or https"
+            )));
         };
         if self.egress.grants.iter().any(|g| g.allows(scheme, host, port)) {
             return None;
         }
-        Some(OutboundGrant::suggest(scheme, host, port))
+        Some(Refusal::NoGrant(OutboundGrant::suggest(scheme, host, port)))
     }
 
-    fn deny(&self, uri: &http::Uri, why: &str) {
-        let text = if why.contains("://") && !why.contains(' ') {
-            format!(
-                "skiff: outbound request to {uri} denied: no grant in capabilities.outbound allows it; add {why:?}"
-            )
-        } else {
-            format!("skiff: outbound request denied: {why}")
+    fn deny(&self, uri: &http::Uri, refusal: Refusal) {
+        let (text, missing) = match refusal {
+            Refusal::NoGrant(grant) => (
+                format!(
+                    "skiff: outbound request to {uri} denied: no grant in capabilities.outbound allows it; add {grant:?}"
+                ),
+                grant,
+            ),
+            Refusal::Unusable(why) => (format!("skiff: outbound request denied: {why}"), why),
         };
         tracing::debug!(handler = %self.name, %uri, "guest outbound request denied");
         self.logs.push(LogLine::new(Stream::Stderr, text.as_bytes()));
         if let Some(d) = &self.egress.denials {
-            d.count(&self.name, why);
+            d.count(&self.name, &missing);
         }
     }
+}
+
+/// Why an outbound request is denied.
+enum Refusal {
+    /// No grant allows it; this one would.
+    NoGrant(String),
+    /// No grant could: the URL cannot be matched (why).
+    Unusable(String),
 }
 
 type SendFuture = Box<
@@ -133,8 +145,8 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutboundPolicy {
         fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         drop(fut);
-        if let Some(why) = self.refusal(request.uri()) {
-            self.deny(request.uri(), &why);
+        if let Some(refusal) = self.refusal(request.uri()) {
+            self.deny(request.uri(), refusal);
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         if let Some(trace) = &self.trace {
