@@ -1,8 +1,6 @@
 //! W3C Trace Context across a guest: the `traceparent` (and `tracestate`) of the request a
 //! guest serves is carried to the `wasi:http` requests it sends, each as a new child span —
 //! the same trace id and flags, a fresh parent id — unless the guest set its own.
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
@@ -67,25 +65,9 @@ impl Trace {
     }
 }
 
-/// A fresh span id: 16 hex digits, never all zero, unique within the process (a counter
-/// mixed with the process start time and id through SplitMix64).
+/// A fresh, random span id: 16 hex digits, never all zero.
 fn span_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let seed = *SEED.get_or_init(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        now ^ (u64::from(std::process::id()) << 32)
-    });
-    let mut z = seed.wrapping_add(
-        NEXT.fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    format!("{:016x}", z.max(1))
+    format!("{:016x}", rand::random::<u64>().max(1))
 }
 
 #[cfg(test)]
