@@ -70,8 +70,7 @@ impl FuelBudgets {
         let mut out: BTreeMap<String, u64> = BTreeMap::new();
         for m in lock(&self.meters).values() {
             for (handler, n) in m.take_throttled() {
-                // Handler names are `namespace/pod/component`.
-                let pod = handler.rsplit_once('/').map_or(handler.as_str(), |(p, _)| p);
+                let (pod, _) = crate::util::handler_pod(&handler);
                 *out.entry(pod.to_owned()).or_default() += n;
             }
         }

@@ -33,8 +33,7 @@ impl EgressReports {
     fn take(&self) -> BTreeMap<String, DeniedOutbound> {
         let mut out: BTreeMap<String, DeniedOutbound> = BTreeMap::new();
         for (handler, d) in self.denials.take() {
-            // Handler names are `namespace/pod/component`.
-            let (pod, component) = handler.rsplit_once('/').unwrap_or((handler.as_str(), ""));
+            let (pod, component) = crate::util::handler_pod(&handler);
             let e = out.entry(pod.to_owned()).or_default();
             e.count += d.count;
             e.component = component.to_owned();

@@ -18,6 +18,12 @@ pub(crate) fn key(p: &Pod) -> String {
     format!("{}/{}", p.metadata.namespace_or_default(), p.metadata.name)
 }
 
+/// The pod key (`namespace/name`) and component of a runtime handler's name
+/// (`namespace/pod/component`, as [`key`] and the component's name make it).
+pub(crate) fn handler_pod(handler: &str) -> (&str, &str) {
+    handler.rsplit_once('/').unwrap_or((handler, ""))
+}
+
 /// A plain-text response with the data plane's body type.
 pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
     let mut r = Response::new(
